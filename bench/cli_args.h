@@ -1,0 +1,47 @@
+/* bench/cli_args.h: strict long-option parsing for the ilbench subcommands.
+ * Each subcommand declares the options it accepts; anything else is an error
+ * that names the option and lists the valid ones. Nothing is silently ignored. */
+#ifndef IL_CLI_ARGS_H
+#define IL_CLI_ARGS_H
+
+#include "il_status.h"
+
+typedef struct il_cli_spec {
+  const char *name;    /* without leading dashes */
+  int takes_value;     /* 0 for flags */
+  const char *help;
+  const char *def;     /* default shown in --help, or NULL */
+} il_cli_spec;
+
+#define IL_CLI_MAX 48
+
+typedef struct il_cli {
+  const il_cli_spec *spec;
+  int nspec;
+  const char *value[IL_CLI_MAX]; /* NULL when not given; flags get "1" */
+  const char *positional[16];
+  int npositional;
+  const char *command;
+} il_cli;
+
+/* argv excludes the program and the subcommand. */
+il_status il_cli_parse(il_cli *cli, const char *command, const il_cli_spec *spec, int nspec, int argc,
+                       char **argv, int max_positional);
+/* Value of an option, or def when absent. */
+const char *il_cli_get(const il_cli *cli, const char *name, const char *def);
+int il_cli_has(const il_cli *cli, const char *name);
+void il_cli_usage(const char *command, const char *synopsis, const il_cli_spec *spec, int nspec);
+
+/* Typed getters with range checks; messages name the option. */
+il_status il_cli_int(const il_cli *cli, const char *name, long def, long lo, long hi, long *out);
+il_status il_cli_double(const il_cli *cli, const char *name, double def, double *out);
+il_status il_cli_positive_double(const il_cli *cli, const char *name, double def, double *out);
+/* Comma lists: "1e-2,1e-4". Returns count in *n (max cap). */
+il_status il_cli_double_list(const il_cli *cli, const char *name, const char *def, double *vals, int cap, int *n,
+                             int positive);
+il_status il_cli_int_list(const il_cli *cli, const char *name, const char *def, long lo, long hi, long *vals,
+                          int cap, int *n);
+/* Check a value is one of a '|'-separated set of choices. */
+il_status il_cli_choice(const il_cli *cli, const char *name, const char *def, const char *choices, const char **out);
+
+#endif

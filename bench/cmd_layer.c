@@ -1,0 +1,174 @@
+/* bench/cmd_layer.c: `ilbench layer`, one implicit layer forward+backward on
+ * random data (no dataset), for each hidden size and tolerance in a list.
+ * Times are the median of --repeat runs after --warmup runs. GFLOP/s come from
+ * an analytic count of the work done (see flops_* below), not from a profiler. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_args.h"
+#include "commands.h"
+#include "il_layer.h"
+#include "il_rng.h"
+
+static const il_cli_spec layer_spec[] = {
+    {"solver", 1, "forward solver(s), comma list", "fp"},
+    {"backward", 1, "backward mode(s), comma list", "unroll"},
+    {"hidden", 1, "hidden sizes, comma list", "50,100,200,400"},
+    {"batch", 1, "batch size", "100"},
+    {"tol", 1, "tolerances, comma list", "1e-4"},
+    {"max-iter", 1, "solver iteration limit", "solver default"},
+    {"scale", 1, "W = scale * U(-1,1)/sqrt(n) (PyTorch Linear init at 1)", "1"},
+    {"warmup", 1, "untimed runs", "2"},
+    {"repeat", 1, "timed runs (median reported)", "10"},
+    {"threads", 1, "BLAS and batch threads", "1"},
+    {"seed", 1, "random seed", "0"},
+    {"help", 0, "show this help", NULL},
+};
+#define NSPEC ((int)(sizeof layer_spec / sizeof layer_spec[0]))
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Analytic FLOP counts. A (B,n)x(n,n) GEMM is 2Bn^2; LU of n x n is 2n^3/3; a triangular solve pair 2n^2. */
+static double flops_forward(const char *solver, int B, int n, int iters) {
+  double gemm = 2.0 * B * n * n;
+  if (strcmp(solver, "newton") == 0) /* maps: start + one per check; per step: Jacobian build, LU, solve */
+    return (iters + 2) * gemm + iters * B * (2.0 * n * n * n / 3 + 2.0 * n * n + 1.0 * n * n);
+  return iters * gemm;
+}
+static double flops_backward(const char *solver, const char *backward, int B, int n, int iters) {
+  double gemm = 2.0 * B * n * n;
+  if (strcmp(backward, "implicit") == 0) { /* (maybe LU at z*), transposed solve, residual vjp, final vjp */
+    double lu = strcmp(solver, "newton") == 0 ? 0 : B * (2.0 * n * n * n / 3 + 1.0 * n * n);
+    return lu + B * 2.0 * n * n + 2 * gemm + 2 * gemm;
+  }
+  if (strcmp(solver, "newton") == 0) /* per step: solve^T, vjp (2 GEMM), jvp_vjp (4 GEMM) */
+    return iters * (B * 2.0 * n * n + 6 * gemm) + gemm;
+  return iters * 2 * gemm; /* per iterate: dz and dW GEMMs */
+}
+
+int il_cmd_layer(int argc, char **argv) {
+  il_cli cli;
+  char solvers[8][32], backwards[8][32];
+  int ns = 0, nbk = 0, nh, nt;
+  long hidden[64], B, max_iter, warmup, repeat, threads, seed;
+  double tols[64], scale;
+  if (il_cli_parse(&cli, "layer", layer_spec, NSPEC, argc, argv, 0) != IL_OK) goto usage_err;
+  if (il_cli_has(&cli, "help")) {
+    il_cli_usage("layer", "[options]", layer_spec, NSPEC);
+    return 0;
+  }
+  {
+    const char *lists[2] = {il_cli_get(&cli, "solver", "fp"), il_cli_get(&cli, "backward", "unroll")};
+    for (int w = 0; w < 2; w++) {
+      char buf[256];
+      snprintf(buf, sizeof buf, "%s", lists[w]);
+      char *save = NULL;
+      for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (w == 0 && !il_solver_find(t)) {
+          IL_ERR(IL_ERR_ARG, "--solver: unknown solver '%s' (valid: %s)", t, il_solver_names());
+          goto usage_err;
+        }
+        if (w == 1 && !il_backward_find(t)) {
+          IL_ERR(IL_ERR_ARG, "--backward: unknown backward mode '%s' (valid: %s)", t, il_backward_names());
+          goto usage_err;
+        }
+        if ((w ? nbk : ns) == 8) {
+          IL_ERR(IL_ERR_ARG, "too many items in --%s", w ? "backward" : "solver");
+          goto usage_err;
+        }
+        snprintf(w ? backwards[nbk++] : solvers[ns++], 32, "%s", t);
+      }
+    }
+  }
+  if (il_cli_int_list(&cli, "hidden", "50,100,200,400", 1, 8192, hidden, 64, &nh) != IL_OK ||
+      il_cli_double_list(&cli, "tol", "1e-4", tols, 64, &nt, 1) != IL_OK ||
+      il_cli_int(&cli, "batch", 100, 1, 100000, &B) != IL_OK ||
+      il_cli_int(&cli, "max-iter", 0, 1, 1000000, &max_iter) != IL_OK ||
+      il_cli_positive_double(&cli, "scale", 1, &scale) != IL_OK ||
+      il_cli_int(&cli, "warmup", 2, 0, 1000, &warmup) != IL_OK ||
+      il_cli_int(&cli, "repeat", 10, 1, 100000, &repeat) != IL_OK ||
+      il_cli_int(&cli, "threads", 1, 1, 256, &threads) != IL_OK ||
+      il_cli_int(&cli, "seed", 0, 0, 0x7fffffffffffffffL, &seed) != IL_OK)
+    goto usage_err;
+
+  const il_backend *be;
+  if (il_backend_cpu((int)threads, &be) != IL_OK) goto usage_err;
+  printf("%-7s %-9s %6s %5s %8s %10s %10s %6s %10s %-10s %9s %9s %14s %14s\n", "solver", "backward", "hidden",
+         "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "fwd_GF/s", "bwd_GF/s", "saved_bytes",
+         "workspace_B");
+  for (int si = 0; si < ns; si++)
+    for (int bi = 0; bi < nbk; bi++) {
+      const il_solver_ops *so = il_solver_find(solvers[si]);
+      const il_backward_ops *bo = il_backward_find(backwards[bi]);
+      if (bo->needs_tape && !so->unroll_backward) {
+        printf("# skip %s/%s: unsupported pair\n", solvers[si], backwards[bi]);
+        continue;
+      }
+      for (int hi = 0; hi < nh; hi++)
+        for (int ti = 0; ti < nt; ti++) {
+          const int n = (int)hidden[hi];
+          const size_t len = (size_t)B * n, nn = (size_t)n * n;
+          /* refuse before allocating: unrolled Newton keeps one LU per step */
+          double need = (double)sizeof(float) * ((double)B * nn * (max_iter ? max_iter : so->default_max_iter) + 8.0 * len);
+          if (il_phys_mem() && need > (double)il_phys_mem()) {
+            fprintf(stderr, "ilbench layer: error: hidden %d needs about %.3g GiB, more than this machine has\n", n,
+                    need / (1 << 30));
+            return 2;
+          }
+          float *W = malloc(nn * sizeof *W), *x = malloc(len * sizeof *x), *C = malloc(len * sizeof *C);
+          float *out = malloc(len * sizeof *out), *dx = malloc(len * sizeof *dx), *dW = malloc(nn * sizeof *dW);
+          double *tf = malloc((size_t)repeat * sizeof *tf), *tb = malloc((size_t)repeat * sizeof *tb);
+          if (!W || !x || !C || !out || !dx || !dW || !tf || !tb) {
+            fprintf(stderr, "ilbench layer: error: out of memory at hidden %d\n", n);
+            return 1;
+          }
+          il_rng r;
+          il_rng_seed(&r, (uint64_t)seed);
+          for (size_t i = 0; i < nn; i++) W[i] = (float)(scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
+          for (size_t i = 0; i < len; i++) x[i] = (float)il_rng_normal(&r);
+          for (size_t i = 0; i < len; i++) C[i] = (float)il_rng_normal(&r);
+          il_memstats mem = {0};
+          il_layer L;
+          il_layer_config cfg = {.solver = solvers[si], .backward = backwards[bi], .tol = tols[ti],
+                                 .max_iter = (int)max_iter, .zero_nonconverged = -1, .opts = NULL};
+          if (il_layer_create(&L, &cfg, be, n, W, &mem) != IL_OK) {
+            il_report_error("layer");
+            return 1;
+          }
+          for (long k = 0; k < warmup + repeat; k++) {
+            memset(dx, 0, len * sizeof *dx);
+            memset(dW, 0, nn * sizeof *dW);
+            double t0 = il_now();
+            if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK) { il_report_error("layer"); return 1; }
+            double t1 = il_now();
+            if (il_layer_backward(&L, C, dx, dW) != IL_OK) { il_report_error("layer"); return 1; }
+            double t2 = il_now();
+            if (k >= warmup) {
+              tf[k - warmup] = t1 - t0;
+              tb[k - warmup] = t2 - t1;
+            }
+          }
+          qsort(tf, (size_t)repeat, sizeof *tf, cmp_double);
+          qsort(tb, (size_t)repeat, sizeof *tb, cmp_double);
+          double mf = tf[repeat / 2], mb = tb[repeat / 2];
+          int it = L.fres.iters;
+          printf("%-7s %-9s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %9.2f %9.2f %14zu %14zu\n", solvers[si],
+                 backwards[bi], n, B, tols[ti], 1e3 * mf, 1e3 * mb, it, L.fres.residual, il_reason_name(L.fres.reason),
+                 flops_forward(solvers[si], (int)B, n, it) / mf * 1e-9,
+                 flops_backward(solvers[si], backwards[bi], (int)B, n, it) / mb * 1e-9, mem.peak[IL_MEM_SAVED],
+                 mem.peak[IL_MEM_WORKSPACE]);
+          fflush(stdout);
+          il_layer_destroy(&L);
+          free(W); free(x); free(C); free(out); free(dx); free(dW); free(tf); free(tb);
+        }
+    }
+  return 0;
+usage_err:
+  il_report_error("layer");
+  return 2;
+}

@@ -1,0 +1,58 @@
+/* bench/ilbench.c: the `ilbench` program: git-style subcommands. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "il_status.h"
+
+void il_report_error(const char *command) {
+  const char *msg = il_error_message();
+  fprintf(stderr, "ilbench %s: error: %s\n", command, msg[0] ? msg : "unknown error");
+  if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", il_error_trace_text());
+}
+
+double il_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+unsigned long long il_phys_mem(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return (pages > 0 && page > 0) ? (unsigned long long)pages * (unsigned long long)page : 0ULL;
+}
+
+static const struct {
+  const char *name;
+  int (*fn)(int, char **);
+  const char *summary;
+} commands[] = {
+    {"train", il_cmd_train, "train the seed's MNIST model with an implicit layer"},
+    {"layer", il_cmd_layer, "time one implicit layer forward+backward on random data"},
+    {"gradcheck", il_cmd_gradcheck, "finite differences in float64 against a backward mode"},
+    {"info", il_cmd_info, "versions, backends, BLAS, solvers and backward modes"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: ilbench <command> [options]   (ilbench <command> --help for its options)\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 2, argv + 2);
+  fprintf(stderr, "ilbench: error: unknown command '%s' (valid: train, layer, gradcheck, info)\n", argv[1]);
+  return 2;
+}

@@ -1,0 +1,83 @@
+/* core/backward/backward_implicit.c: implicit-function-theorem backward, as the
+ * seed's TanhNewtonImplicitLayer. The forward re-engages once: out = f(z*).
+ * Backward solves (I - df/dz)^T u = dL/dout with LU, then pushes u through f:
+ * dx += (df/dx)^T u, dtheta += (df/dtheta)^T u. The LU of the solver's last
+ * step is reused when there is one (Newton, like the seed's hook, whose J is
+ * from the last step z_{K-1}); otherwise the Jacobian is factored at z*.
+ * Saved state is z*, f(z*) and one LU: independent of the iteration count. */
+#include <math.h>
+#include <string.h>
+
+#include "il_layer.h"
+
+static il_status implicit_finish(il_layer *L, const il_real *zstar, il_real *out) {
+  il_cell *c = &L->cell;
+  IL_CHECK(c->ops->map(c, L->B, L->prob.x, zstar, out, NULL, &L->ws));
+  if (L->train) { /* keep f(z*) for backward: `out` belongs to the caller */
+    il_real *f;
+    IL_CHECK(il_arena_calloc(&L->saved, (size_t)L->B * c->n, sizeof *f, (void **)&f));
+    memcpy(f, out, (size_t)L->B * c->n * sizeof *f);
+    L->out = f;
+  }
+  return IL_OK;
+}
+
+static il_status implicit_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
+  il_cell *c = &L->cell;
+  const il_backend *be = c->be;
+  const int B = L->B, n = c->n;
+  const size_t len = (size_t)B * n;
+  il_arena_mark m = il_arena_get_mark(&L->ws);
+  il_status s = IL_OK;
+  const il_real *lu = NULL;
+  const int *ipiv = NULL;
+  il_real *u, *r;
+  IL_CHECK(il_arena_calloc(&L->ws, len, sizeof *u, (void **)&u));
+  IL_CHECK(il_arena_calloc(&L->ws, len, sizeof *r, (void **)&r));
+  memcpy(u, dout, len * sizeof *u);
+  for (int b = 0; b < B; b++)
+    if (L->zeroed[b]) memset(u + (size_t)b * n, 0, (size_t)n * sizeof *u);
+  memcpy(r, u, len * sizeof *r); /* keep the right-hand side for the residual */
+
+  if (!L->sops->last_lu || L->sops->last_lu(L->sstate, &lu, &ipiv) != IL_OK) {
+    il_real *J;
+    int *piv, *info;
+    IL_CHECK_GOTO(s, il_arena_calloc(&L->ws, len * (size_t)n, sizeof *J, (void **)&J), out);
+    IL_CHECK_GOTO(s, il_arena_calloc(&L->ws, len, sizeof *piv, (void **)&piv), out);
+    IL_CHECK_GOTO(s, il_arena_calloc(&L->ws, (size_t)B, sizeof *info, (void **)&info), out);
+    IL_CHECK_GOTO(s, c->ops->jac_g(c, B, L->zstar, L->out, NULL, J, &L->ws), out);
+    IL_CHECK_GOTO(s, be->lu_factor_batched(B, n, J, piv, info), out);
+    lu = J;
+    ipiv = piv;
+  }
+  IL_CHECK_GOTO(s, be->lu_solve_batched(1, B, n, lu, ipiv, u), out); /* u = J^{-T} dout */
+
+  /* residual of the adjoint system at z* itself: ||u - (df/dz)^T u - dout|| */
+  {
+    il_real *t;
+    IL_CHECK_GOTO(s, il_arena_calloc(&L->ws, len, sizeof *t, (void **)&t), out);
+    IL_CHECK_GOTO(s, c->ops->vjp(c, B, L->zstar, L->out, NULL, u, t, NULL, NULL, &L->ws), out);
+    double acc = 0;
+    for (size_t i = 0; i < len; i++) {
+      double e = (double)u[i] - (double)t[i] - (double)r[i];
+      acc += e * e;
+    }
+    L->bres.iters = 1;
+    L->bres.residual = sqrt(acc);
+    L->bres.reason = isfinite(L->bres.residual) ? IL_REASON_CONVERGED : IL_REASON_NONFINITE;
+    L->bres.nonconverged_rows = 0;
+  }
+  IL_CHECK_GOTO(s, c->ops->vjp(c, B, L->zstar, L->out, NULL, u, NULL, dx, dW, &L->ws), out);
+out:
+  il_arena_rewind(&L->ws, m);
+  return s;
+}
+
+const il_backward_ops il_backward_implicit_ops = {
+    .name = "implicit",
+    .summary = "implicit function theorem: solve (I - df/dz)^T u = dL/dz* by LU",
+    .needs_tape = 0,
+    .keeps_lu = 1,
+    .finish_forward = implicit_finish,
+    .backward = implicit_backward,
+};

@@ -1,0 +1,67 @@
+/* core/il_arena.h: bump arenas that count bytes by category.
+ * One arena per lifetime (llm.c style): parameters and gradients live for the
+ * run, activations and saved-for-backward state for one step, solver workspace
+ * for one solve. Every byte handed out is counted in an il_memstats by category
+ * with a high-water mark; that count is the memory the benchmarks report. */
+#ifndef IL_ARENA_H
+#define IL_ARENA_H
+
+#include <stddef.h>
+
+#include "il_status.h"
+
+typedef enum il_mem_category {
+  IL_MEM_PARAMS = 0,
+  IL_MEM_GRADS,
+  IL_MEM_ACTIVATIONS,
+  IL_MEM_SAVED,     /* saved-for-backward state (tapes, factors kept for backward) */
+  IL_MEM_WORKSPACE, /* solver and kernel scratch */
+  IL_MEM_NCAT
+} il_mem_category;
+
+const char *il_mem_category_name(il_mem_category c);
+
+typedef struct il_memstats {
+  size_t current[IL_MEM_NCAT]; /* bytes handed out now */
+  size_t peak[IL_MEM_NCAT];    /* high-water mark per category, bytes */
+  size_t current_total;
+  size_t peak_total;           /* high-water mark of the sum over categories, bytes */
+} il_memstats;
+
+void il_memstats_reset_peaks(il_memstats *st); /* peaks := current */
+
+typedef struct il_arena_block il_arena_block;
+typedef struct il_arena {
+  il_mem_category cat;
+  il_memstats *stats;    /* may be NULL */
+  il_arena_block *first; /* block list; reset keeps blocks for reuse */
+  il_arena_block *cur;
+  size_t block_bytes;    /* default size of a new block */
+  size_t used;           /* bytes handed out since the last reset (incl. alignment) */
+  size_t reserved;       /* bytes of blocks owned (malloc'd) */
+} il_arena;
+
+#define IL_ARENA_ALIGN 64
+
+/* block_bytes: size of the first and of further blocks (bigger requests get their own block). */
+il_status il_arena_init(il_arena *a, il_mem_category cat, il_memstats *stats, size_t block_bytes);
+/* 64-byte aligned, zero-filled allocation; counted in stats. */
+il_status il_arena_alloc(il_arena *a, size_t bytes, void **out);
+/* n elements of `elem` bytes with overflow check. */
+il_status il_arena_calloc(il_arena *a, size_t n, size_t elem, void **out);
+/* Scoped scratch: take a mark, allocate, rewind to free everything since the mark. */
+typedef struct il_arena_mark {
+  il_arena_block *blk;
+  size_t off, used;
+} il_arena_mark;
+il_arena_mark il_arena_get_mark(const il_arena *a);
+void il_arena_rewind(il_arena *a, il_arena_mark m);
+
+/* Mark everything free (blocks are kept); subtracts from stats->current. */
+void il_arena_reset(il_arena *a);
+void il_arena_destroy(il_arena *a);
+
+/* Checked size arithmetic: returns IL_ERR_NOMEM naming `what` on overflow. */
+il_status il_size_mul(size_t a, size_t b, size_t *out, const char *what);
+
+#endif

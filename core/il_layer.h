@@ -1,0 +1,77 @@
+/* core/il_layer.h: an implicit layer = a cell (what is computed) + a forward
+ * solver (how z* is found) + a backward mode (how gradients are formed), each
+ * chosen by name. Backward modes are registered like solvers. */
+#ifndef IL_LAYER_H
+#define IL_LAYER_H
+
+#include "il_arena.h"
+#include "il_cell.h"
+#include "il_options.h"
+#include "il_solver.h"
+
+typedef struct il_layer il_layer;
+
+typedef struct il_backward_ops {
+  const char *name;
+  const char *summary;
+  int needs_tape; /* the solver must record its iterations */
+  int keeps_lu;   /* ask the solver to keep its last LU for reuse */
+  /* out (B, n): the layer output from the solver's z* (masked rows already zeroed in z*) */
+  il_status (*finish_forward)(il_layer *L, const il_real *zstar, il_real *out);
+  /* dout (B, n) -> dx (B, n, accumulated), dtheta (accumulated); fills L->bres */
+  il_status (*backward)(il_layer *L, const il_real *dout, il_real *dx, il_real *dtheta);
+} il_backward_ops;
+
+#define il_backward_find IL_P(il_backward_find)
+#define il_backward_names IL_P(il_backward_names)
+#define il_backward_unroll_ops IL_P(il_backward_unroll_ops)
+#define il_backward_implicit_ops IL_P(il_backward_implicit_ops)
+const il_backward_ops *il_backward_find(const char *name);
+const char *il_backward_names(void);
+extern const il_backward_ops il_backward_unroll_ops;
+extern const il_backward_ops il_backward_implicit_ops;
+
+typedef struct il_layer_config {
+  const char *solver;   /* "fp", "newton", ... */
+  const char *backward; /* "unroll", "implicit", ... */
+  double tol;           /* > 0 */
+  int max_iter;         /* <= 0: the solver's default (fp 200, newton 40) */
+  int zero_nonconverged; /* -1: as the seed (newton + unroll only), 0: never, 1: always */
+  il_options *opts;     /* solver/backward options; unknown keys are errors */
+} il_layer_config;
+
+struct il_layer {
+  il_cell cell;
+  const il_solver_ops *sops;
+  void *sstate;
+  const il_backward_ops *bops;
+  il_layer_config cfg;
+  int zero_rows;
+  il_arena saved; /* saved-for-backward, reset at each forward */
+  il_arena ws;    /* solver and kernel workspace */
+  il_problem prob;
+  /* state of the current step */
+  int B;
+  int train;
+  il_real *zstar, *out; /* (B, n) in `saved` */
+  double *row_res;      /* (B) */
+  unsigned char *zeroed; /* (B) rows zeroed as non-converged */
+  il_solve_result fres;  /* forward solve */
+  il_solve_result bres;  /* backward solve (LU: iters 1, residual of the adjoint system) */
+};
+
+#define il_layer_create IL_P(il_layer_create)
+#define il_layer_forward IL_P(il_layer_forward)
+#define il_layer_backward IL_P(il_layer_backward)
+#define il_layer_destroy IL_P(il_layer_destroy)
+
+/* W (n, n) is the cell's weight, owned by the caller. Validates names and options. */
+il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_backend *be, int n, const il_real *W,
+                          il_memstats *stats);
+/* x (B, n) must stay valid until backward. out (B, n). train = 1 keeps what backward needs. */
+il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, int train);
+/* dout (B, n) -> dx (B, n) += ..., dW (n, n) += ... */
+il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW);
+void il_layer_destroy(il_layer *L);
+
+#endif

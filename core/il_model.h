@@ -1,0 +1,72 @@
+/* core/il_model.h: the seed's MNIST model,
+ *   Flatten -> Linear(in, hidden) -> implicit layer(hidden) -> Linear(hidden, classes),
+ * with softmax cross-entropy and plain SGD. Linear layers are initialised like
+ * PyTorch's nn.Linear (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias);
+ * the implicit weight has no bias. All parameters live in one contiguous
+ * buffer and all gradients in another, so a data-parallel layer can reduce
+ * them with one call. */
+#ifndef IL_MODEL_H
+#define IL_MODEL_H
+
+#include <stdint.h>
+
+#include "il_arena.h"
+#include "il_layer.h"
+
+typedef struct il_model_config {
+  int in_dim;  /* 784 */
+  int hidden;  /* 100 */
+  int classes; /* 10 */
+  int max_batch;
+  uint64_t seed;
+  il_layer_config layer;
+} il_model_config;
+
+/* What one step measured (local to this process). */
+typedef struct il_step_stats {
+  double loss_sum;     /* sum over the batch of per-sample loss */
+  int errors;          /* misclassified samples */
+  int samples;
+  il_solve_result fwd; /* forward solve */
+  il_solve_result bwd; /* backward solve (training only) */
+  int grad_finite;     /* 1 when every gradient is finite */
+} il_step_stats;
+
+typedef struct il_model {
+  il_model_config cfg;
+  const il_backend *be;
+  il_memstats mem;
+  il_arena params_arena, grads_arena, act_arena;
+  il_real *params, *grads; /* contiguous; views below */
+  size_t nparams;
+  il_real *W1, *b1, *W, *W2, *b2;      /* (h, in), (h), (h, h), (c, h), (c) */
+  il_real *dW1, *db1, *dW, *dW2, *db2;
+  il_layer layer;
+  /* activations for the current batch (max_batch rows) */
+  const il_real *X;              /* (B, in), caller's */
+  const uint8_t *y;              /* (B) */
+  il_real *x1, *z, *logits, *p;  /* (B, h), (B, h), (B, c), (B, c) softmax */
+  il_real *dz, *dx1;             /* (B, h) */
+  int B;
+} il_model;
+
+#define il_model_create IL_P(il_model_create)
+#define il_model_destroy IL_P(il_model_destroy)
+#define il_model_forward IL_P(il_model_forward)
+#define il_model_backward IL_P(il_model_backward)
+#define il_model_sgd IL_P(il_model_sgd)
+#define il_model_estimate_bytes IL_P(il_model_estimate_bytes)
+
+/* Upper estimate of bytes a training step needs, with overflow checks; used to
+ * refuse impossible sizes before allocating anything. */
+il_status il_model_estimate_bytes(const il_model_config *cfg, size_t *bytes);
+il_status il_model_create(il_model *m, const il_model_config *cfg, const il_backend *be);
+void il_model_destroy(il_model *m);
+/* X (B, in) in [0,1], y (B) labels. train = 1 keeps state for backward. */
+il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *y, int train, il_step_stats *st);
+/* Fills m->grads (zeroed first); st->grad_finite and st->bwd are set. */
+il_status il_model_backward(il_model *m, il_step_stats *st);
+/* params -= lr * grads */
+void il_model_sgd(il_model *m, double lr);
+
+#endif

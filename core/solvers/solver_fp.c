@@ -1,0 +1,111 @@
+/* core/solvers/solver_fp.c: fixed-point iteration z <- f(z) from z = 0, as the
+ * seed's TanhFixedPointLayer: stop when ||z_k - z_{k+1}||_F < tol; the
+ * iteration count is the number of maps. With a tape, every iterate is kept
+ * so that unrolled backward can replay the chain in reverse, as autograd does.
+ * Options: none yet (damping arrives with the solver zoo). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "il_solver.h"
+
+typedef struct fp_state {
+  /* tape of the last solve with p->saved: iterates z_0 = 0, z_1, ..., z_K */
+  il_real **iter;
+  int K;
+} fp_state;
+
+static il_status fp_create(il_options *opt, void **state) {
+  fp_state *st = calloc(1, sizeof *st);
+  if (!st) return IL_ERR(IL_ERR_NOMEM, "fp: cannot allocate state");
+  *state = st;
+  return IL_OK;
+}
+
+static void fp_destroy(void *state) { free(state); }
+
+static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *row_res, il_solve_result *res) {
+  fp_state *st = state;
+  const il_cell *c = p->cell;
+  const int B = p->B, n = c->n;
+  const size_t len = (size_t)B * n;
+  il_arena_mark m = il_arena_get_mark(p->ws);
+  il_status s = IL_OK;
+  il_real *cur, *next;
+  st->iter = NULL;
+  st->K = 0;
+  if (p->saved) {
+    IL_CHECK(il_arena_calloc(p->saved, (size_t)p->max_iter + 1, sizeof *st->iter, (void **)&st->iter));
+    IL_CHECK(il_arena_calloc(p->saved, len, sizeof(il_real), (void **)&st->iter[0]));
+    cur = st->iter[0];
+    next = NULL;
+  } else {
+    IL_CHECK(il_arena_calloc(p->ws, len, sizeof(il_real), (void **)&cur));
+    IL_CHECK(il_arena_calloc(p->ws, len, sizeof(il_real), (void **)&next));
+  }
+  res->iters = 0;
+  res->residual = INFINITY;
+  res->reason = IL_REASON_MAX_ITER;
+  res->nonconverged_rows = 0;
+  while (res->iters < p->max_iter) {
+    if (p->saved) IL_CHECK_GOTO(s, il_arena_calloc(p->saved, len, sizeof(il_real), (void **)&next), out);
+    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, cur, next, NULL, p->ws), out);
+    double err = il_problem_norm(p, c->be->sqdist(len, cur, next));
+    res->iters++;
+    res->residual = err;
+    if (p->saved) {
+      st->iter[res->iters] = next;
+      st->K = res->iters;
+      cur = next;
+    } else {
+      il_real *t = cur; cur = next; next = t;
+    }
+    if (!isfinite(err)) { res->reason = IL_REASON_NONFINITE; break; }
+    if (err < p->tol) { res->reason = IL_REASON_CONVERGED; break; }
+  }
+  /* per-row size of the last step, the fixed-point residual of z_{K-1} */
+  if (row_res) {
+    const il_real *prev = p->saved ? st->iter[st->K > 0 ? st->K - 1 : 0] : next;
+    c->be->row_sqdist(B, n, cur, prev, row_res);
+    for (int b = 0; b < B; b++) {
+      row_res[b] = sqrt(row_res[b]);
+      if (!(row_res[b] < p->tol)) res->nonconverged_rows++;
+    }
+  }
+  memcpy(z, cur, len * sizeof *z);
+out:
+  il_arena_rewind(p->ws, m);
+  return s;
+}
+
+/* z_{k+1} = f(z_k): u_k = (df/dz at z_k)^T u_{k+1}, dx += (df/dx)^T u_{k+1}, dW likewise. */
+static il_status fp_unroll_backward(void *state, const il_problem *p, const il_real *dz, il_real *dx,
+                                    il_real *dtheta) {
+  fp_state *st = state;
+  const il_cell *c = p->cell;
+  const size_t len = (size_t)p->B * c->n;
+  if (!st->iter) return IL_ERR(IL_ERR_INTERNAL, "fp unroll backward: no tape (forward ran without saving)");
+  il_arena_mark m = il_arena_get_mark(p->ws);
+  il_real *u, *un;
+  IL_CHECK(il_arena_calloc(p->ws, len, sizeof *u, (void **)&u));
+  IL_CHECK(il_arena_calloc(p->ws, len, sizeof *un, (void **)&un));
+  memcpy(u, dz, len * sizeof *u);
+  for (int k = st->K - 1; k >= 0; k--) {
+    /* z_0 = 0 has no inputs upstream: skip its dz */
+    IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], st->iter[k + 1], NULL, u, k > 0 ? un : NULL, dx, dtheta, p->ws));
+    il_real *t = u; u = un; un = t;
+  }
+  il_arena_rewind(p->ws, m);
+  return IL_OK;
+}
+
+const il_solver_ops il_solver_fp_ops = {
+    .name = "fp",
+    .summary = "fixed-point iteration z <- f(z) from z = 0",
+    .default_max_iter = 200,
+    .create = fp_create,
+    .solve = fp_solve,
+    .unroll_backward = fp_unroll_backward,
+    .last_lu = NULL,
+    .destroy = fp_destroy,
+};

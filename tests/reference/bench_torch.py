@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""Seconds per MNIST training batch: the seed's PyTorch loop against `ilbench train`.
+
+Normally run through scripts/bench-vs-torch, which installs torch and fetches MNIST first.
+
+For each layer in --layers ("solver/backward": fp/unroll, newton/unroll, newton/implicit):
+  torch    the seed's model (torch.manual_seed(seed); Flatten -> Linear(784,100) -> layer ->
+           Linear(100,10); SGD lr 0.1; float32; the seed's tol 1e-4, max_iter 200 for fp and 40 for
+           Newton) trained by the seed's loop body, NaN check included, on the first N batches of 100
+           from a seeded shuffle, torch.set_num_threads(T).
+           s/batch = mean wall time of one loop-body iteration (forward, loss, backward, NaN check,
+           SGD step, .item() bookkeeping) over batches W+1..N; the first W (--warmup, default 2)
+           are excluded and the DataLoader fetch is not timed.  The median is reported too.
+  ilbench  `$ILBENCH train --solver S --backward M --epochs 1 --max-batches N --threads T
+           --data DIR --tol 1e-4 --max-iter K --seed SEED`; s/batch = train_s / batches from its
+           logfmt epoch line (batches= or steps= if it prints one, else N).  train_s covers every
+           batch, warm-up included, so the ratio slightly favours torch.
+  speed-up = torch s/batch / ilbench s/batch  (> 1: ilbench is faster).
+"""
+import argparse
+import csv
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import seed_model  # noqa: E402
+
+LOGFMT = re.compile(r'([A-Za-z_][\w.\-/]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def parse_logfmt(line):
+    return {k: v.strip('"') for k, v in LOGFMT.findall(line)}
+
+
+def bench_torch(layer_name, X, y, args):
+    model, opt = seed_model.make_model(layer_name, seed=args.seed)
+    gen = torch.Generator()
+    gen.manual_seed(args.seed)
+    loader = DataLoader(TensorDataset(X, y), batch_size=100, shuffle=True, generator=gen)
+    model.train()
+    times, iters, nans, losses = [], [], 0, []
+    for i, (Xb, yb) in enumerate(loader):
+        if i >= args.batches:
+            break
+        t0 = time.perf_counter()
+        loss, _, nan = seed_model.train_step(model, opt, Xb, yb)
+        iters.append(model[2].iterations)   # the seed's monitor: lambda x: x[2].iterations
+        times.append(time.perf_counter() - t0)
+        nans += nan
+        losses.append(loss)
+    timed = times[args.warmup:] or times
+    return {
+        "torch_s_per_batch": sum(timed) / len(timed),
+        "torch_median_s": statistics.median(timed),
+        "torch_batches": len(times),
+        "torch_mean_iters": sum(iters) / len(iters),
+        "torch_nan_batches": nans,
+        "torch_last_loss": losses[-1],
+    }
+
+
+def bench_ilbench(layer_name, args):
+    """Run ilbench train; returns (s_per_batch or None, note)."""
+    exe = args.ilbench
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        return None, f"no ilbench binary at {exe} (build it, or set ILBENCH=/path/to/ilbench)"
+    solver, backward = layer_name.split("/")
+    max_iter = seed_model.LAYERS[layer_name][1]
+    cmd = [exe, "train", "--solver", solver, "--backward", backward, "--epochs", "1",
+           "--max-batches", str(args.batches), "--threads", str(args.threads),
+           "--data", args.data, "--tol", "1e-4", "--max-iter", str(max_iter),
+           "--seed", str(args.seed)]
+    print(f"  running: {shlex.join(cmd)}", flush=True)
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=args.ilbench_timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"ilbench timed out after {args.ilbench_timeout} s"
+    if p.returncode != 0:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-5:]
+        return None, f"ilbench exited {p.returncode}: " + " | ".join(tail)
+    found = None
+    for line in (p.stdout + "\n" + p.stderr).splitlines():
+        kv = parse_logfmt(line)
+        if "train_s" in kv:
+            found = kv                       # keep the last epoch line
+    if found is None:
+        return None, "ilbench output has no line with train_s=<seconds>"
+    try:
+        train_s = float(found["train_s"])
+        nb = int(found.get("batches", found.get("steps", args.batches)))
+    except ValueError as e:
+        return None, f"cannot parse ilbench epoch line: {e}"
+    return train_s / nb, f"train_s={train_s:g} over {nb} batches"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n", 2)[2])
+    ap.add_argument("--batches", type=int, default=100, help="training batches per layer (default 100)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads / ilbench --threads (default 2)")
+    ap.add_argument("--layers", default="fp/unroll,newton/unroll,newton/implicit",
+                    help="comma list of solver/backward (default: all three seed layers)")
+    ap.add_argument("--out", help="also write the table as CSV to this file")
+    ap.add_argument("--data", default=os.path.join(REPO, "data", "mnist"), help="MNIST idx directory")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--warmup", type=int, default=2, help="torch batches excluded from timing (default 2)")
+    ap.add_argument("--ilbench", default=os.environ.get("ILBENCH") or
+                    os.path.join(REPO, "build", "release", "bench", "ilbench"),
+                    help="ilbench binary (default $ILBENCH or build/release/bench/ilbench)")
+    ap.add_argument("--ilbench-timeout", type=float, default=3600)
+    ap.add_argument("--torch-only", action="store_true", help="do not run ilbench")
+    args = ap.parse_args()
+
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()]
+    bad = [s for s in layers if s not in seed_model.LAYERS]
+    if bad:
+        ap.error(f"--layers: unknown {', '.join(bad)} (valid: {', '.join(seed_model.LAYERS)})")
+    if args.batches <= args.warmup:
+        ap.error(f"--batches must exceed --warmup ({args.warmup})")
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
+    if args.batches > 600:
+        ap.error("--batches: MNIST has 600 training batches of 100")
+
+    torch.set_num_threads(args.threads)
+    X, y = seed_model.load_mnist(args.data, "train")
+    print(f"bench-vs-torch: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.batches} batches of 100 (first {args.warmup} not timed for torch), seed {args.seed}",
+          flush=True)
+    if not args.torch_only and not os.path.isfile(args.ilbench):
+        print(f"bench-vs-torch: NOTE: no ilbench binary at {args.ilbench}; reporting torch numbers only "
+              "(build with the release preset, or set ILBENCH=/path/to/ilbench)", flush=True)
+
+    rows = []
+    for name in layers:
+        print(f"{name}: torch ...", flush=True)
+        r = {"layer": name, "threads": args.threads, "batches": args.batches}
+        r.update(bench_torch(name, X, y, args))
+        print(f"  torch {r['torch_s_per_batch']:.4f} s/batch (median {r['torch_median_s']:.4f}), "
+              f"mean iters {r['torch_mean_iters']:.2f}, NaN batches {r['torch_nan_batches']}", flush=True)
+        il, note = (None, "skipped (--torch-only)") if args.torch_only else bench_ilbench(name, args)
+        if il is None and not args.torch_only and os.path.isfile(args.ilbench):
+            print(f"  ilbench: {note}", flush=True)
+        r["ilbench_s_per_batch"] = il
+        r["speedup"] = r["torch_s_per_batch"] / il if il else None
+        r["ilbench_note"] = note
+        rows.append(r)
+
+    def f(v, spec):
+        return "-" if v is None else format(v, spec)
+    print()
+    print(f"{'layer':<16} {'torch s/batch':>14} {'(median)':>9} {'ilbench s/batch':>16} {'speed-up':>9}   "
+          f"(threads={args.threads}, batches={args.batches})")
+    for r in rows:
+        print(f"{r['layer']:<16} {f(r['torch_s_per_batch'], '.5f'):>14} {f(r['torch_median_s'], '.5f'):>9} "
+              f"{f(r['ilbench_s_per_batch'], '.5f'):>16} {f(r['speedup'], '.2f'):>9}")
+    print("torch s/batch: mean (and median) over batches after the warm-up, DataLoader fetch excluded; "
+          "ilbench s/batch: train_s / batches; speed-up = torch / ilbench")
+
+    if args.out:
+        cols = ["layer", "threads", "batches", "torch_s_per_batch", "torch_median_s",
+                "ilbench_s_per_batch", "speedup", "torch_mean_iters", "torch_nan_batches",
+                "torch_last_loss", "ilbench_note"]
+        with open(args.out, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
