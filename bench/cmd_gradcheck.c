@@ -1,8 +1,6 @@
 /* bench/cmd_gradcheck.c: `ilbench gradcheck`, compiled with IL_PREC=64.
- * Loss L = sum(C * layer(x; W)) for a random C. The analytic dL/dx and dL/dW
- * from the chosen backward mode are compared with central differences of the
- * same forward; the normwise relative error ||g - g_fd|| / ||g_fd|| must be
- * below --threshold. Like torch.autograd.gradcheck, in float64. */
+ * Runs il_gradcheck (core/il_gradcheck.h) for each backward mode; the normwise
+ * relative error ||g - g_fd|| / ||g_fd|| must be below --threshold. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +9,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "il_layer.h"
-#include "il_rng.h"
+#include "il_gradcheck.h"
 
 static const il_cli_spec gc_spec[] = {
     {"solver", 1, "forward solver", "newton"},
@@ -27,79 +25,6 @@ static const il_cli_spec gc_spec[] = {
     {"help", 0, "show this help", NULL},
 };
 #define NSPEC ((int)(sizeof gc_spec / sizeof gc_spec[0]))
-
-/* L = sum(C * out) with the layer run at (x, W). */
-static il_status loss_at(il_layer *L, int B, const il_real *x, const il_real *C, il_real *out, double *loss) {
-  IL_CHECK(il_layer_forward(L, B, x, out, 0));
-  double s = 0;
-  for (size_t i = 0; i < (size_t)B * L->cell.n; i++) s += C[i] * out[i];
-  *loss = s;
-  return IL_OK;
-}
-
-static double rel_err(const il_real *a, const il_real *b, size_t n, double *maxabs) {
-  double num = 0, den = 0;
-  *maxabs = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = a[i] - b[i];
-    num += d * d;
-    den += b[i] * b[i];
-    if (fabs(d) > *maxabs) *maxabs = fabs(d);
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-static il_status check_one(const char *solver, const char *backward, double tol, long max_iter, int n, int B,
-                           double scale, double eps, uint64_t seed, double *err_x, double *err_w, int *iters,
-                           const char **reason) {
-  const il_backend *be;
-  IL_CHECK(il_backend_cpu(1, &be));
-  size_t nn = (size_t)n * n, len = (size_t)B * n;
-  il_real *W = calloc(nn, sizeof *W), *x = calloc(len, sizeof *x), *C = calloc(len, sizeof *C);
-  il_real *out = calloc(len, sizeof *out), *dx = calloc(len, sizeof *dx), *dW = calloc(nn, sizeof *dW);
-  il_real *fx = calloc(len, sizeof *fx), *fW = calloc(nn, sizeof *fW);
-  il_layer L;
-  int have_layer = 0;
-  il_status s = IL_OK;
-  if (!W || !x || !C || !out || !dx || !dW || !fx || !fW) {
-    s = IL_ERR(IL_ERR_NOMEM, "gradcheck: out of memory");
-    goto out;
-  }
-  il_rng r;
-  il_rng_seed(&r, seed);
-  for (size_t i = 0; i < nn; i++) W[i] = scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n);
-  for (size_t i = 0; i < len; i++) x[i] = il_rng_normal(&r);
-  for (size_t i = 0; i < len; i++) C[i] = il_rng_normal(&r);
-  il_layer_config cfg = {.solver = solver, .backward = backward, .tol = tol, .max_iter = (int)max_iter,
-                         .zero_nonconverged = -1, .opts = NULL};
-  IL_CHECK_GOTO(s, il_layer_create(&L, &cfg, be, n, W, NULL), out);
-  have_layer = 1;
-  IL_CHECK_GOTO(s, il_layer_forward(&L, B, x, out, 1), out);
-  *iters = L.fres.iters;
-  *reason = il_reason_name(L.fres.reason);
-  IL_CHECK_GOTO(s, il_layer_backward(&L, C, dx, dW), out);
-  /* central differences on every input and weight entry */
-  for (int which = 0; which < 2; which++) {
-    il_real *v = which ? W : x, *fd = which ? fW : fx;
-    size_t cnt = which ? nn : len;
-    for (size_t i = 0; i < cnt; i++) {
-      double keep = v[i], lp = 0, lm = 0;
-      v[i] = keep + eps;
-      IL_CHECK_GOTO(s, loss_at(&L, B, x, C, out, &lp), out);
-      v[i] = keep - eps;
-      IL_CHECK_GOTO(s, loss_at(&L, B, x, C, out, &lm), out);
-      v[i] = keep;
-      fd[i] = (lp - lm) / (2 * eps);
-    }
-  }
-  double m1, m2;
-  *err_x = rel_err(dx, fx, len, &m1);
-  *err_w = rel_err(dW, fW, nn, &m2);
-out:
-  if (have_layer) il_layer_destroy(&L);
-  free(W); free(x); free(C); free(out); free(dx); free(dW); free(fx); free(fW);
-  return s;
-}
 
 int il_cmd_gradcheck(int argc, char **argv) {
   il_cli cli;
@@ -146,14 +71,18 @@ int il_cmd_gradcheck(int argc, char **argv) {
          "reason", "relerr_x", "relerr_W", "result");
   int failed = 0;
   for (int i = 0; i < nm; i++) {
-    double ex = NAN, ew = NAN;
-    int iters = 0;
-    const char *reason = "";
-    if (check_one(solver, modes[i], tol, max_iter, (int)n, (int)B, scale, eps, (uint64_t)seed, &ex, &ew, &iters,
-                  &reason) != IL_OK) {
+    il_gradcheck_config gc = {.layer = {.solver = solver, .backward = modes[i], .tol = tol, .max_iter = (int)max_iter,
+                                        .zero_nonconverged = IL_ZERO_AUTO, .opts = NULL},
+                              .n = (int)n, .B = (int)B, .scale = scale, .eps = eps, .seed = (uint64_t)seed};
+    il_gradcheck_result gr;
+    const il_backend *be;
+    if (il_backend_cpu(1, &be) != IL_OK || il_gradcheck(&gc, be, &gr) != IL_OK) {
       il_report_error("gradcheck");
       return 1;
     }
+    double ex = gr.relerr_x, ew = gr.relerr_W;
+    int iters = gr.fwd.iters;
+    const char *reason = il_reason_name(gr.fwd.reason);
     int ok = ex <= thr && ew <= thr; /* NaN fails */
     failed |= !ok;
     printf("%-8s %-9s %5ld %5ld %9.1e %6d %-10s %12.3e %12.3e %s\n", solver, modes[i], n, B, tol, iters, reason, ex,

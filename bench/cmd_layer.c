@@ -135,7 +135,7 @@ int il_cmd_layer(int argc, char **argv) {
           il_memstats mem = {0};
           il_layer L;
           il_layer_config cfg = {.solver = solvers[si], .backward = backwards[bi], .tol = tols[ti],
-                                 .max_iter = (int)max_iter, .zero_nonconverged = -1, .opts = NULL};
+                                 .max_iter = (int)max_iter, .zero_nonconverged = IL_ZERO_AUTO, .opts = NULL};
           if (il_layer_create(&L, &cfg, be, n, W, &mem) != IL_OK) {
             il_report_error("layer");
             return 1;

@@ -33,6 +33,7 @@ static const il_cli_spec train_spec[] = {
     {"test-batches", 1, "limit test batches per epoch (0: no test)", "all"},
     {"threads", 1, "BLAS and batch threads", "1"},
     {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: newton+unroll, as the seed)", "auto"},
+    {"adjoint-refine", 1, "implicit: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
     {"help", 0, "show this help", NULL},
 };
 #define NSPEC ((int)(sizeof train_spec / sizeof train_spec[0]))
@@ -40,7 +41,7 @@ static const il_cli_spec train_spec[] = {
 typedef struct train_opts {
   const char *solver, *backward, *data, *device;
   double tol, lr;
-  long max_iter, hidden, epochs, batch, seed, max_batches, test_batches, threads;
+  long max_iter, hidden, epochs, batch, seed, max_batches, test_batches, threads, refine;
   int zero;
   int ndrops;
   long drop_epoch[MAX_DROPS];
@@ -94,7 +95,8 @@ static il_status parse_train(const il_cli *cli, train_opts *o) {
   IL_CHECK(il_cli_int(cli, "threads", 1, 1, 256, &o->threads));
   const char *z;
   IL_CHECK(il_cli_choice(cli, "zero-nonconverged", "auto", "auto|yes|no", &z));
-  o->zero = strcmp(z, "auto") == 0 ? -1 : strcmp(z, "yes") == 0;
+  o->zero = strcmp(z, "auto") == 0 ? IL_ZERO_AUTO : strcmp(z, "yes") == 0 ? IL_ZERO_YES : IL_ZERO_NO;
+  IL_CHECK(il_cli_int(cli, "adjoint-refine", 3, 0, 100, &o->refine));
   return IL_OK;
 }
 
@@ -149,6 +151,7 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
   for (int i = 0; i < o->ndrops; i++) printf(", %g at epoch %ld", o->drop_lr[i], o->drop_epoch[i]);
   printf("\n# %-18s %ld\n", "seed", o->seed);
   printf("# %-18s %s\n", "zero_nonconverged", m->layer.zero_rows ? "yes" : "no");
+  if (strcmp(o->backward, "implicit") == 0) printf("# %-18s %ld\n", "adjoint_refine", o->refine);
   printf("# %-18s %s (%s)\n", "device", o->device, IL_REAL_NAME);
   printf("# %-18s %ld\n", "threads", o->threads);
   printf("# %-18s %s\n", "data", o->data);
@@ -176,7 +179,8 @@ int il_cmd_train(int argc, char **argv) {
   il_model_config mc = {.in_dim = 784, .hidden = (int)o.hidden, .classes = 10, .max_batch = (int)o.batch,
                         .seed = (uint64_t)o.seed,
                         .layer = {.solver = o.solver, .backward = o.backward, .tol = o.tol,
-                                  .max_iter = (int)o.max_iter, .zero_nonconverged = o.zero, .opts = NULL}};
+                                  .max_iter = (int)o.max_iter, .zero_nonconverged = o.zero,
+                                  .adjoint_refine = o.refine ? (int)o.refine : -1, .opts = NULL}};
   size_t est;
   if (il_model_estimate_bytes(&mc, &est) != IL_OK) goto usage_err;
   unsigned long long phys = il_phys_mem();

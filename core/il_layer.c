@@ -18,9 +18,13 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
   if (!(cfg->tol > 0)) return IL_ERR(IL_ERR_ARG, "tolerance must be positive, got %g", cfg->tol);
   L->cfg = *cfg;
   if (L->cfg.max_iter <= 0) L->cfg.max_iter = L->sops->default_max_iter;
-  L->zero_rows = cfg->zero_nonconverged >= 0
-                     ? cfg->zero_nonconverged
-                     : (strcmp(L->sops->name, "newton") == 0 && L->bops->needs_tape); /* seed's TanhNewtonLayer */
+  if (L->cfg.adjoint_refine == 0) L->cfg.adjoint_refine = 3;
+  if (L->cfg.adjoint_refine < 0) L->cfg.adjoint_refine = 0;
+  if (cfg->zero_nonconverged < IL_ZERO_AUTO || cfg->zero_nonconverged > IL_ZERO_NO)
+    return IL_ERR(IL_ERR_ARG, "zero_nonconverged must be auto, yes or no");
+  L->zero_rows = cfg->zero_nonconverged == IL_ZERO_AUTO
+                     ? (strcmp(L->sops->name, "newton") == 0 && L->bops->needs_tape) /* seed's TanhNewtonLayer */
+                     : cfg->zero_nonconverged == IL_ZERO_YES;
   IL_CHECK(il_cell_tanh_init(&L->cell, be, n, W));
   IL_CHECK(il_arena_init(&L->saved, IL_MEM_SAVED, stats, (size_t)1 << 20));
   IL_CHECK(il_arena_init(&L->ws, IL_MEM_WORKSPACE, stats, (size_t)1 << 20));

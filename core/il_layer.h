@@ -31,12 +31,16 @@ const char *il_backward_names(void);
 extern const il_backward_ops il_backward_unroll_ops;
 extern const il_backward_ops il_backward_implicit_ops;
 
+enum { IL_ZERO_AUTO = 0, IL_ZERO_YES = 1, IL_ZERO_NO = 2 };
+
 typedef struct il_layer_config {
   const char *solver;   /* "fp", "newton", ... */
   const char *backward; /* "unroll", "implicit", ... */
   double tol;           /* > 0 */
   int max_iter;         /* <= 0: the solver's default (fp 200, newton 40) */
-  int zero_nonconverged; /* -1: as the seed (newton + unroll only), 0: never, 1: always */
+  int zero_nonconverged; /* IL_ZERO_AUTO (0): as the seed (newton + unroll only), IL_ZERO_YES, IL_ZERO_NO */
+  int adjoint_refine;   /* implicit: max refinement steps of the adjoint solve against J(z*);
+                           0: default (3); negative: none, plain reuse of the last Newton LU, as the seed */
   il_options *opts;     /* solver/backward options; unknown keys are errors */
 } il_layer_config;
 

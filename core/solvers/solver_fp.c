@@ -64,7 +64,8 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
     if (err < p->tol) { res->reason = IL_REASON_CONVERGED; break; }
   }
   /* per-row size of the last step, the fixed-point residual of z_{K-1} */
-  if (row_res) {
+  if (!row_res) IL_CHECK_GOTO(s, il_arena_calloc(p->ws, (size_t)B, sizeof *row_res, (void **)&row_res), out);
+  {
     const il_real *prev = p->saved ? st->iter[st->K > 0 ? st->K - 1 : 0] : next;
     c->be->row_sqdist(B, n, cur, prev, row_res);
     for (int b = 0; b < B; b++) {

@@ -13,7 +13,7 @@ For each layer in --layers ("solver/backward": fp/unroll, newton/unroll, newton/
            are excluded and the DataLoader fetch is not timed.  The median is reported too.
   ilbench  `$ILBENCH train --solver S --backward M --epochs 1 --max-batches N --threads T
            --data DIR --tol 1e-4 --max-iter K --seed SEED`; s/batch = train_s / batches from its
-           logfmt epoch line (batches= or steps= if it prints one, else N).  train_s covers every
+           logfmt epoch line (train_batches=, batches= or steps= if it prints one, else N).  train_s covers every
            batch, warm-up included, so the ratio slightly favours torch.
   speed-up = torch s/batch / ilbench s/batch  (> 1: ilbench is faster).
 """
@@ -99,7 +99,7 @@ def bench_ilbench(layer_name, args):
         return None, "ilbench output has no line with train_s=<seconds>"
     try:
         train_s = float(found["train_s"])
-        nb = int(found.get("batches", found.get("steps", args.batches)))
+        nb = next((int(found[k]) for k in ("train_batches", "batches", "steps") if k in found), args.batches)
     except ValueError as e:
         return None, f"cannot parse ilbench epoch line: {e}"
     return train_s / nb, f"train_s={train_s:g} over {nb} batches"

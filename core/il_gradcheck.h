@@ -1,0 +1,29 @@
+/* core/il_gradcheck.h: central finite differences against a layer's backward.
+ * Loss L = sum(C * layer(x; W)) with random W, x, C; compares the analytic
+ * dL/dx and dL/dW with (L(v + eps) - L(v - eps)) / 2eps for every entry.
+ * Meant for IL_PREC=64, like torch.autograd.gradcheck. */
+#ifndef IL_GRADCHECK_H
+#define IL_GRADCHECK_H
+
+#include <stdint.h>
+
+#include "il_layer.h"
+
+typedef struct il_gradcheck_config {
+  il_layer_config layer;
+  int n, B;
+  double scale; /* W = scale * U(-1, 1) / sqrt(n), x ~ N(0, 1) */
+  double eps;
+  uint64_t seed;
+} il_gradcheck_config;
+
+typedef struct il_gradcheck_result {
+  double relerr_x, relerr_W; /* ||g - g_fd||_2 / ||g_fd||_2 */
+  double maxabs_x, maxabs_W;
+  il_solve_result fwd;
+} il_gradcheck_result;
+
+#define il_gradcheck IL_P(il_gradcheck)
+il_status il_gradcheck(const il_gradcheck_config *cfg, const il_backend *be, il_gradcheck_result *res);
+
+#endif
