@@ -93,13 +93,20 @@ il_status il_arena_alloc(il_arena *a, size_t bytes, void **out) {
   a->cur = b;
   void *p = b->data + b->off;
   b->off += need;
-  memset(p, 0, bytes);
   count(a, need);
   *out = p;
   return IL_OK;
 }
 
 il_status il_arena_calloc(il_arena *a, size_t n, size_t elem, void **out) {
+  size_t bytes;
+  IL_CHECK(il_size_mul(n, elem, &bytes, "arena allocation"));
+  IL_CHECK(il_arena_alloc(a, bytes, out));
+  memset(*out, 0, bytes);
+  return IL_OK;
+}
+
+il_status il_arena_alloc_n(il_arena *a, size_t n, size_t elem, void **out) {
   size_t bytes;
   IL_CHECK(il_size_mul(n, elem, &bytes, "arena allocation"));
   return il_arena_alloc(a, bytes, out);

@@ -45,10 +45,13 @@ typedef struct il_arena {
 
 /* block_bytes: size of the first and of further blocks (bigger requests get their own block). */
 il_status il_arena_init(il_arena *a, il_mem_category cat, il_memstats *stats, size_t block_bytes);
-/* 64-byte aligned, zero-filled allocation; counted in stats. */
+/* 64-byte aligned allocation, contents undefined (for buffers that are fully
+ * written before being read, e.g. solver iterates); counted in stats. */
 il_status il_arena_alloc(il_arena *a, size_t bytes, void **out);
-/* n elements of `elem` bytes with overflow check. */
+/* n elements of `elem` bytes, zero-filled, with overflow check. */
 il_status il_arena_calloc(il_arena *a, size_t n, size_t elem, void **out);
+/* n elements of `elem` bytes, contents undefined, with overflow check. */
+il_status il_arena_alloc_n(il_arena *a, size_t n, size_t elem, void **out);
 /* Scoped scratch: take a mark, allocate, rewind to free everything since the mark. */
 typedef struct il_arena_mark {
   il_arena_block *blk;

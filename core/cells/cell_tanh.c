@@ -26,7 +26,7 @@ static il_status tanh_jac_g(const il_cell *c, int B, const il_real *z, const il_
                             il_real *J, il_arena *ws) {
   il_arena_mark m = il_arena_get_mark(ws);
   il_real *s;
-  IL_CHECK(il_arena_calloc(ws, (size_t)B * c->n, sizeof *s, (void **)&s));
+  IL_CHECK(il_arena_alloc_n(ws, (size_t)B * c->n, sizeof *s, (void **)&s));
   sech2_from_f((size_t)B * c->n, f, s);
   c->be->eye_minus_diag_w(B, c->n, s, c->theta, J);
   il_arena_rewind(ws, m);
@@ -48,7 +48,7 @@ static il_status tanh_vjp(const il_cell *c, int B, const il_real *z, const il_re
   const size_t len = (size_t)B * n;
   il_arena_mark m = il_arena_get_mark(ws);
   il_real *p; /* (B, n) = s * u, the cotangent on the pre-activation */
-  IL_CHECK(il_arena_calloc(ws, len, sizeof *p, (void **)&p));
+  IL_CHECK(il_arena_alloc_n(ws, len, sizeof *p, (void **)&p));
   for (size_t i = 0; i < len; i++) p[i] = (1 - f[i] * f[i]) * u[i];
   if (dz) c->be->gemm(0, 0, B, n, n, 1, p, n, c->theta, n, 0, dz, n);           /* dz = P W */
   if (dx) c->be->axpby(len, 1, p, 1, dx);                                         /* dx += P */
@@ -64,8 +64,8 @@ static il_status tanh_jvp_vjp(const il_cell *c, int B, const il_real *z, const i
   const size_t len = (size_t)B * n;
   il_arena_mark m = il_arena_get_mark(ws);
   il_real *q, *sw;
-  IL_CHECK(il_arena_calloc(ws, len, sizeof *q, (void **)&q));
-  IL_CHECK(il_arena_calloc(ws, len, sizeof *sw, (void **)&sw));
+  IL_CHECK(il_arena_alloc_n(ws, len, sizeof *q, (void **)&q));
+  IL_CHECK(il_arena_alloc_n(ws, len, sizeof *sw, (void **)&sw));
   c->be->gemm(0, 1, B, n, n, 1, d, n, c->theta, n, 0, q, n); /* q = D W^T: rows are W d_b */
   for (size_t i = 0; i < len; i++) {
     il_real s = 1 - f[i] * f[i];

@@ -48,7 +48,7 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
   res->reason = IL_REASON_MAX_ITER;
   res->nonconverged_rows = 0;
   while (res->iters < p->max_iter) {
-    if (p->saved) IL_CHECK_GOTO(s, il_arena_calloc(p->saved, len, sizeof(il_real), (void **)&next), out);
+    if (p->saved) IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof(il_real), (void **)&next), out);
     IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, cur, next, NULL, p->ws), out);
     double err = il_problem_norm(p, c->be->sqdist(len, cur, next));
     res->iters++;

@@ -69,7 +69,7 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
   res->nonconverged_rows = 0;
   if (!p->saved) IL_CHECK(il_arena_calloc(p->ws, len, sizeof *fk, (void **)&fk));
   for (int k = 0;; k++) {
-    if (p->saved) IL_CHECK_GOTO(s, il_arena_calloc(zs, len, sizeof *fk, (void **)&fk), out);
+    if (p->saved) IL_CHECK_GOTO(s, il_arena_alloc_n(zs, len, sizeof *fk, (void **)&fk), out);
     IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, zk, fk, NULL, p->ws), out);
     for (size_t i = 0; i < len; i++) g[i] = zk[i] - fk[i];
     be->row_sqdist(B, n, g, NULL, rows);
@@ -84,9 +84,9 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
     il_real *d;
     if (p->saved) {
       newton_step *t = &st->tape[k];
-      IL_CHECK_GOTO(s, il_arena_calloc(p->saved, (size_t)B * nn, sizeof *lu, (void **)&lu), out);
-      IL_CHECK_GOTO(s, il_arena_calloc(p->saved, len, sizeof *ipiv, (void **)&ipiv), out);
-      IL_CHECK_GOTO(s, il_arena_calloc(p->saved, len, sizeof *d, (void **)&d), out);
+      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B * nn, sizeof *lu, (void **)&lu), out);
+      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof *ipiv, (void **)&ipiv), out);
+      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof *d, (void **)&d), out);
       t->z = zk; t->f = fk; t->lu = lu; t->ipiv = ipiv; t->d = d;
     } else {
       d = g; /* solve in place */
@@ -96,7 +96,7 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
     if (d != g) memcpy(d, g, len * sizeof *d);
     IL_CHECK_GOTO(s, be->lu_solve_batched(0, B, n, lu, ipiv, d), out); /* d = J^{-1} g */
     il_real *znext;
-    if (p->saved) IL_CHECK_GOTO(s, il_arena_calloc(zs, len, sizeof *znext, (void **)&znext), out);
+    if (p->saved) IL_CHECK_GOTO(s, il_arena_alloc_n(zs, len, sizeof *znext, (void **)&znext), out);
     else znext = zk; /* update in place */
     for (size_t i = 0; i < len; i++) znext[i] = zk[i] - d[i];
     zk = znext;

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# End-to-end CLI error handling: bad input must give a clear error on stderr that
+# names the problem, and a non-zero exit (2: usage error, 1: run-time/data error).
+#
+# usage: test_cli_errors.sh <ilbench> <source dir>
+# The data cases use <source dir>/data/mnist (scripts/fetch-mnist). If it is
+# missing they fail, unless ILBENCH_ALLOW_NO_DATA=1, which skips just those cases.
+set -u
+
+ILB=${1:?usage: test_cli_errors.sh <ilbench> <source dir>}
+SRC=${2:?usage: test_cli_errors.sh <ilbench> <source dir>}
+MNIST=$SRC/data/mnist
+FILES=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
+
+if [[ ! -x $ILB ]]; then
+  echo "FAIL: ilbench not found or not executable: $ILB"
+  exit 1
+fi
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ilbench-cli-errors.XXXXXX") || exit 1
+trap 'rm -rf "$T"' EXIT
+
+npass=0
+nfail=0
+nskip=0
+failed=()
+
+pass() { echo "PASS  $1"; npass=$((npass + 1)); }
+fail() {
+  echo "FAIL  $1: $2"
+  nfail=$((nfail + 1))
+  failed+=("$1")
+}
+skip() { echo "SKIP  $1: $2"; nskip=$((nskip + 1)); }
+
+# run ARGS...: runs ilbench (10 s limit) from $T; sets rc, out, err, secs.
+run() {
+  local t0 t1
+  t0=$(date +%s%N)
+  (cd "$T" && timeout 10 "$ILB" "$@") >"$T/stdout" 2>"$T/stderr"
+  rc=$?
+  t1=$(date +%s%N)
+  secs=$(((t1 - t0) / 1000000))  # milliseconds, despite the name
+  out=$(cat "$T/stdout")
+  err=$(cat "$T/stderr")
+}
+
+show() {
+  echo "      command: ilbench $*"
+  echo "      exit:    $rc"
+  sed 's/^/      stderr:  /' "$T/stderr" | head -5
+  sed 's/^/      stdout:  /' "$T/stdout" | head -3
+}
+
+# expect_err NAME RC PHRASE... -- ARGS...
+# ilbench ARGS must exit with exactly RC, print every PHRASE (fixed strings) on
+# stderr together with "error", and not put the error on stdout.
+expect_err() {
+  local name=$1 want=$2
+  shift 2
+  local phrases=()
+  while [[ $# -gt 0 && $1 != -- ]]; do
+    phrases+=("$1")
+    shift
+  done
+  shift # --
+  run "$@"
+  local why=""
+  if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+    why="timed out after 10 s"
+  elif [[ $rc -ge 128 ]]; then
+    why="killed by signal $((rc - 128)) (crash)"
+  elif [[ $rc -ne $want ]]; then
+    why="exit code $rc, expected $want"
+  elif ! grep -q "error" <<<"$err"; then
+    why="stderr has no 'error'"
+  elif grep -q "error:" <<<"$out"; then
+    why="error message on stdout instead of stderr"
+  else
+    local p
+    for p in "${phrases[@]}"; do
+      if ! grep -qF -- "$p" <<<"$err"; then
+        why="stderr does not mention '$p'"
+        break
+      fi
+    done
+  fi
+  if [[ -n $why ]]; then
+    fail "$name" "$why"
+    show "$@"
+  else
+    pass "$name"
+  fi
+}
+
+have_data=1
+for f in "${FILES[@]}"; do
+  [[ -f $MNIST/$f ]] || have_data=0
+done
+
+# Options that would make a valid run quick, so a wrongly accepted bad input
+# cannot hide behind a long training run. The usage cases also point --data at
+# the real data (when there is any), so that an accepted bad option shows up as
+# a run that succeeds rather than as an unrelated data error.
+QD=(--max-batches 1 --test-batches 1 --epochs 1)
+DATA=()
+[[ $have_data -eq 1 ]] && DATA=(--data "$MNIST")
+Q=("${QD[@]}" "${DATA[@]}")
+
+echo "== usage errors"
+expect_err "unknown subcommand" 2 "unknown command 'bogus'" "train, layer, gradcheck, info" -- bogus
+expect_err "unknown top-level option" 2 "'--bogus'" "train, layer, gradcheck, info" -- --bogus
+run
+if [[ $rc -eq 2 ]] && grep -q '^usage: ilbench <command>' <<<"$err" && [[ -z $out ]]; then
+  pass "no subcommand: usage on stderr, exit 2"
+else
+  fail "no subcommand: usage on stderr, exit 2" "exit $rc"
+  show
+fi
+expect_err "unknown option --sovler" 2 "'--sovler'" "--solver" "--backward" "--tol" -- train --sovler fp "${Q[@]}"
+expect_err "short option -h" 2 "'-h'" -- train -h
+expect_err "option missing its value" 2 "--solver" "needs a value" -- train "${Q[@]}" --solver
+expect_err "option with empty value" 2 "--tol" "empty" -- train --tol "" "${Q[@]}"
+expect_err "option given twice" 2 "--epochs" "twice" -- train --epochs 1 "${Q[@]}"
+expect_err "stray positional argument" 2 "'extra'" -- train extra "${Q[@]}"
+expect_err "--help with a value" 2 "--help" -- train --help=1
+expect_err "unknown solver" 2 "'bogus'" "fp, newton" -- train --solver bogus "${Q[@]}"
+expect_err "unknown backward mode" 2 "'bogus'" "unroll, implicit" -- train --backward bogus "${Q[@]}"
+expect_err "--tol -1" 2 "--tol" "positive" "-1" -- train --tol -1 "${Q[@]}"
+expect_err "--tol 0" 2 "--tol" "positive" -- train --tol 0 "${Q[@]}"
+expect_err "--tol abc" 2 "--tol" "'abc'" "not a finite number" -- train --tol abc "${Q[@]}"
+expect_err "--tol 1e-4x" 2 "--tol" "'1e-4x'" -- train --tol 1e-4x "${Q[@]}"
+expect_err "--tol nan" 2 "--tol" "'nan'" -- train --tol nan "${Q[@]}"
+expect_err "--tol inf" 2 "--tol" "'inf'" -- train --tol inf "${Q[@]}"
+expect_err "--lr 0" 2 "--lr" "positive" -- train --lr 0 "${Q[@]}"
+expect_err "--hidden 0" 2 "--hidden" "0 is out of range" -- train --hidden 0 "${Q[@]}"
+expect_err "--hidden 1.5" 2 "--hidden" "'1.5'" "not an integer" -- train --hidden 1.5 "${Q[@]}"
+expect_err "--hidden 12abc" 2 "--hidden" "'12abc'" -- train --hidden 12abc "${Q[@]}"
+expect_err "--hidden 2^75 (strtol overflow)" 2 "--hidden" "99999999999999999999999" -- train --hidden 99999999999999999999999 "${Q[@]}"
+
+# Too large to allocate: refused up front, quickly, without trying to allocate.
+# 2000000000 is above the parser's range; 20000 is in range but needs ~300 GiB;
+# 1000000000 is in range and its Jacobian size overflows size_t arithmetic.
+for h in 2000000000 1000000000 20000; do
+  case $h in
+    20000) ph=("--hidden 20000" "GiB") ;;
+    *) ph=("--hidden" "$h") ;;
+  esac
+  expect_err "--hidden $h (too large)" 2 "${ph[@]}" -- train --hidden $h "${Q[@]}"
+  if [[ $rc -lt 128 && $secs -gt 2000 ]]; then
+    fail "--hidden $h refused quickly" "took ${secs} ms (limit 2000 ms)"
+  else
+    pass "--hidden $h refused quickly (${secs} ms)"
+  fi
+done
+
+expect_err "--batch 0" 2 "--batch" "0 is out of range" -- train --batch 0 "${Q[@]}"
+expect_err "--epochs -1" 2 "--epochs" "-1 is out of range" -- train --epochs -1 --max-batches 1 --test-batches 1 "${DATA[@]}"
+expect_err "--max-batches 0" 2 "--max-batches" -- train --max-batches 0 --test-batches 1 --epochs 1 "${DATA[@]}"
+expect_err "--threads 0" 2 "--threads" -- train --threads 0 "${Q[@]}"
+expect_err "--lr-drop 5 (malformed)" 2 "--lr-drop" "'5'" "EPOCH:LR" -- train --lr-drop 5 "${Q[@]}"
+expect_err "--lr-drop 5:abc" 2 "--lr-drop" "'abc'" -- train --lr-drop 5:abc "${Q[@]}"
+expect_err "--lr-drop trailing comma" 2 "--lr-drop" -- train --lr-drop 5:0.01, "${Q[@]}"
+expect_err "--zero-nonconverged maybe" 2 "'maybe'" "auto|yes|no" -- train --zero-nonconverged maybe "${Q[@]}"
+expect_err "--device gpu" 2 "'gpu'" "cpu|cuda" -- train --device gpu "${Q[@]}"
+backends=$("$ILB" info 2>/dev/null | grep -i '^backends')
+if grep -qi cuda <<<"$backends" && ! grep -qi 'not built' <<<"$backends"; then
+  skip "--device cuda on a CPU-only build" "this build seems to have CUDA (ilbench info)"
+else
+  expect_err "--device cuda on a CPU-only build" 2 "--device cuda" "no CUDA" -- train --device cuda "${Q[@]}"
+fi
+
+echo "== layer, gradcheck, info"
+expect_err "layer --hidden 0" 2 "--hidden" "0 is out of range" -- layer --hidden 0
+expect_err "layer --hidden 64,0" 2 "--hidden" "0 is out of range" -- layer --hidden 64,0
+expect_err "layer --solver nope" 2 "'nope'" "fp, newton" -- layer --solver nope
+expect_err "layer --backward implicit,bogus" 2 "'bogus'" "unroll, implicit" -- layer --backward implicit,bogus
+expect_err "layer --tol 1e-2,,1e-4" 2 "--tol" "empty item" -- layer --tol 1e-2,,1e-4
+expect_err "layer --solver trailing comma" 2 "--solver" -- layer --solver fp, --hidden 8 --repeat 1 --warmup 0
+expect_err "layer --tol -1" 2 "--tol" "positive" -- layer --tol -1
+expect_err "layer --batch 0" 2 "--batch" -- layer --batch 0
+expect_err "gradcheck --backward nope" 2 "'nope'" "all, unroll, implicit" -- gradcheck --backward nope
+expect_err "gradcheck --solver nope" 2 "'nope'" "fp, newton" -- gradcheck --solver nope
+expect_err "gradcheck --tol abc" 2 "--tol" "'abc'" -- gradcheck --tol abc
+expect_err "gradcheck --eps 0" 2 "--eps" "positive" -- gradcheck --eps 0
+expect_err "info --bogus" 2 "'--bogus'" "--help" -- info --bogus
+expect_err "info extra" 2 "'extra'" -- info extra
+
+echo "== data errors"
+expect_err "--data /nonexistent/dir" 1 "'/nonexistent/dir'" "No such file or directory" -- train "${QD[@]}" --data /nonexistent/dir
+# The default --data is the relative data/mnist; $T has none.
+expect_err "default data/mnist missing" 1 "'data/mnist'" "fetch-mnist" -- train "${QD[@]}"
+: >"$T/plainfile"
+expect_err "--data is a plain file" 1 "$T/plainfile" "Not a directory" -- train "${QD[@]}" --data "$T/plainfile"
+
+# mkdata NAME [FILE...]: a data dir $T/NAME whose FILEs are private copies (safe to
+# corrupt) and whose other files are symlinks to the real data.
+mkdata() {
+  local d=$T/$1 f
+  shift
+  mkdir -p "$d"
+  for f in "${FILES[@]}"; do ln -s "$MNIST/$f" "$d/$f"; done
+  for f in "$@"; do
+    rm "$d/$f"
+    cp "$MNIST/$f" "$d/$f"
+  done
+  D=$d
+}
+# poke FILE OFFSET HEXBYTES: overwrite bytes in place, e.g. poke f 0 'de ad be ef'
+poke() {
+  local b esc=""
+  for b in $3; do esc+="\\x$b"; done
+  printf "$esc" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+if [[ $have_data -eq 0 ]]; then
+  if [[ ${ILBENCH_ALLOW_NO_DATA:-0} == 1 ]]; then
+    skip "data cases" "no MNIST in $MNIST and ILBENCH_ALLOW_NO_DATA=1"
+  else
+    fail "data cases" "no MNIST in $MNIST: run scripts/fetch-mnist (or set ILBENCH_ALLOW_NO_DATA=1 to skip)"
+  fi
+else
+  mkdata trunc train-images-idx3-ubyte
+  f=$D/train-images-idx3-ubyte
+  truncate -s $(($(stat -c %s "$f") - 1000)) "$f"
+  expect_err "truncated train images" 1 "$f" "truncated" "47040016" "47039016" -- train "${QD[@]}" --data "$D"
+
+  mkdata magic t10k-labels-idx1-ubyte
+  poke "$D/t10k-labels-idx1-ubyte" 0 "de ad be ef"
+  expect_err "corrupt magic in t10k labels" 1 "$D/t10k-labels-idx1-ubyte" "magic" "0xdeadbeef" -- train "${QD[@]}" --data "$D"
+
+  mkdata wrongfile train-images-idx3-ubyte
+  cp "$MNIST/train-labels-idx1-ubyte" "$D/train-images-idx3-ubyte"
+  expect_err "labels file in place of images" 1 "$D/train-images-idx3-ubyte" "wrong file" -- train "${QD[@]}" --data "$D"
+
+  mkdata mismatch train-labels-idx1-ubyte
+  cp "$MNIST/t10k-labels-idx1-ubyte" "$D/train-labels-idx1-ubyte"
+  expect_err "train labels replaced by t10k labels (count mismatch)" 1 \
+    "$D/train-images-idx3-ubyte" "$D/train-labels-idx1-ubyte" "60000 images" "10000 labels" -- train "${QD[@]}" --data "$D"
+
+  mkdata empty train-images-idx3-ubyte
+  : >"$D/train-images-idx3-ubyte"
+  expect_err "empty train images file" 1 "$D/train-images-idx3-ubyte" "truncated header" "0 bytes" -- train "${QD[@]}" --data "$D"
+
+  mkdata missingfile
+  rm "$D/t10k-images-idx3-ubyte"
+  expect_err "missing t10k images file" 1 "$D/t10k-images-idx3-ubyte" "No such file" -- train "${QD[@]}" --data "$D"
+
+  mkdata trailing train-labels-idx1-ubyte
+  echo junk >>"$D/train-labels-idx1-ubyte"
+  expect_err "trailing bytes after train labels" 1 "$D/train-labels-idx1-ubyte" "trailing" -- train "${QD[@]}" --data "$D"
+
+  mkdata badlabel train-labels-idx1-ubyte
+  poke "$D/train-labels-idx1-ubyte" 8 "0c"
+  expect_err "label value 12" 1 "$D/train-labels-idx1-ubyte" "label 12" "0..9" -- train "${QD[@]}" --data "$D"
+
+  # Header says 29x29 images and the file size agrees: consistent idx, wrong shape.
+  mkdata shape29
+  rm "$D/t10k-images-idx3-ubyte"
+  {
+    printf '\x00\x00\x08\x03\x00\x00\x27\x10\x00\x00\x00\x1d\x00\x00\x00\x1d'
+    head -c $((10000 * 29 * 29)) /dev/zero
+  } >"$D/t10k-images-idx3-ubyte"
+  expect_err "t10k images are 29x29" 1 "29x29" "28x28" -- train "${QD[@]}" --data "$D"
+
+  # 14x56 has 784 pixels like 28x28, but it is not MNIST's shape.
+  mkdata shape14 t10k-images-idx3-ubyte
+  poke "$D/t10k-images-idx3-ubyte" 8 "00 00 00 0e 00 00 00 38"
+  expect_err "t10k images are 14x56" 1 "14x56" "28x28" -- train "${QD[@]}" --data "$D"
+fi
+
+echo "== positive controls"
+if [[ $have_data -eq 1 ]]; then
+  mkdir -p "$T/good"
+  cp "${FILES[@]/#/$MNIST/}" "$T/good/"
+  run train --max-batches 2 --test-batches 1 --epochs 1 --data "$T/good"
+  if [[ $rc -eq 0 ]] && grep -q '^epoch=0 ' <<<"$out" && [[ -z $(grep -i error <<<"$err") ]]; then
+    pass "train on a copy of good data"
+  else
+    fail "train on a copy of good data" "exit $rc, or no 'epoch=0' line, or an error on stderr"
+    show train --max-batches 2 --test-batches 1 --epochs 1 --data "$T/good"
+  fi
+else
+  skip "train on a copy of good data" "no MNIST data"
+fi
+
+run gradcheck --solver newton
+if [[ $rc -eq 0 ]] && grep -q 'PASS' <<<"$out" && ! grep -q 'FAIL' <<<"$out"; then
+  pass "gradcheck --solver newton"
+else
+  fail "gradcheck --solver newton" "exit $rc, or no PASS / a FAIL in its table"
+  show gradcheck --solver newton
+fi
+
+# The harness itself must notice a failing gradcheck (exit 1, FAIL in the table).
+run gradcheck --solver newton --backward implicit --threshold 1e-30
+if [[ $rc -eq 1 ]] && grep -q 'FAIL' <<<"$out"; then
+  pass "gradcheck with an impossible threshold fails"
+else
+  fail "gradcheck with an impossible threshold fails" "exit $rc"
+  show gradcheck --solver newton --backward implicit --threshold 1e-30
+fi
+
+echo "== $npass passed, $nfail failed, $nskip skipped"
+if [[ $nfail -gt 0 ]]; then
+  printf '   failed: %s\n' "${failed[@]}"
+  exit 1
+fi
+exit 0
