@@ -32,9 +32,9 @@ il_status il_cli_parse(il_cli *cli, const char *command, const il_cli_spec *spec
     const char *arg = argv[a];
     if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
       if (arg[0] == '-' && arg[1] != '\0' && strcmp(arg, "-") != 0 && !(arg[1] == 'o' && arg[2] == '\0'))
-        return IL_ERR(IL_ERR_ARG, "%s: unknown option '%s' (options are long: --name value)", command, arg);
+        return IL_ERR(IL_ERR_ARG, "unknown option '%s' (options are long: --name value)", arg);
       if (cli->npositional >= max_positional || cli->npositional >= 16)
-        return IL_ERR(IL_ERR_ARG, "%s: unexpected argument '%s'", command, arg);
+        return IL_ERR(IL_ERR_ARG, "unexpected argument '%s'", arg);
       cli->positional[cli->npositional++] = arg;
       continue;
     }
@@ -45,16 +45,16 @@ il_status il_cli_parse(il_cli *cli, const char *command, const il_cli_spec *spec
     if (i < 0) {
       char valid[1024];
       list_valid(cli, valid, sizeof valid);
-      return IL_ERR(IL_ERR_ARG, "%s: unknown option '--%.*s' (valid: %s)", command, (int)len, name, valid);
+      return IL_ERR(IL_ERR_ARG, "unknown option '--%.*s' (valid: %s)", (int)len, name, valid);
     }
-    if (cli->value[i]) return IL_ERR(IL_ERR_ARG, "%s: option --%s given twice", command, spec[i].name);
+    if (cli->value[i]) return IL_ERR(IL_ERR_ARG, "option --%s given twice", spec[i].name);
     if (spec[i].takes_value) {
       if (eq) cli->value[i] = eq + 1;
       else if (a + 1 < argc) cli->value[i] = argv[++a];
-      else return IL_ERR(IL_ERR_ARG, "%s: option --%s needs a value", command, spec[i].name);
-      if (cli->value[i][0] == '\0') return IL_ERR(IL_ERR_ARG, "%s: option --%s has an empty value", command, spec[i].name);
+      else return IL_ERR(IL_ERR_ARG, "option --%s needs a value", spec[i].name);
+      if (cli->value[i][0] == '\0') return IL_ERR(IL_ERR_ARG, "option --%s has an empty value", spec[i].name);
     } else {
-      if (eq) return IL_ERR(IL_ERR_ARG, "%s: option --%s takes no value", command, spec[i].name);
+      if (eq) return IL_ERR(IL_ERR_ARG, "option --%s takes no value", spec[i].name);
       cli->value[i] = "1";
     }
   }
@@ -104,8 +104,8 @@ il_status il_cli_positive_double(const il_cli *cli, const char *name, double def
   return IL_OK;
 }
 
-/* Split on commas into a scratch copy; calls fn for each item. */
-static il_status split_list(const char *s, const char *name, char items[][64], int cap, int *n) {
+/* Split on commas; empty items are errors (a stray comma is never ignored). */
+il_status il_cli_split_list(const char *s, const char *name, char items[][64], int cap, int *n) {
   *n = 0;
   const char *p = s;
   while (1) {
@@ -128,7 +128,7 @@ il_status il_cli_double_list(const il_cli *cli, const char *name, const char *de
   const char *v = il_cli_get(cli, name, def);
   char items[64][64];
   if (cap > 64) cap = 64;
-  IL_CHECK(split_list(v, name, items, cap, n));
+  IL_CHECK(il_cli_split_list(v, name, items, cap, n));
   char what[64];
   snprintf(what, sizeof what, "--%s", name);
   for (int i = 0; i < *n; i++) {
@@ -143,7 +143,7 @@ il_status il_cli_int_list(const il_cli *cli, const char *name, const char *def, 
   const char *v = il_cli_get(cli, name, def);
   char items[64][64];
   if (cap > 64) cap = 64;
-  IL_CHECK(split_list(v, name, items, cap, n));
+  IL_CHECK(il_cli_split_list(v, name, items, cap, n));
   char what[64];
   snprintf(what, sizeof what, "--%s", name);
   for (int i = 0; i < *n; i++) IL_CHECK(il_parse_int(items[i], what, lo, hi, &vals[i]));

@@ -53,7 +53,7 @@ static double flops_backward(const char *solver, const char *backward, int B, in
 
 int il_cmd_layer(int argc, char **argv) {
   il_cli cli;
-  char solvers[8][32], backwards[8][32];
+  char solvers[8][64], backwards[8][64];
   int ns = 0, nbk = 0, nh, nt;
   long hidden[64], B, max_iter, warmup, repeat, threads, seed;
   double tols[64], scale;
@@ -65,10 +65,11 @@ int il_cmd_layer(int argc, char **argv) {
   {
     const char *lists[2] = {il_cli_get(&cli, "solver", "fp"), il_cli_get(&cli, "backward", "unroll")};
     for (int w = 0; w < 2; w++) {
-      char buf[256];
-      snprintf(buf, sizeof buf, "%s", lists[w]);
-      char *save = NULL;
-      for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+      char items[8][64];
+      int nit;
+      if (il_cli_split_list(lists[w], w ? "backward" : "solver", items, 8, &nit) != IL_OK) goto usage_err;
+      for (int it = 0; it < nit; it++) {
+        const char *t = items[it];
         if (w == 0 && !il_solver_find(t)) {
           IL_ERR(IL_ERR_ARG, "--solver: unknown solver '%s' (valid: %s)", t, il_solver_names());
           goto usage_err;
@@ -81,7 +82,7 @@ int il_cmd_layer(int argc, char **argv) {
           IL_ERR(IL_ERR_ARG, "too many items in --%s", w ? "backward" : "solver");
           goto usage_err;
         }
-        snprintf(w ? backwards[nbk++] : solvers[ns++], 32, "%s", t);
+        memcpy(w ? backwards[nbk++] : solvers[ns++], t, 64);
       }
     }
   }
@@ -98,6 +99,18 @@ int il_cmd_layer(int argc, char **argv) {
 
   const il_backend *be;
   if (il_backend_cpu((int)threads, &be) != IL_OK) goto usage_err;
+  /* refuse impossible sizes before printing or allocating anything: unrolled Newton keeps one LU per step */
+  for (int si = 0; si < ns; si++)
+    for (int hi = 0; hi < nh; hi++) {
+      const il_solver_ops *so = il_solver_find(solvers[si]);
+      double n = (double)hidden[hi];
+      double need = (double)sizeof(float) * ((double)B * n * n * (max_iter ? max_iter : so->default_max_iter) + 8.0 * B * n);
+      if (il_phys_mem() && need > (double)il_phys_mem()) {
+        IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld (solver %s) needs about %.3g GiB, more than this machine's %.3g GiB",
+               hidden[hi], B, solvers[si], need / (1 << 30), (double)il_phys_mem() / (1 << 30));
+        goto usage_err;
+      }
+    }
   printf("%-7s %-9s %6s %5s %8s %10s %10s %6s %10s %-10s %9s %9s %14s %14s\n", "solver", "backward", "hidden",
          "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "fwd_GF/s", "bwd_GF/s", "saved_bytes",
          "workspace_B");
@@ -113,13 +126,6 @@ int il_cmd_layer(int argc, char **argv) {
         for (int ti = 0; ti < nt; ti++) {
           const int n = (int)hidden[hi];
           const size_t len = (size_t)B * n, nn = (size_t)n * n;
-          /* refuse before allocating: unrolled Newton keeps one LU per step */
-          double need = (double)sizeof(float) * ((double)B * nn * (max_iter ? max_iter : so->default_max_iter) + 8.0 * len);
-          if (il_phys_mem() && need > (double)il_phys_mem()) {
-            fprintf(stderr, "ilbench layer: error: hidden %d needs about %.3g GiB, more than this machine has\n", n,
-                    need / (1 << 30));
-            return 2;
-          }
           float *W = malloc(nn * sizeof *W), *x = malloc(len * sizeof *x), *C = malloc(len * sizeof *C);
           float *out = malloc(len * sizeof *out), *dx = malloc(len * sizeof *dx), *dW = malloc(nn * sizeof *dW);
           double *tf = malloc((size_t)repeat * sizeof *tf), *tb = malloc((size_t)repeat * sizeof *tb);

@@ -51,11 +51,11 @@ typedef struct train_opts {
 static il_status parse_drops(const char *s, train_opts *o) {
   o->ndrops = 0;
   if (strcmp(s, "none") == 0) return IL_OK;
-  char buf[512];
-  if (strlen(s) >= sizeof buf) return IL_ERR(IL_ERR_ARG, "--lr-drop: value too long");
-  strcpy(buf, s);
-  char *save = NULL;
-  for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+  char items[MAX_DROPS][64];
+  int nitems;
+  IL_CHECK(il_cli_split_list(s, "lr-drop", items, MAX_DROPS, &nitems));
+  for (int it = 0; it < nitems; it++) {
+    char *item = items[it];
     char *colon = strchr(item, ':');
     if (!colon) return IL_ERR(IL_ERR_ARG, "--lr-drop: '%s' is not EPOCH:LR", item);
     *colon = '\0';
@@ -182,22 +182,33 @@ int il_cmd_train(int argc, char **argv) {
                                   .max_iter = (int)o.max_iter, .zero_nonconverged = o.zero,
                                   .adjoint_refine = o.refine ? (int)o.refine : -1, .opts = NULL}};
   size_t est;
-  if (il_model_estimate_bytes(&mc, &est) != IL_OK) goto usage_err;
+  if (il_model_estimate_bytes(&mc, &est) != IL_OK) {
+    il_error_clear();
+    IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld is too large to allocate (its size overflows)", o.hidden, o.batch);
+    goto usage_err;
+  }
   unsigned long long phys = il_phys_mem();
   if (phys && est > phys) {
     IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld needs about %.3g GiB, more than this machine's %.3g GiB",
            o.hidden, o.batch, (double)est / (1 << 30), (double)phys / (1 << 30));
     goto usage_err;
   }
-  if (il_mnist_load_split(o.data, "train", &train) != IL_OK || il_mnist_load_split(o.data, "t10k", &test) != IL_OK) {
+  il_status ls = il_mnist_load_split(o.data, "train", &train);
+  if (ls == IL_OK) ls = il_mnist_load_split(o.data, "t10k", &test);
+  if (ls != IL_OK) {
     il_report_error("train");
-    fprintf(stderr, "ilbench train: hint: scripts/fetch-mnist downloads MNIST into data/mnist\n");
+    if (ls == IL_ERR_IO) fprintf(stderr, "ilbench train: hint: scripts/fetch-mnist downloads MNIST into data/mnist\n");
     goto done;
   }
-  if (train.images.rows * train.images.cols != 784 || test.images.rows * test.images.cols != 784) {
-    fprintf(stderr, "ilbench train: error: images are %zux%zu, the model expects 28x28\n", train.images.rows,
-            train.images.cols);
-    goto done;
+  {
+    const il_mnist_split *sp[2] = {&train, &test};
+    const char *nm[2] = {"train", "t10k"};
+    for (int i = 0; i < 2; i++)
+      if (sp[i]->images.rows != 28 || sp[i]->images.cols != 28) {
+        fprintf(stderr, "ilbench train: error: %s/%s-images-idx3-ubyte holds %zux%zu images, the model expects 28x28\n",
+                o.data, nm[i], sp[i]->images.rows, sp[i]->images.cols);
+        goto done;
+      }
   }
   const il_backend *be;
   if (il_backend_cpu((int)o.threads, &be) != IL_OK || il_model_create(&model, &mc, be) != IL_OK) {

@@ -17,12 +17,14 @@
 #if IL_PREC == 32
 #define IL_EXP_MIN_ARG (-87.0f)
 typedef int32_t il_int_bits;
+typedef uint32_t il_uint_bits;
 #define IL_MANT_BITS 23
 #define IL_EXP_BIAS 127
 #define IL_ROUND_MAGIC 12582912.0f /* 1.5 * 2^23: adding it rounds to nearest integer */
 #else
 #define IL_EXP_MIN_ARG (-708.0)
 typedef int64_t il_int_bits;
+typedef uint64_t il_uint_bits;
 #define IL_MANT_BITS 52
 #define IL_EXP_BIAS 1023
 #define IL_ROUND_MAGIC 6755399441055744.0 /* 1.5 * 2^52 */
@@ -33,7 +35,10 @@ static inline void il_exp_expm1_neg(il_real y, il_real *ex, il_real *em1) {
   const il_real log2e = (il_real)1.4426950408889634;
   const il_real ln2_hi = (il_real)0.693145751953125;      /* few bits: k*ln2_hi exact */
   const il_real ln2_lo = (il_real)1.4286068203094172e-06;
-  if (y < IL_EXP_MIN_ARG) y = IL_EXP_MIN_ARG;
+  /* clamp, and map NaN to 0 so the float->int conversion below is defined;
+   * callers put the NaN back */
+  y = (y < IL_EXP_MIN_ARG) ? IL_EXP_MIN_ARG : y;
+  y = (y != y) ? 0 : y;
   il_real kf = (y * log2e + IL_ROUND_MAGIC) - IL_ROUND_MAGIC; /* round(y / ln2) */
   il_real r = (y - kf * ln2_hi) - kf * ln2_lo;                 /* |r| <= ln2/2 */
   /* p = expm1(r) by Taylor; the truncation error is below half an ulp on |r| <= 0.347 */
@@ -46,7 +51,7 @@ static inline void il_exp_expm1_neg(il_real y, il_real *ex, il_real *em1) {
               r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (1.0 / 6227020800.0)))))))))))));
 #endif
   il_int_bits k = (il_int_bits)kf;
-  il_int_bits bits = (k + IL_EXP_BIAS) << IL_MANT_BITS;
+  il_uint_bits bits = (il_uint_bits)(k + IL_EXP_BIAS) << IL_MANT_BITS; /* k + bias >= 1 */
   il_real scale;
   memcpy(&scale, &bits, sizeof scale); /* 2^k, k in [-126, 0] (float) or [-1022, 0] (double) */
   *ex = scale + scale * p;

@@ -92,8 +92,8 @@ check_run() { # check_run NAME (uses KV)
   for k in "${KEYS[@]}"; do [[ -n ${KV[$k]+x} ]] || missing+=("$k"); done
   check "$name" "all ${#KEYS[@]} keys present${missing:+ (missing: ${missing[*]})}" $((${#missing[@]} == 0))
   [[ ${#missing[@]} -eq 0 ]] || return
-  check "$name" "epoch=0 (got ${KV[epoch]})" $([[ ${KV[epoch]} == 0 ]] && echo 1 || echo 0)
-  check "$name" "train_batches=100 (got ${KV[train_batches]})" $([[ ${KV[train_batches]} == 100 ]] && echo 1 || echo 0)
+  check "$name" "epoch=0 (got ${KV[epoch]})" "$([[ ${KV[epoch]} == 0 ]] && echo 1 || echo 0)"
+  check "$name" "train_batches=100 (got ${KV[train_batches]})" "$([[ ${KV[train_batches]} == 100 ]] && echo 1 || echo 0)"
   for k in train_err train_loss train_iters test_err test_loss test_iters; do
     if [[ $(isfinite "${KV[$k]}") -ne 1 ]]; then
       check "$name" "$k is a finite number (got ${KV[$k]})" 0
@@ -105,7 +105,7 @@ check_run() { # check_run NAME (uses KV)
   check "$name" "train_err < $MAX_TRAIN_ERR (got ${KV[train_err]})" "$(fcmp "${KV[train_err]} < $MAX_TRAIN_ERR")"
   check "$name" "train_iters > 0 (got ${KV[train_iters]})" "$(fcmp "${KV[train_iters]} > 0")"
   check "$name" "nan_batches=0 and nonfinite_batches=0 (got ${KV[nan_batches]}, ${KV[nonfinite_batches]})" \
-    $([[ ${KV[nan_batches]} == 0 && ${KV[nonfinite_batches]} == 0 ]] && echo 1 || echo 0)
+    "$([[ ${KV[nan_batches]} == 0 && ${KV[nonfinite_batches]} == 0 ]] && echo 1 || echo 0)"
   check "$name" "peak_mem_bytes > 0 (got ${KV[peak_mem_bytes]})" "$(fcmp "${KV[peak_mem_bytes]} > 0")"
 }
 
@@ -151,7 +151,7 @@ if [[ -n ${FIRST["fp/unroll"]:-} ]]; then
   if train "fp/unroll seed 1" --solver fp --backward unroll --seed 1; then
     a=$(strip_timing "${FIRST["fp/unroll"]}")
     b=$(strip_timing "$LINE")
-    check "fp/unroll" "--seed 1 gives a different line from --seed 0" $([[ $a != "$b" ]] && echo 1 || echo 0)
+    check "fp/unroll" "--seed 1 gives a different line from --seed 0" "$([[ $a != "$b" ]] && echo 1 || echo 0)"
   fi
 fi
 
