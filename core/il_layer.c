@@ -23,7 +23,7 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
   if (cfg->zero_nonconverged < IL_ZERO_AUTO || cfg->zero_nonconverged > IL_ZERO_NO)
     return IL_ERR(IL_ERR_ARG, "zero_nonconverged must be auto, yes or no");
   L->zero_rows = cfg->zero_nonconverged == IL_ZERO_AUTO
-                     ? (strcmp(L->sops->name, "newton") == 0 && L->bops->needs_tape) /* seed's TanhNewtonLayer */
+                     ? (strcmp(L->sops->name, "newton") == 0) /* the seed's Newton rule, see il_layer.h */
                      : cfg->zero_nonconverged == IL_ZERO_YES;
   IL_CHECK(il_cell_tanh_init(&L->cell, be, n, W));
   IL_CHECK(il_arena_init(&L->saved, IL_MEM_SAVED, stats, (size_t)1 << 20));

@@ -38,7 +38,11 @@ typedef struct il_layer_config {
   const char *backward; /* "unroll", "implicit", ... */
   double tol;           /* > 0 */
   int max_iter;         /* <= 0: the solver's default (fp 200, newton 40) */
-  int zero_nonconverged; /* IL_ZERO_AUTO (0): as the seed (newton + unroll only), IL_ZERO_YES, IL_ZERO_NO */
+  /* IL_ZERO_AUTO (0): zero Newton's non-converged rows, as the seed's TanhNewtonLayer does.
+   * The seed's implicit layer skips this; we do not, because the IFT gradient of a row
+   * that is not at a fixed point is meaningless and, in float32 training, a few such
+   * rows per epoch were enough to set training back (README: semantics). */
+  int zero_nonconverged; /* IL_ZERO_AUTO, IL_ZERO_YES, IL_ZERO_NO */
   int adjoint_refine;   /* implicit: max refinement steps of the adjoint solve against J(z*);
                            0: default (3); negative: none, plain reuse of the last Newton LU, as the seed */
   il_options *opts;     /* solver/backward options; unknown keys are errors */

@@ -178,8 +178,22 @@ static void test_nonconverged_rows_are_zeroed(void **state) {
   assert_int_equal(L.fres.reason, IL_REASON_MAX_ITER);
   il_layer_destroy(&L);
 
-  /* the seed's implicit layer does not zero */
+  /* implicit zeroes them too (the seed's implicit layer does not; see il_layer.h) */
   cfg.backward = "implicit";
+  assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
+  assert_int_equal(L.zero_rows, 1);
+  assert_ok(il_layer_forward(&L, B, x, out, 1));
+  memset(dx, 0, sizeof dx);
+  memset(dW, 0, sizeof dW);
+  assert_ok(il_layer_backward(&L, C, dx, dW));
+  for (int b = 0; b < B; b++) {
+    double rn = 0, dn = 0;
+    for (int i = 0; i < n; i++) { rn += fabs(out[b * n + i]); dn += fabs(dx[b * n + i]); }
+    assert_true((L.row_res[b] > 1e-3) == (rn == 0 && dn == 0));
+  }
+  il_layer_destroy(&L);
+  /* and fp never does by default */
+  cfg.solver = "fp";
   assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
   assert_int_equal(L.zero_rows, 0);
   il_layer_destroy(&L);
