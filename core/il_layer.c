@@ -26,7 +26,8 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
                      ? (strcmp(L->sops->name, "newton") == 0) /* the seed's Newton rule, see il_layer.h */
                      : cfg->zero_nonconverged == IL_ZERO_YES;
   IL_CHECK(il_cell_tanh_init(&L->cell, be, n, W));
-  IL_CHECK(il_arena_init(&L->saved, IL_MEM_SAVED, stats, (size_t)1 << 20));
+  /* big blocks keep consecutive tape entries contiguous (fp unroll batches its theta GEMMs) */
+  IL_CHECK(il_arena_init(&L->saved, IL_MEM_SAVED, stats, (size_t)8 << 20));
   IL_CHECK(il_arena_init(&L->ws, IL_MEM_WORKSPACE, stats, (size_t)1 << 20));
   il_status s = L->sops->create(cfg->opts, &L->sstate);
   if (s != IL_OK) return il_error_trace(s, __FILE__, __LINE__);

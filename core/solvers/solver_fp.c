@@ -79,7 +79,14 @@ out:
   return s;
 }
 
-/* z_{k+1} = f(z_k): u_k = (df/dz at z_k)^T u_{k+1}, dx += (df/dx)^T u_{k+1}, dW likewise. */
+/* z_{k+1} = f(z_k): u_k = (df/dz at z_k)^T u_{k+1}, dx += (df/dx)^T u_{k+1}, and
+ * dtheta += (df/dtheta)^T u_{k+1}. The u recursion is sequential, but the theta
+ * term of G consecutive iterations is one vjp over a "virtual batch" of G*B rows
+ * (for the tanh cell one (n, G*B) x (G*B, n) GEMM instead of G small ones), as
+ * long as those iterates sit contiguously in the tape, which the arena gives
+ * within a block. The cotangents of a chunk are kept in a (G, B, n) buffer. */
+#define FP_THETA_CHUNK 16
+
 static il_status fp_unroll_backward(void *state, const il_problem *p, const il_real *dz, il_real *dx,
                                     il_real *dtheta) {
   fp_state *st = state;
@@ -87,14 +94,32 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
   const size_t len = (size_t)p->B * c->n;
   if (!st->iter) return IL_ERR(IL_ERR_INTERNAL, "fp unroll backward: no tape (forward ran without saving)");
   il_arena_mark m = il_arena_get_mark(p->ws);
-  il_real *u, *un;
-  IL_CHECK(il_arena_calloc(p->ws, len, sizeof *u, (void **)&u));
-  IL_CHECK(il_arena_calloc(p->ws, len, sizeof *un, (void **)&un));
-  memcpy(u, dz, len * sizeof *u);
-  for (int k = st->K - 1; k >= 0; k--) {
-    /* z_0 = 0 has no inputs upstream: skip its dz */
-    IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], st->iter[k + 1], NULL, u, k > 0 ? un : NULL, dx, dtheta, p->ws));
-    il_real *t = u; u = un; un = t;
+  il_real *carry, *U;
+  IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *carry, (void **)&carry));
+  IL_CHECK(il_arena_alloc_n(p->ws, len * FP_THETA_CHUNK, sizeof *U, (void **)&U));
+  memcpy(carry, dz, len * sizeof *carry); /* dL/dz_K */
+  for (int end = st->K; end > 0;) {
+    const int k0 = end > FP_THETA_CHUNK ? end - FP_THETA_CHUNK : 0, g = end - k0;
+    /* slot j holds u_{k0+j+1}, the cotangent on the output of step k0+j */
+    memcpy(U + (size_t)(g - 1) * len, carry, len * sizeof *U);
+    for (int k = end - 1; k >= k0; k--) {
+      il_real *out = k > k0 ? U + (size_t)(k - 1 - k0) * len : carry;
+      /* z_0 = 0 has nothing upstream: skip its dz */
+      IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], st->iter[k + 1], NULL, U + (size_t)(k - k0) * len,
+                           k > 0 ? out : NULL, dx, NULL, p->ws));
+    }
+    if (dtheta) {
+      int contiguous = 1;
+      for (int k = k0; k < end; k++) contiguous &= st->iter[k + 1] == st->iter[k] + len;
+      if (contiguous) {
+        IL_CHECK(c->ops->vjp(c, p->B * g, st->iter[k0], st->iter[k0 + 1], NULL, U, NULL, NULL, dtheta, p->ws));
+      } else {
+        for (int k = k0; k < end; k++)
+          IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], st->iter[k + 1], NULL, U + (size_t)(k - k0) * len, NULL, NULL,
+                               dtheta, p->ws));
+      }
+    }
+    end = k0;
   }
   il_arena_rewind(p->ws, m);
   return IL_OK;
