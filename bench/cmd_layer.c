@@ -1,7 +1,9 @@
 /* bench/cmd_layer.c: `ilbench layer`, one implicit layer forward+backward on
  * random data (no dataset), for each hidden size and tolerance in a list.
  * Times are the median of --repeat runs after --warmup runs. GFLOP/s come from
- * an analytic count of the work done (see flops_* below), not from a profiler. */
+ * an analytic count of the work done (see flops_* below), not from a profiler;
+ * sgemm_GF/s is the measured rate of the (B, n) x (n, n) GEMM itself, the
+ * machine's limit for these shapes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,26 @@ static double flops_backward(const char *solver, const char *backward, int B, in
   if (strcmp(solver, "newton") == 0) /* per step: solve^T, vjp (2 GEMM), jvp_vjp (4 GEMM) */
     return iters * (B * 2.0 * n * n + 6 * gemm) + gemm;
   return iters * 2 * gemm; /* per iterate: dz and dW GEMMs */
+}
+
+/* The machine's limit for this shape: GFLOP/s of the backend GEMM (B, n) x (n, n)^T,
+ * the operation every fixed-point iteration performs, at the same thread count. */
+static double gemm_limit(const il_backend *be, int B, int n) {
+  float *A = calloc((size_t)B * n, sizeof *A), *W = calloc((size_t)n * n, sizeof *W), *C = calloc((size_t)B * n, sizeof *C);
+  double best = 1e30;
+  if (!A || !W || !C) goto out;
+  for (size_t i = 0; i < (size_t)B * n; i++) A[i] = (float)(i % 7) * 0.01f;
+  for (size_t i = 0; i < (size_t)n * n; i++) W[i] = (float)(i % 5) * 0.01f;
+  for (int r = 0; r < 5; r++) {
+    int reps = 1 + (int)(2e8 / (2.0 * B * n * n)); /* about 0.2 GFLOP per sample */
+    double t0 = il_now();
+    for (int k = 0; k < reps; k++) be->gemm(0, 1, B, n, n, 1, A, n, W, n, 0, C, n);
+    double t = (il_now() - t0) / reps;
+    if (t < best) best = t;
+  }
+out:
+  free(A); free(W); free(C);
+  return best < 1e30 ? 2.0 * B * n * n / best * 1e-9 : NAN;
 }
 
 int il_cmd_layer(int argc, char **argv) {
@@ -111,9 +133,11 @@ int il_cmd_layer(int argc, char **argv) {
         goto usage_err;
       }
     }
-  printf("%-7s %-9s %6s %5s %8s %10s %10s %6s %10s %-10s %9s %9s %14s %14s\n", "solver", "backward", "hidden",
-         "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "fwd_GF/s", "bwd_GF/s", "saved_bytes",
-         "workspace_B");
+  printf("%-7s %-9s %6s %5s %8s %10s %10s %6s %10s %-10s %9s %9s %10s %14s %14s\n", "solver", "backward", "hidden",
+         "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "fwd_GF/s", "bwd_GF/s", "sgemm_GF/s",
+         "saved_bytes", "workspace_B");
+  double limits[64];
+  for (int hi = 0; hi < nh; hi++) limits[hi] = gemm_limit(be, (int)B, (int)hidden[hi]);
   for (int si = 0; si < ns; si++)
     for (int bi = 0; bi < nbk; bi++) {
       const il_solver_ops *so = il_solver_find(solvers[si]);
@@ -163,10 +187,10 @@ int il_cmd_layer(int argc, char **argv) {
           qsort(tb, (size_t)repeat, sizeof *tb, cmp_double);
           double mf = tf[repeat / 2], mb = tb[repeat / 2];
           int it = L.fres.iters;
-          printf("%-7s %-9s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %9.2f %9.2f %14zu %14zu\n", solvers[si],
+          printf("%-7s %-9s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %9.2f %9.2f %10.2f %14zu %14zu\n", solvers[si],
                  backwards[bi], n, B, tols[ti], 1e3 * mf, 1e3 * mb, it, L.fres.residual, il_reason_name(L.fres.reason),
                  flops_forward(solvers[si], (int)B, n, it) / mf * 1e-9,
-                 flops_backward(solvers[si], backwards[bi], (int)B, n, it) / mb * 1e-9, mem.peak[IL_MEM_SAVED],
+                 flops_backward(solvers[si], backwards[bi], (int)B, n, it) / mb * 1e-9, limits[hi], mem.peak[IL_MEM_SAVED],
                  mem.peak[IL_MEM_WORKSPACE]);
           fflush(stdout);
           il_layer_destroy(&L);
