@@ -111,7 +111,7 @@ static void gather(const il_mnist_split *d, const uint32_t *idx, int B, float *X
 }
 
 typedef struct epoch_acc {
-  double loss, iters, bwd_iters;
+  double loss, iters, bwd_iters, max_grad_norm;
   long errors, samples, batches, nan_batches, nonconverged, maxiter_batches, nonfinite_batches;
 } epoch_acc;
 
@@ -252,8 +252,14 @@ int il_cmd_train(int argc, char **argv) {
         il_report_error("train");
         goto done;
       }
-      if (st.grad_finite) il_model_sgd(&model, lr);
-      else tr.nan_batches++;
+      if (st.grad_finite) {
+        /* the largest step taken: a huge but finite gradient passes the NaN check */
+        double gn = sqrt(be->sqdist(model.nparams, model.grads, NULL));
+        if (gn > tr.max_grad_norm) tr.max_grad_norm = gn;
+        il_model_sgd(&model, lr);
+      } else {
+        tr.nan_batches++;
+      }
       acc_step(&tr, &st);
       if (tty) progress("train", ep, b + 1, nb, t0);
     }
@@ -272,13 +278,13 @@ int il_cmd_train(int argc, char **argv) {
     }
     double t2 = il_now();
     printf("epoch=%ld lr=%g train_err=%.4f train_loss=%.4f train_iters=%.2f train_bwd_iters=%.2f "
-           "test_err=%.4f test_loss=%.4f test_iters=%.2f nan_batches=%ld nonconverged=%ld "
+           "test_err=%.4f test_loss=%.4f test_iters=%.2f nan_batches=%ld max_grad_norm=%.4g nonconverged=%ld "
            "maxiter_batches=%ld nonfinite_batches=%ld train_batches=%ld train_s=%.3f test_s=%.3f "
            "peak_mem_bytes=%zu saved_peak_bytes=%zu workspace_peak_bytes=%zu\n",
            ep, lr, tr.samples ? (double)tr.errors / tr.samples : NAN, tr.samples ? tr.loss / tr.samples : NAN,
            tr.batches ? tr.iters / tr.batches : NAN, tr.batches ? tr.bwd_iters / tr.batches : NAN,
            te.samples ? (double)te.errors / te.samples : NAN, te.samples ? te.loss / te.samples : NAN,
-           te.batches ? te.iters / te.batches : NAN, tr.nan_batches, tr.nonconverged, tr.maxiter_batches,
+           te.batches ? te.iters / te.batches : NAN, tr.nan_batches, tr.max_grad_norm, tr.nonconverged, tr.maxiter_batches,
            tr.nonfinite_batches, tr.batches, t1 - t0, t2 - t1, model.mem.peak_total, model.mem.peak[IL_MEM_SAVED],
            model.mem.peak[IL_MEM_WORKSPACE]);
     fflush(stdout);
