@@ -24,7 +24,7 @@ static const il_cli_spec layer_spec[] = {
     {"scale", 1, "W = scale * U(-1,1)/sqrt(n) (PyTorch Linear init at 1)", "1"},
     {"warmup", 1, "untimed runs", "2"},
     {"repeat", 1, "timed runs (median reported)", "10"},
-    {"threads", 1, "BLAS and batch threads", "1"},
+    {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
     {"seed", 1, "random seed", "0"},
     {"help", 0, "show this help", NULL},
 };

@@ -31,7 +31,7 @@ static const il_cli_spec train_spec[] = {
     {"device", 1, "cpu or cuda", "cpu"},
     {"max-batches", 1, "limit training batches per epoch", "all"},
     {"test-batches", 1, "limit test batches per epoch (0: no test)", "all"},
-    {"threads", 1, "BLAS and batch threads", "1"},
+    {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
     {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: yes for newton, as the seed)", "auto"},
     {"adjoint-refine", 1, "implicit: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
     {"help", 0, "show this help", NULL},
