@@ -2,6 +2,7 @@
  * Semantics follow the seed: batch 100, SGD lr 0.1 dropping to 0.01 at epoch 5,
  * stop on the batch Frobenius norm, Newton rows that fail are zeroed (unroll),
  * and a step whose gradient is not finite is skipped. One logfmt line per epoch. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "commands.h"
 #include "il_mnist.h"
 #include "il_model.h"
+#include "il_dist.h"
 #include "il_rng.h"
 
 #define MAX_DROPS 16
@@ -34,6 +36,10 @@ static const il_cli_spec train_spec[] = {
     {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
     {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: yes for newton, as the seed)", "auto"},
     {"adjoint-refine", 1, "implicit: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
+    {"log-steps", 0, "also print one logfmt line per training step (rank 0)", NULL},
+    {"save-params", 1, "write the final parameters as raw float32 (W1, b1, W, W2, b2, row-major) to a file", NULL},
+    {"check-sync", 1, "compare a checksum of the parameters across ranks every N steps (0: never)", "0"},
+    {"inject-nan", 1, "RANK:STEP put a NaN into one gradient of RANK at global STEP (for testing the skip)", NULL},
     {"help", 0, "show this help", NULL},
 };
 #define NSPEC ((int)(sizeof train_spec / sizeof train_spec[0]))
@@ -41,7 +47,10 @@ static const il_cli_spec train_spec[] = {
 typedef struct train_opts {
   const char *solver, *backward, *data, *device;
   double tol, lr;
-  long max_iter, hidden, epochs, batch, seed, max_batches, test_batches, threads, refine;
+  long max_iter, hidden, epochs, batch, seed, max_batches, test_batches, threads, refine, check_sync;
+  long inject_nan_rank, inject_nan_step;
+  int log_steps;
+  const char *save_params;
   int zero;
   int ndrops;
   long drop_epoch[MAX_DROPS];
@@ -97,6 +106,19 @@ static il_status parse_train(const il_cli *cli, train_opts *o) {
   IL_CHECK(il_cli_choice(cli, "zero-nonconverged", "auto", "auto|yes|no", &z));
   o->zero = strcmp(z, "auto") == 0 ? IL_ZERO_AUTO : strcmp(z, "yes") == 0 ? IL_ZERO_YES : IL_ZERO_NO;
   IL_CHECK(il_cli_int(cli, "adjoint-refine", 3, 0, 100, &o->refine));
+  IL_CHECK(il_cli_int(cli, "check-sync", 0, 0, 1L << 40, &o->check_sync));
+  o->log_steps = il_cli_has(cli, "log-steps");
+  o->save_params = il_cli_get(cli, "save-params", NULL);
+  o->inject_nan_rank = o->inject_nan_step = -1;
+  const char *inj = il_cli_get(cli, "inject-nan", NULL);
+  if (inj) {
+    const char *colon = strchr(inj, ':');
+    if (!colon) return IL_ERR(IL_ERR_ARG, "--inject-nan: '%s' is not RANK:STEP", inj);
+    char rk[32];
+    snprintf(rk, sizeof rk, "%.*s", (int)(colon - inj), inj);
+    IL_CHECK(il_parse_int(rk, "--inject-nan rank", 0, 1 << 20, &o->inject_nan_rank));
+    IL_CHECK(il_parse_int(colon + 1, "--inject-nan step", 0, 1L << 40, &o->inject_nan_step));
+  }
   return IL_OK;
 }
 
@@ -112,6 +134,7 @@ static void gather(const il_mnist_split *d, const uint32_t *idx, int B, float *X
 
 typedef struct epoch_acc {
   double loss, iters, bwd_iters, max_grad_norm;
+  double phase[4]; /* forward, backward, allreduce, update: sums of per-step max over ranks */
   long errors, samples, batches, nan_batches, nonconverged, maxiter_batches, nonfinite_batches;
 } epoch_acc;
 
@@ -159,24 +182,49 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
   fflush(stdout);
 }
 
+/* Statistics summed over ranks once per step (one small allreduce in double). */
+enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_N };
+/* Per-step maxima over ranks: phase times and backward iterations. */
+enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_N };
+
+static il_status max_over_ranks(il_dist *d, double *v, int n) {
+  if (d->size > 1 && MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, d->comm) != MPI_SUCCESS)
+    return IL_ERR(IL_ERR_INTERNAL, "MPI_Allreduce(max) failed");
+  return IL_OK;
+}
+
 int il_cmd_train(int argc, char **argv) {
   il_cli cli;
   train_opts o;
   il_mnist_split train = {0}, test = {0};
   il_model model;
+  il_dist dist;
   int model_ok = 0, rc = 1;
   float *X = NULL;
   uint8_t *y = NULL;
   uint32_t *perm = NULL, *tidx = NULL;
 
+  if (il_dist_init(&dist, MPI_COMM_WORLD) != IL_OK) {
+    il_report_error("train");
+    return 1;
+  }
+  const int root = dist.rank == 0;
   if (il_cli_parse(&cli, "train", train_spec, NSPEC, argc, argv, 0) != IL_OK) goto usage_err;
   if (il_cli_has(&cli, "help")) {
-    il_cli_usage("train", "[options]", train_spec, NSPEC);
+    if (root) il_cli_usage("train", "[options]", train_spec, NSPEC);
+    il_dist_free(&dist);
     return 0;
   }
   if (parse_train(&cli, &o) != IL_OK) goto usage_err;
+  if (o.batch < dist.size) {
+    IL_ERR(IL_ERR_ARG, "--batch %ld is smaller than the %d ranks: every rank needs at least one row", o.batch,
+           dist.size);
+    goto usage_err;
+  }
 
-  il_model_config mc = {.in_dim = 784, .hidden = (int)o.hidden, .classes = 10, .max_batch = (int)o.batch,
+  long lb_off, lb_max; /* the largest shard: rank 0's */
+  il_dist_shard(o.batch, 0, dist.size, &lb_off, &lb_max);
+  il_model_config mc = {.in_dim = 784, .hidden = (int)o.hidden, .classes = 10, .max_batch = (int)lb_max,
                         .seed = (uint64_t)o.seed,
                         .layer = {.solver = o.solver, .backward = o.backward, .tol = o.tol,
                                   .max_iter = (int)o.max_iter, .zero_nonconverged = o.zero,
@@ -188,16 +236,18 @@ int il_cmd_train(int argc, char **argv) {
     goto usage_err;
   }
   unsigned long long phys = il_phys_mem();
-  if (phys && est > phys) {
-    IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld needs about %.3g GiB, more than this machine's %.3g GiB",
-           o.hidden, o.batch, (double)est / (1 << 30), (double)phys / (1 << 30));
+  if (phys && (double)est * dist.node_size > (double)phys) {
+    IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld needs about %.3g GiB on %d rank(s) of this node, more than its %.3g GiB",
+           o.hidden, o.batch, (double)est * dist.node_size / (1 << 30), dist.node_size, (double)phys / (1 << 30));
     goto usage_err;
   }
   il_status ls = il_mnist_load_split(o.data, "train", &train);
   if (ls == IL_OK) ls = il_mnist_load_split(o.data, "t10k", &test);
   if (ls != IL_OK) {
-    il_report_error("train");
-    if (ls == IL_ERR_IO) fprintf(stderr, "ilbench train: hint: scripts/fetch-mnist downloads MNIST into data/mnist\n");
+    if (root) {
+      il_report_error("train");
+      if (ls == IL_ERR_IO) fprintf(stderr, "ilbench train: hint: scripts/fetch-mnist downloads MNIST into data/mnist\n");
+    }
     goto done;
   }
   {
@@ -205,10 +255,17 @@ int il_cmd_train(int argc, char **argv) {
     const char *nm[2] = {"train", "t10k"};
     for (int i = 0; i < 2; i++)
       if (sp[i]->images.rows != 28 || sp[i]->images.cols != 28) {
-        fprintf(stderr, "ilbench train: error: %s/%s-images-idx3-ubyte holds %zux%zu images, the model expects 28x28\n",
-                o.data, nm[i], sp[i]->images.rows, sp[i]->images.cols);
+        if (root)
+          fprintf(stderr, "ilbench train: error: %s/%s-images-idx3-ubyte holds %zux%zu images, the model expects 28x28\n",
+                  o.data, nm[i], sp[i]->images.rows, sp[i]->images.cols);
         goto done;
       }
+  }
+  const long ntrain = (long)train.images.count, ntest = (long)test.images.count;
+  if (ntrain % o.batch != 0 && ntrain % o.batch < dist.size) {
+    IL_ERR(IL_ERR_ARG, "the last training batch has %ld rows, fewer than the %d ranks; choose another --batch",
+           ntrain % o.batch, dist.size);
+    goto usage_err;
   }
   const il_backend *be;
   if (il_backend_cpu((int)o.threads, &be) != IL_OK || il_model_create(&model, &mc, be) != IL_OK) {
@@ -216,84 +273,171 @@ int il_cmd_train(int argc, char **argv) {
     goto done;
   }
   model_ok = 1;
-  X = malloc((size_t)o.batch * 784 * sizeof *X);
-  y = malloc((size_t)o.batch);
+  /* every rank initialised from the same seed; the broadcast makes rank 0 the single source anyway */
+  if (il_dist_bcast(&dist, model.params, model.nparams, MPI_FLOAT, 0) != IL_OK) goto run_err;
+  il_layer_set_reducer(&model.layer, il_dist_reducer(&dist));
+  X = malloc((size_t)lb_max * 784 * sizeof *X);
+  y = malloc((size_t)lb_max);
   perm = malloc(train.images.count * sizeof *perm);
   tidx = malloc(test.images.count * sizeof *tidx);
   if (!X || !y || !perm || !tidx) {
-    fprintf(stderr, "ilbench train: error: out of memory for batch buffers\n");
+    fprintf(stderr, "ilbench train: error: rank %d: out of memory for batch buffers\n", dist.rank);
     goto done;
   }
   for (size_t i = 0; i < test.images.count; i++) tidx[i] = (uint32_t)i;
-  print_config(&o, &model, est);
+  if (root) {
+    print_config(&o, &model, est);
+    printf("# %-18s %d (%d on this node), batch shard %ld..%ld rows\n", "ranks", dist.size, dist.node_size,
+           o.batch / dist.size, lb_max);
+    fflush(stdout);
+  }
 
   il_rng shuffle;
   il_rng_seed(&shuffle, (uint64_t)o.seed ^ 0x5348554646UL); /* stream apart from the init stream */
-  const int tty = isatty(2);
-  const long ntrain = (long)train.images.count, ntest = (long)test.images.count;
+  const int tty = root && isatty(2);
   long nb = (ntrain + o.batch - 1) / o.batch;
   if (o.max_batches > 0 && o.max_batches < nb) nb = o.max_batches;
   long ntb = (ntest + o.batch - 1) / o.batch;
   if (o.test_batches >= 0 && o.test_batches < ntb) ntb = o.test_batches;
   double lr = o.lr;
+  long global_step = 0;
   for (long ep = 0; ep < o.epochs; ep++) {
     for (int i = 0; i < o.ndrops; i++)
       if (o.drop_epoch[i] == ep) lr = o.drop_lr[i];
-    il_rng_permutation(&shuffle, (size_t)ntrain, perm);
+    il_rng_permutation(&shuffle, (size_t)ntrain, perm); /* identical on every rank */
     epoch_acc tr = {0}, te = {0};
     il_memstats_reset_peaks(&model.mem);
     double t0 = il_now();
-    for (long b = 0; b < nb; b++) {
-      long start = b * o.batch;
-      int B = (int)((start + o.batch <= ntrain) ? o.batch : ntrain - start);
+    for (long b = 0; b < nb; b++, global_step++) {
+      const long start = b * o.batch;
+      const int Bg = (int)((start + o.batch <= ntrain) ? o.batch : ntrain - start);
+      long off, cnt;
+      il_dist_shard(Bg, dist.rank, dist.size, &off, &cnt);
       il_step_stats st;
-      gather(&train, perm + start, B, X, y);
-      if (il_model_forward(&model, B, X, y, 1, &st) != IL_OK || il_model_backward(&model, &st) != IL_OK) {
-        il_report_error("train");
-        goto done;
-      }
-      if (st.grad_finite) {
-        /* the largest step taken: a huge but finite gradient passes the NaN check */
+      double mx[MX_N], sum[ST_N];
+      gather(&train, perm + start + off, (int)cnt, X, y);
+      model.loss_denominator = Bg; /* shard gradients sum to the global-batch mean */
+      double ta = il_now();
+      if (il_model_forward(&model, (int)cnt, X, y, 1, &st) != IL_OK) goto run_err;
+      double tb = il_now();
+      if (il_model_backward(&model, &st) != IL_OK) goto run_err;
+      if (o.inject_nan_step == global_step && o.inject_nan_rank == dist.rank) model.grads[0] = NAN;
+      double tc = il_now();
+      /* one allreduce of the whole gradient; a NaN on any rank reaches every rank */
+      if (il_dist_allreduce_sum(&dist, model.grads, model.nparams, MPI_FLOAT) != IL_OK) goto run_err;
+      const int finite = be->all_finite(model.nparams, model.grads);
+      double td = il_now();
+      if (finite) {
         double gn = sqrt(be->sqdist(model.nparams, model.grads, NULL));
         if (gn > tr.max_grad_norm) tr.max_grad_norm = gn;
         il_model_sgd(&model, lr);
       } else {
         tr.nan_batches++;
       }
+      double te_ = il_now();
+      mx[MX_FWD] = tb - ta;
+      mx[MX_BWD] = tc - tb;
+      mx[MX_AR] = td - tc;
+      mx[MX_UPD] = te_ - td;
+      mx[MX_BWD_ITERS] = st.bwd.iters;
+      sum[ST_LOSS] = st.loss_sum;
+      sum[ST_ERR] = st.errors;
+      sum[ST_NONCONV] = st.fwd.nonconverged_rows;
+      sum[ST_SAMPLES] = st.samples;
+      if (il_dist_allreduce_sum(&dist, sum, ST_N, MPI_DOUBLE) != IL_OK || max_over_ranks(&dist, mx, MX_N) != IL_OK)
+        goto run_err;
+      for (int k = 0; k < 4; k++) tr.phase[k] += mx[k];
+      st.loss_sum = sum[ST_LOSS];
+      st.errors = (int)sum[ST_ERR];
+      st.fwd.nonconverged_rows = (int)sum[ST_NONCONV];
+      st.samples = (int)sum[ST_SAMPLES];
+      st.bwd.iters = (int)mx[MX_BWD_ITERS];
       acc_step(&tr, &st);
+      if (root && o.log_steps)
+        printf("step=%ld epoch=%ld batch=%ld loss=%.9g err=%.4f fwd_iters=%d fwd_residual=%.6g fwd_reason=%s "
+               "bwd_iters=%d nonconverged=%d nan_skipped=%d forward_s=%.6f backward_s=%.6f allreduce_s=%.6f "
+               "update_s=%.6f\n",
+               global_step, ep, b, st.loss_sum / st.samples, (double)st.errors / st.samples, st.fwd.iters,
+               st.fwd.residual, il_reason_name(st.fwd.reason), st.bwd.iters, st.fwd.nonconverged_rows, !finite,
+               mx[MX_FWD], mx[MX_BWD], mx[MX_AR], mx[MX_UPD]);
+      if (o.check_sync > 0 && (global_step + 1) % o.check_sync == 0) {
+        int same;
+        if (il_dist_in_sync(&dist, il_hash_bytes(model.params, model.nparams * sizeof *model.params), &same) != IL_OK)
+          goto run_err;
+        if (!same) {
+          IL_ERR(IL_ERR_INTERNAL, "parameters differ across ranks after step %ld (epoch %ld, batch %ld)", global_step,
+                 ep, b);
+          goto run_err;
+        }
+      }
       if (tty) progress("train", ep, b + 1, nb, t0);
     }
     double t1 = il_now();
     for (long b = 0; b < ntb; b++) {
-      long start = b * o.batch;
-      int B = (int)((start + o.batch <= ntest) ? o.batch : ntest - start);
-      il_step_stats st;
-      gather(&test, tidx + start, B, X, y);
-      if (il_model_forward(&model, B, X, y, 0, &st) != IL_OK) {
-        il_report_error("train");
-        goto done;
+      const long start = b * o.batch;
+      const int Bg = (int)((start + o.batch <= ntest) ? o.batch : ntest - start);
+      long off, cnt;
+      il_dist_shard(Bg, dist.rank, dist.size, &off, &cnt);
+      il_step_stats st = {0};
+      double sum[ST_N];
+      if (cnt > 0) {
+        gather(&test, tidx + start + off, (int)cnt, X, y);
+        if (il_model_forward(&model, (int)cnt, X, y, 0, &st) != IL_OK) goto run_err;
+      } else {
+        IL_ERR(IL_ERR_ARG, "test batch %ld has fewer rows than ranks", b);
+        goto run_err;
       }
+      sum[ST_LOSS] = st.loss_sum;
+      sum[ST_ERR] = st.errors;
+      sum[ST_NONCONV] = st.fwd.nonconverged_rows;
+      sum[ST_SAMPLES] = st.samples;
+      if (il_dist_allreduce_sum(&dist, sum, ST_N, MPI_DOUBLE) != IL_OK) goto run_err;
+      st.loss_sum = sum[ST_LOSS];
+      st.errors = (int)sum[ST_ERR];
+      st.fwd.nonconverged_rows = (int)sum[ST_NONCONV];
+      st.samples = (int)sum[ST_SAMPLES];
       acc_step(&te, &st);
       if (tty) progress("test", ep, b + 1, ntb, t1);
     }
     double t2 = il_now();
-    printf("epoch=%ld lr=%g train_err=%.4f train_loss=%.4f train_iters=%.2f train_bwd_iters=%.2f "
-           "test_err=%.4f test_loss=%.4f test_iters=%.2f nan_batches=%ld max_grad_norm=%.4g nonconverged=%ld "
-           "maxiter_batches=%ld nonfinite_batches=%ld train_batches=%ld train_s=%.3f test_s=%.3f "
-           "peak_mem_bytes=%zu saved_peak_bytes=%zu workspace_peak_bytes=%zu\n",
-           ep, lr, tr.samples ? (double)tr.errors / tr.samples : NAN, tr.samples ? tr.loss / tr.samples : NAN,
-           tr.batches ? tr.iters / tr.batches : NAN, tr.batches ? tr.bwd_iters / tr.batches : NAN,
-           te.samples ? (double)te.errors / te.samples : NAN, te.samples ? te.loss / te.samples : NAN,
-           te.batches ? te.iters / te.batches : NAN, tr.nan_batches, tr.max_grad_norm, tr.nonconverged, tr.maxiter_batches,
-           tr.nonfinite_batches, tr.batches, t1 - t0, t2 - t1, model.mem.peak_total, model.mem.peak[IL_MEM_SAVED],
-           model.mem.peak[IL_MEM_WORKSPACE]);
-    fflush(stdout);
+    double ep_max[5] = {t1 - t0, t2 - t1, (double)model.mem.peak_total, (double)model.mem.peak[IL_MEM_SAVED],
+                        (double)model.mem.peak[IL_MEM_WORKSPACE]};
+    if (max_over_ranks(&dist, ep_max, 5) != IL_OK) goto run_err;
+    if (root) {
+      printf("epoch=%ld lr=%g train_err=%.4f train_loss=%.4f train_iters=%.2f train_bwd_iters=%.2f "
+             "test_err=%.4f test_loss=%.4f test_iters=%.2f nan_batches=%ld max_grad_norm=%.4g nonconverged=%ld "
+             "maxiter_batches=%ld nonfinite_batches=%ld train_batches=%ld train_s=%.3f test_s=%.3f "
+             "forward_s=%.3f backward_s=%.3f allreduce_s=%.3f update_s=%.3f ranks=%d "
+             "peak_mem_bytes=%.0f saved_peak_bytes=%.0f workspace_peak_bytes=%.0f\n",
+             ep, lr, tr.samples ? (double)tr.errors / tr.samples : NAN, tr.samples ? tr.loss / tr.samples : NAN,
+             tr.batches ? tr.iters / tr.batches : NAN, tr.batches ? tr.bwd_iters / tr.batches : NAN,
+             te.samples ? (double)te.errors / te.samples : NAN, te.samples ? te.loss / te.samples : NAN,
+             te.batches ? te.iters / te.batches : NAN, tr.nan_batches, tr.max_grad_norm, tr.nonconverged,
+             tr.maxiter_batches, tr.nonfinite_batches, tr.batches, ep_max[0], ep_max[1], tr.phase[0], tr.phase[1],
+             tr.phase[2], tr.phase[3], dist.size, ep_max[2], ep_max[3], ep_max[4]);
+      fflush(stdout);
+    }
+  }
+  if (root && o.save_params) {
+    FILE *f = fopen(o.save_params, "wb");
+    if (!f || fwrite(model.params, sizeof *model.params, model.nparams, f) != model.nparams || fclose(f) != 0) {
+      fprintf(stderr, "ilbench train: error: cannot write parameters to '%s': %s\n", o.save_params, strerror(errno));
+      goto done;
+    }
   }
   rc = 0;
   goto done;
 
+run_err:
+  /* failures inside a collective phase are fatal for the job: report and abort all ranks */
+  fprintf(stderr, "ilbench train: error: rank %d on %s: %s\n", dist.rank, dist.host, il_error_message());
+  if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", il_error_trace_text());
+  fflush(stderr);
+  MPI_Abort(dist.comm, 1);
+  rc = 1;
+  goto done;
 usage_err:
-  il_report_error("train");
+  if (root) il_report_error("train");
   rc = 2;
 done:
   free(X);
@@ -303,5 +447,6 @@ done:
   if (model_ok) il_model_destroy(&model);
   il_mnist_split_free(&train);
   il_mnist_split_free(&test);
+  il_dist_free(&dist);
   return rc;
 }

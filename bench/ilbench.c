@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mpi.h>
+
 #include "commands.h"
 #include "il_status.h"
 
@@ -43,16 +45,30 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* Every subcommand runs as an MPI program (a lone process is a singleton
+   * world of size 1). Only the main thread calls MPI; OpenMP threads do not. */
+  int provided, rc = 2;
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    fprintf(stderr, "ilbench: error: MPI_Init_thread failed\n");
+    return 1;
+  }
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (argc < 2) {
-    usage(stderr);
-    return 2;
+    if (rank == 0) usage(stderr);
+  } else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    if (rank == 0) usage(stdout);
+    rc = 0;
+  } else {
+    size_t i;
+    for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
+      if (strcmp(argv[1], commands[i].name) == 0) break;
+    if (i < sizeof commands / sizeof commands[0]) {
+      rc = commands[i].fn(argc - 2, argv + 2);
+    } else if (rank == 0) {
+      fprintf(stderr, "ilbench: error: unknown command '%s' (valid: train, layer, gradcheck, info)\n", argv[1]);
+    }
   }
-  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
-    usage(stdout);
-    return 0;
-  }
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 2, argv + 2);
-  fprintf(stderr, "ilbench: error: unknown command '%s' (valid: train, layer, gradcheck, info)\n", argv[1]);
-  return 2;
+  MPI_Finalize();
+  return rc;
 }

@@ -75,6 +75,8 @@ il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_re
   return IL_OK;
 }
 
+void il_layer_set_reducer(il_layer *L, il_reducer r) { L->prob.reduce = r; }
+
 void il_layer_destroy(il_layer *L) {
   if (L->sops && L->sstate) L->sops->destroy(L->sstate);
   L->sstate = NULL;

@@ -81,5 +81,9 @@ il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, i
 /* dout (B, n) -> dx (B, n) += ..., dW (n, n) += ... */
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW);
 void il_layer_destroy(il_layer *L);
+#define il_layer_set_reducer IL_P(il_layer_set_reducer)
+/* Make the solvers' stopping test global: r.sum adds a local double over all
+ * cooperating processes (the batch is sharded across them). */
+void il_layer_set_reducer(il_layer *L, il_reducer r);
 
 #endif

@@ -140,7 +140,7 @@ il_status il_model_backward(il_model *m, il_step_stats *st) {
   memset(m->grads, 0, m->nparams * sizeof *m->grads);
   /* dlogits = (softmax - onehot) / B, written over p */
   il_real *dl = m->p;
-  const il_real invB = (il_real)(1.0 / B);
+  const il_real invB = (il_real)(1.0 / (m->loss_denominator > 0 ? m->loss_denominator : B));
   for (int r = 0; r < B; r++) {
     for (int j = 0; j < c; j++) dl[(size_t)r * c + j] *= invB;
     dl[(size_t)r * c + m->y[r]] -= invB;

@@ -48,6 +48,10 @@ typedef struct il_model {
   il_real *x1, *z, *logits, *p;  /* (B, h), (B, h), (B, c), (B, c) softmax */
   il_real *dz, *dx1;             /* (B, h) */
   int B;
+  /* Samples the loss is averaged over: 0 means this batch (B). A data-parallel
+   * caller sets the global batch, so that summing the shards' gradients gives
+   * the single-process gradient. */
+  int loss_denominator;
 } il_model;
 
 #define il_model_create IL_P(il_model_create)
