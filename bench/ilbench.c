@@ -10,6 +10,9 @@
 #include "commands.h"
 #include "il_status.h"
 
+int il_main_argc;
+char **il_main_argv;
+
 void il_report_error(const char *command) {
   const char *msg = il_error_message();
   fprintf(stderr, "ilbench %s: error: %s\n", command, msg[0] ? msg : "unknown error");
@@ -33,6 +36,8 @@ static const struct {
   const char *summary;
 } commands[] = {
     {"train", il_cmd_train, "train the seed's MNIST model with an implicit layer"},
+    {"sweep", il_cmd_sweep, "train every point of a Cartesian product of options (job-array aware)"},
+    {"merge", il_cmd_merge, "combine HDF5 results files into one"},
     {"layer", il_cmd_layer, "time one implicit layer forward+backward on random data"},
     {"gradcheck", il_cmd_gradcheck, "finite differences in float64 against a backward mode"},
     {"info", il_cmd_info, "versions, backends, BLAS, solvers and backward modes"},
@@ -54,6 +59,8 @@ int main(int argc, char **argv) {
   }
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  il_main_argc = argc;
+  il_main_argv = argv;
   if (argc < 2) {
     if (rank == 0) usage(stderr);
   } else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
@@ -66,7 +73,7 @@ int main(int argc, char **argv) {
     if (i < sizeof commands / sizeof commands[0]) {
       rc = commands[i].fn(argc - 2, argv + 2);
     } else if (rank == 0) {
-      fprintf(stderr, "ilbench: error: unknown command '%s' (valid: train, layer, gradcheck, info)\n", argv[1]);
+      fprintf(stderr, "ilbench: error: unknown command '%s' (valid: train, sweep, merge, layer, gradcheck, info)\n", argv[1]);
     }
   }
   MPI_Finalize();

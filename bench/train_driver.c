@@ -1,0 +1,502 @@
+/* bench/train_driver.c: one training run of the seed's MNIST experiment in
+ * float32, data parallel over MPI ranks. Semantics follow the seed: batch 100,
+ * SGD lr 0.1 dropping to 0.01 at epoch 5, stop on the batch Frobenius norm,
+ * Newton rows that fail are zeroed, and a step whose gradient is not finite is
+ * skipped. Rank 0 prints one logfmt line per epoch and, with a results file,
+ * appends the epoch and its steps there (flushed each epoch). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "il_model.h"
+#include "il_rng.h"
+#include "results.h"
+#include "train_driver.h"
+
+#define MAX_DROPS IL_TRAIN_MAX_DROPS
+
+const il_cli_spec il_train_spec[] = {
+    {"solver", 1, "forward solver", "fp"},
+    {"backward", 1, "backward mode", "unroll"},
+    {"tol", 1, "stop when the batch residual Frobenius norm < tol", "1e-4"},
+    {"max-iter", 1, "solver iteration limit", "200 for fp, 40 for newton"},
+    {"hidden", 1, "hidden size of the implicit layer", "100"},
+    {"epochs", 1, "training epochs", "10"},
+    {"batch", 1, "batch size", "100"},
+    {"lr", 1, "SGD learning rate", "0.1"},
+    {"lr-drop", 1, "EPOCH:LR[,EPOCH:LR...] set the rate at a 0-based epoch", "5:0.01"},
+    {"seed", 1, "seed for initialisation and shuffling", "0"},
+    {"data", 1, "directory with the MNIST idx files", "data/mnist"},
+    {"device", 1, "cpu or cuda", "cpu"},
+    {"max-batches", 1, "limit training batches per epoch", "all"},
+    {"test-batches", 1, "limit test batches per epoch (0: no test)", "all"},
+    {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
+    {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: yes for newton, as the seed)", "auto"},
+    {"adjoint-refine", 1, "implicit: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
+    {"log-steps", 0, "also print one logfmt line per training step (rank 0)", NULL},
+    {"save-params", 1, "write the final parameters as raw float32 (W1, b1, W, W2, b2, row-major) to a file", NULL},
+    {"check-sync", 1, "compare a checksum of the parameters across ranks every N steps (0: never)", "0"},
+    {"inject-nan", 1, "RANK:STEP put a NaN into one gradient of RANK at global STEP (for testing the skip)", NULL},
+    {"out", 1, "HDF5 results file (analysis/SCHEMA.md); refused if it exists", NULL},
+    {"append", 0, "add runs to an existing --out file", NULL},
+    {"force", 0, "replace an existing --out file", NULL},
+    {"help", 0, "show this help", NULL},
+};
+const int il_train_nspec = (int)(sizeof il_train_spec / sizeof il_train_spec[0]);
+
+typedef il_train_opts train_opts;
+
+static il_status parse_drops(const char *s, train_opts *o) {
+  o->ndrops = 0;
+  if (strcmp(s, "none") == 0) return IL_OK;
+  char items[MAX_DROPS][64];
+  int nitems;
+  IL_CHECK(il_cli_split_list(s, "lr-drop", items, MAX_DROPS, &nitems));
+  for (int it = 0; it < nitems; it++) {
+    char *item = items[it];
+    char *colon = strchr(item, ':');
+    if (!colon) return IL_ERR(IL_ERR_ARG, "--lr-drop: '%s' is not EPOCH:LR", item);
+    *colon = '\0';
+    if (o->ndrops == MAX_DROPS) return IL_ERR(IL_ERR_ARG, "--lr-drop: more than %d drops", MAX_DROPS);
+    IL_CHECK(il_parse_int(item, "--lr-drop epoch", 0, 1000000, &o->drop_epoch[o->ndrops]));
+    IL_CHECK(il_parse_double(colon + 1, "--lr-drop rate", &o->drop_lr[o->ndrops]));
+    if (!(o->drop_lr[o->ndrops] > 0)) return IL_ERR(IL_ERR_ARG, "--lr-drop: rate must be positive, got %s", colon + 1);
+    o->ndrops++;
+  }
+  return IL_OK;
+}
+
+il_status il_train_parse(const il_cli *cli, train_opts *o) {
+  o->solver = il_cli_get(cli, "solver", "fp");
+  o->backward = il_cli_get(cli, "backward", "unroll");
+  const il_solver_ops *so = il_solver_find(o->solver);
+  if (!so) return IL_ERR(IL_ERR_ARG, "--solver: unknown solver '%s' (valid: %s)", o->solver, il_solver_names());
+  const il_backward_ops *bo = il_backward_find(o->backward);
+  if (!bo)
+    return IL_ERR(IL_ERR_ARG, "--backward: unknown backward mode '%s' (valid: %s)", o->backward, il_backward_names());
+  if (bo->needs_tape && !so->unroll_backward)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "--backward %s is not supported with --solver %s", o->backward, o->solver);
+  IL_CHECK(il_cli_positive_double(cli, "tol", 1e-4, &o->tol));
+  IL_CHECK(il_cli_int(cli, "max-iter", so->default_max_iter, 1, 1000000, &o->max_iter));
+  IL_CHECK(il_cli_int(cli, "hidden", 100, 1, 1L << 30, &o->hidden));
+  IL_CHECK(il_cli_int(cli, "epochs", 10, 1, 100000, &o->epochs));
+  IL_CHECK(il_cli_int(cli, "batch", 100, 1, 60000, &o->batch));
+  IL_CHECK(il_cli_positive_double(cli, "lr", 0.1, &o->lr));
+  o->lr_drop_text = il_cli_get(cli, "lr-drop", "5:0.01");
+  IL_CHECK(parse_drops(o->lr_drop_text, o));
+  IL_CHECK(il_cli_int(cli, "seed", 0, 0, 0x7fffffffffffffffL, &o->seed));
+  o->data = il_cli_get(cli, "data", "data/mnist");
+  IL_CHECK(il_cli_choice(cli, "device", "cpu", "cpu|cuda", &o->device));
+  if (strcmp(o->device, "cuda") == 0)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "--device cuda: this build has no CUDA backend (see README: building with CUDA)");
+  IL_CHECK(il_cli_int(cli, "max-batches", 0, 1, 1L << 30, &o->max_batches));
+  IL_CHECK(il_cli_int(cli, "test-batches", -1, 0, 1L << 30, &o->test_batches));
+  IL_CHECK(il_cli_int(cli, "threads", 1, 1, 256, &o->threads));
+  const char *z;
+  IL_CHECK(il_cli_choice(cli, "zero-nonconverged", "auto", "auto|yes|no", &z));
+  o->zero = strcmp(z, "auto") == 0 ? IL_ZERO_AUTO : strcmp(z, "yes") == 0 ? IL_ZERO_YES : IL_ZERO_NO;
+  IL_CHECK(il_cli_int(cli, "adjoint-refine", 3, 0, 100, &o->refine));
+  IL_CHECK(il_cli_int(cli, "check-sync", 0, 0, 1L << 40, &o->check_sync));
+  o->log_steps = il_cli_has(cli, "log-steps");
+  o->save_params = il_cli_get(cli, "save-params", NULL);
+  o->inject_nan_rank = o->inject_nan_step = -1;
+  const char *inj = il_cli_get(cli, "inject-nan", NULL);
+  if (inj) {
+    const char *colon = strchr(inj, ':');
+    if (!colon) return IL_ERR(IL_ERR_ARG, "--inject-nan: '%s' is not RANK:STEP", inj);
+    char rk[32];
+    snprintf(rk, sizeof rk, "%.*s", (int)(colon - inj), inj);
+    IL_CHECK(il_parse_int(rk, "--inject-nan rank", 0, 1 << 20, &o->inject_nan_rank));
+    IL_CHECK(il_parse_int(colon + 1, "--inject-nan step", 0, 1L << 40, &o->inject_nan_step));
+  }
+  return IL_OK;
+}
+
+/* X (B, 784) = pixels / 255, y (B) for samples idx[0..B) */
+static void gather(const il_mnist_split *d, const uint32_t *idx, int B, float *X, uint8_t *y) {
+  const size_t dim = d->images.rows * d->images.cols;
+  for (int r = 0; r < B; r++) {
+    const uint8_t *px = d->images.pixels + (size_t)idx[r] * dim;
+    for (size_t j = 0; j < dim; j++) X[(size_t)r * dim + j] = (float)px[j] * (1.0f / 255.0f);
+    y[r] = d->labels.labels[idx[r]];
+  }
+}
+
+typedef struct epoch_acc {
+  double loss, iters, bwd_iters, max_grad_norm;
+  double phase[4]; /* forward, backward, allreduce, update: sums of per-step max over ranks */
+  long errors, samples, batches, nan_batches, nonconverged, maxiter_batches, nonfinite_batches;
+} epoch_acc;
+
+static void acc_step(epoch_acc *a, const il_step_stats *st) {
+  a->loss += st->loss_sum;
+  a->errors += st->errors;
+  a->samples += st->samples;
+  a->batches++;
+  a->iters += st->fwd.iters;
+  a->bwd_iters += st->bwd.iters;
+  a->nonconverged += st->fwd.nonconverged_rows;
+  a->maxiter_batches += st->fwd.reason == IL_REASON_MAX_ITER;
+  a->nonfinite_batches += st->fwd.reason == IL_REASON_NONFINITE;
+}
+
+static void progress(const char *what, long epoch, long done, long total, double t0) {
+  static double last = 0;
+  double now = il_now();
+  if (done != total && now - last < 0.2) return;
+  last = now;
+  fprintf(stderr, "\r[%s epoch %ld] %ld/%ld batches %.1fs   ", what, epoch, done, total, now - t0);
+  if (done == total) fprintf(stderr, "\r%60s\r", "");
+  fflush(stderr);
+}
+
+static void print_config(const train_opts *o, const il_model *m, size_t est) {
+  printf("# ilbench train (git %s)\n", ILBENCH_GIT);
+  printf("# %-18s %s\n", "solver", o->solver);
+  printf("# %-18s %s\n", "backward", o->backward);
+  printf("# %-18s %g\n", "tol", o->tol);
+  printf("# %-18s %ld\n", "max_iter", o->max_iter);
+  printf("# %-18s 784 -> %ld (implicit) -> 10\n", "model", o->hidden);
+  printf("# %-18s %zu\n", "parameters", m->nparams);
+  printf("# %-18s %ld\n", "batch", o->batch);
+  printf("# %-18s %ld\n", "epochs", o->epochs);
+  printf("# %-18s %g", "lr", o->lr);
+  for (int i = 0; i < o->ndrops; i++) printf(", %g at epoch %ld", o->drop_lr[i], o->drop_epoch[i]);
+  printf("\n# %-18s %ld\n", "seed", o->seed);
+  printf("# %-18s %s\n", "zero_nonconverged", m->layer.zero_rows ? "yes" : "no");
+  if (strcmp(o->backward, "implicit") == 0) printf("# %-18s %ld\n", "adjoint_refine", o->refine);
+  printf("# %-18s %s (%s)\n", "device", o->device, IL_REAL_NAME);
+  printf("# %-18s %ld\n", "threads", o->threads);
+  printf("# %-18s %s\n", "data", o->data);
+  printf("# %-18s %zu\n", "est_bytes", est);
+  fflush(stdout);
+}
+
+/* Statistics summed over ranks once per step (one small allreduce in double). */
+enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_N };
+/* Per-step maxima over ranks: phase times and backward iterations. */
+enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_N };
+
+static il_status max_over_ranks(il_dist *d, double *v, int n) {
+  if (d->size > 1 && MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, d->comm) != MPI_SUCCESS)
+    return IL_ERR(IL_ERR_INTERNAL, "MPI_Allreduce(max) failed");
+  return IL_OK;
+}
+
+il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_split *test) {
+  IL_CHECK(il_mnist_load_split(dir, "train", train));
+  il_status s = il_mnist_load_split(dir, "t10k", test);
+  if (s != IL_OK) {
+    il_mnist_split_free(train);
+    return il_error_trace(s, __FILE__, __LINE__);
+  }
+  const il_mnist_split *sp[2] = {train, test};
+  const char *nm[2] = {"train", "t10k"};
+  for (int i = 0; i < 2; i++)
+    if (sp[i]->images.rows != 28 || sp[i]->images.cols != 28) {
+      s = IL_ERR(IL_ERR_FORMAT, "%s/%s-images-idx3-ubyte holds %zux%zu images, the model expects 28x28", dir, nm[i],
+                 sp[i]->images.rows, sp[i]->images.cols);
+      il_mnist_split_free(train);
+      il_mnist_split_free(test);
+      return s;
+    }
+  return IL_OK;
+}
+
+/* The run's configuration as attributes of its results group. */
+static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_dist *d, long run_index,
+                               const il_model *m) {
+  IL_CHECK(il_run_attr_s(ri, "solver", o->solver));
+  IL_CHECK(il_run_attr_s(ri, "backward", o->backward));
+  IL_CHECK(il_run_attr_d(ri, "tol", o->tol));
+  IL_CHECK(il_run_attr_i(ri, "max_iter", o->max_iter));
+  IL_CHECK(il_run_attr_i(ri, "hidden", o->hidden));
+  IL_CHECK(il_run_attr_i(ri, "batch", o->batch));
+  IL_CHECK(il_run_attr_i(ri, "epochs", o->epochs));
+  IL_CHECK(il_run_attr_i(ri, "max_batches", o->max_batches));
+  IL_CHECK(il_run_attr_i(ri, "test_batches", o->test_batches));
+  IL_CHECK(il_run_attr_d(ri, "lr", o->lr));
+  IL_CHECK(il_run_attr_s(ri, "lr_drop", o->lr_drop_text));
+  IL_CHECK(il_run_attr_i(ri, "seed", o->seed));
+  IL_CHECK(il_run_attr_s(ri, "stop", "batch"));
+  IL_CHECK(il_run_attr_i(ri, "threads", o->threads));
+  IL_CHECK(il_run_attr_s(ri, "device", o->device));
+  IL_CHECK(il_run_attr_s(ri, "precision", IL_REAL_NAME));
+  IL_CHECK(il_run_attr_i(ri, "world_size", d->size));
+  IL_CHECK(il_run_attr_s(ri, "data", o->data));
+  IL_CHECK(il_run_attr_i(ri, "run_index", run_index));
+  IL_CHECK(il_run_attr_s(ri, "zero_nonconverged", m->layer.zero_rows ? "yes" : "no"));
+  IL_CHECK(il_run_attr_i(ri, "adjoint_refine", o->refine));
+  IL_CHECK(il_run_attr_s(ri, "allreduce", "mpi"));
+  IL_CHECK(il_run_attr_i(ri, "parameters", (int64_t)m->nparams));
+  return IL_OK;
+}
+
+int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, const il_mnist_split *test,
+                 il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix) {
+  il_dist dist = *d; /* shorthand; the communicators stay owned by the caller */
+  const train_opts o = *op;
+  const int root = dist.rank == 0;
+  il_model model;
+  int model_ok = 0, rc = 1, run_open = 0;
+  float *X = NULL;
+  uint8_t *y = NULL;
+  uint32_t *perm = NULL, *tidx = NULL;
+  il_step_row *steps = NULL;
+  il_rank_row my = {.rank = dist.rank};
+  const char *pfx = log_prefix ? log_prefix : "";
+
+  if (o.batch < dist.size) {
+    IL_ERR(IL_ERR_ARG, "--batch %ld is smaller than the %d ranks: every rank needs at least one row", o.batch,
+           dist.size);
+    goto invalid;
+  }
+  long lb_off, lb_max; /* the largest shard: rank 0's */
+  il_dist_shard(o.batch, 0, dist.size, &lb_off, &lb_max);
+  {
+    long off, cnt;
+    il_dist_shard(o.batch, dist.rank, dist.size, &off, &cnt);
+    my.local_batch = (int32_t)cnt;
+  }
+  il_model_config mc = {.in_dim = 784, .hidden = (int)o.hidden, .classes = 10, .max_batch = (int)lb_max,
+                        .seed = (uint64_t)o.seed,
+                        .layer = {.solver = o.solver, .backward = o.backward, .tol = o.tol,
+                                  .max_iter = (int)o.max_iter, .zero_nonconverged = o.zero,
+                                  .adjoint_refine = o.refine ? (int)o.refine : -1, .opts = NULL}};
+  size_t est;
+  if (il_model_estimate_bytes(&mc, &est) != IL_OK) {
+    il_error_clear();
+    IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld is too large to allocate (its size overflows)", o.hidden, o.batch);
+    goto invalid;
+  }
+  unsigned long long phys = il_phys_mem();
+  if (phys && (double)est * dist.node_size > (double)phys) {
+    IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld needs about %.3g GiB on %d rank(s) of this node, more than its %.3g GiB",
+           o.hidden, o.batch, (double)est * dist.node_size / (1 << 30), dist.node_size, (double)phys / (1 << 30));
+    goto invalid;
+  }
+  const long ntrain = (long)train->images.count, ntest = (long)test->images.count;
+  if (ntrain % o.batch != 0 && ntrain % o.batch < dist.size) {
+    IL_ERR(IL_ERR_ARG, "the last training batch has %ld rows, fewer than the %d ranks; choose another --batch",
+           ntrain % o.batch, dist.size);
+    goto invalid;
+  }
+  if (ntest % o.batch != 0 && ntest % o.batch < dist.size) {
+    IL_ERR(IL_ERR_ARG, "the last test batch has %ld rows, fewer than the %d ranks; choose another --batch",
+           ntest % o.batch, dist.size);
+    goto invalid;
+  }
+  const il_backend *be;
+  if (il_backend_cpu((int)o.threads, &be) != IL_OK || il_model_create(&model, &mc, be) != IL_OK) goto invalid;
+  model_ok = 1;
+  /* every rank initialised from the same seed; the broadcast makes rank 0 the single source anyway */
+  if (il_dist_bcast(&dist, model.params, model.nparams, MPI_FLOAT, 0) != IL_OK) goto run_err;
+  il_layer_set_reducer(&model.layer, il_dist_reducer(&dist));
+  long nb = (ntrain + o.batch - 1) / o.batch;
+  if (o.max_batches > 0 && o.max_batches < nb) nb = o.max_batches;
+  long ntb = (ntest + o.batch - 1) / o.batch;
+  if (o.test_batches >= 0 && o.test_batches < ntb) ntb = o.test_batches;
+  X = malloc((size_t)lb_max * 784 * sizeof *X);
+  y = malloc((size_t)lb_max);
+  perm = malloc(train->images.count * sizeof *perm);
+  tidx = malloc(test->images.count * sizeof *tidx);
+  steps = calloc((size_t)nb, sizeof *steps);
+  if (!X || !y || !perm || !tidx || !steps) {
+    IL_ERR(IL_ERR_NOMEM, "rank %d: out of memory for batch buffers", dist.rank);
+    goto run_err;
+  }
+  for (size_t i = 0; i < test->images.count; i++) tidx[i] = (uint32_t)i;
+  if (root) {
+    if (run_id) printf("# %-18s %s\n", "run", run_id);
+    print_config(&o, &model, est);
+    printf("# %-18s %d (%d on this node), batch shard %ld..%ld rows\n", "ranks", dist.size, dist.node_size,
+           o.batch / dist.size, lb_max);
+    fflush(stdout);
+  }
+  if (h5) {
+    il_run_info ri;
+    il_run_info_init(&ri, run_id);
+    if (fill_run_info(&ri, &o, &dist, run_index, &model) != IL_OK || il_h5_run_begin(h5, &ri) != IL_OK) goto run_err;
+    run_open = 1;
+  }
+
+  il_rng shuffle;
+  il_rng_seed(&shuffle, (uint64_t)o.seed ^ 0x5348554646UL); /* stream apart from the init stream */
+  const int tty = root && isatty(2);
+  double lr = o.lr;
+  long global_step = 0;
+  il_memstats run_peak = {0};
+  for (long ep = 0; ep < o.epochs; ep++) {
+    for (int i = 0; i < o.ndrops; i++)
+      if (o.drop_epoch[i] == ep) lr = o.drop_lr[i];
+    il_rng_permutation(&shuffle, (size_t)ntrain, perm); /* identical on every rank */
+    epoch_acc tr = {0}, te = {0};
+    il_memstats_reset_peaks(&model.mem);
+    double t0 = il_now();
+    for (long b = 0; b < nb; b++, global_step++) {
+      const long start = b * o.batch;
+      const int Bg = (int)((start + o.batch <= ntrain) ? o.batch : ntrain - start);
+      long off, cnt;
+      il_dist_shard(Bg, dist.rank, dist.size, &off, &cnt);
+      il_step_stats st;
+      double mx[MX_N], sum[ST_N];
+      gather(train, perm + start + off, (int)cnt, X, y);
+      model.loss_denominator = Bg; /* shard gradients sum to the global-batch mean */
+      double ta = il_now();
+      if (il_model_forward(&model, (int)cnt, X, y, 1, &st) != IL_OK) goto run_err;
+      double tb = il_now();
+      if (il_model_backward(&model, &st) != IL_OK) goto run_err;
+      if (o.inject_nan_step == global_step && o.inject_nan_rank == dist.rank) model.grads[0] = NAN;
+      double tc = il_now();
+      /* one allreduce of the whole gradient; a NaN on any rank reaches every rank */
+      if (il_dist_allreduce_sum(&dist, model.grads, model.nparams, MPI_FLOAT) != IL_OK) goto run_err;
+      const int finite = be->all_finite(model.nparams, model.grads);
+      double td = il_now();
+      double gn = NAN;
+      if (finite) {
+        gn = sqrt(be->sqdist(model.nparams, model.grads, NULL));
+        if (gn > tr.max_grad_norm) tr.max_grad_norm = gn;
+        il_model_sgd(&model, lr);
+      } else {
+        tr.nan_batches++;
+      }
+      double te_ = il_now();
+      my.t_forward += tb - ta;
+      my.t_backward += tc - tb;
+      my.t_allreduce += td - tc;
+      my.t_update += te_ - td;
+      mx[MX_FWD] = tb - ta;
+      mx[MX_BWD] = tc - tb;
+      mx[MX_AR] = td - tc;
+      mx[MX_UPD] = te_ - td;
+      mx[MX_BWD_ITERS] = st.bwd.iters;
+      mx[MX_BWD_RES] = st.bwd.residual;
+      sum[ST_LOSS] = st.loss_sum;
+      sum[ST_ERR] = st.errors;
+      sum[ST_NONCONV] = st.fwd.nonconverged_rows;
+      sum[ST_SAMPLES] = st.samples;
+      if (il_dist_allreduce_sum(&dist, sum, ST_N, MPI_DOUBLE) != IL_OK || max_over_ranks(&dist, mx, MX_N) != IL_OK)
+        goto run_err;
+      for (int k = 0; k < 4; k++) tr.phase[k] += mx[k];
+      st.loss_sum = sum[ST_LOSS];
+      st.errors = (int)sum[ST_ERR];
+      st.fwd.nonconverged_rows = (int)sum[ST_NONCONV];
+      st.samples = (int)sum[ST_SAMPLES];
+      st.bwd.iters = (int)mx[MX_BWD_ITERS];
+      acc_step(&tr, &st);
+      steps[b] = (il_step_row){.epoch = (int32_t)ep, .step = (int32_t)b, .loss = st.loss_sum / st.samples,
+                               .err = (double)st.errors / st.samples, .fwd_iters = st.fwd.iters,
+                               .fwd_residual = st.fwd.residual, .fwd_reason = (int32_t)st.fwd.reason,
+                               .bwd_iters = st.bwd.iters, .bwd_residual = mx[MX_BWD_RES],
+                               .bwd_reason = (int32_t)st.bwd.reason, .nonconverged = st.fwd.nonconverged_rows,
+                               .nan_skipped = !finite, .grad_norm = gn, .t_forward = mx[MX_FWD],
+                               .t_backward = mx[MX_BWD], .t_allreduce = mx[MX_AR], .t_update = mx[MX_UPD]};
+      if (root && o.log_steps)
+        printf("%sstep=%ld epoch=%ld batch=%ld loss=%.9g err=%.4f fwd_iters=%d fwd_residual=%.6g fwd_reason=%s "
+               "bwd_iters=%d nonconverged=%d nan_skipped=%d forward_s=%.6f backward_s=%.6f allreduce_s=%.6f "
+               "update_s=%.6f\n",
+               pfx, global_step, ep, b, st.loss_sum / st.samples, (double)st.errors / st.samples, st.fwd.iters,
+               st.fwd.residual, il_reason_name(st.fwd.reason), st.bwd.iters, st.fwd.nonconverged_rows, !finite,
+               mx[MX_FWD], mx[MX_BWD], mx[MX_AR], mx[MX_UPD]);
+      if (o.check_sync > 0 && (global_step + 1) % o.check_sync == 0) {
+        int same;
+        if (il_dist_in_sync(&dist, il_hash_bytes(model.params, model.nparams * sizeof *model.params), &same) != IL_OK)
+          goto run_err;
+        if (!same) {
+          IL_ERR(IL_ERR_INTERNAL, "parameters differ across ranks after step %ld (epoch %ld, batch %ld)", global_step,
+                 ep, b);
+          goto run_err;
+        }
+      }
+      if (tty) progress("train", ep, b + 1, nb, t0);
+    }
+    double t1 = il_now();
+    for (long b = 0; b < ntb; b++) {
+      const long start = b * o.batch;
+      const int Bg = (int)((start + o.batch <= ntest) ? o.batch : ntest - start);
+      long off, cnt;
+      il_dist_shard(Bg, dist.rank, dist.size, &off, &cnt);
+      il_step_stats st = {0};
+      double sum[ST_N];
+      gather(test, tidx + start + off, (int)cnt, X, y);
+      if (il_model_forward(&model, (int)cnt, X, y, 0, &st) != IL_OK) goto run_err;
+      sum[ST_LOSS] = st.loss_sum;
+      sum[ST_ERR] = st.errors;
+      sum[ST_NONCONV] = st.fwd.nonconverged_rows;
+      sum[ST_SAMPLES] = st.samples;
+      if (il_dist_allreduce_sum(&dist, sum, ST_N, MPI_DOUBLE) != IL_OK) goto run_err;
+      st.loss_sum = sum[ST_LOSS];
+      st.errors = (int)sum[ST_ERR];
+      st.fwd.nonconverged_rows = (int)sum[ST_NONCONV];
+      st.samples = (int)sum[ST_SAMPLES];
+      acc_step(&te, &st);
+      if (tty) progress("test", ep, b + 1, ntb, t1);
+    }
+    double t2 = il_now();
+    my.t_test += t2 - t1;
+    for (int c = 0; c < IL_MEM_NCAT; c++)
+      if (model.mem.peak[c] > run_peak.peak[c]) run_peak.peak[c] = model.mem.peak[c];
+    if (model.mem.peak_total > run_peak.peak_total) run_peak.peak_total = model.mem.peak_total;
+    double ep_max[5] = {t1 - t0, t2 - t1, (double)model.mem.peak_total, (double)model.mem.peak[IL_MEM_SAVED],
+                        (double)model.mem.peak[IL_MEM_WORKSPACE]};
+    if (max_over_ranks(&dist, ep_max, 5) != IL_OK) goto run_err;
+    il_epoch_row er = {
+        .epoch = (int32_t)ep, .lr = lr, .train_err = tr.samples ? (double)tr.errors / tr.samples : NAN,
+        .train_loss = tr.samples ? tr.loss / tr.samples : NAN, .train_iters = tr.batches ? tr.iters / tr.batches : NAN,
+        .train_bwd_iters = tr.batches ? tr.bwd_iters / tr.batches : NAN,
+        .test_err = te.samples ? (double)te.errors / te.samples : NAN,
+        .test_loss = te.samples ? te.loss / te.samples : NAN, .test_iters = te.batches ? te.iters / te.batches : NAN,
+        .max_grad_norm = tr.max_grad_norm, .nan_batches = tr.nan_batches, .nonconverged = tr.nonconverged,
+        .maxiter_batches = tr.maxiter_batches, .nonfinite_batches = tr.nonfinite_batches,
+        .train_batches = tr.batches, .train_s = ep_max[0], .test_s = ep_max[1],
+        .peak_mem_bytes = (uint64_t)ep_max[2], .saved_peak_bytes = (uint64_t)ep_max[3],
+        .workspace_peak_bytes = (uint64_t)ep_max[4]};
+    if (root) {
+      printf("%sepoch=%ld lr=%g train_err=%.4f train_loss=%.4f train_iters=%.2f train_bwd_iters=%.2f "
+             "test_err=%.4f test_loss=%.4f test_iters=%.2f nan_batches=%ld max_grad_norm=%.4g nonconverged=%ld "
+             "maxiter_batches=%ld nonfinite_batches=%ld train_batches=%ld train_s=%.3f test_s=%.3f "
+             "forward_s=%.3f backward_s=%.3f allreduce_s=%.3f update_s=%.3f ranks=%d "
+             "peak_mem_bytes=%.0f saved_peak_bytes=%.0f workspace_peak_bytes=%.0f\n",
+             pfx, ep, lr, er.train_err, er.train_loss, er.train_iters, er.train_bwd_iters, er.test_err, er.test_loss,
+             er.test_iters, tr.nan_batches, tr.max_grad_norm, tr.nonconverged, tr.maxiter_batches,
+             tr.nonfinite_batches, tr.batches, ep_max[0], ep_max[1], tr.phase[0], tr.phase[1], tr.phase[2],
+             tr.phase[3], dist.size, ep_max[2], ep_max[3], ep_max[4]);
+      fflush(stdout);
+    }
+    if (h5 && il_h5_run_epoch(h5, &er, steps, (int)nb) != IL_OK) goto run_err;
+  }
+  if (root && o.save_params) {
+    FILE *f = fopen(o.save_params, "wb");
+    int ok = f && fwrite(model.params, sizeof *model.params, model.nparams, f) == model.nparams;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok) fprintf(stderr, "ilbench: error: cannot write parameters to '%s': %s\n", o.save_params, strerror(errno));
+  }
+  my.peak_mem_bytes = run_peak.peak_total;
+  if (h5 && il_h5_run_end(h5, "completed", &run_peak, &my) != IL_OK) goto run_err;
+  rc = 0;
+  goto done;
+
+run_err:
+  /* failures inside a collective phase are fatal for the job: report and abort all ranks */
+  fprintf(stderr, "ilbench: error: rank %d on %s: %s\n", dist.rank, dist.host, il_error_message());
+  if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", il_error_trace_text());
+  fflush(stderr);
+  (void)run_open;
+  MPI_Abort(dist.comm, 1);
+  rc = 1;
+  goto done;
+invalid:
+  rc = 2;
+done:
+  free(X);
+  free(y);
+  free(perm);
+  free(tidx);
+  free(steps);
+  if (model_ok) il_model_destroy(&model);
+  return rc;
+}

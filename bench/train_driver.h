@@ -1,0 +1,43 @@
+/* bench/train_driver.h: one training run of the seed's MNIST model over MPI
+ * ranks, shared by `ilbench train` (one run) and `ilbench sweep` (many). */
+#ifndef IL_TRAIN_DRIVER_H
+#define IL_TRAIN_DRIVER_H
+
+#include "cli_args.h"
+#include "il_dist.h"
+#include "il_mnist.h"
+#include "results_h5.h"
+
+#define IL_TRAIN_MAX_DROPS 16
+
+typedef struct il_train_opts {
+  const char *solver, *backward, *data, *device, *stop;
+  double tol, lr;
+  long max_iter, hidden, epochs, batch, seed, max_batches, test_batches, threads, refine, check_sync;
+  long inject_nan_rank, inject_nan_step;
+  int log_steps;
+  const char *save_params;
+  int zero;
+  int ndrops;
+  long drop_epoch[IL_TRAIN_MAX_DROPS];
+  double drop_lr[IL_TRAIN_MAX_DROPS];
+  const char *lr_drop_text;
+} il_train_opts;
+
+/* Options shared by train and sweep (sweep adds its own). */
+extern const il_cli_spec il_train_spec[];
+extern const int il_train_nspec;
+
+/* Validate every training option; messages name the option. */
+il_status il_train_parse(const il_cli *cli, il_train_opts *o);
+/* Load and check train and t10k splits (28x28 images). */
+il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_split *test);
+
+/* Run one configuration. Collective over d. h5 may be NULL (no results file).
+ * Returns 0 when the run completed, 2 when the configuration is invalid for
+ * this world (detected identically on every rank before any collective), and
+ * aborts the job (MPI_Abort) on a failure inside a collective phase. */
+int il_train_run(il_dist *d, const il_train_opts *o, const il_mnist_split *train, const il_mnist_split *test,
+                 il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix);
+
+#endif

@@ -1,0 +1,24 @@
+# Results-file tests (parallel HDF5 under mpirun, 2 ranks). Included from
+# tests/CMakeLists.txt with include(results_tests.cmake).
+set(IL_RESULTS_TEST_ENV
+  "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_mpi_yield_when_idle=1;HDF5_USE_FILE_LOCKING=FALSE")
+
+function(il_results_exe name)
+  add_executable(${name} ${ARGN})
+  target_link_libraries(${name} PRIVATE ilbench_results PkgConfig::CMOCKA m)
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+  target_compile_options(${name} PRIVATE -UNDEBUG)
+endfunction()
+
+# Round trip, create/append/force/unwritable, merge and its refusals.
+il_results_exe(test_results_h5 ${CMAKE_CURRENT_LIST_DIR}/test_results_h5.c)
+add_test(NAME test_results_h5
+         COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe $<TARGET_FILE:test_results_h5>)
+set_tests_properties(test_results_h5 PROPERTIES ENVIRONMENT "${IL_RESULTS_TEST_ENV}" TIMEOUT 120)
+
+# A 2-rank writer killed with SIGKILL mid-run leaves a readable file with every flushed epoch.
+find_program(IL_BASH bash REQUIRED)
+il_results_exe(h5_kill_writer ${CMAKE_CURRENT_LIST_DIR}/h5_kill_writer.c)
+add_test(NAME test_h5_killsafe
+         COMMAND ${IL_BASH} ${CMAKE_CURRENT_LIST_DIR}/test_h5_killsafe.sh $<TARGET_FILE:h5_kill_writer> ${MPIEXEC_EXECUTABLE})
+set_tests_properties(test_h5_killsafe PROPERTIES ENVIRONMENT "${IL_RESULTS_TEST_ENV}" TIMEOUT 120 SKIP_RETURN_CODE 77)

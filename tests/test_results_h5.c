@@ -1,0 +1,869 @@
+/* tests/test_results_h5.c: the HDF5 results file, written by 2 MPI ranks
+ * (run under mpirun -n 2) and read back serially on rank 0 with plain HDF5.
+ *
+ * Collective calls are asserted on every rank (the writer gives all ranks the
+ * same status). Serial checks on rank 0 count failures with VCHECK instead of
+ * cmocka asserts (an assert would jump out on rank 0 alone and leave rank 1
+ * waiting in the next collective call); the count is then broadcast and
+ * asserted on all ranks. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include <hdf5.h>
+#include <mpi.h>
+
+#include "results.h"
+#include "results_h5.h"
+#include "test_util.h"
+
+static int g_rank, g_size;
+static char g_dir[256];
+static char *g_argv[] = {"ilbench", "train", "--solver", "newton", "--note", "two words", "it's", NULL};
+static const int g_argc = 7;
+static const char *g_cmdline = "ilbench train --solver newton --note 'two words' 'it'\\''s'";
+
+static int g_bad; /* rank 0's failed serial checks since the last sync_bad() */
+#define VCHECK(cond, ...)                                                     \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                                           \
+      fputc('\n', stderr);                                                    \
+      g_bad++;                                                                \
+    }                                                                         \
+  } while (0)
+
+/* Share rank 0's verdict and assert it on every rank. */
+static void sync_bad(void) {
+  int bad = g_bad;
+  MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  g_bad = 0;
+  assert_int_equal(bad, 0);
+}
+
+static void path_in(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", g_dir, name); }
+
+/* ---- deterministic content --------------------------------------------------- */
+
+static il_epoch_row make_epoch(int run, int ep) {
+  il_epoch_row e;
+  memset(&e, 0, sizeof e);
+  double b = 100.0 * run + ep;
+  e.epoch = ep;
+  e.lr = 0.1 / (1 + ep) + run;
+  e.train_err = 0.5 / (b + 2);
+  e.train_loss = 1.0 / 3.0 + b;
+  e.train_iters = 7.25 + b;
+  e.train_bwd_iters = 9.5 + b;
+  e.test_err = 0.125 + b;
+  e.test_loss = 0.3 + b;
+  e.test_iters = 11.0 + b;
+  e.max_grad_norm = 1e300 + b;
+  e.nan_batches = 1 + run;
+  e.nonconverged = 123456789012LL + ep;
+  e.maxiter_batches = 3 + ep;
+  e.nonfinite_batches = 4 + ep;
+  e.train_batches = 600 + ep;
+  e.train_s = 12.5 + b;
+  e.test_s = 1.5 + b;
+  e.peak_mem_bytes = (1ULL << 62) + (uint64_t)(run * 1000 + ep);
+  e.saved_peak_bytes = 4096ULL * (uint64_t)(ep + 1);
+  e.workspace_peak_bytes = 8192ULL * (uint64_t)(run + 1);
+  return e;
+}
+
+static il_step_row make_step(int run, int ep, int s) {
+  il_step_row r;
+  memset(&r, 0, sizeof r);
+  double b = 10000.0 * run + 100.0 * ep + s;
+  r.epoch = ep;
+  r.step = s;
+  r.loss = 2.0 / 7.0 + b;
+  r.err = 0.0625 + b;
+  r.fwd_iters = 20 + s;
+  r.fwd_residual = 1e-7 * (b + 1);
+  r.fwd_reason = s % 4;
+  r.bwd_iters = 30 + s;
+  r.bwd_residual = 1e-9 * (b + 1);
+  r.bwd_reason = (s + 1) % 4;
+  r.nonconverged = s;
+  r.nan_skipped = s % 2;
+  r.grad_norm = 0.75 + b;
+  r.t_forward = 0.001 + b;
+  r.t_backward = 0.002 + b;
+  r.t_allreduce = 0.003 + b;
+  r.t_update = 0.004 + b;
+  return r;
+}
+
+static il_rank_row make_rank(int run, int rank) {
+  il_rank_row r;
+  memset(&r, 0, sizeof r);
+  r.rank = rank;
+  r.local_batch = 50 + rank;
+  r.t_forward = 1.5 + rank + 10 * run;
+  r.t_backward = 2.5 + rank + 10 * run;
+  r.t_allreduce = 0.25 + rank;
+  r.t_update = 0.125 + rank;
+  r.t_test = 3.0 + rank;
+  r.peak_mem_bytes = 1000000ULL * (uint64_t)(rank + 1) + (uint64_t)run;
+  return r;
+}
+
+static il_memstats make_peak(int run) {
+  il_memstats m;
+  memset(&m, 0, sizeof m);
+  for (int c = 0; c < IL_MEM_NCAT; c++) m.peak[c] = (size_t)(1000 * (c + 1) + run);
+  m.peak_total = (size_t)(1ULL << 33) + (size_t)run;
+  return m;
+}
+
+static void make_info(il_run_info *ri, const char *id, int run) {
+  il_run_info_init(ri, id);
+  assert_ok(il_run_attr_s(ri, "solver", run ? "fp" : "newton"));
+  assert_ok(il_run_attr_s(ri, "backward", "implicit"));
+  assert_ok(il_run_attr_d(ri, "tol", 1e-6 * (run + 1)));
+  assert_ok(il_run_attr_i(ri, "max_iter", 50 + run));
+  assert_ok(il_run_attr_i(ri, "hidden", 64));
+  assert_ok(il_run_attr_i(ri, "batch", 100));
+  assert_ok(il_run_attr_i(ri, "epochs", 3));
+  assert_ok(il_run_attr_d(ri, "lr", 0.01));
+  assert_ok(il_run_attr_s(ri, "lr_drop", ""));
+  assert_ok(il_run_attr_i(ri, "seed", -42 - run));
+  assert_ok(il_run_attr_s(ri, "device", "cpu"));
+  assert_ok(il_run_attr_s(ri, "precision", "float32"));
+  assert_ok(il_run_attr_i(ri, "world_size", g_size));
+  assert_ok(il_run_attr_i(ri, "run_index", run));
+  assert_ok(il_run_attr_i(ri, "big", INT64_MIN + 7));
+}
+
+/* All ranks: one complete run. Only rank 0 passes rows and run info. */
+static void write_run(il_h5_file *f, const char *id, int run, int nepochs, int nsteps) {
+  il_run_info ri;
+  make_info(&ri, id, run);
+  assert_ok(il_h5_run_begin(f, g_rank == 0 ? &ri : NULL));
+  for (int ep = 0; ep < nepochs; ep++) {
+    il_step_row steps[16];
+    for (int s = 0; s < nsteps; s++) steps[s] = make_step(run, ep, s);
+    il_epoch_row e = make_epoch(run, ep);
+    if (g_rank == 0)
+      assert_ok(il_h5_run_epoch(f, &e, steps, nsteps));
+    else
+      assert_ok(il_h5_run_epoch(f, NULL, NULL, 0)); /* ignored off rank 0 */
+  }
+  il_memstats peak = make_peak(run);
+  il_rank_row mine = make_rank(run, g_rank);
+  mine.rank = 99; /* the writer stores the communicator rank */
+  assert_ok(il_h5_run_end(f, "completed", g_rank == 0 ? &peak : NULL, &mine));
+}
+
+/* ---- serial readers (rank 0) ------------------------------------------------ */
+
+static hid_t epoch_type(void) {
+  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(il_epoch_row));
+#define E(f, ty) H5Tinsert(t, #f, HOFFSET(il_epoch_row, f), ty)
+  E(epoch, H5T_NATIVE_INT32); E(lr, H5T_NATIVE_DOUBLE); E(train_err, H5T_NATIVE_DOUBLE);
+  E(train_loss, H5T_NATIVE_DOUBLE); E(train_iters, H5T_NATIVE_DOUBLE); E(train_bwd_iters, H5T_NATIVE_DOUBLE);
+  E(test_err, H5T_NATIVE_DOUBLE); E(test_loss, H5T_NATIVE_DOUBLE); E(test_iters, H5T_NATIVE_DOUBLE);
+  E(max_grad_norm, H5T_NATIVE_DOUBLE); E(nan_batches, H5T_NATIVE_INT64); E(nonconverged, H5T_NATIVE_INT64);
+  E(maxiter_batches, H5T_NATIVE_INT64); E(nonfinite_batches, H5T_NATIVE_INT64); E(train_batches, H5T_NATIVE_INT64);
+  E(train_s, H5T_NATIVE_DOUBLE); E(test_s, H5T_NATIVE_DOUBLE); E(peak_mem_bytes, H5T_NATIVE_UINT64);
+  E(saved_peak_bytes, H5T_NATIVE_UINT64); E(workspace_peak_bytes, H5T_NATIVE_UINT64);
+#undef E
+  return t;
+}
+
+static hid_t step_type(void) {
+  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(il_step_row));
+#define S(f, ty) H5Tinsert(t, #f, HOFFSET(il_step_row, f), ty)
+  S(epoch, H5T_NATIVE_INT32); S(step, H5T_NATIVE_INT32); S(loss, H5T_NATIVE_DOUBLE); S(err, H5T_NATIVE_DOUBLE);
+  S(fwd_iters, H5T_NATIVE_INT32); S(fwd_residual, H5T_NATIVE_DOUBLE); S(fwd_reason, H5T_NATIVE_INT32);
+  S(bwd_iters, H5T_NATIVE_INT32); S(bwd_residual, H5T_NATIVE_DOUBLE); S(bwd_reason, H5T_NATIVE_INT32);
+  S(nonconverged, H5T_NATIVE_INT32); S(nan_skipped, H5T_NATIVE_INT32); S(grad_norm, H5T_NATIVE_DOUBLE);
+  S(t_forward, H5T_NATIVE_DOUBLE); S(t_backward, H5T_NATIVE_DOUBLE); S(t_allreduce, H5T_NATIVE_DOUBLE);
+  S(t_update, H5T_NATIVE_DOUBLE);
+#undef S
+  return t;
+}
+
+static hid_t rank_type(void) {
+  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(il_rank_row));
+#define R(f, ty) H5Tinsert(t, #f, HOFFSET(il_rank_row, f), ty)
+  R(rank, H5T_NATIVE_INT32); R(local_batch, H5T_NATIVE_INT32); R(t_forward, H5T_NATIVE_DOUBLE);
+  R(t_backward, H5T_NATIVE_DOUBLE); R(t_allreduce, H5T_NATIVE_DOUBLE); R(t_update, H5T_NATIVE_DOUBLE);
+  R(t_test, H5T_NATIVE_DOUBLE); R(peak_mem_bytes, H5T_NATIVE_UINT64);
+#undef R
+  return t;
+}
+
+static int attr_exists(hid_t obj, const char *name) { return H5Aexists(obj, name) > 0; }
+
+/* String attribute into buf; "" (and a failed check) when missing or not a string. */
+static void get_str(hid_t obj, const char *name, char *buf, size_t n) {
+  buf[0] = '\0';
+  if (!attr_exists(obj, name)) {
+    VCHECK(0, "attribute '%s' missing", name);
+    return;
+  }
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
+  VCHECK(H5Tget_class(ft) == H5T_STRING, "attribute '%s' is not a string", name);
+  if (H5Tget_class(ft) == H5T_STRING) {
+    H5Tset_size(mt, n);
+    VCHECK(H5Aread(a, mt, buf) >= 0, "read '%s'", name);
+    buf[n - 1] = '\0';
+  }
+  H5Tclose(mt);
+  H5Tclose(ft);
+  H5Aclose(a);
+}
+
+static int64_t get_i64(hid_t obj, const char *name) {
+  int64_t v = 0;
+  if (!attr_exists(obj, name)) {
+    VCHECK(0, "attribute '%s' missing", name);
+    return 0;
+  }
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = H5Aget_type(a);
+  VCHECK(H5Tget_class(ft) == H5T_INTEGER && H5Tget_size(ft) == 8, "attribute '%s' is not a 64-bit integer", name);
+  VCHECK(H5Aread(a, H5T_NATIVE_INT64, &v) >= 0, "read '%s'", name);
+  H5Tclose(ft);
+  H5Aclose(a);
+  return v;
+}
+
+static double get_f64(hid_t obj, const char *name) {
+  double v = 0;
+  if (!attr_exists(obj, name)) {
+    VCHECK(0, "attribute '%s' missing", name);
+    return 0;
+  }
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = H5Aget_type(a);
+  VCHECK(H5Tget_class(ft) == H5T_FLOAT && H5Tget_size(ft) == 8, "attribute '%s' is not a double", name);
+  VCHECK(H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0, "read '%s'", name);
+  H5Tclose(ft);
+  H5Aclose(a);
+  return v;
+}
+
+static int iso_utc(const char *s) { /* YYYY-MM-DDTHH:MM:SSZ */
+  if (strlen(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != 'Z')
+    return 0;
+  return 1;
+}
+
+/* Rows of a 1-D dataset, or -1 when it does not exist. */
+static long long table_rows(hid_t g, const char *name) {
+  if (H5Lexists(g, name, H5P_DEFAULT) <= 0) return -1;
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT), sp = H5Dget_space(d);
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(sp, &n, NULL);
+  H5Sclose(sp);
+  H5Dclose(d);
+  return (long long)n;
+}
+
+/* The file's compound type has exactly the expected members (names = struct fields). */
+static void check_members(hid_t g, const char *name, hid_t expect) {
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT), ft = H5Dget_type(d);
+  int n = H5Tget_nmembers(ft), m = H5Tget_nmembers(expect);
+  VCHECK(n == m, "%s has %d members, expected %d", name, n, m);
+  for (int i = 0; i < m; i++) {
+    char *mn = H5Tget_member_name(expect, (unsigned)i);
+    VCHECK(H5Tget_member_index(ft, mn) >= 0, "%s lacks member '%s'", name, mn);
+    H5free_memory(mn);
+  }
+  H5Tclose(ft);
+  H5Dclose(d);
+}
+
+static void read_all(hid_t g, const char *name, hid_t mt, void *buf) {
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+  VCHECK(H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0, "read %s", name);
+  H5Dclose(d);
+}
+
+static void verify_root(hid_t fid) {
+  char s[1024], host[256] = "";
+  gethostname(host, sizeof host);
+  get_str(fid, "schema", s, sizeof s);
+  VCHECK(strcmp(s, "ilbench-results") == 0, "schema '%s'", s);
+  VCHECK(get_i64(fid, "schema_version") == 1, "schema_version");
+  get_str(fid, "software_version", s, sizeof s);
+  VCHECK(s[0] != '\0', "software_version empty");
+  get_str(fid, "created", s, sizeof s);
+  VCHECK(iso_utc(s), "created '%s'", s);
+  get_str(fid, "host", s, sizeof s);
+  VCHECK(strcmp(s, host) == 0, "host '%s' != '%s'", s, host);
+  get_str(fid, "command_line", s, sizeof s);
+  VCHECK(strcmp(s, g_cmdline) == 0, "command_line '%s' != '%s'", s, g_cmdline);
+  VCHECK(get_i64(fid, "world_size") == 2, "world_size");
+}
+
+/* Everything write_run(run, nepochs, nsteps) wrote, read back from /runs/<id>. */
+static void verify_run(hid_t fid, const char *id, int run, int nepochs, int nsteps) {
+  char p[256], s[1024], host[256] = "";
+  gethostname(host, sizeof host);
+  snprintf(p, sizeof p, "/runs/%s", id);
+  if (H5Lexists(fid, "runs", H5P_DEFAULT) <= 0 || H5Lexists(fid, p, H5P_DEFAULT) <= 0) {
+    VCHECK(0, "group %s missing", p);
+    return;
+  }
+  hid_t g = H5Gopen2(fid, p, H5P_DEFAULT);
+  il_run_info ri;
+  make_info(&ri, id, run);
+  for (int i = 0; i < ri.nattrs; i++) {
+    const il_attr *a = &ri.attrs[i];
+    if (a->kind == 's') {
+      get_str(g, a->key, s, sizeof s);
+      VCHECK(strcmp(s, a->s) == 0, "%s: %s = '%s', expected '%s'", id, a->key, s, a->s);
+    } else if (a->kind == 'd') {
+      double v = get_f64(g, a->key);
+      VCHECK(v == a->d, "%s: %s = %.17g, expected %.17g", id, a->key, v, a->d);
+    } else {
+      int64_t v = get_i64(g, a->key);
+      VCHECK(v == a->i, "%s: %s = %lld, expected %lld", id, a->key, (long long)v, (long long)a->i);
+    }
+  }
+  get_str(g, "status", s, sizeof s);
+  VCHECK(strcmp(s, "completed") == 0, "%s: status '%s'", id, s);
+  get_str(g, "started", s, sizeof s);
+  VCHECK(iso_utc(s), "%s: started '%s'", id, s);
+  get_str(g, "finished", s, sizeof s);
+  VCHECK(iso_utc(s), "%s: finished '%s'", id, s);
+  get_str(g, "host", s, sizeof s);
+  VCHECK(strcmp(s, host) == 0, "%s: host '%s'", id, s);
+  get_str(g, "command_line", s, sizeof s);
+  VCHECK(strcmp(s, g_cmdline) == 0, "%s: command_line '%s'", id, s);
+  get_str(g, "software_version", s, sizeof s);
+  VCHECK(s[0], "%s: software_version empty", id);
+  il_memstats pk = make_peak(run);
+  for (int c = 0; c < IL_MEM_NCAT; c++) {
+    char name[64];
+    snprintf(name, sizeof name, "peak_bytes_%s", il_mem_category_name((il_mem_category)c));
+    VCHECK(get_i64(g, name) == (int64_t)pk.peak[c], "%s: %s", id, name);
+  }
+  VCHECK(get_i64(g, "peak_bytes_total") == (int64_t)pk.peak_total, "%s: peak_bytes_total", id);
+
+  hid_t te = epoch_type(), ts = step_type(), tr = rank_type();
+  check_members(g, "epochs", te);
+  check_members(g, "steps", ts);
+  check_members(g, "ranks", tr);
+  VCHECK(table_rows(g, "epochs") == nepochs, "%s: %lld epochs", id, table_rows(g, "epochs"));
+  VCHECK(table_rows(g, "steps") == (long long)nepochs * nsteps, "%s: %lld steps", id, table_rows(g, "steps"));
+  VCHECK(table_rows(g, "ranks") == g_size, "%s: %lld ranks rows", id, table_rows(g, "ranks"));
+  if (table_rows(g, "epochs") == nepochs && table_rows(g, "steps") == (long long)nepochs * nsteps &&
+      table_rows(g, "ranks") == g_size) {
+    il_epoch_row *e = calloc((size_t)nepochs, sizeof *e);
+    il_step_row *st = calloc((size_t)(nepochs * nsteps) + 1, sizeof *st);
+    il_rank_row *rr = calloc((size_t)g_size, sizeof *rr);
+    read_all(g, "epochs", te, e);
+    if (nsteps) read_all(g, "steps", ts, st);
+    read_all(g, "ranks", tr, rr);
+    for (int ep = 0; ep < nepochs; ep++) {
+      il_epoch_row x = make_epoch(run, ep);
+      VCHECK(memcmp(&e[ep], &x, sizeof x) == 0, "%s: epoch row %d differs (epoch %d lr %g)", id, ep, e[ep].epoch,
+             e[ep].lr);
+      for (int k = 0; k < nsteps; k++) {
+        il_step_row y = make_step(run, ep, k);
+        VCHECK(memcmp(&st[ep * nsteps + k], &y, sizeof y) == 0, "%s: step row %d.%d differs", id, ep, k);
+      }
+    }
+    for (int r = 0; r < g_size; r++) {
+      il_rank_row y = make_rank(run, r);
+      VCHECK(memcmp(&rr[r], &y, sizeof y) == 0, "%s: ranks row %d differs (rank %d t_forward %g)", id, r,
+             rr[r].rank, rr[r].t_forward);
+    }
+    free(e);
+    free(st);
+    free(rr);
+  }
+  H5Tclose(te);
+  H5Tclose(ts);
+  H5Tclose(tr);
+  H5Gclose(g);
+}
+
+static long long count_runs(hid_t fid) {
+  H5G_info_t gi;
+  if (H5Lexists(fid, "runs", H5P_DEFAULT) <= 0) return -1;
+  hid_t g = H5Gopen2(fid, "runs", H5P_DEFAULT);
+  H5Gget_info(g, &gi);
+  H5Gclose(g);
+  return (long long)gi.nlinks;
+}
+
+static hid_t open_serial(const char *path) {
+  hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  VCHECK(fid >= 0, "serial H5Fopen('%s') failed", path);
+  return fid;
+}
+
+typedef struct snapshot {
+  struct stat sb;
+  char *bytes;
+  size_t n;
+} snapshot;
+
+static char *slurp(const char *path, size_t *n) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return NULL;
+  fseek(fp, 0, SEEK_END);
+  long len = ftell(fp);
+  fseek(fp, 0, SEEK_SET);
+  char *b = malloc((size_t)len + 1);
+  *n = fread(b, 1, (size_t)len, fp);
+  fclose(fp);
+  return b;
+}
+
+static void take_snapshot(const char *path, snapshot *s) {
+  VCHECK(stat(path, &s->sb) == 0, "stat %s", path);
+  s->bytes = slurp(path, &s->n);
+}
+
+/* Same size, mtime and content as before. */
+static void check_snapshot(const char *path, snapshot *s) {
+  struct stat now;
+  size_t n = 0;
+  VCHECK(stat(path, &now) == 0, "stat %s", path);
+  VCHECK(now.st_size == s->sb.st_size, "%s size changed", path);
+  VCHECK(now.st_mtim.tv_sec == s->sb.st_mtim.tv_sec && now.st_mtim.tv_nsec == s->sb.st_mtim.tv_nsec,
+         "%s mtime changed", path);
+  char *b = slurp(path, &n);
+  VCHECK(b && s->bytes && n == s->n && memcmp(b, s->bytes, n) == 0, "%s content changed", path);
+  free(b);
+  free(s->bytes);
+  s->bytes = NULL;
+}
+
+static void copy_file(const char *from, const char *to) {
+  size_t n = 0;
+  char *b = slurp(from, &n);
+  FILE *fp = fopen(to, "wb");
+  VCHECK(b && fp && fwrite(b, 1, n, fp) == n, "copy %s -> %s", from, to);
+  if (fp) fclose(fp);
+  free(b);
+}
+
+static void write_text(const char *path, const char *text) {
+  FILE *fp = fopen(path, "w");
+  VCHECK(fp != NULL, "create %s", path);
+  if (fp) {
+    fputs(text, fp);
+    fclose(fp);
+  }
+}
+
+/* Status and message of a call are the same on every rank, and the message contains `needle`. */
+static void expect_fail(il_status got, il_status want, const char *needle, const char *needle2) {
+  const char *m = il_error_message();
+  if (got != want || !strstr(m, needle) || (needle2 && !strstr(m, needle2)))
+    print_error("rank %d: status %d (want %d), message: %s\n", g_rank, (int)got, (int)want, m);
+  assert_int_equal(got, want);
+  assert_non_null(strstr(m, needle));
+  if (needle2) assert_non_null(strstr(m, needle2));
+  il_error_clear();
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void test_run_info_helpers(void **state) {
+  il_run_info ri;
+  char key[64], longv[200];
+  il_run_info_init(&ri, "r");
+  assert_string_equal(ri.run_id, "r");
+  for (int i = 0; i < IL_RUN_ATTRS_MAX; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    assert_ok(il_run_attr_i(&ri, key, i));
+  }
+  assert_int_equal(ri.nattrs, IL_RUN_ATTRS_MAX);
+  il_error_clear();
+  assert_int_equal(il_run_attr_d(&ri, "one_more", 1.0), IL_ERR_ARG);
+  assert_non_null(strstr(il_error_message(), "too many"));
+  il_error_clear();
+  il_run_info_init(&ri, "r");
+  memset(key, 'k', 48);
+  key[48] = '\0';
+  assert_int_equal(il_run_attr_s(&ri, key, "v"), IL_ERR_ARG); /* 48 chars: no room for the NUL */
+  il_error_clear();
+  key[47] = '\0';
+  assert_ok(il_run_attr_s(&ri, key, "v")); /* 47 chars fit */
+  memset(longv, 'v', 160);
+  longv[160] = '\0';
+  assert_int_equal(il_run_attr_s(&ri, "long", longv), IL_ERR_ARG);
+  assert_non_null(strstr(il_error_message(), "too long"));
+  il_error_clear();
+  longv[159] = '\0';
+  assert_ok(il_run_attr_s(&ri, "long", longv));
+  assert_int_equal(il_run_attr_i(&ri, "long", 3), IL_ERR_ARG); /* duplicate key */
+  il_error_clear();
+  assert_int_equal(il_run_attr_i(&ri, "", 3), IL_ERR_ARG);
+  il_error_clear();
+  assert_int_equal(ri.nattrs, 2);
+  assert_int_equal(ri.attrs[1].kind, 's');
+  assert_string_equal(ri.attrs[1].s, longv);
+}
+
+static void test_roundtrip_two_runs(void **state) {
+  char a[512];
+  il_h5_file *f = NULL;
+  path_in(a, sizeof a, "a.h5");
+  assert_ok(il_h5_open(MPI_COMM_WORLD, a, IL_H5_CREATE, g_argc, g_argv, &f));
+  assert_non_null(f);
+  /* misuse is refused on every rank without breaking the file */
+  expect_fail(il_h5_run_epoch(f, NULL, NULL, 0), IL_ERR_ARG, "no run is open", NULL);
+  il_run_info bad;
+  il_run_info_init(&bad, "a/b");
+  expect_fail(il_h5_run_begin(f, g_rank == 0 ? &bad : NULL), IL_ERR_ARG, "invalid run id", NULL);
+  il_run_info_init(&bad, "x");
+  assert_ok(il_run_attr_s(&bad, "status", "mine"));
+  expect_fail(il_h5_run_begin(f, g_rank == 0 ? &bad : NULL), IL_ERR_ARG, "reserved", NULL);
+
+  write_run(f, "run-0", 0, 3, 4);
+  /* run 1, with a bad end status tried first */
+  il_run_info ri;
+  make_info(&ri, "run-1", 1);
+  assert_ok(il_h5_run_begin(f, g_rank == 0 ? &ri : NULL));
+  expect_fail(il_h5_run_begin(f, g_rank == 0 ? &ri : NULL), IL_ERR_ARG, "still open", NULL);
+  for (int ep = 0; ep < 2; ep++) {
+    il_step_row steps[3];
+    for (int s = 0; s < 3; s++) steps[s] = make_step(1, ep, s);
+    il_epoch_row e = make_epoch(1, ep);
+    assert_ok(il_h5_run_epoch(f, &e, steps, 3)); /* rank 1 passes rows too: ignored */
+  }
+  il_memstats peak = make_peak(1);
+  il_rank_row mine = make_rank(1, g_rank);
+  expect_fail(il_h5_run_end(f, g_rank == 0 ? "done" : "completed", &peak, &mine), IL_ERR_ARG, "\"done\"", NULL);
+  assert_ok(il_h5_run_end(f, "completed", &peak, &mine));
+  assert_ok(il_h5_close(f));
+
+  if (g_rank == 0) {
+    hid_t fid = open_serial(a);
+    if (fid >= 0) {
+      verify_root(fid);
+      VCHECK(count_runs(fid) == 2, "%lld runs", count_runs(fid));
+      verify_run(fid, "run-0", 0, 3, 4);
+      verify_run(fid, "run-1", 1, 2, 3);
+      H5Fclose(fid);
+    }
+  }
+  sync_bad();
+}
+
+static void test_create_refuses_existing(void **state) {
+  char a[512];
+  il_h5_file *f = (il_h5_file *)&f;
+  snapshot snap;
+  path_in(a, sizeof a, "a.h5");
+  if (g_rank == 0) take_snapshot(a, &snap);
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_fail(il_h5_open(MPI_COMM_WORLD, a, IL_H5_CREATE, g_argc, g_argv, &f), IL_ERR_ARG, a,
+              "exists; use --append to add runs or --force to replace it");
+  assert_null(f);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (g_rank == 0) check_snapshot(a, &snap);
+  sync_bad();
+}
+
+static void test_append_adds_run(void **state) {
+  char a[512], b[512];
+  il_h5_file *f = NULL;
+  path_in(a, sizeof a, "a.h5");
+  path_in(b, sizeof b, "b.h5");
+  assert_ok(il_h5_open(MPI_COMM_WORLD, a, IL_H5_APPEND, g_argc, g_argv, &f));
+  il_run_info ri;
+  make_info(&ri, "run-0", 0);
+  expect_fail(il_h5_run_begin(f, g_rank == 0 ? &ri : NULL), IL_ERR_ARG, "already has run 'run-0'", a);
+  /* run-2: one epoch without steps, failed, no peak stats and no rank rows given */
+  make_info(&ri, "run-2", 2);
+  assert_ok(il_h5_run_begin(f, g_rank == 0 ? &ri : NULL));
+  il_epoch_row e = make_epoch(2, 0);
+  assert_ok(il_h5_run_epoch(f, &e, NULL, 0));
+  assert_ok(il_h5_run_end(f, "failed", NULL, NULL));
+  assert_ok(il_h5_close(f));
+
+  /* append to a missing file creates it */
+  assert_ok(il_h5_open(MPI_COMM_WORLD, b, IL_H5_APPEND, g_argc, g_argv, &f));
+  write_run(f, "run-b", 3, 2, 2);
+  assert_ok(il_h5_close(f));
+
+  if (g_rank == 0) {
+    hid_t fid = open_serial(a);
+    if (fid >= 0) {
+      verify_root(fid);
+      VCHECK(count_runs(fid) == 3, "%lld runs", count_runs(fid));
+      verify_run(fid, "run-0", 0, 3, 4);
+      verify_run(fid, "run-1", 1, 2, 3);
+      hid_t g = H5Gopen2(fid, "/runs/run-2", H5P_DEFAULT);
+      char s[64];
+      get_str(g, "status", s, sizeof s);
+      VCHECK(strcmp(s, "failed") == 0, "run-2 status '%s'", s);
+      VCHECK(table_rows(g, "epochs") == 1 && table_rows(g, "steps") == 0, "run-2 table sizes");
+      VCHECK(!attr_exists(g, "peak_bytes_total"), "run-2 has peak attributes");
+      il_rank_row rr[2];
+      hid_t tr = rank_type();
+      read_all(g, "ranks", tr, rr);
+      VCHECK(rr[0].rank == 0 && rr[1].rank == 1 && rr[1].t_forward == 0.0, "run-2 zero rank rows");
+      H5Tclose(tr);
+      H5Gclose(g);
+      H5Fclose(fid);
+    }
+    fid = open_serial(b);
+    if (fid >= 0) {
+      verify_root(fid);
+      VCHECK(count_runs(fid) == 1, "b: %lld runs", count_runs(fid));
+      verify_run(fid, "run-b", 3, 2, 2);
+      H5Fclose(fid);
+    }
+  }
+  sync_bad();
+}
+
+static void test_force_replaces(void **state) {
+  char c[512], t[512];
+  il_h5_file *f = NULL;
+  path_in(c, sizeof c, "c.h5");
+  path_in(t, sizeof t, "text.h5");
+  assert_ok(il_h5_open(MPI_COMM_WORLD, c, IL_H5_CREATE, g_argc, g_argv, &f));
+  write_run(f, "old", 0, 1, 1);
+  assert_ok(il_h5_close(f));
+  assert_ok(il_h5_open(MPI_COMM_WORLD, c, IL_H5_FORCE, g_argc, g_argv, &f));
+  write_run(f, "new", 1, 2, 1);
+  assert_ok(il_h5_close(f));
+  /* force also replaces a file that is not HDF5 */
+  if (g_rank == 0) write_text(t, "not hdf5\n");
+  MPI_Barrier(MPI_COMM_WORLD);
+  assert_ok(il_h5_open(MPI_COMM_WORLD, t, IL_H5_FORCE, g_argc, g_argv, &f));
+  assert_ok(il_h5_close(f));
+  if (g_rank == 0) {
+    hid_t fid = open_serial(c);
+    if (fid >= 0) {
+      VCHECK(count_runs(fid) == 1, "%lld runs after force", count_runs(fid));
+      VCHECK(H5Lexists(fid, "/runs/old", H5P_DEFAULT) == 0, "old run survived --force");
+      verify_run(fid, "new", 1, 2, 1);
+      H5Fclose(fid);
+    }
+    fid = open_serial(t);
+    if (fid >= 0) {
+      verify_root(fid);
+      VCHECK(count_runs(fid) == 0, "runs in a fresh file");
+      H5Fclose(fid);
+    }
+  }
+  sync_bad();
+}
+
+static void test_bad_paths(void **state) {
+  char p[512], txt[512], plain[512];
+  il_h5_file *f = NULL;
+  snapshot snap;
+  /* unwritable: a missing directory, /proc, a directory, an empty path */
+  snprintf(p, sizeof p, "%s/no-such-dir/x.h5", g_dir);
+  expect_fail(il_h5_open(MPI_COMM_WORLD, p, IL_H5_CREATE, g_argc, g_argv, &f), IL_ERR_IO, p, "cannot create");
+  assert_null(f);
+  expect_fail(il_h5_open(MPI_COMM_WORLD, p, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_IO, p, NULL);
+  expect_fail(il_h5_open(MPI_COMM_WORLD, "/proc/ilbench-x.h5", IL_H5_FORCE, g_argc, g_argv, &f), IL_ERR_IO,
+              "/proc/ilbench-x.h5", NULL);
+  expect_fail(il_h5_open(MPI_COMM_WORLD, g_dir, IL_H5_FORCE, g_argc, g_argv, &f), IL_ERR_IO, g_dir,
+              "not a regular file");
+  expect_fail(il_h5_open(MPI_COMM_WORLD, "", IL_H5_CREATE, g_argc, g_argv, &f), IL_ERR_ARG, "empty", NULL);
+  expect_fail(il_h5_open(MPI_COMM_WORLD, p, 7, g_argc, g_argv, &f), IL_ERR_ARG, "mode", NULL);
+  assert_null(f);
+  /* append refuses a text file and an HDF5 file that is not ours, leaving them alone */
+  path_in(txt, sizeof txt, "notes.txt");
+  path_in(plain, sizeof plain, "plain.h5");
+  if (g_rank == 0) {
+    write_text(txt, "hello\n");
+    hid_t fid = H5Fcreate(plain, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    VCHECK(fid >= 0, "create %s", plain);
+    H5Fclose(fid);
+    take_snapshot(txt, &snap);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_fail(il_h5_open(MPI_COMM_WORLD, txt, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_FORMAT, txt,
+              "not an HDF5 file");
+  expect_fail(il_h5_open(MPI_COMM_WORLD, plain, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_FORMAT, plain,
+              "not an ilbench results file");
+  assert_null(f);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (g_rank == 0) check_snapshot(txt, &snap);
+  sync_bad();
+}
+
+/* Overwrite the schema_version attribute of a copy of `from` with 2. */
+static void make_v2(const char *from, const char *to) {
+  copy_file(from, to);
+  hid_t fid = H5Fopen(to, H5F_ACC_RDWR, H5P_DEFAULT);
+  VCHECK(fid >= 0, "open %s", to);
+  hid_t a = H5Aopen(fid, "schema_version", H5P_DEFAULT);
+  int64_t two = 2;
+  VCHECK(H5Awrite(a, H5T_NATIVE_INT64, &two) >= 0, "write schema_version");
+  H5Aclose(a);
+  H5Fclose(fid);
+}
+
+static void test_merge(void **state) {
+  char a[512], b[512], m[512], a2[512], v2[512], none[512];
+  path_in(a, sizeof a, "a.h5");
+  path_in(b, sizeof b, "b.h5");
+  path_in(m, sizeof m, "merged.h5");
+  path_in(a2, sizeof a2, "a-copy.h5");
+  path_in(v2, sizeof v2, "v2.h5");
+  path_in(none, sizeof none, "refused.h5");
+  if (g_rank == 0) { /* merge is serial */
+    const char *ab[] = {a, b};
+    il_error_clear();
+    il_status st = il_h5_merge(m, 0, ab, 2);
+    VCHECK(st == IL_OK, "merge: %s", il_error_message());
+    hid_t fid = open_serial(m), fa = open_serial(a);
+    if (fid >= 0 && fa >= 0) {
+      char s[1024], sa[1024];
+      VCHECK(count_runs(fid) == 4, "%lld merged runs", count_runs(fid));
+      verify_run(fid, "run-0", 0, 3, 4);
+      verify_run(fid, "run-1", 1, 2, 3);
+      verify_run(fid, "run-b", 3, 2, 2);
+      VCHECK(H5Lexists(fid, "/runs/run-2", H5P_DEFAULT) > 0, "run-2 not merged");
+      get_str(fid, "schema", s, sizeof s);
+      VCHECK(strcmp(s, "ilbench-results") == 0, "merged schema");
+      VCHECK(get_i64(fid, "schema_version") == 1, "merged schema_version");
+      VCHECK(get_i64(fid, "world_size") == 2, "merged world_size");
+      const char *same[] = {"created", "host", "software_version"};
+      for (int i = 0; i < 3; i++) {
+        get_str(fid, same[i], s, sizeof s);
+        get_str(fa, same[i], sa, sizeof sa);
+        VCHECK(strcmp(s, sa) == 0, "merged %s '%s' != first input's '%s'", same[i], s, sa);
+      }
+      get_str(fid, "command_line", s, sizeof s);
+      VCHECK(strstr(s, "merge") && strstr(s, a) && strstr(s, b) && strstr(s, g_cmdline), "merged command_line '%s'",
+             s);
+      /* merged_from: 1-D array of the input paths */
+      hid_t at = H5Aopen(fid, "merged_from", H5P_DEFAULT);
+      VCHECK(at >= 0, "merged_from missing");
+      if (at >= 0) {
+        hid_t sp = H5Aget_space(at), mt = H5Tcopy(H5T_C_S1);
+        VCHECK(H5Sget_simple_extent_npoints(sp) == 2, "merged_from length");
+        char buf[2][512];
+        H5Tset_size(mt, 512);
+        VCHECK(H5Aread(at, mt, buf) >= 0, "read merged_from");
+        VCHECK(strcmp(buf[0], a) == 0 && strcmp(buf[1], b) == 0, "merged_from '%s' '%s'", buf[0], buf[1]);
+        H5Tclose(mt);
+        H5Sclose(sp);
+        H5Aclose(at);
+      }
+    }
+    if (fid >= 0) H5Fclose(fid);
+    if (fa >= 0) H5Fclose(fa);
+
+    /* existing output: refused and untouched without force, replaced with it */
+    snapshot snap;
+    take_snapshot(m, &snap);
+    const char *bb[] = {b};
+    st = il_h5_merge(m, 0, bb, 1);
+    VCHECK(st == IL_ERR_ARG && strstr(il_error_message(), m) && strstr(il_error_message(), "--force"),
+           "merge onto existing: %d %s", (int)st, il_error_message());
+    il_error_clear();
+    check_snapshot(m, &snap);
+    st = il_h5_merge(m, 1, bb, 1);
+    VCHECK(st == IL_OK, "merge --force: %s", il_error_message());
+    fid = open_serial(m);
+    if (fid >= 0) {
+      VCHECK(count_runs(fid) == 1, "forced merge has %lld runs", count_runs(fid));
+      H5Fclose(fid);
+    }
+    /* output that is also an input */
+    const char *mb[] = {m, b};
+    st = il_h5_merge(m, 1, mb, 2);
+    VCHECK(st == IL_ERR_ARG && strstr(il_error_message(), "also input"), "merge into an input: %s",
+           il_error_message());
+    il_error_clear();
+
+    /* duplicate run ids: both files named, nothing written */
+    copy_file(a, a2);
+    const char *dup[] = {a, b, a2};
+    st = il_h5_merge(none, 0, dup, 3);
+    VCHECK(st == IL_ERR_ARG && strstr(il_error_message(), "run-0") && strstr(il_error_message(), a) &&
+               strstr(il_error_message(), a2),
+           "duplicate ids: %d %s", (int)st, il_error_message());
+    il_error_clear();
+    VCHECK(access(none, F_OK) != 0, "refused merge wrote %s", none);
+
+    /* incompatible major version: file and both versions named, nothing written */
+    make_v2(b, v2);
+    const char *inc[] = {a, v2};
+    st = il_h5_merge(none, 0, inc, 2);
+    VCHECK(st == IL_ERR_FORMAT && strstr(il_error_message(), v2) && strstr(il_error_message(), "version 2") &&
+               strstr(il_error_message(), "version 1"),
+           "incompatible: %d %s", (int)st, il_error_message());
+    il_error_clear();
+    VCHECK(access(none, F_OK) != 0, "refused merge wrote %s", none);
+    const char *miss[] = {a, none};
+    st = il_h5_merge(m, 1, miss, 2);
+    VCHECK(st == IL_ERR_IO && strstr(il_error_message(), none), "missing input: %s", il_error_message());
+    il_error_clear();
+  }
+  sync_bad();
+  /* appending to the version-2 file is refused too, on every rank */
+  il_h5_file *f = NULL;
+  expect_fail(il_h5_open(MPI_COMM_WORLD, v2, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_FORMAT, v2, "version 2");
+  assert_null(f);
+}
+
+/* ---- fixture and main --------------------------------------------------------- */
+
+static int setup(void **state) {
+  if (g_rank == 0) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/ilbench-h5test.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(g_dir)) g_dir[0] = '\0';
+  }
+  MPI_Bcast(g_dir, (int)sizeof g_dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+  return g_dir[0] ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (g_rank == 0 && g_dir[0] && !getenv("ILBENCH_KEEP_TMP")) {
+    DIR *d = opendir(g_dir);
+    struct dirent *de;
+    char p[1024];
+    while (d && (de = readdir(d)) != NULL) {
+      if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+      snprintf(p, sizeof p, "%s/%s", g_dir, de->d_name);
+      unlink(p);
+    }
+    if (d) closedir(d);
+    rmdir(g_dir);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+  if (g_size != 2) {
+    if (g_rank == 0) fprintf(stderr, "test_results_h5: run with 2 MPI ranks (mpirun -n 2)\n");
+    MPI_Finalize();
+    return 1;
+  }
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the serial checks probe for missing objects */
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_run_info_helpers),
+      cmocka_unit_test(test_roundtrip_two_runs),
+      cmocka_unit_test(test_create_refuses_existing),
+      cmocka_unit_test(test_append_adds_run),
+      cmocka_unit_test(test_force_replaces),
+      cmocka_unit_test(test_bad_paths),
+      cmocka_unit_test(test_merge),
+  };
+  char name[64];
+  snprintf(name, sizeof name, "results_h5 (rank %d of %d)", g_rank, g_size);
+  int failed = _cmocka_run_group_tests(name, tests, sizeof tests / sizeof tests[0], setup, teardown);
+  MPI_Finalize();
+  return failed;
+}
