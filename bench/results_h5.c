@@ -553,16 +553,16 @@ static il_status check_run_info(const il_h5_file *f, const il_run_info *ri) {
   if (!id[0] || strchr(id, '/') || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
     return IL_ERR(IL_ERR_ARG, "results file '%s': invalid run id '%s' (must be non-empty, without '/')", f->path, id);
   if (ri->nattrs < 0 || ri->nattrs > IL_RUN_ATTRS_MAX)
-    return IL_ERR(IL_ERR_ARG, "run '%s': bad attribute count %d", id, ri->nattrs);
+    return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': bad attribute count %d", f->path, id, ri->nattrs);
   for (int i = 0; i < ri->nattrs; i++) {
     const il_attr *a = &ri->attrs[i];
     if (!memchr(a->key, '\0', sizeof a->key) || !a->key[0] || (a->kind == 's' && !memchr(a->s, '\0', sizeof a->s)))
-      return IL_ERR(IL_ERR_ARG, "run '%s': attribute %d is malformed", id, i);
+      return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': attribute %d is malformed", f->path, id, i);
     if (a->kind != 's' && a->kind != 'd' && a->kind != 'i')
-      return IL_ERR(IL_ERR_ARG, "run '%s': attribute '%s' has unknown kind '%c'", id, a->key, a->kind);
+      return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': attribute '%s' has unknown kind '%c'", f->path, id, a->key, a->kind);
     for (size_t r = 0; r < sizeof reserved_run_attrs / sizeof reserved_run_attrs[0]; r++)
       if (strcmp(a->key, reserved_run_attrs[r]) == 0 || strncmp(a->key, "peak_bytes_", 11) == 0)
-        return IL_ERR(IL_ERR_ARG, "run '%s': attribute name '%s' is reserved for the results writer", id, a->key);
+        return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': attribute name '%s' is reserved for the results writer", f->path, id, a->key);
   }
   return IL_OK;
 }
@@ -586,6 +586,7 @@ static il_status create_table(il_h5_file *f, const char *name, hid_t ftype, hsiz
 il_status il_h5_run_begin(il_h5_file *f, const il_run_info *ri) {
   if (!f) return IL_ERR(IL_ERR_ARG, "il_h5_run_begin: file is NULL");
   il_status st = IL_OK;
+  int ours = 0;
   il_h5i_quiet q;
   il_h5i_quiet_begin(&q);
   il_run_info *r = calloc(1, sizeof *r);
@@ -614,6 +615,7 @@ il_status il_h5_run_begin(il_h5_file *f, const il_run_info *ri) {
     goto out;
   }
   snprintf(f->run_id, sizeof f->run_id, "%s", r->run_id);
+  ours = 1; /* from here on a failure closes this half-made run */
   if ((f->run = H5Gcreate2(f->runs, r->run_id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
     st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot create group /runs/%s", r->run_id);
     goto out;
@@ -645,7 +647,7 @@ il_status il_h5_run_begin(il_h5_file *f, const il_run_info *ri) {
 out:
   free(r);
   st = agree(f->comm, st);
-  if (st != IL_OK) close_run(f);
+  if (st != IL_OK && ours) close_run(f);
   il_h5i_quiet_end(&q);
   return st;
 }

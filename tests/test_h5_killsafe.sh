@@ -24,8 +24,11 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/ilbench-killsafe.XXXXXX") || exit 1
 F=$T/killed.h5
 LOG=$T/writer.log
 MPIPID=
+# Running and not a zombie (ranks orphaned by the kill may stay zombies when
+# PID 1 does not reap).
+alive() { [[ -r /proc/$1/stat ]] && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
 cleanup() {
-  [[ -n $MPIPID ]] && kill -9 -- "-$MPIPID" "$MPIPID" 2>/dev/null
+  [[ -n $MPIPID ]] && kill -9 -- "-$MPIPID" 2>/dev/null
   for p in "$F".pid*; do [[ -f $p ]] && kill -9 "$(cat "$p")" 2>/dev/null; done
   rm -rf "$T"
 }
@@ -39,17 +42,19 @@ MPIPID=$!
 # the kill lands in that sleep.
 for _ in $(seq 1 600); do
   grep -q '^flushed epoch 2$' "$LOG" 2>/dev/null && break
-  if ! kill -0 "$MPIPID" 2>/dev/null; then echo "FAIL: writer exited early:"; cat "$LOG"; exit 1; fi
+  if ! alive "$MPIPID"; then echo "FAIL: writer exited early:"; cat "$LOG"; exit 1; fi
   sleep 0.02
 done
 grep -q '^flushed epoch 2$' "$LOG" || { echo "FAIL: writer did not flush 3 epochs in 12 s:"; cat "$LOG"; exit 1; }
+# Open MPI puts each rank in its own process group: kill mpirun's group and the
+# ranks themselves, all at once, as a batch system would.
 pids=$(cat "$F".pid0 "$F".pid1 2>/dev/null)
-kill -9 $pids -- "-$MPIPID" 2>/dev/null
+kill -9 -- "-$MPIPID" $pids 2>/dev/null
 wait "$MPIPID" 2>/dev/null
 MPIPID=
 sleep 0.2
 for p in $pids; do
-  if kill -0 "$p" 2>/dev/null; then echo "FAIL: rank pid $p survived kill -9"; exit 1; fi
+  if alive "$p"; then echo "FAIL: rank pid $p survived kill -9"; exit 1; fi
 done
 flushed=$(grep -c '^flushed epoch' "$LOG")
 echo "writer killed after $flushed flushed epochs"

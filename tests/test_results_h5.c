@@ -462,6 +462,7 @@ static void write_text(const char *path, const char *text) {
 /* Status and message of a call are the same on every rank, and the message contains `needle`. */
 static void expect_fail(il_status got, il_status want, const char *needle, const char *needle2) {
   const char *m = il_error_message();
+  if (g_rank == 0 && getenv("ILBENCH_SHOW_ERRORS")) printf("  expected error: %s\n", m);
   if (got != want || !strstr(m, needle) || (needle2 && !strstr(m, needle2)))
     print_error("rank %d: status %d (want %d), message: %s\n", g_rank, (int)got, (int)want, m);
   assert_int_equal(got, want);
@@ -825,6 +826,11 @@ static int setup(void **state) {
   return g_dir[0] ? 0 : -1;
 }
 
+static int clear_error(void **state) {
+  il_error_clear(); /* a failed test must not leave its message to the next */
+  return 0;
+}
+
 static int teardown(void **state) {
   MPI_Barrier(MPI_COMM_WORLD);
   if (g_rank == 0 && g_dir[0] && !getenv("ILBENCH_KEEP_TMP")) {
@@ -853,13 +859,13 @@ int main(int argc, char **argv) {
   }
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the serial checks probe for missing objects */
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_run_info_helpers),
-      cmocka_unit_test(test_roundtrip_two_runs),
-      cmocka_unit_test(test_create_refuses_existing),
-      cmocka_unit_test(test_append_adds_run),
-      cmocka_unit_test(test_force_replaces),
-      cmocka_unit_test(test_bad_paths),
-      cmocka_unit_test(test_merge),
+      cmocka_unit_test_setup(test_run_info_helpers, clear_error),
+      cmocka_unit_test_setup(test_roundtrip_two_runs, clear_error),
+      cmocka_unit_test_setup(test_create_refuses_existing, clear_error),
+      cmocka_unit_test_setup(test_append_adds_run, clear_error),
+      cmocka_unit_test_setup(test_force_replaces, clear_error),
+      cmocka_unit_test_setup(test_bad_paths, clear_error),
+      cmocka_unit_test_setup(test_merge, clear_error),
   };
   char name[64];
   snprintf(name, sizeof name, "results_h5 (rank %d of %d)", g_rank, g_size);
