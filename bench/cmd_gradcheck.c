@@ -17,6 +17,7 @@ static const il_cli_spec gc_spec[] = {
     {"backward", 1, "backward mode, or 'all'", "all"},
     {"tol", 1, "solver tolerance", "1e-10"},
     {"max-iter", 1, "solver iteration limit", "solver default"},
+    {"stop", 1, "batch (whole batch's residual norm) or sample (each row on its own)", "batch"},
     {"hidden", 1, "state size n", "5"},
     {"batch", 1, "batch size", "3"},
     {"scale", 1, "W = scale * U(-1,1)/sqrt(n) (PyTorch Linear init at 1)", "1"},
@@ -48,7 +49,9 @@ int il_cmd_gradcheck(int argc, char **argv) {
     IL_ERR(IL_ERR_ARG, "--backward: unknown backward mode '%s' (valid: all, %s)", backward, il_backward_names());
     goto usage_err;
   }
-  if (il_cli_positive_double(&cli, "tol", 1e-10, &tol) != IL_OK ||
+  const char *stop;
+  if (il_cli_choice(&cli, "stop", "batch", "batch|sample", &stop) != IL_OK ||
+      il_cli_positive_double(&cli, "tol", 1e-10, &tol) != IL_OK ||
       il_cli_int(&cli, "max-iter", so->default_max_iter, 1, 1000000, &max_iter) != IL_OK ||
       il_cli_int(&cli, "hidden", 5, 1, 512, &n) != IL_OK || il_cli_int(&cli, "batch", 3, 1, 1024, &B) != IL_OK ||
       il_cli_positive_double(&cli, "scale", 1, &scale) != IL_OK ||
@@ -73,7 +76,8 @@ int il_cmd_gradcheck(int argc, char **argv) {
   int failed = 0;
   for (int i = 0; i < nm; i++) {
     il_gradcheck_config gc = {.layer = {.solver = solver, .backward = modes[i], .tol = tol, .max_iter = (int)max_iter,
-                                        .zero_nonconverged = IL_ZERO_AUTO, .opts = NULL},
+                                        .zero_nonconverged = IL_ZERO_AUTO,
+                                        .stop_per_sample = strcmp(stop, "sample") == 0, .opts = NULL},
                               .n = (int)n, .B = (int)B, .scale = scale, .eps = eps, .seed = (uint64_t)seed};
     il_gradcheck_result gr;
     const il_backend *be;

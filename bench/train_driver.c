@@ -24,6 +24,8 @@ const il_cli_spec il_train_spec[] = {
     {"backward", 1, "backward mode", "unroll"},
     {"tol", 1, "stop when the batch residual Frobenius norm < tol", "1e-4"},
     {"max-iter", 1, "solver iteration limit", "200 for fp, 40 for newton"},
+    {"stop", 1, "batch: stop on the whole global batch's residual norm (the seed; one allreduce per iteration); "
+                "sample: each row stops on its own norm (no communication)", "batch"},
     {"hidden", 1, "hidden size of the implicit layer", "100"},
     {"epochs", 1, "training epochs", "10"},
     {"batch", 1, "batch size", "100"},
@@ -81,6 +83,7 @@ il_status il_train_parse(const il_cli *cli, train_opts *o) {
   if (bo->needs_tape && !so->unroll_backward)
     return IL_ERR(IL_ERR_UNSUPPORTED, "--backward %s is not supported with --solver %s", o->backward, o->solver);
   IL_CHECK(il_cli_positive_double(cli, "tol", 1e-4, &o->tol));
+  IL_CHECK(il_cli_choice(cli, "stop", "batch", "batch|sample", &o->stop));
   IL_CHECK(il_cli_int(cli, "max-iter", so->default_max_iter, 1, 1000000, &o->max_iter));
   IL_CHECK(il_cli_int(cli, "hidden", 100, 1, 1L << 30, &o->hidden));
   IL_CHECK(il_cli_int(cli, "epochs", 10, 1, 100000, &o->epochs));
@@ -158,7 +161,7 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
   printf("# ilbench train (git %s)\n", ILBENCH_GIT);
   printf("# %-18s %s\n", "solver", o->solver);
   printf("# %-18s %s\n", "backward", o->backward);
-  printf("# %-18s %g\n", "tol", o->tol);
+  printf("# %-18s %g (stop: %s)\n", "tol", o->tol, o->stop);
   printf("# %-18s %ld\n", "max_iter", o->max_iter);
   printf("# %-18s 784 -> %ld (implicit) -> 10\n", "model", o->hidden);
   printf("# %-18s %zu\n", "parameters", m->nparams);
@@ -179,7 +182,7 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
 /* Statistics summed over ranks once per step (one small allreduce in double). */
 enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_N };
 /* Per-step maxima over ranks: phase times and backward iterations. */
-enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_N };
+enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_FWD_ITERS, MX_N };
 
 static il_status max_over_ranks(il_dist *d, double *v, int n) {
   if (d->size > 1 && MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, d->comm) != MPI_SUCCESS)
@@ -222,7 +225,7 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_d(ri, "lr", o->lr));
   IL_CHECK(il_run_attr_s(ri, "lr_drop", o->lr_drop_text));
   IL_CHECK(il_run_attr_i(ri, "seed", o->seed));
-  IL_CHECK(il_run_attr_s(ri, "stop", "batch"));
+  IL_CHECK(il_run_attr_s(ri, "stop", o->stop));
   IL_CHECK(il_run_attr_i(ri, "threads", o->threads));
   IL_CHECK(il_run_attr_s(ri, "device", o->device));
   IL_CHECK(il_run_attr_s(ri, "precision", IL_REAL_NAME));
@@ -266,7 +269,8 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
                         .seed = (uint64_t)o.seed,
                         .layer = {.solver = o.solver, .backward = o.backward, .tol = o.tol,
                                   .max_iter = (int)o.max_iter, .zero_nonconverged = o.zero,
-                                  .adjoint_refine = o.refine ? (int)o.refine : -1, .opts = NULL}};
+                                  .adjoint_refine = o.refine ? (int)o.refine : -1,
+                                  .stop_per_sample = strcmp(o.stop, "sample") == 0, .opts = NULL}};
   size_t est;
   if (il_model_estimate_bytes(&mc, &est) != IL_OK) {
     il_error_clear();
@@ -375,6 +379,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       mx[MX_UPD] = te_ - td;
       mx[MX_BWD_ITERS] = st.bwd.iters;
       mx[MX_BWD_RES] = st.bwd.residual;
+      mx[MX_FWD_ITERS] = st.fwd.iters; /* differs per rank only with --stop sample */
       sum[ST_LOSS] = st.loss_sum;
       sum[ST_ERR] = st.errors;
       sum[ST_NONCONV] = st.fwd.nonconverged_rows;
@@ -387,6 +392,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       st.fwd.nonconverged_rows = (int)sum[ST_NONCONV];
       st.samples = (int)sum[ST_SAMPLES];
       st.bwd.iters = (int)mx[MX_BWD_ITERS];
+      st.fwd.iters = (int)mx[MX_FWD_ITERS];
       acc_step(&tr, &st);
       steps[b] = (il_step_row){.epoch = (int32_t)ep, .step = (int32_t)b, .loss = st.loss_sum / st.samples,
                                .err = (double)st.errors / st.samples, .fwd_iters = st.fwd.iters,

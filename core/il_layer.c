@@ -50,7 +50,8 @@ il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, i
   L->train = train;
   L->prob = (il_problem){.cell = &L->cell, .B = B, .x = x, .tol = L->cfg.tol, .max_iter = L->cfg.max_iter,
                          .ws = &L->ws, .saved = (train && L->bops->needs_tape) ? &L->saved : NULL,
-                         .keep = (train && L->bops->keeps_lu) ? &L->saved : NULL, .reduce = L->prob.reduce};
+                         .keep = (train && L->bops->keeps_lu) ? &L->saved : NULL, .reduce = L->prob.reduce,
+                         .per_sample = L->cfg.stop_per_sample};
   IL_CHECK(il_arena_calloc(&L->saved, len, sizeof *L->zstar, (void **)&L->zstar));
   IL_CHECK(il_arena_calloc(&L->saved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
   IL_CHECK(il_arena_calloc(&L->saved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));

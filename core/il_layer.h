@@ -45,6 +45,7 @@ typedef struct il_layer_config {
   int zero_nonconverged; /* IL_ZERO_AUTO, IL_ZERO_YES, IL_ZERO_NO */
   int adjoint_refine;   /* implicit: max refinement steps of the adjoint solve against J(z*);
                            0: default (3); negative: none, plain reuse of the last Newton LU, as the seed */
+  int stop_per_sample;  /* 0: batch norm (the seed), 1: each row on its own (see il_problem) */
   il_options *opts;     /* solver/backward options; unknown keys are errors */
 } il_layer_config;
 

@@ -45,6 +45,10 @@ typedef struct il_problem {
   il_arena *saved;    /* non-NULL: record the tape for unrolled backward here */
   il_arena *keep;     /* non-NULL: keep the last LU factors here for implicit backward */
   il_reducer reduce;
+  /* 0: stop when the whole batch's residual norm < tol (the seed; global over
+   * ranks through `reduce`). 1: each row stops on its own row norm < tol and is
+   * frozen from then on; no communication, iterations differ per rank. */
+  int per_sample;
 } il_problem;
 
 typedef struct il_solver_ops {

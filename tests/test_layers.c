@@ -263,6 +263,67 @@ static void test_saved_memory_implicit_constant_unroll_linear(void **state) {
   }
 }
 
+/* Per-sample stopping: every backward mode is still exact (tol 1e-10), and the
+ * unrolled gradient is the exact derivative of the forward that froze rows at
+ * different steps even at a loose tolerance, which only holds if the frozen
+ * rows are handled as identities in the backward pass. */
+static void test_per_sample_stopping_gradients(void **state) {
+  const char *solvers[] = {"fp", "newton"}, *modes[] = {"unroll", "implicit"};
+  for (int s = 0; s < 2; s++)
+    for (int m = 0; m < 2; m++) {
+      il_gradcheck_config gc = {.layer = {.solver = solvers[s], .backward = modes[m], .tol = 1e-10,
+                                          .zero_nonconverged = IL_ZERO_NO, .stop_per_sample = 1},
+                                .n = 6, .B = 4, .scale = 1.2, .eps = 1e-6, .seed = 31};
+      il_gradcheck_result gr;
+      assert_ok(il_gradcheck(&gc, be, &gr));
+      if (!(gr.relerr_x <= 1e-6 && gr.relerr_W <= 1e-6))
+        fail_msg("per-sample %s/%s: relerr x %.3g W %.3g", solvers[s], modes[m], gr.relerr_x, gr.relerr_W);
+    }
+  for (int s = 0; s < 2; s++) {
+    il_gradcheck_config gc = {.layer = {.solver = solvers[s], .backward = "unroll", .tol = s ? 1e-3 : 1e-2,
+                                        .zero_nonconverged = IL_ZERO_NO, .stop_per_sample = 1},
+                              .n = 6, .B = 5, .scale = 1.2, .eps = 1e-7, .seed = 32};
+    il_gradcheck_result gr;
+    assert_ok(il_gradcheck(&gc, be, &gr));
+    if (!(gr.relerr_x <= 1e-6 && gr.relerr_W <= 1e-6))
+      fail_msg("per-sample loose %s/unroll: relerr x %.3g W %.3g", solvers[s], gr.relerr_x, gr.relerr_W);
+  }
+}
+
+/* Each row stops on its own: it meets the tolerance by itself and its value does
+ * not depend on the other rows of the batch (solving it alone gives the same z). */
+static void test_per_sample_rows_independent(void **state) {
+  enum { n = 10, B = 6 };
+  double W[n * n], x[B * n], z[B * n], z1[n];
+  make_problem(n, B, 1.0, 1.0, 41, W, x);
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < n; i++) x[b * n + i] *= 0.1 + 0.5 * b; /* rows converge at different steps */
+  for (int s = 0; s < 2; s++) {
+    const il_solver_ops *so = s ? &il_solver_newton_ops : &il_solver_fp_ops;
+    il_cell c;
+    il_arena ws;
+    void *st;
+    il_solve_result r, r1;
+    double rows[B];
+    assert_ok(il_cell_tanh_init(&c, be, n, W));
+    assert_ok(il_arena_init(&ws, IL_MEM_WORKSPACE, NULL, 0));
+    assert_ok(so->create(NULL, &st));
+    il_problem p = {.cell = &c, .B = B, .x = x, .tol = 1e-6, .max_iter = 500, .ws = &ws, .per_sample = 1};
+    assert_ok(so->solve(st, &p, z, rows, &r));
+    assert_int_equal(r.reason, IL_REASON_CONVERGED);
+    for (int b = 0; b < B; b++) {
+      assert_true(rows[b] < 1e-6);
+      il_problem p1 = p;
+      p1.B = 1;
+      p1.x = x + b * n;
+      assert_ok(so->solve(st, &p1, z1, NULL, &r1));
+      assert_allclose(z1, z + b * n, (size_t)n, 0, 1e-14);
+    }
+    so->destroy(st);
+    il_arena_destroy(&ws);
+  }
+}
+
 static void test_names_and_options_validated(void **state) {
   double W[4] = {0};
   il_layer L;
@@ -300,6 +361,8 @@ int main(void) {
       cmocka_unit_test(test_nonconverged_rows_are_zeroed),
       cmocka_unit_test(test_reasons),
       cmocka_unit_test(test_saved_memory_implicit_constant_unroll_linear),
+      cmocka_unit_test(test_per_sample_stopping_gradients),
+      cmocka_unit_test(test_per_sample_rows_independent),
       cmocka_unit_test(test_names_and_options_validated),
   };
   return cmocka_run_group_tests(tests, setup, NULL);

@@ -12,6 +12,8 @@
 typedef struct fp_state {
   /* tape of the last solve with p->saved: iterates z_0 = 0, z_1, ..., z_K */
   il_real **iter;
+  /* per-sample stopping: moved[k][b] = 1 when row b was mapped at step k (else frozen, z_{k+1} = z_k) */
+  unsigned char **moved;
   int K;
 } fp_state;
 
@@ -47,10 +49,44 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
   res->residual = INFINITY;
   res->reason = IL_REASON_MAX_ITER;
   res->nonconverged_rows = 0;
+  unsigned char *active = NULL; /* per-sample: rows still iterating */
+  double *rd = NULL;            /* per-sample: each row's last step size, squared */
+  int nactive = B;
+  st->moved = NULL;
+  if (p->per_sample) {
+    IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&active), out);
+    IL_CHECK_GOTO(s, il_arena_calloc(p->ws, (size_t)B, sizeof *rd, (void **)&rd), out);
+    memset(active, 1, (size_t)B);
+    if (p->saved) IL_CHECK_GOTO(s, il_arena_calloc(p->saved, (size_t)p->max_iter, sizeof *st->moved, (void **)&st->moved), out);
+  }
   while (res->iters < p->max_iter) {
     if (p->saved) IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof(il_real), (void **)&next), out);
     IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, cur, next, NULL, p->ws), out);
-    double err = il_problem_norm(p, c->be->sqdist(len, cur, next));
+    double err;
+    if (p->per_sample) {
+      double *rows;
+      IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, sizeof *rows, (void **)&rows), out);
+      c->be->row_sqdist(B, n, cur, next, rows);
+      if (p->saved) {
+        IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B, 1, (void **)&st->moved[res->iters]), out);
+        memcpy(st->moved[res->iters], active, (size_t)B);
+      }
+      double acc = 0;
+      int bad = 0;
+      for (int b = 0; b < B; b++) {
+        if (!active[b]) { /* frozen: keep its converged value */
+          memcpy(next + (size_t)b * n, cur + (size_t)b * n, (size_t)n * sizeof *next);
+          continue;
+        }
+        rd[b] = rows[b];
+        acc += rows[b];
+        bad |= !isfinite(rows[b]);
+        if (sqrt(rows[b]) < p->tol) { active[b] = 0; nactive--; }
+      }
+      err = bad ? NAN : sqrt(acc); /* norm of this step over the rows that moved */
+    } else {
+      err = il_problem_norm(p, c->be->sqdist(len, cur, next));
+    }
     res->iters++;
     res->residual = err;
     if (p->saved) {
@@ -61,11 +97,16 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
       il_real *t = cur; cur = next; next = t;
     }
     if (!isfinite(err)) { res->reason = IL_REASON_NONFINITE; break; }
-    if (err < p->tol) { res->reason = IL_REASON_CONVERGED; break; }
+    if (p->per_sample ? nactive == 0 : err < p->tol) { res->reason = IL_REASON_CONVERGED; break; }
   }
   /* per-row size of the last step, the fixed-point residual of z_{K-1} */
   if (!row_res) IL_CHECK_GOTO(s, il_arena_calloc(p->ws, (size_t)B, sizeof *row_res, (void **)&row_res), out);
-  {
+  if (p->per_sample) {
+    for (int b = 0; b < B; b++) {
+      row_res[b] = sqrt(rd[b]);
+      if (!(row_res[b] < p->tol)) res->nonconverged_rows++;
+    }
+  } else {
     const il_real *prev = p->saved ? st->iter[st->K > 0 ? st->K - 1 : 0] : next;
     c->be->row_sqdist(B, n, cur, prev, row_res);
     for (int b = 0; b < B; b++) {
@@ -94,8 +135,10 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
   const size_t len = (size_t)p->B * c->n;
   if (!st->iter) return IL_ERR(IL_ERR_INTERNAL, "fp unroll backward: no tape (forward ran without saving)");
   il_arena_mark m = il_arena_get_mark(p->ws);
-  il_real *carry, *U;
+  il_real *carry, *U, *keep = NULL;
+  const int n = c->n;
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *carry, (void **)&carry));
+  if (st->moved) IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *keep, (void **)&keep));
   IL_CHECK(il_arena_alloc_n(p->ws, len * FP_THETA_CHUNK, sizeof *U, (void **)&U));
   memcpy(carry, dz, len * sizeof *carry); /* dL/dz_K */
   for (int end = st->K; end > 0;) {
@@ -103,10 +146,19 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
     /* slot j holds u_{k0+j+1}, the cotangent on the output of step k0+j */
     memcpy(U + (size_t)(g - 1) * len, carry, len * sizeof *U);
     for (int k = end - 1; k >= k0; k--) {
-      il_real *out = k > k0 ? U + (size_t)(k - 1 - k0) * len : carry;
+      il_real *out = k > k0 ? U + (size_t)(k - 1 - k0) * len : carry, *u = U + (size_t)(k - k0) * len;
+      const unsigned char *mv = st->moved ? st->moved[k] : NULL;
+      if (mv) /* a frozen row is the identity at this step: its cotangent passes through untouched */
+        for (int b = 0; b < p->B; b++)
+          if (!mv[b]) {
+            memcpy(keep + (size_t)b * n, u + (size_t)b * n, (size_t)n * sizeof *u);
+            memset(u + (size_t)b * n, 0, (size_t)n * sizeof *u);
+          }
       /* z_0 = 0 has nothing upstream: skip its dz */
-      IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], st->iter[k + 1], NULL, U + (size_t)(k - k0) * len,
-                           k > 0 ? out : NULL, dx, NULL, p->ws));
+      IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], st->iter[k + 1], NULL, u, k > 0 ? out : NULL, dx, NULL, p->ws));
+      if (mv && k > 0)
+        for (int b = 0; b < p->B; b++)
+          if (!mv[b]) memcpy(out + (size_t)b * n, keep + (size_t)b * n, (size_t)n * sizeof *out);
     }
     if (dtheta) {
       int contiguous = 1;

@@ -13,6 +13,7 @@
 typedef struct newton_step {
   il_real *z, *f, *lu, *d; /* (B,n), (B,n), (B,n,n), (B,n) */
   int *ipiv;               /* (B,n) */
+  unsigned char *moved;    /* per-sample stopping: (B) rows that took this step, or NULL */
 } newton_step;
 
 typedef struct newton_state {
@@ -67,6 +68,12 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
   res->iters = 0;
   res->reason = IL_REASON_MAX_ITER;
   res->nonconverged_rows = 0;
+  unsigned char *active = NULL; /* per-sample: rows still iterating */
+  int nactive = B;
+  if (p->per_sample) {
+    IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&active));
+    memset(active, 1, (size_t)B);
+  }
   if (!p->saved) IL_CHECK(il_arena_calloc(p->ws, len, sizeof *fk, (void **)&fk));
   for (int k = 0;; k++) {
     if (p->saved) IL_CHECK_GOTO(s, il_arena_alloc_n(zs, len, sizeof *fk, (void **)&fk), out);
@@ -75,10 +82,17 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
     be->row_sqdist(B, n, g, NULL, rows);
     double local = 0;
     for (int b = 0; b < B; b++) local += rows[b];
-    double err = il_problem_norm(p, local);
+    double err = p->per_sample ? sqrt(local) : il_problem_norm(p, local);
     res->residual = err;
     if (!isfinite(err)) { res->reason = IL_REASON_NONFINITE; break; }
-    if (err < p->tol) { res->reason = IL_REASON_CONVERGED; break; }
+    if (p->per_sample) {
+      for (int b = 0; b < B; b++)
+        if (active[b] && sqrt(rows[b]) < p->tol) { active[b] = 0; nactive--; }
+      if (nactive == 0) { res->reason = IL_REASON_CONVERGED; break; }
+    } else if (err < p->tol) {
+      res->reason = IL_REASON_CONVERGED;
+      break;
+    }
     if (k == p->max_iter) break;
 
     il_real *d;
@@ -87,7 +101,11 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
       IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B * nn, sizeof *lu, (void **)&lu), out);
       IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof *ipiv, (void **)&ipiv), out);
       IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof *d, (void **)&d), out);
-      t->z = zk; t->f = fk; t->lu = lu; t->ipiv = ipiv; t->d = d;
+      t->z = zk; t->f = fk; t->lu = lu; t->ipiv = ipiv; t->d = d; t->moved = NULL;
+      if (p->per_sample) {
+        IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B, 1, (void **)&t->moved), out);
+        memcpy(t->moved, active, (size_t)B);
+      }
     } else {
       d = g; /* solve in place */
     }
@@ -95,6 +113,9 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
     IL_CHECK_GOTO(s, be->lu_factor_batched(B, n, lu, ipiv, info), out);
     if (d != g) memcpy(d, g, len * sizeof *d);
     IL_CHECK_GOTO(s, be->lu_solve_batched(0, B, n, lu, ipiv, d), out); /* d = J^{-1} g */
+    if (p->per_sample) /* converged rows stay where they are */
+      for (int b = 0; b < B; b++)
+        if (!active[b]) memset(d + (size_t)b * n, 0, (size_t)n * sizeof *d);
     il_real *znext;
     if (p->saved) IL_CHECK_GOTO(s, il_arena_alloc_n(zs, len, sizeof *znext, (void **)&znext), out);
     else znext = zk; /* update in place */
@@ -147,6 +168,12 @@ static il_status newton_unroll_backward(void *state, const il_problem *p, const 
     memcpy(w, u, len * sizeof *w);
     IL_CHECK(be->lu_solve_batched(1, B, n, t->lu, t->ipiv, w)); /* w = J^{-T} u */
     for (size_t i = 0; i < len; i++) { w[i] = -w[i]; nw[i] = -w[i]; }
+    if (t->moved) /* a frozen row (d = 0) does not depend on this step's g or J */
+      for (int b = 0; b < B; b++)
+        if (!t->moved[b]) {
+          memset(w + (size_t)b * n, 0, (size_t)n * sizeof *w);
+          memset(nw + (size_t)b * n, 0, (size_t)n * sizeof *nw);
+        }
     IL_CHECK(c->ops->vjp(c, B, t->z, t->f, NULL, nw, un, dx, dtheta, p->ws)); /* un = (df/dz)^T (-w) */
     IL_CHECK(c->ops->jvp_vjp(c, B, t->z, t->f, NULL, t->d, w, un, dx, dtheta, p->ws));
     for (size_t i = 0; i < len; i++) u[i] += w[i] + un[i];
