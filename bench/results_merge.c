@@ -245,9 +245,10 @@ il_status il_h5_merge(const char *out_path, int force, const char *const *inputs
     goto done;
   }
   for (size_t k = 0; k < runs.n; k++) {
-    char src[256];
-    snprintf(src, sizeof src, "runs/%s", runs.v[k].name);
-    if (H5Ocopy(fids[runs.v[k].input], src, out_runs, runs.v[k].name, H5P_DEFAULT, H5P_DEFAULT) < 0) {
+    hid_t src = H5Gopen2(fids[runs.v[k].input], "runs", H5P_DEFAULT);
+    herr_t r = src < 0 ? -1 : H5Ocopy(src, runs.v[k].name, out_runs, runs.v[k].name, H5P_DEFAULT, H5P_DEFAULT);
+    if (src >= 0) H5Gclose(src);
+    if (r < 0) {
       st = IL_H5_FAIL(IL_ERR_IO, out_path, "cannot copy run '%s' from '%s'", runs.v[k].name,
                       inputs[runs.v[k].input]);
       goto done;

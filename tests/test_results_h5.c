@@ -814,6 +814,14 @@ static void test_merge(void **state) {
   assert_null(f);
 }
 
+/* Every file, group, dataset and attribute opened above has been closed
+ * (by the writer and by the checks), on every rank. */
+static void test_no_open_hdf5_objects(void **state) {
+  ssize_t n = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+  if (n != 0) print_error("rank %d: %zd HDF5 objects still open\n", g_rank, n);
+  assert_int_equal(n, 0);
+}
+
 /* ---- fixture and main --------------------------------------------------------- */
 
 static int setup(void **state) {
@@ -866,6 +874,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup(test_force_replaces, clear_error),
       cmocka_unit_test_setup(test_bad_paths, clear_error),
       cmocka_unit_test_setup(test_merge, clear_error),
+      cmocka_unit_test(test_no_open_hdf5_objects),
   };
   char name[64];
   snprintf(name, sizeof name, "results_h5 (rank %d of %d)", g_rank, g_size);
