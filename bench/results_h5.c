@@ -435,10 +435,11 @@ il_status il_h5_open(MPI_Comm comm, const char *path, int mode, int argc, char *
   int rank, size;
   if (!out) return IL_ERR(IL_ERR_ARG, "il_h5_open: out is NULL");
   *out = NULL;
-  if (mode != IL_H5_CREATE && mode != IL_H5_APPEND && mode != IL_H5_FORCE)
-    return IL_ERR(IL_ERR_ARG, "il_h5_open: unknown mode %d", mode);
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
+  MPI_Bcast(&mode, 1, MPI_INT, 0, comm); /* rank 0's choice, like the path */
+  if (mode != IL_H5_CREATE && mode != IL_H5_APPEND && mode != IL_H5_FORCE)
+    return IL_ERR(IL_ERR_ARG, "il_h5_open: unknown mode %d", mode);
   il_h5i_quiet_begin(&q);
 
   f = calloc(1, sizeof *f);

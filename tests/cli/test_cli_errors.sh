@@ -108,8 +108,8 @@ DATA=()
 Q=("${QD[@]}" "${DATA[@]}")
 
 echo "== usage errors"
-expect_err "unknown subcommand" 2 "unknown command 'bogus'" "train, layer, gradcheck, info" -- bogus
-expect_err "unknown top-level option" 2 "'--bogus'" "train, layer, gradcheck, info" -- --bogus
+expect_err "unknown subcommand" 2 "unknown command 'bogus'" "train, sweep, merge, layer, gradcheck, info" -- bogus
+expect_err "unknown top-level option" 2 "'--bogus'" "train, sweep, merge, layer, gradcheck, info" -- --bogus
 run
 if [[ $rc -eq 2 ]] && grep -q '^usage: ilbench <command>' <<<"$err" && [[ -z $out ]]; then
   pass "no subcommand: usage on stderr, exit 2"
