@@ -37,14 +37,14 @@ typedef struct il_step_row {
   int32_t nonconverged;             /* rows over the global batch */
   int32_t nan_skipped;              /* 1 when the step was skipped for a non-finite gradient */
   double grad_norm;
-  double t_forward, t_backward, t_allreduce, t_update; /* seconds, max over ranks */
+  double t_forward, t_backward, t_wait, t_allreduce, t_update; /* seconds, max over ranks */
 } il_step_row;
 
 /* Per-rank totals over a run, written collectively (one row per rank). */
 typedef struct il_rank_row {
   int32_t rank;
   int32_t local_batch;              /* rows of the global batch this rank holds */
-  double t_forward, t_backward, t_allreduce, t_update, t_test; /* seconds, summed over the run */
+  double t_forward, t_backward, t_wait, t_allreduce, t_update, t_test; /* seconds, summed over the run */
   uint64_t peak_mem_bytes;
 } il_rank_row;
 

@@ -340,11 +340,11 @@ static il_status make_types(il_h5_file *f) {
       INS(ts, il_step_row, bwd_iters, I32) || INS(ts, il_step_row, bwd_residual, F64) ||
       INS(ts, il_step_row, bwd_reason, I32) || INS(ts, il_step_row, nonconverged, I32) ||
       INS(ts, il_step_row, nan_skipped, I32) || INS(ts, il_step_row, grad_norm, F64) ||
-      INS(ts, il_step_row, t_forward, F64) || INS(ts, il_step_row, t_backward, F64) ||
+      INS(ts, il_step_row, t_forward, F64) || INS(ts, il_step_row, t_backward, F64) || INS(ts, il_step_row, t_wait, F64) ||
       INS(ts, il_step_row, t_allreduce, F64) || INS(ts, il_step_row, t_update, F64))
     goto fail;
   if (INS(tr, il_rank_row, rank, I32) || INS(tr, il_rank_row, local_batch, I32) ||
-      INS(tr, il_rank_row, t_forward, F64) || INS(tr, il_rank_row, t_backward, F64) ||
+      INS(tr, il_rank_row, t_forward, F64) || INS(tr, il_rank_row, t_backward, F64) || INS(tr, il_rank_row, t_wait, F64) ||
       INS(tr, il_rank_row, t_allreduce, F64) || INS(tr, il_rank_row, t_update, F64) ||
       INS(tr, il_rank_row, t_test, F64) || INS(tr, il_rank_row, peak_mem_bytes, U64))
     goto fail;

@@ -379,6 +379,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       double te_ = il_now();
       my.t_forward += tb - ta;
       my.t_backward += tw - tb;
+      my.t_wait += tc - tw;
       my.t_allreduce += td - tc;
       my.t_update += te_ - td;
       mx[MX_FWD] = tb - ta;
@@ -410,7 +411,8 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
                                .bwd_iters = st.bwd.iters, .bwd_residual = mx[MX_BWD_RES],
                                .bwd_reason = (int32_t)st.bwd.reason, .nonconverged = st.fwd.nonconverged_rows,
                                .nan_skipped = !finite, .grad_norm = gn, .t_forward = mx[MX_FWD],
-                               .t_backward = mx[MX_BWD], .t_allreduce = mx[MX_AR], .t_update = mx[MX_UPD]};
+                               .t_backward = mx[MX_BWD], .t_wait = mx[MX_WAIT], .t_allreduce = mx[MX_AR],
+                               .t_update = mx[MX_UPD]};
       if (root && o.log_steps)
         printf("%sstep=%ld epoch=%ld batch=%ld loss=%.9g err=%.4f fwd_iters=%d fwd_residual=%.6g fwd_reason=%s "
                "bwd_iters=%d nonconverged=%d nan_skipped=%d forward_s=%.6f backward_s=%.6f allreduce_s=%.6f "

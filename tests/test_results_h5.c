@@ -96,6 +96,7 @@ static il_step_row make_step(int run, int ep, int s) {
   r.grad_norm = 0.75 + b;
   r.t_forward = 0.001 + b;
   r.t_backward = 0.002 + b;
+  r.t_wait = 0.0025 + b;
   r.t_allreduce = 0.003 + b;
   r.t_update = 0.004 + b;
   return r;
@@ -108,6 +109,7 @@ static il_rank_row make_rank(int run, int rank) {
   r.local_batch = 50 + rank;
   r.t_forward = 1.5 + rank + 10 * run;
   r.t_backward = 2.5 + rank + 10 * run;
+  r.t_wait = 0.5 + rank;
   r.t_allreduce = 0.25 + rank;
   r.t_update = 0.125 + rank;
   r.t_test = 3.0 + rank;
@@ -185,7 +187,7 @@ static hid_t step_type(void) {
   S(fwd_iters, H5T_NATIVE_INT32); S(fwd_residual, H5T_NATIVE_DOUBLE); S(fwd_reason, H5T_NATIVE_INT32);
   S(bwd_iters, H5T_NATIVE_INT32); S(bwd_residual, H5T_NATIVE_DOUBLE); S(bwd_reason, H5T_NATIVE_INT32);
   S(nonconverged, H5T_NATIVE_INT32); S(nan_skipped, H5T_NATIVE_INT32); S(grad_norm, H5T_NATIVE_DOUBLE);
-  S(t_forward, H5T_NATIVE_DOUBLE); S(t_backward, H5T_NATIVE_DOUBLE); S(t_allreduce, H5T_NATIVE_DOUBLE);
+  S(t_forward, H5T_NATIVE_DOUBLE); S(t_backward, H5T_NATIVE_DOUBLE); S(t_wait, H5T_NATIVE_DOUBLE); S(t_allreduce, H5T_NATIVE_DOUBLE);
   S(t_update, H5T_NATIVE_DOUBLE);
 #undef S
   return t;
@@ -195,7 +197,7 @@ static hid_t rank_type(void) {
   hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(il_rank_row));
 #define R(f, ty) H5Tinsert(t, #f, HOFFSET(il_rank_row, f), ty)
   R(rank, H5T_NATIVE_INT32); R(local_batch, H5T_NATIVE_INT32); R(t_forward, H5T_NATIVE_DOUBLE);
-  R(t_backward, H5T_NATIVE_DOUBLE); R(t_allreduce, H5T_NATIVE_DOUBLE); R(t_update, H5T_NATIVE_DOUBLE);
+  R(t_backward, H5T_NATIVE_DOUBLE); R(t_wait, H5T_NATIVE_DOUBLE); R(t_allreduce, H5T_NATIVE_DOUBLE); R(t_update, H5T_NATIVE_DOUBLE);
   R(t_test, H5T_NATIVE_DOUBLE); R(peak_mem_bytes, H5T_NATIVE_UINT64);
 #undef R
   return t;
