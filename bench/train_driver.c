@@ -379,12 +379,12 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       double te_ = il_now();
       my.t_forward += tb - ta;
       my.t_backward += tw - tb;
-      my.t_wait += tc - tw;
+      my.t_wait += dist.size > 1 ? tc - tw : 0;
       my.t_allreduce += td - tc;
       my.t_update += te_ - td;
       mx[MX_FWD] = tb - ta;
       mx[MX_BWD] = tw - tb;
-      mx[MX_WAIT] = tc - tw;
+      mx[MX_WAIT] = dist.size > 1 ? tc - tw : 0; /* no barrier on one rank */
       mx[MX_AR] = td - tc;
       mx[MX_UPD] = te_ - td;
       mx[MX_BWD_ITERS] = st.bwd.iters;

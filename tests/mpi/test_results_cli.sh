@@ -49,6 +49,9 @@ assert got == want, got
 PY
 then pass "sweep fp,newton x 1e-2,1e-4 wrote 4 completed runs with epochs, steps and ranks"
 else bad "acceptance sweep"; cat "$tmp/s.log"; fi
+if "$py" "$src/analysis/check_schema.py" "$tmp/s.h5" >"$tmp/cs.log" 2>&1 && grep -q " 0 errors, 0 warnings" "$tmp/cs.log"; then
+  pass "the sweep file passes analysis/check_schema.py with no errors or warnings"
+else bad "schema check of the sweep file"; cat "$tmp/cs.log"; fi
 
 # 2. Refuse an existing file; --append adds; --force replaces.
 sum_before=$(sha256sum "$tmp/s.h5")
@@ -121,6 +124,7 @@ assert len(e) >= 2 and list(e["epoch"][:2]) == [0, 1] and (e["train_batches"] ==
 assert len(g["steps"]) == 5 * len(e)
 print(f"  killed after {len(e)} epochs: status running, tables complete")
 PY
+   "$py" "$src/analysis/check_schema.py" "$tmp/kill.h5" | grep -q " 0 errors"
 then pass "SIGKILLed run left a readable file with its completed epochs"
 else bad "kill-safety"; cat "$tmp/kill.log"; fi
 exit $fail

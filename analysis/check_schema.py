@@ -1,0 +1,706 @@
+#!/usr/bin/python3
+"""Validate ilbench results files against analysis/SCHEMA.md (schema
+`ilbench-results`, major version 1).
+
+usage: /usr/bin/python3 analysis/check_schema.py FILE [FILE...]
+
+For every problem it prints one line
+
+    FILE: ERROR: /runs/x/epochs: missing member 'test_err'
+    FILE: WARNING: /runs/y: run is incomplete (status 'running') ...
+
+then one summary line per file, `FILE: N errors, M warnings`.
+Exit status: 0 when no file has an error, 1 when some file has an error,
+2 for a usage error or a file that cannot be opened as HDF5 (2 wins over 1).
+
+Severity:
+  ERROR    a MUST of SCHEMA.md is violated, or a fact the contract states
+           outright is false: a required attribute, table or member is
+           missing or has the wrong type, the schema name or major version
+           is wrong, a status is not one of the three values, what the Status
+           table says a run has (or lacks) does not hold, or a value lies
+           outside the domain of its unit (negative time, count or byte
+           number; an error rate outside [0, 1]; a misnumbered row).
+  WARNING  a SHOULD is violated, a run is incomplete, or a derived
+           plausibility check fails (epoch aggregates that disagree with the
+           epoch's steps, timestamps out of order, a negative loss ...).
+           Reason codes outside the il_reason enum are warnings too: SCHEMA.md
+           says readers MUST treat them as unknown, not as an error.
+
+Everything SCHEMA.md lets readers ignore (unknown attributes, members,
+configuration keys, datasets, groups) is ignored.
+
+Importable: `check_file(path) -> (errors, warnings)` returns two lists of
+messages of the form "LOCATION: text" (LOCATION is an HDF5 path, "/" for the
+root); `main(argv)` is the command line. `check_file` raises `Unreadable`
+when the file cannot be opened as HDF5.
+"""
+
+import argparse
+import datetime
+import os
+import re
+import sys
+
+# SCHEMA.md: readers SHOULD set HDF5_USE_FILE_LOCKING=FALSE to read a file
+# that a running job is writing. HDF5 reads it when a file is opened; set it
+# before h5py loads the library, unless the caller chose otherwise.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
+import h5py  # noqa: E402  (after the environment variable on purpose)
+import numpy as np  # noqa: E402
+
+SCHEMA_NAME = "ilbench-results"
+SCHEMA_VERSION = 1  # the major version this checker was written for
+
+# ---------------------------------------------------------------------------
+# The contract, as data (SCHEMA.md sections in the comments).
+# Attribute types: "str" (fixed- or variable-length string), "int" (64-bit
+# signed integer), "real" (64-bit float).
+# ---------------------------------------------------------------------------
+
+# "Root attributes": writers MUST write all of these (merged_from only in
+# merged files, checked separately).
+ROOT_ATTRS = {
+    "schema": "str",
+    "schema_version": "int",
+    "software_version": "str",
+    "created": "str",
+    "host": "str",
+    "command_line": "str",
+    "world_size": "int",
+}
+
+# "Run attributes / Written by the results writer", present in every run.
+# (`finished` and `peak_bytes_*` depend on the status; see STATUS rules.)
+RUN_WRITER_ATTRS = {
+    "status": "str",
+    "started": "str",
+    "software_version": "str",
+    "host": "str",
+    "command_line": "str",
+}
+
+# "Run attributes / Configuration": writers MUST write at least these keys,
+# with these types.
+RUN_CONFIG_ATTRS = {
+    "solver": "str",
+    "backward": "str",
+    "tol": "real",
+    "max_iter": "int",
+    "hidden": "int",
+    "batch": "int",
+    "epochs": "int",
+    "lr": "real",
+    "lr_drop": "str",
+    "seed": "int",
+    "stop": "str",
+    "threads": "int",
+    "device": "str",
+    "precision": "str",
+    "world_size": "int",
+    "data": "str",
+    "run_index": "int",
+}
+
+# peak_bytes_* categories of version 1 (il_mem_category_name) plus the total.
+# Later versions MAY add categories; extra ones are accepted.
+PEAK_CATEGORIES = ("params", "grads", "activations", "saved", "workspace")
+PEAK_TOTAL = "peak_bytes_total"
+
+STATUSES = ("running", "completed", "failed")
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("float32", "float64")
+REASONS = {0: "converged", 1: "max-iter", 2: "diverged", 3: "non-finite"}
+
+I32, I64, U64, F64 = (np.dtype(t) for t in ("<i4", "<i8", "<u8", "<f8"))
+
+# "Tables": member name -> dtype, in bench/results.h order.
+EPOCH_MEMBERS = {
+    "epoch": I32, "lr": F64, "train_err": F64, "train_loss": F64,
+    "train_iters": F64, "train_bwd_iters": F64, "test_err": F64,
+    "test_loss": F64, "test_iters": F64, "max_grad_norm": F64,
+    "nan_batches": I64, "nonconverged": I64, "maxiter_batches": I64,
+    "nonfinite_batches": I64, "train_batches": I64, "train_s": F64,
+    "test_s": F64, "peak_mem_bytes": U64, "saved_peak_bytes": U64,
+    "workspace_peak_bytes": U64,
+}
+STEP_MEMBERS = {
+    "epoch": I32, "step": I32, "loss": F64, "err": F64, "fwd_iters": I32,
+    "fwd_residual": F64, "fwd_reason": I32, "bwd_iters": I32,
+    "bwd_residual": F64, "bwd_reason": I32, "nonconverged": I32,
+    "nan_skipped": I32, "grad_norm": F64, "t_forward": F64,
+    "t_backward": F64, "t_wait": F64, "t_allreduce": F64, "t_update": F64,
+}
+RANK_MEMBERS = {
+    "rank": I32, "local_batch": I32, "t_forward": F64, "t_backward": F64,
+    "t_wait": F64, "t_allreduce": F64, "t_update": F64, "t_test": F64,
+    "peak_mem_bytes": U64,
+}
+TABLES = {"epochs": EPOCH_MEMBERS, "steps": STEP_MEMBERS, "ranks": RANK_MEMBERS}
+
+# Value domains by unit ("Types and units"). Each list names table members.
+FRACTIONS = {"epochs": ("train_err", "test_err"), "steps": ("err",)}
+TIMES = {
+    "epochs": ("train_s", "test_s"),
+    "steps": ("t_forward", "t_backward", "t_wait", "t_allreduce", "t_update"),
+    "ranks": ("t_forward", "t_backward", "t_wait", "t_allreduce", "t_update", "t_test"),
+}
+COUNTS = {  # iteration, row and batch counts (integers)
+    "epochs": ("nan_batches", "nonconverged", "maxiter_batches", "nonfinite_batches", "train_batches"),
+    "steps": ("fwd_iters", "bwd_iters", "nonconverged"),
+    "ranks": ("local_batch",),
+}
+MEAN_COUNTS = {"epochs": ("train_iters", "train_bwd_iters", "test_iters")}  # NaN allowed
+LOSSES = {"epochs": ("train_loss", "test_loss"), "steps": ("loss",)}
+NORMS = {"epochs": ("max_grad_norm",), "steps": ("fwd_residual", "bwd_residual", "grad_norm")}
+
+# ISO 8601 UTC as the writer formats it (fractional seconds tolerated).
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+LR_DROP = re.compile(r"^(none|\d+:[^,:\s]+(,\d+:[^,:\s]+)*)$")
+
+
+class Unreadable(Exception):
+    """The file cannot be opened as HDF5 (missing, permissions, not HDF5)."""
+
+
+class Report:
+    """Collects problems; `loc` is an HDF5 path such as "/runs/x/epochs"."""
+
+    def __init__(self):
+        self.errors = []
+        self.warnings = []
+
+    def error(self, loc, msg):
+        self.errors.append(f"{loc}: {msg}")
+
+    def warn(self, loc, msg):
+        self.warnings.append(f"{loc}: {msg}")
+
+
+# ---------------------------------------------------------------------------
+# Attribute helpers
+# ---------------------------------------------------------------------------
+
+def attr_kind(obj, name):
+    """Type class of attribute `name` of `obj`: "str", "int", "real",
+    "other", "array" (not a scalar), "empty" (null dataspace), or None when
+    absent. Returns (kind, numpy dtype or None)."""
+    if name not in obj.attrs:
+        return None, None
+    aid = obj.attrs.get_id(name)
+    dt, shape = aid.dtype, aid.shape
+    if shape is None:
+        return "empty", dt
+    if h5py.check_string_dtype(dt) is not None:
+        kind = "str"
+    elif dt.kind in "iu":
+        kind = "int"
+    elif dt.kind == "f":
+        kind = "real"
+    else:
+        kind = "other"
+    if shape != () and kind != "other":
+        # A 1-element array where a scalar is expected is still not a scalar.
+        return "array", dt
+    return kind, dt
+
+
+def text(v):
+    """A string attribute's value as str (fixed-length strings are bytes)."""
+    if isinstance(v, (bytes, np.bytes_)):
+        return v.decode("ascii", errors="replace")
+    return str(v)
+
+
+def check_typed_attr(rep, obj, loc, name, want, what="attribute"):
+    """Presence and type of one attribute (missing or mistyped is an error;
+    an integer or real of another width is a warning). Returns the value
+    (str for strings) when the type class is right, else None."""
+    kind, dt = attr_kind(obj, name)
+    if kind is None:
+        rep.error(loc, f"missing required {what} '{name}'")
+        return None
+    if kind != want:
+        shown = "a non-scalar" if kind == "array" else ("an empty" if kind == "empty" else f"of type {dt}")
+        rep.error(loc, f"{what} '{name}' is {shown}, expected a scalar {want_text(want)}")
+        return None
+    try:
+        v = obj.attrs[name]
+    except (OSError, TypeError, ValueError) as e:
+        rep.error(loc, f"cannot read {what} '{name}': {e}")
+        return None
+    if want == "int" and (dt.kind != "i" or dt.itemsize != 8):
+        rep.warn(loc, f"{what} '{name}' is stored as {dt}, SCHEMA.md says 64-bit signed integer")
+    if want == "real" and dt.itemsize != 8:
+        rep.warn(loc, f"{what} '{name}' is stored as {dt}, SCHEMA.md says 64-bit float")
+    if want == "str":
+        if isinstance(v, (bytes, np.bytes_)) and not bytes(v).isascii():
+            rep.warn(loc, f"{what} '{name}' holds non-ASCII bytes")
+        return text(v)
+    return v.item() if hasattr(v, "item") else v
+
+
+def want_text(want):
+    return {"str": "string", "int": "integer (int64)", "real": "real (float64)"}[want]
+
+
+def check_timestamp(rep, loc, name, value):
+    """ISO 8601 UTC timestamp; returns a datetime or None. Format is a warning:
+    the schema describes it but attaches no MUST to it."""
+    if value is None:
+        return None
+    if ISO_UTC.match(value):
+        try:
+            return datetime.datetime.fromisoformat(value[:-1])
+        except ValueError:
+            pass
+    rep.warn(loc, f"attribute '{name}' = {value!r} is not an ISO 8601 UTC time like 2025-01-31T12:00:00Z")
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Root
+# ---------------------------------------------------------------------------
+
+def check_root(rep, f, path):
+    """Root attributes. Returns False when the file must not be read further
+    (not this schema, or another major version)."""
+    # Schema identity first: a reader MUST refuse another schema name or major
+    # version, so nothing else is checked in that case.
+    name = check_typed_attr(rep, f, "/", "schema", "str", "root attribute")
+    version = check_typed_attr(rep, f, "/", "schema_version", "int", "root attribute")
+    if "schema" not in f.attrs and "schema_version" not in f.attrs:
+        rep.error("/", "no 'schema' or 'schema_version' attribute: not an ilbench results file, "
+                       "not checked further")
+        return False
+    if name is not None and name != SCHEMA_NAME:
+        rep.error("/", f"root attribute 'schema' is {name!r}, expected {SCHEMA_NAME!r}; "
+                       "not an ilbench results file, not checked further")
+        return False
+    if version is not None and version != SCHEMA_VERSION:
+        rep.error("/", f"file '{path}' has schema_version {version}; this checker reads version "
+                       f"{SCHEMA_VERSION} (a different major version is incompatible); not checked further")
+        return False
+    for key, want in ROOT_ATTRS.items():
+        if key in ("schema", "schema_version"):
+            continue
+        v = check_typed_attr(rep, f, "/", key, want, "root attribute")
+        if key == "created":
+            check_timestamp(rep, "/", key, v)
+        if key == "world_size" and v is not None and v < 1:
+            rep.error("/", f"root attribute 'world_size' is {v}, expected >= 1")
+    check_merged_from(rep, f)
+    return True
+
+
+def check_merged_from(rep, f):
+    """`merged_from` (only in merged files): a 1-D array of strings."""
+    if "merged_from" not in f.attrs:
+        return
+    aid = f.attrs.get_id("merged_from")
+    if h5py.check_string_dtype(aid.dtype) is None or aid.shape is None or len(aid.shape) != 1:
+        rep.error("/", f"root attribute 'merged_from' must be a 1-D array of strings, "
+                       f"is {aid.dtype} with shape {aid.shape}")
+    elif aid.shape[0] == 0:
+        rep.warn("/", "root attribute 'merged_from' is empty")
+
+
+# ---------------------------------------------------------------------------
+# Runs: attributes
+# ---------------------------------------------------------------------------
+
+def check_runs_group(rep, f):
+    """/runs exists and is a group; returns its (run_id, group) pairs."""
+    if "runs" not in f:
+        rep.error("/", "missing group /runs")
+        return []
+    runs = f["runs"]
+    if not isinstance(runs, h5py.Group):
+        rep.error("/runs", "is not a group")
+        return []
+    out = []
+    for run_id in runs:
+        loc = f"/runs/{run_id}"
+        try:
+            g = runs[run_id]
+        except (KeyError, OSError) as e:  # e.g. a dangling link
+            rep.error(loc, f"cannot open: {e}")
+            continue
+        if not isinstance(g, h5py.Group):
+            rep.error(loc, "is not a group (every member of /runs is a run group)")
+            continue
+        out.append((run_id, g))
+    return out
+
+
+def check_run_writer_attrs(rep, g, loc):
+    """Attributes the results writer puts on every run, and the status value.
+    Returns (status or None, started as a datetime or None)."""
+    vals = {k: check_typed_attr(rep, g, loc, k, want) for k, want in RUN_WRITER_ATTRS.items()}
+    started = check_timestamp(rep, loc, "started", vals["started"])
+    status = vals["status"]
+    if status is not None and status not in STATUSES:
+        rep.error(loc, f"status {status!r} is not one of {', '.join(STATUSES)}")
+        status = None
+    return status, started
+
+
+def check_run_config(rep, g, loc):
+    """Configuration keys writers MUST write, with their types; returns the
+    values that have the right type (a dict)."""
+    cfg = {}
+    for key, want in RUN_CONFIG_ATTRS.items():
+        v = check_typed_attr(rep, g, loc, key, want, "configuration attribute")
+        if v is not None:
+            cfg[key] = v
+    # Documented value sets and ranges. The schema gives them as meanings, not
+    # as MUSTs, so these are warnings (except world_size, which counts ranks).
+    if "device" in cfg and cfg["device"] not in DEVICES:
+        rep.warn(loc, f"device {cfg['device']!r} is not one of {', '.join(DEVICES)}")
+    if "precision" in cfg and cfg["precision"] not in PRECISIONS:
+        rep.warn(loc, f"precision {cfg['precision']!r} is not one of {', '.join(PRECISIONS)}")
+    if "lr_drop" in cfg and not LR_DROP.match(cfg["lr_drop"]):
+        rep.warn(loc, f"lr_drop {cfg['lr_drop']!r} is neither 'none' nor EPOCH:LR[,EPOCH:LR...]")
+    if "world_size" in cfg and cfg["world_size"] < 1:
+        rep.error(loc, f"world_size is {cfg['world_size']}, expected >= 1")
+    for key in ("batch", "hidden", "threads"):
+        if key in cfg and cfg[key] < 1:
+            rep.warn(loc, f"{key} is {cfg[key]}, expected >= 1")
+    for key in ("epochs", "max_iter", "run_index"):
+        if key in cfg and cfg[key] < 0:
+            rep.warn(loc, f"{key} is {cfg[key]}, expected >= 0")
+    if "tol" in cfg and not (np.isfinite(cfg["tol"]) and cfg["tol"] >= 0):
+        rep.warn(loc, f"tol is {cfg['tol']}, expected a finite value >= 0")
+    return cfg
+
+
+def check_run_status(rep, g, loc, status, started, has_ranks):
+    """What the Status table says each status has: `finished`, `ranks` and
+    `peak_bytes_*` are present for completed runs, `finished` and `ranks` for
+    failed runs (peak_bytes_* MAY be absent), and none of them while running.
+    A running run is incomplete (killed or still being written): a warning."""
+    peaks = sorted(k for k in g.attrs if k.startswith("peak_bytes_"))
+    if status == "running":
+        rep.warn(loc, "run is incomplete (status 'running'): the job was killed or is still writing; "
+                      "analyses MUST NOT treat it as complete")
+        present = (["finished"] if "finished" in g.attrs else []) + (["ranks"] if has_ranks else []) + peaks
+        if present:
+            rep.error(loc, f"status 'running' but has {', '.join(present)} (only written when a run ends)")
+    elif status in ("completed", "failed"):
+        finished = check_timestamp(rep, loc, "finished", check_typed_attr(rep, g, loc, "finished", "str"))
+        if finished and started and finished < started:
+            rep.warn(loc, f"finished ({finished:%Y-%m-%dT%H:%M:%SZ}) is before started "
+                          f"({started:%Y-%m-%dT%H:%M:%SZ})")
+        if not has_ranks:
+            rep.error(loc, f"status {status!r} but no 'ranks' table")
+        if status == "completed" or peaks:
+            # peak_bytes_* MAY be absent from a failed run, but once written
+            # they are the full set.
+            for cat in PEAK_CATEGORIES + ("total",):
+                if f"peak_bytes_{cat}" not in g.attrs:
+                    rep.error(loc, f"status {status!r} but missing attribute 'peak_bytes_{cat}'")
+    check_peak_bytes(rep, g, loc, peaks)
+
+
+def check_peak_bytes(rep, g, loc, peaks):
+    """Every peak_bytes_* attribute is a non-negative integer; the total's
+    high-water mark lies between the largest category and their sum."""
+    vals = {}
+    for k in peaks:
+        v = check_typed_attr(rep, g, loc, k, "int")
+        if v is None:
+            continue
+        if v < 0:
+            rep.error(loc, f"{k} is {v}, a byte count must be >= 0")
+        vals[k] = v
+    cats = [v for k, v in vals.items() if k != PEAK_TOTAL]
+    if PEAK_TOTAL in vals and cats:
+        total = vals[PEAK_TOTAL]
+        if total < max(cats) or total > sum(cats):
+            rep.warn(loc, f"{PEAK_TOTAL} = {total} is not between the largest category ({max(cats)}) "
+                          f"and the sum of categories ({sum(cats)})")
+
+
+# ---------------------------------------------------------------------------
+# Tables: layout and member types
+# ---------------------------------------------------------------------------
+
+def check_table_layout(rep, g, loc, name):
+    """One table: a 1-D compound dataset with every required member at the
+    right type. Returns (data, usable) where data is the table read into a
+    numpy structured array (None when unusable) and usable the set of
+    required members present with the right type (value rules only look at
+    those, so one wrong type does not cascade)."""
+    tloc = f"{loc}/{name}"
+    ds = g[name]
+    if not isinstance(ds, h5py.Dataset):
+        rep.error(tloc, "is not a dataset")
+        return None, set()
+    if ds.dtype.names is None:
+        rep.error(tloc, f"is not a compound table (dtype {ds.dtype})")
+        return None, set()
+    if ds.ndim != 1:
+        rep.error(tloc, f"has {ds.ndim} dimensions, expected 1")
+        return None, set()
+    # "Tables are chunked and extendible". The ranks table is written once at
+    # its final size, so only epochs and steps (appended per epoch) are held
+    # to this, and only as a warning: readers do not depend on it.
+    if name != "ranks" and (ds.chunks is None or ds.maxshape != (None,)):
+        rep.warn(tloc, f"is not chunked and extendible (chunks {ds.chunks}, maxshape {ds.maxshape})")
+    usable = set()
+    for member, want in TABLES[name].items():
+        if member not in ds.dtype.fields:
+            rep.error(tloc, f"missing member '{member}'")
+            continue
+        have = ds.dtype.fields[member][0]
+        if have.kind != want.kind or have.itemsize != want.itemsize or have.shape != ():
+            rep.error(tloc, f"member '{member}' has type {describe(have)}, expected {describe(want)}")
+            continue
+        usable.add(member)
+    try:
+        data = ds[()]
+    except (OSError, TypeError, ValueError) as e:
+        rep.error(tloc, f"cannot read the table: {e}")
+        return None, set()
+    return data, usable
+
+
+def describe(dt):
+    """'int32', 'uint64', 'float64' ... (byte order left out on purpose)."""
+    if dt.shape != ():
+        return f"array {dt.shape} of {describe(dt.base)}"
+    if dt.kind in "iuf":
+        return {"i": "int", "u": "uint", "f": "float"}[dt.kind] + str(8 * dt.itemsize)
+    return str(dt)
+
+
+# ---------------------------------------------------------------------------
+# Tables: values
+# ---------------------------------------------------------------------------
+
+def bad_rows(rep, tloc, mask, values, what, severity="error"):
+    """Report the rows of a table where `mask` holds: one line per rule, with
+    the count and the first offending row and its value."""
+    idx = np.flatnonzero(mask)
+    if idx.size:
+        first = int(idx[0])
+        msg = f"{idx.size} row(s) with {what} (first: row {first}, value {values[first].item()!r})"
+        (rep.error if severity == "error" else rep.warn)(tloc, msg)
+
+
+def check_units(rep, tloc, name, data, usable):
+    """Unit domains: times >= 0, counts >= 0, error rates in [0, 1] (NaN, the
+    mean over nothing, is allowed; +-Inf is not a fraction), losses and norms
+    >= 0 where finite (warnings: derived, not stated)."""
+    def cols(group):
+        return [c for c in group.get(name, ()) if c in usable]
+
+    for c in cols(TIMES):
+        v = data[c]
+        bad_rows(rep, tloc, v < 0, v, f"negative time {c}")
+    for c in cols(COUNTS):
+        v = data[c]
+        bad_rows(rep, tloc, v < 0, v, f"negative count {c}")
+    for c in cols(MEAN_COUNTS):
+        v = data[c]
+        bad_rows(rep, tloc, v < 0, v, f"negative mean count {c}")
+    for c in cols(FRACTIONS):
+        v = data[c]
+        bad_rows(rep, tloc, ~np.isnan(v) & ((v < 0) | (v > 1)), v, f"fraction {c} outside [0, 1]")
+    for c in cols(LOSSES):
+        v = data[c]
+        bad_rows(rep, tloc, v < 0, v, f"negative loss {c}", "warning")
+    for c in cols(NORMS):
+        v = data[c]
+        bad_rows(rep, tloc, v < 0, v, f"negative norm {c}", "warning")
+
+
+def check_epochs_values(rep, tloc, ep, usable, cfg, status):
+    """epochs: rows numbered 0..n-1 in order; no more rows than `epochs`
+    requested, and exactly that many for a completed run. Returns True when
+    the numbering is sound (cross-table checks rely on it)."""
+    n = len(ep)
+    ok = True
+    if "epoch" in usable and not np.array_equal(ep["epoch"], np.arange(n)):
+        i = int(np.flatnonzero(ep["epoch"] != np.arange(n))[0])
+        rep.error(tloc, f"epochs are not numbered 0..{n - 1} in order (row {i} has epoch {ep['epoch'][i]})")
+        ok = False
+    want = cfg.get("epochs")
+    if want is not None:
+        if n > want:
+            rep.error(tloc, f"{n} rows but the run requested epochs = {want}")
+        elif status == "completed" and n != want:
+            rep.error(tloc, f"status 'completed' but {n} rows, expected epochs = {want}")
+    if {"train_batches", "nan_batches", "maxiter_batches", "nonfinite_batches"} <= usable:
+        for c in ("nan_batches", "maxiter_batches", "nonfinite_batches"):
+            bad_rows(rep, tloc, ep[c] > ep["train_batches"], ep[c], f"{c} > train_batches", "warning")
+    return ok and "epoch" in usable
+
+
+def check_steps_values(rep, tloc, st, usable, cfg):
+    """steps: fwd/bwd reasons in the il_reason enum (warning: readers MUST
+    treat other values as unknown), nan_skipped a 0/1 flag, grad_norm NaN
+    exactly when skipped, t_wait 0 on one rank."""
+    for c in ("fwd_reason", "bwd_reason"):
+        if c in usable:
+            v = st[c]
+            known = np.isin(v, list(REASONS))
+            if not known.all():
+                vals = sorted(set(v[~known].tolist()))
+                bad_rows(rep, tloc, ~known, v,
+                         f"{c} outside the il_reason enum 0..3 (unknown values {vals})", "warning")
+    if "nan_skipped" in usable:
+        flag = st["nan_skipped"]
+        bad_rows(rep, tloc, (flag != 0) & (flag != 1), flag, "nan_skipped not 0 or 1")
+        if "grad_norm" in usable:
+            gn = st["grad_norm"]
+            bad_rows(rep, tloc, (flag == 1) & ~np.isnan(gn), gn,
+                     "nan_skipped = 1 but grad_norm is not NaN", "warning")
+            bad_rows(rep, tloc, (flag == 0) & ~np.isfinite(gn), gn,
+                     "nan_skipped = 0 but grad_norm is not finite", "warning")
+    if cfg.get("world_size") == 1 and "t_wait" in usable:
+        bad_rows(rep, tloc, st["t_wait"] != 0, st["t_wait"], "t_wait != 0 on one rank", "warning")
+    if "nonconverged" in usable and "batch" in cfg:
+        nc = st["nonconverged"]
+        bad_rows(rep, tloc, nc > cfg["batch"], nc, "nonconverged > batch", "warning")
+
+
+def check_steps_vs_epochs(rep, tloc, st, s_usable, ep, e_usable):
+    """steps against epochs: every step's epoch is a row of `epochs`, rows
+    are grouped by epoch in order, each epoch has train_batches rows numbered
+    0..k-1 (errors); the epoch aggregates match their steps (warnings)."""
+    if "epoch" not in s_usable:
+        return
+    n = len(ep)
+    se = st["epoch"]
+    out = (se < 0) | (se >= n)
+    bad_rows(rep, tloc, out, se, f"epoch outside the epochs table's range 0..{n - 1}")
+    if np.any(np.diff(se) < 0):
+        i = int(np.flatnonzero(np.diff(se) < 0)[0]) + 1
+        rep.error(tloc, f"rows are not grouped by epoch in order (row {i} has epoch {se[i]} after {se[i - 1]})")
+    for e in range(n):
+        rows = np.flatnonzero(se == e)
+        eloc = f"{tloc} (epoch {e})"
+        if "train_batches" in e_usable and len(rows) != ep["train_batches"][e]:
+            rep.error(eloc, f"{len(rows)} rows but epochs.train_batches = {ep['train_batches'][e]}")
+        if "step" in s_usable and not np.array_equal(st["step"][rows], np.arange(len(rows))):
+            rep.error(eloc, f"steps are not numbered 0..{len(rows) - 1} in order")
+        check_epoch_aggregates(rep, eloc, st[rows], s_usable, ep[e], e_usable)
+
+
+def check_epoch_aggregates(rep, eloc, s, s_usable, e, e_usable):
+    """One epoch row against its steps, by the meanings in SCHEMA.md."""
+    def both(a, b):
+        return a in e_usable and b in s_usable
+
+    sums = (("nan_batches", "nan_skipped", lambda s: int(np.sum(s == 1))),
+            ("nonconverged", "nonconverged", lambda s: int(np.sum(s))),
+            ("maxiter_batches", "fwd_reason", lambda s: int(np.sum(s == 1))),
+            ("nonfinite_batches", "fwd_reason", lambda s: int(np.sum(s == 3))))
+    for ecol, scol, fn in sums:
+        if both(ecol, scol) and int(e[ecol]) != fn(s[scol]):
+            rep.warn(eloc, f"epochs.{ecol} = {int(e[ecol])} but the steps give {fn(s[scol])}")
+    if both("max_grad_norm", "grad_norm"):
+        gn = s["grad_norm"][np.isfinite(s["grad_norm"])]
+        if gn.size and not np.isclose(e["max_grad_norm"], gn.max(), rtol=1e-9, atol=0):
+            rep.warn(eloc, f"epochs.max_grad_norm = {e['max_grad_norm']} but the steps' largest "
+                           f"finite grad_norm is {gn.max()}")
+
+
+def check_ranks_values(rep, tloc, rk, usable, cfg, root_world):
+    """ranks: world_size rows (the run's world_size, else the file's), row i
+    has rank i; local batches add up to the global batch unless all zero."""
+    world = cfg.get("world_size", root_world)
+    if world is not None and len(rk) != world:
+        rep.error(tloc, f"{len(rk)} rows, expected world_size = {world}")
+    if "rank" in usable and not np.array_equal(rk["rank"], np.arange(len(rk))):
+        rep.error(tloc, "rank column differs from the row index (row i belongs to rank i)")
+    if "local_batch" in usable and "batch" in cfg:
+        lb = rk["local_batch"]
+        if lb.any() and int(lb.sum()) != cfg["batch"]:
+            rep.warn(tloc, f"local_batch sums to {int(lb.sum())}, expected batch = {cfg['batch']}")
+
+
+# ---------------------------------------------------------------------------
+# One run, one file
+# ---------------------------------------------------------------------------
+
+def check_run(rep, run_id, g, root_world):
+    """All rules for /runs/<run_id>."""
+    loc = f"/runs/{run_id}"
+    status, started = check_run_writer_attrs(rep, g, loc)
+    cfg = check_run_config(rep, g, loc)
+    check_run_status(rep, g, loc, status, started, "ranks" in g)
+
+    tables = {}
+    for name in ("epochs", "steps"):
+        if name not in g:
+            rep.error(loc, f"missing table '{name}'")
+    for name in TABLES:
+        if name in g:
+            data, usable = check_table_layout(rep, g, loc, name)
+            if data is not None:
+                tables[name] = (data, usable)
+                check_units(rep, f"{loc}/{name}", name, data, usable)
+
+    epochs_ok = False
+    if "epochs" in tables:
+        epochs_ok = check_epochs_values(rep, f"{loc}/epochs", *tables["epochs"], cfg, status)
+    if "steps" in tables:
+        check_steps_values(rep, f"{loc}/steps", *tables["steps"], cfg)
+        if epochs_ok:
+            check_steps_vs_epochs(rep, f"{loc}/steps", *tables["steps"], *tables["epochs"])
+    if "ranks" in tables:
+        check_ranks_values(rep, f"{loc}/ranks", *tables["ranks"], cfg, root_world)
+
+
+def check_file(path):
+    """Check one file. Returns (errors, warnings), lists of "LOCATION: text".
+    Raises Unreadable when the file cannot be opened as HDF5."""
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as e:
+        raise Unreadable(f"cannot open as HDF5: {e}") from e
+    rep = Report()
+    with f:
+        if check_root(rep, f, path):
+            root_world = f.attrs["world_size"] if attr_kind(f, "world_size")[0] == "int" else None
+            for run_id, g in check_runs_group(rep, f):
+                check_run(rep, run_id, g, root_world)
+    return rep.errors, rep.warnings
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        prog="check_schema.py",
+        description="Validate ilbench results files against analysis/SCHEMA.md "
+                    f"({SCHEMA_NAME} version {SCHEMA_VERSION}).",
+        epilog="Exit status: 0 no errors, 1 errors found, 2 usage error or unreadable file.")
+    ap.add_argument("files", nargs="+", metavar="FILE", help="results file (.h5)")
+    args = ap.parse_args(argv)  # exits 2 on a usage error
+
+    rc = 0
+    for path in args.files:
+        try:
+            errors, warnings = check_file(path)
+        except Unreadable as e:
+            print(f"{path}: {e}", file=sys.stderr)
+            rc = 2
+            continue
+        for msg in errors:
+            print(f"{path}: ERROR: {msg}")
+        for msg in warnings:
+            print(f"{path}: WARNING: {msg}")
+        print(f"{path}: {len(errors)} errors, {len(warnings)} warnings")
+        if errors and rc == 0:
+            rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,487 @@
+"""Tests of analysis/check_schema.py, the results-file validator.
+
+Run with: /usr/bin/python3 -m pytest -q tests/test_check_schema.py
+
+Each test writes a small file with h5py that follows analysis/SCHEMA.md
+(make_valid), checks that the validator accepts it, or breaks one rule in a
+copy and checks that the validator reports that rule. If ILBENCH_TEST_H5
+names a file written by ilbench (for example a 2-rank sweep), the validator
+is also run on it as a subprocess.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKER = ROOT / "analysis" / "check_schema.py"
+PYTHON = "/usr/bin/python3"
+
+# Import the checker as a module without writing analysis/__pycache__.
+sys.dont_write_bytecode = True
+_spec = importlib.util.spec_from_file_location("check_schema", CHECKER)
+cs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cs)
+
+WORLD = 2
+BATCH = 100
+EPOCHS = 2
+STEPS_PER_EPOCH = 3
+RUN = "r0"  # run id of the single run in most test files
+
+
+# ---------------------------------------------------------------------------
+# A minimal valid file
+# ---------------------------------------------------------------------------
+
+def s(v):
+    """Fixed-length string attribute value, as ilbench writes them."""
+    return np.bytes_(v)
+
+
+def table(members, n):
+    """Zero-filled structured array with the members (name -> dtype) of a table."""
+    return np.zeros(n, dtype=np.dtype(list(members.items())))
+
+
+def write_table(g, name, data, extendible=True):
+    """(Re)create a table; epochs and steps are chunked and extendible like the writer's."""
+    if name in g:
+        del g[name]
+    if extendible:
+        g.create_dataset(name, data=data, chunks=(64,), maxshape=(None,))
+    else:
+        g.create_dataset(name, data=data)
+
+
+def write_run(runs, run_id, status="completed", epochs_done=EPOCHS):
+    """One run with every required attribute and consistent tables."""
+    g = runs.create_group(run_id)
+    cfg = {
+        "solver": s("newton"), "backward": s("implicit"), "tol": np.float64(1e-4),
+        "max_iter": np.int64(40), "hidden": np.int64(100), "batch": np.int64(BATCH),
+        "epochs": np.int64(EPOCHS), "lr": np.float64(0.1), "lr_drop": s("5:0.01"),
+        "seed": np.int64(0), "stop": s("batch"), "threads": np.int64(1), "device": s("cpu"),
+        "precision": s("float32"), "world_size": np.int64(WORLD), "data": s("data/mnist"),
+        "run_index": np.int64(0),
+        # informational keys of the train driver; readers must not require them
+        "max_batches": np.int64(STEPS_PER_EPOCH), "zero_nonconverged": s("yes"),
+    }
+    for k, v in cfg.items():
+        g.attrs[k] = v
+    g.attrs["started"] = s("2025-01-31T12:00:00Z")
+    g.attrs["software_version"] = s("v1.0-test")
+    g.attrs["host"] = s("node0")
+    g.attrs["command_line"] = s("ilbench train --out x.h5")
+    g.attrs["status"] = s(status.ljust(16, "\0"))  # the writer uses a 16-byte status
+
+    ep = table(cs.EPOCH_MEMBERS, epochs_done)
+    st = table(cs.STEP_MEMBERS, epochs_done * STEPS_PER_EPOCH)
+    for e in range(epochs_done):
+        rows = slice(e * STEPS_PER_EPOCH, (e + 1) * STEPS_PER_EPOCH)
+        st["epoch"][rows] = e
+        st["step"][rows] = np.arange(STEPS_PER_EPOCH)
+        st["loss"][rows] = 2.0 - e
+        st["err"][rows] = 0.5
+        st["fwd_iters"][rows] = 5
+        st["bwd_iters"][rows] = 2
+        st["grad_norm"][rows] = [1.0, 1.5, 1.25]
+        st["t_forward"][rows] = 0.01
+        ep[e] = (e, 0.1, 0.5, 2.0 - e, 5.0, 2.0, 0.4, 1.9 - e, 5.0, 1.5, 0, 0, 0, 0,
+                 STEPS_PER_EPOCH, 0.1, 0.02, 4096, 1024, 2048)
+    write_table(g, "epochs", ep)
+    write_table(g, "steps", st)
+
+    if status != "running":
+        g.attrs["finished"] = s("2025-01-31T12:05:00Z")
+        peaks = {"params": 100, "grads": 100, "activations": 50, "saved": 20, "workspace": 30}
+        for k, v in peaks.items():
+            g.attrs["peak_bytes_" + k] = np.int64(v)
+        g.attrs["peak_bytes_total"] = np.int64(sum(peaks.values()))
+        rk = table(cs.RANK_MEMBERS, WORLD)
+        rk["rank"] = np.arange(WORLD)
+        rk["local_batch"] = BATCH // WORLD
+        rk["t_forward"] = 0.5
+        write_table(g, "ranks", rk, extendible=False)
+    return g
+
+
+def make_valid(path, statuses=("completed",)):
+    """A minimal valid results file: root attributes and one run per status
+    (run ids r0, r1, ...). Returns the path."""
+    with h5py.File(path, "w") as f:
+        f.attrs["schema"] = s("ilbench-results")
+        f.attrs["schema_version"] = np.int64(1)
+        f.attrs["software_version"] = s("v1.0-test")
+        f.attrs["created"] = s("2025-01-31T12:00:00Z")
+        f.attrs["host"] = s("node0")
+        f.attrs["command_line"] = s("ilbench train --out x.h5")
+        f.attrs["world_size"] = np.int64(WORLD)
+        runs = f.create_group("runs")
+        for i, status in enumerate(statuses):
+            write_run(runs, f"r{i}", status, EPOCHS if status == "completed" else EPOCHS - 1)
+    return path
+
+
+@pytest.fixture
+def valid(tmp_path):
+    return make_valid(tmp_path / "valid.h5")
+
+
+def mutate(path, fn):
+    """Apply fn(file) to the file opened read-write; returns check_file's result."""
+    with h5py.File(path, "r+") as f:
+        fn(f)
+    return cs.check_file(str(path))
+
+
+def with_member(path, table_name, member, dtype=None, drop=False, run=RUN):
+    """Rewrite /runs/<run>/<table> without `member` (drop) or with it retyped."""
+    with h5py.File(path, "r+") as f:
+        g = f["runs"][run]
+        old = g[table_name][()]
+        fields = [(n, old.dtype.fields[n][0]) for n in old.dtype.names]
+        if drop:
+            fields = [(n, t) for n, t in fields if n != member]
+        else:
+            fields = [(n, np.dtype(dtype) if n == member else t) for n, t in fields]
+        new = np.zeros(len(old), dtype=np.dtype(fields))
+        for n in new.dtype.names:
+            new[n] = old[n]
+        write_table(g, table_name, new, extendible=table_name != "ranks")
+    return cs.check_file(str(path))
+
+
+def set_column(path, table_name, member, values, run=RUN):
+    """Overwrite one member of a table with `values`."""
+    def fn(f):
+        ds = f["runs"][run][table_name]
+        data = ds[()]
+        data[member] = values
+        ds[...] = data
+    return mutate(path, fn)
+
+
+def has(msgs, *words):
+    """True when one message contains all the words."""
+    return any(all(w in m for w in words) for m in msgs)
+
+
+# ---------------------------------------------------------------------------
+# Valid files
+# ---------------------------------------------------------------------------
+
+def test_minimal_valid_file_is_clean(valid):
+    errors, warnings = cs.check_file(str(valid))
+    assert errors == []
+    assert warnings == []
+
+
+def test_failed_run_without_peak_bytes_is_valid(tmp_path):
+    path = make_valid(tmp_path / "f.h5", statuses=("completed", "failed"))
+
+    def fn(f):
+        for k in [k for k in f["runs/r1"].attrs if k.startswith("peak_bytes_")]:
+            del f["runs/r1"].attrs[k]
+    errors, _ = mutate(path, fn)
+    assert errors == []
+
+
+def test_variable_length_strings_are_accepted(valid):
+    # Readers MUST accept variable-length strings (h5py writes str as such).
+    def fn(f):
+        f.attrs["host"] = "node0"
+        f["runs"][RUN].attrs["solver"] = "newton"
+        f["runs"][RUN].attrs["status"] = "completed"
+    errors, warnings = mutate(valid, fn)
+    assert errors == [] and warnings == []
+
+
+def test_unknown_attributes_members_and_groups_are_ignored(valid):
+    def fn(f):
+        f.attrs["new_root_attr"] = 3
+        f["runs"][RUN].attrs["new_key"] = s("x")
+        f["runs"][RUN].attrs["peak_bytes_gpu"] = np.int64(7)  # a later category
+        f.create_group("extras")
+        f["runs"][RUN].create_dataset("extra_table", data=np.arange(3))
+    errors, warnings = mutate(valid, fn)
+    assert errors == [] and warnings == []
+
+
+def test_extra_table_member_is_fine(valid):
+    with h5py.File(valid, "r+") as f:
+        g = f["runs"][RUN]
+        old = g["steps"][()]
+        new = np.zeros(len(old), dtype=np.dtype(old.dtype.descr + [("new_member", "<f8")]))
+        for n in old.dtype.names:
+            new[n] = old[n]
+        write_table(g, "steps", new)
+    errors, warnings = cs.check_file(str(valid))
+    assert errors == [] and warnings == []
+
+
+def test_merged_from_array_is_valid(valid):
+    errors, _ = mutate(valid, lambda f: f.attrs.create("merged_from", [s("a.h5"), s("b.h5")]))
+    assert errors == []
+
+
+def test_running_run_is_a_warning_not_an_error(tmp_path):
+    path = make_valid(tmp_path / "killed.h5", statuses=("completed", "running"))
+    errors, warnings = cs.check_file(str(path))
+    assert errors == []
+    assert has(warnings, "/runs/r1", "incomplete", "running")
+
+
+# ---------------------------------------------------------------------------
+# Root attributes and schema identity
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["software_version", "created", "host", "command_line", "world_size",
+                                  "schema", "schema_version"])
+def test_missing_root_attribute(valid, name):
+    errors, _ = mutate(valid, lambda f: f.attrs.__delitem__(name))
+    assert has(errors, "/:", "missing", f"'{name}'")
+
+
+def test_root_attribute_of_wrong_type(valid):
+    errors, _ = mutate(valid, lambda f: f.attrs.__setitem__("world_size", s("2")))
+    assert has(errors, "world_size", "expected")
+
+
+def test_wrong_schema_version(valid):
+    errors, _ = mutate(valid, lambda f: f.attrs.__setitem__("schema_version", np.int64(2)))
+    # names the file and both versions
+    assert has(errors, str(valid), "schema_version 2", "version 1")
+
+
+def test_wrong_schema_name(valid):
+    errors, _ = mutate(valid, lambda f: f.attrs.__setitem__("schema", s("other-results")))
+    assert has(errors, "schema", "'other-results'", "ilbench-results")
+
+
+def test_missing_runs_group(valid):
+    errors, _ = mutate(valid, lambda f: f.__delitem__("runs"))
+    assert has(errors, "missing group /runs")
+
+
+# ---------------------------------------------------------------------------
+# Run attributes and status
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(set(["status", "started", "software_version", "host", "command_line",
+                                             "finished", "peak_bytes_total", "peak_bytes_saved"])
+                                        | set(cs.RUN_CONFIG_ATTRS)))
+def test_missing_run_attribute(valid, name):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].attrs.__delitem__(name))
+    assert has(errors, f"/runs/{RUN}", "missing", f"'{name}'")
+
+
+def test_informational_keys_are_not_required(valid):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].attrs.__delitem__("max_batches"))
+    assert errors == []
+
+
+@pytest.mark.parametrize("name,value", [("tol", np.int64(1)), ("batch", np.float64(100.0)),
+                                        ("solver", np.int64(1)), ("epochs", np.array([2, 2]))])
+def test_run_attribute_of_wrong_type(valid, name, value):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].attrs.__setitem__(name, value))
+    assert has(errors, f"/runs/{RUN}", f"'{name}'", "expected")
+
+
+def test_bad_status_value(valid):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].attrs.__setitem__("status", s("done")))
+    assert has(errors, "status 'done'", "running, completed, failed")
+
+
+def test_completed_run_without_ranks_table(valid):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].__delitem__("ranks"))
+    assert has(errors, f"/runs/{RUN}", "completed", "no 'ranks' table")
+
+
+def test_running_run_with_ranks_table_is_an_error(valid):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].attrs.__setitem__("status", s("running")))
+    assert has(errors, "status 'running' but has", "finished", "ranks", "peak_bytes_total")
+
+
+def test_completed_run_with_missing_epochs(valid):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].attrs.__setitem__("epochs", np.int64(3)))
+    assert has(errors, "/epochs", "completed", "2 rows", "epochs = 3")
+
+
+def test_more_epochs_than_requested(tmp_path):
+    path = make_valid(tmp_path / "r.h5", statuses=("running",))
+    errors, _ = mutate(path, lambda f: f["runs/r0"].attrs.__setitem__("epochs", np.int64(0)))
+    assert has(errors, "/runs/r0/epochs", "1 rows", "epochs = 0")
+
+
+def test_negative_peak_bytes(valid):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].attrs.__setitem__("peak_bytes_saved", np.int64(-1)))
+    assert has(errors, "peak_bytes_saved", ">= 0")
+
+
+# ---------------------------------------------------------------------------
+# Tables: layout and member types
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("table_name,member", [("epochs", "test_err"), ("epochs", "train_batches"),
+                                               ("steps", "fwd_reason"), ("steps", "t_wait"),
+                                               ("ranks", "t_test"), ("ranks", "rank")])
+def test_missing_table_member(valid, table_name, member):
+    errors, _ = with_member(valid, table_name, member, drop=True)
+    assert has(errors, f"/runs/{RUN}/{table_name}:", f"missing member '{member}'")
+
+
+@pytest.mark.parametrize("table_name,member,dtype,expect", [
+    ("epochs", "epoch", "<f8", "float64"),
+    ("epochs", "peak_mem_bytes", "<i4", "int32"),
+    ("steps", "fwd_iters", "<i8", "int64"),
+    ("steps", "loss", "<f4", "float32"),
+    ("ranks", "peak_mem_bytes", "<f8", "float64"),
+])
+def test_wrong_member_dtype(valid, table_name, member, dtype, expect):
+    errors, _ = with_member(valid, table_name, member, dtype=dtype)
+    assert has(errors, f"/runs/{RUN}/{table_name}:", f"member '{member}'", expect, "expected")
+
+
+@pytest.mark.parametrize("name", ["epochs", "steps"])
+def test_missing_table(valid, name):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].__delitem__(name))
+    assert has(errors, f"/runs/{RUN}", f"missing table '{name}'")
+
+
+# ---------------------------------------------------------------------------
+# Tables: values and consistency
+# ---------------------------------------------------------------------------
+
+def test_epochs_out_of_order(valid):
+    errors, _ = set_column(valid, "epochs", "epoch", [1, 0])
+    assert has(errors, "/epochs", "not numbered 0..1")
+
+
+def test_steps_epoch_out_of_range(valid):
+    errors, _ = set_column(valid, "steps", "epoch", [0, 0, 0, 1, 1, 5])
+    assert has(errors, "/steps", "epoch outside", "value 5")
+
+
+def test_steps_count_differs_from_train_batches(valid):
+    errors, _ = set_column(valid, "epochs", "train_batches", [3, 4])
+    assert has(errors, "/steps (epoch 1)", "3 rows", "train_batches = 4")
+
+
+def test_steps_misnumbered_within_epoch(valid):
+    errors, _ = set_column(valid, "steps", "step", [0, 1, 2, 0, 2, 1])
+    assert has(errors, "/steps (epoch 1)", "not numbered 0..2")
+
+
+def test_reason_outside_enum_is_reported_as_unknown(valid):
+    # SCHEMA.md, Reasons: "Readers MUST treat any other value as unknown, not
+    # as an error." So this is a warning that names the value, not an error.
+    errors, warnings = set_column(valid, "steps", "fwd_reason", [0, 0, 7, 0, 0, 0])
+    assert errors == []
+    assert has(warnings, "/steps", "fwd_reason outside the il_reason enum", "[7]")
+
+
+def test_fraction_outside_unit_interval(valid):
+    errors, _ = set_column(valid, "epochs", "test_err", [0.5, 1.5])
+    assert has(errors, "/epochs", "test_err outside [0, 1]", "row 1")
+
+
+def test_nan_fraction_is_allowed(valid):
+    errors, _ = set_column(valid, "epochs", "test_err", [np.nan, 0.5])
+    assert errors == []
+
+
+def test_negative_time(valid):
+    errors, _ = set_column(valid, "ranks", "t_allreduce", [0.1, -0.2])
+    assert has(errors, "/ranks", "negative time t_allreduce")
+
+
+def test_negative_count(valid):
+    errors, _ = set_column(valid, "steps", "fwd_iters", [5, 5, -1, 5, 5, 5])
+    assert has(errors, "/steps", "negative count fwd_iters")
+
+
+def test_ranks_rows_differ_from_world_size(valid):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].attrs.__setitem__("world_size", np.int64(4)))
+    assert has(errors, "/ranks", "2 rows", "world_size = 4")
+
+
+def test_rank_column_differs_from_row_index(valid):
+    errors, _ = set_column(valid, "ranks", "rank", [1, 0])
+    assert has(errors, "/ranks", "row index")
+
+
+def test_epoch_aggregate_mismatch_is_a_warning(valid):
+    errors, warnings = set_column(valid, "epochs", "nan_batches", [0, 1])
+    assert errors == []
+    assert has(warnings, "(epoch 1)", "nan_batches = 1", "steps give 0")
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def run_cli(*args):
+    return subprocess.run([PYTHON, str(CHECKER), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def test_cli_clean_file(valid):
+    p = run_cli(valid)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout == f"{valid}: 0 errors, 0 warnings\n"
+
+
+def test_cli_reports_errors_and_exits_1(valid, tmp_path):
+    bad = tmp_path / "bad.h5"
+    make_valid(bad)
+    with_member(bad, "epochs", "test_err", drop=True)
+    p = run_cli(valid, bad)
+    assert p.returncode == 1
+    lines = p.stdout.splitlines()
+    assert f"{bad}: ERROR: /runs/{RUN}/epochs: missing member 'test_err'" in lines
+    assert f"{bad}: 1 errors, 0 warnings" in lines
+    assert f"{valid}: 0 errors, 0 warnings" in lines
+
+
+def test_cli_warning_only_exits_0(tmp_path):
+    path = make_valid(tmp_path / "k.h5", statuses=("running",))
+    p = run_cli(path)
+    assert p.returncode == 0
+    assert f"{path}: WARNING: /runs/r0: run is incomplete" in p.stdout
+    assert p.stdout.endswith(f"{path}: 0 errors, 1 warnings\n")
+
+
+def test_cli_unreadable_file_exits_2(tmp_path):
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not hdf5")
+    p = run_cli(junk)
+    assert p.returncode == 2
+    assert str(junk) in p.stderr and "cannot open" in p.stderr
+    with pytest.raises(cs.Unreadable):
+        cs.check_file(str(tmp_path / "missing.h5"))
+
+
+def test_cli_usage_error_exits_2():
+    p = run_cli()
+    assert p.returncode == 2
+    assert "usage" in p.stderr
+
+
+# ---------------------------------------------------------------------------
+# A real file written by ilbench (optional)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.skipif(not os.environ.get("ILBENCH_TEST_H5"), reason="ILBENCH_TEST_H5 not set")
+def test_real_file_from_ilbench():
+    path = os.environ["ILBENCH_TEST_H5"]
+    p = run_cli(path)
+    print(p.stdout, p.stderr)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"{path}: 0 errors," in p.stdout
