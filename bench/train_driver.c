@@ -335,6 +335,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
   double lr = o.lr;
   long global_step = 0;
   il_memstats run_peak = {0};
+  il_rank_row ep_start = my; /* phase totals at the start of the epoch */
   for (long ep = 0; ep < o.epochs; ep++) {
     for (int i = 0; i < o.ndrops; i++)
       if (o.drop_epoch[i] == ep) lr = o.drop_lr[i];
@@ -459,6 +460,13 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
     for (int c = 0; c < IL_MEM_NCAT; c++)
       if (model.mem.peak[c] > run_peak.peak[c]) run_peak.peak[c] = model.mem.peak[c];
     if (model.mem.peak_total > run_peak.peak_total) run_peak.peak_total = model.mem.peak_total;
+    /* each rank's own phase totals this epoch, reduced to min/mean/max over ranks */
+    double mine[5] = {my.t_forward - ep_start.t_forward, my.t_backward - ep_start.t_backward,
+                      my.t_wait - ep_start.t_wait, my.t_allreduce - ep_start.t_allreduce,
+                      my.t_update - ep_start.t_update};
+    il_minmeanmax mmm[5];
+    if (il_dist_minmeanmax(&dist, mine, 5, mmm) != IL_OK) goto run_err;
+    ep_start = my;
     double ep_max[5] = {t1 - t0, t2 - t1, (double)model.mem.peak_total, (double)model.mem.peak[IL_MEM_SAVED],
                         (double)model.mem.peak[IL_MEM_WORKSPACE]};
     if (max_over_ranks(&dist, ep_max, 5) != IL_OK) goto run_err;
@@ -483,6 +491,12 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
              er.test_iters, tr.nan_batches, tr.max_grad_norm, tr.nonconverged, tr.maxiter_batches,
              tr.nonfinite_batches, tr.batches, ep_max[0], ep_max[1], tr.phase[0], tr.phase[1], tr.wait, tr.phase[2],
              tr.phase[3], dist.size, ep_max[2], ep_max[3], ep_max[4]);
+      if (dist.size > 1)
+        printf("%s# epoch %ld per-rank phase totals, min/mean/max over %d ranks (s): forward %.3f/%.3f/%.3f "
+               "backward %.3f/%.3f/%.3f wait %.3f/%.3f/%.3f allreduce %.3f/%.3f/%.3f update %.3f/%.3f/%.3f\n",
+               pfx, ep, dist.size, mmm[0].min, mmm[0].mean, mmm[0].max, mmm[1].min, mmm[1].mean, mmm[1].max,
+               mmm[2].min, mmm[2].mean, mmm[2].max, mmm[3].min, mmm[3].mean, mmm[3].max, mmm[4].min, mmm[4].mean,
+               mmm[4].max);
       fflush(stdout);
     }
     if (h5 && il_h5_run_epoch(h5, &er, steps, (int)nb) != IL_OK) goto run_err;
