@@ -2,13 +2,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <hdf5.h>
+#include <mpi.h>
+
 #include "cli_args.h"
 #include "commands.h"
 #include "il_layer.h"
 #include "il_solver.h"
 
 char *openblas_get_config(void);
-int openblas_get_num_threads(void);
 
 int il_cmd_info(int argc, char **argv) {
   static const il_cli_spec spec[] = {{"help", 0, "show this help", NULL}};
@@ -31,14 +33,28 @@ int il_cmd_info(int argc, char **argv) {
 #endif
   printf("\n");
 #ifdef IL_HAVE_OPENBLAS_INFO
-  printf("BLAS             OpenBLAS: %s (threads %d)\n", openblas_get_config(), openblas_get_num_threads());
+  printf("BLAS             OpenBLAS: %s\n", openblas_get_config());
+  printf("threads          BLAS runs single-threaded; --threads T splits GEMM rows and batched LUs over T OpenMP threads\n");
 #else
   printf("BLAS             reference CBLAS/LAPACK\n");
 #endif
   printf("solvers          %s\n", il_solver_names());
   printf("backward modes   %s\n", il_backward_names());
   printf("cells            tanh: f(z) = tanh(W z + x)\n");
-  printf("MPI / HDF5       not part of this build (single process)\n");
+  char mpiver[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0, size = 1;
+  MPI_Get_library_version(mpiver, &len);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  char *nl = strchr(mpiver, '\n');
+  if (nl) *nl = '\0';
+  unsigned maj = 0, min = 0, rel = 0;
+  H5get_libversion(&maj, &min, &rel);
+  printf("MPI              %s (this run: %d rank%s)\n", mpiver, size, size == 1 ? "" : "s");
+#ifdef H5_HAVE_PARALLEL
+  printf("HDF5             %u.%u.%u, parallel (MPI-IO)\n", maj, min, rel);
+#else
+  printf("HDF5             %u.%u.%u, serial\n", maj, min, rel);
+#endif
   printf("compiler         %s, C%ld\n", __VERSION__, (long)__STDC_VERSION__);
   return 0;
 }

@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""Load ilbench results files (analysis/SCHEMA.md, schema `ilbench-results`,
+major version 1) into small Python objects.
+
+    from ilbench_results import load_runs, load_many
+    runs = load_runs("results.h5")          # list[Run], in file order
+    runs = load_many(["a.h5", "b.h5"])      # concatenated, in argument order
+
+Each `Run` holds the run's id, the file it came from, its attributes decoded
+to Python values (`attrs`: str, int, float, list), its `status`, the
+`epochs`, `steps` and `ranks` tables as numpy structured arrays (`ranks` is
+None while a run is incomplete) and the file's root attributes
+(`software_version`, `host`, `root_attrs`).
+
+Following SCHEMA.md, readers access table members by name and ignore
+attributes, members, datasets and groups they do not know; the file's schema
+name and major version are checked before anything else is read
+(`SchemaError` otherwise); a file that cannot be opened as HDF5 raises
+`Unreadable`. Use Debian's /usr/bin/python3 (numpy, h5py).
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# SCHEMA.md: readers SHOULD set HDF5_USE_FILE_LOCKING=FALSE (read before h5py
+# loads the HDF5 library), unless the caller chose otherwise.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+
+SCHEMA_NAME = "ilbench-results"
+SCHEMA_VERSION = 1  # the major version this reader was written for
+
+# Members this reader uses. Used only to build an empty table when a table is
+# missing, so that code working on `run.epochs[...]` sees zero rows.
+_EPOCH_DTYPE = np.dtype([
+    ("epoch", "<i4"), ("lr", "<f8"), ("train_err", "<f8"), ("train_loss", "<f8"),
+    ("train_iters", "<f8"), ("train_bwd_iters", "<f8"), ("test_err", "<f8"),
+    ("test_loss", "<f8"), ("test_iters", "<f8"), ("max_grad_norm", "<f8"),
+    ("nan_batches", "<i8"), ("nonconverged", "<i8"), ("maxiter_batches", "<i8"),
+    ("nonfinite_batches", "<i8"), ("train_batches", "<i8"), ("train_s", "<f8"),
+    ("test_s", "<f8"), ("peak_mem_bytes", "<u8"), ("saved_peak_bytes", "<u8"),
+    ("workspace_peak_bytes", "<u8")])
+_STEP_DTYPE = np.dtype([
+    ("epoch", "<i4"), ("step", "<i4"), ("loss", "<f8"), ("err", "<f8"),
+    ("fwd_iters", "<i4"), ("fwd_residual", "<f8"), ("fwd_reason", "<i4"),
+    ("bwd_iters", "<i4"), ("bwd_residual", "<f8"), ("bwd_reason", "<i4"),
+    ("nonconverged", "<i4"), ("nan_skipped", "<i4"), ("grad_norm", "<f8"),
+    ("t_forward", "<f8"), ("t_backward", "<f8"), ("t_wait", "<f8"),
+    ("t_allreduce", "<f8"), ("t_update", "<f8")])
+
+
+class Unreadable(Exception):
+    """The file cannot be opened or read as HDF5."""
+
+
+class SchemaError(Exception):
+    """The file is not an ilbench-results file of a supported major version,
+    or lacks what a reader needs (the /runs group)."""
+
+
+def decode(v):
+    """An attribute value as a plain Python value: bytes -> str, numpy scalars
+    -> int/float/bool, arrays -> lists (of decoded values)."""
+    if isinstance(v, (bytes, np.bytes_)):
+        return v.decode("utf-8", errors="replace").rstrip("\0")
+    if isinstance(v, np.ndarray):
+        if v.shape == ():
+            return decode(v[()])
+        return [decode(x) for x in v.tolist()] if v.dtype.kind in "SOU" else v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, list):
+        return [decode(x) for x in v]
+    return v
+
+
+def decode_attrs(obj):
+    """All attributes of an HDF5 object as {name: decoded value}. Attributes
+    h5py cannot read (unknown types, empty dataspace) are skipped, since
+    readers MUST ignore what they do not know."""
+    out = {}
+    for k in obj.attrs:
+        try:
+            out[k] = decode(obj.attrs[k])
+        except (OSError, TypeError, ValueError):
+            continue
+    return out
+
+
+@dataclass
+class Run:
+    run_id: str
+    file: str
+    attrs: dict
+    status: str
+    epochs: np.ndarray
+    steps: np.ndarray
+    ranks: Optional[np.ndarray]
+    software_version: str = "unknown"   # root attribute of the file
+    host: str = "unknown"               # root attribute of the file
+    root_attrs: dict = field(default_factory=dict)
+
+    def get(self, key, default=None) -> Any:
+        """A configuration or run attribute, or `default`."""
+        return self.attrs.get(key, default)
+
+    @property
+    def incomplete(self) -> bool:
+        """True while the run's status is `running` (SCHEMA.md: if no job is
+        writing the file, the run was killed or crashed)."""
+        return self.status == "running"
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def peak_bytes(self) -> dict:
+        """{category: bytes} from the peak_bytes_* attributes (any category,
+        `total` included); empty while the run is incomplete."""
+        return {k[len("peak_bytes_"):]: v for k, v in self.attrs.items()
+                if k.startswith("peak_bytes_") and isinstance(v, (int, np.integer))}
+
+
+def _read_table(g, name, empty_dtype):
+    """A 1-D compound table as a numpy structured array, or None when absent
+    (an empty array of `empty_dtype` when that is given)."""
+    ds = g.get(name)
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
+        return None if empty_dtype is None else np.zeros(0, dtype=empty_dtype)
+    return ds[()]
+
+
+def load_runs(path) -> list:
+    """Every run of one results file, in the order h5py lists them.
+    Raises Unreadable (cannot open/read) or SchemaError (wrong schema name or
+    major version, no /runs group)."""
+    path = os.fspath(path)
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as e:
+        raise Unreadable(f"{path}: cannot open as HDF5: {e}") from e
+    try:
+        with f:
+            root = decode_attrs(f)
+            name = root.get("schema")
+            version = root.get("schema_version")
+            if name != SCHEMA_NAME:
+                raise SchemaError(f"{path}: schema is {name!r}, expected {SCHEMA_NAME!r}")
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise SchemaError(f"{path}: schema_version is {version!r}, expected an integer")
+            if version != SCHEMA_VERSION:
+                raise SchemaError(f"{path}: schema_version is {version}, this reader supports "
+                                  f"major version {SCHEMA_VERSION} only")
+            runs_group = f.get("runs")
+            if not isinstance(runs_group, h5py.Group):
+                raise SchemaError(f"{path}: no /runs group")
+            runs = []
+            for run_id in runs_group:
+                g = runs_group[run_id]
+                if not isinstance(g, h5py.Group):
+                    continue  # unknown member of /runs: ignore
+                attrs = decode_attrs(g)
+                runs.append(Run(
+                    run_id=run_id, file=path, attrs=attrs,
+                    status=str(attrs.get("status", "unknown")),
+                    epochs=_read_table(g, "epochs", _EPOCH_DTYPE),
+                    steps=_read_table(g, "steps", _STEP_DTYPE),
+                    ranks=_read_table(g, "ranks", None),
+                    software_version=str(root.get("software_version", "unknown")),
+                    host=str(root.get("host", "unknown")),
+                    root_attrs=root))
+            return runs
+    except (OSError, KeyError, TypeError) as e:
+        raise Unreadable(f"{path}: cannot read: {e}") from e
+
+
+def load_many(paths) -> list:
+    """load_runs over several files, concatenated in argument order."""
+    out = []
+    for p in paths:
+        out.extend(load_runs(p))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Derived quantities (used by report.py)
+# ---------------------------------------------------------------------------
+
+PHASES = ("t_forward", "t_backward", "t_wait", "t_allreduce", "t_update")
+
+
+def _col(table, name, dtype=float):
+    if table is None or table.dtype.names is None or name not in table.dtype.names:
+        return np.zeros(0, dtype=dtype)
+    return np.asarray(table[name], dtype=dtype)
+
+
+def _nanmean(x):
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+def phase_seconds_per_epoch(run) -> dict:
+    """{phase: mean over the epochs table's epochs of the phase time summed
+    over that epoch's steps} for the phases of the steps table."""
+    ep = _col(run.epochs, "epoch", int)
+    se = _col(run.steps, "epoch", int)
+    out = {}
+    for ph in PHASES:
+        t = _col(run.steps, ph)
+        if ep.size == 0 or t.size != se.size:
+            out[ph] = float("nan")
+            continue
+        out[ph] = float(np.mean([t[se == e].sum() for e in ep]))
+    return out
+
+
+def metrics(run) -> dict:
+    """Summary numbers of one run (NaN where the data has none)."""
+    ep = run.epochs
+    n = len(ep)
+    batch = run.get("batch")
+    tb = _col(ep, "train_batches").sum()
+    m = {
+        "epochs_done": n,
+        "final_test_err": float(ep["test_err"][-1]) if n and "test_err" in ep.dtype.names else float("nan"),
+        "final_train_err": float(ep["train_err"][-1]) if n and "train_err" in ep.dtype.names else float("nan"),
+        "mean_fwd_iters": _nanmean(_col(ep, "train_iters")),
+        "mean_bwd_iters": _nanmean(_col(ep, "train_bwd_iters")),
+        "nan_rate": float(_col(ep, "nan_batches").sum() / tb) if tb > 0 else float("nan"),
+        "nonconv_rate": (float(_col(ep, "nonconverged").sum() / (tb * batch))
+                         if tb > 0 and isinstance(batch, int) and batch > 0 else float("nan")),
+        "train_s_per_epoch": _nanmean(_col(ep, "train_s")),
+        "test_s_per_epoch": _nanmean(_col(ep, "test_s")),
+    }
+    ph = phase_seconds_per_epoch(run)
+    m.update({f"{k[2:]}_s_per_epoch": v for k, v in ph.items()})
+    total = run.attrs.get("peak_bytes_total")
+    pm = _col(ep, "peak_mem_bytes")
+    if isinstance(total, int):
+        m["peak_mem_bytes"], m["peak_mem_source"] = total, "peak_bytes_total"
+    elif pm.size:
+        m["peak_mem_bytes"], m["peak_mem_source"] = int(pm.max()), "max epochs.peak_mem_bytes"
+    else:
+        m["peak_mem_bytes"], m["peak_mem_source"] = None, "none"
+    ts = _col(ep, "train_s").sum()
+    m["samples_per_s"] = (float(batch * tb / ts)
+                          if ts > 0 and isinstance(batch, int) else float("nan"))
+    return m

@@ -1,0 +1,11 @@
+# End-to-end test of the analysis report (analysis/report.py and
+# analysis/ilbench_results.py) with Debian's /usr/bin/python3 (numpy, h5py,
+# matplotlib, pytest). It runs the built ilbench (a 2-rank sweep and a 1-rank
+# train on data/mnist, a few seconds) and checks the figures and summary
+# against the HDF5 files; those tests skip when ilbench or MNIST is missing.
+# Include from tests/CMakeLists.txt with include(report_tests.cmake).
+add_test(NAME analysis_report
+         COMMAND /usr/bin/python3 -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_report.py)
+set_tests_properties(analysis_report PROPERTIES
+                     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;HDF5_USE_FILE_LOCKING=FALSE;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;ILBENCH=$<TARGET_FILE:ilbench>"
+                     LABELS "analysis;e2e" TIMEOUT 300)
