@@ -514,9 +514,16 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
 
 run_err:
   /* failures inside a collective phase are fatal for the job: report and abort all ranks */
-  fprintf(stderr, "ilbench: error: rank %d on %s: %s\n", dist.rank, dist.host, il_error_message());
-  if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", il_error_trace_text());
-  fflush(stderr);
+  {
+    /* rank, host and the file:line where the failure was recorded (first trace line) */
+    const char *tr = il_error_trace_text(), *at = tr;
+    while (*at == ' ') at++;
+    const char *nl = strchr(at, '\n');
+    fprintf(stderr, "ilbench: error: rank %d on %s: %s (%.*s)\n", dist.rank, dist.host, il_error_message(),
+            nl ? (int)(nl - at) : (int)strlen(at), at);
+    if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", tr);
+    fflush(stderr);
+  }
   (void)run_open;
   MPI_Abort(dist.comm, 1);
   rc = 1;
