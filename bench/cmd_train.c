@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "train_driver.h"
@@ -51,9 +52,12 @@ int il_cmd_train(int argc, char **argv) {
   char run_id[96] = {0};
   if (root) {
     char stamp[32];
-    time_t now = time(NULL);
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", gmtime(&now));
-    snprintf(run_id, sizeof run_id, "train-%s-%s-%s", o.solver, o.backward, stamp);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", gmtime(&ts.tv_sec));
+    /* a suffix from the clock's nanoseconds and the pid keeps ids unique within a second */
+    unsigned long tag = ((unsigned long)ts.tv_nsec ^ ((unsigned long)getpid() << 20)) & 0xffffffUL;
+    snprintf(run_id, sizeof run_id, "train-%s-%s-%s-%06lx", o.solver, o.backward, stamp, tag);
   }
   MPI_Bcast(run_id, sizeof run_id, MPI_CHAR, 0, d.comm);
   rc = il_train_run(&d, &o, &train, &test, h5, run_id, 0, NULL);

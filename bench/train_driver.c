@@ -183,7 +183,8 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
 /* Statistics summed over ranks once per step (one small allreduce in double). */
 enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_N };
 /* Per-step maxima over ranks: phase times and backward iterations. */
-enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_FWD_ITERS, MX_WAIT, MX_N };
+enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_FWD_ITERS, MX_WAIT, MX_FWD_RES, MX_FWD_REASON,
+       MX_BWD_REASON, MX_N };
 
 static il_status max_over_ranks(il_dist *d, double *v, int n) {
   if (d->size > 1 && MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, d->comm) != MPI_SUCCESS)
@@ -278,11 +279,13 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
     IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld is too large to allocate (its size overflows)", o.hidden, o.batch);
     goto invalid;
   }
+  /* checks whose verdict may differ by rank (node memory, allocations) are agreed below */
+  int local_ok = 1;
   unsigned long long phys = il_phys_mem();
   if (phys && (double)est * dist.node_size > (double)phys) {
     IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld needs about %.3g GiB on %d rank(s) of this node, more than its %.3g GiB",
            o.hidden, o.batch, (double)est * dist.node_size / (1 << 30), dist.node_size, (double)phys / (1 << 30));
-    goto invalid;
+    local_ok = 0;
   }
   const long ntrain = (long)train->images.count, ntest = (long)test->images.count;
   if (ntrain % o.batch != 0 && ntrain % o.batch < dist.size) {
@@ -295,9 +298,26 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
            ntest % o.batch, dist.size);
     goto invalid;
   }
-  const il_backend *be;
-  if (il_backend_cpu((int)o.threads, &be) != IL_OK || il_model_create(&model, &mc, be) != IL_OK) goto invalid;
-  model_ok = 1;
+  const il_backend *be = NULL;
+  if (local_ok) {
+    if (il_backend_cpu((int)o.threads, &be) != IL_OK) local_ok = 0;
+    else if (il_model_create(&model, &mc, be) != IL_OK) {
+      il_model_destroy(&model); /* frees whatever part was built */
+      local_ok = 0;
+    } else {
+      model_ok = 1;
+    }
+  }
+  {
+    int all_ok = local_ok;
+    if (dist.size > 1) MPI_Allreduce(&local_ok, &all_ok, 1, MPI_INT, MPI_LAND, dist.comm);
+    if (!all_ok) {
+      if (!local_ok && !root) /* only rank 0 reports for the job: say it here */
+        fprintf(stderr, "ilbench: error: rank %d on %s: %s\n", dist.rank, dist.host, il_error_message());
+      if (local_ok) IL_ERR(IL_ERR_NOMEM, "setup failed on another rank (see its message)");
+      goto invalid;
+    }
+  }
   /* every rank initialised from the same seed; the broadcast makes rank 0 the single source anyway */
   if (il_dist_bcast(&dist, model.params, model.nparams, MPI_FLOAT, 0) != IL_OK) goto run_err;
   il_layer_set_reducer(&model.layer, il_dist_reducer(&dist));
@@ -325,7 +345,9 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
   if (h5) {
     il_run_info ri;
     il_run_info_init(&ri, run_id);
-    if (fill_run_info(&ri, &o, &dist, run_index, &model) != IL_OK || il_h5_run_begin(h5, &ri) != IL_OK) goto run_err;
+    if (fill_run_info(&ri, &o, &dist, run_index, &model) != IL_OK) goto run_err;
+    /* refusals here (e.g. the run id is taken) are agreed by every rank: a clean skip */
+    if (il_h5_run_begin(h5, &ri) != IL_OK) goto invalid;
     run_open = 1;
   }
 
@@ -391,6 +413,10 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       mx[MX_BWD_ITERS] = st.bwd.iters;
       mx[MX_BWD_RES] = st.bwd.residual;
       mx[MX_FWD_ITERS] = st.fwd.iters; /* differs per rank only with --stop sample */
+      /* the worst over ranks: reasons are ordered converged < max-iter < diverged < non-finite */
+      mx[MX_FWD_RES] = isfinite(st.fwd.residual) ? st.fwd.residual : INFINITY;
+      mx[MX_FWD_REASON] = st.fwd.reason;
+      mx[MX_BWD_REASON] = st.bwd.reason;
       sum[ST_LOSS] = st.loss_sum;
       sum[ST_ERR] = st.errors;
       sum[ST_NONCONV] = st.fwd.nonconverged_rows;
@@ -405,6 +431,9 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       st.samples = (int)sum[ST_SAMPLES];
       st.bwd.iters = (int)mx[MX_BWD_ITERS];
       st.fwd.iters = (int)mx[MX_FWD_ITERS];
+      st.fwd.reason = (il_reason)mx[MX_FWD_REASON];
+      st.bwd.reason = (il_reason)mx[MX_BWD_REASON];
+      if (isfinite(st.fwd.residual)) st.fwd.residual = mx[MX_FWD_RES];
       acc_step(&tr, &st);
       steps[b] = (il_step_row){.epoch = (int32_t)ep, .step = (int32_t)b, .loss = st.loss_sum / st.samples,
                                .err = (double)st.errors / st.samples, .fwd_iters = st.fwd.iters,
@@ -425,10 +454,10 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
         int same;
         if (il_dist_in_sync(&dist, il_hash_bytes(model.params, model.nparams * sizeof *model.params), &same) != IL_OK)
           goto run_err;
-        if (!same) {
+        if (!same) { /* every rank sees it: record the failure and stop cleanly */
           IL_ERR(IL_ERR_INTERNAL, "parameters differ across ranks after step %ld (epoch %ld, batch %ld)", global_step,
                  ep, b);
-          goto run_err;
+          goto collective_fail;
         }
       }
       if (tty) progress("train", ep, b + 1, nb, t0);
@@ -499,17 +528,33 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
                mmm[4].max);
       fflush(stdout);
     }
-    if (h5 && il_h5_run_epoch(h5, &er, steps, (int)nb) != IL_OK) goto run_err;
+    if (h5 && il_h5_run_epoch(h5, &er, steps, (int)nb) != IL_OK) goto collective_fail;
   }
+  int saved_ok = 1;
   if (root && o.save_params) {
     FILE *f = fopen(o.save_params, "wb");
-    int ok = f && fwrite(model.params, sizeof *model.params, model.nparams, f) == model.nparams;
-    if (f && fclose(f) != 0) ok = 0;
-    if (!ok) fprintf(stderr, "ilbench: error: cannot write parameters to '%s': %s\n", o.save_params, strerror(errno));
+    saved_ok = f && fwrite(model.params, sizeof *model.params, model.nparams, f) == model.nparams;
+    if (f && fclose(f) != 0) saved_ok = 0;
+    if (!saved_ok) IL_ERR(IL_ERR_IO, "cannot write parameters to '%s': %s", o.save_params, strerror(errno));
   }
+  MPI_Bcast(&saved_ok, 1, MPI_INT, 0, dist.comm);
+  if (!saved_ok) goto collective_fail;
   my.peak_mem_bytes = run_peak.peak_total;
-  if (h5 && il_h5_run_end(h5, "completed", &run_peak, &my) != IL_OK) goto run_err;
+  if (h5 && il_h5_run_end(h5, "completed", &run_peak, &my) != IL_OK) {
+    run_open = 0; /* the writer closed it */
+    goto collective_fail;
+  }
   rc = 0;
+  goto done;
+
+collective_fail:
+  /* every rank reached this point together: mark the run failed in the file and return */
+  if (root) fprintf(stderr, "ilbench: error: %s\n", il_error_message());
+  if (h5 && run_open) {
+    my.peak_mem_bytes = run_peak.peak_total;
+    (void)il_h5_run_end(h5, "failed", &run_peak, &my);
+  }
+  rc = 1;
   goto done;
 
 run_err:
@@ -524,7 +569,6 @@ run_err:
     if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", tr);
     fflush(stderr);
   }
-  (void)run_open;
   MPI_Abort(dist.comm, 1);
   rc = 1;
   goto done;

@@ -59,8 +59,9 @@ static il_status implicit_backward(il_layer *L, const il_real *dout, il_real *dx
    *   u += LU^{-T} (dout - J*^T u),  J*^T u = u - (df/dz)^T u  (one GEMM)
    * shrinks the error by that factor, so the gradient is the exact IFT one. */
   {
-    il_real *t;
+    il_real *t, *corr; /* residual / correction; the last correction applied to u */
     IL_CHECK_GOTO(s, il_arena_calloc(&L->ws, len, sizeof *t, (void **)&t), out);
+    IL_CHECK_GOTO(s, il_arena_calloc(&L->ws, len, sizeof *corr, (void **)&corr), out);
     double rhs = 0;
     for (size_t i = 0; i < len; i++) rhs += (double)r[i] * (double)r[i];
     rhs = sqrt(rhs);
@@ -75,12 +76,17 @@ static il_status implicit_backward(il_layer *L, const il_real *dout, il_real *dx
       }
       double res = sqrt(acc);
       if (!isfinite(res)) { L->bres.reason = IL_REASON_NONFINITE; L->bres.residual = res; break; }
-      if (k > 0 && !(res < 0.5 * L->bres.residual)) break; /* stagnated at rounding level: keep previous u */
+      if (k > 0 && !(res < 0.5 * L->bres.residual)) {
+        /* the last correction did not help (rounding level, or an LU too far from J(z*)): undo it */
+        for (size_t i = 0; i < len; i++) u[i] -= corr[i];
+        L->bres.iters--;
+        break;
+      }
       L->bres.residual = res;
       if (res <= target) { L->bres.reason = IL_REASON_CONVERGED; break; }
       if (k == L->cfg.adjoint_refine) break;
       IL_CHECK_GOTO(s, be->lu_solve_batched(1, B, n, lu, ipiv, t), out);
-      for (size_t i = 0; i < len; i++) u[i] += t[i];
+      for (size_t i = 0; i < len; i++) { u[i] += t[i]; corr[i] = t[i]; }
       L->bres.iters++;
     }
   }

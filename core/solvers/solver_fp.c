@@ -51,11 +51,13 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
   res->nonconverged_rows = 0;
   unsigned char *active = NULL; /* per-sample: rows still iterating */
   double *rd = NULL;            /* per-sample: each row's last step size, squared */
+  double *rows = NULL;          /* per-sample: this step's row sizes, squared */
   int nactive = B;
   st->moved = NULL;
   if (p->per_sample) {
     IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&active), out);
     IL_CHECK_GOTO(s, il_arena_calloc(p->ws, (size_t)B, sizeof *rd, (void **)&rd), out);
+    IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, sizeof *rows, (void **)&rows), out);
     memset(active, 1, (size_t)B);
     if (p->saved) IL_CHECK_GOTO(s, il_arena_calloc(p->saved, (size_t)p->max_iter, sizeof *st->moved, (void **)&st->moved), out);
   }
@@ -64,8 +66,6 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
     IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, cur, next, NULL, p->ws), out);
     double err;
     if (p->per_sample) {
-      double *rows;
-      IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, sizeof *rows, (void **)&rows), out);
       c->be->row_sqdist(B, n, cur, next, rows);
       if (p->saved) {
         IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B, 1, (void **)&st->moved[res->iters]), out);
