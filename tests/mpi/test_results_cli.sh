@@ -103,6 +103,21 @@ else bad "array slices + merge"; cat "$tmp/m.log" "$tmp"/arr*.log; fi
 if "$ilbench" merge "$tmp/arr0.h5" "$tmp/arr0.h5" -o "$tmp/dup.h5" >"$tmp/d.log" 2>&1; then bad "duplicate runs merged"
 else pass "merge refuses duplicate run ids: $(grep -m1 error "$tmp/d.log")"; fi
 
+# 5b. Re-running a sweep into the same file skips the points it already holds (job-array resume).
+if mpi2 sweep --solver fp,newton --backward implicit --tol 1e-2,1e-4 "${quick[@]}" --out "$tmp/s.h5" --append \
+     >"$tmp/re.log" 2>&1 && [[ $(grep -c "skip p000.*already has run" "$tmp/re.log") == 4 ]] &&
+   "$py" "$src/analysis/check_schema.py" "$tmp/s.h5" | grep -q " 0 errors"; then
+  pass "repeating a sweep with --append skips its 4 existing points, file still valid"
+else bad "sweep --append over existing points"; cat "$tmp/re.log"; fi
+
+# 5c. A run that fails after training (unwritable --save-params) exits 1 and is marked failed.
+if mpi2 train "${quick[@]}" --out "$tmp/fail.h5" --save-params "$tmp/no/such/dir/p.bin" >"$tmp/fl.log" 2>&1; then
+  bad "failed run exited 0"
+elif "$py" -c "import h5py,sys; (g,)=h5py.File(sys.argv[1],'r')['runs'].values(); assert g.attrs['status']==b'failed'" \
+     "$tmp/fail.h5" && grep -q "cannot write parameters" "$tmp/fl.log"; then
+  pass "a run failing at the end exits 1 with status 'failed' in the file"
+else bad "failed status"; cat "$tmp/fl.log"; fi
+
 # 6. SIGKILL after the second epoch.
 ( "$mpiexec" --oversubscribe -np 2 "$ilbench" train --data "$data" --epochs 50 --max-batches 5 --test-batches 1 \
     --out "$tmp/kill.h5" >"$tmp/kill.log" 2>&1 ) &
