@@ -704,8 +704,13 @@ il_status il_h5_run_epoch(il_h5_file *f, const il_epoch_row *e, const il_step_ro
                 f->path, f->run_id, hdr[1]);
     goto out;
   }
-  IL_CHECK_GOTO(st, append_rows(f, f->d_epochs, f->t_epoch, e, 1, "epochs"), out);
+  /* Steps first, flushed, then the epoch row, flushed: HDF5 1.10 may write cached
+   * metadata in any order, so without the middle flush a kill could leave an
+   * epoch row whose steps are missing. This way an epoch row in the file means
+   * its steps are there; a kill can only leave steps of an unfinished epoch. */
   if (hdr[1] > 0) IL_CHECK_GOTO(st, append_rows(f, f->d_steps, f->t_step, steps, (hsize_t)hdr[1], "steps"), out);
+  IL_CHECK_GOTO(st, flush(f), out);
+  IL_CHECK_GOTO(st, append_rows(f, f->d_epochs, f->t_epoch, e, 1, "epochs"), out);
   IL_CHECK_GOTO(st, flush(f), out);
 out:
   st = agree(f->comm, st);

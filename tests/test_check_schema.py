@@ -485,3 +485,30 @@ def test_real_file_from_ilbench():
     print(p.stdout, p.stderr)
     assert p.returncode == 0, p.stdout + p.stderr
     assert f"{path}: 0 errors," in p.stdout
+
+
+def _add_unfinished_epoch(path, run_id):
+    """Append one epoch's worth of steps after the last epochs row, as a kill
+    between the writer's two per-epoch flushes leaves it."""
+    with h5py.File(path, "r+") as f:
+        g = f["runs"][run_id]
+        st = g["steps"][:]
+        extra = st[:STEPS_PER_EPOCH].copy()
+        extra["epoch"] = len(g["epochs"])
+        del g["steps"]
+        write_table(g, "steps", np.concatenate([st, extra]))
+
+
+def test_running_run_may_end_with_an_unfinished_epoch(tmp_path):
+    path = make_valid(tmp_path / "k.h5", statuses=("running",))
+    _add_unfinished_epoch(path, "r0")
+    errors, warnings = cs.check_file(str(path))
+    assert errors == []
+    assert has(warnings, "unfinished epoch")
+
+
+def test_completed_run_with_steps_beyond_its_epochs_is_an_error(tmp_path):
+    path = make_valid(tmp_path / "c.h5", statuses=("completed",))
+    _add_unfinished_epoch(path, "r0")
+    errors, _ = cs.check_file(str(path))
+    assert has(errors, "outside the epochs table")
