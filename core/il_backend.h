@@ -22,6 +22,11 @@ typedef struct il_backend {
   il_status (*lu_factor_batched)(int B, int n, il_real *A, int *ipiv, int *info);
   /* Solve A_b y = r_b (trans = 0) or A_b^T y = r_b (trans = 1) in place on R (B, n). */
   il_status (*lu_solve_batched)(int trans, int B, int n, const il_real *LU, const int *ipiv, il_real *R);
+  /* Diagnostics: out[b] = ||A_b||_inf (max row sum of |a|) of B matrices (B, n, n), in double. */
+  void (*norm_inf_batched)(int B, int n, const il_real *A, double *out);
+  /* Reciprocal condition estimate in the infinity norm (LAPACK gecon) from LU factors and the
+   * norm of the matrix before factoring: rcond[b] in [0, 1], 0 for an exactly singular U. */
+  il_status (*lu_rcond_batched)(int B, int n, const il_real *LU, const double *anorm, double *rcond);
   /* Elementwise over len: t = tanh(a), s = sech^2(a) (s may be NULL). */
   void (*tanh_sech2)(size_t len, const il_real *a, il_real *t, il_real *s);
   /* J_b = I - diag(s_b) W for b < B; s (B, n), W (n, n), J (B, n, n). */

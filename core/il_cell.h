@@ -43,11 +43,12 @@ struct il_cell {
   int lin_dim;       /* extra per-sample linearisation state */
   const il_real *theta; /* parameters, ntheta values, owned by the model */
   size_t ntheta;
-  int sech2_seed;    /* reserved for cells that emulate the seed's sech^2 */
+  int sech2_seed;    /* 1: build the Newton Jacobian with the seed's 1/cosh^2 (see cell_tanh.c) */
 };
 
 #define il_cell_tanh_init IL_P(il_cell_tanh_init)
-/* f(z) = tanh(W z + x) with W = theta (n, n) row-major (PyTorch Linear weight, no bias). */
-il_status il_cell_tanh_init(il_cell *c, const il_backend *be, int n, const il_real *W);
+/* f(z) = tanh(W z + x) with W = theta (n, n) row-major (PyTorch Linear weight, no bias).
+ * sech2_seed = 1 evaluates the Jacobian's sech^2 as the seed does (lin_dim = n then). */
+il_status il_cell_tanh_init(il_cell *c, const il_backend *be, int n, const il_real *W, int sech2_seed);
 
 #endif

@@ -1,6 +1,8 @@
-/* core/il_layer.c: glue of cell, solver and backward mode for one batch. */
+/* core/il_layer.c: glue of cell, solver and backward mode for one batch, plus
+ * the per-step diagnostics (--diag) that need all three. */
 #include "il_layer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,31 +15,92 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
     return IL_ERR(IL_ERR_ARG, "unknown backward mode '%s' (valid: %s)", cfg->backward ? cfg->backward : "",
                   il_backward_names());
   if (L->bops->needs_tape && !L->sops->unroll_backward)
-    return IL_ERR(IL_ERR_UNSUPPORTED, "backward '%s' is not supported with solver '%s'", L->bops->name,
-                  L->sops->name);
+    return IL_ERR(IL_ERR_UNSUPPORTED,
+                  "backward '%s' is not supported with solver '%s': it keeps no tape to unroll (use implicit, "
+                  "phantom:K or jfb)", L->bops->name, L->sops->name);
   if (!(cfg->tol > 0)) return IL_ERR(IL_ERR_ARG, "tolerance must be positive, got %g", cfg->tol);
+  if (cfg->stop_per_sample && !L->sops->per_sample_ok)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "solver '%s' does not support per-sample stopping (use --stop batch)",
+                  L->sops->name);
+  if (cfg->stop_per_sample && cfg->stop_rel)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "per-sample stopping uses absolute row norms: it cannot be combined with a "
+                                      "relative stop mode");
+  if (cfg->keep_best && L->bops->needs_tape)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "returning the lowest-residual iterate is not supported with backward '%s': "
+                                      "the tape ends at the last iterate", L->bops->name);
+  if (!(cfg->divtol >= 0)) return IL_ERR(IL_ERR_ARG, "divtol must be >= 0 (0: off), got %g", cfg->divtol);
   L->cfg = *cfg;
   if (L->cfg.max_iter <= 0) L->cfg.max_iter = L->sops->default_max_iter;
   if (L->cfg.adjoint_refine == 0) L->cfg.adjoint_refine = 3;
   if (L->cfg.adjoint_refine < 0) L->cfg.adjoint_refine = 0;
   if (cfg->zero_nonconverged < IL_ZERO_AUTO || cfg->zero_nonconverged > IL_ZERO_NO)
     return IL_ERR(IL_ERR_ARG, "zero_nonconverged must be auto, yes or no");
-  L->zero_rows = cfg->zero_nonconverged == IL_ZERO_AUTO
-                     ? (strcmp(L->sops->name, "newton") == 0) /* the seed's Newton rule, see il_layer.h */
-                     : cfg->zero_nonconverged == IL_ZERO_YES;
-  IL_CHECK(il_cell_tanh_init(&L->cell, be, n, W));
+  L->zero_rows = cfg->zero_nonconverged == IL_ZERO_AUTO ? L->sops->zero_default /* the seed's Newton rule */
+                                                        : cfg->zero_nonconverged == IL_ZERO_YES;
+  IL_CHECK(il_cell_tanh_init(&L->cell, be, n, W, cfg->sech2_seed));
+  /* a private copy: "phantom:5" adds its argument as the mode's option "phantom-k" */
+  if (cfg->opts) L->opts = *cfg->opts;
+  else il_options_init(&L->opts);
+  const char *colon = strchr(cfg->backward, ':');
+  if (colon) {
+    char key[48];
+    snprintf(key, sizeof key, "%.*s-k", (int)(colon - cfg->backward), cfg->backward);
+    IL_CHECK(il_options_set(&L->opts, key, colon + 1));
+  }
   /* big blocks keep consecutive tape entries contiguous (fp unroll batches its theta GEMMs) */
   IL_CHECK(il_arena_init(&L->saved, IL_MEM_SAVED, stats, (size_t)8 << 20));
   IL_CHECK(il_arena_init(&L->ws, IL_MEM_WORKSPACE, stats, (size_t)1 << 20));
-  il_status s = L->sops->create(cfg->opts, &L->sstate);
-  if (s != IL_OK) return il_error_trace(s, __FILE__, __LINE__);
+  il_status s = L->sops->create(&L->opts, &L->sstate);
+  if (s == IL_OK && L->bops->create) s = L->bops->create(L, &L->opts);
   char ctx[96];
   snprintf(ctx, sizeof ctx, "solver %s / backward %s", L->sops->name, L->bops->name);
-  s = il_options_check_all_used(cfg->opts, ctx);
+  if (s == IL_OK) s = il_options_check_all_used(&L->opts, ctx);
   if (s != IL_OK) {
     il_layer_destroy(L);
     return il_error_trace(s, __FILE__, __LINE__);
   }
+  return IL_OK;
+}
+
+/* Power iteration for the spectral radius of A_b = df/dz at (z*, f*), per sample,
+ * from a fixed start so that runs are reproducible. */
+#define IL_RHO_ITERS 30
+static il_status diag_rho(il_layer *L, const il_real *zs, const il_real *fs) {
+  il_cell *c = &L->cell;
+  const int B = L->B, n = c->n;
+  const size_t len = (size_t)B * n;
+  il_arena_mark m = il_arena_get_mark(&L->ws);
+  il_real *v, *av;
+  double *nrm;
+  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *v, (void **)&v));
+  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *av, (void **)&av));
+  IL_CHECK(il_arena_alloc_n(&L->ws, (size_t)B, sizeof *nrm, (void **)&nrm));
+  for (size_t i = 0; i < len; i++) v[i] = (il_real)(1.0 + 0.5 * sin(1.0 + (double)(i % (size_t)n)));
+  c->be->row_sqdist(B, n, v, NULL, nrm);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < n; j++) v[(size_t)b * n + j] /= (il_real)sqrt(nrm[b]);
+  for (int it = 0; it < IL_RHO_ITERS; it++) {
+    IL_CHECK(c->ops->jvp_z(c, B, zs, fs, NULL, v, av, &L->ws));
+    c->be->row_sqdist(B, n, av, NULL, nrm); /* ||A v|| with ||v|| = 1 */
+    for (int b = 0; b < B; b++) {
+      const double r = sqrt(nrm[b]);
+      const il_real inv = (il_real)(r > 0 ? 1 / r : 0);
+      for (int j = 0; j < n; j++) v[(size_t)b * n + j] = av[(size_t)b * n + j] * inv;
+    }
+  }
+  double mx = 0, sum = 0;
+  int cnt = 0;
+  for (int b = 0; b < B; b++) {
+    if (L->zeroed[b]) continue; /* a zeroed row has no z* */
+    const double r = sqrt(nrm[b]);
+    if (!(r <= mx)) mx = r;
+    sum += r;
+    cnt++;
+  }
+  L->diag.rho_max = cnt ? mx : NAN;
+  L->diag.rho_mean = cnt ? sum / cnt : NAN;
+  L->diag.rho_samples = cnt;
+  il_arena_rewind(&L->ws, m);
   return IL_OK;
 }
 
@@ -48,17 +111,21 @@ il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, i
   il_arena_reset(&L->saved);
   L->B = B;
   L->train = train;
+  L->diag = (il_layer_diag){.rho_max = NAN, .rho_mean = NAN, .cond_max = NAN, .grad_cos = NAN, .grad_relerr = NAN};
+  L->bwd_nan_iter = -1;
   L->prob = (il_problem){.cell = &L->cell, .B = B, .x = x, .tol = L->cfg.tol, .max_iter = L->cfg.max_iter,
                          .ws = &L->ws, .saved = (train && L->bops->needs_tape) ? &L->saved : NULL,
-                         .keep = (train && L->bops->keeps_lu) ? &L->saved : NULL, .reduce = L->prob.reduce,
-                         .per_sample = L->cfg.stop_per_sample};
+                         .keep = (train && L->keep_lu) ? &L->saved : NULL, .reduce = L->prob.reduce,
+                         .per_sample = L->cfg.stop_per_sample, .stop_rel = L->cfg.stop_rel,
+                         .divtol = L->cfg.divtol, .keep_best = L->cfg.keep_best, .diag = L->diag_now};
   IL_CHECK(il_arena_calloc(&L->saved, len, sizeof *L->zstar, (void **)&L->zstar));
   IL_CHECK(il_arena_calloc(&L->saved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
   IL_CHECK(il_arena_calloc(&L->saved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));
   IL_CHECK(L->sops->solve(L->sstate, &L->prob, L->zstar, L->row_res, &L->fres));
+  L->diag.cond_max = L->fres.cond_max;
   if (L->zero_rows) {
     for (int b = 0; b < B; b++)
-      if (!(L->row_res[b] <= L->cfg.tol)) {
+      if (!(L->row_res[b] <= L->fres.tol_abs)) {
         L->zeroed[b] = 1;
         memset(L->zstar + (size_t)b * n, 0, (size_t)n * sizeof *L->zstar);
       }
@@ -67,12 +134,76 @@ il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, i
   if (L->zero_rows) /* a zeroed row is a constant 0 output, whatever the mode re-engages */
     for (int b = 0; b < B; b++)
       if (L->zeroed[b]) memset(out + (size_t)b * n, 0, (size_t)n * sizeof *out);
+  if (L->diag_now) {
+    il_arena_mark m = il_arena_get_mark(&L->ws);
+    il_real *fs;
+    IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *fs, (void **)&fs));
+    IL_CHECK(L->cell.ops->map(&L->cell, B, x, L->zstar, fs, NULL, &L->ws));
+    IL_CHECK(diag_rho(L, L->zstar, fs));
+    il_arena_rewind(&L->ws, m);
+  }
+  return IL_OK;
+}
+
+/* The exact IFT gradient at the solver's z*: u = J(z*)^{-T} dout (fresh LU, stable
+ * sech^2), dx += (df/dx)^T u, dW += (df/dW)^T u. Zeroed rows carry none. */
+static il_status exact_ift(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
+  il_cell ref = L->cell;
+  ref.sech2_seed = 0;
+  ref.lin_dim = 0;
+  const il_backend *be = ref.be;
+  const int B = L->B, n = ref.n;
+  const size_t len = (size_t)B * n;
+  il_arena_mark m = il_arena_get_mark(&L->ws);
+  il_real *fs, *u, *J;
+  int *piv, *info;
+  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *fs, (void **)&fs));
+  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *u, (void **)&u));
+  IL_CHECK(il_arena_alloc_n(&L->ws, len * n, sizeof *J, (void **)&J));
+  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *piv, (void **)&piv));
+  IL_CHECK(il_arena_alloc_n(&L->ws, (size_t)B, sizeof *info, (void **)&info));
+  IL_CHECK(ref.ops->map(&ref, B, L->prob.x, L->zstar, fs, NULL, &L->ws));
+  memcpy(u, dout, len * sizeof *u);
+  for (int b = 0; b < B; b++)
+    if (L->zeroed[b]) memset(u + (size_t)b * n, 0, (size_t)n * sizeof *u);
+  IL_CHECK(ref.ops->jac_g(&ref, B, L->zstar, fs, NULL, J, &L->ws));
+  IL_CHECK(be->lu_factor_batched(B, n, J, piv, info));
+  IL_CHECK(be->lu_solve_batched(1, B, n, J, piv, u));
+  IL_CHECK(ref.ops->vjp(&ref, B, L->zstar, fs, NULL, u, NULL, dx, dW, &L->ws));
+  il_arena_rewind(&L->ws, m);
   return IL_OK;
 }
 
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
   if (!L->train) return IL_ERR(IL_ERR_ARG, "layer backward without a training forward");
-  IL_CHECK(L->bops->backward(L, dout, dx, dW));
+  const il_backend *be = L->cell.be;
+  const size_t len = (size_t)L->B * L->cell.n, nw = L->cell.ntheta;
+  L->bwd_nan_iter = -1;
+  if (!L->diag_now) {
+    IL_CHECK(L->bops->backward(L, dout, dx, dW));
+  } else { /* the mode's gradient into fresh buffers, compared with the exact one, then accumulated */
+    il_arena_mark m = il_arena_get_mark(&L->ws);
+    il_real *g, *ge; /* [dx; dW] of the mode and of the exact IFT */
+    IL_CHECK(il_arena_calloc(&L->ws, len + nw, sizeof *g, (void **)&g));
+    IL_CHECK(il_arena_calloc(&L->ws, len + nw, sizeof *ge, (void **)&ge));
+    IL_CHECK(L->bops->backward(L, dout, g, g + len));
+    IL_CHECK(exact_ift(L, dout, ge, ge + len));
+    double dot = 0, nn = 0, ne = 0, nd = 0;
+    for (size_t i = 0; i < len + nw; i++) {
+      const double a = g[i], e = ge[i];
+      dot += a * e;
+      nn += a * a;
+      ne += e * e;
+      nd += (a - e) * (a - e);
+    }
+    L->diag.grad_cos = nn > 0 && ne > 0 ? dot / sqrt(nn * ne) : NAN;
+    L->diag.grad_relerr = ne > 0 ? sqrt(nd / ne) : NAN;
+    be->axpby(len, 1, g, 1, dx);
+    be->axpby(nw, 1, g + len, 1, dW);
+    il_arena_rewind(&L->ws, m);
+  }
+  if (!isnan(L->bres.cond_max) && (isnan(L->diag.cond_max) || L->bres.cond_max > L->diag.cond_max))
+    L->diag.cond_max = L->bres.cond_max;
   return IL_OK;
 }
 
@@ -81,6 +212,8 @@ void il_layer_set_reducer(il_layer *L, il_reducer r) { L->prob.reduce = r; }
 void il_layer_destroy(il_layer *L) {
   if (L->sops && L->sstate) L->sops->destroy(L->sstate);
   L->sstate = NULL;
+  if (L->bops && L->bops->destroy) L->bops->destroy(L);
+  L->bstate = NULL;
   il_arena_destroy(&L->saved);
   il_arena_destroy(&L->ws);
 }

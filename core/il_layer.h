@@ -6,6 +6,7 @@
 
 #include "il_arena.h"
 #include "il_cell.h"
+#include "il_diag.h"
 #include "il_options.h"
 #include "il_solver.h"
 
@@ -15,7 +16,10 @@ typedef struct il_backward_ops {
   const char *name;
   const char *summary;
   int needs_tape; /* the solver must record its iterations */
-  int keeps_lu;   /* ask the solver to keep its last LU for reuse */
+  /* Optional: consume this mode's options, set L->bstate and L->keep_lu (ask the
+   * solver to keep its last LU for reuse). NULL: no options, no state. */
+  il_status (*create)(il_layer *L, il_options *opt);
+  void (*destroy)(il_layer *L);
   /* out (B, n): the layer output from the solver's z* (masked rows already zeroed in z*) */
   il_status (*finish_forward)(il_layer *L, const il_real *zstar, il_real *out);
   /* dout (B, n) -> dx (B, n, accumulated), dtheta (accumulated); fills L->bres */
@@ -26,10 +30,24 @@ typedef struct il_backward_ops {
 #define il_backward_names IL_P(il_backward_names)
 #define il_backward_unroll_ops IL_P(il_backward_unroll_ops)
 #define il_backward_implicit_ops IL_P(il_backward_implicit_ops)
+#define il_backward_phantom_ops IL_P(il_backward_phantom_ops)
+#define il_backward_jfb_ops IL_P(il_backward_jfb_ops)
+/* `name` may carry an argument after ':' ("phantom:5"); it is matched on the part before. */
 const il_backward_ops *il_backward_find(const char *name);
 const char *il_backward_names(void);
 extern const il_backward_ops il_backward_unroll_ops;
 extern const il_backward_ops il_backward_implicit_ops;
+extern const il_backward_ops il_backward_phantom_ops;
+extern const il_backward_ops il_backward_jfb_ops;
+
+
+/* Per-step diagnostics of the layer (--diag), NaN where not measured. */
+typedef struct il_layer_diag {
+  double rho_max, rho_mean; /* power-iteration spectral radius of df/dz at z* over the batch */
+  int rho_samples;          /* rows it was measured on */
+  double cond_max;          /* largest LU condition estimate (inf-norm) of the step, forward and backward */
+  double grad_cos, grad_relerr; /* layer gradient (dx, dW) against the exact IFT gradient at z* */
+} il_layer_diag;
 
 enum { IL_ZERO_AUTO = 0, IL_ZERO_YES = 1, IL_ZERO_NO = 2 };
 
@@ -46,6 +64,10 @@ typedef struct il_layer_config {
   int adjoint_refine;   /* implicit: max refinement steps of the adjoint solve against J(z*);
                            0: default (3); negative: none, plain reuse of the last Newton LU, as the seed */
   int stop_per_sample;  /* 0: batch norm (the seed), 1: each row on its own (see il_problem) */
+  int stop_rel;         /* 1: tol is relative to the first residual (--stop-mode rel) */
+  double divtol;        /* > 0: diverged when residual > divtol * first residual; 0: off */
+  int keep_best;        /* 1: an unconverged solve returns its lowest-residual iterate */
+  int sech2_seed;       /* 1: Newton's Jacobian uses the seed's 1/cosh^2 (see cell_tanh.c) */
   il_options *opts;     /* solver/backward options; unknown keys are errors */
 } il_layer_config;
 
@@ -54,6 +76,9 @@ struct il_layer {
   const il_solver_ops *sops;
   void *sstate;
   const il_backward_ops *bops;
+  il_options opts; /* a copy of cfg.opts, consumed by the solver and the backward mode */
+  void *bstate;   /* the backward mode's own state (options) */
+  int keep_lu;    /* the backward mode reuses the solver's last LU */
   il_layer_config cfg;
   int zero_rows;
   il_arena saved; /* saved-for-backward, reset at each forward */
@@ -67,6 +92,9 @@ struct il_layer {
   unsigned char *zeroed; /* (B) rows zeroed as non-converged */
   il_solve_result fres;  /* forward solve */
   il_solve_result bres;  /* backward solve (LU: iters 1, residual of the adjoint system) */
+  int bwd_nan_iter;      /* backward: step/iteration where the layer's cotangent first went non-finite, -1 */
+  int diag_now;          /* set by the caller before forward: measure diagnostics on this step */
+  il_layer_diag diag;
 };
 
 #define il_layer_create IL_P(il_layer_create)

@@ -113,6 +113,13 @@ il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *
   linear_forward(m->be, B, in, h, X, m->W1, m->b1, m->x1);
   IL_CHECK(il_layer_forward(&m->layer, B, m->x1, m->z, train));
   st->fwd = m->layer.fres;
+  st->diag = m->layer.diag;
+  st->nan_origin = IL_NAN_NONE;
+  st->nan_iter = -1;
+  if (st->fwd.reason == IL_REASON_NONFINITE) {
+    st->nan_origin = IL_NAN_FWD_SOLVE;
+    st->nan_iter = st->fwd.nonfinite_iter;
+  }
   linear_forward(m->be, B, h, c, m->z, m->W2, m->b2, m->logits);
   /* softmax cross-entropy, log-sum-exp with the max subtracted */
   for (int r = 0; r < B; r++) {
@@ -131,6 +138,10 @@ il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *
     }
   }
   st->samples = B;
+  if (st->nan_origin == IL_NAN_NONE &&
+      (!m->be->all_finite((size_t)B * h, m->z) || !m->be->all_finite((size_t)B * c, m->logits) ||
+       !isfinite(st->loss_sum)))
+    st->nan_origin = IL_NAN_FWD_OTHER;
   return IL_OK;
 }
 
@@ -146,11 +157,21 @@ il_status il_model_backward(il_model *m, il_step_stats *st) {
     dl[(size_t)r * c + m->y[r]] -= invB;
   }
   linear_backward(m->be, B, h, c, m->z, m->W2, dl, m->dW2, m->db2, m->dz);
+  /* NaN attribution in the order things are computed; only the first origin is kept */
+  const int head_bad = !m->be->all_finite((size_t)B * h, m->dz);
+  if (head_bad && st->nan_origin == IL_NAN_NONE) st->nan_origin = IL_NAN_BWD_OTHER;
   memset(m->dx1, 0, (size_t)B * h * sizeof *m->dx1);
   IL_CHECK(il_layer_backward(&m->layer, m->dz, m->dx1, m->dW));
   st->bwd = m->layer.bres;
+  st->diag = m->layer.diag;
+  if (st->nan_origin == IL_NAN_NONE && !head_bad &&
+      (!m->be->all_finite((size_t)B * h, m->dx1) || !m->be->all_finite((size_t)h * h, m->dW))) {
+    st->nan_origin = IL_NAN_BWD_LAYER;
+    st->nan_iter = m->layer.bwd_nan_iter;
+  }
   linear_backward(m->be, B, in, h, m->X, m->W1, m->dx1, m->dW1, m->db1, NULL);
   st->grad_finite = m->be->all_finite(m->nparams, m->grads);
+  if (!st->grad_finite && st->nan_origin == IL_NAN_NONE) st->nan_origin = IL_NAN_BWD_OTHER;
   return IL_OK;
 }
 

@@ -30,6 +30,9 @@ typedef struct il_step_stats {
   il_solve_result fwd; /* forward solve */
   il_solve_result bwd; /* backward solve (training only) */
   int grad_finite;     /* 1 when every gradient is finite */
+  int nan_origin;      /* IL_NAN_*: where a non-finite value first appeared in this step */
+  int nan_iter;        /* the solver iteration / unrolled step / adjoint iteration there, -1 if none */
+  il_layer_diag diag;  /* the layer's diagnostics (NaN unless layer.diag_now was set) */
 } il_step_stats;
 
 typedef struct il_model {

@@ -83,3 +83,19 @@ il_status il_options_check_all_used(const il_options *o, const char *context) {
       return IL_ERR(IL_ERR_ARG, "unknown option '%s' for %s", o->items[i].key, context);
   return IL_OK;
 }
+
+il_status il_options_get_choice(il_options *o, const char *key, const char *def, const char *choices,
+                                const char **out) {
+  il_option *it = find(o, key);
+  if (!it) { *out = def; return IL_OK; }
+  it->used = 1;
+  const size_t len = strlen(it->value);
+  for (const char *c = choices; *c;) {
+    const char *bar = strchr(c, '|');
+    const size_t clen = bar ? (size_t)(bar - c) : strlen(c);
+    if (clen == len && strncmp(c, it->value, len) == 0) { *out = it->value; return IL_OK; }
+    if (!bar) break;
+    c = bar + 1;
+  }
+  return IL_ERR(IL_ERR_ARG, "option %s: '%s' is not one of %s", key, it->value, choices);
+}

@@ -25,6 +25,9 @@ il_status il_options_set(il_options *o, const char *key, const char *value);
 /* Lookups mark the key used. Missing key -> *out = default, IL_OK. Bad value -> IL_ERR_ARG naming key and value. */
 il_status il_options_get_int(il_options *o, const char *key, int def, int lo, int hi, int *out);
 il_status il_options_get_double(il_options *o, const char *key, double def, double lo, double hi, double *out);
+/* One of the '|'-separated `choices` (e.g. "lu|fp|gmres"); *out points into `choices`' copy kept in o or to def. */
+il_status il_options_get_choice(il_options *o, const char *key, const char *def, const char *choices,
+                                const char **out);
 /* IL_ERR_ARG naming the first unconsumed key, with `context` (e.g. "solver newton") in the message. */
 il_status il_options_check_all_used(const il_options *o, const char *context);
 

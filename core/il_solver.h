@@ -23,7 +23,10 @@ typedef struct il_solve_result {
   int iters;            /* solver iterations (map evaluations for fp, Newton steps for newton) */
   double residual;      /* final value of the stopping test's norm */
   il_reason reason;
-  int nonconverged_rows; /* rows whose own residual norm exceeds tol at the output */
+  int nonconverged_rows; /* rows whose own residual norm exceeds tol_abs at the output */
+  double tol_abs;       /* the absolute threshold used (tol, or tol * initial residual with stop_rel) */
+  int nonfinite_iter;   /* iteration at which a non-finite value first appeared, -1 if none */
+  double cond_max;      /* with p->diag: largest LU condition estimate (inf-norm) of the solve, NaN if no LU */
 } il_solve_result;
 
 /* Sum a local double over all cooperating processes (the MPI layer supplies
@@ -49,12 +52,18 @@ typedef struct il_problem {
    * ranks through `reduce`). 1: each row stops on its own row norm < tol and is
    * frozen from then on; no communication, iterations differ per rank. */
   int per_sample;
+  int stop_rel;       /* 1: stop when residual < tol * (first residual), PETSc's rtol */
+  double divtol;      /* > 0: diverged when residual > divtol * (first residual) */
+  int keep_best;      /* 1: a solve that ends unconverged returns its lowest-residual iterate */
+  int diag;           /* 1: fill cond_max (condition estimates of every LU) */
 } il_problem;
 
 typedef struct il_solver_ops {
   const char *name;
   const char *summary;
   int default_max_iter;
+  int zero_default;   /* zero non-converged rows by default (the seed's Newton layers do) */
+  int per_sample_ok;  /* supports p->per_sample */
   il_status (*create)(il_options *opt, void **state);
   /* z (B, n): output z*. row_res (B): per-row residual norm at the last check. */
   il_status (*solve)(void *state, const il_problem *p, il_real *z, double *row_res, il_solve_result *res);
@@ -62,6 +71,9 @@ typedef struct il_solver_ops {
    * NULL when the solver cannot be unrolled. */
   il_status (*unroll_backward)(void *state, const il_problem *p, const il_real *dz, il_real *dx,
                                il_real *dtheta);
+  /* After unroll_backward: the first forward iteration whose cotangent became non-finite
+   * (-1 if none); NULL when the solver does not track it. */
+  int (*unroll_nan_step)(void *state);
   /* LU factors of the residual Jacobian from the last step, kept in p->keep; NULL if never kept. */
   il_status (*last_lu)(void *state, const il_real **lu, const int **ipiv);
   void (*destroy)(void *state);
@@ -71,6 +83,15 @@ typedef struct il_solver_ops {
 #define il_solver_names IL_P(il_solver_names)
 #define il_solver_fp_ops IL_P(il_solver_fp_ops)
 #define il_solver_newton_ops IL_P(il_solver_newton_ops)
+#define il_solver_newton_ls_ops IL_P(il_solver_newton_ls_ops)
+#define il_solver_anderson_ops IL_P(il_solver_anderson_ops)
+#define il_solver_broyden_ops IL_P(il_solver_broyden_ops)
+#define il_stop_begin IL_P(il_stop_begin)
+#define il_stop_check IL_P(il_stop_check)
+#define il_stop_judge IL_P(il_stop_judge)
+#define il_best_init IL_P(il_best_init)
+#define il_best_offer IL_P(il_best_offer)
+#define il_best_restore IL_P(il_best_restore)
 
 const il_solver_ops *il_solver_find(const char *name);
 /* "fp, newton, ..." for error messages */
@@ -78,11 +99,58 @@ const char *il_solver_names(void);
 
 extern const il_solver_ops il_solver_fp_ops;
 extern const il_solver_ops il_solver_newton_ops;
+extern const il_solver_ops il_solver_newton_ls_ops;
+extern const il_solver_ops il_solver_anderson_ops;
+extern const il_solver_ops il_solver_broyden_ops;
 
 /* Batch residual norm through the reducer: sqrt(sum over ranks of local squared sum). */
 static inline double il_problem_norm(const il_problem *p, double local_sq) {
   double s = p->reduce.sum ? p->reduce.sum(p->reduce.ctx, local_sq) : local_sq;
   return s >= 0 ? __builtin_sqrt(s) : s;
 }
+
+/* Stopping as PETSc's SNES does it, shared by every solver (core/solvers/solver_stop.c).
+ * Every check of the batch residual goes through il_stop_check. */
+typedef struct il_stop {
+  double r0;   /* first residual checked */
+  int nchecks;
+} il_stop;
+/* Reset res (iters 0, reason max-iter, residual inf, ...) and st. */
+void il_stop_begin(il_stop *st, il_solve_result *res);
+/* Record the residual `err` checked at iteration `iter`: sets res->residual and
+ * res->tol_abs, and returns 1 with res->reason set when the solve must end:
+ * non-finite (res->nonfinite_iter = iter), converged (err < tol_abs), or
+ * diverged (err > divtol * r0). Max-iter is the caller's loop bound. */
+int il_stop_check(il_stop *st, const il_problem *p, double err, int iter, il_solve_result *res);
+/* The same with convergence decided by the caller (per-sample stopping: every row below tol). */
+int il_stop_judge(il_stop *st, const il_problem *p, double err, int converged, int iter, il_solve_result *res);
+
+/* Anderson mixing on any fixed-point map z = map(z) of (B, n) batches, from z = 0
+ * (core/solvers/solver_anderson.c): the forward solver and the matrix-free
+ * adjoint solver share it. p supplies B, n (p->cell->n), tol, max_iter, ws,
+ * reduce and the stop settings; p->x and the cell's map are not used. */
+typedef il_status (*il_fixed_map_fn)(void *ctx, const il_real *in, il_real *out);
+typedef struct il_anderson_params {
+  int m;       /* memory */
+  double beta; /* mixing */
+  double lam;  /* ridge, relative to the largest squared residual in the window */
+} il_anderson_params;
+#define il_anderson_run IL_P(il_anderson_run)
+il_status il_anderson_run(const il_anderson_params *a, const il_problem *p, il_fixed_map_fn map, void *ctx,
+                          il_real *z, double *row_res, il_solve_result *res);
+
+/* The lowest-residual iterate of a solve, for p->keep_best. */
+typedef struct il_best {
+  il_real *z;    /* (B, n) copy, NULL when keep_best is off */
+  double *rows;  /* (B) its per-row residuals */
+  double err;
+  int iter;
+} il_best;
+il_status il_best_init(il_best *b, const il_problem *p);
+/* Offer the iterate z with per-row residuals rows and batch residual err. */
+void il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, double err, int iter);
+/* When the solve did not converge and an earlier iterate was better, copy it to
+ * z / rows and set res->residual; returns 1 when it did. */
+int il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *rows, il_solve_result *res);
 
 #endif

@@ -57,7 +57,7 @@ static void solve_with(const il_solver_ops *so, const double *W, const double *x
   il_cell c;
   il_arena ws;
   void *st;
-  assert_ok(il_cell_tanh_init(&c, be, n, W));
+  assert_ok(il_cell_tanh_init(&c, be, n, W, 0));
   assert_ok(il_arena_init(&ws, IL_MEM_WORKSPACE, NULL, 0));
   assert_ok(so->create(NULL, &st));
   il_problem p = {.cell = &c, .B = B, .x = x, .tol = tol, .max_iter = max_iter, .ws = &ws};
@@ -305,7 +305,7 @@ static void test_per_sample_rows_independent(void **state) {
     void *st;
     il_solve_result r, r1;
     double rows[B];
-    assert_ok(il_cell_tanh_init(&c, be, n, W));
+    assert_ok(il_cell_tanh_init(&c, be, n, W, 0));
     assert_ok(il_arena_init(&ws, IL_MEM_WORKSPACE, NULL, 0));
     assert_ok(so->create(NULL, &st));
     il_problem p = {.cell = &c, .B = B, .x = x, .tol = 1e-6, .max_iter = 500, .ws = &ws, .per_sample = 1};

@@ -1,6 +1,7 @@
 /* core/backward/backward_unroll.c: backprop through every stored iterate (and,
  * for Newton, every linear solve), as autograd does for the seed's layers.
  * The output is the solver's z* itself. */
+#include <math.h>
 #include <string.h>
 
 #include "il_layer.h"
@@ -20,7 +21,9 @@ static il_status unroll_backward(il_layer *L, const il_real *dout, il_real *dx, 
   for (int b = 0; b < L->B; b++) /* rows zeroed in the forward carry no gradient */
     if (L->zeroed[b]) memset(dz + (size_t)b * n, 0, (size_t)n * sizeof *dz);
   IL_CHECK(L->sops->unroll_backward(L->sstate, &L->prob, dz, dx, dW));
-  L->bres = (il_solve_result){.iters = L->fres.iters, .residual = 0, .reason = IL_REASON_CONVERGED};
+  L->bres = (il_solve_result){.iters = L->fres.iters, .residual = 0, .reason = IL_REASON_CONVERGED,
+                              .nonfinite_iter = -1, .cond_max = NAN};
+  if (L->sops->unroll_nan_step) L->bwd_nan_iter = L->sops->unroll_nan_step(L->sstate);
   il_arena_rewind(&L->ws, m);
   return IL_OK;
 }
@@ -29,7 +32,8 @@ const il_backward_ops il_backward_unroll_ops = {
     .name = "unroll",
     .summary = "backprop through every iterate and linear solve (autograd semantics)",
     .needs_tape = 1,
-    .keeps_lu = 0,
+    .create = NULL,
+    .destroy = NULL,
     .finish_forward = unroll_finish,
     .backward = unroll_backward,
 };

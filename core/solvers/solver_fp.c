@@ -1,8 +1,9 @@
-/* core/solvers/solver_fp.c: fixed-point iteration z <- f(z) from z = 0, as the
- * seed's TanhFixedPointLayer: stop when ||z_k - z_{k+1}||_F < tol; the
+/* core/solvers/solver_fp.c: (damped) fixed-point iteration
+ * z <- (1 - tau) z + tau f(z) from z = 0. With tau = 1 (the default) this is
+ * the seed's TanhFixedPointLayer: stop when ||z_k - f(z_k)||_F < tol; the
  * iteration count is the number of maps. With a tape, every iterate is kept
  * so that unrolled backward can replay the chain in reverse, as autograd does.
- * Options: none yet (damping arrives with the solver zoo). */
+ * Options: fp-tau (damping, (0, 1], default 1). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,16 +11,23 @@
 #include "il_solver.h"
 
 typedef struct fp_state {
+  double tau;
   /* tape of the last solve with p->saved: iterates z_0 = 0, z_1, ..., z_K */
   il_real **iter;
+  /* with tau != 1: f(z_k) for k < K (with tau = 1 it is z_{k+1}) */
+  il_real **fval;
   /* per-sample stopping: moved[k][b] = 1 when row b was mapped at step k (else frozen, z_{k+1} = z_k) */
   unsigned char **moved;
   int K;
+  int nan_step; /* last unrolled backward: first step whose cotangent went non-finite, -1 if none */
 } fp_state;
 
 static il_status fp_create(il_options *opt, void **state) {
+  double tau;
+  IL_CHECK(il_options_get_double(opt, "fp-tau", 1.0, 1e-6, 1.0, &tau));
   fp_state *st = calloc(1, sizeof *st);
   if (!st) return IL_ERR(IL_ERR_NOMEM, "fp: cannot allocate state");
+  st->tau = tau;
   *state = st;
   return IL_OK;
 }
@@ -31,45 +39,59 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
   const il_cell *c = p->cell;
   const int B = p->B, n = c->n;
   const size_t len = (size_t)B * n;
+  const il_real tau = (il_real)st->tau;
+  const int damped = st->tau != 1.0;
   il_arena_mark m = il_arena_get_mark(p->ws);
   il_status s = IL_OK;
-  il_real *cur, *next;
+  il_real *cur, *next = NULL, *f = NULL;
+  il_stop stop;
+  il_best best;
+  il_stop_begin(&stop, res);
   st->iter = NULL;
+  st->fval = NULL;
+  st->moved = NULL;
   st->K = 0;
   if (p->saved) {
     IL_CHECK(il_arena_calloc(p->saved, (size_t)p->max_iter + 1, sizeof *st->iter, (void **)&st->iter));
+    if (damped) IL_CHECK(il_arena_calloc(p->saved, (size_t)p->max_iter, sizeof *st->fval, (void **)&st->fval));
     IL_CHECK(il_arena_calloc(p->saved, len, sizeof(il_real), (void **)&st->iter[0]));
     cur = st->iter[0];
-    next = NULL;
   } else {
     IL_CHECK(il_arena_calloc(p->ws, len, sizeof(il_real), (void **)&cur));
     IL_CHECK(il_arena_calloc(p->ws, len, sizeof(il_real), (void **)&next));
+    if (damped) IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof(il_real), (void **)&f));
   }
-  res->iters = 0;
-  res->residual = INFINITY;
-  res->reason = IL_REASON_MAX_ITER;
-  res->nonconverged_rows = 0;
   unsigned char *active = NULL; /* per-sample: rows still iterating */
-  double *rd = NULL;            /* per-sample: each row's last step size, squared */
-  double *rows = NULL;          /* per-sample: this step's row sizes, squared */
+  double *rd = NULL;            /* per-sample: each row's last residual, squared */
+  double *rows = NULL;          /* this step's row residuals, squared */
   int nactive = B;
-  st->moved = NULL;
+  IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, sizeof *rows, (void **)&rows), out);
+  IL_CHECK_GOTO(s, il_best_init(&best, p), out);
   if (p->per_sample) {
     IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&active), out);
     IL_CHECK_GOTO(s, il_arena_calloc(p->ws, (size_t)B, sizeof *rd, (void **)&rd), out);
-    IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, sizeof *rows, (void **)&rows), out);
     memset(active, 1, (size_t)B);
     if (p->saved) IL_CHECK_GOTO(s, il_arena_calloc(p->saved, (size_t)p->max_iter, sizeof *st->moved, (void **)&st->moved), out);
+  } else {
+    rd = rows;
   }
   while (res->iters < p->max_iter) {
-    if (p->saved) IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof(il_real), (void **)&next), out);
-    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, cur, next, NULL, p->ws), out);
+    const int k = res->iters;
+    if (p->saved) {
+      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof(il_real), (void **)&next), out);
+      if (damped) IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof(il_real), (void **)&st->fval[k]), out);
+      if (damped) f = st->fval[k];
+    }
+    if (!damped) f = next;
+    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, cur, f, NULL, p->ws), out);
+    c->be->row_sqdist(B, n, cur, f, rows);
+    if (damped) c->be->axpby(len, 1, cur, 0, next), c->be->axpby(len, tau, f, 1 - tau, next);
     double err;
+    int all_done = 0;
     if (p->per_sample) {
-      c->be->row_sqdist(B, n, cur, next, rows);
       if (p->saved) {
-        IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B, 1, (void **)&st->moved[res->iters]), out);
-        memcpy(st->moved[res->iters], active, (size_t)B);
+        IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B, 1, (void **)&st->moved[k]), out);
+        memcpy(st->moved[k], active, (size_t)B);
       }
       double acc = 0;
       int bad = 0;
@@ -84,11 +106,13 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
         if (sqrt(rows[b]) < p->tol) { active[b] = 0; nactive--; }
       }
       err = bad ? NAN : sqrt(acc); /* norm of this step over the rows that moved */
+      all_done = nactive == 0;
     } else {
-      err = il_problem_norm(p, c->be->sqdist(len, cur, next));
+      double acc = 0;
+      for (int b = 0; b < B; b++) acc += rows[b];
+      err = il_problem_norm(p, acc);
     }
     res->iters++;
-    res->residual = err;
     if (p->saved) {
       st->iter[res->iters] = next;
       st->K = res->iters;
@@ -96,32 +120,25 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
     } else {
       il_real *t = cur; cur = next; next = t;
     }
-    if (!isfinite(err)) { res->reason = IL_REASON_NONFINITE; break; }
-    if (p->per_sample ? nactive == 0 : err < p->tol) { res->reason = IL_REASON_CONVERGED; break; }
+    /* the returned iterate is the newest one, paired with the residual of the step that made it */
+    if (il_stop_judge(&stop, p, err, p->per_sample ? all_done : -1, k, res)) break;
+    il_best_offer(&best, p, cur, rd, err, k);
   }
-  /* per-row size of the last step, the fixed-point residual of z_{K-1} */
-  if (!row_res) IL_CHECK_GOTO(s, il_arena_calloc(p->ws, (size_t)B, sizeof *row_res, (void **)&row_res), out);
-  if (p->per_sample) {
-    for (int b = 0; b < B; b++) {
-      row_res[b] = sqrt(rd[b]);
-      if (!(row_res[b] < p->tol)) res->nonconverged_rows++;
-    }
-  } else {
-    const il_real *prev = p->saved ? st->iter[st->K > 0 ? st->K - 1 : 0] : next;
-    c->be->row_sqdist(B, n, cur, prev, row_res);
-    for (int b = 0; b < B; b++) {
-      row_res[b] = sqrt(row_res[b]);
-      if (!(row_res[b] < p->tol)) res->nonconverged_rows++;
-    }
-  }
+  for (int b = 0; b < B; b++) rd[b] = sqrt(rd[b]);
+  if (best.z) for (int b = 0; b < B; b++) best.rows[b] = sqrt(best.rows[b]);
   memcpy(z, cur, len * sizeof *z);
+  il_best_restore(&best, p, z, rd, res);
+  for (int b = 0; b < B; b++) {
+    if (row_res) row_res[b] = rd[b];
+    if (!(rd[b] < res->tol_abs)) res->nonconverged_rows++;
+  }
 out:
   il_arena_rewind(p->ws, m);
   return s;
 }
 
-/* z_{k+1} = f(z_k): u_k = (df/dz at z_k)^T u_{k+1}, dx += (df/dx)^T u_{k+1}, and
- * dtheta += (df/dtheta)^T u_{k+1}. The u recursion is sequential, but the theta
+/* z_{k+1} = (1 - tau) z_k + tau f(z_k): with v = tau u_{k+1},
+ * u_k = (1 - tau) u_{k+1} + (df/dz at z_k)^T v, dx += (df/dx)^T v, dtheta += (df/dtheta)^T v. The u recursion is sequential, but the theta
  * term of G consecutive iterations is one vjp over a "virtual batch" of G*B rows
  * (for the tanh cell one (n, G*B) x (G*B, n) GEMM instead of G small ones), as
  * long as those iterates sit contiguously in the tape, which the arena gives
@@ -137,10 +154,14 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
   il_arena_mark m = il_arena_get_mark(p->ws);
   il_real *carry, *U, *keep = NULL;
   const int n = c->n;
+  const il_real tau = (il_real)st->tau;
+  const int damped = st->tau != 1.0;
+#define FP_F(k) (damped ? st->fval[k] : st->iter[(k) + 1]) /* f(z_k) */
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *carry, (void **)&carry));
   if (st->moved) IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *keep, (void **)&keep));
   IL_CHECK(il_arena_alloc_n(p->ws, len * FP_THETA_CHUNK, sizeof *U, (void **)&U));
   memcpy(carry, dz, len * sizeof *carry); /* dL/dz_K */
+  st->nan_step = -1;
   for (int end = st->K; end > 0;) {
     const int k0 = end > FP_THETA_CHUNK ? end - FP_THETA_CHUNK : 0, g = end - k0;
     /* slot j holds u_{k0+j+1}, the cotangent on the output of step k0+j */
@@ -154,36 +175,46 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
             memcpy(keep + (size_t)b * n, u + (size_t)b * n, (size_t)n * sizeof *u);
             memset(u + (size_t)b * n, 0, (size_t)n * sizeof *u);
           }
+      if (damped) c->be->axpby(len, tau, u, 0, u); /* the slot now holds v = tau u */
       /* z_0 = 0 has nothing upstream: skip its dz */
-      IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], st->iter[k + 1], NULL, u, k > 0 ? out : NULL, dx, NULL, p->ws));
+      IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], FP_F(k), NULL, u, k > 0 ? out : NULL, dx, NULL, p->ws));
+      if (damped && k > 0) c->be->axpby(len, (1 - tau) / tau, u, 1, out); /* + (1 - tau) u */
+      if (st->nan_step < 0 && k > 0 && !c->be->all_finite(len, out)) st->nan_step = k;
       if (mv && k > 0)
         for (int b = 0; b < p->B; b++)
           if (!mv[b]) memcpy(out + (size_t)b * n, keep + (size_t)b * n, (size_t)n * sizeof *out);
     }
     if (dtheta) {
       int contiguous = 1;
-      for (int k = k0; k < end; k++) contiguous &= st->iter[k + 1] == st->iter[k] + len;
+      for (int k = k0; k < end; k++)
+        contiguous &= st->iter[k + 1] == st->iter[k] + len && (k == k0 || FP_F(k) == FP_F(k - 1) + len);
       if (contiguous) {
-        IL_CHECK(c->ops->vjp(c, p->B * g, st->iter[k0], st->iter[k0 + 1], NULL, U, NULL, NULL, dtheta, p->ws));
+        IL_CHECK(c->ops->vjp(c, p->B * g, st->iter[k0], FP_F(k0), NULL, U, NULL, NULL, dtheta, p->ws));
       } else {
         for (int k = k0; k < end; k++)
-          IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], st->iter[k + 1], NULL, U + (size_t)(k - k0) * len, NULL, NULL,
+          IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], FP_F(k), NULL, U + (size_t)(k - k0) * len, NULL, NULL,
                                dtheta, p->ws));
       }
     }
     end = k0;
   }
+#undef FP_F
   il_arena_rewind(p->ws, m);
   return IL_OK;
 }
 
+static int fp_nan_step(void *state) { return ((fp_state *)state)->nan_step; }
+
 const il_solver_ops il_solver_fp_ops = {
     .name = "fp",
-    .summary = "fixed-point iteration z <- f(z) from z = 0",
+    .summary = "fixed-point iteration z <- (1 - tau) z + tau f(z) from z = 0 (option fp-tau)",
     .default_max_iter = 200,
+    .zero_default = 0,
+    .per_sample_ok = 1,
     .create = fp_create,
     .solve = fp_solve,
     .unroll_backward = fp_unroll_backward,
+    .unroll_nan_step = fp_nan_step,
     .last_lu = NULL,
     .destroy = fp_destroy,
 };

@@ -5,6 +5,9 @@
 static const void *const registry[] = {
     &il_solver_fp_ops,
     &il_solver_newton_ops,
+    &il_solver_newton_ls_ops,
+    &il_solver_anderson_ops,
+    &il_solver_broyden_ops,
 };
 #define NREG (sizeof registry / sizeof registry[0])
 

@@ -1,0 +1,68 @@
+/* core/solvers/solver_stop.c: the stopping test and the lowest-residual
+ * iterate, shared by every forward solver so that abs/rel tolerances,
+ * divergence and non-finite detection mean the same thing for all of them. */
+#include <math.h>
+#include <string.h>
+
+#include "il_solver.h"
+
+void il_stop_begin(il_stop *st, il_solve_result *res) {
+  st->r0 = NAN;
+  st->nchecks = 0;
+  *res = (il_solve_result){.iters = 0, .residual = INFINITY, .reason = IL_REASON_MAX_ITER, .nonconverged_rows = 0,
+                           .tol_abs = NAN, .nonfinite_iter = -1, .cond_max = NAN};
+}
+
+int il_stop_check(il_stop *st, const il_problem *p, double err, int iter, il_solve_result *res) {
+  return il_stop_judge(st, p, err, -1, iter, res);
+}
+
+int il_stop_judge(il_stop *st, const il_problem *p, double err, int converged, int iter, il_solve_result *res) {
+  res->residual = err;
+  if (st->nchecks++ == 0) {
+    st->r0 = err;
+    res->tol_abs = p->stop_rel ? p->tol * err : p->tol;
+  }
+  if (!isfinite(err)) {
+    res->reason = IL_REASON_NONFINITE;
+    res->nonfinite_iter = iter;
+    return 1;
+  }
+  /* err == 0: an exact fixed point, converged even when a relative threshold is 0 */
+  if (converged < 0 ? (err < res->tol_abs || err == 0) : converged) {
+    res->reason = IL_REASON_CONVERGED;
+    return 1;
+  }
+  if (p->divtol > 0 && err > p->divtol * st->r0) {
+    res->reason = IL_REASON_DIVERGED;
+    return 1;
+  }
+  return 0;
+}
+
+il_status il_best_init(il_best *b, const il_problem *p) {
+  memset(b, 0, sizeof *b);
+  b->err = INFINITY;
+  b->iter = -1;
+  if (!p->keep_best) return IL_OK;
+  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)p->B * p->cell->n, sizeof *b->z, (void **)&b->z));
+  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)p->B, sizeof *b->rows, (void **)&b->rows));
+  return IL_OK;
+}
+
+void il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, double err, int iter) {
+  if (!b->z || !(err < b->err)) return;
+  b->err = err;
+  b->iter = iter;
+  memcpy(b->z, z, (size_t)p->B * p->cell->n * sizeof *z);
+  memcpy(b->rows, rows, (size_t)p->B * sizeof *rows);
+}
+
+int il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *rows, il_solve_result *res) {
+  if (!b->z || b->iter < 0 || res->reason == IL_REASON_CONVERGED) return 0;
+  if (isfinite(res->residual) && !(b->err < res->residual)) return 0;
+  memcpy(z, b->z, (size_t)p->B * p->cell->n * sizeof *z);
+  if (rows) memcpy(rows, b->rows, (size_t)p->B * sizeof *rows);
+  res->residual = b->err;
+  return 1;
+}
