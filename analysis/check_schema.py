@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Validate ilbench results files against analysis/SCHEMA.md (schema
-`ilbench-results`, major version 1).
+`ilbench-results`, major version 2; version-1 files are still accepted).
 
 usage: /usr/bin/python3 analysis/check_schema.py FILE [FILE...]
 
@@ -8,8 +8,11 @@ For every problem it prints one line
 
     FILE: ERROR: /runs/x/epochs: missing member 'test_err'
     FILE: WARNING: /runs/y: run is incomplete (status 'running') ...
+    FILE: NOTE: /: schema version 1 file ...
 
-then one summary line per file, `FILE: N errors, M warnings`.
+then one summary line per file, `FILE: N errors, M warnings`. NOTE lines are
+information only (for example, that a version-1 file has no diagnostics
+columns); they are not counted and do not change the exit status.
 Exit status: 0 when no file has an error, 1 when some file has an error,
 2 for a usage error or a file that cannot be opened as HDF5 (2 wins over 1).
 
@@ -20,7 +23,10 @@ Severity:
            is wrong, a status is not one of the three values, what the Status
            table says a run has (or lacks) does not hold, or a value lies
            outside the domain of its unit (negative time, count or byte
-           number; an error rate outside [0, 1]; a misnumbered row).
+           number; an error rate outside [0, 1]; a misnumbered row; a
+           nan_origin outside 0..4, a nan_iter below -1, a negative
+           spectral radius, condition number or relative error, a cosine
+           outside [-1, 1]).
   WARNING  a SHOULD is violated, a run is incomplete, or a derived
            plausibility check fails (epoch aggregates that disagree with the
            epoch's steps, timestamps out of order, a negative loss ...).
@@ -30,10 +36,16 @@ Severity:
 Everything SCHEMA.md lets readers ignore (unknown attributes, members,
 configuration keys, datasets, groups) is ignored.
 
-Importable: `check_file(path) -> (errors, warnings)` returns two lists of
-messages of the form "LOCATION: text" (LOCATION is an HDF5 path, "/" for the
-root); `main(argv)` is the command line. `check_file` raises `Unreadable`
-when the file cannot be opened as HDF5.
+Versions: a file of major version 2 (what ilbench writes now) or 1 (before
+the diagnostics columns) is checked against the tables of its own version.
+A version-1 file gets a note saying so; it is valid without the version-2
+members. Any other version is an error.
+
+Importable: `check_file(path, notes=None) -> (errors, warnings)` returns two
+lists of messages of the form "LOCATION: text" (LOCATION is an HDF5 path, "/"
+for the root) and appends the notes to `notes` when given a list;
+`main(argv)` is the command line. `check_file` raises `Unreadable` when the
+file cannot be opened as HDF5.
 """
 
 import argparse
@@ -51,7 +63,8 @@ import h5py  # noqa: E402  (after the environment variable on purpose)
 import numpy as np  # noqa: E402
 
 SCHEMA_NAME = "ilbench-results"
-SCHEMA_VERSION = 1  # the major version this checker was written for
+SCHEMA_VERSION = 2  # the major version ilbench writes, and this checker's own
+SUPPORTED_VERSIONS = (1, 2)  # major versions this checker validates (each against its own tables)
 
 # ---------------------------------------------------------------------------
 # The contract, as data (SCHEMA.md sections in the comments).
@@ -112,11 +125,16 @@ STATUSES = ("running", "completed", "failed")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("float32", "float64")
 REASONS = {0: "converged", 1: "max-iter", 2: "diverged", 3: "non-finite"}
+# steps.nan_origin (version 2): where a non-finite value first appeared.
+NAN_ORIGINS = {0: "none", 1: "forward solve", 2: "forward outside the solve",
+               3: "backward of the implicit layer", 4: "backward outside the layer"}
+NAN_ITER_NA = (0, 2, 4)  # origins for which nan_iter MUST be -1 (no iteration applies)
 
 I32, I64, U64, F64 = (np.dtype(t) for t in ("<i4", "<i8", "<u8", "<f8"))
 
-# "Tables": member name -> dtype, in bench/results.h order.
-EPOCH_MEMBERS = {
+# "Tables": member name -> dtype, in bench/results.h order. Version 1 first,
+# then what version 2 added.
+EPOCH_MEMBERS_V1 = {
     "epoch": I32, "lr": F64, "train_err": F64, "train_loss": F64,
     "train_iters": F64, "train_bwd_iters": F64, "test_err": F64,
     "test_loss": F64, "test_iters": F64, "max_grad_norm": F64,
@@ -125,7 +143,7 @@ EPOCH_MEMBERS = {
     "test_s": F64, "peak_mem_bytes": U64, "saved_peak_bytes": U64,
     "workspace_peak_bytes": U64,
 }
-STEP_MEMBERS = {
+STEP_MEMBERS_V1 = {
     "epoch": I32, "step": I32, "loss": F64, "err": F64, "fwd_iters": I32,
     "fwd_residual": F64, "fwd_reason": I32, "bwd_iters": I32,
     "bwd_residual": F64, "bwd_reason": I32, "nonconverged": I32,
@@ -137,7 +155,24 @@ RANK_MEMBERS = {
     "t_wait": F64, "t_allreduce": F64, "t_update": F64, "t_test": F64,
     "peak_mem_bytes": U64,
 }
-TABLES = {"epochs": EPOCH_MEMBERS, "steps": STEP_MEMBERS, "ranks": RANK_MEMBERS}
+# Version 2: diverged_batches sits between maxiter_batches and
+# nonfinite_batches; the step diagnostics follow t_update.
+EPOCH_MEMBERS = {}
+for _k, _t in EPOCH_MEMBERS_V1.items():
+    EPOCH_MEMBERS[_k] = _t
+    if _k == "maxiter_batches":
+        EPOCH_MEMBERS["diverged_batches"] = I64
+STEP_DIAG_MEMBERS = {
+    "diag_rho_max": F64, "diag_rho_mean": F64, "diag_cond": F64,
+    "diag_grad_cos": F64, "diag_grad_relerr": F64, "nan_origin": I32,
+    "nan_iter": I32,
+}
+STEP_MEMBERS = {**STEP_MEMBERS_V1, **STEP_DIAG_MEMBERS}
+TABLES = {"epochs": EPOCH_MEMBERS, "steps": STEP_MEMBERS, "ranks": RANK_MEMBERS}  # version 2
+TABLES_BY_VERSION = {
+    1: {"epochs": EPOCH_MEMBERS_V1, "steps": STEP_MEMBERS_V1, "ranks": RANK_MEMBERS},
+    2: TABLES,
+}
 
 # Value domains by unit ("Types and units"). Each list names table members.
 FRACTIONS = {"epochs": ("train_err", "test_err"), "steps": ("err",)}
@@ -147,7 +182,8 @@ TIMES = {
     "ranks": ("t_forward", "t_backward", "t_wait", "t_allreduce", "t_update", "t_test"),
 }
 COUNTS = {  # iteration, row and batch counts (integers)
-    "epochs": ("nan_batches", "nonconverged", "maxiter_batches", "nonfinite_batches", "train_batches"),
+    "epochs": ("nan_batches", "nonconverged", "maxiter_batches", "diverged_batches", "nonfinite_batches",
+               "train_batches"),
     "steps": ("fwd_iters", "bwd_iters", "nonconverged"),
     "ranks": ("local_batch",),
 }
@@ -165,11 +201,16 @@ class Unreadable(Exception):
 
 
 class Report:
-    """Collects problems; `loc` is an HDF5 path such as "/runs/x/epochs"."""
+    """Collects problems; `loc` is an HDF5 path such as "/runs/x/epochs".
+    Notes are information that is neither an error nor a warning."""
 
     def __init__(self):
         self.errors = []
         self.warnings = []
+        self.notes = []
+
+    def note(self, loc, msg):
+        self.notes.append(f"{loc}: {msg}")
 
     def error(self, loc, msg):
         self.errors.append(f"{loc}: {msg}")
@@ -264,8 +305,9 @@ def check_timestamp(rep, loc, name, value):
 # ---------------------------------------------------------------------------
 
 def check_root(rep, f, path):
-    """Root attributes. Returns False when the file must not be read further
-    (not this schema, or another major version)."""
+    """Root attributes. Returns the file's major version (one of
+    SUPPORTED_VERSIONS), or None when the file must not be read further (not
+    this schema, or a major version this checker does not know)."""
     # Schema identity first: a reader MUST refuse another schema name or major
     # version, so nothing else is checked in that case.
     name = check_typed_attr(rep, f, "/", "schema", "str", "root attribute")
@@ -273,15 +315,23 @@ def check_root(rep, f, path):
     if "schema" not in f.attrs and "schema_version" not in f.attrs:
         rep.error("/", "no 'schema' or 'schema_version' attribute: not an ilbench results file, "
                        "not checked further")
-        return False
+        return None
     if name is not None and name != SCHEMA_NAME:
         rep.error("/", f"root attribute 'schema' is {name!r}, expected {SCHEMA_NAME!r}; "
                        "not an ilbench results file, not checked further")
-        return False
-    if version is not None and version != SCHEMA_VERSION:
-        rep.error("/", f"file '{path}' has schema_version {version}; this checker reads version "
-                       f"{SCHEMA_VERSION} (a different major version is incompatible); not checked further")
-        return False
+        return None
+    if version is not None and version not in SUPPORTED_VERSIONS:
+        known = " and ".join(str(v) for v in SUPPORTED_VERSIONS)
+        rep.error("/", f"file '{path}' has schema_version {version}; this checker reads versions {known} "
+                       f"(ilbench writes version {SCHEMA_VERSION}; a different major version is "
+                       "incompatible); not checked further")
+        return None
+    if version is None:
+        version = SCHEMA_VERSION  # already an error; check the rest against the current tables
+    if version < SCHEMA_VERSION:
+        rep.note("/", f"schema version {version} file (ilbench now writes version {SCHEMA_VERSION}): checked "
+                      f"against version {version}, which has no step diagnostics (diag_*, nan_origin, "
+                      "nan_iter) and no epochs.diverged_batches")
     for key, want in ROOT_ATTRS.items():
         if key in ("schema", "schema_version"):
             continue
@@ -291,7 +341,7 @@ def check_root(rep, f, path):
         if key == "world_size" and v is not None and v < 1:
             rep.error("/", f"root attribute 'world_size' is {v}, expected >= 1")
     check_merged_from(rep, f)
-    return True
+    return version
 
 
 def check_merged_from(rep, f):
@@ -426,12 +476,13 @@ def check_peak_bytes(rep, g, loc, peaks):
 # Tables: layout and member types
 # ---------------------------------------------------------------------------
 
-def check_table_layout(rep, g, loc, name):
-    """One table: a 1-D compound dataset with every required member at the
-    right type. Returns (data, usable) where data is the table read into a
-    numpy structured array (None when unusable) and usable the set of
-    required members present with the right type (value rules only look at
-    those, so one wrong type does not cascade)."""
+def check_table_layout(rep, g, loc, name, version=SCHEMA_VERSION):
+    """One table: a 1-D compound dataset with every member the file's major
+    version requires, at the right type. Returns (data, usable) where data is
+    the table read into a numpy structured array (None when unusable) and
+    usable the set of required members present with the right type (value
+    rules only look at those, so one wrong type does not cascade). Members of
+    a later version in an older file are unknown members, and ignored."""
     tloc = f"{loc}/{name}"
     ds = g[name]
     if not isinstance(ds, h5py.Dataset):
@@ -449,7 +500,7 @@ def check_table_layout(rep, g, loc, name):
     if name != "ranks" and (ds.chunks is None or ds.maxshape != (None,)):
         rep.warn(tloc, f"is not chunked and extendible (chunks {ds.chunks}, maxshape {ds.maxshape})")
     usable = set()
-    for member, want in TABLES[name].items():
+    for member, want in TABLES_BY_VERSION[version][name].items():
         if member not in ds.dtype.fields:
             rep.error(tloc, f"missing member '{member}'")
             continue
@@ -532,9 +583,10 @@ def check_epochs_values(rep, tloc, ep, usable, cfg, status):
             rep.error(tloc, f"{n} rows but the run requested epochs = {want}")
         elif status == "completed" and n != want:
             rep.error(tloc, f"status 'completed' but {n} rows, expected epochs = {want}")
-    if {"train_batches", "nan_batches", "maxiter_batches", "nonfinite_batches"} <= usable:
-        for c in ("nan_batches", "maxiter_batches", "nonfinite_batches"):
-            bad_rows(rep, tloc, ep[c] > ep["train_batches"], ep[c], f"{c} > train_batches", "warning")
+    if "train_batches" in usable:
+        for c in ("nan_batches", "maxiter_batches", "diverged_batches", "nonfinite_batches"):
+            if c in usable:
+                bad_rows(rep, tloc, ep[c] > ep["train_batches"], ep[c], f"{c} > train_batches", "warning")
     return ok and "epoch" in usable
 
 
@@ -564,6 +616,50 @@ def check_steps_values(rep, tloc, st, usable, cfg):
     if "nonconverged" in usable and "batch" in cfg:
         nc = st["nonconverged"]
         bad_rows(rep, tloc, nc > cfg["batch"], nc, "nonconverged > batch", "warning")
+    check_steps_diagnostics(rep, tloc, st, usable)
+
+
+def check_steps_diagnostics(rep, tloc, st, usable):
+    """Version-2 step diagnostics (only the members present with the right
+    type, so nothing here applies to a version-1 file). Domains are errors:
+    nan_origin in 0..4, nan_iter >= -1, spectral radii, condition numbers and
+    relative errors >= 0, the cosine in [-1, 1], NaN allowed everywhere it
+    means "not measured". Consistency between columns is a warning."""
+    if "nan_origin" in usable:
+        o = st["nan_origin"]
+        known = np.isin(o, list(NAN_ORIGINS))
+        if not known.all():
+            vals = sorted(set(o[~known].tolist()))
+            bad_rows(rep, tloc, ~known, o, f"nan_origin outside 0..4 (invalid values {vals})")
+    if "nan_iter" in usable:
+        it = st["nan_iter"]
+        bad_rows(rep, tloc, it < -1, it, "nan_iter < -1")
+        if "nan_origin" in usable:
+            o = st["nan_origin"]
+            bad_rows(rep, tloc, np.isin(o, NAN_ITER_NA) & (it != -1), it,
+                     "nan_iter != -1 although nan_origin is 0, 2 or 4 (no iteration applies)", "warning")
+    if "nan_origin" in usable and "nan_skipped" in usable:
+        bad_rows(rep, tloc, (st["nan_skipped"] == 1) & (st["nan_origin"] == 0), st["nan_origin"],
+                 "nan_skipped = 1 but nan_origin = 0 (a non-finite gradient has an origin)", "warning")
+    for c in ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_relerr"):
+        if c in usable:
+            v = st[c]
+            bad_rows(rep, tloc, v < 0, v, f"negative {c} (must be >= 0 or NaN)")
+    if "diag_cond" in usable:
+        v = st["diag_cond"]
+        bad_rows(rep, tloc, (v >= 0) & (v < 1 - 1e-9), v,
+                 "diag_cond < 1 (a condition number is >= 1)", "warning")
+    if "diag_grad_cos" in usable:
+        v = st["diag_grad_cos"]
+        bad_rows(rep, tloc, ~np.isnan(v) & ((v < -1) | (v > 1)), v, "diag_grad_cos outside [-1, 1]")
+    pairs = (("diag_rho_max", "diag_rho_mean"), ("diag_grad_cos", "diag_grad_relerr"))
+    for a, b in pairs:
+        if a in usable and b in usable:
+            na, nb = np.isnan(st[a]), np.isnan(st[b])
+            bad_rows(rep, tloc, na != nb, st[a], f"{a} and {b} not both NaN or both measured", "warning")
+    if "diag_rho_max" in usable and "diag_rho_mean" in usable:
+        hi, mean = st["diag_rho_max"], st["diag_rho_mean"]
+        bad_rows(rep, tloc, mean > hi * (1 + 1e-12), mean, "diag_rho_mean > diag_rho_max", "warning")
 
 
 def check_steps_vs_epochs(rep, tloc, st, s_usable, ep, e_usable, status=None):
@@ -604,6 +700,7 @@ def check_epoch_aggregates(rep, eloc, s, s_usable, e, e_usable):
     sums = (("nan_batches", "nan_skipped", lambda s: int(np.sum(s == 1))),
             ("nonconverged", "nonconverged", lambda s: int(np.sum(s))),
             ("maxiter_batches", "fwd_reason", lambda s: int(np.sum(s == 1))),
+            ("diverged_batches", "fwd_reason", lambda s: int(np.sum(s == 2))),
             ("nonfinite_batches", "fwd_reason", lambda s: int(np.sum(s == 3))))
     for ecol, scol, fn in sums:
         if both(ecol, scol) and int(e[ecol]) != fn(s[scol]):
@@ -633,8 +730,8 @@ def check_ranks_values(rep, tloc, rk, usable, cfg, root_world):
 # One run, one file
 # ---------------------------------------------------------------------------
 
-def check_run(rep, run_id, g, root_world):
-    """All rules for /runs/<run_id>."""
+def check_run(rep, run_id, g, root_world, version=SCHEMA_VERSION):
+    """All rules for /runs/<run_id>, against the tables of major `version`."""
     loc = f"/runs/{run_id}"
     status, started = check_run_writer_attrs(rep, g, loc)
     cfg = check_run_config(rep, g, loc)
@@ -646,7 +743,7 @@ def check_run(rep, run_id, g, root_world):
             rep.error(loc, f"missing table '{name}'")
     for name in TABLES:
         if name in g:
-            data, usable = check_table_layout(rep, g, loc, name)
+            data, usable = check_table_layout(rep, g, loc, name, version)
             if data is not None:
                 tables[name] = (data, usable)
                 check_units(rep, f"{loc}/{name}", name, data, usable)
@@ -662,19 +759,23 @@ def check_run(rep, run_id, g, root_world):
         check_ranks_values(rep, f"{loc}/ranks", *tables["ranks"], cfg, root_world)
 
 
-def check_file(path):
-    """Check one file. Returns (errors, warnings), lists of "LOCATION: text".
-    Raises Unreadable when the file cannot be opened as HDF5."""
+def check_file(path, notes=None):
+    """Check one file. Returns (errors, warnings), lists of "LOCATION: text";
+    appends the notes (same form) to `notes` when it is a list. Raises
+    Unreadable when the file cannot be opened as HDF5."""
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as e:
         raise Unreadable(f"cannot open as HDF5: {e}") from e
     rep = Report()
     with f:
-        if check_root(rep, f, path):
+        version = check_root(rep, f, path)
+        if version is not None:
             root_world = f.attrs["world_size"] if attr_kind(f, "world_size")[0] == "int" else None
             for run_id, g in check_runs_group(rep, f):
-                check_run(rep, run_id, g, root_world)
+                check_run(rep, run_id, g, root_world, version)
+    if notes is not None:
+        notes.extend(rep.notes)
     return rep.errors, rep.warnings
 
 
@@ -686,7 +787,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="check_schema.py",
         description="Validate ilbench results files against analysis/SCHEMA.md "
-                    f"({SCHEMA_NAME} version {SCHEMA_VERSION}).",
+                    f"({SCHEMA_NAME} version {SCHEMA_VERSION}; version 1 files are still accepted).",
         epilog="Exit status: 0 no errors, 1 errors found, 2 usage error or unreadable file.")
     ap.add_argument("files", nargs="+", metavar="FILE", help="results file (.h5)")
     args = ap.parse_args(argv)  # exits 2 on a usage error
@@ -694,7 +795,8 @@ def main(argv=None):
     rc = 0
     for path in args.files:
         try:
-            errors, warnings = check_file(path)
+            notes = []
+            errors, warnings = check_file(path, notes)
         except Unreadable as e:
             print(f"{path}: {e}", file=sys.stderr)
             rc = 2
@@ -703,6 +805,8 @@ def main(argv=None):
             print(f"{path}: ERROR: {msg}")
         for msg in warnings:
             print(f"{path}: WARNING: {msg}")
+        for msg in notes:
+            print(f"{path}: NOTE: {msg}")
         print(f"{path}: {len(errors)} errors, {len(warnings)} warnings")
         if errors and rc == 0:
             rc = 1

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Load ilbench results files (analysis/SCHEMA.md, schema `ilbench-results`,
-major version 1) into small Python objects.
+major versions 1 and 2) into small Python objects.
 
     from ilbench_results import load_runs, load_many
     runs = load_runs("results.h5")          # list[Run], in file order
@@ -10,7 +10,13 @@ Each `Run` holds the run's id, the file it came from, its attributes decoded
 to Python values (`attrs`: str, int, float, list), its `status`, the
 `epochs`, `steps` and `ranks` tables as numpy structured arrays (`ranks` is
 None while a run is incomplete) and the file's root attributes
-(`software_version`, `host`, `root_attrs`).
+(`software_version`, `host`, `root_attrs`) and its major `schema_version`.
+
+Version 1 files load as they are: their tables lack the version-2 members
+(epochs.diverged_batches, steps.diag_*, steps.nan_origin, steps.nan_iter).
+Use `column(table, name)`, which gives NaN for a member the table does not
+have, or `has_column`, rather than indexing a member that may be absent;
+`metrics()` reports NaN for numbers a file cannot give.
 
 Following SCHEMA.md, readers access table members by name and ignore
 attributes, members, datasets and groups they do not know; the file's schema
@@ -31,25 +37,36 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 SCHEMA_NAME = "ilbench-results"
-SCHEMA_VERSION = 1  # the major version this reader was written for
+SCHEMA_VERSION = 2  # the major version ilbench writes
+SUPPORTED_VERSIONS = (1, 2)  # major versions this reader loads
 
-# Members this reader uses. Used only to build an empty table when a table is
-# missing, so that code working on `run.epochs[...]` sees zero rows.
+# The version-2 members; absent from version-1 tables.
+V2_EPOCH_MEMBERS = ("diverged_batches",)
+V2_STEP_MEMBERS = ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos",
+                   "diag_grad_relerr", "nan_origin", "nan_iter")
+NAN_ORIGINS = {0: "none", 1: "forward solve", 2: "forward outside the solve",
+               3: "backward of the implicit layer", 4: "backward outside the layer"}
+
+# Members this reader uses (version 2). Used only to build an empty table when
+# a table is missing, so that code working on `run.epochs[...]` sees zero rows.
 _EPOCH_DTYPE = np.dtype([
     ("epoch", "<i4"), ("lr", "<f8"), ("train_err", "<f8"), ("train_loss", "<f8"),
     ("train_iters", "<f8"), ("train_bwd_iters", "<f8"), ("test_err", "<f8"),
     ("test_loss", "<f8"), ("test_iters", "<f8"), ("max_grad_norm", "<f8"),
     ("nan_batches", "<i8"), ("nonconverged", "<i8"), ("maxiter_batches", "<i8"),
-    ("nonfinite_batches", "<i8"), ("train_batches", "<i8"), ("train_s", "<f8"),
-    ("test_s", "<f8"), ("peak_mem_bytes", "<u8"), ("saved_peak_bytes", "<u8"),
-    ("workspace_peak_bytes", "<u8")])
+    ("diverged_batches", "<i8"), ("nonfinite_batches", "<i8"), ("train_batches", "<i8"),
+    ("train_s", "<f8"), ("test_s", "<f8"), ("peak_mem_bytes", "<u8"),
+    ("saved_peak_bytes", "<u8"), ("workspace_peak_bytes", "<u8")])
 _STEP_DTYPE = np.dtype([
     ("epoch", "<i4"), ("step", "<i4"), ("loss", "<f8"), ("err", "<f8"),
     ("fwd_iters", "<i4"), ("fwd_residual", "<f8"), ("fwd_reason", "<i4"),
     ("bwd_iters", "<i4"), ("bwd_residual", "<f8"), ("bwd_reason", "<i4"),
     ("nonconverged", "<i4"), ("nan_skipped", "<i4"), ("grad_norm", "<f8"),
     ("t_forward", "<f8"), ("t_backward", "<f8"), ("t_wait", "<f8"),
-    ("t_allreduce", "<f8"), ("t_update", "<f8")])
+    ("t_allreduce", "<f8"), ("t_update", "<f8"),
+    ("diag_rho_max", "<f8"), ("diag_rho_mean", "<f8"), ("diag_cond", "<f8"),
+    ("diag_grad_cos", "<f8"), ("diag_grad_relerr", "<f8"), ("nan_origin", "<i4"),
+    ("nan_iter", "<i4")])
 
 
 class Unreadable(Exception):
@@ -102,6 +119,7 @@ class Run:
     software_version: str = "unknown"   # root attribute of the file
     host: str = "unknown"               # root attribute of the file
     root_attrs: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION  # major version of the file the run came from
 
     def get(self, key, default=None) -> Any:
         """A configuration or run attribute, or `default`."""
@@ -152,9 +170,9 @@ def load_runs(path) -> list:
                 raise SchemaError(f"{path}: schema is {name!r}, expected {SCHEMA_NAME!r}")
             if not isinstance(version, int) or isinstance(version, bool):
                 raise SchemaError(f"{path}: schema_version is {version!r}, expected an integer")
-            if version != SCHEMA_VERSION:
+            if version not in SUPPORTED_VERSIONS:
                 raise SchemaError(f"{path}: schema_version is {version}, this reader supports "
-                                  f"major version {SCHEMA_VERSION} only")
+                                  f"major versions {', '.join(map(str, SUPPORTED_VERSIONS))}")
             runs_group = f.get("runs")
             if not isinstance(runs_group, h5py.Group):
                 raise SchemaError(f"{path}: no /runs group")
@@ -172,7 +190,8 @@ def load_runs(path) -> list:
                     ranks=_read_table(g, "ranks", None),
                     software_version=str(root.get("software_version", "unknown")),
                     host=str(root.get("host", "unknown")),
-                    root_attrs=root))
+                    root_attrs=root,
+                    schema_version=version))
             return runs
     except (OSError, KeyError, TypeError) as e:
         raise Unreadable(f"{path}: cannot read: {e}") from e
@@ -199,10 +218,42 @@ def _col(table, name, dtype=float):
     return np.asarray(table[name], dtype=dtype)
 
 
+def has_column(table, name) -> bool:
+    """True when `table` (a structured array, or None) has member `name`."""
+    return table is not None and table.dtype.names is not None and name in table.dtype.names
+
+
+def column(table, name) -> np.ndarray:
+    """Member `name` of `table` as float64, one value per row; all NaN when
+    the table lacks the member (a version-1 file's diagnostics, for example).
+    None gives an empty array."""
+    if table is None or table.dtype.names is None:
+        return np.zeros(0)
+    if name not in table.dtype.names:
+        return np.full(len(table), np.nan)
+    return np.asarray(table[name], dtype=float)
+
+
 def _nanmean(x):
     x = np.asarray(x, dtype=float)
     x = x[~np.isnan(x)]
     return float(x.mean()) if x.size else float("nan")
+
+
+def _nanreduce(fn, x):
+    """fn (np.max, np.min) over the non-NaN values of x; NaN when none."""
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    return float(fn(x)) if x.size else float("nan")
+
+
+def nan_origin_counts(run) -> dict:
+    """{nan_origin code: number of steps} over the run's steps, codes 1..4
+    only (0 is "none"); empty for a version-1 file, which has no nan_origin."""
+    if not has_column(run.steps, "nan_origin"):
+        return {}
+    o = np.asarray(run.steps["nan_origin"])
+    return {int(c): int(np.sum(o == c)) for c in sorted(set(o.tolist())) if c != 0}
 
 
 def phase_seconds_per_epoch(run) -> dict:
@@ -240,6 +291,15 @@ def metrics(run) -> dict:
     }
     ph = phase_seconds_per_epoch(run)
     m.update({f"{k[2:]}_s_per_epoch": v for k, v in ph.items()})
+    # Version 2 (NaN for a version-1 file, and where nothing was measured).
+    m["diverge_rate"] = (float(_col(ep, "diverged_batches").sum() / tb)
+                         if tb > 0 and has_column(ep, "diverged_batches") else float("nan"))
+    st = run.steps
+    m["rho_max"] = _nanreduce(np.max, column(st, "diag_rho_max"))
+    m["rho_mean"] = _nanmean(column(st, "diag_rho_mean"))
+    m["cond_max"] = _nanreduce(np.max, column(st, "diag_cond"))
+    m["grad_cos_min"] = _nanreduce(np.min, column(st, "diag_grad_cos"))
+    m["grad_relerr_max"] = _nanreduce(np.max, column(st, "diag_grad_relerr"))
     total = run.attrs.get("peak_bytes_total")
     pm = _col(ep, "peak_mem_bytes")
     if isinstance(total, int):

@@ -45,7 +45,9 @@ CSV_COLUMNS = (("run_id", "file") + CONFIG_KEYS +
                 "nan_rate", "nonconv_rate", "train_s_per_epoch", "test_s_per_epoch",
                 "forward_s_per_epoch", "backward_s_per_epoch", "wait_s_per_epoch",
                 "allreduce_s_per_epoch", "update_s_per_epoch",
-                "peak_mem_bytes", "peak_mem_source", "samples_per_s"))
+                "peak_mem_bytes", "peak_mem_source", "samples_per_s",
+                "schema_version", "diverge_rate", "rho_max", "rho_mean", "cond_max",
+                "grad_cos_min", "grad_relerr_max"))
 
 
 class Skip(Exception):
@@ -412,7 +414,8 @@ def summary_rows(runs, mets):
         row = {"run_id": r.run_id, "file": r.file}
         for k in CONFIG_KEYS:
             row[k] = r.get(k)
-        row.update(status=r.status, flag=flag_of(r), epochs_requested=r.get("epochs"))
+        row.update(status=r.status, flag=flag_of(r), epochs_requested=r.get("epochs"),
+                   schema_version=r.schema_version)
         row.update({k: m[k] for k in CSV_COLUMNS if k in m})
         rows.append(row)
     return rows
@@ -442,18 +445,22 @@ def write_summary(outdir, paths, runs, rows, written, skipped, checks):
     L = ["# ilbench results summary", ""]
     L.append("## Provenance")
     L.append("")
-    L.append("| file | software_version (git) | host | created | runs |")
-    L.append("|---|---|---|---|---|")
+    L.append("| file | schema version | software_version (git) | host | created | runs |")
+    L.append("|---|---|---|---|---|---|")
     for p in paths:
         rs = [r for r in runs if r.file == p]
         root = rs[0].root_attrs if rs else {}
-        L.append(f"| `{p}` | `{root.get('software_version', '?')}` | {root.get('host', '?')} | "
-                 f"{root.get('created', '?')} | {len(rs)} |")
+        L.append(f"| `{p}` | {root.get('schema_version', '?')} | `{root.get('software_version', '?')}` | "
+                 f"{root.get('host', '?')} | {root.get('created', '?')} | {len(rs)} |")
     versions = sorted({str(r.get('software_version', r.software_version)) for r in runs})
     hosts = sorted({str(r.get('host', r.host)) for r in runs})
     L.append("")
     L.append(f"- Git version(s) of the runs: {', '.join(f'`{v}`' for v in versions) or 'none'}")
     L.append(f"- Host(s) of the runs: {', '.join(hosts) or 'none'}")
+    if any(r.schema_version < ir.SCHEMA_VERSION for r in runs):
+        L.append("- Note: runs from schema version 1 files have no diagnostics (spectral radius, condition "
+                 "number, gradient check, NaN origin) and no diverged count; those columns are NaN in "
+                 "summary.csv.")
     if any(v.endswith("-dirty") for v in versions):
         L.append("- Note: a `-dirty` version means uncommitted changes in the ilbench that wrote the run.")
     for p, (ne, nw) in checks.items():
@@ -475,7 +482,12 @@ def write_summary(outdir, paths, runs, rows, written, skipped, checks):
              "non-converged rate = non-converged rows / (training steps × batch). "
              "Peak memory: `peak_bytes_total` (rank 0), else max of `epochs.peak_mem_bytes`. "
              "On several ranks the phase times are each a max over ranks, so their sum can exceed "
-             "`train_s` (the slowest rank differs by phase; time_per_epoch.png marks `train_s`).")
+             "`train_s` (the slowest rank differs by phase; time_per_epoch.png marks `train_s`). "
+             "summary.csv also has the diverged rate (diverged steps / training steps) and the "
+             "step diagnostics over the run: largest spectral radius of df/dz (`rho_max`), mean of the "
+             "steps' mean radius (`rho_mean`), largest LU condition estimate (`cond_max`), smallest "
+             "gradient-check cosine (`grad_cos_min`) and largest relative gradient error "
+             "(`grad_relerr_max`), NaN where not measured.")
     L.append("")
     hdr = ["run_id", "solver", "backward", "tol", "hidden", "batch", "world", "stop", "seed", "status",
            "epochs", "test err", "train err", "fwd it", "bwd it", "NaN rate", "nonconv rate",

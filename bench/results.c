@@ -1,9 +1,20 @@
 /* bench/results.c: building a run's configuration as ordered key/value
- * attributes (il_run_info). No HDF5 here; results_h5.c writes them. */
+ * attributes (il_run_info), and an empty step row. No HDF5 here;
+ * results_h5.c writes them. */
 #include "results.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+void il_step_row_init(il_step_row *r) {
+  memset(r, 0, sizeof *r);
+  r->diag_rho_max = r->diag_rho_mean = NAN;
+  r->diag_cond = NAN;
+  r->diag_grad_cos = r->diag_grad_relerr = NAN;
+  r->nan_origin = IL_NAN_NONE;
+  r->nan_iter = -1;
+}
 
 void il_run_info_init(il_run_info *ri, const char *run_id) {
   memset(ri, 0, sizeof *ri);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "il_arena.h"
+#include "il_diag.h"
 #include "il_status.h"
 
 /* One row per epoch (rank 0's aggregate over the global batch). */
@@ -18,7 +19,9 @@ typedef struct il_epoch_row {
   double train_iters, train_bwd_iters; /* mean per batch */
   double test_err, test_loss, test_iters;
   double max_grad_norm;
-  int64_t nan_batches, nonconverged, maxiter_batches, nonfinite_batches, train_batches;
+  int64_t nan_batches, nonconverged;
+  int64_t maxiter_batches, diverged_batches, nonfinite_batches; /* training steps by forward reason 1, 2, 3 */
+  int64_t train_batches;
   double train_s, test_s;           /* wall seconds, max over ranks */
   uint64_t peak_mem_bytes, saved_peak_bytes, workspace_peak_bytes; /* max over ranks */
 } il_epoch_row;
@@ -38,7 +41,19 @@ typedef struct il_step_row {
   int32_t nan_skipped;              /* 1 when the step was skipped for a non-finite gradient */
   double grad_norm;
   double t_forward, t_backward, t_wait, t_allreduce, t_update; /* seconds, max over ranks */
+  /* Diagnostics (schema v2). NaN when not measured on this step. */
+  double diag_rho_max, diag_rho_mean; /* spectral radius of df/dz at z* (power iteration), max/mean over samples */
+  double diag_cond;                 /* largest inf-norm condition estimate (gecon) of I - df/dz over the step's LUs */
+  double diag_grad_cos, diag_grad_relerr; /* layer gradient (dx, dW) vs the exact IFT gradient: cosine, rel. error */
+  int32_t nan_origin;               /* il_nan_origin: where a non-finite value first appeared (0 none) */
+  int32_t nan_iter;                 /* solver iteration / unrolled step / adjoint iteration of it; -1 none or n/a */
 } il_step_row;
+
+/* Values of il_step_row.nan_origin: il_nan_origin in core/il_diag.h. */
+
+/* A step row with nothing measured yet: numbers 0, diagnostics NaN,
+ * nan_origin IL_NAN_NONE and nan_iter -1. Fill in what the step measured. */
+void il_step_row_init(il_step_row *r);
 
 /* Per-rank totals over a run, written collectively (one row per rank). */
 typedef struct il_rank_row {

@@ -27,8 +27,8 @@
 #define ILBENCH_GIT "unknown"
 #endif
 
-#define EPOCH_CHUNK_ROWS 64 /* ~9 KB chunks */
-#define STEP_CHUNK_ROWS 256 /* ~34 KB chunks; parallel HDF5 allocates them up front */
+#define EPOCH_CHUNK_ROWS 64 /* ~10 KB chunks */
+#define STEP_CHUNK_ROWS 256 /* ~41 KB chunks; parallel HDF5 allocates them up front */
 #define STATUS_LEN 16 /* fixed size of the run `status` attribute */
 
 /* ---- helpers shared with results_merge.c --------------------------------- */
@@ -201,22 +201,27 @@ out:
   return st;
 }
 
-il_status il_h5i_check_schema(hid_t fid, const char *path) {
+il_status il_h5i_read_schema(hid_t fid, const char *path, int64_t *version) {
   char name[128];
   int found;
-  int64_t ver = 0;
   IL_CHECK(il_h5i_get_str_attr(fid, "schema", name, sizeof name, &found, path));
   if (!found)
     return IL_ERR(IL_ERR_FORMAT, "results file '%s' is not an ilbench results file (no 'schema' attribute)", path);
   if (strcmp(name, IL_H5_SCHEMA) != 0)
     return IL_ERR(IL_ERR_FORMAT, "results file '%s' has schema '%s', expected '%s'", path, name, IL_H5_SCHEMA);
-  IL_CHECK(il_h5i_get_i64_attr(fid, "schema_version", &ver, &found, path));
+  IL_CHECK(il_h5i_get_i64_attr(fid, "schema_version", version, &found, path));
   if (!found)
     return IL_ERR(IL_ERR_FORMAT, "results file '%s' has no 'schema_version' attribute", path);
+  return IL_OK;
+}
+
+il_status il_h5i_check_schema(hid_t fid, const char *path) {
+  int64_t ver = 0;
+  IL_CHECK(il_h5i_read_schema(fid, path, &ver));
   if (ver != IL_H5_SCHEMA_VERSION)
     return IL_ERR(IL_ERR_FORMAT,
-                  "results file '%s' has schema version %lld; this ilbench reads and writes version %d "
-                  "(a different major version is incompatible)",
+                  "results file '%s' has schema version %lld; this ilbench writes schema version %d and adds "
+                  "runs only to a file of that version (a different major version is incompatible)",
                   path, (long long)ver, IL_H5_SCHEMA_VERSION);
   return IL_OK;
 }
@@ -329,7 +334,8 @@ static il_status make_types(il_h5_file *f) {
       INS(te, il_epoch_row, test_loss, F64) || INS(te, il_epoch_row, test_iters, F64) ||
       INS(te, il_epoch_row, max_grad_norm, F64) || INS(te, il_epoch_row, nan_batches, I64) ||
       INS(te, il_epoch_row, nonconverged, I64) || INS(te, il_epoch_row, maxiter_batches, I64) ||
-      INS(te, il_epoch_row, nonfinite_batches, I64) || INS(te, il_epoch_row, train_batches, I64) ||
+      INS(te, il_epoch_row, diverged_batches, I64) || INS(te, il_epoch_row, nonfinite_batches, I64) ||
+      INS(te, il_epoch_row, train_batches, I64) ||
       INS(te, il_epoch_row, train_s, F64) || INS(te, il_epoch_row, test_s, F64) ||
       INS(te, il_epoch_row, peak_mem_bytes, U64) || INS(te, il_epoch_row, saved_peak_bytes, U64) ||
       INS(te, il_epoch_row, workspace_peak_bytes, U64))
@@ -341,7 +347,11 @@ static il_status make_types(il_h5_file *f) {
       INS(ts, il_step_row, bwd_reason, I32) || INS(ts, il_step_row, nonconverged, I32) ||
       INS(ts, il_step_row, nan_skipped, I32) || INS(ts, il_step_row, grad_norm, F64) ||
       INS(ts, il_step_row, t_forward, F64) || INS(ts, il_step_row, t_backward, F64) || INS(ts, il_step_row, t_wait, F64) ||
-      INS(ts, il_step_row, t_allreduce, F64) || INS(ts, il_step_row, t_update, F64))
+      INS(ts, il_step_row, t_allreduce, F64) || INS(ts, il_step_row, t_update, F64) ||
+      INS(ts, il_step_row, diag_rho_max, F64) || INS(ts, il_step_row, diag_rho_mean, F64) ||
+      INS(ts, il_step_row, diag_cond, F64) || INS(ts, il_step_row, diag_grad_cos, F64) ||
+      INS(ts, il_step_row, diag_grad_relerr, F64) || INS(ts, il_step_row, nan_origin, I32) ||
+      INS(ts, il_step_row, nan_iter, I32))
     goto fail;
   if (INS(tr, il_rank_row, rank, I32) || INS(tr, il_rank_row, local_batch, I32) ||
       INS(tr, il_rank_row, t_forward, F64) || INS(tr, il_rank_row, t_backward, F64) || INS(tr, il_rank_row, t_wait, F64) ||

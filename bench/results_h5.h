@@ -24,7 +24,8 @@
 #include "results.h"
 
 #define IL_H5_SCHEMA "ilbench-results"
-#define IL_H5_SCHEMA_VERSION 1 /* major version: bumped on an incompatible change */
+#define IL_H5_SCHEMA_VERSION 2 /* major version written: bumped on an incompatible change */
+#define IL_H5_SCHEMA_VERSION_OLDEST 1 /* oldest major version `merge` still accepts (all inputs alike) */
 
 enum {
   IL_H5_CREATE = 0, /* new file; refuse an existing one (nothing is written to it) */
@@ -60,9 +61,12 @@ il_status il_h5_close(il_h5_file *f);
 
 /* Serial (one process, no collective calls): merge results files into
  * out_path. Refuses an existing out_path unless force, an input whose schema
- * name or major version differs from this writer's, and a run id present in
- * two inputs; nothing is written when refused. Copies every /runs/<id> and
- * the first input's root attributes, with command_line noting the merge and
+ * name differs or whose major version is not one of
+ * IL_H5_SCHEMA_VERSION_OLDEST..IL_H5_SCHEMA_VERSION, inputs of different
+ * major versions (the error names both files and both versions), and a run id
+ * present in two inputs; nothing is written when refused. Copies every
+ * /runs/<id> and the first input's root attributes (so the output keeps the
+ * inputs' common major version), with command_line noting the merge and
  * `merged_from` listing the inputs. */
 il_status il_h5_merge(const char *out_path, int force, const char *const *inputs, int ninputs);
 

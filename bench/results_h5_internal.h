@@ -37,8 +37,14 @@ il_status il_h5i_get_str_attr(hid_t obj, const char *name, char *buf, size_t n, 
 /* Read an integer attribute; *found = 0 and IL_OK when it does not exist. */
 il_status il_h5i_get_i64_attr(hid_t obj, const char *name, int64_t *v, int *found, const char *path);
 
+/* Read an open file's schema identity: the root must say schema IL_H5_SCHEMA
+ * with an integer schema_version, stored in *version. IL_ERR_FORMAT naming the
+ * file if not. Does not judge the version. */
+il_status il_h5i_read_schema(hid_t fid, const char *path, int64_t *version);
+
 /* Check that an open file's root says schema IL_H5_SCHEMA with major version
- * IL_H5_SCHEMA_VERSION; IL_ERR_FORMAT naming the file and both versions if not. */
+ * IL_H5_SCHEMA_VERSION (the one this writer appends to); IL_ERR_FORMAT naming
+ * the file and both versions if not. */
 il_status il_h5i_check_schema(hid_t fid, const char *path);
 
 /* Current UTC time as ISO 8601, e.g. "2025-01-31T12:00:00Z". */

@@ -1,6 +1,13 @@
 /* bench/results_merge.c: merge results files (serial, one process).
  * Every input is checked (schema name and major version, run ids unique over
- * all inputs) before the output is created, so a refused merge writes nothing. */
+ * all inputs) before the output is created, so a refused merge writes nothing.
+ *
+ * Versions: the merge copies run groups verbatim and the first input's root
+ * attributes, so merging inputs that all have one major version is safe for
+ * any version this program knows (IL_H5_SCHEMA_VERSION_OLDEST..
+ * IL_H5_SCHEMA_VERSION): the output is a file of that version. Inputs of
+ * different major versions are refused: the output's root would claim one
+ * version while some of its runs had another's tables. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +163,7 @@ il_status il_h5_merge(const char *out_path, int force, const char *const *inputs
   run_list runs = {0};
   hid_t out = -1, out_runs = -1;
   int created = 0;
+  int64_t first_ver = 0; /* the first input's major version; all inputs must match it */
   char *cmd = NULL, *first_cmd = NULL;
   if (!fids) {
     st = IL_ERR(IL_ERR_NOMEM, "merge: out of memory");
@@ -195,7 +203,25 @@ il_status il_h5_merge(const char *out_path, int force, const char *const *inputs
       st = IL_H5_FAIL(IL_ERR_IO, inputs[i], "cannot open the file");
       goto done;
     }
-    IL_CHECK_GOTO(st, il_h5i_check_schema(fids[i], inputs[i]), done);
+    int64_t ver = 0;
+    IL_CHECK_GOTO(st, il_h5i_read_schema(fids[i], inputs[i], &ver), done);
+    if (ver < IL_H5_SCHEMA_VERSION_OLDEST || ver > IL_H5_SCHEMA_VERSION) {
+      st = IL_ERR(IL_ERR_FORMAT,
+                  "results file '%s' has schema version %lld; this ilbench merges versions %d to %d "
+                  "(it writes version %d)",
+                  inputs[i], (long long)ver, IL_H5_SCHEMA_VERSION_OLDEST, IL_H5_SCHEMA_VERSION,
+                  IL_H5_SCHEMA_VERSION);
+      goto done;
+    }
+    if (i == 0) {
+      first_ver = ver;
+    } else if (ver != first_ver) {
+      st = IL_ERR(IL_ERR_FORMAT,
+                  "merge: cannot mix schema versions: '%s' has schema version %lld but '%s' has schema version "
+                  "%lld; merge files of one version only (a merged file has a single version)",
+                  inputs[0], (long long)first_ver, inputs[i], (long long)ver);
+      goto done;
+    }
     htri_t ex = H5Lexists(fids[i], "runs", H5P_DEFAULT);
     if (ex < 0) {
       st = IL_H5_FAIL(IL_ERR_FORMAT, inputs[i], "cannot look up group /runs");

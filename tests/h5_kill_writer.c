@@ -6,8 +6,10 @@
  *
  * usage: h5_kill_writer <results.h5> [sleep_s (default 0.2)]
  * Row values (checked by the script): epoch row n has epoch = n,
- * lr = 0.1, train_loss = 1/(n+1), train_batches = 10n; step row (n, s) has
- * epoch = n, step = s, loss = n + s/10, fwd_iters = 10n + s. */
+ * lr = 0.1, train_loss = 1/(n+1), train_batches = 10n, diverged_batches = n;
+ * step row (n, s) has epoch = n, step = s, loss = n + s/10, fwd_iters = 10n + s,
+ * and the defaults of il_step_row_init (diagnostics NaN, nan_origin 0,
+ * nan_iter -1) except diag_cond = s + 1. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +53,14 @@ int main(int argc, char **argv) {
     il_epoch_row e;
     il_step_row s[3];
     memset(&e, 0, sizeof e);
-    memset(s, 0, sizeof s);
     e.epoch = n;
     e.lr = 0.1;
     e.train_loss = 1.0 / (n + 1);
     e.train_batches = 10 * (int64_t)n;
+    e.diverged_batches = n;
     for (int k = 0; k < 3; k++) {
+      il_step_row_init(&s[k]);
+      s[k].diag_cond = k + 1;
       s[k].epoch = n;
       s[k].step = k;
       s[k].loss = n + k / 10.0;

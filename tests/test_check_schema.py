@@ -3,7 +3,8 @@
 Run with: /usr/bin/python3 -m pytest -q tests/test_check_schema.py
 
 Each test writes a small file with h5py that follows analysis/SCHEMA.md
-(make_valid), checks that the validator accepts it, or breaks one rule in a
+(make_valid: version 2 with the step diagnostics populated, or version 1
+without them), checks that the validator accepts it, or breaks one rule in a
 copy and checks that the validator reports that rule. If ILBENCH_TEST_H5
 names a file written by ilbench (for example a 2-rank sweep), the validator
 is also run on it as a subprocess.
@@ -60,8 +61,9 @@ def write_table(g, name, data, extendible=True):
         g.create_dataset(name, data=data)
 
 
-def write_run(runs, run_id, status="completed", epochs_done=EPOCHS):
-    """One run with every required attribute and consistent tables."""
+def write_run(runs, run_id, status="completed", epochs_done=EPOCHS, version=2):
+    """One run with every required attribute and consistent tables (of the
+    given major version; version 2 has the step diagnostics, populated)."""
     g = runs.create_group(run_id)
     cfg = {
         "solver": s("newton"), "backward": s("implicit"), "tol": np.float64(1e-4),
@@ -81,8 +83,9 @@ def write_run(runs, run_id, status="completed", epochs_done=EPOCHS):
     g.attrs["command_line"] = s("ilbench train --out x.h5")
     g.attrs["status"] = s(status.ljust(16, "\0"))  # the writer uses a 16-byte status
 
-    ep = table(cs.EPOCH_MEMBERS, epochs_done)
-    st = table(cs.STEP_MEMBERS, epochs_done * STEPS_PER_EPOCH)
+    members = cs.TABLES_BY_VERSION[version]
+    ep = table(members["epochs"], epochs_done)
+    st = table(members["steps"], epochs_done * STEPS_PER_EPOCH)
     for e in range(epochs_done):
         rows = slice(e * STEPS_PER_EPOCH, (e + 1) * STEPS_PER_EPOCH)
         st["epoch"][rows] = e
@@ -93,8 +96,22 @@ def write_run(runs, run_id, status="completed", epochs_done=EPOCHS):
         st["bwd_iters"][rows] = 2
         st["grad_norm"][rows] = [1.0, 1.5, 1.25]
         st["t_forward"][rows] = 0.01
-        ep[e] = (e, 0.1, 0.5, 2.0 - e, 5.0, 2.0, 0.4, 1.9 - e, 5.0, 1.5, 0, 0, 0, 0,
-                 STEPS_PER_EPOCH, 0.1, 0.02, 4096, 1024, 2048)
+        if version >= 2:
+            # diagnostics measured on the first two steps of each epoch, the
+            # gradient check sampled on the first one only; no NaN anywhere
+            st["diag_rho_max"][rows] = [0.9, 0.95, np.nan]
+            st["diag_rho_mean"][rows] = [0.6, 0.7, np.nan]
+            st["diag_cond"][rows] = [12.5, 3.0e4, np.nan]
+            st["diag_grad_cos"][rows] = [0.999, np.nan, np.nan]
+            st["diag_grad_relerr"][rows] = [2.5e-3, np.nan, np.nan]
+            st["nan_origin"][rows] = 0
+            st["nan_iter"][rows] = -1
+        row = dict(epoch=e, lr=0.1, train_err=0.5, train_loss=2.0 - e, train_iters=5.0, train_bwd_iters=2.0,
+                   test_err=0.4, test_loss=1.9 - e, test_iters=5.0, max_grad_norm=1.5,
+                   train_batches=STEPS_PER_EPOCH, train_s=0.1, test_s=0.02, peak_mem_bytes=4096,
+                   saved_peak_bytes=1024, workspace_peak_bytes=2048)  # the *_batches counts stay 0
+        for k, v in row.items():
+            ep[k][e] = v
     write_table(g, "epochs", ep)
     write_table(g, "steps", st)
 
@@ -112,12 +129,12 @@ def write_run(runs, run_id, status="completed", epochs_done=EPOCHS):
     return g
 
 
-def make_valid(path, statuses=("completed",)):
-    """A minimal valid results file: root attributes and one run per status
-    (run ids r0, r1, ...). Returns the path."""
+def make_valid(path, statuses=("completed",), version=2):
+    """A minimal valid results file of major `version`: root attributes and
+    one run per status (run ids r0, r1, ...). Returns the path."""
     with h5py.File(path, "w") as f:
         f.attrs["schema"] = s("ilbench-results")
-        f.attrs["schema_version"] = np.int64(1)
+        f.attrs["schema_version"] = np.int64(version)
         f.attrs["software_version"] = s("v1.0-test")
         f.attrs["created"] = s("2025-01-31T12:00:00Z")
         f.attrs["host"] = s("node0")
@@ -125,7 +142,7 @@ def make_valid(path, statuses=("completed",)):
         f.attrs["world_size"] = np.int64(WORLD)
         runs = f.create_group("runs")
         for i, status in enumerate(statuses):
-            write_run(runs, f"r{i}", status, EPOCHS if status == "completed" else EPOCHS - 1)
+            write_run(runs, f"r{i}", status, EPOCHS if status == "completed" else EPOCHS - 1, version)
     return path
 
 
@@ -178,9 +195,18 @@ def has(msgs, *words):
 # ---------------------------------------------------------------------------
 
 def test_minimal_valid_file_is_clean(valid):
-    errors, warnings = cs.check_file(str(valid))
+    notes = []
+    errors, warnings = cs.check_file(str(valid), notes)
     assert errors == []
     assert warnings == []
+    assert notes == []
+    # it is a version-2 file whose diagnostics hold real (non-NaN) values
+    with h5py.File(valid, "r") as f:
+        assert int(f.attrs["schema_version"]) == 2
+        st = f["runs"][RUN]["steps"][()]
+        for c in ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos", "diag_grad_relerr"):
+            assert np.isfinite(st[c]).any(), c
+        assert "diverged_batches" in f["runs"][RUN]["epochs"].dtype.names
 
 
 def test_failed_run_without_peak_bytes_is_valid(tmp_path):
@@ -254,10 +280,11 @@ def test_root_attribute_of_wrong_type(valid):
     assert has(errors, "world_size", "expected")
 
 
-def test_wrong_schema_version(valid):
-    errors, _ = mutate(valid, lambda f: f.attrs.__setitem__("schema_version", np.int64(2)))
-    # names the file and both versions
-    assert has(errors, str(valid), "schema_version 2", "version 1")
+@pytest.mark.parametrize("version", [0, 3])
+def test_wrong_schema_version(valid, version):
+    errors, _ = mutate(valid, lambda f: f.attrs.__setitem__("schema_version", np.int64(version)))
+    # names the file, its version and the versions this checker reads
+    assert has(errors, str(valid), f"schema_version {version}", "versions 1 and 2")
 
 
 def test_wrong_schema_name(valid):
@@ -330,8 +357,10 @@ def test_negative_peak_bytes(valid):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("table_name,member", [("epochs", "test_err"), ("epochs", "train_batches"),
+                                               ("epochs", "diverged_batches"),
                                                ("steps", "fwd_reason"), ("steps", "t_wait"),
-                                               ("ranks", "t_test"), ("ranks", "rank")])
+                                               ("ranks", "t_test"), ("ranks", "rank")]
+                         + [("steps", m) for m in cs.STEP_DIAG_MEMBERS])
 def test_missing_table_member(valid, table_name, member):
     errors, _ = with_member(valid, table_name, member, drop=True)
     assert has(errors, f"/runs/{RUN}/{table_name}:", f"missing member '{member}'")
@@ -343,6 +372,11 @@ def test_missing_table_member(valid, table_name, member):
     ("steps", "fwd_iters", "<i8", "int64"),
     ("steps", "loss", "<f4", "float32"),
     ("ranks", "peak_mem_bytes", "<f8", "float64"),
+    ("steps", "nan_origin", "<i8", "int64"),
+    ("steps", "nan_iter", "<f8", "float64"),
+    ("steps", "diag_cond", "<f4", "float32"),
+    ("steps", "diag_grad_cos", "<f2", "float16"),
+    ("epochs", "diverged_batches", "<i4", "int32"),
 ])
 def test_wrong_member_dtype(valid, table_name, member, dtype, expect):
     errors, _ = with_member(valid, table_name, member, dtype=dtype)
@@ -421,6 +455,158 @@ def test_epoch_aggregate_mismatch_is_a_warning(valid):
     errors, warnings = set_column(valid, "epochs", "nan_batches", [0, 1])
     assert errors == []
     assert has(warnings, "(epoch 1)", "nan_batches = 1", "steps give 0")
+
+
+def test_diverged_batches_aggregate_mismatch_is_a_warning(valid):
+    errors, warnings = set_column(valid, "steps", "fwd_reason", [0, 2, 0, 2, 2, 0])
+    assert errors == []
+    assert has(warnings, "(epoch 0)", "diverged_batches = 0", "steps give 1")
+    assert has(warnings, "(epoch 1)", "diverged_batches = 0", "steps give 2")
+    errors, warnings = set_column(valid, "epochs", "diverged_batches", [1, 2])
+    assert errors == [] and warnings == []
+
+
+def test_negative_diverged_batches(valid):
+    errors, _ = set_column(valid, "epochs", "diverged_batches", [0, -3])
+    assert has(errors, "/epochs", "negative count diverged_batches", "row 1")
+
+
+# ---------------------------------------------------------------------------
+# Version 2: step diagnostics
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [5, -1, 99])
+def test_invalid_nan_origin_is_an_error(valid, bad):
+    errors, _ = set_column(valid, "steps", "nan_origin", [0, 0, bad, 0, 0, 0])
+    assert has(errors, f"/runs/{RUN}/steps", "nan_origin outside 0..4", f"[{bad}]", "row 2")
+
+
+def test_every_nan_origin_code_is_valid(valid):
+    # a step per code, each with a consistent nan_iter and NaN-skip flag
+    def fn(f):
+        g = f["runs"][RUN]
+        st = g["steps"][()]
+        st["nan_origin"] = [0, 1, 2, 3, 4, 0]
+        st["nan_iter"] = [-1, 17, -1, 0, -1, -1]
+        st["nan_skipped"] = [0, 1, 1, 1, 1, 0]
+        st["grad_norm"] = [1.0, np.nan, np.nan, np.nan, np.nan, 1.5]
+        g["steps"][...] = st
+        ep = g["epochs"][()]
+        ep["nan_batches"] = [2, 2]
+        ep["max_grad_norm"] = [1.0, 1.5]
+        g["epochs"][...] = ep
+    errors, warnings = mutate(valid, fn)
+    assert errors == [] and warnings == []
+
+
+def test_nan_iter_below_minus_one_is_an_error(valid):
+    errors, _ = set_column(valid, "steps", "nan_iter", [-1, -1, -1, -2, -1, -1])
+    assert has(errors, "/steps", "nan_iter < -1", "row 3")
+
+
+def test_nan_iter_without_an_iterative_origin_is_a_warning(valid):
+    # nan_origin 0 (none) with an iteration: the writer forgot the -1
+    errors, warnings = set_column(valid, "steps", "nan_iter", [-1, 0, -1, -1, -1, -1])
+    assert errors == []
+    assert has(warnings, "/steps", "nan_iter != -1", "nan_origin is 0, 2 or 4", "row 1")
+
+
+def test_skipped_step_without_origin_is_a_warning(valid):
+    def fn(f):
+        g = f["runs"][RUN]
+        st = g["steps"][()]
+        st["nan_skipped"][0], st["grad_norm"][0] = 1, np.nan
+        g["steps"][...] = st
+        ep = g["epochs"][()]
+        ep["nan_batches"][0], ep["max_grad_norm"][0] = 1, 1.5
+        g["epochs"][...] = ep
+    errors, warnings = mutate(valid, fn)
+    assert errors == []
+    assert has(warnings, "nan_skipped = 1 but nan_origin = 0")
+
+
+@pytest.mark.parametrize("member", ["diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_relerr"])
+def test_negative_diagnostic_is_an_error(valid, member):
+    errors, _ = set_column(valid, "steps", member, [0.1, 0.1, np.nan, 20.0, -0.5, np.nan]
+                           if member != "diag_rho_mean" else [0.05, 0.05, np.nan, 0.1, -0.5, np.nan])
+    assert has(errors, "/steps", f"negative {member}", "row 4", "-0.5")
+
+
+@pytest.mark.parametrize("value", [1.5, -1.0000001, np.inf])
+def test_cosine_outside_unit_interval_is_an_error(valid, value):
+    errors, _ = set_column(valid, "steps", "diag_grad_cos", [0.9, np.nan, np.nan, value, np.nan, np.nan])
+    assert has(errors, "/steps", "diag_grad_cos outside [-1, 1]", "row 3")
+
+
+def test_cosine_bounds_and_nan_are_valid(valid):
+    errors, warnings = set_column(valid, "steps", "diag_grad_cos", [1.0, np.nan, np.nan, -1.0, np.nan, np.nan])
+    assert errors == [] and warnings == []
+
+
+def test_infinite_condition_number_is_valid(valid):
+    # gecon's reciprocal condition number is 0 for a singular LU
+    errors, warnings = set_column(valid, "steps", "diag_cond", [np.inf, 2.0, np.nan, 1.0, 7.0, np.nan])
+    assert errors == [] and warnings == []
+
+
+def test_implausible_diagnostics_are_warnings(valid):
+    errors, warnings = set_column(valid, "steps", "diag_rho_mean", [0.95, 0.7, np.nan, 0.6, np.nan, 0.1])
+    assert errors == []
+    assert has(warnings, "diag_rho_mean > diag_rho_max", "row 0")
+    assert has(warnings, "diag_rho_max and diag_rho_mean not both NaN", "row 4")
+    errors, warnings = set_column(valid, "steps", "diag_cond", [0.5, 2.0, np.nan, 1.0, 7.0, np.nan])
+    assert errors == []
+    assert has(warnings, "diag_cond < 1", "row 0")
+
+
+# ---------------------------------------------------------------------------
+# Version 1 files
+# ---------------------------------------------------------------------------
+
+def test_v1_file_is_accepted_with_a_note(tmp_path):
+    path = make_valid(tmp_path / "v1.h5", statuses=("completed", "running"), version=1)
+    with h5py.File(path, "r") as f:
+        assert "nan_origin" not in f["runs/r0/steps"].dtype.names
+        assert "diverged_batches" not in f["runs/r0/epochs"].dtype.names
+    notes = []
+    errors, warnings = cs.check_file(str(path), notes)
+    assert errors == []
+    assert warnings == [w for w in warnings if "incomplete" in w]  # only the running run's warning
+    assert has(notes, "/:", "schema version 1", "no step diagnostics")
+    p = run_cli(path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"{path}: NOTE: /: schema version 1 file" in p.stdout
+    assert p.stdout.endswith(f"{path}: 0 errors, 1 warnings\n")
+
+
+def test_v1_file_still_checks_its_own_members(tmp_path):
+    path = make_valid(tmp_path / "v1.h5", version=1)
+    errors, _ = with_member(path, "steps", "fwd_reason", drop=True)
+    assert has(errors, "/steps:", "missing member 'fwd_reason'")
+
+
+def test_v1_tables_labelled_v2_are_an_error(tmp_path):
+    # the version attribute decides what is required: v1 tables in a v2 file lack the diagnostics
+    path = make_valid(tmp_path / "v1.h5", version=1)
+    errors, _ = mutate(path, lambda f: f.attrs.__setitem__("schema_version", np.int64(2)))
+    for m in list(cs.STEP_DIAG_MEMBERS):
+        assert has(errors, f"/runs/{RUN}/steps:", f"missing member '{m}'")
+    assert has(errors, f"/runs/{RUN}/epochs:", "missing member 'diverged_batches'")
+
+
+def test_v2_members_in_a_v1_file_are_ignored(tmp_path):
+    # readers ignore unknown members: a v1 file with a bad nan_origin column is not judged by v2 rules
+    path = make_valid(tmp_path / "v1.h5", version=1)
+    with h5py.File(path, "r+") as f:
+        g = f["runs"][RUN]
+        old = g["steps"][()]
+        new = np.zeros(len(old), dtype=np.dtype(old.dtype.descr + [("nan_origin", "<i4")]))
+        for n in old.dtype.names:
+            new[n] = old[n]
+        new["nan_origin"] = 9
+        write_table(g, "steps", new)
+    errors, warnings = cs.check_file(str(path))
+    assert errors == [] and warnings == []
 
 
 # ---------------------------------------------------------------------------

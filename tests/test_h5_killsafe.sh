@@ -73,13 +73,14 @@ else
 fi
 
 if "$PY" - "$F" "$flushed" <<'PYEOF'
+import math
 import sys
 import h5py
 path, flushed = sys.argv[1], int(sys.argv[2])
 s = lambda v: v.decode() if isinstance(v, bytes) else str(v)
 bad = []
 with h5py.File(path, "r") as f:
-    if s(f.attrs["schema"]) != "ilbench-results" or int(f.attrs["schema_version"]) != 1:
+    if s(f.attrs["schema"]) != "ilbench-results" or int(f.attrs["schema_version"]) != 2:
         bad.append("schema attributes")
     run = f["runs/killed"]
     status = s(run.attrs["status"])
@@ -92,7 +93,8 @@ with h5py.File(path, "r") as f:
     if n < 3 or n < flushed or n > flushed + 1:
         bad.append("%d epoch rows, %d flushed" % (n, flushed))
     for i, r in enumerate(ep):
-        if (r["epoch"], r["lr"], r["train_loss"], r["train_batches"]) != (i, 0.1, 1.0 / (i + 1), 10 * i):
+        if (r["epoch"], r["lr"], r["train_loss"], r["train_batches"], r["diverged_batches"]) != (
+                i, 0.1, 1.0 / (i + 1), 10 * i, i):
             bad.append("epoch row %d: %r" % (i, r))
     if len(st) != 3 * n:
         bad.append("%d step rows for %d epochs" % (len(st), n))
@@ -100,6 +102,10 @@ with h5py.File(path, "r") as f:
         i, k = divmod(j, 3)
         if (r["epoch"], r["step"], r["loss"], r["fwd_iters"]) != (i, k, i + k / 10.0, 10 * i + k):
             bad.append("step row %d: %r" % (j, r))
+        # schema v2 diagnostics: the writer's defaults (NaN, origin 0, iteration -1) and diag_cond = k + 1
+        diag = [r[c] for c in ("diag_rho_max", "diag_rho_mean", "diag_grad_cos", "diag_grad_relerr")]
+        if not all(math.isnan(v) for v in diag) or (r["diag_cond"], r["nan_origin"], r["nan_iter"]) != (k + 1, 0, -1):
+            bad.append("step row %d diagnostics: %r" % (j, r))
     if "ranks" in run:
         bad.append("a killed run has a ranks table")
 for b in bad:

@@ -11,6 +11,7 @@ HDF5 files with h5py, independently of the code under test.
 """
 
 import csv
+import math
 import os
 import shutil
 import struct
@@ -150,6 +151,7 @@ def test_load_runs(results):
             assert isinstance(r.attrs["hidden"], int) and r.attrs["hidden"] == int(g.attrs["hidden"])
             assert isinstance(r.attrs["tol"], float) and r.attrs["tol"] == float(g.attrs["tol"])
             assert r.software_version == text(f.attrs["software_version"])
+            assert r.schema_version == 2 and "nan_origin" in r.steps.dtype.names
             assert r.host == text(f.attrs["host"])
             assert isinstance(r.root_attrs["command_line"], str)
             np.testing.assert_array_equal(r.epochs, g["epochs"][()])
@@ -304,13 +306,13 @@ def test_unreadable_input(tmp_path):
 
 
 def test_wrong_major_version(tmp_path):
-    path = tmp_path / "v2.h5"
+    path = tmp_path / "v3.h5"
     with h5py.File(path, "w") as f:
         f.attrs["schema"] = np.bytes_("ilbench-results")
-        f.attrs["schema_version"] = np.int64(2)
+        f.attrs["schema_version"] = np.int64(3)
         f.create_group("runs")
     p = report([str(path), "-o", str(tmp_path / "o")], check=2)
-    assert "schema_version is 2" in p.stderr and "v2.h5" in p.stderr
+    assert "schema_version is 3" in p.stderr and "v3.h5" in p.stderr and "1, 2" in p.stderr
     with pytest.raises(ir.SchemaError):
         ir.load_runs(path)
     with h5py.File(path, "r+") as f:
@@ -318,6 +320,102 @@ def test_wrong_major_version(tmp_path):
         f.attrs["schema_version"] = np.int64(1)
     p = report([str(path), "-o", str(tmp_path / "o")], check=2)
     assert "something-else" in p.stderr
+
+
+# ---------------------------------------------------------------------------
+# Schema versions 1 and 2 (hand-built files, no ilbench needed)
+# ---------------------------------------------------------------------------
+
+V1_EPOCH = [("epoch", "<i4"), ("lr", "<f8"), ("train_err", "<f8"), ("train_loss", "<f8"),
+            ("train_iters", "<f8"), ("train_bwd_iters", "<f8"), ("test_err", "<f8"),
+            ("test_loss", "<f8"), ("test_iters", "<f8"), ("max_grad_norm", "<f8"),
+            ("nan_batches", "<i8"), ("nonconverged", "<i8"), ("maxiter_batches", "<i8"),
+            ("nonfinite_batches", "<i8"), ("train_batches", "<i8"), ("train_s", "<f8"),
+            ("test_s", "<f8"), ("peak_mem_bytes", "<u8"), ("saved_peak_bytes", "<u8"),
+            ("workspace_peak_bytes", "<u8")]
+V1_STEP = [("epoch", "<i4"), ("step", "<i4"), ("loss", "<f8"), ("err", "<f8"), ("fwd_iters", "<i4"),
+           ("fwd_residual", "<f8"), ("fwd_reason", "<i4"), ("bwd_iters", "<i4"), ("bwd_residual", "<f8"),
+           ("bwd_reason", "<i4"), ("nonconverged", "<i4"), ("nan_skipped", "<i4"), ("grad_norm", "<f8"),
+           ("t_forward", "<f8"), ("t_backward", "<f8"), ("t_wait", "<f8"), ("t_allreduce", "<f8"),
+           ("t_update", "<f8")]
+V2_EPOCH = V1_EPOCH[:13] + [("diverged_batches", "<i8")] + V1_EPOCH[13:]
+V2_STEP = V1_STEP + [("diag_rho_max", "<f8"), ("diag_rho_mean", "<f8"), ("diag_cond", "<f8"),
+                     ("diag_grad_cos", "<f8"), ("diag_grad_relerr", "<f8"), ("nan_origin", "<i4"),
+                     ("nan_iter", "<i4")]
+
+
+def write_small(path, version):
+    """One completed run, 2 epochs of 2 steps, in the tables of `version`
+    (version 2 with the diagnostics filled in)."""
+    with h5py.File(path, "w") as f:
+        for k, v in {"schema": np.bytes_("ilbench-results"), "schema_version": np.int64(version),
+                     "software_version": np.bytes_("v-test"), "created": np.bytes_("2025-01-31T12:00:00Z"),
+                     "host": np.bytes_("node0"), "command_line": np.bytes_("ilbench train"),
+                     "world_size": np.int64(1)}.items():
+            f.attrs[k] = v
+        g = f.create_group("runs").create_group(f"v{version}")
+        for k, v in {"solver": "newton", "backward": "implicit", "tol": 1e-4, "max_iter": 40, "hidden": 16,
+                     "batch": 10, "epochs": 2, "world_size": 1, "status": "completed", "seed": 0,
+                     "stop": "batch", "peak_bytes_total": 1000}.items():
+            g.attrs[k] = np.bytes_(v) if isinstance(v, str) else v
+        ep = np.zeros(2, dtype=V2_EPOCH if version >= 2 else V1_EPOCH)
+        st = np.zeros(4, dtype=V2_STEP if version >= 2 else V1_STEP)
+        ep["epoch"] = [0, 1]
+        ep["train_batches"] = 2
+        ep["test_err"] = [0.5, 0.25]
+        ep["train_s"] = 1.0
+        st["epoch"] = [0, 0, 1, 1]
+        st["step"] = [0, 1, 0, 1]
+        if version >= 2:
+            ep["diverged_batches"] = [1, 0]
+            st["fwd_reason"] = [2, 0, 0, 0]
+            st["diag_rho_max"] = [0.9, 1.2, np.nan, 0.7]
+            st["diag_rho_mean"] = [0.5, 0.8, np.nan, 0.6]
+            st["diag_cond"] = [10.0, 250.0, np.nan, 3.0]
+            st["diag_grad_cos"] = [0.99, np.nan, 0.95, np.nan]
+            st["diag_grad_relerr"] = [0.01, np.nan, 0.2, np.nan]
+            st["nan_origin"] = [1, 0, 0, 0]
+            st["nan_iter"] = [12, -1, -1, -1]
+        g.create_dataset("epochs", data=ep, maxshape=(None,), chunks=True)
+        g.create_dataset("steps", data=st, maxshape=(None,), chunks=True)
+        g.create_dataset("ranks", data=np.zeros(1, dtype=[("rank", "<i4"), ("t_forward", "<f8")]))
+    return path
+
+
+def test_v2_diagnostics_metrics(tmp_path):
+    run = ir.load_runs(write_small(tmp_path / "v2.h5", 2))[0]
+    assert run.schema_version == 2
+    m = ir.metrics(run)
+    assert m["diverge_rate"] == pytest.approx(0.25)  # 1 of 4 training steps
+    assert m["rho_max"] == pytest.approx(1.2)
+    assert m["rho_mean"] == pytest.approx((0.5 + 0.8 + 0.6) / 3)
+    assert m["cond_max"] == pytest.approx(250.0)
+    assert m["grad_cos_min"] == pytest.approx(0.95)
+    assert m["grad_relerr_max"] == pytest.approx(0.2)
+    assert ir.nan_origin_counts(run) == {1: 1}
+    np.testing.assert_array_equal(ir.column(run.steps, "nan_iter"), [12, -1, -1, -1])
+
+
+def test_v1_file_loads_with_missing_columns_as_nan(tmp_path):
+    path = write_small(tmp_path / "v1.h5", 1)
+    run = ir.load_runs(path)[0]
+    assert run.schema_version == 1 and run.completed
+    assert "diag_cond" not in run.steps.dtype.names and not ir.has_column(run.steps, "nan_origin")
+    assert np.isnan(ir.column(run.steps, "diag_cond")).all() and len(ir.column(run.steps, "diag_cond")) == 4
+    m = ir.metrics(run)
+    for k in ("diverge_rate", "rho_max", "rho_mean", "cond_max", "grad_cos_min", "grad_relerr_max"):
+        assert math.isnan(m[k]), k
+    assert m["final_test_err"] == 0.25  # the version-1 numbers are unaffected
+    assert ir.nan_origin_counts(run) == {}
+    # the report takes both versions side by side
+    out = tmp_path / "rep"
+    p = report([str(path), str(write_small(tmp_path / "v2.h5", 2)), "-o", str(out)], check=0)
+    rows = {r["run_id"]: r for r in read_csv(out / "summary.csv")}
+    assert rows["v1"]["schema_version"] == "1" and rows["v2"]["schema_version"] == "2"
+    assert rows["v1"]["cond_max"] == "nan" and float(rows["v2"]["cond_max"]) == 250.0
+    assert float(rows["v2"]["diverge_rate"]) == 0.25
+    md = (out / "summary.md").read_text()
+    assert "schema version 1 files have no diagnostics" in md, p.stdout
 
 
 def test_pareto_front():

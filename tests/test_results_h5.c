@@ -8,6 +8,7 @@
  * asserted on all ranks. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -67,6 +68,7 @@ static il_epoch_row make_epoch(int run, int ep) {
   e.nan_batches = 1 + run;
   e.nonconverged = 123456789012LL + ep;
   e.maxiter_batches = 3 + ep;
+  e.diverged_batches = 5000000000LL + 7 * run + ep; /* > 2^32: a truncating writer would show */
   e.nonfinite_batches = 4 + ep;
   e.train_batches = 600 + ep;
   e.train_s = 12.5 + b;
@@ -99,6 +101,14 @@ static il_step_row make_step(int run, int ep, int s) {
   r.t_wait = 0.0025 + b;
   r.t_allreduce = 0.003 + b;
   r.t_update = 0.004 + b;
+  /* diagnostics: distinct, non-NaN, and not representable in float32 */
+  r.diag_rho_max = 0.9 + 1e-12 * (b + 1);
+  r.diag_rho_mean = 0.5 + 1e-12 * (b + 1);
+  r.diag_cond = 1.0e7 + 0.123456789 * b;
+  r.diag_grad_cos = -0.999999999 + 1e-15 * s;
+  r.diag_grad_relerr = 3.0e-9 * (b + 1);
+  r.nan_origin = 1 + (s + run) % 4; /* 1..4 */
+  r.nan_iter = s == 0 ? -1 : 1000000 * run + 100 * ep + s;
   return r;
 }
 
@@ -173,7 +183,8 @@ static hid_t epoch_type(void) {
   E(train_loss, H5T_NATIVE_DOUBLE); E(train_iters, H5T_NATIVE_DOUBLE); E(train_bwd_iters, H5T_NATIVE_DOUBLE);
   E(test_err, H5T_NATIVE_DOUBLE); E(test_loss, H5T_NATIVE_DOUBLE); E(test_iters, H5T_NATIVE_DOUBLE);
   E(max_grad_norm, H5T_NATIVE_DOUBLE); E(nan_batches, H5T_NATIVE_INT64); E(nonconverged, H5T_NATIVE_INT64);
-  E(maxiter_batches, H5T_NATIVE_INT64); E(nonfinite_batches, H5T_NATIVE_INT64); E(train_batches, H5T_NATIVE_INT64);
+  E(maxiter_batches, H5T_NATIVE_INT64); E(diverged_batches, H5T_NATIVE_INT64); E(nonfinite_batches, H5T_NATIVE_INT64);
+  E(train_batches, H5T_NATIVE_INT64);
   E(train_s, H5T_NATIVE_DOUBLE); E(test_s, H5T_NATIVE_DOUBLE); E(peak_mem_bytes, H5T_NATIVE_UINT64);
   E(saved_peak_bytes, H5T_NATIVE_UINT64); E(workspace_peak_bytes, H5T_NATIVE_UINT64);
 #undef E
@@ -188,7 +199,9 @@ static hid_t step_type(void) {
   S(bwd_iters, H5T_NATIVE_INT32); S(bwd_residual, H5T_NATIVE_DOUBLE); S(bwd_reason, H5T_NATIVE_INT32);
   S(nonconverged, H5T_NATIVE_INT32); S(nan_skipped, H5T_NATIVE_INT32); S(grad_norm, H5T_NATIVE_DOUBLE);
   S(t_forward, H5T_NATIVE_DOUBLE); S(t_backward, H5T_NATIVE_DOUBLE); S(t_wait, H5T_NATIVE_DOUBLE); S(t_allreduce, H5T_NATIVE_DOUBLE);
-  S(t_update, H5T_NATIVE_DOUBLE);
+  S(t_update, H5T_NATIVE_DOUBLE); S(diag_rho_max, H5T_NATIVE_DOUBLE); S(diag_rho_mean, H5T_NATIVE_DOUBLE);
+  S(diag_cond, H5T_NATIVE_DOUBLE); S(diag_grad_cos, H5T_NATIVE_DOUBLE); S(diag_grad_relerr, H5T_NATIVE_DOUBLE);
+  S(nan_origin, H5T_NATIVE_INT32); S(nan_iter, H5T_NATIVE_INT32);
 #undef S
   return t;
 }
@@ -283,6 +296,24 @@ static void check_members(hid_t g, const char *name, hid_t expect) {
   H5Dclose(d);
 }
 
+/* Member `member` of table `name` is stored with type class `cls` and `size` bytes (signed for integers). */
+static void check_member_type(hid_t g, const char *name, const char *member, H5T_class_t cls, size_t size) {
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT), ft = H5Dget_type(d);
+  int i = H5Tget_member_index(ft, member);
+  if (i < 0) {
+    VCHECK(0, "%s lacks member '%s'", name, member);
+  } else {
+    hid_t mt = H5Tget_member_type(ft, (unsigned)i);
+    VCHECK(H5Tget_class(mt) == cls && H5Tget_size(mt) == size &&
+               (cls != H5T_INTEGER || H5Tget_sign(mt) == H5T_SGN_2),
+           "%s.%s: class %d size %zu, expected class %d size %zu", name, member, (int)H5Tget_class(mt),
+           H5Tget_size(mt), (int)cls, size);
+    H5Tclose(mt);
+  }
+  H5Tclose(ft);
+  H5Dclose(d);
+}
+
 static void read_all(hid_t g, const char *name, hid_t mt, void *buf) {
   hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
   VCHECK(H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0, "read %s", name);
@@ -294,7 +325,7 @@ static void verify_root(hid_t fid) {
   gethostname(host, sizeof host);
   get_str(fid, "schema", s, sizeof s);
   VCHECK(strcmp(s, "ilbench-results") == 0, "schema '%s'", s);
-  VCHECK(get_i64(fid, "schema_version") == 1, "schema_version");
+  VCHECK(get_i64(fid, "schema_version") == 2, "schema_version");
   get_str(fid, "software_version", s, sizeof s);
   VCHECK(s[0] != '\0', "software_version empty");
   get_str(fid, "created", s, sizeof s);
@@ -355,6 +386,13 @@ static void verify_run(hid_t fid, const char *id, int run, int nepochs, int nste
   check_members(g, "epochs", te);
   check_members(g, "steps", ts);
   check_members(g, "ranks", tr);
+  /* the members schema v2 added, with the types SCHEMA.md gives */
+  static const char *const f64[] = {"diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos",
+                                    "diag_grad_relerr"};
+  for (size_t i = 0; i < sizeof f64 / sizeof f64[0]; i++) check_member_type(g, "steps", f64[i], H5T_FLOAT, 8);
+  check_member_type(g, "steps", "nan_origin", H5T_INTEGER, 4);
+  check_member_type(g, "steps", "nan_iter", H5T_INTEGER, 4);
+  check_member_type(g, "epochs", "diverged_batches", H5T_INTEGER, 8);
   VCHECK(table_rows(g, "epochs") == nepochs, "%s: %lld epochs", id, table_rows(g, "epochs"));
   VCHECK(table_rows(g, "steps") == (long long)nepochs * nsteps, "%s: %lld steps", id, table_rows(g, "steps"));
   VCHECK(table_rows(g, "ranks") == g_size, "%s: %lld ranks rows", id, table_rows(g, "ranks"));
@@ -373,7 +411,18 @@ static void verify_run(hid_t fid, const char *id, int run, int nepochs, int nste
       for (int k = 0; k < nsteps; k++) {
         il_step_row y = make_step(run, ep, k);
         VCHECK(memcmp(&st[ep * nsteps + k], &y, sizeof y) == 0, "%s: step row %d.%d differs", id, ep, k);
+        /* the schema-v2 diagnostics, one by one, for a readable failure */
+        const il_step_row *q = &st[ep * nsteps + k];
+        VCHECK(q->diag_rho_max == y.diag_rho_max && q->diag_rho_mean == y.diag_rho_mean &&
+                   q->diag_cond == y.diag_cond && q->diag_grad_cos == y.diag_grad_cos &&
+                   q->diag_grad_relerr == y.diag_grad_relerr,
+               "%s: step %d.%d diagnostics rho %.17g/%.17g cond %.17g cos %.17g relerr %.17g", id, ep, k,
+               q->diag_rho_max, q->diag_rho_mean, q->diag_cond, q->diag_grad_cos, q->diag_grad_relerr);
+        VCHECK(q->nan_origin == y.nan_origin && q->nan_iter == y.nan_iter, "%s: step %d.%d nan_origin %d nan_iter %d",
+               id, ep, k, q->nan_origin, q->nan_iter);
       }
+      VCHECK(e[ep].diverged_batches == x.diverged_batches, "%s: epoch %d diverged_batches %lld", id, ep,
+             (long long)e[ep].diverged_batches);
     }
     for (int r = 0; r < g_size; r++) {
       il_rank_row y = make_rank(run, r);
@@ -510,6 +559,24 @@ static void test_run_info_helpers(void **state) {
   assert_int_equal(ri.nattrs, 2);
   assert_int_equal(ri.attrs[1].kind, 's');
   assert_string_equal(ri.attrs[1].s, longv);
+}
+
+/* An empty step row: numbers 0, diagnostics NaN, no NaN origin, nan_iter -1. */
+static void test_step_row_init(void **state) {
+  il_step_row r;
+  memset(&r, 0x5a, sizeof r);
+  il_step_row_init(&r);
+  assert_int_equal(r.epoch, 0);
+  assert_int_equal(r.fwd_reason, 0);
+  assert_true(r.loss == 0.0 && r.t_update == 0.0 && r.grad_norm == 0.0);
+  assert_true(isnan(r.diag_rho_max) && isnan(r.diag_rho_mean) && isnan(r.diag_cond));
+  assert_true(isnan(r.diag_grad_cos) && isnan(r.diag_grad_relerr));
+  assert_int_equal(r.nan_origin, IL_NAN_NONE);
+  assert_int_equal(r.nan_iter, -1);
+  assert_int_equal(IL_NAN_FWD_SOLVE, 1);
+  assert_int_equal(IL_NAN_FWD_OTHER, 2);
+  assert_int_equal(IL_NAN_BWD_LAYER, 3);
+  assert_int_equal(IL_NAN_BWD_OTHER, 4);
 }
 
 static void test_roundtrip_two_runs(void **state) {
@@ -698,25 +765,40 @@ static void test_bad_paths(void **state) {
   sync_bad();
 }
 
-/* Overwrite the schema_version attribute of a copy of `from` with 2. */
-static void make_v2(const char *from, const char *to) {
+/* A copy of `from` whose schema_version attribute says `version`. */
+static void make_version(const char *from, const char *to, int64_t version) {
   copy_file(from, to);
   hid_t fid = H5Fopen(to, H5F_ACC_RDWR, H5P_DEFAULT);
   VCHECK(fid >= 0, "open %s", to);
   hid_t a = H5Aopen(fid, "schema_version", H5P_DEFAULT);
-  int64_t two = 2;
-  VCHECK(H5Awrite(a, H5T_NATIVE_INT64, &two) >= 0, "write schema_version");
+  VCHECK(H5Awrite(a, H5T_NATIVE_INT64, &version) >= 0, "write schema_version");
   H5Aclose(a);
   H5Fclose(fid);
 }
 
+/* il_h5_merge refuses `in` (n files): status IL_ERR_FORMAT, the message holds
+ * every needle, and `out` is not created. */
+static void expect_merge_refused(const char *out, const char *const *in, int n, const char *const *needles) {
+  il_error_clear();
+  il_status st = il_h5_merge(out, 0, in, n);
+  const char *m = il_error_message();
+  VCHECK(st == IL_ERR_FORMAT, "merge status %d: %s", (int)st, m);
+  for (const char *const *w = needles; *w; w++) VCHECK(strstr(m, *w) != NULL, "merge message lacks '%s': %s", *w, m);
+  if (getenv("ILBENCH_SHOW_ERRORS")) printf("  expected error: %s\n", m);
+  il_error_clear();
+  VCHECK(access(out, F_OK) != 0, "refused merge wrote %s", out);
+}
+
 static void test_merge(void **state) {
-  char a[512], b[512], m[512], a2[512], v2[512], none[512];
+  char a[512], b[512], m[512], a2[512], a1[512], b1[512], v3[512], m1[512], none[512];
   path_in(a, sizeof a, "a.h5");
   path_in(b, sizeof b, "b.h5");
   path_in(m, sizeof m, "merged.h5");
   path_in(a2, sizeof a2, "a-copy.h5");
-  path_in(v2, sizeof v2, "v2.h5");
+  path_in(a1, sizeof a1, "a-v1.h5");
+  path_in(b1, sizeof b1, "b-v1.h5");
+  path_in(v3, sizeof v3, "v3.h5");
+  path_in(m1, sizeof m1, "merged-v1.h5");
   path_in(none, sizeof none, "refused.h5");
   if (g_rank == 0) { /* merge is serial */
     const char *ab[] = {a, b};
@@ -733,7 +815,7 @@ static void test_merge(void **state) {
       VCHECK(H5Lexists(fid, "/runs/run-2", H5P_DEFAULT) > 0, "run-2 not merged");
       get_str(fid, "schema", s, sizeof s);
       VCHECK(strcmp(s, "ilbench-results") == 0, "merged schema");
-      VCHECK(get_i64(fid, "schema_version") == 1, "merged schema_version");
+      VCHECK(get_i64(fid, "schema_version") == 2, "merged schema_version");
       VCHECK(get_i64(fid, "world_size") == 2, "merged world_size");
       const char *same[] = {"created", "host", "software_version"};
       for (int i = 0; i < 3; i++) {
@@ -795,24 +877,48 @@ static void test_merge(void **state) {
     il_error_clear();
     VCHECK(access(none, F_OK) != 0, "refused merge wrote %s", none);
 
-    /* incompatible major version: file and both versions named, nothing written */
-    make_v2(b, v2);
-    const char *inc[] = {a, v2};
-    st = il_h5_merge(none, 0, inc, 2);
-    VCHECK(st == IL_ERR_FORMAT && strstr(il_error_message(), v2) && strstr(il_error_message(), "version 2") &&
-               strstr(il_error_message(), "version 1"),
-           "incompatible: %d %s", (int)st, il_error_message());
+    /* schema versions. A version-1 file and a version-2 file, in either order:
+     * refused, naming both files and both versions, nothing written. */
+    make_version(a, a1, 1);
+    make_version(b, b1, 1);
+    const char *v2v1[] = {a, b1}, *v1v2[] = {a1, b};
+    expect_merge_refused(none, v2v1, 2,
+                         (const char *const[]){a, b1, "schema version 2", "schema version 1", "cannot mix", NULL});
+    expect_merge_refused(none, v1v2, 2,
+                         (const char *const[]){a1, b, "schema version 1", "schema version 2", "cannot mix", NULL});
+    /* a version this ilbench does not know (3): refused, naming the file and the versions it merges */
+    make_version(b, v3, 3);
+    const char *v2v3[] = {a, v3};
+    expect_merge_refused(none, v2v3, 2, (const char *const[]){v3, "schema version 3", "versions 1 to 2", NULL});
+    make_version(b, v3, 0);
+    expect_merge_refused(none, v2v3, 2, (const char *const[]){v3, "schema version 0", NULL});
+    /* files that are all version 1 merge as before: runs copied verbatim, the output stays version 1 */
+    const char *v1v1[] = {a1, b1};
     il_error_clear();
-    VCHECK(access(none, F_OK) != 0, "refused merge wrote %s", none);
+    st = il_h5_merge(m1, 0, v1v1, 2);
+    VCHECK(st == IL_OK, "merge of two version-1 files: %s", il_error_message());
+    fid = open_serial(m1);
+    if (fid >= 0) {
+      VCHECK(get_i64(fid, "schema_version") == 1, "a merge of version-1 files must stay version 1");
+      VCHECK(count_runs(fid) == 4, "%lld runs in the version-1 merge", count_runs(fid));
+      verify_run(fid, "run-1", 1, 2, 3);
+      H5Fclose(fid);
+    }
+
     const char *miss[] = {a, none};
     st = il_h5_merge(m, 1, miss, 2);
     VCHECK(st == IL_ERR_IO && strstr(il_error_message(), none), "missing input: %s", il_error_message());
     il_error_clear();
   }
   sync_bad();
-  /* appending to the version-2 file is refused too, on every rank */
+  /* appending version-2 runs to a version-1 (or an unknown version-3) file is refused too, on every rank */
   il_h5_file *f = NULL;
-  expect_fail(il_h5_open(MPI_COMM_WORLD, v2, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_FORMAT, v2, "version 2");
+  expect_fail(il_h5_open(MPI_COMM_WORLD, a1, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_FORMAT, a1,
+              "has schema version 1; this ilbench writes schema version 2");
+  assert_null(f);
+  if (g_rank == 0) make_version(b, v3, 3);
+  sync_bad();
+  expect_fail(il_h5_open(MPI_COMM_WORLD, v3, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_FORMAT, v3, "version 3");
   assert_null(f);
 }
 
@@ -870,6 +976,7 @@ int main(int argc, char **argv) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the serial checks probe for missing objects */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_run_info_helpers, clear_error),
+      cmocka_unit_test(test_step_row_init),
       cmocka_unit_test_setup(test_roundtrip_two_runs, clear_error),
       cmocka_unit_test_setup(test_create_refuses_existing, clear_error),
       cmocka_unit_test_setup(test_append_adds_run, clear_error),

@@ -30,7 +30,7 @@ if mpi2 sweep --solver fp,newton --backward implicit --tol 1e-2,1e-4 "${quick[@]
    "$py" - "$tmp/s.h5" <<'PY'
 import sys, h5py, numpy as np
 f = h5py.File(sys.argv[1], "r")
-assert f.attrs["schema"] == b"ilbench-results" and f.attrs["schema_version"] == 1, dict(f.attrs)
+assert f.attrs["schema"] == b"ilbench-results" and f.attrs["schema_version"] == 2, dict(f.attrs)
 runs = f["runs"]
 assert len(runs) == 4, list(runs)
 want = {("fp", 1e-2), ("fp", 1e-4), ("newton", 1e-2), ("newton", 1e-4)}
