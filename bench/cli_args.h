@@ -13,7 +13,7 @@ typedef struct il_cli_spec {
   const char *def;     /* default shown in --help, or NULL */
 } il_cli_spec;
 
-#define IL_CLI_MAX 48
+#define IL_CLI_MAX 96
 
 typedef struct il_cli {
   const il_cli_spec *spec;

@@ -1,5 +1,8 @@
 /* bench/cmd_layer.c: `ilbench layer`, one implicit layer forward+backward on
- * random data (no dataset), for each hidden size and tolerance in a list.
+ * random data (no dataset), for each solver, backward mode, hidden size and
+ * tolerance in the lists. grad_relerr is the relative error of the layer's
+ * gradient (dx, dW) against the exact IFT gradient at the solver's z*, from one
+ * extra diagnosed step (float32, so about 1e-6 is exact).
  * Times are the median of --repeat runs after --warmup runs. GFLOP/s come from
  * an analytic count of the work done (see flops_* below), not from a profiler;
  * sgemm_GF/s is the measured rate of the (B, n) x (n, n) GEMM itself, the
@@ -26,8 +29,35 @@ static const il_cli_spec layer_spec[] = {
     {"repeat", 1, "timed runs (median reported)", "10"},
     {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
     {"seed", 1, "random seed", "0"},
+    {"fp-tau", 1, "fp: damping", "1"},
+    {"anderson-m", 1, "anderson: memory", "6"},
+    {"anderson-beta", 1, "anderson: mixing", "1"},
+    {"anderson-lambda", 1, "anderson: relative ridge", "1e-4"},
+    {"broyden-m", 1, "broyden: memory", "20"},
+    {"ls-c1", 1, "newton-ls: Armijo constant", "1e-4"},
+    {"ls-max", 1, "newton-ls: halvings per step", "10"},
+    {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres", "lu"},
+    {"adjoint-tol", 1, "implicit, matrix-free: relative tolerance", "1e-6"},
+    {"adjoint-max-iter", 1, "implicit, matrix-free: vjp limit", "200"},
+    {"adjoint-m", 1, "implicit: anderson memory / gmres restart", "6 / 30"},
+    {"phantom-tau", 1, "phantom:K damping", "1"},
     {"help", 0, "show this help", NULL},
 };
+static const char *const option_flags[] = {"fp-tau", "anderson-m", "anderson-beta", "anderson-lambda", "broyden-m",
+                                           "ls-c1", "ls-max", "adjoint-solver", "adjoint-tol", "adjoint-max-iter",
+                                           "adjoint-m", "phantom-tau", NULL};
+
+static int in_list(const char *list, const char *key) {
+  const size_t k = strlen(key);
+  for (const char *c = list; c && *c;) {
+    const char *comma = strchr(c, ',');
+    const size_t len = comma ? (size_t)(comma - c) : strlen(c);
+    if (len == k && strncmp(c, key, k) == 0) return 1;
+    if (!comma) break;
+    c = comma + 1;
+  }
+  return 0;
+}
 #define NSPEC ((int)(sizeof layer_spec / sizeof layer_spec[0]))
 
 static int cmp_double(const void *a, const void *b) {
@@ -36,19 +66,25 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Analytic FLOP counts. A (B,n)x(n,n) GEMM is 2Bn^2; LU of n x n is 2n^3/3; a triangular solve pair 2n^2. */
-static double flops_forward(const char *solver, int B, int n, int iters) {
+/* Newton-type solvers (those with an LU) count Newton steps, the others map evaluations. Line-search
+ * maps, Anderson's mixing and Broyden's rank-one updates are O(B n m) and not counted. */
+static double flops_forward(const il_solver_ops *so, int B, int n, int iters) {
   double gemm = 2.0 * B * n * n;
-  if (strcmp(solver, "newton") == 0) /* maps: start + one per check; per step: Jacobian build, LU, solve */
+  if (so->last_lu) /* maps: start + one per check; per step: Jacobian build, LU, solve */
     return (iters + 2) * gemm + iters * B * (2.0 * n * n * n / 3 + 2.0 * n * n + 1.0 * n * n);
   return iters * gemm;
 }
-static double flops_backward(const char *solver, const char *backward, int B, int n, int iters) {
+static double flops_backward(const il_layer *L, int B, int n) {
   double gemm = 2.0 * B * n * n;
-  if (strcmp(backward, "implicit") == 0) { /* (maybe LU at z*), transposed solve, residual vjp, final vjp */
-    double lu = strcmp(solver, "newton") == 0 ? 0 : B * (2.0 * n * n * n / 3 + 1.0 * n * n);
-    return lu + B * 2.0 * n * n + 2 * gemm + 2 * gemm;
+  const int iters = L->fres.iters, biters = L->bres.iters;
+  if (strcmp(L->bops->name, "implicit") == 0) {
+    if (!L->keep_lu) return (biters + 1) * gemm + 2 * gemm; /* matrix-free: one vjp per iteration, residual, final */
+    /* (maybe LU at z*), transposed solves, residual vjps, final vjp */
+    double lu = L->sops->last_lu ? 0 : B * (2.0 * n * n * n / 3 + 1.0 * n * n);
+    return lu + biters * (B * 2.0 * n * n + gemm) + 2 * gemm;
   }
-  if (strcmp(solver, "newton") == 0) /* per step: solve^T, vjp (2 GEMM), jvp_vjp (4 GEMM) */
+  if (strcmp(L->bops->name, "unroll") != 0) return biters * 2 * gemm; /* phantom / jfb: dz and dW per step */
+  if (L->sops->last_lu) /* per step: solve^T, vjp (2 GEMM), jvp_vjp (4 GEMM) */
     return iters * (B * 2.0 * n * n + 6 * gemm) + gemm;
   return iters * 2 * gemm; /* per iterate: dz and dW GEMMs */
 }
@@ -133,9 +169,18 @@ int il_cmd_layer(int argc, char **argv) {
         goto usage_err;
       }
     }
-  printf("%-7s %-9s %6s %5s %8s %10s %10s %6s %10s %-10s %9s %9s %10s %14s %14s\n", "solver", "backward", "hidden",
-         "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "fwd_GF/s", "bwd_GF/s", "sgemm_GF/s",
-         "saved_bytes", "workspace_B");
+  for (int f = 0; option_flags[f]; f++) { /* an option must apply to some pair */
+    int used = 0;
+    for (int si = 0; si < ns; si++) used |= in_list(il_solver_find(solvers[si])->option_keys, option_flags[f]);
+    for (int bi = 0; bi < nbk; bi++) used |= in_list(il_backward_find(backwards[bi])->option_keys, option_flags[f]);
+    if (il_cli_has(&cli, option_flags[f]) && !used) {
+      IL_ERR(IL_ERR_ARG, "--%s is taken by none of the solvers and backward modes given", option_flags[f]);
+      goto usage_err;
+    }
+  }
+  printf("%-9s %-11s %6s %5s %8s %10s %10s %6s %10s %-10s %6s %9s %9s %9s %12s %12s %10s\n", "solver", "backward",
+         "hidden", "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "b_its", "fwd_GF/s", "bwd_GF/s",
+         "sgemm_GF/s", "saved_bytes", "workspace_B", "grad_relerr");
   double limits[64];
   for (int hi = 0; hi < nh; hi++) limits[hi] = gemm_limit(be, (int)B, (int)hidden[hi]);
   for (int si = 0; si < ns; si++)
@@ -164,11 +209,18 @@ int il_cmd_layer(int argc, char **argv) {
           for (size_t i = 0; i < len; i++) C[i] = (float)il_rng_normal(&r);
           il_memstats mem = {0};
           il_layer L;
+          il_options opts;
+          il_options_init(&opts);
+          for (int f = 0; option_flags[f]; f++) {
+            const char *v = il_cli_get(&cli, option_flags[f], NULL);
+            if (v && (in_list(so->option_keys, option_flags[f]) || in_list(bo->option_keys, option_flags[f])))
+              (void)il_options_set(&opts, option_flags[f], v);
+          }
           il_layer_config cfg = {.solver = solvers[si], .backward = backwards[bi], .tol = tols[ti],
-                                 .max_iter = (int)max_iter, .zero_nonconverged = IL_ZERO_AUTO, .opts = NULL};
+                                 .max_iter = (int)max_iter, .zero_nonconverged = IL_ZERO_AUTO, .opts = &opts};
           if (il_layer_create(&L, &cfg, be, n, W, &mem) != IL_OK) {
             il_report_error("layer");
-            return 1;
+            return 2;
           }
           for (long k = 0; k < warmup + repeat; k++) {
             memset(dx, 0, len * sizeof *dx);
@@ -187,11 +239,20 @@ int il_cmd_layer(int argc, char **argv) {
           qsort(tb, (size_t)repeat, sizeof *tb, cmp_double);
           double mf = tf[repeat / 2], mb = tb[repeat / 2];
           int it = L.fres.iters;
-          printf("%-7s %-9s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %9.2f %9.2f %10.2f %14zu %14zu\n", solvers[si],
-                 backwards[bi], n, B, tols[ti], 1e3 * mf, 1e3 * mb, it, L.fres.residual, il_reason_name(L.fres.reason),
-                 flops_forward(solvers[si], (int)B, n, it) / mf * 1e-9,
-                 flops_backward(solvers[si], backwards[bi], (int)B, n, it) / mb * 1e-9, limits[hi], mem.peak[IL_MEM_SAVED],
-                 mem.peak[IL_MEM_WORKSPACE]);
+          const double gf = flops_forward(so, (int)B, n, it) / mf * 1e-9, gb = flops_backward(&L, (int)B, n) / mb * 1e-9;
+          const size_t saved = mem.peak[IL_MEM_SAVED], work = mem.peak[IL_MEM_WORKSPACE];
+          const int bits = L.bres.iters;
+          /* one more step, diagnosed, for the gradient error (not timed; its exact-IFT LU would be) */
+          L.diag_now = 1;
+          memset(dx, 0, len * sizeof *dx);
+          memset(dW, 0, nn * sizeof *dW);
+          if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_layer_backward(&L, C, dx, dW) != IL_OK) {
+            il_report_error("layer");
+            return 1;
+          }
+          printf("%-9s %-11s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %6d %9.2f %9.2f %9.2f %12zu %12zu %10.2e\n",
+                 solvers[si], backwards[bi], n, B, tols[ti], 1e3 * mf, 1e3 * mb, it, L.fres.residual,
+                 il_reason_name(L.fres.reason), bits, gf, gb, limits[hi], saved, work, L.diag.grad_relerr);
           fflush(stdout);
           il_layer_destroy(&L);
           free(W); free(x); free(C); free(out); free(dx); free(dW); free(tf); free(tb);

@@ -13,7 +13,7 @@
 
 il_status il_results_mode(const il_cli *cli, int *mode, const char **out);
 
-#define MAX_SPEC 64
+#define MAX_SPEC 96
 
 /* A copy of the parsed options with the swept keys set to point i's values. */
 static il_status point_cli(const il_cli *cli, const il_sweep *sw, long i, il_cli *pc) {
@@ -67,14 +67,27 @@ int il_cmd_sweep(int argc, char **argv) {
       il_cli_int(&cli, "array-count", 1, 1, 1L << 40, &acnt) != IL_OK || il_sweep_check_slice(aidx, acnt) != IL_OK ||
       il_results_mode(&cli, &mode, &out) != IL_OK)
     goto fail;
-  /* every value must parse before anything runs; combinations are judged per point */
-  for (long i = 0; i < sw.npoints; i++) {
-    il_cli pc;
-    il_train_opts o;
-    if (point_cli(&cli, &sw, i, &pc) != IL_OK) goto fail;
-    il_status s = il_train_parse(&pc, &o);
-    if (s != IL_OK && s != IL_ERR_UNSUPPORTED) goto fail;
-    il_error_clear();
+  /* every value must parse before anything runs; combinations are judged per point. A solver or
+   * backward option (--anderson-m ...) applies to the points whose solver or backward takes it, and
+   * must apply to at least one. */
+  {
+    int used[64] = {0};
+    for (long i = 0; i < sw.npoints; i++) {
+      il_cli pc;
+      static il_train_opts o;
+      if (point_cli(&cli, &sw, i, &pc) != IL_OK) goto fail;
+      il_status s = il_train_parse_ex(&pc, &o, 1);
+      if (s != IL_OK && s != IL_ERR_UNSUPPORTED) goto fail;
+      il_error_clear();
+      for (int f = 0; il_train_layer_option_flags[f] && f < 64; f++)
+        for (int k = 0; k < o.lopts.count; k++) used[f] |= strcmp(o.lopts.items[k].key, il_train_layer_option_flags[f]) == 0;
+    }
+    for (int f = 0; il_train_layer_option_flags[f] && f < 64; f++)
+      if (il_cli_has(&cli, il_train_layer_option_flags[f]) && !used[f]) {
+        IL_ERR(IL_ERR_ARG, "--%s is taken by none of this sweep's solvers and backward modes",
+               il_train_layer_option_flags[f]);
+        goto fail;
+      }
   }
   const long mine = il_sweep_slice_size(sw.npoints, aidx, acnt);
   rc = 1;
@@ -97,10 +110,10 @@ int il_cmd_sweep(int argc, char **argv) {
     il_sweep_run_id(&sw, i, run_id, sizeof run_id);
     snprintf(prefix, sizeof prefix, "run=%s ", run_id);
     il_cli pc;
-    il_train_opts o;
+    static il_train_opts o;
     if (point_cli(&cli, &sw, i, &pc) != IL_OK) goto fail;
     double t0 = il_now();
-    int r = il_train_parse(&pc, &o) == IL_OK ? il_train_run(&d, &o, &train, &test, h5, run_id, i, prefix) : 2;
+    int r = il_train_parse_ex(&pc, &o, 1) == IL_OK ? il_train_run(&d, &o, &train, &test, h5, run_id, i, prefix) : 2;
     if (r == 2) { /* invalid combination: same verdict on every rank */
       skipped++;
       if (root) printf("# sweep [%ld/%ld] skip %s: %s\n", done + skipped, mine, run_id, il_error_message());

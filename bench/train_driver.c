@@ -38,7 +38,25 @@ const il_cli_spec il_train_spec[] = {
     {"test-batches", 1, "limit test batches per epoch (0: no test)", "all"},
     {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
     {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: yes for newton, as the seed)", "auto"},
-    {"adjoint-refine", 1, "implicit: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
+    {"adjoint-refine", 1, "implicit with adjoint-solver lu: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
+    {"stop-mode", 1, "abs: stop when residual < tol; rel: when residual < tol * first residual", "abs"},
+    {"divtol", 1, "diverged when residual > divtol * first residual (0: off)", "0"},
+    {"best", 0, "a solve that ends unconverged returns its lowest-residual iterate (not with unroll)", NULL},
+    {"sech2", 1, "stable: sech^2 = 1 - tanh^2; seed: Newton's Jacobian uses the seed's 1/cosh(a)^2 and its autograd "
+                 "backward (NaN where cosh overflows, |a| > 89.4 in float32)", "stable"},
+    {"diag", 1, "every N steps measure spectral radius, LU condition, gradient vs exact IFT (0: never)", "0"},
+    {"fp-tau", 1, "fp: damping, z <- (1 - tau) z + tau f(z), in (0, 1]", "1"},
+    {"anderson-m", 1, "anderson: memory (iterates mixed), 1..32", "6"},
+    {"anderson-beta", 1, "anderson: mixing parameter in (0, 1]", "1"},
+    {"anderson-lambda", 1, "anderson: ridge relative to the largest squared residual in the window", "1e-4"},
+    {"broyden-m", 1, "broyden: memory (rank-one updates kept before a restart)", "20"},
+    {"ls-c1", 1, "newton-ls: Armijo sufficient-decrease constant in (0, 0.49]", "1e-4"},
+    {"ls-max", 1, "newton-ls: step halvings per Newton step", "10"},
+    {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres for (I - df/dz)^T u = dL/dz*", "lu"},
+    {"adjoint-tol", 1, "implicit, matrix-free adjoint: relative residual tolerance", "1e-6"},
+    {"adjoint-max-iter", 1, "implicit, matrix-free adjoint: vjp limit", "200"},
+    {"adjoint-m", 1, "implicit: anderson memory or gmres restart length of the adjoint solve", "6 / 30"},
+    {"phantom-tau", 1, "phantom:K: damping of the K steps", "1"},
     {"log-steps", 0, "also print one logfmt line per training step (rank 0)", NULL},
     {"save-params", 1, "write the final parameters as raw float32 (W1, b1, W, W2, b2, row-major) to a file", NULL},
     {"check-sync", 1, "compare a checksum of the parameters across ranks every N steps (0: never)", "0"},
@@ -51,6 +69,23 @@ const il_cli_spec il_train_spec[] = {
 const int il_train_nspec = (int)(sizeof il_train_spec / sizeof il_train_spec[0]);
 
 typedef il_train_opts train_opts;
+
+const char *const il_train_layer_option_flags[] = {
+    "fp-tau", "anderson-m", "anderson-beta", "anderson-lambda", "broyden-m", "ls-c1", "ls-max",
+    "adjoint-solver", "adjoint-tol", "adjoint-max-iter", "adjoint-m", "phantom-tau", NULL};
+
+/* key is in the comma list */
+static int in_list(const char *list, const char *key) {
+  const size_t k = strlen(key);
+  for (const char *c = list; c && *c;) {
+    const char *comma = strchr(c, ',');
+    const size_t len = comma ? (size_t)(comma - c) : strlen(c);
+    if (len == k && strncmp(c, key, k) == 0) return 1;
+    if (!comma) break;
+    c = comma + 1;
+  }
+  return 0;
+}
 
 static il_status parse_drops(const char *s, train_opts *o) {
   o->ndrops = 0;
@@ -72,7 +107,18 @@ static il_status parse_drops(const char *s, train_opts *o) {
   return IL_OK;
 }
 
-il_status il_train_parse(const il_cli *cli, train_opts *o) {
+/* The implicit layer's configuration; cfg->opts points into o. */
+static void il_train_layer_config(const train_opts *o, il_layer_config *cfg) {
+  *cfg = (il_layer_config){.solver = o->solver, .backward = o->backward, .tol = o->tol, .max_iter = (int)o->max_iter,
+                           .zero_nonconverged = o->zero, .adjoint_refine = o->refine ? (int)o->refine : -1,
+                           .stop_per_sample = strcmp(o->stop, "sample") == 0,
+                           .stop_rel = strcmp(o->stop_mode, "rel") == 0, .divtol = o->divtol, .keep_best = o->best,
+                           .sech2_seed = strcmp(o->sech2, "seed") == 0, .opts = (il_options *)&o->lopts};
+}
+
+il_status il_train_parse(const il_cli *cli, train_opts *o) { return il_train_parse_ex(cli, o, 0); }
+
+il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   o->solver = il_cli_get(cli, "solver", "fp");
   o->backward = il_cli_get(cli, "backward", "unroll");
   const il_solver_ops *so = il_solver_find(o->solver);
@@ -81,7 +127,8 @@ il_status il_train_parse(const il_cli *cli, train_opts *o) {
   if (!bo)
     return IL_ERR(IL_ERR_ARG, "--backward: unknown backward mode '%s' (valid: %s)", o->backward, il_backward_names());
   if (bo->needs_tape && !so->unroll_backward)
-    return IL_ERR(IL_ERR_UNSUPPORTED, "--backward %s is not supported with --solver %s", o->backward, o->solver);
+    return IL_ERR(IL_ERR_UNSUPPORTED, "--backward %s is not supported with --solver %s: it keeps no tape to unroll "
+                  "(use implicit, phantom:K or jfb)", o->backward, o->solver);
   IL_CHECK(il_cli_positive_double(cli, "tol", 1e-4, &o->tol));
   IL_CHECK(il_cli_choice(cli, "stop", "batch", "batch|sample", &o->stop));
   IL_CHECK(il_cli_int(cli, "max-iter", so->default_max_iter, 1, 1000000, &o->max_iter));
@@ -104,6 +151,35 @@ il_status il_train_parse(const il_cli *cli, train_opts *o) {
   o->zero = strcmp(z, "auto") == 0 ? IL_ZERO_AUTO : strcmp(z, "yes") == 0 ? IL_ZERO_YES : IL_ZERO_NO;
   IL_CHECK(il_cli_int(cli, "adjoint-refine", 3, 0, 100, &o->refine));
   IL_CHECK(il_cli_int(cli, "check-sync", 0, 0, 1L << 40, &o->check_sync));
+  IL_CHECK(il_cli_choice(cli, "stop-mode", "abs", "abs|rel", &o->stop_mode));
+  IL_CHECK(il_cli_double(cli, "divtol", 0, &o->divtol));
+  if (!(o->divtol == 0 || o->divtol > 1))
+    return IL_ERR(IL_ERR_ARG, "--divtol: must be 0 (off) or greater than 1, got %g", o->divtol);
+  o->best = il_cli_has(cli, "best");
+  IL_CHECK(il_cli_choice(cli, "sech2", "stable", "stable|seed", &o->sech2));
+  IL_CHECK(il_cli_int(cli, "diag", 0, 0, 1L << 40, &o->diag));
+  il_options_init(&o->lopts);
+  o->opts_text[0] = '\0';
+  for (int i = 0; il_train_layer_option_flags[i]; i++) {
+    const char *key = il_train_layer_option_flags[i], *v = il_cli_get(cli, key, NULL);
+    if (!v) continue;
+    if (lenient && !in_list(so->option_keys, key) && !in_list(bo->option_keys, key)) continue;
+    IL_CHECK(il_options_set(&o->lopts, key, v));
+    size_t used = strlen(o->opts_text);
+    snprintf(o->opts_text + used, sizeof o->opts_text - used, "%s%s=%s", used ? "," : "", key, v);
+  }
+  /* the pair and its options, judged by building a tiny layer (messages name the option) */
+  {
+    const il_backend *be;
+    il_layer L;
+    il_real W[4] = {0};
+    il_layer_config lc;
+    IL_CHECK(il_backend_cpu(1, &be));
+    il_train_layer_config(o, &lc);
+    il_status s = il_layer_create(&L, &lc, be, 2, W, NULL);
+    if (s != IL_OK) return s;
+    il_layer_destroy(&L);
+  }
   o->log_steps = il_cli_has(cli, "log-steps");
   o->save_params = il_cli_get(cli, "save-params", NULL);
   o->inject_nan_rank = o->inject_nan_step = -1;
@@ -133,7 +209,7 @@ typedef struct epoch_acc {
   double loss, iters, bwd_iters, max_grad_norm;
   double phase[4]; /* forward, backward, allreduce, update: sums of per-step max over ranks */
   double wait;     /* sum of per-step max over ranks of the wait for the slowest rank */
-  long errors, samples, batches, nan_batches, nonconverged, maxiter_batches, nonfinite_batches;
+  long errors, samples, batches, nan_batches, nonconverged, maxiter_batches, diverged_batches, nonfinite_batches;
 } epoch_acc;
 
 static void acc_step(epoch_acc *a, const il_step_stats *st) {
@@ -145,6 +221,7 @@ static void acc_step(epoch_acc *a, const il_step_stats *st) {
   a->bwd_iters += st->bwd.iters;
   a->nonconverged += st->fwd.nonconverged_rows;
   a->maxiter_batches += st->fwd.reason == IL_REASON_MAX_ITER;
+  a->diverged_batches += st->fwd.reason == IL_REASON_DIVERGED;
   a->nonfinite_batches += st->fwd.reason == IL_REASON_NONFINITE;
 }
 
@@ -173,6 +250,10 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
   printf("\n# %-18s %ld\n", "seed", o->seed);
   printf("# %-18s %s\n", "zero_nonconverged", m->layer.zero_rows ? "yes" : "no");
   if (strcmp(o->backward, "implicit") == 0) printf("# %-18s %ld\n", "adjoint_refine", o->refine);
+  printf("# %-18s %s (divtol %g%s)\n", "stop_mode", o->stop_mode, o->divtol, o->best ? ", lowest-residual iterate" : "");
+  if (o->opts_text[0]) printf("# %-18s %s\n", "options", o->opts_text);
+  printf("# %-18s %s\n", "sech2", o->sech2);
+  if (o->diag) printf("# %-18s every %ld steps\n", "diag", o->diag);
   printf("# %-18s %s (%s)\n", "device", o->device, IL_REAL_NAME);
   printf("# %-18s %ld\n", "threads", o->threads);
   printf("# %-18s %s\n", "data", o->data);
@@ -181,10 +262,14 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
 }
 
 /* Statistics summed over ranks once per step (one small allreduce in double). */
-enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_N };
+enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_RHO_SUM, ST_RHO_N, ST_N };
 /* Per-step maxima over ranks: phase times and backward iterations. */
 enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_FWD_ITERS, MX_WAIT, MX_FWD_RES, MX_FWD_REASON,
-       MX_BWD_REASON, MX_N };
+       MX_BWD_REASON, MX_RHO, MX_COND, MX_NEG_COS, MX_RELERR, MX_NEG_NAN, MX_N };
+
+/* NaN means "not measured" in the diagnostics; MPI_MAX has no NaN rule, so they travel as -inf */
+static double nan_to_low(double v) { return isnan(v) ? -INFINITY : v; }
+static double low_to_nan(double v) { return v == -INFINITY ? NAN : v; }
 
 static il_status max_over_ranks(il_dist *d, double *v, int n) {
   if (d->size > 1 && MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, d->comm) != MPI_SUCCESS)
@@ -236,6 +321,12 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_i(ri, "run_index", run_index));
   IL_CHECK(il_run_attr_s(ri, "zero_nonconverged", m->layer.zero_rows ? "yes" : "no"));
   IL_CHECK(il_run_attr_i(ri, "adjoint_refine", o->refine));
+  IL_CHECK(il_run_attr_s(ri, "stop_mode", o->stop_mode));
+  IL_CHECK(il_run_attr_d(ri, "divtol", o->divtol));
+  IL_CHECK(il_run_attr_i(ri, "best", o->best));
+  IL_CHECK(il_run_attr_s(ri, "sech2", o->sech2));
+  IL_CHECK(il_run_attr_i(ri, "diag", o->diag));
+  IL_CHECK(il_run_attr_s(ri, "options", o->opts_text));
   IL_CHECK(il_run_attr_s(ri, "allreduce", "mpi"));
   IL_CHECK(il_run_attr_i(ri, "parameters", (int64_t)m->nparams));
   return IL_OK;
@@ -268,11 +359,8 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
     my.local_batch = (int32_t)cnt;
   }
   il_model_config mc = {.in_dim = 784, .hidden = (int)o.hidden, .classes = 10, .max_batch = (int)lb_max,
-                        .seed = (uint64_t)o.seed,
-                        .layer = {.solver = o.solver, .backward = o.backward, .tol = o.tol,
-                                  .max_iter = (int)o.max_iter, .zero_nonconverged = o.zero,
-                                  .adjoint_refine = o.refine ? (int)o.refine : -1,
-                                  .stop_per_sample = strcmp(o.stop, "sample") == 0, .opts = NULL}};
+                        .seed = (uint64_t)o.seed};
+  il_train_layer_config(&o, &mc.layer);
   size_t est;
   if (il_model_estimate_bytes(&mc, &est) != IL_OK) {
     il_error_clear();
@@ -374,6 +462,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       double mx[MX_N], sum[ST_N];
       gather(train, perm + start + off, (int)cnt, X, y);
       model.loss_denominator = Bg; /* shard gradients sum to the global-batch mean */
+      model.layer.diag_now = o.diag > 0 && global_step % o.diag == 0; /* the same steps on every rank */
       double ta = il_now();
       if (il_model_forward(&model, (int)cnt, X, y, 1, &st) != IL_OK) goto run_err;
       double tb = il_now();
@@ -417,10 +506,19 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       mx[MX_FWD_RES] = isfinite(st.fwd.residual) ? st.fwd.residual : INFINITY;
       mx[MX_FWD_REASON] = st.fwd.reason;
       mx[MX_BWD_REASON] = st.bwd.reason;
+      mx[MX_RHO] = nan_to_low(st.diag.rho_max);
+      mx[MX_COND] = nan_to_low(st.diag.cond_max);
+      mx[MX_NEG_COS] = nan_to_low(isnan(st.diag.grad_cos) ? NAN : -st.diag.grad_cos);
+      mx[MX_RELERR] = nan_to_low(st.diag.grad_relerr);
+      /* the first origin in computing order, and for it the latest iteration reported: encoded so
+       * that the max over ranks of -(origin * 1e7 - iter) picks them (origin 0 sorts last) */
+      mx[MX_NEG_NAN] = -((st.nan_origin ? st.nan_origin : 99) * 1e7 - (st.nan_iter + 1));
       sum[ST_LOSS] = st.loss_sum;
       sum[ST_ERR] = st.errors;
       sum[ST_NONCONV] = st.fwd.nonconverged_rows;
       sum[ST_SAMPLES] = st.samples;
+      sum[ST_RHO_SUM] = isnan(st.diag.rho_mean) ? 0 : st.diag.rho_mean * st.diag.rho_samples;
+      sum[ST_RHO_N] = isnan(st.diag.rho_mean) ? 0 : st.diag.rho_samples;
       if (il_dist_allreduce_sum(&dist, sum, ST_N, MPI_DOUBLE) != IL_OK || max_over_ranks(&dist, mx, MX_N) != IL_OK)
         goto run_err;
       for (int k = 0; k < 4; k++) tr.phase[k] += mx[k];
@@ -435,20 +533,51 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       st.bwd.reason = (il_reason)mx[MX_BWD_REASON];
       if (isfinite(st.fwd.residual)) st.fwd.residual = mx[MX_FWD_RES];
       acc_step(&tr, &st);
-      steps[b] = (il_step_row){.epoch = (int32_t)ep, .step = (int32_t)b, .loss = st.loss_sum / st.samples,
-                               .err = (double)st.errors / st.samples, .fwd_iters = st.fwd.iters,
-                               .fwd_residual = st.fwd.residual, .fwd_reason = (int32_t)st.fwd.reason,
-                               .bwd_iters = st.bwd.iters, .bwd_residual = mx[MX_BWD_RES],
-                               .bwd_reason = (int32_t)st.bwd.reason, .nonconverged = st.fwd.nonconverged_rows,
-                               .nan_skipped = !finite, .grad_norm = gn, .t_forward = mx[MX_FWD],
-                               .t_backward = mx[MX_BWD], .t_wait = mx[MX_WAIT], .t_allreduce = mx[MX_AR],
-                               .t_update = mx[MX_UPD]};
+      {
+        const double key = -mx[MX_NEG_NAN];
+        const int origin = (int)ceil(key / 1e7);
+        st.nan_origin = origin >= 99 ? IL_NAN_NONE : origin;
+        st.nan_iter = st.nan_origin ? (int)(origin * 1e7 - key) - 1 : -1;
+        /* a NaN injected for testing, or one that appeared only after the allreduce, has no earlier origin */
+        if (!finite && st.nan_origin == IL_NAN_NONE) { st.nan_origin = IL_NAN_BWD_OTHER; st.nan_iter = -1; }
+        if (st.nan_origin == IL_NAN_FWD_OTHER || st.nan_origin == IL_NAN_BWD_OTHER) st.nan_iter = -1;
+      }
+      il_step_row *row = &steps[b];
+      il_step_row_init(row);
+      row->epoch = (int32_t)ep;
+      row->step = (int32_t)b;
+      row->loss = st.loss_sum / st.samples;
+      row->err = (double)st.errors / st.samples;
+      row->fwd_iters = st.fwd.iters;
+      row->fwd_residual = st.fwd.residual;
+      row->fwd_reason = (int32_t)st.fwd.reason;
+      row->bwd_iters = st.bwd.iters;
+      row->bwd_residual = mx[MX_BWD_RES];
+      row->bwd_reason = (int32_t)st.bwd.reason;
+      row->nonconverged = st.fwd.nonconverged_rows;
+      row->nan_skipped = !finite;
+      row->grad_norm = gn;
+      row->t_forward = mx[MX_FWD];
+      row->t_backward = mx[MX_BWD];
+      row->t_wait = mx[MX_WAIT];
+      row->t_allreduce = mx[MX_AR];
+      row->t_update = mx[MX_UPD];
+      row->diag_rho_max = low_to_nan(mx[MX_RHO]);
+      row->diag_rho_mean = sum[ST_RHO_N] > 0 ? sum[ST_RHO_SUM] / sum[ST_RHO_N] : NAN;
+      row->diag_cond = low_to_nan(mx[MX_COND]);
+      row->diag_grad_cos = mx[MX_NEG_COS] == -INFINITY ? NAN : fmin(1.0, fmax(-1.0, -mx[MX_NEG_COS]));
+      row->diag_grad_relerr = low_to_nan(mx[MX_RELERR]);
+      row->nan_origin = st.nan_origin;
+      row->nan_iter = st.nan_iter;
       if (root && o.log_steps)
         printf("%sstep=%ld epoch=%ld batch=%ld loss=%.9g err=%.4f fwd_iters=%d fwd_residual=%.6g fwd_reason=%s "
-               "bwd_iters=%d nonconverged=%d nan_skipped=%d forward_s=%.6f backward_s=%.6f allreduce_s=%.6f "
-               "update_s=%.6f\n",
+               "bwd_iters=%d bwd_residual=%.3g bwd_reason=%s nonconverged=%d nan_skipped=%d nan_origin=%d nan_iter=%d "
+               "rho_max=%.4g rho_mean=%.4g cond=%.4g grad_cos=%.6f grad_relerr=%.3g forward_s=%.6f backward_s=%.6f "
+               "allreduce_s=%.6f update_s=%.6f\n",
                pfx, global_step, ep, b, st.loss_sum / st.samples, (double)st.errors / st.samples, st.fwd.iters,
-               st.fwd.residual, il_reason_name(st.fwd.reason), st.bwd.iters, st.fwd.nonconverged_rows, !finite,
+               st.fwd.residual, il_reason_name(st.fwd.reason), st.bwd.iters, row->bwd_residual,
+               il_reason_name(st.bwd.reason), st.fwd.nonconverged_rows, !finite, row->nan_origin, row->nan_iter,
+               row->diag_rho_max, row->diag_rho_mean, row->diag_cond, row->diag_grad_cos, row->diag_grad_relerr,
                mx[MX_FWD], mx[MX_BWD], mx[MX_AR], mx[MX_UPD]);
       if (o.check_sync > 0 && (global_step + 1) % o.check_sync == 0) {
         int same;
@@ -463,13 +592,14 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       if (tty) progress("train", ep, b + 1, nb, t0);
     }
     double t1 = il_now();
+    model.layer.diag_now = 0;
     for (long b = 0; b < ntb; b++) {
       const long start = b * o.batch;
       const int Bg = (int)((start + o.batch <= ntest) ? o.batch : ntest - start);
       long off, cnt;
       il_dist_shard(Bg, dist.rank, dist.size, &off, &cnt);
       il_step_stats st = {0};
-      double sum[ST_N];
+      double sum[ST_N] = {0};
       gather(test, tidx + start + off, (int)cnt, X, y);
       if (il_model_forward(&model, (int)cnt, X, y, 0, &st) != IL_OK) goto run_err;
       sum[ST_LOSS] = st.loss_sum;
@@ -506,19 +636,20 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
         .test_err = te.samples ? (double)te.errors / te.samples : NAN,
         .test_loss = te.samples ? te.loss / te.samples : NAN, .test_iters = te.batches ? te.iters / te.batches : NAN,
         .max_grad_norm = tr.max_grad_norm, .nan_batches = tr.nan_batches, .nonconverged = tr.nonconverged,
-        .maxiter_batches = tr.maxiter_batches, .nonfinite_batches = tr.nonfinite_batches,
+        .maxiter_batches = tr.maxiter_batches, .diverged_batches = tr.diverged_batches,
+        .nonfinite_batches = tr.nonfinite_batches,
         .train_batches = tr.batches, .train_s = ep_max[0], .test_s = ep_max[1],
         .peak_mem_bytes = (uint64_t)ep_max[2], .saved_peak_bytes = (uint64_t)ep_max[3],
         .workspace_peak_bytes = (uint64_t)ep_max[4]};
     if (root) {
       printf("%sepoch=%ld lr=%g train_err=%.4f train_loss=%.4f train_iters=%.2f train_bwd_iters=%.2f "
              "test_err=%.4f test_loss=%.4f test_iters=%.2f nan_batches=%ld max_grad_norm=%.4g nonconverged=%ld "
-             "maxiter_batches=%ld nonfinite_batches=%ld train_batches=%ld train_s=%.3f test_s=%.3f "
+             "maxiter_batches=%ld diverged_batches=%ld nonfinite_batches=%ld train_batches=%ld train_s=%.3f test_s=%.3f "
              "forward_s=%.3f backward_s=%.3f wait_s=%.3f allreduce_s=%.3f update_s=%.3f ranks=%d "
              "peak_mem_bytes=%.0f saved_peak_bytes=%.0f workspace_peak_bytes=%.0f\n",
              pfx, ep, lr, er.train_err, er.train_loss, er.train_iters, er.train_bwd_iters, er.test_err, er.test_loss,
              er.test_iters, tr.nan_batches, tr.max_grad_norm, tr.nonconverged, tr.maxiter_batches,
-             tr.nonfinite_batches, tr.batches, ep_max[0], ep_max[1], tr.phase[0], tr.phase[1], tr.wait, tr.phase[2],
+             tr.diverged_batches, tr.nonfinite_batches, tr.batches, ep_max[0], ep_max[1], tr.phase[0], tr.phase[1], tr.wait, tr.phase[2],
              tr.phase[3], dist.size, ep_max[2], ep_max[3], ep_max[4]);
       if (dist.size > 1)
         printf("%s# epoch %ld per-rank phase totals, min/mean/max over %d ranks (s): forward %.3f/%.3f/%.3f "

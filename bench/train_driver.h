@@ -22,14 +22,28 @@ typedef struct il_train_opts {
   long drop_epoch[IL_TRAIN_MAX_DROPS];
   double drop_lr[IL_TRAIN_MAX_DROPS];
   const char *lr_drop_text;
+  /* solver zoo and diagnostics */
+  const char *stop_mode, *sech2;
+  double divtol;
+  int best;
+  long diag;               /* measure diagnostics every diag steps (0: never) */
+  il_options lopts;        /* per-solver / per-backward options (--anderson-m ...) */
+  char opts_text[512];     /* "key=value,..." as recorded in the results */
 } il_train_opts;
+
+/* The per-solver and per-backward option flags (--fp-tau, --anderson-m, ...). */
+extern const char *const il_train_layer_option_flags[];
 
 /* Options shared by train and sweep (sweep adds its own). */
 extern const il_cli_spec il_train_spec[];
 extern const int il_train_nspec;
 
-/* Validate every training option; messages name the option. */
+/* Validate every training option; messages name the option. The solver /
+ * backward pair and its options are checked by building a tiny layer.
+ * lenient = 1 (sweeps): option flags the point's solver and backward do not
+ * take are left out instead of being errors. */
 il_status il_train_parse(const il_cli *cli, il_train_opts *o);
+il_status il_train_parse_ex(const il_cli *cli, il_train_opts *o, int lenient);
 /* Load and check train and t10k splits (28x28 images). */
 il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_split *test);
 

@@ -16,6 +16,7 @@ typedef struct il_backward_ops {
   const char *name;
   const char *summary;
   int needs_tape; /* the solver must record its iterations */
+  const char *option_keys; /* comma list of the option keys it consumes ("" for none) */
   /* Optional: consume this mode's options, set L->bstate and L->keep_lu (ask the
    * solver to keep its last LU for reuse). NULL: no options, no state. */
   il_status (*create)(il_layer *L, il_options *opt);

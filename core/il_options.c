@@ -80,7 +80,8 @@ il_status il_options_check_all_used(const il_options *o, const char *context) {
   if (!o) return IL_OK;
   for (int i = 0; i < o->count; i++)
     if (!o->items[i].used)
-      return IL_ERR(IL_ERR_ARG, "unknown option '%s' for %s", o->items[i].key, context);
+      return IL_ERR(IL_ERR_ARG, "option '%s' is not used by %s (misspelled, or meant for another solver or backward mode)",
+                    o->items[i].key, context);
   return IL_OK;
 }
 

@@ -235,11 +235,13 @@ static il_status solve_gmres(il_layer *L, const implicit_state *st, const il_pro
         for (int i = 0; i <= j; i++) { /* modified Gram-Schmidt */
           const il_real *vi = V + (size_t)i * len + (size_t)b * n;
           double h = 0;
+#pragma omp simd reduction(+ : h)
           for (int q = 0; q < n; q++) h += (double)wb[q] * (double)vi[q];
           HH(b, i, j) = h;
           for (int q = 0; q < n; q++) wb[q] -= (il_real)h * vi[q];
         }
         double hn = 0;
+#pragma omp simd reduction(+ : hn)
         for (int q = 0; q < n; q++) hn += (double)wb[q] * (double)wb[q];
         hn = sqrt(hn);
         HH(b, j + 1, j) = hn;
@@ -346,6 +348,7 @@ const il_backward_ops il_backward_implicit_ops = {
     .name = "implicit",
     .summary = "implicit function theorem: solve (I - df/dz)^T u = dL/dz* (adjoint-solver lu|fp|anderson|gmres)",
     .needs_tape = 0,
+    .option_keys = "adjoint-solver,adjoint-tol,adjoint-max-iter,adjoint-m",
     .create = implicit_create,
     .destroy = implicit_destroy,
     .finish_forward = implicit_finish,

@@ -117,7 +117,10 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
           const il_real a = (il_real)rhs[i + 1];
           const il_real *fi = F + (size_t)idx[i] * len + (size_t)b * n, *xi = X + (size_t)idx[i] * len + (size_t)b * n;
           const il_real ab = a * (il_real)st->beta, a1 = a * (il_real)(1 - st->beta);
-          for (int j = 0; j < n; j++) xb[j] += ab * fi[j] + a1 * xi[j];
+          if (st->beta == 1.0) /* the default: no need to read the iterates */
+            for (int j = 0; j < n; j++) xb[j] += ab * fi[j];
+          else
+            for (int j = 0; j < n; j++) xb[j] += ab * fi[j] + a1 * xi[j];
         }
       }
     }
@@ -130,6 +133,7 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
       for (int i = 0; i < filled; i++) {
         const il_real *gi = G + (size_t)i * len + (size_t)b * n;
         double acc = 0;
+#pragma omp simd reduction(+ : acc)
         for (int j = 0; j < n; j++) acc += (double)gs[j] * (double)gi[j];
         gram[((size_t)b * R + slot) * R + i] = gram[((size_t)b * R + i) * R + slot] = acc;
       }
@@ -169,6 +173,7 @@ const il_solver_ops il_solver_anderson_ops = {
     .name = "anderson",
     .summary = "Anderson acceleration from z = 0 (options anderson-m, anderson-beta, anderson-lambda)",
     .default_max_iter = 100,
+    .option_keys = "anderson-m,anderson-beta,anderson-lambda",
     .zero_default = 0,
     .per_sample_ok = 0,
     .create = aa_create,

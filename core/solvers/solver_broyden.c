@@ -40,6 +40,7 @@ static void apply(int B, int n, int q, size_t len, const il_real *P, const il_re
     for (int i = 0; i < q; i++) {
       const il_real *pi = P + (size_t)i * len + o, *qi = Q + (size_t)i * len + o;
       double dot = 0;
+#pragma omp simd reduction(+ : dot)
       for (int j = 0; j < n; j++) dot += (double)qi[j] * (double)v[o + j];
       const il_real c = (il_real)dot;
       for (int j = 0; j < n; j++) ob[j] += pi[j] * c;
@@ -90,6 +91,7 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
       for (int b = 0; b < B; b++) {
         const size_t o = (size_t)b * n;
         double den = 0;
+#pragma omp simd reduction(+ : den)
         for (int j = 0; j < n; j++) den += (double)v[o + j] * (double)g[o + j]; /* s^T H y */
         if (!(fabs(den) > 1e-30) || !isfinite(den)) { /* no usable curvature: leave this sample's H */
           memset(u + o, 0, (size_t)n * sizeof *u);
@@ -123,6 +125,7 @@ const il_solver_ops il_solver_broyden_ops = {
     .name = "broyden",
     .summary = "limited-memory good Broyden (inverse update) from z = 0 (option broyden-m)",
     .default_max_iter = 100,
+    .option_keys = "broyden-m",
     .zero_default = 0,
     .per_sample_ok = 0,
     .create = broyden_create,

@@ -209,6 +209,7 @@ const il_solver_ops il_solver_fp_ops = {
     .name = "fp",
     .summary = "fixed-point iteration z <- (1 - tau) z + tau f(z) from z = 0 (option fp-tau)",
     .default_max_iter = 200,
+    .option_keys = "fp-tau",
     .zero_default = 0,
     .per_sample_ok = 1,
     .create = fp_create,

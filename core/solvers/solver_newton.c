@@ -269,6 +269,7 @@ static int newton_nan_step(void *state) { return ((newton_state *)state)->nan_st
 const il_solver_ops il_solver_newton_ops = {
     .name = "newton",
     .summary = "exact Newton with per-sample Jacobian and batched LU, from z = f(0)",
+    .option_keys = "",
     .default_max_iter = 40,
     .zero_default = 1,
     .per_sample_ok = 1,
@@ -283,6 +284,7 @@ const il_solver_ops il_solver_newton_ops = {
 const il_solver_ops il_solver_newton_ls_ops = {
     .name = "newton-ls",
     .summary = "Newton with a per-row backtracking Armijo line search on ||g|| (options ls-c1, ls-max)",
+    .option_keys = "ls-c1,ls-max",
     .default_max_iter = 40,
     .zero_default = 1,
     .per_sample_ok = 1,

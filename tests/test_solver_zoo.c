@@ -1,0 +1,380 @@
+/* tests/test_solver_zoo.c: the solver zoo in float64 (IL_PREC=64). Every solver
+ * reaches Newton's z*; every reason comes out of a constructed case; gradcheck
+ * of implicit backward with every adjoint solver; phantom/jfb against the IFT
+ * gradient; stop modes, lowest-residual iterate, divergence; the seed's sech^2;
+ * diagnostics on known matrices; option and pair validation. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "il_gradcheck.h"
+#include "il_layer.h"
+#include "il_rng.h"
+#include "test_util.h"
+
+static const il_backend *be;
+
+static int setup(void **state) {
+  (void)state;
+  return il_backend_cpu(1, &be) == IL_OK ? 0 : -1;
+}
+
+/* W = scale * U(-1,1)/sqrt(n), x = xscale * N(0,1) */
+static void make_problem(int n, int B, double scale, double xscale, uint64_t seed, double *W, double *x) {
+  il_rng r;
+  il_rng_seed(&r, seed);
+  for (int i = 0; i < n * n; i++) W[i] = scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n);
+  for (int i = 0; i < B * n; i++) x[i] = xscale * il_rng_normal(&r);
+}
+
+typedef struct solve_opts {
+  const char *key[4], *val[4];
+  int stop_rel, keep_best;
+  double divtol;
+} solve_opts;
+
+static il_status solve_by_name(const char *name, const solve_opts *so, const double *W, const double *x, int n, int B,
+                               double tol, int max_iter, double *z, double *rows, il_solve_result *res) {
+  const il_solver_ops *ops = il_solver_find(name);
+  assert_non_null(ops);
+  il_cell c;
+  il_arena ws;
+  il_options o;
+  void *st;
+  il_options_init(&o);
+  for (int i = 0; so && i < 4 && so->key[i]; i++) assert_ok(il_options_set(&o, so->key[i], so->val[i]));
+  assert_ok(il_cell_tanh_init(&c, be, n, W, 0));
+  assert_ok(il_arena_init(&ws, IL_MEM_WORKSPACE, NULL, 0));
+  il_status s = ops->create(&o, &st);
+  if (s != IL_OK) {
+    il_arena_destroy(&ws);
+    return s;
+  }
+  assert_ok(il_options_check_all_used(&o, name));
+  il_problem p = {.cell = &c, .B = B, .x = x, .tol = tol, .max_iter = max_iter, .ws = &ws,
+                  .stop_rel = so ? so->stop_rel : 0, .divtol = so ? so->divtol : 0, .keep_best = so ? so->keep_best : 0};
+  s = ops->solve(st, &p, z, rows, res);
+  ops->destroy(st);
+  il_arena_destroy(&ws);
+  return s;
+}
+
+static double fixed_point_residual(const double *W, const double *x, const double *z, int n, int B) {
+  double acc = 0;
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < n; i++) {
+      double a = x[b * n + i];
+      for (int j = 0; j < n; j++) a += W[i * n + j] * z[b * n + j];
+      const double e = tanh(a) - z[b * n + i];
+      acc += e * e;
+    }
+  return sqrt(acc);
+}
+
+static void test_every_solver_reaches_newtons_fixed_point(void **state) {
+  enum { n = 40, B = 6 };
+  double *W = malloc(sizeof(double) * n * n), x[B * n], zn[B * n], z[B * n];
+  il_solve_result rn, r, rfp;
+  make_problem(n, B, 1.2, 1.0, 42, W, x);
+  assert_ok(solve_by_name("newton", NULL, W, x, n, B, 1e-12, 40, zn, NULL, &rn));
+  assert_int_equal(rn.reason, IL_REASON_CONVERGED);
+  assert_ok(solve_by_name("fp", NULL, W, x, n, B, 1e-11, 2000, z, NULL, &rfp));
+  const struct { const char *name; solve_opts o; } cases[] = {
+      {"fp", {.key = {0}}},
+      {"fp", {.key = {"fp-tau"}, .val = {"0.7"}}},
+      {"anderson", {.key = {0}}},
+      {"anderson", {.key = {"anderson-m", "anderson-beta", "anderson-lambda"}, .val = {"3", "0.8", "1e-8"}}},
+      {"broyden", {.key = {0}}},
+      {"broyden", {.key = {"broyden-m"}, .val = {"4"}}}, /* restarts */
+      {"newton-ls", {.key = {0}}},
+      {"newton-ls", {.key = {"ls-c1", "ls-max"}, .val = {"0.3", "4"}}},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    assert_ok(solve_by_name(cases[k].name, &cases[k].o, W, x, n, B, 1e-11, 3000, z, NULL, &r));
+    if (r.reason != IL_REASON_CONVERGED) fail_msg("%s case %zu: reason %s", cases[k].name, k, il_reason_name(r.reason));
+    print_message("%-9s case %zu: %d iterations (fp: %d, newton: %d)\n", cases[k].name, k, r.iters, rfp.iters, rn.iters);
+    assert_allclose(z, zn, (size_t)B * n, 0, 1e-9);
+    assert_true(fixed_point_residual(W, x, z, n, B) < 1e-9);
+    if (strcmp(cases[k].name, "anderson") == 0 || strcmp(cases[k].name, "broyden") == 0)
+      if (!(r.iters < rfp.iters)) fail_msg("%s case %zu: %d maps, fp needed %d", cases[k].name, k, r.iters, rfp.iters);
+  }
+  free(W);
+}
+
+/* Every reason from a constructed case, for every solver it applies to. */
+static void test_reasons(void **state) {
+  enum { n = 12, B = 3 };
+  double W[n * n], x[B * n], z[B * n], rows[B];
+  il_solve_result r;
+  const char *all[] = {"fp", "anderson", "broyden", "newton", "newton-ls"};
+  /* max-iter: a tolerance no solver meets in 2 iterations */
+  make_problem(n, B, 1.5, 1.0, 3, W, x);
+  for (int k = 0; k < 5; k++) {
+    assert_ok(solve_by_name(all[k], NULL, W, x, n, B, 1e-14, 2, z, rows, &r));
+    if (r.reason != IL_REASON_MAX_ITER) fail_msg("%s: reason %s, expected max-iter", all[k], il_reason_name(r.reason));
+    assert_int_equal(r.nonfinite_iter, -1);
+    assert_true(r.nonconverged_rows > 0);
+  }
+  /* non-finite: a NaN input reaches the first residual of every solver */
+  make_problem(n, B, 1.0, 1.0, 4, W, x);
+  x[n + 3] = NAN;
+  for (int k = 0; k < 5; k++) {
+    assert_ok(solve_by_name(all[k], NULL, W, x, n, B, 1e-8, 50, z, rows, &r));
+    if (r.reason != IL_REASON_NONFINITE) fail_msg("%s: reason %s, expected non-finite", all[k], il_reason_name(r.reason));
+    assert_int_equal(r.nonfinite_iter, 0);
+  }
+  /* diverged: z = 0 is an unstable fixed point (rho(W) ~ 2.3) and x is tiny, so fp
+   * starts with a residual of ~1e-9 that grows to O(1) */
+  make_problem(n, B, 4.0, 1e-9, 5, W, x);
+  solve_opts dv = {.divtol = 1e3};
+  assert_ok(solve_by_name("fp", &dv, W, x, n, B, 1e-14, 500, z, rows, &r));
+  assert_int_equal(r.reason, IL_REASON_DIVERGED);
+  solve_opts dvt = {.key = {"fp-tau"}, .val = {"0.5"}, .divtol = 1e3};
+  assert_ok(solve_by_name("fp", &dvt, W, x, n, B, 1e-14, 500, z, rows, &r));
+  assert_int_equal(r.reason, IL_REASON_DIVERGED);
+  /* without divtol the same solve runs to its limit */
+  assert_ok(solve_by_name("fp", NULL, W, x, n, B, 1e-14, 60, z, rows, &r));
+  assert_int_equal(r.reason, IL_REASON_MAX_ITER);
+}
+
+static void test_stop_modes_and_best_iterate(void **state) {
+  enum { n = 30, B = 4 };
+  double W[n * n], x[B * n], z[B * n], z2[B * n], rows[B];
+  il_solve_result r, r2;
+  make_problem(n, B, 1.0, 1.0, 8, W, x);
+  /* rel: the threshold is tol times the first residual */
+  solve_opts rel = {.stop_rel = 1};
+  assert_ok(solve_by_name("fp", &rel, W, x, n, B, 1e-3, 500, z, rows, &r));
+  assert_int_equal(r.reason, IL_REASON_CONVERGED);
+  double r0 = 0;
+  for (int i = 0; i < B * n; i++) r0 += tanh(x[i]) * tanh(x[i]); /* first fp residual: ||f(0) - 0|| */
+  assert_close(r.tol_abs, 1e-3 * sqrt(r0), 1e-12, 0);
+  assert_true(r.residual < r.tol_abs);
+  /* a converged solve is unchanged by keep_best */
+  solve_opts best = {.keep_best = 1};
+  assert_ok(solve_by_name("anderson", NULL, W, x, n, B, 1e-10, 500, z, rows, &r));
+  assert_ok(solve_by_name("anderson", &best, W, x, n, B, 1e-10, 500, z2, rows, &r2));
+  assert_memory_equal(z, z2, sizeof z);
+  /* a non-contractive problem where fp oscillates: the best iterate is never worse than the last,
+   * and its reported residual is the minimum over the iterations */
+  make_problem(n, B, 3.0, 1.0, 9, W, x);
+  double last[40];
+  for (int k = 1; k <= 40; k++) {
+    assert_ok(solve_by_name("fp", NULL, W, x, n, B, 1e-14, k, z, rows, &r));
+    last[k - 1] = r.residual;
+  }
+  double mn = INFINITY;
+  for (int k = 0; k < 40; k++) mn = last[k] < mn ? last[k] : mn;
+  assert_true(mn < last[39]); /* otherwise the case shows nothing */
+  assert_ok(solve_by_name("fp", &best, W, x, n, B, 1e-14, 40, z2, rows, &r2));
+  assert_int_equal(r2.reason, IL_REASON_MAX_ITER);
+  assert_close(r2.residual, mn, 1e-12, 0);
+}
+
+static void gradcheck_case(const char *solver, const char *backward, const char *keys[], const char *vals[], double tol,
+                           double limit) {
+  il_options o;
+  il_options_init(&o);
+  for (int i = 0; keys && keys[i]; i++) assert_ok(il_options_set(&o, keys[i], vals[i]));
+  const int sizes[][2] = {{5, 3}, {8, 2}};
+  for (int k = 0; k < 2; k++) {
+    il_gradcheck_config gc = {.layer = {.solver = solver, .backward = backward, .tol = tol, .max_iter = 500,
+                                        .zero_nonconverged = IL_ZERO_AUTO, .opts = &o},
+                              .n = sizes[k][0], .B = sizes[k][1], .scale = 1, .eps = 1e-6, .seed = 21 + k};
+    il_gradcheck_result gr;
+    assert_ok(il_gradcheck(&gc, be, &gr));
+    assert_int_equal(gr.fwd.reason, IL_REASON_CONVERGED);
+    if (!(gr.relerr_x <= limit && gr.relerr_W <= limit))
+      fail_msg("%s/%s %s=%s n=%d B=%d: relerr x %.3g W %.3g", solver, backward, keys ? keys[0] : "-",
+               keys ? vals[0] : "-", gc.n, gc.B, gr.relerr_x, gr.relerr_W);
+  }
+}
+
+static void test_gradcheck_implicit_every_adjoint_solver(void **state) {
+  const char *solvers[] = {"fp", "anderson", "broyden", "newton", "newton-ls"};
+  const char *adj[] = {"lu", "fp", "anderson", "gmres"};
+  for (int s = 0; s < 5; s++)
+    for (int a = 0; a < 4; a++) {
+      const char *k[] = {"adjoint-solver", a ? "adjoint-tol" : NULL, NULL};
+      const char *v[] = {adj[a], "1e-13", NULL};
+      gradcheck_case(solvers[s], "implicit", k, v, 1e-12, 1e-6);
+    }
+  /* GMRES with a restart shorter than the system */
+  const char *k[] = {"adjoint-solver", "adjoint-tol", "adjoint-m", NULL}, *v[] = {"gmres", "1e-13", "2", NULL};
+  gradcheck_case("newton", "implicit", k, v, 1e-12, 1e-6);
+}
+
+static void test_gradcheck_unrolled_new_solvers(void **state) {
+  const char *k[] = {"fp-tau", NULL}, *v[] = {"0.6", NULL};
+  gradcheck_case("fp", "unroll", k, v, 1e-10, 1e-6);
+  gradcheck_case("newton-ls", "unroll", NULL, NULL, 1e-10, 1e-6);
+}
+
+static void layer_grads(const char *solver, const char *mode, il_options *o, const double *W, const double *x,
+                        const double *C, int n, int B, double *dx, double *dW, il_layer_diag *diag) {
+  il_layer L;
+  il_layer_config cfg = {.solver = solver, .backward = mode, .tol = 1e-13, .max_iter = 2000, .opts = o};
+  double *out = calloc((size_t)B * n, sizeof *out);
+  assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
+  memset(dx, 0, sizeof(double) * B * n);
+  memset(dW, 0, sizeof(double) * n * n);
+  L.diag_now = diag != NULL;
+  assert_ok(il_layer_forward(&L, B, x, out, 1));
+  assert_ok(il_layer_backward(&L, C, dx, dW));
+  if (diag) *diag = L.diag;
+  il_layer_destroy(&L);
+  free(out);
+}
+
+static double relerr(const double *a, const double *b, size_t len) {
+  double d = 0, nb = 0;
+  for (size_t i = 0; i < len; i++) { d += (a[i] - b[i]) * (a[i] - b[i]); nb += b[i] * b[i]; }
+  return sqrt(d / nb);
+}
+
+static void test_phantom_and_jfb(void **state) {
+  enum { n = 20, B = 4 };
+  double W[n * n], x[B * n], C[B * n], dxi[B * n], dWi[n * n], dx[B * n], dW[n * n], dx1[B * n], dW1[n * n];
+  make_problem(n, B, 1.0, 1.0, 17, W, x);
+  il_rng r;
+  il_rng_seed(&r, 5);
+  for (int i = 0; i < B * n; i++) C[i] = il_rng_normal(&r);
+  layer_grads("newton", "implicit", NULL, W, x, C, n, B, dxi, dWi, NULL);
+  /* the Neumann series: phantom:K tends to the IFT gradient, and is inexact for small K */
+  layer_grads("anderson", "phantom:200", NULL, W, x, C, n, B, dx, dW, NULL);
+  assert_true(relerr(dx, dxi, B * n) < 1e-9 && relerr(dW, dWi, n * n) < 1e-9);
+  layer_grads("anderson", "phantom:3", NULL, W, x, C, n, B, dx, dW, NULL);
+  assert_true(relerr(dW, dWi, n * n) > 1e-3);
+  /* jfb is phantom:1 */
+  layer_grads("anderson", "phantom:1", NULL, W, x, C, n, B, dx, dW, NULL);
+  layer_grads("anderson", "jfb", NULL, W, x, C, n, B, dx1, dW1, NULL);
+  assert_memory_equal(dx, dx1, sizeof dx);
+  assert_memory_equal(dW, dW1, sizeof dW);
+  /* a damped phantom is still a Neumann-type series: many steps reach the IFT gradient */
+  il_options o;
+  il_options_init(&o);
+  assert_ok(il_options_set(&o, "phantom-tau", "0.5"));
+  layer_grads("fp", "phantom:400", &o, W, x, C, n, B, dx, dW, NULL);
+  assert_true(relerr(dW, dWi, n * n) < 1e-9);
+}
+
+/* The seed's 1/cosh^2: equal to 1 - tanh^2 in exact arithmetic (gradcheck passes),
+ * but once cosh overflows the unrolled Newton backward produces 0 * inf = NaN. */
+static void test_sech2_seed(void **state) {
+  enum { n = 6, B = 2 };
+  il_gradcheck_config gc = {.layer = {.solver = "newton", .backward = "unroll", .tol = 1e-10, .sech2_seed = 1},
+                            .n = n, .B = B, .scale = 1, .eps = 1e-6, .seed = 3};
+  il_gradcheck_result gr;
+  assert_ok(il_gradcheck(&gc, be, &gr));
+  assert_true(gr.relerr_x <= 1e-6 && gr.relerr_W <= 1e-6);
+  double W[n * n], x[B * n], C[B * n], dx[B * n], dW[n * n];
+  make_problem(n, B, 1.0, 1.0, 4, W, x);
+  for (int i = 0; i < B * n; i++) C[i] = 1;
+  x[2] = 800; /* cosh(800) overflows a double as cosh(89.5) overflows a float */
+  for (int seed = 0; seed < 2; seed++) {
+    il_layer L;
+    il_layer_config cfg = {.solver = "newton", .backward = "unroll", .tol = 1e-10, .sech2_seed = seed};
+    double out[B * n];
+    assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
+    memset(dx, 0, sizeof dx);
+    memset(dW, 0, sizeof dW);
+    assert_ok(il_layer_forward(&L, B, x, out, 1));
+    assert_int_equal(L.fres.reason, IL_REASON_CONVERGED); /* the forward is unaffected */
+    assert_ok(il_layer_backward(&L, C, dx, dW));
+    int finite = 1;
+    for (int i = 0; i < n * n; i++) finite &= isfinite(dW[i]) ? 1 : 0;
+    assert_int_equal(finite, !seed);
+    if (seed) assert_true(L.bwd_nan_iter >= 0 && L.bwd_nan_iter < L.fres.iters);
+    else assert_int_equal(L.bwd_nan_iter, -1);
+    il_layer_destroy(&L);
+  }
+}
+
+/* Diagnostics on a case with known answers: W = 0.5 I and x = 0 give z* = 0,
+ * df/dz = 0.5 I (spectral radius 0.5) and J = 0.5 I (condition number 1). */
+static void test_diagnostics_known_values(void **state) {
+  enum { n = 7, B = 3 };
+  double W[n * n] = {0}, x[B * n] = {0}, C[B * n], dx[B * n], dW[n * n];
+  for (int i = 0; i < n; i++) W[i * n + i] = 0.5;
+  for (int i = 0; i < B * n; i++) C[i] = 1 + 0.1 * i;
+  x[0] = 1e-3; /* one nonzero entry so that Newton takes a step and factors J */
+  il_layer_diag d;
+  layer_grads("newton", "implicit", NULL, W, x, C, n, B, dx, dW, &d);
+  assert_close(d.rho_max, 0.5, 1e-6, 0);
+  assert_close(d.rho_mean, 0.5, 1e-6, 0);
+  assert_close(d.cond_max, 1.0, 1e-5, 0);
+  assert_close(d.grad_cos, 1.0, 0, 1e-12);
+  assert_true(d.grad_relerr < 1e-10);
+  /* a general problem: jfb's gradient is inexact, implicit-lu's is not */
+  double W2[20 * 20], x2[4 * 20], C2[4 * 20], dx2[4 * 20], dW2[20 * 20];
+  make_problem(20, 4, 1.5, 1.0, 12, W2, x2);
+  for (int i = 0; i < 80; i++) C2[i] = sin(i);
+  layer_grads("fp", "jfb", NULL, W2, x2, C2, 20, 4, dx2, dW2, &d);
+  assert_true(d.grad_cos < 0.9999 && d.grad_relerr > 1e-3);
+  assert_true(isnan(d.cond_max)); /* no LU anywhere */
+  assert_true(d.rho_max > 0 && d.rho_max < 1.5);
+  layer_grads("fp", "implicit", NULL, W2, x2, C2, 20, 4, dx2, dW2, &d);
+  assert_true(d.grad_relerr < 1e-9);
+  assert_true(d.cond_max >= 1 && isfinite(d.cond_max)); /* implicit factored J(z*) itself */
+}
+
+static il_status try_layer(const char *solver, const char *backward, const char *key, const char *val, int per_sample,
+                           int keep_best) {
+  il_layer L;
+  il_options o;
+  il_options_init(&o);
+  if (key) assert_ok(il_options_set(&o, key, val));
+  double W[9] = {0};
+  il_layer_config cfg = {.solver = solver, .backward = backward, .tol = 1e-6, .opts = &o,
+                         .stop_per_sample = per_sample, .keep_best = keep_best};
+  il_error_clear();
+  il_status s = il_layer_create(&L, &cfg, be, 3, W, NULL);
+  if (s == IL_OK) il_layer_destroy(&L);
+  return s;
+}
+
+static void expect_error(il_status s, il_status want, const char *needle) {
+  assert_int_equal(s, want);
+  if (!strstr(il_error_message(), needle)) fail_msg("message '%s' lacks '%s'", il_error_message(), needle);
+}
+
+static void test_option_and_pair_validation(void **state) {
+  /* torchdeq once ignored a misspelled stop-mode: here every unknown key is an error */
+  expect_error(try_layer("fp", "implicit", "stop-mod", "rel", 0, 0), IL_ERR_ARG, "stop-mod");
+  expect_error(try_layer("fp", "implicit", "anderson-m", "3", 0, 0), IL_ERR_ARG, "anderson-m");
+  expect_error(try_layer("anderson", "implicit", "anderson-m", "0", 0, 0), IL_ERR_ARG, "anderson-m");
+  expect_error(try_layer("anderson", "implicit", "anderson-beta", "1.5", 0, 0), IL_ERR_ARG, "anderson-beta");
+  expect_error(try_layer("broyden", "implicit", "broyden-m", "x", 0, 0), IL_ERR_ARG, "broyden-m");
+  expect_error(try_layer("newton-ls", "implicit", "ls-c1", "0.7", 0, 0), IL_ERR_ARG, "ls-c1");
+  expect_error(try_layer("newton", "implicit", "ls-c1", "0.1", 0, 0), IL_ERR_ARG, "ls-c1");
+  expect_error(try_layer("fp", "implicit", "fp-tau", "0", 0, 0), IL_ERR_ARG, "fp-tau");
+  expect_error(try_layer("fp", "implicit", "adjoint-solver", "cg", 0, 0), IL_ERR_ARG, "adjoint-solver");
+  expect_error(try_layer("fp", "implicit", "adjoint-tol", "1e-8", 0, 0), IL_ERR_ARG, "adjoint-tol"); /* lu takes none */
+  expect_error(try_layer("fp", "unroll", "adjoint-solver", "gmres", 0, 0), IL_ERR_ARG, "adjoint-solver");
+  expect_error(try_layer("fp", "phantom:0", NULL, NULL, 0, 0), IL_ERR_ARG, "phantom-k");
+  expect_error(try_layer("fp", "phantom:x", NULL, NULL, 0, 0), IL_ERR_ARG, "phantom-k");
+  expect_error(try_layer("fp", "jfb:3", NULL, NULL, 0, 0), IL_ERR_ARG, "jfb-k");
+  expect_error(try_layer("fp", "phantomx", NULL, NULL, 0, 0), IL_ERR_ARG, "phantomx");
+  expect_error(try_layer("anderson", "unroll", NULL, NULL, 0, 0), IL_ERR_UNSUPPORTED, "anderson");
+  expect_error(try_layer("broyden", "unroll", NULL, NULL, 0, 0), IL_ERR_UNSUPPORTED, "broyden");
+  expect_error(try_layer("anderson", "implicit", NULL, NULL, 1, 0), IL_ERR_UNSUPPORTED, "per-sample");
+  expect_error(try_layer("fp", "unroll", NULL, NULL, 0, 1), IL_ERR_UNSUPPORTED, "lowest-residual");
+  /* and the valid ones are accepted */
+  assert_int_equal(try_layer("anderson", "phantom:4", "phantom-tau", "0.5", 0, 0), IL_OK);
+  assert_int_equal(try_layer("broyden", "implicit", "adjoint-solver", "gmres", 0, 1), IL_OK);
+  assert_int_equal(try_layer("newton-ls", "unroll", "ls-max", "5", 1, 0), IL_OK);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_every_solver_reaches_newtons_fixed_point),
+      cmocka_unit_test(test_reasons),
+      cmocka_unit_test(test_stop_modes_and_best_iterate),
+      cmocka_unit_test(test_gradcheck_implicit_every_adjoint_solver),
+      cmocka_unit_test(test_gradcheck_unrolled_new_solvers),
+      cmocka_unit_test(test_phantom_and_jfb),
+      cmocka_unit_test(test_sech2_seed),
+      cmocka_unit_test(test_diagnostics_known_values),
+      cmocka_unit_test(test_option_and_pair_validation),
+  };
+  return cmocka_run_group_tests(tests, setup, NULL);
+}
