@@ -25,8 +25,8 @@ Severity:
            outside the domain of its unit (negative time, count or byte
            number; an error rate outside [0, 1]; a misnumbered row; a
            nan_origin outside 0..4, a nan_iter below -1, a negative
-           spectral radius, condition number or relative error, a cosine
-           outside [-1, 1]).
+           spectral radius, condition number, relative error or
+           pre-activation maximum, a cosine outside [-1, 1]).
   WARNING  a SHOULD is violated, a run is incomplete, or a derived
            plausibility check fails (epoch aggregates that disagree with the
            epoch's steps, timestamps out of order, a negative loss ...).
@@ -164,8 +164,8 @@ for _k, _t in EPOCH_MEMBERS_V1.items():
         EPOCH_MEMBERS["diverged_batches"] = I64
 STEP_DIAG_MEMBERS = {
     "diag_rho_max": F64, "diag_rho_mean": F64, "diag_cond": F64,
-    "diag_grad_cos": F64, "diag_grad_relerr": F64, "nan_origin": I32,
-    "nan_iter": I32,
+    "diag_grad_cos": F64, "diag_grad_relerr": F64, "diag_preact_max": F64,
+    "nan_origin": I32, "nan_iter": I32,
 }
 STEP_MEMBERS = {**STEP_MEMBERS_V1, **STEP_DIAG_MEMBERS}
 TABLES = {"epochs": EPOCH_MEMBERS, "steps": STEP_MEMBERS, "ranks": RANK_MEMBERS}  # version 2
@@ -622,8 +622,9 @@ def check_steps_values(rep, tloc, st, usable, cfg):
 def check_steps_diagnostics(rep, tloc, st, usable):
     """Version-2 step diagnostics (only the members present with the right
     type, so nothing here applies to a version-1 file). Domains are errors:
-    nan_origin in 0..4, nan_iter >= -1, spectral radii, condition numbers and
-    relative errors >= 0, the cosine in [-1, 1], NaN allowed everywhere it
+    nan_origin in 0..4, nan_iter >= -1, spectral radii, condition numbers,
+    relative errors and the pre-activation maximum >= 0, the cosine in
+    [-1, 1], NaN allowed everywhere it
     means "not measured". Consistency between columns is a warning."""
     if "nan_origin" in usable:
         o = st["nan_origin"]
@@ -641,7 +642,7 @@ def check_steps_diagnostics(rep, tloc, st, usable):
     if "nan_origin" in usable and "nan_skipped" in usable:
         bad_rows(rep, tloc, (st["nan_skipped"] == 1) & (st["nan_origin"] == 0), st["nan_origin"],
                  "nan_skipped = 1 but nan_origin = 0 (a non-finite gradient has an origin)", "warning")
-    for c in ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_relerr"):
+    for c in ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_relerr", "diag_preact_max"):
         if c in usable:
             v = st[c]
             bad_rows(rep, tloc, v < 0, v, f"negative {c} (must be >= 0 or NaN)")

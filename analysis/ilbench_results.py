@@ -43,7 +43,7 @@ SUPPORTED_VERSIONS = (1, 2)  # major versions this reader loads
 # The version-2 members; absent from version-1 tables.
 V2_EPOCH_MEMBERS = ("diverged_batches",)
 V2_STEP_MEMBERS = ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos",
-                   "diag_grad_relerr", "nan_origin", "nan_iter")
+                   "diag_grad_relerr", "diag_preact_max", "nan_origin", "nan_iter")
 NAN_ORIGINS = {0: "none", 1: "forward solve", 2: "forward outside the solve",
                3: "backward of the implicit layer", 4: "backward outside the layer"}
 
@@ -65,8 +65,8 @@ _STEP_DTYPE = np.dtype([
     ("t_forward", "<f8"), ("t_backward", "<f8"), ("t_wait", "<f8"),
     ("t_allreduce", "<f8"), ("t_update", "<f8"),
     ("diag_rho_max", "<f8"), ("diag_rho_mean", "<f8"), ("diag_cond", "<f8"),
-    ("diag_grad_cos", "<f8"), ("diag_grad_relerr", "<f8"), ("nan_origin", "<i4"),
-    ("nan_iter", "<i4")])
+    ("diag_grad_cos", "<f8"), ("diag_grad_relerr", "<f8"), ("diag_preact_max", "<f8"),
+    ("nan_origin", "<i4"), ("nan_iter", "<i4")])
 
 
 class Unreadable(Exception):
@@ -300,6 +300,7 @@ def metrics(run) -> dict:
     m["cond_max"] = _nanreduce(np.max, column(st, "diag_cond"))
     m["grad_cos_min"] = _nanreduce(np.min, column(st, "diag_grad_cos"))
     m["grad_relerr_max"] = _nanreduce(np.max, column(st, "diag_grad_relerr"))
+    m["preact_max"] = _nanreduce(np.max, column(st, "diag_preact_max"))
     total = run.attrs.get("peak_bytes_total")
     pm = _col(ep, "peak_mem_bytes")
     if isinstance(total, int):

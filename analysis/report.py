@@ -47,7 +47,7 @@ CSV_COLUMNS = (("run_id", "file") + CONFIG_KEYS +
                 "allreduce_s_per_epoch", "update_s_per_epoch",
                 "peak_mem_bytes", "peak_mem_source", "samples_per_s",
                 "schema_version", "diverge_rate", "rho_max", "rho_mean", "cond_max",
-                "grad_cos_min", "grad_relerr_max"))
+                "grad_cos_min", "grad_relerr_max", "preact_max"))
 
 
 class Skip(Exception):
@@ -459,7 +459,7 @@ def write_summary(outdir, paths, runs, rows, written, skipped, checks):
     L.append(f"- Host(s) of the runs: {', '.join(hosts) or 'none'}")
     if any(r.schema_version < ir.SCHEMA_VERSION for r in runs):
         L.append("- Note: runs from schema version 1 files have no diagnostics (spectral radius, condition "
-                 "number, gradient check, NaN origin) and no diverged count; those columns are NaN in "
+                 "number, gradient check, pre-activation maximum, NaN origin) and no diverged count; those columns are NaN in "
                  "summary.csv.")
     if any(v.endswith("-dirty") for v in versions):
         L.append("- Note: a `-dirty` version means uncommitted changes in the ilbench that wrote the run.")
@@ -486,8 +486,9 @@ def write_summary(outdir, paths, runs, rows, written, skipped, checks):
              "summary.csv also has the diverged rate (diverged steps / training steps) and the "
              "step diagnostics over the run: largest spectral radius of df/dz (`rho_max`), mean of the "
              "steps' mean radius (`rho_mean`), largest LU condition estimate (`cond_max`), smallest "
-             "gradient-check cosine (`grad_cos_min`) and largest relative gradient error "
-             "(`grad_relerr_max`), NaN where not measured.")
+             "gradient-check cosine (`grad_cos_min`), largest relative gradient error "
+             "(`grad_relerr_max`) and largest |pre-activation| where a Newton solver built its "
+             "Jacobian (`preact_max`; float32 cosh overflows above 89.4), NaN where not measured.")
     L.append("")
     hdr = ["run_id", "solver", "backward", "tol", "hidden", "batch", "world", "stop", "seed", "status",
            "epochs", "test err", "train err", "fwd it", "bwd it", "NaN rate", "nonconv rate",

@@ -12,6 +12,7 @@ void il_step_row_init(il_step_row *r) {
   r->diag_rho_max = r->diag_rho_mean = NAN;
   r->diag_cond = NAN;
   r->diag_grad_cos = r->diag_grad_relerr = NAN;
+  r->diag_preact_max = NAN;
   r->nan_origin = IL_NAN_NONE;
   r->nan_iter = -1;
 }

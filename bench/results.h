@@ -45,6 +45,7 @@ typedef struct il_step_row {
   double diag_rho_max, diag_rho_mean; /* spectral radius of df/dz at z* (power iteration), max/mean over samples */
   double diag_cond;                 /* largest inf-norm condition estimate (gecon) of I - df/dz over the step's LUs */
   double diag_grad_cos, diag_grad_relerr; /* layer gradient (dx, dW) vs the exact IFT gradient: cosine, rel. error */
+  double diag_preact_max;           /* largest |W z + x| where newton/newton-ls built a Jacobian, max over ranks */
   int32_t nan_origin;               /* il_nan_origin: where a non-finite value first appeared (0 none) */
   int32_t nan_iter;                 /* solver iteration / unrolled step / adjoint iteration of it; -1 none or n/a */
 } il_step_row;

@@ -350,8 +350,8 @@ static il_status make_types(il_h5_file *f) {
       INS(ts, il_step_row, t_allreduce, F64) || INS(ts, il_step_row, t_update, F64) ||
       INS(ts, il_step_row, diag_rho_max, F64) || INS(ts, il_step_row, diag_rho_mean, F64) ||
       INS(ts, il_step_row, diag_cond, F64) || INS(ts, il_step_row, diag_grad_cos, F64) ||
-      INS(ts, il_step_row, diag_grad_relerr, F64) || INS(ts, il_step_row, nan_origin, I32) ||
-      INS(ts, il_step_row, nan_iter, I32))
+      INS(ts, il_step_row, diag_grad_relerr, F64) || INS(ts, il_step_row, diag_preact_max, F64) ||
+      INS(ts, il_step_row, nan_origin, I32) || INS(ts, il_step_row, nan_iter, I32))
     goto fail;
   if (INS(tr, il_rank_row, rank, I32) || INS(tr, il_rank_row, local_batch, I32) ||
       INS(tr, il_rank_row, t_forward, F64) || INS(tr, il_rank_row, t_backward, F64) || INS(tr, il_rank_row, t_wait, F64) ||

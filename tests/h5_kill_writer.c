@@ -9,7 +9,7 @@
  * lr = 0.1, train_loss = 1/(n+1), train_batches = 10n, diverged_batches = n;
  * step row (n, s) has epoch = n, step = s, loss = n + s/10, fwd_iters = 10n + s,
  * and the defaults of il_step_row_init (diagnostics NaN, nan_origin 0,
- * nan_iter -1) except diag_cond = s + 1. */
+ * nan_iter -1) except diag_cond = s + 1 and diag_preact_max = 89.5 + s. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +61,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 3; k++) {
       il_step_row_init(&s[k]);
       s[k].diag_cond = k + 1;
+      s[k].diag_preact_max = 89.5 + k;
       s[k].epoch = n;
       s[k].step = k;
       s[k].loss = n + k / 10.0;

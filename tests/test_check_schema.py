@@ -104,6 +104,8 @@ def write_run(runs, run_id, status="completed", epochs_done=EPOCHS, version=2):
             st["diag_cond"][rows] = [12.5, 3.0e4, np.nan]
             st["diag_grad_cos"][rows] = [0.999, np.nan, np.nan]
             st["diag_grad_relerr"][rows] = [2.5e-3, np.nan, np.nan]
+            # a Newton solver: the pre-activation maximum on every diagnosed step
+            st["diag_preact_max"][rows] = [3.25, 91.5, np.nan]
             st["nan_origin"][rows] = 0
             st["nan_iter"][rows] = -1
         row = dict(epoch=e, lr=0.1, train_err=0.5, train_loss=2.0 - e, train_iters=5.0, train_bwd_iters=2.0,
@@ -204,7 +206,8 @@ def test_minimal_valid_file_is_clean(valid):
     with h5py.File(valid, "r") as f:
         assert int(f.attrs["schema_version"]) == 2
         st = f["runs"][RUN]["steps"][()]
-        for c in ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos", "diag_grad_relerr"):
+        for c in ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos", "diag_grad_relerr",
+                  "diag_preact_max"):
             assert np.isfinite(st[c]).any(), c
         assert "diverged_batches" in f["runs"][RUN]["epochs"].dtype.names
 
@@ -376,6 +379,8 @@ def test_missing_table_member(valid, table_name, member):
     ("steps", "nan_iter", "<f8", "float64"),
     ("steps", "diag_cond", "<f4", "float32"),
     ("steps", "diag_grad_cos", "<f2", "float16"),
+    ("steps", "diag_preact_max", "<f4", "float32"),
+    ("steps", "diag_preact_max", "<i8", "int64"),
     ("epochs", "diverged_batches", "<i4", "int32"),
 ])
 def test_wrong_member_dtype(valid, table_name, member, dtype, expect):
@@ -525,7 +530,8 @@ def test_skipped_step_without_origin_is_a_warning(valid):
     assert has(warnings, "nan_skipped = 1 but nan_origin = 0")
 
 
-@pytest.mark.parametrize("member", ["diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_relerr"])
+@pytest.mark.parametrize("member", ["diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_relerr",
+                                    "diag_preact_max"])
 def test_negative_diagnostic_is_an_error(valid, member):
     errors, _ = set_column(valid, "steps", member, [0.1, 0.1, np.nan, 20.0, -0.5, np.nan]
                            if member != "diag_rho_mean" else [0.05, 0.05, np.nan, 0.1, -0.5, np.nan])
@@ -540,6 +546,15 @@ def test_cosine_outside_unit_interval_is_an_error(valid, value):
 
 def test_cosine_bounds_and_nan_are_valid(valid):
     errors, warnings = set_column(valid, "steps", "diag_grad_cos", [1.0, np.nan, np.nan, -1.0, np.nan, np.nan])
+    assert errors == [] and warnings == []
+
+
+def test_negative_preact_max_is_an_error_and_zero_is_valid(valid):
+    errors, _ = set_column(valid, "steps", "diag_preact_max", [3.25, -1e-300, np.nan, 91.5, -np.inf, np.nan])
+    # one line for the rule: both negative rows counted, the first named (even -inf is negative)
+    assert has(errors, "/steps", "2 row(s)", "negative diag_preact_max", "must be >= 0 or NaN", "row 1", "-1e-300")
+    # 0 (z = 0, x = 0), large values past float32's cosh overflow (89.4) and NaN (not a Newton solver) are valid
+    errors, warnings = set_column(valid, "steps", "diag_preact_max", [0.0, 1.0e4, np.nan, 89.5, np.nan, np.nan])
     assert errors == [] and warnings == []
 
 

@@ -102,9 +102,11 @@ with h5py.File(path, "r") as f:
         i, k = divmod(j, 3)
         if (r["epoch"], r["step"], r["loss"], r["fwd_iters"]) != (i, k, i + k / 10.0, 10 * i + k):
             bad.append("step row %d: %r" % (j, r))
-        # schema v2 diagnostics: the writer's defaults (NaN, origin 0, iteration -1) and diag_cond = k + 1
+        # schema v2 diagnostics: the writer's defaults (NaN, origin 0, iteration -1),
+        # diag_cond = k + 1 and diag_preact_max = 89.5 + k
         diag = [r[c] for c in ("diag_rho_max", "diag_rho_mean", "diag_grad_cos", "diag_grad_relerr")]
-        if not all(math.isnan(v) for v in diag) or (r["diag_cond"], r["nan_origin"], r["nan_iter"]) != (k + 1, 0, -1):
+        if not all(math.isnan(v) for v in diag) or (
+                r["diag_cond"], r["diag_preact_max"], r["nan_origin"], r["nan_iter"]) != (k + 1, 89.5 + k, 0, -1):
             bad.append("step row %d diagnostics: %r" % (j, r))
     if "ranks" in run:
         bad.append("a killed run has a ranks table")

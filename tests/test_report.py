@@ -137,6 +137,14 @@ def expected(path):
 # ilbench_results
 # ---------------------------------------------------------------------------
 
+def assert_table_equal(got, want):
+    """Same members and values, member by member: assert_array_equal on a
+    whole structured array counts NaN != NaN, and unmeasured diagnostics are NaN."""
+    assert got.dtype.names == want.dtype.names
+    for c in want.dtype.names:
+        np.testing.assert_array_equal(got[c], want[c], err_msg=c)
+
+
 def test_load_runs(results):
     runs = ir.load_runs(results["sweep"])
     with h5py.File(results["sweep"], "r") as f:
@@ -154,8 +162,8 @@ def test_load_runs(results):
             assert r.schema_version == 2 and "nan_origin" in r.steps.dtype.names
             assert r.host == text(f.attrs["host"])
             assert isinstance(r.root_attrs["command_line"], str)
-            np.testing.assert_array_equal(r.epochs, g["epochs"][()])
-            np.testing.assert_array_equal(r.steps, g["steps"][()])
+            assert_table_equal(r.epochs, g["epochs"][()])
+            assert_table_equal(r.steps, g["steps"][()])  # diag_* are NaN where not measured
             assert r.ranks is not None and len(r.ranks) == 2
             assert r.peak_bytes["total"] == int(g.attrs["peak_bytes_total"])
     assert {r.attrs["solver"] for r in runs} == {"fp", "newton"}
@@ -340,8 +348,8 @@ V1_STEP = [("epoch", "<i4"), ("step", "<i4"), ("loss", "<f8"), ("err", "<f8"), (
            ("t_update", "<f8")]
 V2_EPOCH = V1_EPOCH[:13] + [("diverged_batches", "<i8")] + V1_EPOCH[13:]
 V2_STEP = V1_STEP + [("diag_rho_max", "<f8"), ("diag_rho_mean", "<f8"), ("diag_cond", "<f8"),
-                     ("diag_grad_cos", "<f8"), ("diag_grad_relerr", "<f8"), ("nan_origin", "<i4"),
-                     ("nan_iter", "<i4")]
+                     ("diag_grad_cos", "<f8"), ("diag_grad_relerr", "<f8"), ("diag_preact_max", "<f8"),
+                     ("nan_origin", "<i4"), ("nan_iter", "<i4")]
 
 
 def write_small(path, version):
@@ -374,6 +382,7 @@ def write_small(path, version):
             st["diag_cond"] = [10.0, 250.0, np.nan, 3.0]
             st["diag_grad_cos"] = [0.99, np.nan, 0.95, np.nan]
             st["diag_grad_relerr"] = [0.01, np.nan, 0.2, np.nan]
+            st["diag_preact_max"] = [12.5, 93.75, np.nan, 40.0]
             st["nan_origin"] = [1, 0, 0, 0]
             st["nan_iter"] = [12, -1, -1, -1]
         g.create_dataset("epochs", data=ep, maxshape=(None,), chunks=True)
@@ -392,6 +401,8 @@ def test_v2_diagnostics_metrics(tmp_path):
     assert m["cond_max"] == pytest.approx(250.0)
     assert m["grad_cos_min"] == pytest.approx(0.95)
     assert m["grad_relerr_max"] == pytest.approx(0.2)
+    assert m["preact_max"] == pytest.approx(93.75)
+    np.testing.assert_array_equal(ir.column(run.steps, "diag_preact_max"), [12.5, 93.75, np.nan, 40.0])
     assert ir.nan_origin_counts(run) == {1: 1}
     np.testing.assert_array_equal(ir.column(run.steps, "nan_iter"), [12, -1, -1, -1])
 
@@ -403,7 +414,9 @@ def test_v1_file_loads_with_missing_columns_as_nan(tmp_path):
     assert "diag_cond" not in run.steps.dtype.names and not ir.has_column(run.steps, "nan_origin")
     assert np.isnan(ir.column(run.steps, "diag_cond")).all() and len(ir.column(run.steps, "diag_cond")) == 4
     m = ir.metrics(run)
-    for k in ("diverge_rate", "rho_max", "rho_mean", "cond_max", "grad_cos_min", "grad_relerr_max"):
+    assert np.isnan(ir.column(run.steps, "diag_preact_max")).all()
+    for k in ("diverge_rate", "rho_max", "rho_mean", "cond_max", "grad_cos_min", "grad_relerr_max",
+              "preact_max"):
         assert math.isnan(m[k]), k
     assert m["final_test_err"] == 0.25  # the version-1 numbers are unaffected
     assert ir.nan_origin_counts(run) == {}
@@ -413,6 +426,7 @@ def test_v1_file_loads_with_missing_columns_as_nan(tmp_path):
     rows = {r["run_id"]: r for r in read_csv(out / "summary.csv")}
     assert rows["v1"]["schema_version"] == "1" and rows["v2"]["schema_version"] == "2"
     assert rows["v1"]["cond_max"] == "nan" and float(rows["v2"]["cond_max"]) == 250.0
+    assert rows["v1"]["preact_max"] == "nan" and float(rows["v2"]["preact_max"]) == 93.75
     assert float(rows["v2"]["diverge_rate"]) == 0.25
     md = (out / "summary.md").read_text()
     assert "schema version 1 files have no diagnostics" in md, p.stdout

@@ -107,6 +107,7 @@ static il_step_row make_step(int run, int ep, int s) {
   r.diag_cond = 1.0e7 + 0.123456789 * b;
   r.diag_grad_cos = -0.999999999 + 1e-15 * s;
   r.diag_grad_relerr = 3.0e-9 * (b + 1);
+  r.diag_preact_max = 89.4 + 1e-10 * (b + 1);
   r.nan_origin = 1 + (s + run) % 4; /* 1..4 */
   r.nan_iter = s == 0 ? -1 : 1000000 * run + 100 * ep + s;
   return r;
@@ -201,7 +202,7 @@ static hid_t step_type(void) {
   S(t_forward, H5T_NATIVE_DOUBLE); S(t_backward, H5T_NATIVE_DOUBLE); S(t_wait, H5T_NATIVE_DOUBLE); S(t_allreduce, H5T_NATIVE_DOUBLE);
   S(t_update, H5T_NATIVE_DOUBLE); S(diag_rho_max, H5T_NATIVE_DOUBLE); S(diag_rho_mean, H5T_NATIVE_DOUBLE);
   S(diag_cond, H5T_NATIVE_DOUBLE); S(diag_grad_cos, H5T_NATIVE_DOUBLE); S(diag_grad_relerr, H5T_NATIVE_DOUBLE);
-  S(nan_origin, H5T_NATIVE_INT32); S(nan_iter, H5T_NATIVE_INT32);
+  S(diag_preact_max, H5T_NATIVE_DOUBLE); S(nan_origin, H5T_NATIVE_INT32); S(nan_iter, H5T_NATIVE_INT32);
 #undef S
   return t;
 }
@@ -296,6 +297,15 @@ static void check_members(hid_t g, const char *name, hid_t expect) {
   H5Dclose(d);
 }
 
+/* Index of member `member` in table `name`'s stored compound type (-1 when absent). */
+static int member_index(hid_t g, const char *name, const char *member) {
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT), ft = H5Dget_type(d);
+  int i = H5Tget_member_index(ft, member);
+  H5Tclose(ft);
+  H5Dclose(d);
+  return i;
+}
+
 /* Member `member` of table `name` is stored with type class `cls` and `size` bytes (signed for integers). */
 static void check_member_type(hid_t g, const char *name, const char *member, H5T_class_t cls, size_t size) {
   hid_t d = H5Dopen2(g, name, H5P_DEFAULT), ft = H5Dget_type(d);
@@ -388,10 +398,17 @@ static void verify_run(hid_t fid, const char *id, int run, int nepochs, int nste
   check_members(g, "ranks", tr);
   /* the members schema v2 added, with the types SCHEMA.md gives */
   static const char *const f64[] = {"diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos",
-                                    "diag_grad_relerr"};
+                                    "diag_grad_relerr", "diag_preact_max"};
   for (size_t i = 0; i < sizeof f64 / sizeof f64[0]; i++) check_member_type(g, "steps", f64[i], H5T_FLOAT, 8);
   check_member_type(g, "steps", "nan_origin", H5T_INTEGER, 4);
   check_member_type(g, "steps", "nan_iter", H5T_INTEGER, 4);
+  {
+    /* stored in il_step_row's order: diag_preact_max right after diag_grad_relerr, before nan_origin */
+    int i_rel = member_index(g, "steps", "diag_grad_relerr"), i_pre = member_index(g, "steps", "diag_preact_max"),
+        i_org = member_index(g, "steps", "nan_origin");
+    VCHECK(i_rel >= 0 && i_pre == i_rel + 1 && i_org == i_pre + 1,
+           "%s: steps member order diag_grad_relerr %d, diag_preact_max %d, nan_origin %d", id, i_rel, i_pre, i_org);
+  }
   check_member_type(g, "epochs", "diverged_batches", H5T_INTEGER, 8);
   VCHECK(table_rows(g, "epochs") == nepochs, "%s: %lld epochs", id, table_rows(g, "epochs"));
   VCHECK(table_rows(g, "steps") == (long long)nepochs * nsteps, "%s: %lld steps", id, table_rows(g, "steps"));
@@ -415,9 +432,10 @@ static void verify_run(hid_t fid, const char *id, int run, int nepochs, int nste
         const il_step_row *q = &st[ep * nsteps + k];
         VCHECK(q->diag_rho_max == y.diag_rho_max && q->diag_rho_mean == y.diag_rho_mean &&
                    q->diag_cond == y.diag_cond && q->diag_grad_cos == y.diag_grad_cos &&
-                   q->diag_grad_relerr == y.diag_grad_relerr,
-               "%s: step %d.%d diagnostics rho %.17g/%.17g cond %.17g cos %.17g relerr %.17g", id, ep, k,
-               q->diag_rho_max, q->diag_rho_mean, q->diag_cond, q->diag_grad_cos, q->diag_grad_relerr);
+                   q->diag_grad_relerr == y.diag_grad_relerr && q->diag_preact_max == y.diag_preact_max,
+               "%s: step %d.%d diagnostics rho %.17g/%.17g cond %.17g cos %.17g relerr %.17g preact %.17g", id, ep, k,
+               q->diag_rho_max, q->diag_rho_mean, q->diag_cond, q->diag_grad_cos, q->diag_grad_relerr,
+               q->diag_preact_max);
         VCHECK(q->nan_origin == y.nan_origin && q->nan_iter == y.nan_iter, "%s: step %d.%d nan_origin %d nan_iter %d",
                id, ep, k, q->nan_origin, q->nan_iter);
       }
@@ -570,7 +588,7 @@ static void test_step_row_init(void **state) {
   assert_int_equal(r.fwd_reason, 0);
   assert_true(r.loss == 0.0 && r.t_update == 0.0 && r.grad_norm == 0.0);
   assert_true(isnan(r.diag_rho_max) && isnan(r.diag_rho_mean) && isnan(r.diag_cond));
-  assert_true(isnan(r.diag_grad_cos) && isnan(r.diag_grad_relerr));
+  assert_true(isnan(r.diag_grad_cos) && isnan(r.diag_grad_relerr) && isnan(r.diag_preact_max));
   assert_int_equal(r.nan_origin, IL_NAN_NONE);
   assert_int_equal(r.nan_iter, -1);
   assert_int_equal(IL_NAN_FWD_SOLVE, 1);
