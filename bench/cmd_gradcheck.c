@@ -1,5 +1,7 @@
 /* bench/cmd_gradcheck.c: `ilbench gradcheck`, compiled with IL_PREC=64.
- * Runs il_gradcheck (core/il_gradcheck.h) for each backward mode; the normwise
+ * Runs il_gradcheck (core/il_gradcheck.h) for each backward mode ('all': unroll
+ * where the solver keeps a tape, and implicit with every adjoint solver; the
+ * inexact phantom/jfb gradients can be named but are expected to fail); the normwise
  * relative errors ||g - g_fd|| / ||g_fd|| of dL/dx and dL/dW (relerr_*) must be
  * below --threshold; maxabs_* is the largest entrywise |g - g_fd|. */
 #include <math.h>
@@ -24,8 +26,15 @@ static const il_cli_spec gc_spec[] = {
     {"eps", 1, "finite-difference step", "1e-6"},
     {"threshold", 1, "maximum relative error", "1e-6"},
     {"seed", 1, "random seed", "0"},
+    {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres (with --backward all: every one)", "lu"},
+    {"adjoint-tol", 1, "implicit, matrix-free adjoint: relative tolerance", "1e-12"},
+    {"fp-tau", 1, "fp: damping", "1"},
+    {"anderson-m", 1, "anderson: memory", "6"},
+    {"broyden-m", 1, "broyden: memory", "20"},
+    {"ls-c1", 1, "newton-ls: Armijo constant", "1e-4"},
     {"help", 0, "show this help", NULL},
 };
+static const char *const solver_flags[] = {"fp-tau", "anderson-m", "broyden-m", "ls-c1", NULL};
 #define NSPEC ((int)(sizeof gc_spec / sizeof gc_spec[0]))
 
 int il_cmd_gradcheck(int argc, char **argv) {
@@ -60,28 +69,45 @@ int il_cmd_gradcheck(int argc, char **argv) {
       il_cli_int(&cli, "seed", 0, 0, 0x7fffffffffffffffL, &seed) != IL_OK)
     goto usage_err;
 
-  const char *modes[8];
+  const char *adj_given = il_cli_get(&cli, "adjoint-solver", NULL), *adj_tol = il_cli_get(&cli, "adjoint-tol", "1e-12");
+  const char *modes[8], *adjs[8];
   int nm = 0;
   if (strcmp(backward, "all") == 0) {
-    const char *all[] = {"unroll", "implicit"};
-    for (int i = 0; i < 2; i++) {
-      const il_backward_ops *bo = il_backward_find(all[i]);
-      if (bo && !(bo->needs_tape && !so->unroll_backward)) modes[nm++] = all[i];
-    }
+    if (so->unroll_backward) { modes[nm] = "unroll"; adjs[nm++] = NULL; }
+    const char *all[] = {"lu", "fp", "anderson", "gmres"};
+    for (int i = 0; i < 4; i++)
+      if (!adj_given || strcmp(adj_given, all[i]) == 0) { modes[nm] = "implicit"; adjs[nm++] = all[i]; }
   } else {
-    modes[nm++] = backward;
+    modes[nm] = backward;
+    adjs[nm++] = strcmp(backward, "implicit") == 0 ? (adj_given ? adj_given : "lu") : NULL;
   }
-  printf("%-8s %-9s %5s %5s %9s %6s %-10s %12s %12s %12s %12s %s\n", "solver", "backward", "n", "batch", "tol",
-         "iters", "reason", "relerr_x", "relerr_W", "maxabs_x", "maxabs_W", "result");
+  printf("%-9s %-9s %-8s %5s %5s %9s %6s %-10s %12s %12s %12s %12s %s\n", "solver", "backward", "adjoint", "n",
+         "batch", "tol", "iters", "reason", "relerr_x", "relerr_W", "maxabs_x", "maxabs_W", "result");
   int failed = 0;
   for (int i = 0; i < nm; i++) {
+    il_options opts;
+    il_options_init(&opts);
+    for (int f = 0; solver_flags[f]; f++) {
+      const char *v = il_cli_get(&cli, solver_flags[f], NULL);
+      if (v) (void)il_options_set(&opts, solver_flags[f], v);
+    }
+    if (adjs[i]) {
+      (void)il_options_set(&opts, "adjoint-solver", adjs[i]);
+      if (strcmp(adjs[i], "lu") != 0) (void)il_options_set(&opts, "adjoint-tol", adj_tol);
+    }
     il_gradcheck_config gc = {.layer = {.solver = solver, .backward = modes[i], .tol = tol, .max_iter = (int)max_iter,
                                         .zero_nonconverged = IL_ZERO_AUTO,
-                                        .stop_per_sample = strcmp(stop, "sample") == 0, .opts = NULL},
+                                        .stop_per_sample = strcmp(stop, "sample") == 0, .opts = &opts},
                               .n = (int)n, .B = (int)B, .scale = scale, .eps = eps, .seed = (uint64_t)seed};
     il_gradcheck_result gr;
     const il_backend *be;
-    if (il_backend_cpu(1, &be) != IL_OK || il_gradcheck(&gc, be, &gr) != IL_OK) {
+    if (il_backend_cpu(1, &be) != IL_OK) {
+      il_report_error("gradcheck");
+      return 1;
+    }
+    il_status gs = il_gradcheck(&gc, be, &gr);
+    if (gs == IL_ERR_ARG || gs == IL_ERR_UNSUPPORTED) goto usage_err; /* options the pair does not take */
+    if (gs != IL_OK) {
       il_report_error("gradcheck");
       return 1;
     }
@@ -90,8 +116,8 @@ int il_cmd_gradcheck(int argc, char **argv) {
     const char *reason = il_reason_name(gr.fwd.reason);
     int ok = ex <= thr && ew <= thr; /* NaN fails */
     failed |= !ok;
-    printf("%-8s %-9s %5ld %5ld %9.1e %6d %-10s %12.3e %12.3e %12.3e %12.3e %s\n", solver, modes[i], n, B, tol, iters,
-           reason, ex, ew, gr.maxabs_x, gr.maxabs_W, ok ? "PASS" : "FAIL");
+    printf("%-9s %-9s %-8s %5ld %5ld %9.1e %6d %-10s %12.3e %12.3e %12.3e %12.3e %s\n", solver, modes[i],
+           adjs[i] ? adjs[i] : "-", n, B, tol, iters, reason, ex, ew, gr.maxabs_x, gr.maxabs_W, ok ? "PASS" : "FAIL");
   }
   if (failed) fprintf(stderr, "ilbench gradcheck: relative error above threshold %g\n", thr);
   return failed ? 1 : 0;

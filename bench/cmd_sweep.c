@@ -91,7 +91,7 @@ int il_cmd_sweep(int argc, char **argv) {
   }
   const long mine = il_sweep_slice_size(sw.npoints, aidx, acnt);
   rc = 1;
-  if (out && il_h5_open(d.comm, out, mode, il_main_argc, il_main_argv, &h5) != IL_OK) goto fail;
+  /* data first: a sweep that cannot start must not leave a new, empty results file behind */
   if (il_train_load_data(il_cli_get(&cli, "data", "data/mnist"), &train, &test) != IL_OK) {
     if (root) {
       il_report_error("sweep");
@@ -99,6 +99,7 @@ int il_cmd_sweep(int argc, char **argv) {
     }
     goto end;
   }
+  if (out && il_h5_open(d.comm, out, mode, il_main_argc, il_main_argv, &h5) != IL_OK) goto fail;
   if (root) {
     printf("# sweep: %ld points, this task (%ld of %ld) runs %ld\n", sw.npoints, aidx, acnt, mine);
     fflush(stdout);

@@ -39,8 +39,7 @@ int il_cmd_train(int argc, char **argv) {
   }
   if (il_train_parse(&cli, &o) != IL_OK || il_results_mode(&cli, &mode, &out) != IL_OK) goto fail;
   rc = 1;
-  /* refuse to touch an existing results file before any work is done */
-  if (out && il_h5_open(d.comm, out, mode, il_main_argc, il_main_argv, &h5) != IL_OK) goto fail;
+  /* data first: a run that cannot start must not leave a new, empty results file behind */
   if (il_train_load_data(o.data, &train, &test) != IL_OK) {
     if (root) {
       il_report_error("train");
@@ -48,6 +47,8 @@ int il_cmd_train(int argc, char **argv) {
     }
     goto end;
   }
+  /* an existing results file is refused before any training is done */
+  if (out && il_h5_open(d.comm, out, mode, il_main_argc, il_main_argv, &h5) != IL_OK) goto fail;
   /* a run id that sorts by time; rank 0 chooses it for everyone */
   char run_id[96] = {0};
   if (root) {

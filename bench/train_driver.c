@@ -265,7 +265,7 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
 enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_RHO_SUM, ST_RHO_N, ST_N };
 /* Per-step maxima over ranks: phase times and backward iterations. */
 enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_FWD_ITERS, MX_WAIT, MX_FWD_RES, MX_FWD_REASON,
-       MX_BWD_REASON, MX_RHO, MX_COND, MX_NEG_COS, MX_RELERR, MX_NEG_NAN, MX_N };
+       MX_BWD_REASON, MX_RHO, MX_COND, MX_NEG_COS, MX_RELERR, MX_NEG_NAN, MX_PREACT, MX_N };
 
 /* NaN means "not measured" in the diagnostics; MPI_MAX has no NaN rule, so they travel as -inf */
 static double nan_to_low(double v) { return isnan(v) ? -INFINITY : v; }
@@ -510,6 +510,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       mx[MX_COND] = nan_to_low(st.diag.cond_max);
       mx[MX_NEG_COS] = nan_to_low(isnan(st.diag.grad_cos) ? NAN : -st.diag.grad_cos);
       mx[MX_RELERR] = nan_to_low(st.diag.grad_relerr);
+      mx[MX_PREACT] = nan_to_low(st.diag.preact_max);
       /* the first origin in computing order, and for it the latest iteration reported: encoded so
        * that the max over ranks of -(origin * 1e7 - iter) picks them (origin 0 sorts last) */
       mx[MX_NEG_NAN] = -((st.nan_origin ? st.nan_origin : 99) * 1e7 - (st.nan_iter + 1));
@@ -567,18 +568,19 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       row->diag_cond = low_to_nan(mx[MX_COND]);
       row->diag_grad_cos = mx[MX_NEG_COS] == -INFINITY ? NAN : fmin(1.0, fmax(-1.0, -mx[MX_NEG_COS]));
       row->diag_grad_relerr = low_to_nan(mx[MX_RELERR]);
+      row->diag_preact_max = low_to_nan(mx[MX_PREACT]);
       row->nan_origin = st.nan_origin;
       row->nan_iter = st.nan_iter;
       if (root && o.log_steps)
         printf("%sstep=%ld epoch=%ld batch=%ld loss=%.9g err=%.4f fwd_iters=%d fwd_residual=%.6g fwd_reason=%s "
                "bwd_iters=%d bwd_residual=%.3g bwd_reason=%s nonconverged=%d nan_skipped=%d nan_origin=%d nan_iter=%d "
-               "rho_max=%.4g rho_mean=%.4g cond=%.4g grad_cos=%.6f grad_relerr=%.3g forward_s=%.6f backward_s=%.6f "
+               "rho_max=%.4g rho_mean=%.4g cond=%.4g grad_cos=%.6f grad_relerr=%.3g preact_max=%.4g forward_s=%.6f backward_s=%.6f "
                "allreduce_s=%.6f update_s=%.6f\n",
                pfx, global_step, ep, b, st.loss_sum / st.samples, (double)st.errors / st.samples, st.fwd.iters,
                st.fwd.residual, il_reason_name(st.fwd.reason), st.bwd.iters, row->bwd_residual,
                il_reason_name(st.bwd.reason), st.fwd.nonconverged_rows, !finite, row->nan_origin, row->nan_iter,
                row->diag_rho_max, row->diag_rho_mean, row->diag_cond, row->diag_grad_cos, row->diag_grad_relerr,
-               mx[MX_FWD], mx[MX_BWD], mx[MX_AR], mx[MX_UPD]);
+               row->diag_preact_max, mx[MX_FWD], mx[MX_BWD], mx[MX_AR], mx[MX_UPD]);
       if (o.check_sync > 0 && (global_step + 1) % o.check_sync == 0) {
         int same;
         if (il_dist_in_sync(&dist, il_hash_bytes(model.params, model.nparams * sizeof *model.params), &same) != IL_OK)

@@ -3,7 +3,8 @@
  * A cell knows nothing about the solver that runs it. Every op works on a
  * batch: x, z, f are (B, n). Derivative ops take the point (z, f) where f was
  * produced by `map` at z; cells that need more state than f keep it in `lin`
- * (B, lin_dim) filled by `map` (the tanh cell needs none: sech^2 = 1 - f^2). */
+ * (B, lin_dim) filled by `map` (the tanh cell needs none: sech^2 = 1 - f^2, except with
+ * sech2_seed; given a (B, n) lin anyway, it stores the pre-activation there for diagnostics). */
 #ifndef IL_CELL_H
 #define IL_CELL_H
 

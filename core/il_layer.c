@@ -45,6 +45,8 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
   if (colon) {
     char key[48];
     snprintf(key, sizeof key, "%.*s-k", (int)(colon - cfg->backward), cfg->backward);
+    if (!strstr(L->bops->option_keys, key))
+      return IL_ERR(IL_ERR_ARG, "backward '%s' takes no ':' argument (got '%s')", L->bops->name, cfg->backward);
     IL_CHECK(il_options_set(&L->opts, key, colon + 1));
   }
   /* big blocks keep consecutive tape entries contiguous (fp unroll batches its theta GEMMs) */
@@ -111,7 +113,8 @@ il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, i
   il_arena_reset(&L->saved);
   L->B = B;
   L->train = train;
-  L->diag = (il_layer_diag){.rho_max = NAN, .rho_mean = NAN, .cond_max = NAN, .grad_cos = NAN, .grad_relerr = NAN};
+  L->diag = (il_layer_diag){.rho_max = NAN, .rho_mean = NAN, .cond_max = NAN, .grad_cos = NAN, .grad_relerr = NAN,
+                            .preact_max = NAN};
   L->bwd_nan_iter = -1;
   L->prob = (il_problem){.cell = &L->cell, .B = B, .x = x, .tol = L->cfg.tol, .max_iter = L->cfg.max_iter,
                          .ws = &L->ws, .saved = (train && L->bops->needs_tape) ? &L->saved : NULL,
@@ -123,6 +126,7 @@ il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, i
   IL_CHECK(il_arena_calloc(&L->saved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));
   IL_CHECK(L->sops->solve(L->sstate, &L->prob, L->zstar, L->row_res, &L->fres));
   L->diag.cond_max = L->fres.cond_max;
+  L->diag.preact_max = L->fres.preact_max;
   if (L->zero_rows) {
     for (int b = 0; b < B; b++)
       if (!(L->row_res[b] <= L->fres.tol_abs)) {

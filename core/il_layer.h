@@ -48,6 +48,7 @@ typedef struct il_layer_diag {
   int rho_samples;          /* rows it was measured on */
   double cond_max;          /* largest LU condition estimate (inf-norm) of the step, forward and backward */
   double grad_cos, grad_relerr; /* layer gradient (dx, dW) against the exact IFT gradient at z* */
+  double preact_max;        /* Newton solvers: largest |W z + x| where a Jacobian was built */
 } il_layer_diag;
 
 enum { IL_ZERO_AUTO = 0, IL_ZERO_YES = 1, IL_ZERO_NO = 2 };

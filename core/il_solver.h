@@ -27,6 +27,7 @@ typedef struct il_solve_result {
   double tol_abs;       /* the absolute threshold used (tol, or tol * initial residual with stop_rel) */
   int nonfinite_iter;   /* iteration at which a non-finite value first appeared, -1 if none */
   double cond_max;      /* with p->diag: largest LU condition estimate (inf-norm) of the solve, NaN if no LU */
+  double preact_max;    /* with p->diag, Newton solvers: largest |pre-activation| where a Jacobian was built */
 } il_solve_result;
 
 /* Sum a local double over all cooperating processes (the MPI layer supplies

@@ -25,7 +25,7 @@ static il_status tanh_map(const il_cell *c, int B, const il_real *x, const il_re
   /* f <- x, then f += Z W^T, then tanh in place: no scratch needed */
   for (size_t i = 0; i < len; i++) f[i] = x[i];
   c->be->gemm(0, 1, B, n, n, 1, z, n, c->theta, n, 1, f, n);
-  if (lin && c->lin_dim) memcpy(lin, f, len * sizeof *f); /* the pre-activation, for --sech2 seed */
+  if (lin) memcpy(lin, f, len * sizeof *f); /* the pre-activation: --sech2 seed needs it, diagnostics read it */
   c->be->tanh_sech2(len, f, f, NULL);
   return IL_OK;
 }

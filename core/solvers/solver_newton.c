@@ -68,7 +68,9 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
   newton_state *st = state;
   const il_cell *c = p->cell;
   const il_backend *be = c->be;
-  const int B = p->B, n = c->n, ld = c->lin_dim;
+  const int B = p->B, n = c->n;
+  /* the cell's linearisation state, or with diagnostics at least the pre-activation (tanh: n per row) */
+  const int ld = c->lin_dim ? c->lin_dim : (p->diag ? n : 0);
   const size_t len = (size_t)B * n, nn = (size_t)n * n;
   il_arena_mark m = il_arena_get_mark(p->ws);
   il_status s = IL_OK;
@@ -155,6 +157,11 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
       znext = zbuf[cur ^ 1];
       fnext = fbuf[cur ^ 1];
       linnext = lbuf[cur ^ 1];
+    }
+    if (p->diag && link) { /* |a| at the Jacobian's point: cosh(a) overflows float32 past 89.4 (--sech2 seed) */
+      double mx = isnan(res->preact_max) ? 0 : res->preact_max;
+      for (size_t i = 0; i < (size_t)B * ld; i++) mx = fabs((double)link[i]) > mx ? fabs((double)link[i]) : mx;
+      res->preact_max = mx;
     }
     IL_CHECK_GOTO(s, c->ops->jac_g(c, B, zk, fk, link, lu, p->ws), out);
     if (p->diag) be->norm_inf_batched(B, n, lu, anorm);

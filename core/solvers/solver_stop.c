@@ -10,7 +10,8 @@ void il_stop_begin(il_stop *st, il_solve_result *res) {
   st->r0 = NAN;
   st->nchecks = 0;
   *res = (il_solve_result){.iters = 0, .residual = INFINITY, .reason = IL_REASON_MAX_ITER, .nonconverged_rows = 0,
-                           .tol_abs = NAN, .nonfinite_iter = -1, .cond_max = NAN};
+                           .tol_abs = NAN, .nonfinite_iter = -1, .cond_max = NAN,
+                           .preact_max = NAN};
 }
 
 int il_stop_check(il_stop *st, const il_problem *p, double err, int iter, il_solve_result *res) {

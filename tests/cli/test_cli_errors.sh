@@ -170,6 +170,27 @@ else
   expect_err "--device cuda on a CPU-only build" 2 "--device cuda" "no CUDA" -- train --device cuda "${Q[@]}"
 fi
 
+echo "== solver zoo: pairs and per-solver options"
+expect_err "anderson cannot unroll" 2 "--backward unroll" "--solver anderson" "implicit, phantom:K or jfb" -- train --solver anderson --backward unroll "${Q[@]}"
+expect_err "option for another solver" 2 "'anderson-m'" "solver fp" -- train --anderson-m 3 "${Q[@]}"
+expect_err "--anderson-m 0" 2 "anderson-m" "out of range" -- train --solver anderson --backward implicit --anderson-m 0 "${Q[@]}"
+expect_err "--fp-tau 1.5" 2 "fp-tau" "out of range" -- train --fp-tau 1.5 "${Q[@]}"
+expect_err "--ls-c1 abc" 2 "ls-c1" "'abc'" -- train --solver newton-ls --ls-c1 abc "${Q[@]}"
+expect_err "--adjoint-solver cg" 2 "adjoint-solver" "'cg'" "lu|fp|anderson|gmres" -- train --backward implicit --adjoint-solver cg "${Q[@]}"
+expect_err "--adjoint-tol with the lu adjoint" 2 "'adjoint-tol'" -- train --backward implicit --adjoint-tol 1e-8 "${Q[@]}"
+expect_err "--adjoint-solver with unroll" 2 "'adjoint-solver'" "backward unroll" -- train --adjoint-solver gmres "${Q[@]}"
+expect_err "--backward phantom:0" 2 "phantom-k" "out of range" -- train --backward phantom:0 "${Q[@]}"
+expect_err "--backward jfb:2" 2 "jfb" "takes no ':' argument" -- train --backward jfb:2 "${Q[@]}"
+expect_err "--stop-mode relative" 2 "'relative'" "abs|rel" -- train --stop-mode relative "${Q[@]}"
+expect_err "--divtol 0.5" 2 "--divtol" "0.5" -- train --divtol 0.5 "${Q[@]}"
+expect_err "--best with unroll" 2 "lowest-residual" "unroll" -- train --best "${Q[@]}"
+expect_err "--sech2 cosh" 2 "'cosh'" "stable|seed" -- train --sech2 cosh "${Q[@]}"
+expect_err "per-sample stop with broyden" 2 "broyden" "per-sample" -- train --stop sample --solver broyden --backward implicit "${Q[@]}"
+expect_err "--diag -1" 2 "--diag" -- train --diag -1 "${Q[@]}"
+expect_err "layer option no pair takes" 2 "--anderson-m" "none of" -- layer --solver fp --anderson-m 3
+expect_err "sweep option no point takes" 2 "--anderson-m" "none of" -- sweep --solver fp,newton --anderson-m 3 "${Q[@]}"
+expect_err "gradcheck option for another solver" 2 "'ls-c1'" -- gradcheck --solver fp --ls-c1 0.1
+
 echo "== layer, gradcheck, info"
 expect_err "layer --hidden 0" 2 "--hidden" "0 is out of range" -- layer --hidden 0
 expect_err "layer --hidden 64,0" 2 "--hidden" "0 is out of range" -- layer --hidden 64,0
