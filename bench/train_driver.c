@@ -500,7 +500,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       mx[MX_AR] = td - tc;
       mx[MX_UPD] = te_ - td;
       mx[MX_BWD_ITERS] = st.bwd.iters;
-      mx[MX_BWD_RES] = st.bwd.residual;
+      mx[MX_BWD_RES] = nan_to_low(st.bwd.residual); /* NaN: no system solved (phantom, jfb) */
       mx[MX_FWD_ITERS] = st.fwd.iters; /* differs per rank only with --stop sample */
       /* the worst over ranks: reasons are ordered converged < max-iter < diverged < non-finite */
       mx[MX_FWD_RES] = isfinite(st.fwd.residual) ? st.fwd.residual : INFINITY;
@@ -553,7 +553,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       row->fwd_residual = st.fwd.residual;
       row->fwd_reason = (int32_t)st.fwd.reason;
       row->bwd_iters = st.bwd.iters;
-      row->bwd_residual = mx[MX_BWD_RES];
+      row->bwd_residual = low_to_nan(mx[MX_BWD_RES]);
       row->bwd_reason = (int32_t)st.bwd.reason;
       row->nonconverged = st.fwd.nonconverged_rows;
       row->nan_skipped = !finite;

@@ -118,6 +118,50 @@ elif "$py" -c "import h5py,sys; (g,)=h5py.File(sys.argv[1],'r')['runs'].values()
   pass "a run failing at the end exits 1 with status 'failed' in the file"
 else bad "failed status"; cat "$tmp/fl.log"; fi
 
+# 5d. Solver-zoo diagnostics on 2 ranks: a sweep over newton-ls x (unroll, implicit/gmres) with --diag 2
+#     fills the diagnostic columns on every second step and leaves NaN on the others; an injected NaN is
+#     attributed to the backward outside the layer; reasons and backward residuals are recorded.
+if mpi2 sweep --solver newton-ls,anderson --backward unroll,implicit --adjoint-solver gmres --diag 2 "${quick[@]}" \
+     --out "$tmp/diag.h5" >"$tmp/dg.log" 2>&1 &&
+   mpi2 train --solver newton --backward implicit --diag 1 --inject-nan 1:3 "${quick[@]}" --out "$tmp/diag.h5" --append \
+     >>"$tmp/dg.log" 2>&1 &&
+   "$py" - "$tmp/diag.h5" <<'PY'
+import sys, h5py, numpy as np
+runs = h5py.File(sys.argv[1], "r")["runs"]
+seen = set()
+for rid, g in runs.items():
+    a, s = g.attrs, g["steps"][:]
+    key = (a["solver"].decode(), a["backward"].decode())
+    seen.add(key)
+    assert a["status"] == b"completed", rid
+    on = (np.arange(len(s)) % 2 == 0) if a["diag"] == 2 else np.ones(len(s), bool)
+    for c in ("diag_rho_max", "diag_rho_mean", "diag_grad_cos", "diag_grad_relerr"):
+        assert np.all(np.isfinite(s[c][on])), (key, c, s[c])
+        assert np.all(np.isnan(s[c][~on])), (key, c, s[c])
+    assert np.all((s["diag_rho_max"][on] > 0) & (s["diag_rho_max"][on] < 2)), s["diag_rho_max"]
+    assert np.all(s["diag_rho_mean"][on] <= s["diag_rho_max"][on] + 1e-12)
+    newton = key[0].startswith("newton")
+    assert np.all(np.isfinite(s["diag_cond"][on]) == newton), (key, s["diag_cond"])  # an LU only in Newton
+    assert np.all(np.isfinite(s["diag_preact_max"][on]) == newton), (key, s["diag_preact_max"])
+    assert np.all(s["fwd_reason"] >= 0) and np.all(s["bwd_iters"] > 0), key
+    if key[1] == "implicit" and a["options"] == b"adjoint-solver=gmres":
+        assert np.all(s["bwd_residual"] < 1e-5), s["bwd_residual"]  # relative adjoint residual
+        # matrix-free GMRES agrees with the exact IFT gradient (float32)
+        assert np.all(s["diag_grad_relerr"][on] < 1e-3), s["diag_grad_relerr"]
+    if key == ("newton", "implicit"):
+        bad = s["nan_skipped"] == 1
+        assert bad.sum() == 1 and s["nan_origin"][3] == 4 and s["nan_iter"][3] == -1, s[["nan_skipped", "nan_origin"]]
+        assert np.all(s["nan_origin"][~bad] == 0)
+    else:
+        assert np.all(s["nan_origin"] == 0) and np.all(s["nan_iter"] == -1), key
+assert seen == {("newton-ls", "unroll"), ("newton-ls", "implicit"), ("anderson", "implicit"), ("newton", "implicit")}, seen
+PY
+then pass "diagnostics: populated on sampled steps, NaN elsewhere; injected NaN attributed; 3 zoo runs + 1"
+else bad "solver-zoo diagnostics"; cat "$tmp/dg.log"; fi
+if "$py" "$src/analysis/check_schema.py" "$tmp/diag.h5" >"$tmp/dcs.log" 2>&1 && grep -q " 0 errors, 0 warnings" "$tmp/dcs.log"; then
+  pass "the diagnostics file passes analysis/check_schema.py with no errors or warnings"
+else bad "schema check of the diagnostics file"; cat "$tmp/dcs.log"; fi
+
 # 6. SIGKILL after the second epoch.
 ( "$mpiexec" --oversubscribe -np 2 "$ilbench" train --data "$data" --epochs 50 --max-batches 5 --test-batches 1 \
     --out "$tmp/kill.h5" >"$tmp/kill.log" 2>&1 ) &
