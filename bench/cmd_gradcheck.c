@@ -69,7 +69,18 @@ int il_cmd_gradcheck(int argc, char **argv) {
       il_cli_int(&cli, "seed", 0, 0, 0x7fffffffffffffffL, &seed) != IL_OK)
     goto usage_err;
 
-  const char *adj_given = il_cli_get(&cli, "adjoint-solver", NULL), *adj_tol = il_cli_get(&cli, "adjoint-tol", "1e-12");
+  const char *adj_given = NULL, *adj_tol = il_cli_get(&cli, "adjoint-tol", "1e-12");
+  if (il_cli_has(&cli, "adjoint-solver") &&
+      il_cli_choice(&cli, "adjoint-solver", "lu", "lu|fp|anderson|gmres", &adj_given) != IL_OK)
+    goto usage_err;
+  if ((adj_given || il_cli_has(&cli, "adjoint-tol")) && strcmp(backward, "all") != 0 && strcmp(backward, "implicit") != 0) {
+    IL_ERR(IL_ERR_ARG, "--adjoint-solver and --adjoint-tol apply to --backward implicit (or all), not %s", backward);
+    goto usage_err;
+  }
+  if (il_cli_has(&cli, "adjoint-tol") && adj_given && strcmp(adj_given, "lu") == 0) {
+    IL_ERR(IL_ERR_ARG, "--adjoint-tol applies to the matrix-free adjoint solvers (fp, anderson, gmres), not lu");
+    goto usage_err;
+  }
   const char *modes[8], *adjs[8];
   int nm = 0;
   if (strcmp(backward, "all") == 0) {
@@ -78,8 +89,18 @@ int il_cmd_gradcheck(int argc, char **argv) {
     for (int i = 0; i < 4; i++)
       if (!adj_given || strcmp(adj_given, all[i]) == 0) { modes[nm] = "implicit"; adjs[nm++] = all[i]; }
   } else {
+    const il_backward_ops *bo = il_backward_find(backward);
+    if (bo->needs_tape && !so->unroll_backward) {
+      IL_ERR(IL_ERR_UNSUPPORTED, "--backward %s is not supported with --solver %s: it keeps no tape to unroll", backward,
+             solver);
+      goto usage_err;
+    }
     modes[nm] = backward;
     adjs[nm++] = strcmp(backward, "implicit") == 0 ? (adj_given ? adj_given : "lu") : NULL;
+  }
+  if (nm == 0) {
+    IL_ERR(IL_ERR_UNSUPPORTED, "nothing to check for solver %s with --backward %s", solver, backward);
+    goto usage_err;
   }
   printf("%-9s %-9s %-8s %5s %5s %9s %6s %-10s %12s %12s %12s %12s %s\n", "solver", "backward", "adjoint", "n",
          "batch", "tol", "iters", "reason", "relerr_x", "relerr_W", "maxabs_x", "maxabs_W", "result");

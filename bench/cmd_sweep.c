@@ -71,7 +71,7 @@ int il_cmd_sweep(int argc, char **argv) {
    * backward option (--anderson-m ...) applies to the points whose solver or backward takes it, and
    * must apply to at least one. */
   {
-    int used[64] = {0};
+    int used[64] = {0}, refine_used = 0;
     for (long i = 0; i < sw.npoints; i++) {
       il_cli pc;
       static il_train_opts o;
@@ -81,6 +81,12 @@ int il_cmd_sweep(int argc, char **argv) {
       il_error_clear();
       for (int f = 0; il_train_layer_option_flags[f] && f < 64; f++)
         for (int k = 0; k < o.lopts.count; k++) used[f] |= strcmp(o.lopts.items[k].key, il_train_layer_option_flags[f]) == 0;
+      refine_used |= o.refine_applies;
+    }
+    if (il_cli_has(&cli, "adjoint-refine") && !refine_used) {
+      IL_ERR(IL_ERR_ARG, "--adjoint-refine applies only to --backward implicit with --adjoint-solver lu, which no "
+             "point of this sweep uses");
+      goto fail;
     }
     for (int f = 0; il_train_layer_option_flags[f] && f < 64; f++)
       if (il_cli_has(&cli, il_train_layer_option_flags[f]) && !used[f]) {

@@ -168,6 +168,16 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
     size_t used = strlen(o->opts_text);
     snprintf(o->opts_text + used, sizeof o->opts_text - used, "%s%s=%s", used ? "," : "", key, v);
   }
+  /* --adjoint-refine tunes only the LU adjoint of implicit backward */
+  {
+    const char *adj = NULL;
+    for (int k = 0; k < o->lopts.count; k++)
+      if (strcmp(o->lopts.items[k].key, "adjoint-solver") == 0) adj = o->lopts.items[k].value;
+    o->refine_applies = strcmp(bo->name, "implicit") == 0 && (!adj || strcmp(adj, "lu") == 0);
+    if (il_cli_has(cli, "adjoint-refine") && !o->refine_applies && !lenient)
+      return IL_ERR(IL_ERR_ARG, "--adjoint-refine applies only to --backward implicit with --adjoint-solver lu "
+                    "(here: --backward %s%s%s)", o->backward, adj ? " --adjoint-solver " : "", adj ? adj : "");
+  }
   /* the pair and its options, judged by building a tiny layer (messages name the option) */
   {
     const il_backend *be;
@@ -265,11 +275,16 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
 enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_RHO_SUM, ST_RHO_N, ST_N };
 /* Per-step maxima over ranks: phase times and backward iterations. */
 enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_FWD_ITERS, MX_WAIT, MX_FWD_RES, MX_FWD_REASON,
-       MX_BWD_REASON, MX_RHO, MX_COND, MX_NEG_COS, MX_RELERR, MX_NEG_NAN, MX_PREACT, MX_N };
+       MX_BWD_REASON, MX_RHO, MX_COND, MX_NEG_COS, MX_RELERR, MX_NEG_NAN, MX_PREACT,
+       /* 1 when this rank's value is NaN: MPI_MAX has no NaN rule, so values travel as -inf and a
+        * NaN on any rank is restored from its flag (a NaN must not hide behind another rank's number) */
+       MX_NAN_BWD_RES, MX_NAN_RHO, MX_NAN_COND, MX_NAN_COS, MX_NAN_RELERR, MX_NAN_PREACT, MX_N };
 
-/* NaN means "not measured" in the diagnostics; MPI_MAX has no NaN rule, so they travel as -inf */
 static double nan_to_low(double v) { return isnan(v) ? -INFINITY : v; }
-static double low_to_nan(double v) { return v == -INFINITY ? NAN : v; }
+/* the reduced value, NaN when any rank's was (flag) or every rank's was (-inf) */
+static double reduced(const double *mx, int value, int flag) {
+  return mx[flag] > 0 || mx[value] == -INFINITY ? NAN : mx[value];
+}
 
 static il_status max_over_ranks(il_dist *d, double *v, int n) {
   if (d->size > 1 && MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, d->comm) != MPI_SUCCESS)
@@ -501,6 +516,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       mx[MX_UPD] = te_ - td;
       mx[MX_BWD_ITERS] = st.bwd.iters;
       mx[MX_BWD_RES] = nan_to_low(st.bwd.residual); /* NaN: no system solved (phantom, jfb) */
+      mx[MX_NAN_BWD_RES] = isnan(st.bwd.residual);
       mx[MX_FWD_ITERS] = st.fwd.iters; /* differs per rank only with --stop sample */
       /* the worst over ranks: reasons are ordered converged < max-iter < diverged < non-finite */
       mx[MX_FWD_RES] = isfinite(st.fwd.residual) ? st.fwd.residual : INFINITY;
@@ -511,6 +527,11 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       mx[MX_NEG_COS] = nan_to_low(isnan(st.diag.grad_cos) ? NAN : -st.diag.grad_cos);
       mx[MX_RELERR] = nan_to_low(st.diag.grad_relerr);
       mx[MX_PREACT] = nan_to_low(st.diag.preact_max);
+      {
+        const double dv[] = {st.diag.rho_max, st.diag.cond_max, st.diag.grad_cos, st.diag.grad_relerr,
+                             st.diag.preact_max};
+        for (int k = 0; k < 5; k++) mx[MX_NAN_RHO + k] = isnan(dv[k]);
+      }
       /* the first origin in computing order, and for it the latest iteration reported: encoded so
        * that the max over ranks of -(origin * 1e7 - iter) picks them (origin 0 sorts last) */
       mx[MX_NEG_NAN] = -((st.nan_origin ? st.nan_origin : 99) * 1e7 - (st.nan_iter + 1));
@@ -553,7 +574,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       row->fwd_residual = st.fwd.residual;
       row->fwd_reason = (int32_t)st.fwd.reason;
       row->bwd_iters = st.bwd.iters;
-      row->bwd_residual = low_to_nan(mx[MX_BWD_RES]);
+      row->bwd_residual = reduced(mx, MX_BWD_RES, MX_NAN_BWD_RES);
       row->bwd_reason = (int32_t)st.bwd.reason;
       row->nonconverged = st.fwd.nonconverged_rows;
       row->nan_skipped = !finite;
@@ -563,12 +584,12 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
       row->t_wait = mx[MX_WAIT];
       row->t_allreduce = mx[MX_AR];
       row->t_update = mx[MX_UPD];
-      row->diag_rho_max = low_to_nan(mx[MX_RHO]);
-      row->diag_rho_mean = sum[ST_RHO_N] > 0 ? sum[ST_RHO_SUM] / sum[ST_RHO_N] : NAN;
-      row->diag_cond = low_to_nan(mx[MX_COND]);
-      row->diag_grad_cos = mx[MX_NEG_COS] == -INFINITY ? NAN : fmin(1.0, fmax(-1.0, -mx[MX_NEG_COS]));
-      row->diag_grad_relerr = low_to_nan(mx[MX_RELERR]);
-      row->diag_preact_max = low_to_nan(mx[MX_PREACT]);
+      row->diag_rho_max = reduced(mx, MX_RHO, MX_NAN_RHO);
+      row->diag_rho_mean = isnan(row->diag_rho_max) || !(sum[ST_RHO_N] > 0) ? NAN : sum[ST_RHO_SUM] / sum[ST_RHO_N];
+      row->diag_cond = reduced(mx, MX_COND, MX_NAN_COND);
+      row->diag_grad_cos = isnan(reduced(mx, MX_NEG_COS, MX_NAN_COS)) ? NAN : fmin(1.0, fmax(-1.0, -mx[MX_NEG_COS]));
+      row->diag_grad_relerr = reduced(mx, MX_RELERR, MX_NAN_RELERR);
+      row->diag_preact_max = reduced(mx, MX_PREACT, MX_NAN_PREACT);
       row->nan_origin = st.nan_origin;
       row->nan_iter = st.nan_iter;
       if (root && o.log_steps)

@@ -29,6 +29,7 @@ typedef struct il_train_opts {
   long diag;               /* measure diagnostics every diag steps (0: never) */
   il_options lopts;        /* per-solver / per-backward options (--anderson-m ...) */
   char opts_text[512];     /* "key=value,..." as recorded in the results */
+  int refine_applies;      /* --adjoint-refine means something for this configuration */
 } il_train_opts;
 
 /* The per-solver and per-backward option flags (--fp-tau, --anderson-m, ...). */

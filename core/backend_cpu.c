@@ -98,7 +98,8 @@ static void cpu_norm_inf_batched(int B, int n, const il_real *A, double *out) {
     for (int i = 0; i < n; i++) {
       double r = 0;
       for (int j = 0; j < n; j++) r += fabs((double)Ab[(size_t)i * n + j]);
-      if (!(r <= mx)) mx = r; /* NaN propagates */
+      if (isnan(r) || isnan(mx)) mx = NAN; /* NaN propagates */
+      else if (r > mx) mx = r;
     }
     out[b] = mx;
   }

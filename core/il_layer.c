@@ -28,6 +28,12 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
   if (cfg->keep_best && L->bops->needs_tape)
     return IL_ERR(IL_ERR_UNSUPPORTED, "returning the lowest-residual iterate is not supported with backward '%s': "
                                       "the tape ends at the last iterate", L->bops->name);
+  if (cfg->keep_best && cfg->stop_per_sample)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "returning the lowest-residual iterate needs batch stopping: per-sample "
+                                      "residuals are taken over different rows at each iteration");
+  if (cfg->sech2_seed && !L->sops->last_lu)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "the seed's sech^2 changes only the Jacobian a Newton solver builds; solver "
+                                      "'%s' builds none", L->sops->name);
   if (!(cfg->divtol >= 0)) return IL_ERR(IL_ERR_ARG, "divtol must be >= 0 (0: off), got %g", cfg->divtol);
   L->cfg = *cfg;
   if (L->cfg.max_iter <= 0) L->cfg.max_iter = L->sops->default_max_iter;
@@ -95,7 +101,8 @@ static il_status diag_rho(il_layer *L, const il_real *zs, const il_real *fs) {
   for (int b = 0; b < B; b++) {
     if (L->zeroed[b]) continue; /* a zeroed row has no z* */
     const double r = sqrt(nrm[b]);
-    if (!(r <= mx)) mx = r;
+    if (isnan(r) || isnan(mx)) mx = NAN; /* a NaN row makes the batch's estimate NaN */
+    else if (r > mx) mx = r;
     sum += r;
     cnt++;
   }
@@ -200,8 +207,12 @@ il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_re
       ne += e * e;
       nd += (a - e) * (a - e);
     }
-    L->diag.grad_cos = nn > 0 && ne > 0 ? dot / sqrt(nn * ne) : NAN;
-    L->diag.grad_relerr = ne > 0 ? sqrt(nd / ne) : NAN;
+    if (!isfinite(nn) || !isfinite(ne) || (nn == 0 && ne == 0)) { /* a non-finite gradient, or nothing to compare */
+      L->diag.grad_cos = L->diag.grad_relerr = NAN;
+    } else { /* one of them zero: no alignment (cos 0); an exact zero makes the error infinite */
+      L->diag.grad_cos = nn > 0 && ne > 0 ? dot / sqrt(nn * ne) : 0.0;
+      L->diag.grad_relerr = ne > 0 ? sqrt(nd / ne) : INFINITY;
+    }
     be->axpby(len, 1, g, 1, dx);
     be->axpby(nw, 1, g + len, 1, dW);
     il_arena_rewind(&L->ws, m);

@@ -283,8 +283,14 @@ static void test_sech2_seed(void **state) {
     int finite = 1;
     for (int i = 0; i < n * n; i++) finite &= isfinite(dW[i]) ? 1 : 0;
     assert_int_equal(finite, !seed);
-    if (seed) assert_true(L.bwd_nan_iter >= 0 && L.bwd_nan_iter < L.fres.iters);
-    else assert_int_equal(L.bwd_nan_iter, -1);
+    if (seed) {
+      assert_true(L.bwd_nan_iter >= 0 && L.bwd_nan_iter < L.fres.iters);
+      assert_int_equal(L.bres.reason, IL_REASON_NONFINITE); /* the backward's own reason says so too */
+      assert_int_equal(L.bres.nonfinite_iter, L.bwd_nan_iter);
+    } else {
+      assert_int_equal(L.bwd_nan_iter, -1);
+      assert_int_equal(L.bres.reason, IL_REASON_CONVERGED);
+    }
     il_layer_destroy(&L);
   }
 }
@@ -358,6 +364,14 @@ static void test_option_and_pair_validation(void **state) {
   expect_error(try_layer("broyden", "unroll", NULL, NULL, 0, 0), IL_ERR_UNSUPPORTED, "broyden");
   expect_error(try_layer("anderson", "implicit", NULL, NULL, 1, 0), IL_ERR_UNSUPPORTED, "per-sample");
   expect_error(try_layer("fp", "unroll", NULL, NULL, 0, 1), IL_ERR_UNSUPPORTED, "lowest-residual");
+  expect_error(try_layer("newton", "implicit", NULL, NULL, 1, 1), IL_ERR_UNSUPPORTED, "batch stopping");
+  {
+    il_layer L;
+    double W[9] = {0};
+    il_layer_config cfg = {.solver = "anderson", .backward = "implicit", .tol = 1e-6, .sech2_seed = 1};
+    il_error_clear();
+    expect_error(il_layer_create(&L, &cfg, be, 3, W, NULL), IL_ERR_UNSUPPORTED, "builds none");
+  }
   /* and the valid ones are accepted */
   assert_int_equal(try_layer("anderson", "phantom:4", "phantom-tau", "0.5", 0, 0), IL_OK);
   assert_int_equal(try_layer("broyden", "implicit", "adjoint-solver", "gmres", 0, 1), IL_OK);

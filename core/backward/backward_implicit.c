@@ -132,7 +132,7 @@ static il_status solve_lu(il_layer *L, const il_real *r, il_real *u) {
     const double res = sqrt(be->sqdist(len, t, NULL));
     if (!isfinite(res)) {
       L->bres.reason = IL_REASON_NONFINITE;
-      L->bres.nonfinite_iter = k;
+      L->bres.nonfinite_iter = k > 0 ? k : -1; /* -1: the direct solve itself, which has no iterations */
       L->bres.residual = res;
       break;
     }

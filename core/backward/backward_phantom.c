@@ -104,6 +104,11 @@ static il_status phantom_backward(il_layer *L, const il_real *dout, il_real *dx,
   }
   L->bres = (il_solve_result){.iters = st->K, .residual = NAN, .reason = IL_REASON_CONVERGED, .nonfinite_iter = -1,
                               .cond_max = NAN};
+  if (!be->all_finite(len, u)) L->bwd_nan_iter = L->bwd_nan_iter < 0 ? 0 : L->bwd_nan_iter;
+  if (L->bwd_nan_iter >= 0) {
+    L->bres.reason = IL_REASON_NONFINITE;
+    L->bres.nonfinite_iter = L->bwd_nan_iter;
+  }
   il_arena_rewind(&L->ws, m);
   return IL_OK;
 }

@@ -24,6 +24,10 @@ static il_status unroll_backward(il_layer *L, const il_real *dout, il_real *dx, 
   L->bres = (il_solve_result){.iters = L->fres.iters, .residual = 0, .reason = IL_REASON_CONVERGED,
                               .nonfinite_iter = -1, .cond_max = NAN};
   if (L->sops->unroll_nan_step) L->bwd_nan_iter = L->sops->unroll_nan_step(L->sstate);
+  if (L->bwd_nan_iter >= 0) {
+    L->bres.reason = IL_REASON_NONFINITE;
+    L->bres.nonfinite_iter = L->bwd_nan_iter;
+  }
   il_arena_rewind(&L->ws, m);
   return IL_OK;
 }

@@ -212,7 +212,10 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
   for (int b = 0; b < B; b++) rows[b] = sqrt(rows[b]);
   if (best.z) for (int b = 0; b < B; b++) best.rows[b] = sqrt(best.rows[b]);
   memcpy(z, zk, len * sizeof *z);
-  il_best_restore(&best, p, z, rows, res);
+  if (il_best_restore(&best, p, z, rows, res)) { /* the last LU belongs to another point: implicit refactors */
+    st->kept_lu = NULL;
+    st->kept_ipiv = NULL;
+  }
   for (int b = 0; b < B; b++) {
     if (row_res) row_res[b] = rows[b];
     if (!(rows[b] <= res->tol_abs)) res->nonconverged_rows++; /* the seed zeroes rows with norm > tol */

@@ -187,6 +187,12 @@ expect_err "--best with unroll" 2 "lowest-residual" "unroll" -- train --best "${
 expect_err "--sech2 cosh" 2 "'cosh'" "stable|seed" -- train --sech2 cosh "${Q[@]}"
 expect_err "per-sample stop with broyden" 2 "broyden" "per-sample" -- train --stop sample --solver broyden --backward implicit "${Q[@]}"
 expect_err "--diag -1" 2 "--diag" -- train --diag -1 "${Q[@]}"
+expect_err "--adjoint-refine with gmres" 2 "--adjoint-refine" "--adjoint-solver lu" -- train --backward implicit --adjoint-solver gmres --adjoint-refine 5 "${Q[@]}"
+expect_err "--adjoint-refine with phantom" 2 "--adjoint-refine" "phantom:3" -- train --backward phantom:3 --adjoint-refine 7 "${Q[@]}"
+expect_err "--sech2 seed with anderson" 2 "sech^2" "'anderson'" -- train --solver anderson --backward implicit --sech2 seed "${Q[@]}"
+expect_err "gradcheck --adjoint-solver foo" 2 "--adjoint-solver" "'foo'" -- gradcheck --solver anderson --adjoint-solver foo
+expect_err "gradcheck --adjoint-tol with unroll" 2 "--adjoint-tol" "unroll" -- gradcheck --backward unroll --adjoint-tol 1e-9
+expect_err "gradcheck unroll through anderson" 2 "not supported" -- gradcheck --solver anderson --backward unroll
 expect_err "layer option no pair takes" 2 "--anderson-m" "none of" -- layer --solver fp --anderson-m 3
 expect_err "sweep option no point takes" 2 "--anderson-m" "none of" -- sweep --solver fp,newton --anderson-m 3 "${Q[@]}"
 expect_err "gradcheck option for another solver" 2 "'ls-c1'" -- gradcheck --solver fp --ls-c1 0.1

@@ -162,6 +162,26 @@ if "$py" "$src/analysis/check_schema.py" "$tmp/diag.h5" >"$tmp/dcs.log" 2>&1 && 
   pass "the diagnostics file passes analysis/check_schema.py with no errors or warnings"
 else bad "schema check of the diagnostics file"; cat "$tmp/dcs.log"; fi
 
+# 5e. The seed's sech^2 on 2 ranks: NaN steps are attributed to the layer's backward, its reason is
+#     non-finite, and a NaN on one rank is not hidden behind the other rank's diagnostics.
+if mpi2 train --solver newton --backward unroll --sech2 seed --diag 1 --data "$data" --epochs 1 --max-batches 150 \
+     --test-batches 0 --out "$tmp/seed.h5" >"$tmp/sd.log" 2>&1 &&
+   "$py" - "$tmp/seed.h5" <<'PY'
+import sys, h5py, numpy as np
+(g,) = h5py.File(sys.argv[1], "r")["runs"].values()
+s = g["steps"][:]
+bad = s["nan_skipped"] == 1
+assert bad.sum() >= 1, "the seed's sech^2 produced no NaN step in 150 batches"
+assert np.all(s["nan_origin"][bad] == 3) and np.all(s["nan_iter"][bad] >= 0), s[bad][["nan_origin", "nan_iter"]]
+assert np.all(s["bwd_reason"][bad] == 3), s["bwd_reason"][bad]
+assert np.all(np.isnan(s["diag_grad_cos"][bad])) and np.all(np.isnan(s["diag_grad_relerr"][bad]))
+assert np.all(s["diag_preact_max"][bad] > 89.4), s["diag_preact_max"][bad]
+assert np.all(s["nan_origin"][~bad] == 0) and np.all(np.isfinite(s["diag_grad_cos"][~bad]))
+print(f"{bad.sum()} NaN steps of {len(s)}")
+PY
+then pass "--sech2 seed on 2 ranks: NaN steps attributed to the layer backward, diagnostics NaN there"
+else bad "--sech2 seed attribution on 2 ranks"; cat "$tmp/sd.log"; fi
+
 # 6. SIGKILL after the second epoch.
 ( "$mpiexec" --oversubscribe -np 2 "$ilbench" train --data "$data" --epochs 50 --max-batches 5 --test-batches 1 \
     --out "$tmp/kill.h5" >"$tmp/kill.log" 2>&1 ) &
