@@ -163,3 +163,15 @@ il_status il_cli_choice(const il_cli *cli, const char *name, const char *def, co
   }
   return IL_ERR(IL_ERR_ARG, "--%s: invalid value '%s' (valid: %s)", name, v, choices);
 }
+
+int il_cli_in_list(const char *list, const char *key) {
+  const size_t k = strlen(key);
+  for (const char *c = list; c && *c;) {
+    const char *comma = strchr(c, ',');
+    const size_t len = comma ? (size_t)(comma - c) : strlen(c);
+    if (len == k && strncmp(c, key, k) == 0) return 1;
+    if (!comma) break;
+    c = comma + 1;
+  }
+  return 0;
+}

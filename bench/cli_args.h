@@ -43,6 +43,8 @@ il_status il_cli_int_list(const il_cli *cli, const char *name, const char *def, 
                           int cap, int *n);
 /* Split a comma list into items[cap][64]; empty items and overlong items are errors naming --name. */
 il_status il_cli_split_list(const char *s, const char *name, char items[][64], int cap, int *n);
+/* 1 when key is an item of the comma list (e.g. an ops table's option_keys). */
+int il_cli_in_list(const char *list, const char *key);
 /* Check a value is one of a '|'-separated set of choices. */
 il_status il_cli_choice(const il_cli *cli, const char *name, const char *def, const char *choices, const char **out);
 

@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "il_layer.h"
 #include "il_rng.h"
+#include "train_driver.h"
 
 static const il_cli_spec layer_spec[] = {
     {"solver", 1, "forward solver(s), comma list", "fp"},
@@ -43,21 +44,9 @@ static const il_cli_spec layer_spec[] = {
     {"phantom-tau", 1, "phantom:K damping", "1"},
     {"help", 0, "show this help", NULL},
 };
-static const char *const option_flags[] = {"fp-tau", "anderson-m", "anderson-beta", "anderson-lambda", "broyden-m",
-                                           "ls-c1", "ls-max", "adjoint-solver", "adjoint-tol", "adjoint-max-iter",
-                                           "adjoint-m", "phantom-tau", NULL};
+/* the per-solver / per-backward option flags are train's (il_train_layer_option_flags) */
+#define option_flags il_train_layer_option_flags
 
-static int in_list(const char *list, const char *key) {
-  const size_t k = strlen(key);
-  for (const char *c = list; c && *c;) {
-    const char *comma = strchr(c, ',');
-    const size_t len = comma ? (size_t)(comma - c) : strlen(c);
-    if (len == k && strncmp(c, key, k) == 0) return 1;
-    if (!comma) break;
-    c = comma + 1;
-  }
-  return 0;
-}
 #define NSPEC ((int)(sizeof layer_spec / sizeof layer_spec[0]))
 
 static int cmp_double(const void *a, const void *b) {
@@ -171,8 +160,8 @@ int il_cmd_layer(int argc, char **argv) {
     }
   for (int f = 0; option_flags[f]; f++) { /* an option must apply to some pair */
     int used = 0;
-    for (int si = 0; si < ns; si++) used |= in_list(il_solver_find(solvers[si])->option_keys, option_flags[f]);
-    for (int bi = 0; bi < nbk; bi++) used |= in_list(il_backward_find(backwards[bi])->option_keys, option_flags[f]);
+    for (int si = 0; si < ns; si++) used |= il_cli_in_list(il_solver_find(solvers[si])->option_keys, option_flags[f]);
+    for (int bi = 0; bi < nbk; bi++) used |= il_cli_in_list(il_backward_find(backwards[bi])->option_keys, option_flags[f]);
     if (il_cli_has(&cli, option_flags[f]) && !used) {
       IL_ERR(IL_ERR_ARG, "--%s is taken by none of the solvers and backward modes given", option_flags[f]);
       goto usage_err;
@@ -213,7 +202,7 @@ int il_cmd_layer(int argc, char **argv) {
           il_options_init(&opts);
           for (int f = 0; option_flags[f]; f++) {
             const char *v = il_cli_get(&cli, option_flags[f], NULL);
-            if (v && (in_list(so->option_keys, option_flags[f]) || in_list(bo->option_keys, option_flags[f])))
+            if (v && (il_cli_in_list(so->option_keys, option_flags[f]) || il_cli_in_list(bo->option_keys, option_flags[f])))
               (void)il_options_set(&opts, option_flags[f], v);
           }
           il_layer_config cfg = {.solver = solvers[si], .backward = backwards[bi], .tol = tols[ti],

@@ -74,18 +74,6 @@ const char *const il_train_layer_option_flags[] = {
     "fp-tau", "anderson-m", "anderson-beta", "anderson-lambda", "broyden-m", "ls-c1", "ls-max",
     "adjoint-solver", "adjoint-tol", "adjoint-max-iter", "adjoint-m", "phantom-tau", NULL};
 
-/* key is in the comma list */
-static int in_list(const char *list, const char *key) {
-  const size_t k = strlen(key);
-  for (const char *c = list; c && *c;) {
-    const char *comma = strchr(c, ',');
-    const size_t len = comma ? (size_t)(comma - c) : strlen(c);
-    if (len == k && strncmp(c, key, k) == 0) return 1;
-    if (!comma) break;
-    c = comma + 1;
-  }
-  return 0;
-}
 
 static il_status parse_drops(const char *s, train_opts *o) {
   o->ndrops = 0;
@@ -163,7 +151,7 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   for (int i = 0; il_train_layer_option_flags[i]; i++) {
     const char *key = il_train_layer_option_flags[i], *v = il_cli_get(cli, key, NULL);
     if (!v) continue;
-    if (lenient && !in_list(so->option_keys, key) && !in_list(bo->option_keys, key)) continue;
+    if (lenient && !il_cli_in_list(so->option_keys, key) && !il_cli_in_list(bo->option_keys, key)) continue;
     IL_CHECK(il_options_set(&o->lopts, key, v));
     size_t used = strlen(o->opts_text);
     snprintf(o->opts_text + used, sizeof o->opts_text - used, "%s%s=%s", used ? "," : "", key, v);

@@ -94,6 +94,7 @@ typedef struct il_solver_ops {
 #define il_best_init IL_P(il_best_init)
 #define il_best_offer IL_P(il_best_offer)
 #define il_best_restore IL_P(il_best_restore)
+#define il_solve_finish IL_P(il_solve_finish)
 
 const il_solver_ops *il_solver_find(const char *name);
 /* "fp, newton, ..." for error messages */
@@ -154,5 +155,13 @@ void il_best_offer(il_best *b, const il_problem *p, const il_real *z, const doub
 /* When the solve did not converge and an earlier iterate was better, copy it to
  * z / rows and set res->residual; returns 1 when it did. */
 int il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *rows, il_solve_result *res);
+
+/* The end of every solve: `last` (B, n) is the final iterate and rows (B) its squared per-row
+ * residuals. Writes z (the final iterate, or the lowest-residual one with p->keep_best), row
+ * norms into rows and row_res (may be NULL), and counts rows whose norm is not below tol_abs
+ * (inclusive = 1: not at or below, the seed's Newton rule). Returns 1 when the best iterate
+ * replaced the final one. */
+int il_solve_finish(il_best *best, const il_problem *p, const il_real *last, double *rows, double *row_res,
+                    int inclusive, il_real *z, il_solve_result *res);
 
 #endif

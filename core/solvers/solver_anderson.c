@@ -147,14 +147,7 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
     if (il_stop_check(&stop, p, err, k, res)) break;
     il_best_offer(&best, p, Fs, rows, err, k);
   }
-  for (int b = 0; b < B; b++) rows[b] = sqrt(rows[b]);
-  if (best.z) for (int b = 0; b < B; b++) best.rows[b] = sqrt(best.rows[b]);
-  memcpy(z, F + (size_t)last * len, len * sizeof *z);
-  il_best_restore(&best, p, z, rows, res);
-  for (int b = 0; b < B; b++) {
-    if (row_res) row_res[b] = rows[b];
-    if (!(rows[b] < res->tol_abs)) res->nonconverged_rows++;
-  }
+  il_solve_finish(&best, p, F + (size_t)last * len, rows, row_res, 0, z, res);
 out:
   il_arena_rewind(p->ws, mk);
   return s;

@@ -108,14 +108,7 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
     apply(B, n, q, len, U, V, g, d); /* d = H g; the step is -d */
     for (size_t i = 0; i < len; i++) { d[i] = -d[i]; zk[i] += d[i]; }
   }
-  for (int b = 0; b < B; b++) rows[b] = sqrt(rows[b]);
-  if (best.z) for (int b = 0; b < B; b++) best.rows[b] = sqrt(best.rows[b]);
-  memcpy(z, zk, len * sizeof *z);
-  il_best_restore(&best, p, z, rows, res);
-  for (int b = 0; b < B; b++) {
-    if (row_res) row_res[b] = rows[b];
-    if (!(rows[b] < res->tol_abs)) res->nonconverged_rows++;
-  }
+  il_solve_finish(&best, p, zk, rows, row_res, 0, z, res);
 out:
   il_arena_rewind(p->ws, mk);
   return s;

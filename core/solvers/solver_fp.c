@@ -124,14 +124,7 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
     if (il_stop_judge(&stop, p, err, p->per_sample ? all_done : -1, k, res)) break;
     il_best_offer(&best, p, cur, rd, err, k);
   }
-  for (int b = 0; b < B; b++) rd[b] = sqrt(rd[b]);
-  if (best.z) for (int b = 0; b < B; b++) best.rows[b] = sqrt(best.rows[b]);
-  memcpy(z, cur, len * sizeof *z);
-  il_best_restore(&best, p, z, rd, res);
-  for (int b = 0; b < B; b++) {
-    if (row_res) row_res[b] = rd[b];
-    if (!(rd[b] < res->tol_abs)) res->nonconverged_rows++;
-  }
+  il_solve_finish(&best, p, cur, rd, row_res, 0, z, res);
 out:
   il_arena_rewind(p->ws, m);
   return s;

@@ -209,16 +209,10 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
     st->kept_lu = p->saved ? st->tape[res->iters - 1].lu : lu;
     st->kept_ipiv = p->saved ? st->tape[res->iters - 1].ipiv : ipiv;
   }
-  for (int b = 0; b < B; b++) rows[b] = sqrt(rows[b]);
-  if (best.z) for (int b = 0; b < B; b++) best.rows[b] = sqrt(best.rows[b]);
-  memcpy(z, zk, len * sizeof *z);
-  if (il_best_restore(&best, p, z, rows, res)) { /* the last LU belongs to another point: implicit refactors */
+  /* inclusive: the seed zeroes rows with norm > tol */
+  if (il_solve_finish(&best, p, zk, rows, row_res, 1, z, res)) { /* the last LU belongs to another point */
     st->kept_lu = NULL;
     st->kept_ipiv = NULL;
-  }
-  for (int b = 0; b < B; b++) {
-    if (row_res) row_res[b] = rows[b];
-    if (!(rows[b] <= res->tol_abs)) res->nonconverged_rows++; /* the seed zeroes rows with norm > tol */
   }
 out:
   il_arena_rewind(p->ws, m);

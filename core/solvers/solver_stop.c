@@ -67,3 +67,18 @@ int il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *r
   res->residual = b->err;
   return 1;
 }
+
+int il_solve_finish(il_best *best, const il_problem *p, const il_real *last, double *rows, double *row_res,
+                    int inclusive, il_real *z, il_solve_result *res) {
+  const int B = p->B;
+  for (int b = 0; b < B; b++) rows[b] = sqrt(rows[b]);
+  if (best->z)
+    for (int b = 0; b < B; b++) best->rows[b] = sqrt(best->rows[b]);
+  if (z != last) memcpy(z, last, (size_t)B * p->cell->n * sizeof *z);
+  const int restored = il_best_restore(best, p, z, rows, res);
+  for (int b = 0; b < B; b++) {
+    if (row_res) row_res[b] = rows[b];
+    if (inclusive ? !(rows[b] <= res->tol_abs) : !(rows[b] < res->tol_abs)) res->nonconverged_rows++;
+  }
+  return restored;
+}
