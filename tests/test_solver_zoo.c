@@ -9,22 +9,9 @@
 #include "il_gradcheck.h"
 #include "il_layer.h"
 #include "il_rng.h"
+#include "test_problem.h"
 #include "test_util.h"
 
-static const il_backend *be;
-
-static int setup(void **state) {
-  (void)state;
-  return il_backend_cpu(1, &be) == IL_OK ? 0 : -1;
-}
-
-/* W = scale * U(-1,1)/sqrt(n), x = xscale * N(0,1) */
-static void make_problem(int n, int B, double scale, double xscale, uint64_t seed, double *W, double *x) {
-  il_rng r;
-  il_rng_seed(&r, seed);
-  for (int i = 0; i < n * n; i++) W[i] = scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n);
-  for (int i = 0; i < B * n; i++) x[i] = xscale * il_rng_normal(&r);
-}
 
 typedef struct solve_opts {
   const char *key[4], *val[4];
