@@ -3,7 +3,8 @@
  * sample keeps the last m iterates X_i and maps F_i = f(X_i) and mixes them:
  *   alpha = argmin || sum_i alpha_i (F_i - X_i) ||^2 + lam' ||alpha||^2, sum_i alpha_i = 1
  *   z_next = beta * sum_i alpha_i F_i + (1 - beta) * sum_i alpha_i X_i
- * solved per sample as the bordered (m+1) system [[0, 1^T], [1, G G^T + lam' I]].
+ * solved per sample as alpha = y / (1^T y), (G G^T + lam' I) y = 1 (Cholesky; the bordered
+ * KKT system [[0, 1^T], [1, G G^T + lam' I]] is the fallback).
  * The ridge is relative, lam' = lam * max_i ||G_i||^2, so it means the same at
  * every residual scale (TorchDEQ adds an absolute lam, which dominates the Gram
  * matrix once residuals fall below sqrt(lam)). Stops on ||F_k - X_k||_F of the
@@ -34,6 +35,34 @@ static il_status aa_create(il_options *opt, void **state) {
 }
 
 static void aa_destroy(void *state) { free(state); }
+
+/* Solve the SPD q x q system A y = b in place by Cholesky (A's lower triangle is used).
+ * Returns 0 when a pivot is not positive (A not numerically positive definite). */
+static int spd_solve(int q, double *A, double *b) {
+  for (int j = 0; j < q; j++) {
+    double d = A[j * q + j];
+    for (int k = 0; k < j; k++) d -= A[j * q + k] * A[j * q + k];
+    if (!(d > 0)) return 0;
+    d = sqrt(d);
+    A[j * q + j] = d;
+    for (int i = j + 1; i < q; i++) {
+      double v = A[i * q + j];
+      for (int k = 0; k < j; k++) v -= A[i * q + k] * A[j * q + k];
+      A[i * q + j] = v / d;
+    }
+  }
+  for (int i = 0; i < q; i++) { /* L y = b */
+    double v = b[i];
+    for (int k = 0; k < i; k++) v -= A[i * q + k] * b[k];
+    b[i] = v / A[i * q + i];
+  }
+  for (int i = q - 1; i >= 0; i--) { /* L^T x = y */
+    double v = b[i];
+    for (int k = i + 1; k < q; k++) v -= A[k * q + i] * b[k];
+    b[i] = v / A[i * q + i];
+  }
+  return 1;
+}
 
 /* Solve the k x k system A x = b in place (Gaussian elimination, partial pivoting).
  * Returns 0 when A is singular to working precision. */
@@ -99,16 +128,39 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
           const double gii = gram[((size_t)b * R + idx[i]) * R + idx[i]];
           if (gii > gmax) gmax = gii;
         }
-        H[0] = 0;
-        rhs[0] = 1;
-        for (int i = 0; i < q; i++) {
-          H[i + 1] = H[(i + 1) * K1] = 1;
-          rhs[i + 1] = 0;
-          for (int j = 0; j < q; j++)
-            H[(i + 1) * K1 + j + 1] = gram[((size_t)b * R + idx[i]) * R + idx[j]] + (i == j ? st->lam * gmax : 0);
+        /* The constrained least squares is alpha = y / (1^T y) with (G G^T + lam' I) y = 1, an SPD
+         * solve by Cholesky (q^3/6 flops); the bordered (q+1) KKT system is the fallback when the
+         * window is singular (lam = 0) or 1^T y vanishes. rhs[1..q] receives alpha either way. */
+        int ok = 0;
+        {
+          double *A = H;
+          for (int i = 0; i < q; i++) {
+            rhs[i + 1] = 1;
+            for (int j = 0; j <= i; j++)
+              A[i * q + j] = gram[((size_t)b * R + idx[i]) * R + idx[j]] + (i == j ? st->lam * gmax : 0);
+          }
+          if (spd_solve(q, A, rhs + 1)) {
+            double sum = 0;
+            for (int i = 0; i < q; i++) sum += rhs[i + 1];
+            if (isfinite(sum) && fabs(sum) > 1e-300) {
+              for (int i = 0; i < q; i++) rhs[i + 1] /= sum;
+              ok = 1;
+            }
+          }
+        }
+        if (!ok) {
+          H[0] = 0;
+          rhs[0] = 1;
+          for (int i = 0; i < q; i++) {
+            H[i + 1] = H[(i + 1) * K1] = 1;
+            rhs[i + 1] = 0;
+            for (int j = 0; j < q; j++)
+              H[(i + 1) * K1 + j + 1] = gram[((size_t)b * R + idx[i]) * R + idx[j]] + (i == j ? st->lam * gmax : 0);
+          }
+          ok = small_solve(K1, H, rhs);
         }
         il_real *xb = Xs + (size_t)b * n;
-        if (!small_solve(K1, H, rhs)) { /* degenerate window: plain step from the newest iterate */
+        if (!ok) { /* degenerate window: plain step from the newest iterate */
           memcpy(xb, F + (size_t)last * len + (size_t)b * n, (size_t)n * sizeof *xb);
           continue;
         }
