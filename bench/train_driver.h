@@ -1,10 +1,12 @@
 /* bench/train_driver.h: one training run of the seed's MNIST model over MPI
- * ranks, shared by `ilbench train` (one run) and `ilbench sweep` (many). */
+ * ranks, shared by `ilbench train` (one run) and `ilbench sweep` (many).
+ * Options are parsed in train_options.c, runs happen in train_driver.c. */
 #ifndef IL_TRAIN_DRIVER_H
 #define IL_TRAIN_DRIVER_H
 
 #include "cli_args.h"
 #include "il_dist.h"
+#include "il_layer.h"
 #include "il_mnist.h"
 #include "results_h5.h"
 
@@ -45,6 +47,8 @@ extern const int il_train_nspec;
  * take are left out instead of being errors. */
 il_status il_train_parse(const il_cli *cli, il_train_opts *o);
 il_status il_train_parse_ex(const il_cli *cli, il_train_opts *o, int lenient);
+/* The implicit layer's configuration from parsed options; cfg->opts points into o. */
+void il_train_layer_config(const il_train_opts *o, il_layer_config *cfg);
 /* Load and check train and t10k splits (28x28 images). */
 il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_split *test);
 

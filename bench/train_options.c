@@ -1,0 +1,183 @@
+/* bench/train_options.c: the options of one training run (`train`, and each point
+ * of `sweep`): their table, strict parsing, and the implicit-layer configuration
+ * they make. Nothing here touches MPI or data; bench/train_driver.c runs the result. */
+#include <stdio.h>
+#include <string.h>
+
+#include "train_driver.h"
+
+#define MAX_DROPS IL_TRAIN_MAX_DROPS
+
+const il_cli_spec il_train_spec[] = {
+    {"solver", 1, "forward solver", "fp"},
+    {"backward", 1, "backward mode", "unroll"},
+    {"tol", 1, "stop when the batch residual Frobenius norm < tol", "1e-4"},
+    {"max-iter", 1, "solver iteration limit", "200 for fp, 40 for newton"},
+    {"stop", 1, "batch: stop on the whole global batch's residual norm (the seed; one allreduce per iteration); "
+                "sample: each row stops on its own norm (no communication)", "batch"},
+    {"hidden", 1, "hidden size of the implicit layer", "100"},
+    {"epochs", 1, "training epochs", "10"},
+    {"batch", 1, "batch size", "100"},
+    {"lr", 1, "SGD learning rate", "0.1"},
+    {"lr-drop", 1, "EPOCH:LR[,EPOCH:LR...] set the rate at a 0-based epoch", "5:0.01"},
+    {"seed", 1, "seed for initialisation and shuffling", "0"},
+    {"data", 1, "directory with the MNIST idx files", "data/mnist"},
+    {"device", 1, "cpu or cuda", "cpu"},
+    {"max-batches", 1, "limit training batches per epoch", "all"},
+    {"test-batches", 1, "limit test batches per epoch (0: no test)", "all"},
+    {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
+    {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: yes for newton, as the seed)", "auto"},
+    {"adjoint-refine", 1, "implicit with adjoint-solver lu: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
+    {"stop-mode", 1, "abs: stop when residual < tol; rel: when residual < tol * first residual", "abs"},
+    {"divtol", 1, "diverged when residual > divtol * first residual (0: off)", "0"},
+    {"best", 0, "a solve that ends unconverged returns its lowest-residual iterate (not with unroll)", NULL},
+    {"sech2", 1, "stable: sech^2 = 1 - tanh^2; seed: Newton's Jacobian uses the seed's 1/cosh(a)^2 and its autograd "
+                 "backward (NaN where cosh overflows, |a| > 89.4 in float32)", "stable"},
+    {"diag", 1, "every N steps measure spectral radius, LU condition, gradient vs exact IFT (0: never)", "0"},
+    {"fp-tau", 1, "fp: damping, z <- (1 - tau) z + tau f(z), in (0, 1]", "1"},
+    {"anderson-m", 1, "anderson: memory (iterates mixed), 1..32", "6"},
+    {"anderson-beta", 1, "anderson: mixing parameter in (0, 1]", "1"},
+    {"anderson-lambda", 1, "anderson: ridge relative to the largest squared residual in the window", "1e-4"},
+    {"broyden-m", 1, "broyden: memory (rank-one updates kept before a restart)", "20"},
+    {"ls-c1", 1, "newton-ls: Armijo sufficient-decrease constant in (0, 0.49]", "1e-4"},
+    {"ls-max", 1, "newton-ls: step halvings per Newton step", "10"},
+    {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres for (I - df/dz)^T u = dL/dz*", "lu"},
+    {"adjoint-tol", 1, "implicit, matrix-free adjoint: relative residual tolerance", "1e-6"},
+    {"adjoint-max-iter", 1, "implicit, matrix-free adjoint: vjp limit", "200"},
+    {"adjoint-m", 1, "implicit: anderson memory or gmres restart length of the adjoint solve", "6 / 30"},
+    {"phantom-tau", 1, "phantom:K: damping of the K steps", "1"},
+    {"log-steps", 0, "also print one logfmt line per training step (rank 0)", NULL},
+    {"save-params", 1, "write the final parameters as raw float32 (W1, b1, W, W2, b2, row-major) to a file", NULL},
+    {"check-sync", 1, "compare a checksum of the parameters across ranks every N steps (0: never)", "0"},
+    {"inject-nan", 1, "RANK:STEP put a NaN into one gradient of RANK at global STEP (for testing the skip)", NULL},
+    {"out", 1, "HDF5 results file (analysis/SCHEMA.md); refused if it exists", NULL},
+    {"append", 0, "add runs to an existing --out file", NULL},
+    {"force", 0, "replace an existing --out file", NULL},
+    {"help", 0, "show this help", NULL},
+};
+const int il_train_nspec = (int)(sizeof il_train_spec / sizeof il_train_spec[0]);
+
+typedef il_train_opts train_opts;
+
+const char *const il_train_layer_option_flags[] = {
+    "fp-tau", "anderson-m", "anderson-beta", "anderson-lambda", "broyden-m", "ls-c1", "ls-max",
+    "adjoint-solver", "adjoint-tol", "adjoint-max-iter", "adjoint-m", "phantom-tau", NULL};
+
+
+static il_status parse_drops(const char *s, train_opts *o) {
+  o->ndrops = 0;
+  if (strcmp(s, "none") == 0) return IL_OK;
+  char items[MAX_DROPS][64];
+  int nitems;
+  IL_CHECK(il_cli_split_list(s, "lr-drop", items, MAX_DROPS, &nitems));
+  for (int it = 0; it < nitems; it++) {
+    char *item = items[it];
+    char *colon = strchr(item, ':');
+    if (!colon) return IL_ERR(IL_ERR_ARG, "--lr-drop: '%s' is not EPOCH:LR", item);
+    *colon = '\0';
+    if (o->ndrops == MAX_DROPS) return IL_ERR(IL_ERR_ARG, "--lr-drop: more than %d drops", MAX_DROPS);
+    IL_CHECK(il_parse_int(item, "--lr-drop epoch", 0, 1000000, &o->drop_epoch[o->ndrops]));
+    IL_CHECK(il_parse_double(colon + 1, "--lr-drop rate", &o->drop_lr[o->ndrops]));
+    if (!(o->drop_lr[o->ndrops] > 0)) return IL_ERR(IL_ERR_ARG, "--lr-drop: rate must be positive, got %s", colon + 1);
+    o->ndrops++;
+  }
+  return IL_OK;
+}
+
+/* The implicit layer's configuration; cfg->opts points into o. */
+void il_train_layer_config(const train_opts *o, il_layer_config *cfg) {
+  *cfg = (il_layer_config){.solver = o->solver, .backward = o->backward, .tol = o->tol, .max_iter = (int)o->max_iter,
+                           .zero_nonconverged = o->zero, .adjoint_refine = o->refine ? (int)o->refine : -1,
+                           .stop_per_sample = strcmp(o->stop, "sample") == 0,
+                           .stop_rel = strcmp(o->stop_mode, "rel") == 0, .divtol = o->divtol, .keep_best = o->best,
+                           .sech2_seed = strcmp(o->sech2, "seed") == 0, .opts = (il_options *)&o->lopts};
+}
+
+il_status il_train_parse(const il_cli *cli, train_opts *o) { return il_train_parse_ex(cli, o, 0); }
+
+il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
+  o->solver = il_cli_get(cli, "solver", "fp");
+  o->backward = il_cli_get(cli, "backward", "unroll");
+  const il_solver_ops *so = il_solver_find(o->solver);
+  if (!so) return IL_ERR(IL_ERR_ARG, "--solver: unknown solver '%s' (valid: %s)", o->solver, il_solver_names());
+  const il_backward_ops *bo = il_backward_find(o->backward);
+  if (!bo)
+    return IL_ERR(IL_ERR_ARG, "--backward: unknown backward mode '%s' (valid: %s)", o->backward, il_backward_names());
+  if (bo->needs_tape && !so->unroll_backward)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "--backward %s is not supported with --solver %s: it keeps no tape to unroll "
+                  "(use implicit, phantom:K or jfb)", o->backward, o->solver);
+  IL_CHECK(il_cli_positive_double(cli, "tol", 1e-4, &o->tol));
+  IL_CHECK(il_cli_choice(cli, "stop", "batch", "batch|sample", &o->stop));
+  IL_CHECK(il_cli_int(cli, "max-iter", so->default_max_iter, 1, 1000000, &o->max_iter));
+  IL_CHECK(il_cli_int(cli, "hidden", 100, 1, 1L << 30, &o->hidden));
+  IL_CHECK(il_cli_int(cli, "epochs", 10, 1, 100000, &o->epochs));
+  IL_CHECK(il_cli_int(cli, "batch", 100, 1, 60000, &o->batch));
+  IL_CHECK(il_cli_positive_double(cli, "lr", 0.1, &o->lr));
+  o->lr_drop_text = il_cli_get(cli, "lr-drop", "5:0.01");
+  IL_CHECK(parse_drops(o->lr_drop_text, o));
+  IL_CHECK(il_cli_int(cli, "seed", 0, 0, 0x7fffffffffffffffL, &o->seed));
+  o->data = il_cli_get(cli, "data", "data/mnist");
+  IL_CHECK(il_cli_choice(cli, "device", "cpu", "cpu|cuda", &o->device));
+  if (strcmp(o->device, "cuda") == 0)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "--device cuda: this build has no CUDA backend (see README: building with CUDA)");
+  IL_CHECK(il_cli_int(cli, "max-batches", 0, 1, 1L << 30, &o->max_batches));
+  IL_CHECK(il_cli_int(cli, "test-batches", -1, 0, 1L << 30, &o->test_batches));
+  IL_CHECK(il_cli_int(cli, "threads", 1, 1, 256, &o->threads));
+  const char *z;
+  IL_CHECK(il_cli_choice(cli, "zero-nonconverged", "auto", "auto|yes|no", &z));
+  o->zero = strcmp(z, "auto") == 0 ? IL_ZERO_AUTO : strcmp(z, "yes") == 0 ? IL_ZERO_YES : IL_ZERO_NO;
+  IL_CHECK(il_cli_int(cli, "adjoint-refine", 3, 0, 100, &o->refine));
+  IL_CHECK(il_cli_int(cli, "check-sync", 0, 0, 1L << 40, &o->check_sync));
+  IL_CHECK(il_cli_choice(cli, "stop-mode", "abs", "abs|rel", &o->stop_mode));
+  IL_CHECK(il_cli_double(cli, "divtol", 0, &o->divtol));
+  if (!(o->divtol == 0 || o->divtol > 1))
+    return IL_ERR(IL_ERR_ARG, "--divtol: must be 0 (off) or greater than 1, got %g", o->divtol);
+  o->best = il_cli_has(cli, "best");
+  IL_CHECK(il_cli_choice(cli, "sech2", "stable", "stable|seed", &o->sech2));
+  IL_CHECK(il_cli_int(cli, "diag", 0, 0, 1L << 40, &o->diag));
+  il_options_init(&o->lopts);
+  o->opts_text[0] = '\0';
+  for (int i = 0; il_train_layer_option_flags[i]; i++) {
+    const char *key = il_train_layer_option_flags[i], *v = il_cli_get(cli, key, NULL);
+    if (!v) continue;
+    if (lenient && !il_cli_in_list(so->option_keys, key) && !il_cli_in_list(bo->option_keys, key)) continue;
+    IL_CHECK(il_options_set(&o->lopts, key, v));
+    size_t used = strlen(o->opts_text);
+    snprintf(o->opts_text + used, sizeof o->opts_text - used, "%s%s=%s", used ? "," : "", key, v);
+  }
+  /* --adjoint-refine tunes only the LU adjoint of implicit backward */
+  {
+    const char *adj = NULL;
+    for (int k = 0; k < o->lopts.count; k++)
+      if (strcmp(o->lopts.items[k].key, "adjoint-solver") == 0) adj = o->lopts.items[k].value;
+    o->refine_applies = strcmp(bo->name, "implicit") == 0 && (!adj || strcmp(adj, "lu") == 0);
+    if (il_cli_has(cli, "adjoint-refine") && !o->refine_applies && !lenient)
+      return IL_ERR(IL_ERR_ARG, "--adjoint-refine applies only to --backward implicit with --adjoint-solver lu "
+                    "(here: --backward %s%s%s)", o->backward, adj ? " --adjoint-solver " : "", adj ? adj : "");
+  }
+  /* the pair and its options, judged by building a tiny layer (messages name the option) */
+  {
+    const il_backend *be;
+    il_layer L;
+    il_real W[4] = {0};
+    il_layer_config lc;
+    IL_CHECK(il_backend_cpu(1, &be));
+    il_train_layer_config(o, &lc);
+    il_status s = il_layer_create(&L, &lc, be, 2, W, NULL);
+    if (s != IL_OK) return s;
+    il_layer_destroy(&L);
+  }
+  o->log_steps = il_cli_has(cli, "log-steps");
+  o->save_params = il_cli_get(cli, "save-params", NULL);
+  o->inject_nan_rank = o->inject_nan_step = -1;
+  const char *inj = il_cli_get(cli, "inject-nan", NULL);
+  if (inj) {
+    const char *colon = strchr(inj, ':');
+    if (!colon) return IL_ERR(IL_ERR_ARG, "--inject-nan: '%s' is not RANK:STEP", inj);
+    char rk[32];
+    snprintf(rk, sizeof rk, "%.*s", (int)(colon - inj), inj);
+    IL_CHECK(il_parse_int(rk, "--inject-nan rank", 0, 1 << 20, &o->inject_nan_rank));
+    IL_CHECK(il_parse_int(colon + 1, "--inject-nan step", 0, 1L << 40, &o->inject_nan_step));
+  }
+  return IL_OK;
+}
