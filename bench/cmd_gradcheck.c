@@ -26,6 +26,8 @@ static const il_cli_spec gc_spec[] = {
     {"eps", 1, "finite-difference step", "1e-6"},
     {"threshold", 1, "maximum relative error", "1e-6"},
     {"seed", 1, "random seed", "0"},
+    {"device", 1, "compute backend (ilbench info lists them)", "cpu"},
+    {"cell", 1, "implicit function: tanh or relu", "tanh"},
     {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres (with --backward all: every one)", "lu"},
     {"adjoint-tol", 1, "implicit, matrix-free adjoint: relative tolerance", "1e-12"},
     {"fp-tau", 1, "fp: damping", "1"},
@@ -102,6 +104,14 @@ int il_cmd_gradcheck(int argc, char **argv) {
     IL_ERR(IL_ERR_UNSUPPORTED, "nothing to check for solver %s with --backward %s", solver, backward);
     goto usage_err;
   }
+  const char *cell = il_cli_get(&cli, "cell", "tanh");
+  if (!il_cell_find(cell)) {
+    IL_ERR(IL_ERR_ARG, "--cell: unknown cell '%s' (valid: %s)", cell, il_cell_names());
+    goto usage_err;
+  }
+  il_backend *be;
+  const il_backend_options bopt = {.threads = 1};
+  if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bopt, &be) != IL_OK) goto usage_err;
   printf("%-9s %-9s %-8s %5s %5s %9s %6s %-10s %12s %12s %12s %12s %s\n", "solver", "backward", "adjoint", "n",
          "batch", "tol", "iters", "reason", "relerr_x", "relerr_W", "maxabs_x", "maxabs_W", "result");
   int failed = 0;
@@ -116,20 +126,19 @@ int il_cmd_gradcheck(int argc, char **argv) {
       (void)il_options_set(&opts, "adjoint-solver", adjs[i]);
       if (strcmp(adjs[i], "lu") != 0) (void)il_options_set(&opts, "adjoint-tol", adj_tol);
     }
-    il_gradcheck_config gc = {.layer = {.solver = solver, .backward = modes[i], .tol = tol, .max_iter = (int)max_iter,
+    il_gradcheck_config gc = {.layer = {.cell = cell, .solver = solver, .backward = modes[i], .tol = tol, .max_iter = (int)max_iter,
                                         .zero_nonconverged = IL_ZERO_AUTO,
                                         .stop_per_sample = strcmp(stop, "sample") == 0, .opts = &opts},
                               .n = (int)n, .B = (int)B, .scale = scale, .eps = eps, .seed = (uint64_t)seed};
     il_gradcheck_result gr;
-    const il_backend *be;
-    if (il_backend_cpu(1, &be) != IL_OK) {
-      il_report_error("gradcheck");
-      return 1;
-    }
     il_status gs = il_gradcheck(&gc, be, &gr);
-    if (gs == IL_ERR_ARG || gs == IL_ERR_UNSUPPORTED) goto usage_err; /* options the pair does not take */
+    if (gs == IL_ERR_ARG || gs == IL_ERR_UNSUPPORTED) { /* options the pair does not take */
+      il_backend_destroy(be);
+      goto usage_err;
+    }
     if (gs != IL_OK) {
       il_report_error("gradcheck");
+      il_backend_destroy(be);
       return 1;
     }
     double ex = gr.relerr_x, ew = gr.relerr_W;
@@ -140,6 +149,7 @@ int il_cmd_gradcheck(int argc, char **argv) {
     printf("%-9s %-9s %-8s %5ld %5ld %9.1e %6d %-10s %12.3e %12.3e %12.3e %12.3e %s\n", solver, modes[i],
            adjs[i] ? adjs[i] : "-", n, B, tol, iters, reason, ex, ew, gr.maxabs_x, gr.maxabs_W, ok ? "PASS" : "FAIL");
   }
+  il_backend_destroy(be);
   if (failed) fprintf(stderr, "ilbench gradcheck: relative error above threshold %g\n", thr);
   return failed ? 1 : 0;
 usage_err:

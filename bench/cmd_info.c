@@ -25,13 +25,24 @@ int il_cmd_info(int argc, char **argv) {
   }
   printf("ilbench %s (git %s)\n", ILBENCH_VERSION, ILBENCH_GIT);
   printf("precisions       float32 (train, layer), float64 (gradcheck)\n");
-  printf("backends         cpu");
-#ifdef ILBENCH_HAVE_CUDA
-  printf(", cuda");
-#else
-  printf(" (CUDA backend not built)");
+  printf("devices          (--device NAME)\n");
+  for (int i = 0; i < il_backend_count(); i++) {
+    const il_backend_ops *bo = il_backend_at(i);
+    il_backend *be;
+    const il_backend_options opt = {.threads = 1};
+    char note[256] = "";
+    if (il_backend_create(bo->name, &opt, &be) == IL_OK) {
+      if (bo->describe) bo->describe(be->ctx, note, sizeof note);
+      il_backend_destroy(be);
+    } else {
+      snprintf(note, sizeof note, "unavailable: %s", il_error_message());
+      il_error_clear();
+    }
+    printf("  %-14s %s\n  %-14s   %s\n", bo->name, bo->summary, "", note);
+  }
+#ifndef ILBENCH_HAVE_CUDA
+  printf("  (CUDA backend not built)\n");
 #endif
-  printf("\n");
 #ifdef IL_HAVE_OPENBLAS_INFO
   printf("BLAS             OpenBLAS: %s\n", openblas_get_config());
   printf("threads          BLAS runs single-threaded; --threads T splits GEMM rows and batched LUs over T OpenMP threads\n");
@@ -40,7 +51,9 @@ int il_cmd_info(int argc, char **argv) {
 #endif
   printf("solvers          %s\n", il_solver_names());
   printf("backward modes   %s\n", il_backward_names());
-  printf("cells            tanh: f(z) = tanh(W z + x)\n");
+  printf("cells            %s\n", il_cell_names());
+  int i_cell = 0;
+  for (const il_cell_ops *co; (co = il_cell_at(i_cell)); i_cell++) printf("  %-14s %s\n", co->name, co->summary);
   char mpiver[MPI_MAX_LIBRARY_VERSION_STRING];
   int len = 0, size = 1;
   MPI_Get_library_version(mpiver, &len);

@@ -30,6 +30,8 @@ static const il_cli_spec layer_spec[] = {
     {"repeat", 1, "timed runs (median reported)", "10"},
     {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
     {"seed", 1, "random seed", "0"},
+    {"device", 1, "compute backend (ilbench info lists them)", "cpu"},
+    {"cell", 1, "implicit function: tanh or relu", "tanh"},
     {"fp-tau", 1, "fp: damping", "1"},
     {"anderson-m", 1, "anderson: memory", "6"},
     {"anderson-beta", 1, "anderson: mixing", "1"},
@@ -81,21 +83,37 @@ static double flops_backward(const il_layer *L, int B, int n) {
 /* The machine's limit for this shape: GFLOP/s of the backend GEMM (B, n) x (n, n)^T,
  * the operation every fixed-point iteration performs, at the same thread count. */
 static double gemm_limit(const il_backend *be, int B, int n) {
-  float *A = calloc((size_t)B * n, sizeof *A), *W = calloc((size_t)n * n, sizeof *W), *C = calloc((size_t)B * n, sizeof *C);
+  float *hA = calloc((size_t)B * n, sizeof *hA), *hW = calloc((size_t)n * n, sizeof *hW);
+  float *A = NULL, *W = NULL, *C = NULL;
   double best = 1e30;
-  if (!A || !W || !C) goto out;
-  for (size_t i = 0; i < (size_t)B * n; i++) A[i] = (float)(i % 7) * 0.01f;
-  for (size_t i = 0; i < (size_t)n * n; i++) W[i] = (float)(i % 5) * 0.01f;
+  il_arena sp;
+  il_arena_init_for(&sp, be, IL_MEM_WORKSPACE, NULL, 0);
+  if (!hA || !hW || il_arena_alloc_n(&sp, (size_t)B * n, sizeof *A, (void **)&A) != IL_OK ||
+      il_arena_alloc_n(&sp, (size_t)n * n, sizeof *W, (void **)&W) != IL_OK ||
+      il_arena_alloc_n(&sp, (size_t)B * n, sizeof *C, (void **)&C) != IL_OK)
+    goto out;
+  for (size_t i = 0; i < (size_t)B * n; i++) hA[i] = (float)(i % 7) * 0.01f;
+  for (size_t i = 0; i < (size_t)n * n; i++) hW[i] = (float)(i % 5) * 0.01f;
+  if (il_upload(be, A, hA, (size_t)B * n) != IL_OK || il_upload(be, W, hW, (size_t)n * n) != IL_OK) goto out;
   for (int r = 0; r < 5; r++) {
     int reps = 1 + (int)(2e8 / (2.0 * B * n * n)); /* about 0.2 GFLOP per sample */
     double t0 = il_now();
-    for (int k = 0; k < reps; k++) be->gemm(0, 1, B, n, n, 1, A, n, W, n, 0, C, n);
+    for (int k = 0; k < reps; k++) (void)IL_BE(be, gemm, 0, 1, B, n, n, 1, A, n, W, n, 0, C, n);
+    (void)il_sync(be);
     double t = (il_now() - t0) / reps;
     if (t < best) best = t;
   }
 out:
-  free(A); free(W); free(C);
+  il_error_clear();
+  il_arena_destroy(&sp);
+  free(hA); free(hW);
   return best < 1e30 ? 2.0 * B * n * n / best * 1e-9 : NAN;
+}
+
+/* Upload a host array into a fresh space tensor of arena a. */
+static il_status to_space(const il_backend *be, il_arena *a, const float *host, size_t count, float **out) {
+  IL_CHECK(il_arena_alloc_n(a, count, sizeof **out, (void **)out));
+  return il_upload(be, *out, host, count);
 }
 
 int il_cmd_layer(int argc, char **argv) {
@@ -144,8 +162,14 @@ int il_cmd_layer(int argc, char **argv) {
       il_cli_int(&cli, "seed", 0, 0, 0x7fffffffffffffffL, &seed) != IL_OK)
     goto usage_err;
 
-  const il_backend *be;
-  if (il_backend_cpu((int)threads, &be) != IL_OK) goto usage_err;
+  il_backend *be;
+  const il_backend_options bo_opts = {.threads = (int)threads};
+  const char *cell = il_cli_get(&cli, "cell", "tanh");
+  if (!il_cell_find(cell)) {
+    IL_ERR(IL_ERR_ARG, "--cell: unknown cell '%s' (valid: %s)", cell, il_cell_names());
+    goto usage_err;
+  }
+  if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bo_opts, &be) != IL_OK) goto usage_err;
   /* refuse impossible sizes before printing or allocating anything: unrolled Newton keeps one LU per step */
   for (int si = 0; si < ns; si++)
     for (int hi = 0; hi < nh; hi++) {
@@ -184,18 +208,28 @@ int il_cmd_layer(int argc, char **argv) {
         for (int ti = 0; ti < nt; ti++) {
           const int n = (int)hidden[hi];
           const size_t len = (size_t)B * n, nn = (size_t)n * n;
-          float *W = malloc(nn * sizeof *W), *x = malloc(len * sizeof *x), *C = malloc(len * sizeof *C);
-          float *out = malloc(len * sizeof *out), *dx = malloc(len * sizeof *dx), *dW = malloc(nn * sizeof *dW);
+          float *hW = malloc(nn * sizeof *hW), *hx = malloc(len * sizeof *hx), *hC = malloc(len * sizeof *hC);
           double *tf = malloc((size_t)repeat * sizeof *tf), *tb = malloc((size_t)repeat * sizeof *tb);
-          if (!W || !x || !C || !out || !dx || !dW || !tf || !tb) {
+          float *W, *x, *C, *out, *dx, *dW; /* in the backend's space, not counted as the layer's memory */
+          il_arena data;
+          il_arena_init_for(&data, be, IL_MEM_PARAMS, NULL, 0);
+          if (!hW || !hx || !hC || !tf || !tb) {
             fprintf(stderr, "ilbench layer: error: out of memory at hidden %d\n", n);
             return 1;
           }
           il_rng r;
           il_rng_seed(&r, (uint64_t)seed);
-          for (size_t i = 0; i < nn; i++) W[i] = (float)(scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
-          for (size_t i = 0; i < len; i++) x[i] = (float)il_rng_normal(&r);
-          for (size_t i = 0; i < len; i++) C[i] = (float)il_rng_normal(&r);
+          for (size_t i = 0; i < nn; i++) hW[i] = (float)(scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
+          for (size_t i = 0; i < len; i++) hx[i] = (float)il_rng_normal(&r);
+          for (size_t i = 0; i < len; i++) hC[i] = (float)il_rng_normal(&r);
+          if (to_space(be, &data, hW, nn, &W) != IL_OK || to_space(be, &data, hx, len, &x) != IL_OK ||
+              to_space(be, &data, hC, len, &C) != IL_OK ||
+              il_arena_alloc_n(&data, len, sizeof *out, (void **)&out) != IL_OK ||
+              il_arena_alloc_n(&data, len, sizeof *dx, (void **)&dx) != IL_OK ||
+              il_arena_alloc_n(&data, nn, sizeof *dW, (void **)&dW) != IL_OK) {
+            il_report_error("layer");
+            return 1;
+          }
           il_memstats mem = {0};
           il_layer L;
           il_options opts;
@@ -205,19 +239,27 @@ int il_cmd_layer(int argc, char **argv) {
             if (v && (il_cli_in_list(so->option_keys, option_flags[f]) || il_cli_in_list(bo->option_keys, option_flags[f])))
               (void)il_options_set(&opts, option_flags[f], v);
           }
-          il_layer_config cfg = {.solver = solvers[si], .backward = backwards[bi], .tol = tols[ti],
+          il_layer_config cfg = {.cell = cell, .solver = solvers[si], .backward = backwards[bi], .tol = tols[ti],
                                  .max_iter = (int)max_iter, .zero_nonconverged = IL_ZERO_AUTO, .opts = &opts};
-          if (il_layer_create(&L, &cfg, be, n, W, &mem) != IL_OK) {
+          if (il_layer_create(&L, &cfg, be, n, W, &mem) != IL_OK || il_layer_reserve(&L, (int)B) != IL_OK) {
             il_report_error("layer");
             return 2;
           }
           for (long k = 0; k < warmup + repeat; k++) {
-            memset(dx, 0, len * sizeof *dx);
-            memset(dW, 0, nn * sizeof *dW);
+            if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK) {
+              il_report_error("layer");
+              return 1;
+            }
             double t0 = il_now();
-            if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK) { il_report_error("layer"); return 1; }
+            if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_sync(be) != IL_OK) {
+              il_report_error("layer");
+              return 1;
+            }
             double t1 = il_now();
-            if (il_layer_backward(&L, C, dx, dW) != IL_OK) { il_report_error("layer"); return 1; }
+            if (il_layer_backward(&L, C, dx, dW) != IL_OK || il_sync(be) != IL_OK) {
+              il_report_error("layer");
+              return 1;
+            }
             double t2 = il_now();
             if (k >= warmup) {
               tf[k - warmup] = t1 - t0;
@@ -233,9 +275,8 @@ int il_cmd_layer(int argc, char **argv) {
           const int bits = L.bres.iters;
           /* one more step, diagnosed, for the gradient error (not timed; its exact-IFT LU would be) */
           L.diag_now = 1;
-          memset(dx, 0, len * sizeof *dx);
-          memset(dW, 0, nn * sizeof *dW);
-          if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_layer_backward(&L, C, dx, dW) != IL_OK) {
+          if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK ||
+              il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_layer_backward(&L, C, dx, dW) != IL_OK) {
             il_report_error("layer");
             return 1;
           }
@@ -244,9 +285,11 @@ int il_cmd_layer(int argc, char **argv) {
                  il_reason_name(L.fres.reason), bits, gf, gb, limits[hi], saved, work, L.diag.grad_relerr);
           fflush(stdout);
           il_layer_destroy(&L);
-          free(W); free(x); free(C); free(out); free(dx); free(dW); free(tf); free(tb);
+          il_arena_destroy(&data);
+          free(hW); free(hx); free(hC); free(tf); free(tb);
         }
     }
+  il_backend_destroy(be);
   return 0;
 usage_err:
   il_report_error("layer");

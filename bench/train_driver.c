@@ -3,7 +3,15 @@
  * SGD lr 0.1 dropping to 0.01 at epoch 5, stop on the batch Frobenius norm,
  * Newton rows that fail are zeroed, and a step whose gradient is not finite is
  * skipped. Rank 0 prints one logfmt line per epoch and, with a results file,
- * appends the epoch and its steps there (flushed each epoch). */
+ * appends the epoch and its steps there (flushed each epoch).
+ *
+ * A run is set up (setup_run: validation, backend and model, data buffers,
+ * the run's group in the results file), then trains epoch by epoch
+ * (run_epochs): each training step (train_step) is reduced over ranks by
+ * il_step_reduce (distributed/il_step_reduce.c) and recorded (step_output),
+ * then the test pass and the epoch's output (epoch_output). The backend,
+ * parameter and gradient accesses are kept in small functions of their own
+ * (setup_backend, broadcast_params, allreduce_grads, grads_finite, ...). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,6 +22,7 @@
 #include "commands.h"
 #include "il_model.h"
 #include "il_rng.h"
+#include "il_step_reduce.h"
 #include "results.h"
 #include "train_driver.h"
 
@@ -36,17 +45,18 @@ typedef struct epoch_acc {
   long errors, samples, batches, nan_batches, nonconverged, maxiter_batches, diverged_batches, nonfinite_batches;
 } epoch_acc;
 
-static void acc_step(epoch_acc *a, const il_step_stats *st) {
-  a->loss += st->loss_sum;
-  a->errors += st->errors;
-  a->samples += st->samples;
+/* One batch's step-wide values into the epoch's sums. */
+static void acc_step(epoch_acc *a, const il_step_meas *m) {
+  a->loss += m->sum.loss_sum;
+  a->errors += m->sum.errors;
+  a->samples += m->sum.samples;
   a->batches++;
-  a->iters += st->fwd.iters;
-  a->bwd_iters += st->bwd.iters;
-  a->nonconverged += st->fwd.nonconverged_rows;
-  a->maxiter_batches += st->fwd.reason == IL_REASON_MAX_ITER;
-  a->diverged_batches += st->fwd.reason == IL_REASON_DIVERGED;
-  a->nonfinite_batches += st->fwd.reason == IL_REASON_NONFINITE;
+  a->iters += m->fwd_iters;
+  a->bwd_iters += m->bwd_iters;
+  a->nonconverged += m->sum.nonconverged;
+  a->maxiter_batches += m->fwd_reason == IL_REASON_MAX_ITER;
+  a->diverged_batches += m->fwd_reason == IL_REASON_DIVERGED;
+  a->nonfinite_batches += m->fwd_reason == IL_REASON_NONFINITE;
 }
 
 static void progress(const char *what, long epoch, long done, long total, double t0) {
@@ -83,27 +93,6 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
   printf("# %-18s %s\n", "data", o->data);
   printf("# %-18s %zu\n", "est_bytes", est);
   fflush(stdout);
-}
-
-/* Statistics summed over ranks once per step (one small allreduce in double). */
-enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_RHO_SUM, ST_RHO_N, ST_N };
-/* Per-step maxima over ranks: phase times and backward iterations. */
-enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_FWD_ITERS, MX_WAIT, MX_FWD_RES, MX_FWD_REASON,
-       MX_BWD_REASON, MX_RHO, MX_COND, MX_NEG_COS, MX_RELERR, MX_NEG_NAN, MX_PREACT,
-       /* 1 when this rank's value is NaN: MPI_MAX has no NaN rule, so values travel as -inf and a
-        * NaN on any rank is restored from its flag (a NaN must not hide behind another rank's number) */
-       MX_NAN_BWD_RES, MX_NAN_RHO, MX_NAN_COND, MX_NAN_COS, MX_NAN_RELERR, MX_NAN_PREACT, MX_N };
-
-static double nan_to_low(double v) { return isnan(v) ? -INFINITY : v; }
-/* the reduced value, NaN when any rank's was (flag) or every rank's was (-inf) */
-static double reduced(const double *mx, int value, int flag) {
-  return mx[flag] > 0 || mx[value] == -INFINITY ? NAN : mx[value];
-}
-
-static il_status max_over_ranks(il_dist *d, double *v, int n) {
-  if (d->size > 1 && MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, d->comm) != MPI_SUCCESS)
-    return IL_ERR(IL_ERR_INTERNAL, "MPI_Allreduce(max) failed");
-  return IL_OK;
 }
 
 il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_split *test) {
@@ -161,393 +150,564 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   return IL_OK;
 }
 
-int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, const il_mnist_split *test,
-                 il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix) {
-  il_dist dist = *d; /* shorthand; the communicators stay owned by the caller */
-  const train_opts o = *op;
-  const int root = dist.rank == 0;
-  il_model model;
-  int model_ok = 0, rc = 1, run_open = 0;
-  float *X = NULL;
-  uint8_t *y = NULL;
-  uint32_t *perm = NULL, *tidx = NULL;
-  il_step_row *steps = NULL;
-  il_rank_row my = {.rank = dist.rank};
-  const char *pfx = log_prefix ? log_prefix : "";
 
-  if (o.batch < dist.size) {
-    IL_ERR(IL_ERR_ARG, "--batch %ld is smaller than the %d ranks: every rank needs at least one row", o.batch,
-           dist.size);
-    goto invalid;
+/* ---- one run: its state, set-up, training steps, epochs and end ---- */
+
+/* Everything one run holds from set-up to the end. */
+typedef struct train_run {
+  il_dist dist; /* shorthand; the communicators stay owned by the caller */
+  train_opts o;
+  int root;
+  const char *pfx, *run_id;
+  long run_index;
+  const il_mnist_split *train, *test;
+  il_h5_file *h5;          /* NULL: no results file */
+  il_backend *be;
+  float *stage;            /* (nparams) host staging of parameters/gradients when the space is not host memory */
+  il_model model;
+  int model_ok, run_open;  /* the model is built; the run is open in the results file */
+  size_t est;              /* estimated bytes of the model on one rank */
+  long lb_max;             /* rows of the largest shard: rank 0's */
+  long ntrain, ntest;      /* samples in the splits */
+  long nb, ntb;            /* training and test batches per epoch */
+  float *X;                /* (lb_max, 784) */
+  uint8_t *y;              /* (lb_max) */
+  uint32_t *perm, *tidx;   /* (ntrain) shuffled training order, (ntest) identity */
+  il_step_row *steps;      /* (nb) this epoch's steps table */
+  il_rank_row my;          /* this rank's phase totals over the run */
+  il_memstats run_peak;    /* high-water marks over the run's epochs */
+} train_run;
+
+/* How a phase of the run ended (il_train_run turns it into its return code). */
+typedef enum run_outcome {
+  RUN_OK,
+  RUN_INVALID, /* refused, with the same verdict on every rank: return 2 */
+  RUN_FAILED,  /* every rank stopped here together: mark the run failed, return 1 */
+  RUN_FATAL,   /* a failure inside a collective phase: report and abort the job */
+} run_outcome;
+
+/* ---- the compute backend, parameters and gradients ---- */
+
+static il_status setup_backend(train_run *r) {
+  const il_backend_options bo = {.threads = (int)r->o.threads};
+  return il_backend_create(r->o.device, &bo, &r->be);
+}
+
+/* MPI reads and writes host memory: a space the host can read is used in place, any other
+ * (cpu-guard, a device) is staged through r->stage around each collective. */
+static il_status staged(train_run *r, float **host) {
+  *host = r->model.params; /* overwritten below when staging */
+  if (r->be->ops->host_accessible) return IL_OK;
+  if (!r->stage && !(r->stage = malloc(r->model.nparams * sizeof *r->stage)))
+    return IL_ERR(IL_ERR_NOMEM, "cannot allocate the %zu-parameter host staging buffer", r->model.nparams);
+  *host = r->stage;
+  return IL_OK;
+}
+
+/* Every rank initialised from the same seed; the broadcast makes rank 0 the single source anyway. */
+static il_status broadcast_params(train_run *r) {
+  float *h;
+  IL_CHECK(staged(r, &h));
+  if (h == r->stage) IL_CHECK(il_model_get_params(&r->model, h));
+  IL_CHECK(il_dist_bcast(&r->dist, h, r->model.nparams, MPI_FLOAT, 0));
+  if (h == r->stage) IL_CHECK(il_model_set_params(&r->model, h));
+  return IL_OK;
+}
+
+/* One allreduce of the whole gradient; a NaN on any rank reaches every rank. */
+static il_status allreduce_grads(train_run *r) {
+  float *h;
+  IL_CHECK(staged(r, &h));
+  if (h != r->stage) return il_dist_allreduce_sum(&r->dist, r->model.grads, r->model.nparams, MPI_FLOAT);
+  IL_CHECK(il_download(r->be, h, r->model.grads, r->model.nparams));
+  IL_CHECK(il_dist_allreduce_sum(&r->dist, h, r->model.nparams, MPI_FLOAT));
+  return il_upload(r->be, r->model.grads, h, r->model.nparams);
+}
+
+static il_status grads_finite(const train_run *r, int *finite) {
+  return IL_BE(r->be, all_finite, r->model.nparams, r->model.grads, finite);
+}
+
+static il_status grad_norm(const train_run *r, double *gn) {
+  IL_CHECK(IL_BE(r->be, sqdist, r->model.nparams, r->model.grads, NULL, gn));
+  *gn = sqrt(*gn);
+  return IL_OK;
+}
+
+/* --inject-nan: a NaN in one gradient of one rank, for testing the skip. */
+static il_status inject_nan_grad(train_run *r) {
+  const float nan = NAN;
+  return il_upload(r->be, r->model.grads, &nan, 1);
+}
+
+/* The parameters on the host (the model's own buffer, or the staging copy). */
+static il_status params_on_host(train_run *r, const float **host) {
+  float *h;
+  IL_CHECK(staged(r, &h));
+  if (h == r->stage) IL_CHECK(il_model_get_params(&r->model, h));
+  *host = h;
+  return IL_OK;
+}
+
+/* *same = 1 when the parameters are bitwise identical on every rank. Collective. */
+static il_status params_in_sync(train_run *r, int *same) {
+  const float *h = NULL;
+  IL_CHECK(params_on_host(r, &h));
+  return il_dist_in_sync(&r->dist, il_hash_bytes(h, r->model.nparams * sizeof *h), same);
+}
+
+/* --save-params (rank 0): the raw parameters; 0 and the error set on failure. */
+static int write_params(train_run *r, const char *path) {
+  const float *h = NULL;
+  if (params_on_host(r, &h) != IL_OK) return 0;
+  FILE *f = fopen(path, "wb");
+  int ok = f && fwrite(h, sizeof *h, r->model.nparams, f) == r->model.nparams;
+  if (f && fclose(f) != 0) ok = 0;
+  if (!ok) IL_ERR(IL_ERR_IO, "cannot write parameters to '%s': %s", path, strerror(errno));
+  return ok;
+}
+
+/* ---- set-up ---- */
+
+/* Checks of the options against this world and the data, and the model's
+ * configuration. *local_ok = 0 when a check whose verdict may differ by rank
+ * (node memory) failed; the ranks agree on it in create_model. */
+static run_outcome validate_run(train_run *r, il_model_config *mc, int *local_ok) {
+  const train_opts *o = &r->o;
+  const il_dist *d = &r->dist;
+  if (o->batch < d->size) {
+    IL_ERR(IL_ERR_ARG, "--batch %ld is smaller than the %d ranks: every rank needs at least one row", o->batch,
+           d->size);
+    return RUN_INVALID;
   }
-  long lb_off, lb_max; /* the largest shard: rank 0's */
-  il_dist_shard(o.batch, 0, dist.size, &lb_off, &lb_max);
-  {
-    long off, cnt;
-    il_dist_shard(o.batch, dist.rank, dist.size, &off, &cnt);
-    my.local_batch = (int32_t)cnt;
-  }
-  il_model_config mc = {.in_dim = 784, .hidden = (int)o.hidden, .classes = 10, .max_batch = (int)lb_max,
-                        .seed = (uint64_t)o.seed};
-  il_train_layer_config(&o, &mc.layer);
-  size_t est;
-  if (il_model_estimate_bytes(&mc, &est) != IL_OK) {
+  long off, cnt;
+  il_dist_shard(o->batch, 0, d->size, &off, &r->lb_max);
+  il_dist_shard(o->batch, d->rank, d->size, &off, &cnt);
+  r->my.local_batch = (int32_t)cnt;
+  *mc = (il_model_config){.in_dim = 784, .hidden = (int)o->hidden, .classes = 10, .max_batch = (int)r->lb_max,
+                          .seed = (uint64_t)o->seed};
+  il_train_layer_config(o, &mc->layer);
+  if (il_model_estimate_bytes(mc, &r->est) != IL_OK) {
     il_error_clear();
-    IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld is too large to allocate (its size overflows)", o.hidden, o.batch);
-    goto invalid;
+    IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld is too large to allocate (its size overflows)", o->hidden,
+           o->batch);
+    return RUN_INVALID;
   }
-  /* checks whose verdict may differ by rank (node memory, allocations) are agreed below */
-  int local_ok = 1;
+  *local_ok = 1;
   unsigned long long phys = il_phys_mem();
-  if (phys && (double)est * dist.node_size > (double)phys) {
+  if (phys && (double)r->est * d->node_size > (double)phys) {
     IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld needs about %.3g GiB on %d rank(s) of this node, more than its %.3g GiB",
-           o.hidden, o.batch, (double)est * dist.node_size / (1 << 30), dist.node_size, (double)phys / (1 << 30));
-    local_ok = 0;
+           o->hidden, o->batch, (double)r->est * d->node_size / (1 << 30), d->node_size, (double)phys / (1 << 30));
+    *local_ok = 0;
   }
-  const long ntrain = (long)train->images.count, ntest = (long)test->images.count;
-  if (ntrain % o.batch != 0 && ntrain % o.batch < dist.size) {
+  r->ntrain = (long)r->train->images.count;
+  r->ntest = (long)r->test->images.count;
+  if (r->ntrain % o->batch != 0 && r->ntrain % o->batch < d->size) {
     IL_ERR(IL_ERR_ARG, "the last training batch has %ld rows, fewer than the %d ranks; choose another --batch",
-           ntrain % o.batch, dist.size);
-    goto invalid;
+           r->ntrain % o->batch, d->size);
+    return RUN_INVALID;
   }
-  if (ntest % o.batch != 0 && ntest % o.batch < dist.size) {
+  if (r->ntest % o->batch != 0 && r->ntest % o->batch < d->size) {
     IL_ERR(IL_ERR_ARG, "the last test batch has %ld rows, fewer than the %d ranks; choose another --batch",
-           ntest % o.batch, dist.size);
-    goto invalid;
+           r->ntest % o->batch, d->size);
+    return RUN_INVALID;
   }
-  const il_backend *be = NULL;
+  return RUN_OK;
+}
+
+/* The backend and the model on every rank where the checks passed, then the
+ * ranks agree: when any rank failed, every rank refuses the run. */
+static run_outcome create_model(train_run *r, const il_model_config *mc, int local_ok) {
   if (local_ok) {
-    if (il_backend_cpu((int)o.threads, &be) != IL_OK) local_ok = 0;
-    else if (il_model_create(&model, &mc, be) != IL_OK) {
-      il_model_destroy(&model); /* frees whatever part was built */
+    if (setup_backend(r) != IL_OK) local_ok = 0;
+    else if (il_model_create(&r->model, mc, r->be) != IL_OK) {
+      il_model_destroy(&r->model); /* frees whatever part was built */
       local_ok = 0;
     } else {
-      model_ok = 1;
+      r->model_ok = 1;
     }
   }
-  {
-    int all_ok = local_ok;
-    if (dist.size > 1) MPI_Allreduce(&local_ok, &all_ok, 1, MPI_INT, MPI_LAND, dist.comm);
-    if (!all_ok) {
-      if (!local_ok && !root) /* only rank 0 reports for the job: say it here */
-        fprintf(stderr, "ilbench: error: rank %d on %s: %s\n", dist.rank, dist.host, il_error_message());
-      if (local_ok) IL_ERR(IL_ERR_NOMEM, "setup failed on another rank (see its message)");
-      goto invalid;
-    }
+  int all_ok = local_ok;
+  if (r->dist.size > 1) MPI_Allreduce(&local_ok, &all_ok, 1, MPI_INT, MPI_LAND, r->dist.comm);
+  if (!all_ok) {
+    if (!local_ok && !r->root) /* only rank 0 reports for the job: say it here */
+      fprintf(stderr, "ilbench: error: rank %d on %s: %s\n", r->dist.rank, r->dist.host, il_error_message());
+    if (local_ok) IL_ERR(IL_ERR_NOMEM, "setup failed on another rank (see its message)");
+    return RUN_INVALID;
   }
-  /* every rank initialised from the same seed; the broadcast makes rank 0 the single source anyway */
-  if (il_dist_bcast(&dist, model.params, model.nparams, MPI_FLOAT, 0) != IL_OK) goto run_err;
-  il_layer_set_reducer(&model.layer, il_dist_reducer(&dist));
-  long nb = (ntrain + o.batch - 1) / o.batch;
-  if (o.max_batches > 0 && o.max_batches < nb) nb = o.max_batches;
-  long ntb = (ntest + o.batch - 1) / o.batch;
-  if (o.test_batches >= 0 && o.test_batches < ntb) ntb = o.test_batches;
-  X = malloc((size_t)lb_max * 784 * sizeof *X);
-  y = malloc((size_t)lb_max);
-  perm = malloc(train->images.count * sizeof *perm);
-  tidx = malloc(test->images.count * sizeof *tidx);
-  steps = calloc((size_t)nb, sizeof *steps);
-  if (!X || !y || !perm || !tidx || !steps) {
-    IL_ERR(IL_ERR_NOMEM, "rank %d: out of memory for batch buffers", dist.rank);
-    goto run_err;
+  return RUN_OK;
+}
+
+/* Batch counts, index and batch buffers. */
+static run_outcome setup_data(train_run *r) {
+  const train_opts *o = &r->o;
+  r->nb = (r->ntrain + o->batch - 1) / o->batch;
+  if (o->max_batches > 0 && o->max_batches < r->nb) r->nb = o->max_batches;
+  r->ntb = (r->ntest + o->batch - 1) / o->batch;
+  if (o->test_batches >= 0 && o->test_batches < r->ntb) r->ntb = o->test_batches;
+  r->X = malloc((size_t)r->lb_max * 784 * sizeof *r->X);
+  r->y = malloc((size_t)r->lb_max);
+  r->perm = malloc(r->train->images.count * sizeof *r->perm);
+  r->tidx = malloc(r->test->images.count * sizeof *r->tidx);
+  r->steps = calloc((size_t)r->nb, sizeof *r->steps);
+  if (!r->X || !r->y || !r->perm || !r->tidx || !r->steps) {
+    IL_ERR(IL_ERR_NOMEM, "rank %d: out of memory for batch buffers", r->dist.rank);
+    return RUN_FATAL;
   }
-  for (size_t i = 0; i < test->images.count; i++) tidx[i] = (uint32_t)i;
-  if (root) {
-    if (run_id) printf("# %-18s %s\n", "run", run_id);
-    print_config(&o, &model, est);
-    printf("# %-18s %d (%d on this node), batch shard %ld..%ld rows\n", "ranks", dist.size, dist.node_size,
-           o.batch / dist.size, lb_max);
+  for (size_t i = 0; i < r->test->images.count; i++) r->tidx[i] = (uint32_t)i;
+  return RUN_OK;
+}
+
+/* The configuration table (rank 0) and the run's group in the results file. */
+static run_outcome begin_run_output(train_run *r) {
+  if (r->root) {
+    if (r->run_id) printf("# %-18s %s\n", "run", r->run_id);
+    print_config(&r->o, &r->model, r->est);
+    printf("# %-18s %d (%d on this node), batch shard %ld..%ld rows\n", "ranks", r->dist.size, r->dist.node_size,
+           r->o.batch / r->dist.size, r->lb_max);
     fflush(stdout);
   }
-  if (h5) {
+  if (r->h5) {
     il_run_info ri;
-    il_run_info_init(&ri, run_id);
-    if (fill_run_info(&ri, &o, &dist, run_index, &model) != IL_OK) goto run_err;
+    il_run_info_init(&ri, r->run_id);
+    if (fill_run_info(&ri, &r->o, &r->dist, r->run_index, &r->model) != IL_OK) return RUN_FATAL;
     /* refusals here (e.g. the run id is taken) are agreed by every rank: a clean skip */
-    if (il_h5_run_begin(h5, &ri) != IL_OK) goto invalid;
-    run_open = 1;
+    if (il_h5_run_begin(r->h5, &ri) != IL_OK) return RUN_INVALID;
+    r->run_open = 1;
   }
+  return RUN_OK;
+}
 
+/* Validation, the backend and model, the data buffers and the run's output. */
+static run_outcome setup_run(train_run *r) {
+  il_model_config mc;
+  int local_ok = 0;
+  run_outcome out = validate_run(r, &mc, &local_ok);
+  if (out == RUN_OK) out = create_model(r, &mc, local_ok);
+  if (out != RUN_OK) return out;
+  if (broadcast_params(r) != IL_OK) return RUN_FATAL;
+  il_layer_set_reducer(&r->model.layer, il_dist_reducer(&r->dist));
+  out = setup_data(r);
+  if (out == RUN_OK) out = begin_run_output(r);
+  return out;
+}
+
+/* ---- one training step ---- */
+
+/* What this rank's step measured, in the form the cross-rank reduction takes
+ * (phase times are filled in by the caller). */
+static void step_meas(const il_step_stats *st, il_step_meas *m) {
+  *m = (il_step_meas){
+      .sum = {.loss_sum = st->loss_sum, .errors = st->errors, .samples = st->samples,
+              .nonconverged = st->fwd.nonconverged_rows},
+      .fwd_iters = st->fwd.iters, .bwd_iters = st->bwd.iters, .fwd_reason = st->fwd.reason,
+      .bwd_reason = st->bwd.reason, .fwd_residual = st->fwd.residual, .bwd_residual = st->bwd.residual,
+      .rho_max = st->diag.rho_max, .cond_max = st->diag.cond_max, .grad_cos = st->diag.grad_cos,
+      .grad_relerr = st->diag.grad_relerr, .preact_max = st->diag.preact_max, .rho_mean = st->diag.rho_mean,
+      .rho_samples = st->diag.rho_samples, .nan_origin = st->nan_origin, .nan_iter = st->nan_iter};
+}
+
+/* Training batch b of epoch ep on this rank's shard: gather, forward, backward,
+ * the gradient allreduce, and the SGD update unless the gradient is not finite
+ * (then the step is skipped on every rank). *m: what this rank measured;
+ * *finite: the summed gradient is finite; *gn: its 2-norm (NaN when skipped). */
+static run_outcome train_step(train_run *r, long b, long global_step, double lr, epoch_acc *tr, il_step_meas *m,
+                              int *finite, double *gn) {
+  const train_opts *o = &r->o;
+  const il_dist *d = &r->dist;
+  const long start = b * o->batch;
+  const int Bg = (int)((start + o->batch <= r->ntrain) ? o->batch : r->ntrain - start);
+  long off, cnt;
+  il_dist_shard(Bg, d->rank, d->size, &off, &cnt);
+  il_step_stats st;
+  gather(r->train, r->perm + start + off, (int)cnt, r->X, r->y);
+  r->model.loss_denominator = Bg; /* shard gradients sum to the global-batch mean */
+  r->model.layer.diag_now = o->diag > 0 && global_step % o->diag == 0; /* the same steps on every rank */
+  double ta = il_now();
+  if (il_model_forward(&r->model, (int)cnt, r->X, r->y, 1, &st) != IL_OK) return RUN_FATAL;
+  double tb = il_now();
+  if (il_model_backward(&r->model, &st) != IL_OK) return RUN_FATAL;
+  if (o->inject_nan_step == global_step && o->inject_nan_rank == d->rank && inject_nan_grad(r) != IL_OK)
+    return RUN_FATAL;
+  double tw = il_now();
+  /* The barrier separates load imbalance (time waiting for the slowest
+   * rank) from the cost of the allreduce itself; it costs ~10 us. */
+  if (d->size > 1 && MPI_Barrier(d->comm) != MPI_SUCCESS) {
+    IL_ERR(IL_ERR_INTERNAL, "MPI_Barrier failed");
+    return RUN_FATAL;
+  }
+  double tc = il_now();
+  if (allreduce_grads(r) != IL_OK || grads_finite(r, finite) != IL_OK) return RUN_FATAL;
+  double td = il_now();
+  *gn = NAN;
+  if (*finite) {
+    if (grad_norm(r, gn) != IL_OK) return RUN_FATAL;
+    if (*gn > tr->max_grad_norm) tr->max_grad_norm = *gn;
+    if (il_model_sgd(&r->model, lr) != IL_OK) return RUN_FATAL;
+  } else {
+    tr->nan_batches++;
+  }
+  double te = il_now();
+  step_meas(&st, m);
+  m->t_forward = tb - ta;
+  m->t_backward = tw - tb;
+  m->t_wait = d->size > 1 ? tc - tw : 0; /* no barrier on one rank */
+  m->t_allreduce = td - tc;
+  m->t_update = te - td;
+  r->my.t_forward += m->t_forward;
+  r->my.t_backward += m->t_backward;
+  r->my.t_wait += m->t_wait;
+  r->my.t_allreduce += m->t_allreduce;
+  r->my.t_update += m->t_update;
+  return RUN_OK;
+}
+
+/* The step's row of the steps table and, with --log-steps, its logfmt line
+ * (rank 0), from the step-wide values g. */
+static void step_output(train_run *r, long ep, long b, long global_step, const il_step_meas *g, int finite,
+                        double gn) {
+  il_step_row *row = &r->steps[b];
+  il_step_row_init(row);
+  row->epoch = (int32_t)ep;
+  row->step = (int32_t)b;
+  row->loss = g->sum.loss_sum / g->sum.samples;
+  row->err = (double)g->sum.errors / g->sum.samples;
+  row->fwd_iters = g->fwd_iters;
+  row->fwd_residual = g->fwd_residual;
+  row->fwd_reason = (int32_t)g->fwd_reason;
+  row->bwd_iters = g->bwd_iters;
+  row->bwd_residual = g->bwd_residual;
+  row->bwd_reason = (int32_t)g->bwd_reason;
+  row->nonconverged = g->sum.nonconverged;
+  row->nan_skipped = !finite;
+  row->grad_norm = gn;
+  row->t_forward = g->t_forward;
+  row->t_backward = g->t_backward;
+  row->t_wait = g->t_wait;
+  row->t_allreduce = g->t_allreduce;
+  row->t_update = g->t_update;
+  row->diag_rho_max = g->rho_max;
+  row->diag_rho_mean = g->rho_mean;
+  row->diag_cond = g->cond_max;
+  row->diag_grad_cos = g->grad_cos;
+  row->diag_grad_relerr = g->grad_relerr;
+  row->diag_preact_max = g->preact_max;
+  row->nan_origin = g->nan_origin;
+  row->nan_iter = g->nan_iter;
+  if (r->root && r->o.log_steps)
+    printf("%sstep=%ld epoch=%ld batch=%ld loss=%.9g err=%.4f fwd_iters=%d fwd_residual=%.6g fwd_reason=%s "
+           "bwd_iters=%d bwd_residual=%.3g bwd_reason=%s nonconverged=%d nan_skipped=%d nan_origin=%d nan_iter=%d "
+           "rho_max=%.4g rho_mean=%.4g cond=%.4g grad_cos=%.6f grad_relerr=%.3g preact_max=%.4g forward_s=%.6f backward_s=%.6f "
+           "allreduce_s=%.6f update_s=%.6f\n",
+           r->pfx, global_step, ep, b, g->sum.loss_sum / g->sum.samples, (double)g->sum.errors / g->sum.samples,
+           g->fwd_iters, g->fwd_residual, il_reason_name(g->fwd_reason), g->bwd_iters, row->bwd_residual,
+           il_reason_name(g->bwd_reason), g->sum.nonconverged, !finite, row->nan_origin, row->nan_iter,
+           row->diag_rho_max, row->diag_rho_mean, row->diag_cond, row->diag_grad_cos, row->diag_grad_relerr,
+           row->diag_preact_max, g->t_forward, g->t_backward, g->t_allreduce, g->t_update);
+}
+
+/* The epoch's training batches: each step, reduced over ranks, accumulated and recorded. */
+static run_outcome train_pass(train_run *r, long ep, long *global_step, double lr, epoch_acc *tr, double t0,
+                              int tty) {
+  for (long b = 0; b < r->nb; b++, (*global_step)++) {
+    il_step_meas m, g;
+    int finite;
+    double gn;
+    run_outcome out = train_step(r, b, *global_step, lr, tr, &m, &finite, &gn);
+    if (out != RUN_OK) return out;
+    if (il_step_reduce(&r->dist, &m, &g) != IL_OK) return RUN_FATAL;
+    tr->phase[0] += g.t_forward;
+    tr->phase[1] += g.t_backward;
+    tr->phase[2] += g.t_allreduce;
+    tr->phase[3] += g.t_update;
+    tr->wait += g.t_wait;
+    acc_step(tr, &g);
+    /* a NaN injected for testing, or one that appeared only after the allreduce, has no earlier origin */
+    if (!finite && g.nan_origin == IL_NAN_NONE) { g.nan_origin = IL_NAN_BWD_OTHER; g.nan_iter = -1; }
+    if (g.nan_origin == IL_NAN_FWD_OTHER || g.nan_origin == IL_NAN_BWD_OTHER) g.nan_iter = -1;
+    step_output(r, ep, b, *global_step, &g, finite, gn);
+    if (r->o.check_sync > 0 && (*global_step + 1) % r->o.check_sync == 0) {
+      int same;
+      if (params_in_sync(r, &same) != IL_OK) return RUN_FATAL;
+      if (!same) { /* every rank sees it: record the failure and stop cleanly */
+        IL_ERR(IL_ERR_INTERNAL, "parameters differ across ranks after step %ld (epoch %ld, batch %ld)", *global_step,
+               ep, b);
+        return RUN_FAILED;
+      }
+    }
+    if (tty) progress("train", ep, b + 1, r->nb, t0);
+  }
+  return RUN_OK;
+}
+
+/* The epoch's test batches (forward only), counts summed over ranks. */
+static run_outcome test_pass(train_run *r, long ep, epoch_acc *te, double t1, int tty) {
+  const train_opts *o = &r->o;
+  r->model.layer.diag_now = 0;
+  for (long b = 0; b < r->ntb; b++) {
+    const long start = b * o->batch;
+    const int Bg = (int)((start + o->batch <= r->ntest) ? o->batch : r->ntest - start);
+    long off, cnt;
+    il_dist_shard(Bg, r->dist.rank, r->dist.size, &off, &cnt);
+    il_step_stats st = {0};
+    il_step_meas m;
+    gather(r->test, r->tidx + start + off, (int)cnt, r->X, r->y);
+    if (il_model_forward(&r->model, (int)cnt, r->X, r->y, 0, &st) != IL_OK) return RUN_FATAL;
+    step_meas(&st, &m); /* iterations and reasons stay this rank's own */
+    if (il_step_sum_over_ranks(&r->dist, &m.sum) != IL_OK) return RUN_FATAL;
+    acc_step(te, &m);
+    if (tty) progress("test", ep, b + 1, r->ntb, t1);
+  }
+  return RUN_OK;
+}
+
+/* ---- epoch output ---- */
+
+/* The epoch's logfmt line (rank 0), per-rank phase spread (rank 0, several
+ * ranks) and its epochs row and steps rows in the results file. t0, t1, t2:
+ * start of training, of testing, end of testing; ep_start: this rank's phase
+ * totals at the start of the epoch (updated here). */
+static run_outcome epoch_output(train_run *r, long ep, double lr, const epoch_acc *tr, const epoch_acc *te,
+                                double t0, double t1, double t2, il_rank_row *ep_start) {
+  const il_rank_row *my = &r->my;
+  const il_memstats *mem = &r->model.mem;
+  for (int c = 0; c < IL_MEM_NCAT; c++)
+    if (mem->peak[c] > r->run_peak.peak[c]) r->run_peak.peak[c] = mem->peak[c];
+  if (mem->peak_total > r->run_peak.peak_total) r->run_peak.peak_total = mem->peak_total;
+  /* each rank's own phase totals this epoch, reduced to min/mean/max over ranks */
+  double mine[5] = {my->t_forward - ep_start->t_forward, my->t_backward - ep_start->t_backward,
+                    my->t_wait - ep_start->t_wait, my->t_allreduce - ep_start->t_allreduce,
+                    my->t_update - ep_start->t_update};
+  il_minmeanmax mmm[5];
+  if (il_dist_minmeanmax(&r->dist, mine, 5, mmm) != IL_OK) return RUN_FATAL;
+  *ep_start = *my;
+  double ep_max[5] = {t1 - t0, t2 - t1, (double)mem->peak_total, (double)mem->peak[IL_MEM_SAVED],
+                      (double)mem->peak[IL_MEM_WORKSPACE]};
+  if (il_max_over_ranks(&r->dist, ep_max, 5) != IL_OK) return RUN_FATAL;
+  il_epoch_row er = {
+      .epoch = (int32_t)ep, .lr = lr, .train_err = tr->samples ? (double)tr->errors / tr->samples : NAN,
+      .train_loss = tr->samples ? tr->loss / tr->samples : NAN,
+      .train_iters = tr->batches ? tr->iters / tr->batches : NAN,
+      .train_bwd_iters = tr->batches ? tr->bwd_iters / tr->batches : NAN,
+      .test_err = te->samples ? (double)te->errors / te->samples : NAN,
+      .test_loss = te->samples ? te->loss / te->samples : NAN,
+      .test_iters = te->batches ? te->iters / te->batches : NAN,
+      .max_grad_norm = tr->max_grad_norm, .nan_batches = tr->nan_batches, .nonconverged = tr->nonconverged,
+      .maxiter_batches = tr->maxiter_batches, .diverged_batches = tr->diverged_batches,
+      .nonfinite_batches = tr->nonfinite_batches,
+      .train_batches = tr->batches, .train_s = ep_max[0], .test_s = ep_max[1],
+      .peak_mem_bytes = (uint64_t)ep_max[2], .saved_peak_bytes = (uint64_t)ep_max[3],
+      .workspace_peak_bytes = (uint64_t)ep_max[4]};
+  if (r->root) {
+    printf("%sepoch=%ld lr=%g train_err=%.4f train_loss=%.4f train_iters=%.2f train_bwd_iters=%.2f "
+           "test_err=%.4f test_loss=%.4f test_iters=%.2f nan_batches=%ld max_grad_norm=%.4g nonconverged=%ld "
+           "maxiter_batches=%ld diverged_batches=%ld nonfinite_batches=%ld train_batches=%ld train_s=%.3f test_s=%.3f "
+           "forward_s=%.3f backward_s=%.3f wait_s=%.3f allreduce_s=%.3f update_s=%.3f ranks=%d "
+           "peak_mem_bytes=%.0f saved_peak_bytes=%.0f workspace_peak_bytes=%.0f\n",
+           r->pfx, ep, lr, er.train_err, er.train_loss, er.train_iters, er.train_bwd_iters, er.test_err, er.test_loss,
+           er.test_iters, tr->nan_batches, tr->max_grad_norm, tr->nonconverged, tr->maxiter_batches,
+           tr->diverged_batches, tr->nonfinite_batches, tr->batches, ep_max[0], ep_max[1], tr->phase[0],
+           tr->phase[1], tr->wait, tr->phase[2], tr->phase[3], r->dist.size, ep_max[2], ep_max[3], ep_max[4]);
+    if (r->dist.size > 1)
+      printf("%s# epoch %ld per-rank phase totals, min/mean/max over %d ranks (s): forward %.3f/%.3f/%.3f "
+             "backward %.3f/%.3f/%.3f wait %.3f/%.3f/%.3f allreduce %.3f/%.3f/%.3f update %.3f/%.3f/%.3f\n",
+             r->pfx, ep, r->dist.size, mmm[0].min, mmm[0].mean, mmm[0].max, mmm[1].min, mmm[1].mean, mmm[1].max,
+             mmm[2].min, mmm[2].mean, mmm[2].max, mmm[3].min, mmm[3].mean, mmm[3].max, mmm[4].min, mmm[4].mean,
+             mmm[4].max);
+    fflush(stdout);
+  }
+  if (r->h5 && il_h5_run_epoch(r->h5, &er, r->steps, (int)r->nb) != IL_OK) return RUN_FAILED;
+  return RUN_OK;
+}
+
+/* ---- the run ---- */
+
+static run_outcome run_epochs(train_run *r) {
+  const train_opts *o = &r->o;
   il_rng shuffle;
-  il_rng_seed(&shuffle, (uint64_t)o.seed ^ 0x5348554646UL); /* stream apart from the init stream */
-  const int tty = root && isatty(2);
-  double lr = o.lr;
+  il_rng_seed(&shuffle, (uint64_t)o->seed ^ 0x5348554646UL); /* stream apart from the init stream */
+  const int tty = r->root && isatty(2);
+  double lr = o->lr;
   long global_step = 0;
-  il_memstats run_peak = {0};
-  il_rank_row ep_start = my; /* phase totals at the start of the epoch */
-  for (long ep = 0; ep < o.epochs; ep++) {
-    for (int i = 0; i < o.ndrops; i++)
-      if (o.drop_epoch[i] == ep) lr = o.drop_lr[i];
-    il_rng_permutation(&shuffle, (size_t)ntrain, perm); /* identical on every rank */
+  il_rank_row ep_start = r->my; /* phase totals at the start of the epoch */
+  for (long ep = 0; ep < o->epochs; ep++) {
+    for (int i = 0; i < o->ndrops; i++)
+      if (o->drop_epoch[i] == ep) lr = o->drop_lr[i];
+    il_rng_permutation(&shuffle, (size_t)r->ntrain, r->perm); /* identical on every rank */
     epoch_acc tr = {0}, te = {0};
-    il_memstats_reset_peaks(&model.mem);
+    il_memstats_reset_peaks(&r->model.mem);
     double t0 = il_now();
-    for (long b = 0; b < nb; b++, global_step++) {
-      const long start = b * o.batch;
-      const int Bg = (int)((start + o.batch <= ntrain) ? o.batch : ntrain - start);
-      long off, cnt;
-      il_dist_shard(Bg, dist.rank, dist.size, &off, &cnt);
-      il_step_stats st;
-      double mx[MX_N], sum[ST_N];
-      gather(train, perm + start + off, (int)cnt, X, y);
-      model.loss_denominator = Bg; /* shard gradients sum to the global-batch mean */
-      model.layer.diag_now = o.diag > 0 && global_step % o.diag == 0; /* the same steps on every rank */
-      double ta = il_now();
-      if (il_model_forward(&model, (int)cnt, X, y, 1, &st) != IL_OK) goto run_err;
-      double tb = il_now();
-      if (il_model_backward(&model, &st) != IL_OK) goto run_err;
-      if (o.inject_nan_step == global_step && o.inject_nan_rank == dist.rank) model.grads[0] = NAN;
-      double tw = il_now();
-      /* The barrier separates load imbalance (time waiting for the slowest
-       * rank) from the cost of the allreduce itself; it costs ~10 us. */
-      if (dist.size > 1 && MPI_Barrier(dist.comm) != MPI_SUCCESS) {
-        IL_ERR(IL_ERR_INTERNAL, "MPI_Barrier failed");
-        goto run_err;
-      }
-      double tc = il_now();
-      /* one allreduce of the whole gradient; a NaN on any rank reaches every rank */
-      if (il_dist_allreduce_sum(&dist, model.grads, model.nparams, MPI_FLOAT) != IL_OK) goto run_err;
-      const int finite = be->all_finite(model.nparams, model.grads);
-      double td = il_now();
-      double gn = NAN;
-      if (finite) {
-        gn = sqrt(be->sqdist(model.nparams, model.grads, NULL));
-        if (gn > tr.max_grad_norm) tr.max_grad_norm = gn;
-        il_model_sgd(&model, lr);
-      } else {
-        tr.nan_batches++;
-      }
-      double te_ = il_now();
-      my.t_forward += tb - ta;
-      my.t_backward += tw - tb;
-      my.t_wait += dist.size > 1 ? tc - tw : 0;
-      my.t_allreduce += td - tc;
-      my.t_update += te_ - td;
-      mx[MX_FWD] = tb - ta;
-      mx[MX_BWD] = tw - tb;
-      mx[MX_WAIT] = dist.size > 1 ? tc - tw : 0; /* no barrier on one rank */
-      mx[MX_AR] = td - tc;
-      mx[MX_UPD] = te_ - td;
-      mx[MX_BWD_ITERS] = st.bwd.iters;
-      mx[MX_BWD_RES] = nan_to_low(st.bwd.residual); /* NaN: no system solved (phantom, jfb) */
-      mx[MX_NAN_BWD_RES] = isnan(st.bwd.residual);
-      mx[MX_FWD_ITERS] = st.fwd.iters; /* differs per rank only with --stop sample */
-      /* the worst over ranks: reasons are ordered converged < max-iter < diverged < non-finite */
-      mx[MX_FWD_RES] = isfinite(st.fwd.residual) ? st.fwd.residual : INFINITY;
-      mx[MX_FWD_REASON] = st.fwd.reason;
-      mx[MX_BWD_REASON] = st.bwd.reason;
-      mx[MX_RHO] = nan_to_low(st.diag.rho_max);
-      mx[MX_COND] = nan_to_low(st.diag.cond_max);
-      mx[MX_NEG_COS] = nan_to_low(isnan(st.diag.grad_cos) ? NAN : -st.diag.grad_cos);
-      mx[MX_RELERR] = nan_to_low(st.diag.grad_relerr);
-      mx[MX_PREACT] = nan_to_low(st.diag.preact_max);
-      {
-        const double dv[] = {st.diag.rho_max, st.diag.cond_max, st.diag.grad_cos, st.diag.grad_relerr,
-                             st.diag.preact_max};
-        for (int k = 0; k < 5; k++) mx[MX_NAN_RHO + k] = isnan(dv[k]);
-      }
-      /* the first origin in computing order, and for it the latest iteration reported: encoded so
-       * that the max over ranks of -(origin * 1e7 - iter) picks them (origin 0 sorts last) */
-      mx[MX_NEG_NAN] = -((st.nan_origin ? st.nan_origin : 99) * 1e7 - (st.nan_iter + 1));
-      sum[ST_LOSS] = st.loss_sum;
-      sum[ST_ERR] = st.errors;
-      sum[ST_NONCONV] = st.fwd.nonconverged_rows;
-      sum[ST_SAMPLES] = st.samples;
-      sum[ST_RHO_SUM] = isnan(st.diag.rho_mean) ? 0 : st.diag.rho_mean * st.diag.rho_samples;
-      sum[ST_RHO_N] = isnan(st.diag.rho_mean) ? 0 : st.diag.rho_samples;
-      if (il_dist_allreduce_sum(&dist, sum, ST_N, MPI_DOUBLE) != IL_OK || max_over_ranks(&dist, mx, MX_N) != IL_OK)
-        goto run_err;
-      for (int k = 0; k < 4; k++) tr.phase[k] += mx[k];
-      tr.wait += mx[MX_WAIT];
-      st.loss_sum = sum[ST_LOSS];
-      st.errors = (int)sum[ST_ERR];
-      st.fwd.nonconverged_rows = (int)sum[ST_NONCONV];
-      st.samples = (int)sum[ST_SAMPLES];
-      st.bwd.iters = (int)mx[MX_BWD_ITERS];
-      st.fwd.iters = (int)mx[MX_FWD_ITERS];
-      st.fwd.reason = (il_reason)mx[MX_FWD_REASON];
-      st.bwd.reason = (il_reason)mx[MX_BWD_REASON];
-      if (isfinite(st.fwd.residual)) st.fwd.residual = mx[MX_FWD_RES];
-      acc_step(&tr, &st);
-      {
-        const double key = -mx[MX_NEG_NAN];
-        const int origin = (int)ceil(key / 1e7);
-        st.nan_origin = origin >= 99 ? IL_NAN_NONE : origin;
-        st.nan_iter = st.nan_origin ? (int)(origin * 1e7 - key) - 1 : -1;
-        /* a NaN injected for testing, or one that appeared only after the allreduce, has no earlier origin */
-        if (!finite && st.nan_origin == IL_NAN_NONE) { st.nan_origin = IL_NAN_BWD_OTHER; st.nan_iter = -1; }
-        if (st.nan_origin == IL_NAN_FWD_OTHER || st.nan_origin == IL_NAN_BWD_OTHER) st.nan_iter = -1;
-      }
-      il_step_row *row = &steps[b];
-      il_step_row_init(row);
-      row->epoch = (int32_t)ep;
-      row->step = (int32_t)b;
-      row->loss = st.loss_sum / st.samples;
-      row->err = (double)st.errors / st.samples;
-      row->fwd_iters = st.fwd.iters;
-      row->fwd_residual = st.fwd.residual;
-      row->fwd_reason = (int32_t)st.fwd.reason;
-      row->bwd_iters = st.bwd.iters;
-      row->bwd_residual = reduced(mx, MX_BWD_RES, MX_NAN_BWD_RES);
-      row->bwd_reason = (int32_t)st.bwd.reason;
-      row->nonconverged = st.fwd.nonconverged_rows;
-      row->nan_skipped = !finite;
-      row->grad_norm = gn;
-      row->t_forward = mx[MX_FWD];
-      row->t_backward = mx[MX_BWD];
-      row->t_wait = mx[MX_WAIT];
-      row->t_allreduce = mx[MX_AR];
-      row->t_update = mx[MX_UPD];
-      row->diag_rho_max = reduced(mx, MX_RHO, MX_NAN_RHO);
-      row->diag_rho_mean = isnan(row->diag_rho_max) || !(sum[ST_RHO_N] > 0) ? NAN : sum[ST_RHO_SUM] / sum[ST_RHO_N];
-      row->diag_cond = reduced(mx, MX_COND, MX_NAN_COND);
-      row->diag_grad_cos = isnan(reduced(mx, MX_NEG_COS, MX_NAN_COS)) ? NAN : fmin(1.0, fmax(-1.0, -mx[MX_NEG_COS]));
-      row->diag_grad_relerr = reduced(mx, MX_RELERR, MX_NAN_RELERR);
-      row->diag_preact_max = reduced(mx, MX_PREACT, MX_NAN_PREACT);
-      row->nan_origin = st.nan_origin;
-      row->nan_iter = st.nan_iter;
-      if (root && o.log_steps)
-        printf("%sstep=%ld epoch=%ld batch=%ld loss=%.9g err=%.4f fwd_iters=%d fwd_residual=%.6g fwd_reason=%s "
-               "bwd_iters=%d bwd_residual=%.3g bwd_reason=%s nonconverged=%d nan_skipped=%d nan_origin=%d nan_iter=%d "
-               "rho_max=%.4g rho_mean=%.4g cond=%.4g grad_cos=%.6f grad_relerr=%.3g preact_max=%.4g forward_s=%.6f backward_s=%.6f "
-               "allreduce_s=%.6f update_s=%.6f\n",
-               pfx, global_step, ep, b, st.loss_sum / st.samples, (double)st.errors / st.samples, st.fwd.iters,
-               st.fwd.residual, il_reason_name(st.fwd.reason), st.bwd.iters, row->bwd_residual,
-               il_reason_name(st.bwd.reason), st.fwd.nonconverged_rows, !finite, row->nan_origin, row->nan_iter,
-               row->diag_rho_max, row->diag_rho_mean, row->diag_cond, row->diag_grad_cos, row->diag_grad_relerr,
-               row->diag_preact_max, mx[MX_FWD], mx[MX_BWD], mx[MX_AR], mx[MX_UPD]);
-      if (o.check_sync > 0 && (global_step + 1) % o.check_sync == 0) {
-        int same;
-        if (il_dist_in_sync(&dist, il_hash_bytes(model.params, model.nparams * sizeof *model.params), &same) != IL_OK)
-          goto run_err;
-        if (!same) { /* every rank sees it: record the failure and stop cleanly */
-          IL_ERR(IL_ERR_INTERNAL, "parameters differ across ranks after step %ld (epoch %ld, batch %ld)", global_step,
-                 ep, b);
-          goto collective_fail;
-        }
-      }
-      if (tty) progress("train", ep, b + 1, nb, t0);
-    }
+    run_outcome out = train_pass(r, ep, &global_step, lr, &tr, t0, tty);
+    if (out != RUN_OK) return out;
     double t1 = il_now();
-    model.layer.diag_now = 0;
-    for (long b = 0; b < ntb; b++) {
-      const long start = b * o.batch;
-      const int Bg = (int)((start + o.batch <= ntest) ? o.batch : ntest - start);
-      long off, cnt;
-      il_dist_shard(Bg, dist.rank, dist.size, &off, &cnt);
-      il_step_stats st = {0};
-      double sum[ST_N] = {0};
-      gather(test, tidx + start + off, (int)cnt, X, y);
-      if (il_model_forward(&model, (int)cnt, X, y, 0, &st) != IL_OK) goto run_err;
-      sum[ST_LOSS] = st.loss_sum;
-      sum[ST_ERR] = st.errors;
-      sum[ST_NONCONV] = st.fwd.nonconverged_rows;
-      sum[ST_SAMPLES] = st.samples;
-      if (il_dist_allreduce_sum(&dist, sum, ST_N, MPI_DOUBLE) != IL_OK) goto run_err;
-      st.loss_sum = sum[ST_LOSS];
-      st.errors = (int)sum[ST_ERR];
-      st.fwd.nonconverged_rows = (int)sum[ST_NONCONV];
-      st.samples = (int)sum[ST_SAMPLES];
-      acc_step(&te, &st);
-      if (tty) progress("test", ep, b + 1, ntb, t1);
-    }
+    out = test_pass(r, ep, &te, t1, tty);
+    if (out != RUN_OK) return out;
     double t2 = il_now();
-    my.t_test += t2 - t1;
-    for (int c = 0; c < IL_MEM_NCAT; c++)
-      if (model.mem.peak[c] > run_peak.peak[c]) run_peak.peak[c] = model.mem.peak[c];
-    if (model.mem.peak_total > run_peak.peak_total) run_peak.peak_total = model.mem.peak_total;
-    /* each rank's own phase totals this epoch, reduced to min/mean/max over ranks */
-    double mine[5] = {my.t_forward - ep_start.t_forward, my.t_backward - ep_start.t_backward,
-                      my.t_wait - ep_start.t_wait, my.t_allreduce - ep_start.t_allreduce,
-                      my.t_update - ep_start.t_update};
-    il_minmeanmax mmm[5];
-    if (il_dist_minmeanmax(&dist, mine, 5, mmm) != IL_OK) goto run_err;
-    ep_start = my;
-    double ep_max[5] = {t1 - t0, t2 - t1, (double)model.mem.peak_total, (double)model.mem.peak[IL_MEM_SAVED],
-                        (double)model.mem.peak[IL_MEM_WORKSPACE]};
-    if (max_over_ranks(&dist, ep_max, 5) != IL_OK) goto run_err;
-    il_epoch_row er = {
-        .epoch = (int32_t)ep, .lr = lr, .train_err = tr.samples ? (double)tr.errors / tr.samples : NAN,
-        .train_loss = tr.samples ? tr.loss / tr.samples : NAN, .train_iters = tr.batches ? tr.iters / tr.batches : NAN,
-        .train_bwd_iters = tr.batches ? tr.bwd_iters / tr.batches : NAN,
-        .test_err = te.samples ? (double)te.errors / te.samples : NAN,
-        .test_loss = te.samples ? te.loss / te.samples : NAN, .test_iters = te.batches ? te.iters / te.batches : NAN,
-        .max_grad_norm = tr.max_grad_norm, .nan_batches = tr.nan_batches, .nonconverged = tr.nonconverged,
-        .maxiter_batches = tr.maxiter_batches, .diverged_batches = tr.diverged_batches,
-        .nonfinite_batches = tr.nonfinite_batches,
-        .train_batches = tr.batches, .train_s = ep_max[0], .test_s = ep_max[1],
-        .peak_mem_bytes = (uint64_t)ep_max[2], .saved_peak_bytes = (uint64_t)ep_max[3],
-        .workspace_peak_bytes = (uint64_t)ep_max[4]};
-    if (root) {
-      printf("%sepoch=%ld lr=%g train_err=%.4f train_loss=%.4f train_iters=%.2f train_bwd_iters=%.2f "
-             "test_err=%.4f test_loss=%.4f test_iters=%.2f nan_batches=%ld max_grad_norm=%.4g nonconverged=%ld "
-             "maxiter_batches=%ld diverged_batches=%ld nonfinite_batches=%ld train_batches=%ld train_s=%.3f test_s=%.3f "
-             "forward_s=%.3f backward_s=%.3f wait_s=%.3f allreduce_s=%.3f update_s=%.3f ranks=%d "
-             "peak_mem_bytes=%.0f saved_peak_bytes=%.0f workspace_peak_bytes=%.0f\n",
-             pfx, ep, lr, er.train_err, er.train_loss, er.train_iters, er.train_bwd_iters, er.test_err, er.test_loss,
-             er.test_iters, tr.nan_batches, tr.max_grad_norm, tr.nonconverged, tr.maxiter_batches,
-             tr.diverged_batches, tr.nonfinite_batches, tr.batches, ep_max[0], ep_max[1], tr.phase[0], tr.phase[1], tr.wait, tr.phase[2],
-             tr.phase[3], dist.size, ep_max[2], ep_max[3], ep_max[4]);
-      if (dist.size > 1)
-        printf("%s# epoch %ld per-rank phase totals, min/mean/max over %d ranks (s): forward %.3f/%.3f/%.3f "
-               "backward %.3f/%.3f/%.3f wait %.3f/%.3f/%.3f allreduce %.3f/%.3f/%.3f update %.3f/%.3f/%.3f\n",
-               pfx, ep, dist.size, mmm[0].min, mmm[0].mean, mmm[0].max, mmm[1].min, mmm[1].mean, mmm[1].max,
-               mmm[2].min, mmm[2].mean, mmm[2].max, mmm[3].min, mmm[3].mean, mmm[3].max, mmm[4].min, mmm[4].mean,
-               mmm[4].max);
-      fflush(stdout);
-    }
-    if (h5 && il_h5_run_epoch(h5, &er, steps, (int)nb) != IL_OK) goto collective_fail;
+    r->my.t_test += t2 - t1;
+    out = epoch_output(r, ep, lr, &tr, &te, t0, t1, t2, &ep_start);
+    if (out != RUN_OK) return out;
   }
+  return RUN_OK;
+}
+
+/* --save-params, then the run's end in the results file. */
+static run_outcome finish_run(train_run *r) {
   int saved_ok = 1;
-  if (root && o.save_params) {
-    FILE *f = fopen(o.save_params, "wb");
-    saved_ok = f && fwrite(model.params, sizeof *model.params, model.nparams, f) == model.nparams;
-    if (f && fclose(f) != 0) saved_ok = 0;
-    if (!saved_ok) IL_ERR(IL_ERR_IO, "cannot write parameters to '%s': %s", o.save_params, strerror(errno));
+  if (r->root && r->o.save_params) saved_ok = write_params(r, r->o.save_params);
+  MPI_Bcast(&saved_ok, 1, MPI_INT, 0, r->dist.comm);
+  if (!saved_ok) return RUN_FAILED;
+  r->my.peak_mem_bytes = r->run_peak.peak_total;
+  if (r->h5 && il_h5_run_end(r->h5, "completed", &r->run_peak, &r->my) != IL_OK) {
+    r->run_open = 0; /* the writer closed it */
+    return RUN_FAILED;
   }
-  MPI_Bcast(&saved_ok, 1, MPI_INT, 0, dist.comm);
-  if (!saved_ok) goto collective_fail;
-  my.peak_mem_bytes = run_peak.peak_total;
-  if (h5 && il_h5_run_end(h5, "completed", &run_peak, &my) != IL_OK) {
-    run_open = 0; /* the writer closed it */
-    goto collective_fail;
-  }
-  rc = 0;
-  goto done;
+  return RUN_OK;
+}
 
-collective_fail:
-  /* every rank reached this point together: mark the run failed in the file and return */
-  if (root) fprintf(stderr, "ilbench: error: %s\n", il_error_message());
-  if (h5 && run_open) {
-    my.peak_mem_bytes = run_peak.peak_total;
-    (void)il_h5_run_end(h5, "failed", &run_peak, &my);
+/* Every rank reached this point together: mark the run failed in the file. */
+static void fail_run(train_run *r) {
+  if (r->root) fprintf(stderr, "ilbench: error: %s\n", il_error_message());
+  if (r->h5 && r->run_open) {
+    r->my.peak_mem_bytes = r->run_peak.peak_total;
+    (void)il_h5_run_end(r->h5, "failed", &r->run_peak, &r->my);
   }
-  rc = 1;
-  goto done;
+}
 
-run_err:
-  /* failures inside a collective phase are fatal for the job: report and abort all ranks */
-  {
-    /* rank, host and the file:line where the failure was recorded (first trace line) */
-    const char *tr = il_error_trace_text(), *at = tr;
-    while (*at == ' ') at++;
-    const char *nl = strchr(at, '\n');
-    fprintf(stderr, "ilbench: error: rank %d on %s: %s (%.*s)\n", dist.rank, dist.host, il_error_message(),
-            nl ? (int)(nl - at) : (int)strlen(at), at);
-    if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", tr);
-    fflush(stderr);
+/* A failure inside a collective phase is fatal for the job: report rank, host
+ * and the file:line where it was recorded (first trace line), abort all ranks. */
+static void abort_run(const train_run *r) {
+  const char *tr = il_error_trace_text(), *at = tr;
+  while (*at == ' ') at++;
+  const char *nl = strchr(at, '\n');
+  fprintf(stderr, "ilbench: error: rank %d on %s: %s (%.*s)\n", r->dist.rank, r->dist.host, il_error_message(),
+          nl ? (int)(nl - at) : (int)strlen(at), at);
+  if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", tr);
+  fflush(stderr);
+  MPI_Abort(r->dist.comm, 1);
+}
+
+int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, const il_mnist_split *test,
+                 il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix) {
+  train_run r = {.dist = *d, .o = *op, .root = d->rank == 0, .pfx = log_prefix ? log_prefix : "",
+                 .run_id = run_id, .run_index = run_index, .train = train, .test = test, .h5 = h5,
+                 .my = {.rank = d->rank}};
+  run_outcome out = setup_run(&r);
+  if (out == RUN_OK) out = run_epochs(&r);
+  if (out == RUN_OK) out = finish_run(&r);
+  int rc = 0;
+  switch (out) {
+  case RUN_OK: rc = 0; break;
+  case RUN_INVALID: rc = 2; break;
+  case RUN_FAILED: fail_run(&r); rc = 1; break;
+  case RUN_FATAL: abort_run(&r); rc = 1; break;
   }
-  MPI_Abort(dist.comm, 1);
-  rc = 1;
-  goto done;
-invalid:
-  rc = 2;
-done:
-  free(X);
-  free(y);
-  free(perm);
-  free(tidx);
-  free(steps);
-  if (model_ok) il_model_destroy(&model);
+  free(r.X);
+  free(r.y);
+  free(r.perm);
+  free(r.tidx);
+  free(r.steps);
+  if (r.model_ok) il_model_destroy(&r.model);
+  il_backend_destroy(r.be);
+  free(r.stage);
   return rc;
 }

@@ -7,7 +7,7 @@
 #include "cli_args.h"
 #include "il_dist.h"
 #include "il_layer.h"
-#include "il_mnist.h"
+#include "mnist_idx.h"
 #include "results_h5.h"
 
 #define IL_TRAIN_MAX_DROPS 16

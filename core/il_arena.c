@@ -20,6 +20,7 @@ const char *il_mem_category_name(il_mem_category c) {
 void il_memstats_reset_peaks(il_memstats *st) {
   for (int c = 0; c < IL_MEM_NCAT; c++) st->peak[c] = st->current[c];
   st->peak_total = st->current_total;
+  st->space_peak = st->space_current;
 }
 
 il_status il_size_mul(size_t a, size_t b, size_t *out, const char *what) {
@@ -29,9 +30,19 @@ il_status il_size_mul(size_t a, size_t b, size_t *out, const char *what) {
   return IL_OK;
 }
 
-static il_status block_new(size_t cap, il_arena_block **out) {
+static il_status block_new(const il_mspace *sp, size_t cap, il_arena_block **out) {
   il_arena_block *b = malloc(sizeof *b);
   if (!b) return IL_ERR(IL_ERR_NOMEM, "arena: cannot allocate block header");
+  if (sp) { /* the space's allocator aligns */
+    il_status s = sp->alloc(sp->ctx, cap, &b->raw);
+    if (s != IL_OK) { free(b); return il_error_trace(s, __FILE__, __LINE__); }
+    b->data = b->raw;
+    b->cap = cap;
+    b->off = 0;
+    b->next = NULL;
+    *out = b;
+    return IL_OK;
+  }
   if (cap > SIZE_MAX - IL_ARENA_ALIGN) { free(b); return IL_ERR(IL_ERR_NOMEM, "arena: block of %zu bytes too large", cap); }
   b->raw = malloc(cap + IL_ARENA_ALIGN);
   if (!b->raw) {
@@ -48,11 +59,25 @@ static il_status block_new(size_t cap, il_arena_block **out) {
 }
 
 il_status il_arena_init(il_arena *a, il_mem_category cat, il_memstats *stats, size_t block_bytes) {
-  memset(a, 0, sizeof *a);
+  memset(a, 0, sizeof *a); /* also space = NULL: host */
   a->cat = cat;
   a->stats = stats;
   a->block_bytes = block_bytes ? block_bytes : ((size_t)1 << 20);
   return IL_OK;
+}
+
+il_status il_arena_init_space(il_arena *a, const il_mspace *space, il_mem_category cat, il_memstats *stats,
+                              size_t block_bytes) {
+  IL_CHECK(il_arena_init(a, cat, stats, block_bytes));
+  a->space = space;
+  return IL_OK;
+}
+
+static void uncount(il_arena *a, size_t bytes) {
+  if (!a->stats) return;
+  a->stats->current[a->cat] -= bytes;
+  a->stats->current_total -= bytes;
+  if (a->space) a->stats->space_current -= bytes;
 }
 
 static void count(il_arena *a, size_t bytes) {
@@ -63,6 +88,10 @@ static void count(il_arena *a, size_t bytes) {
   st->current_total += bytes;
   if (st->current[a->cat] > st->peak[a->cat]) st->peak[a->cat] = st->current[a->cat];
   if (st->current_total > st->peak_total) st->peak_total = st->current_total;
+  if (a->space) {
+    st->space_current += bytes;
+    if (st->space_current > st->space_peak) st->space_peak = st->space_current;
+  }
 }
 
 il_status il_arena_alloc(il_arena *a, size_t bytes, void **out) {
@@ -79,7 +108,7 @@ il_status il_arena_alloc(il_arena *a, size_t bytes, void **out) {
   if (!b || b->cap - b->off < need) {
     il_arena_block *nb = NULL;
     size_t cap = need > a->block_bytes ? need : a->block_bytes;
-    IL_CHECK(block_new(cap, &nb));
+    IL_CHECK(block_new(a->space, cap, &nb));
     a->reserved += cap;
     if (!a->first) a->first = nb;
     else {
@@ -102,6 +131,7 @@ il_status il_arena_calloc(il_arena *a, size_t n, size_t elem, void **out) {
   size_t bytes;
   IL_CHECK(il_size_mul(n, elem, &bytes, "arena allocation"));
   IL_CHECK(il_arena_alloc(a, bytes, out));
+  if (a->space) return a->space->zero(a->space->ctx, *out, bytes);
   memset(*out, 0, bytes);
   return IL_OK;
 }
@@ -122,21 +152,14 @@ void il_arena_rewind(il_arena *a, il_arena_mark m) {
   for (il_arena_block *b = m.blk->next; b; b = b->next) b->off = 0;
   m.blk->off = m.off;
   a->cur = m.blk;
-  size_t freed = a->used - m.used;
-  if (a->stats) {
-    a->stats->current[a->cat] -= freed;
-    a->stats->current_total -= freed;
-  }
+  uncount(a, a->used - m.used);
   a->used = m.used;
 }
 
 void il_arena_reset(il_arena *a) {
   for (il_arena_block *b = a->first; b; b = b->next) b->off = 0;
   a->cur = a->first;
-  if (a->stats) {
-    a->stats->current[a->cat] -= a->used;
-    a->stats->current_total -= a->used;
-  }
+  uncount(a, a->used);
   a->used = 0;
 }
 
@@ -145,7 +168,8 @@ void il_arena_destroy(il_arena *a) {
   il_arena_block *b = a->first;
   while (b) {
     il_arena_block *n = b->next;
-    free(b->raw);
+    if (a->space) a->space->release(a->space->ctx, b->raw, b->cap);
+    else free(b->raw);
     free(b);
     b = n;
   }

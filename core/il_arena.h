@@ -26,9 +26,21 @@ typedef struct il_memstats {
   size_t peak[IL_MEM_NCAT];    /* high-water mark per category, bytes */
   size_t current_total;
   size_t peak_total;           /* high-water mark of the sum over categories, bytes */
+  size_t space_current, space_peak; /* of those, bytes in a backend's space (not host bookkeeping) */
 } il_memstats;
 
 void il_memstats_reset_peaks(il_memstats *st); /* peaks := current */
+
+/* Where an arena's blocks come from: host memory (NULL space) or a backend's
+ * memory space (il_backend.h gives its view). Precision-neutral. */
+typedef struct il_mspace {
+  const char *name;
+  int host;  /* 1: plain host memory the host may touch */
+  void *ctx;
+  il_status (*alloc)(void *ctx, size_t bytes, void **p); /* 64-byte aligned */
+  void (*release)(void *ctx, void *p, size_t bytes);
+  il_status (*zero)(void *ctx, void *p, size_t bytes);
+} il_mspace;
 
 typedef struct il_arena_block il_arena_block;
 typedef struct il_arena {
@@ -38,13 +50,17 @@ typedef struct il_arena {
   il_arena_block *cur;
   size_t block_bytes;    /* default size of a new block */
   size_t used;           /* bytes handed out since the last reset (incl. alignment) */
-  size_t reserved;       /* bytes of blocks owned (malloc'd) */
+  size_t reserved;       /* bytes of blocks owned */
+  const il_mspace *space; /* NULL: host memory (malloc) */
 } il_arena;
 
 #define IL_ARENA_ALIGN 64
 
 /* block_bytes: size of the first and of further blocks (bigger requests get their own block). */
 il_status il_arena_init(il_arena *a, il_mem_category cat, il_memstats *stats, size_t block_bytes);
+/* The same over a memory space (NULL: host). The space must outlive the arena. */
+il_status il_arena_init_space(il_arena *a, const il_mspace *space, il_mem_category cat, il_memstats *stats,
+                              size_t block_bytes);
 /* 64-byte aligned allocation, contents undefined (for buffers that are fully
  * written before being read, e.g. solver iterates); counted in stats. */
 il_status il_arena_alloc(il_arena *a, size_t bytes, void **out);

@@ -1,4 +1,5 @@
-/* core/il_gradcheck.c: see il_gradcheck.h. */
+/* core/il_gradcheck.c: see il_gradcheck.h. The problem is drawn on the host and
+ * uploaded; each perturbation uploads one element, so any backend can be checked. */
 #include "il_gradcheck.h"
 
 #include <math.h>
@@ -6,10 +7,14 @@
 
 #include "il_rng.h"
 
-static il_status loss_at(il_layer *L, int B, const il_real *x, const il_real *C, il_real *out, double *loss) {
+/* The loss sum(C * out) on the host, in index order: out (space) is downloaded into hout. */
+static il_status loss_at(il_layer *L, int B, const il_real *x, const il_real *C, il_real *out, il_real *hout,
+                         double *loss) {
+  const size_t len = (size_t)B * L->cell.n;
   IL_CHECK(il_layer_forward(L, B, x, out, 0));
+  IL_CHECK(il_download(L->be, hout, out, len)); /* sync point: the loss */
   double s = 0;
-  for (size_t i = 0; i < (size_t)B * L->cell.n; i++) s += (double)C[i] * (double)out[i];
+  for (size_t i = 0; i < len; i++) s += (double)C[i] * (double)hout[i];
   *loss = s;
   return IL_OK;
 }
@@ -30,37 +35,54 @@ il_status il_gradcheck(const il_gradcheck_config *cfg, const il_backend *be, il_
   const int n = cfg->n, B = cfg->B;
   if (n <= 0 || B <= 0 || !(cfg->eps > 0)) return IL_ERR(IL_ERR_ARG, "gradcheck: bad sizes or eps");
   const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  /* host: the problem, the analytic gradients downloaded, the finite differences */
   il_real *W = calloc(nn, sizeof *W), *x = calloc(len, sizeof *x), *C = calloc(len, sizeof *C);
-  il_real *out = calloc(len, sizeof *out), *dx = calloc(len, sizeof *dx), *dW = calloc(nn, sizeof *dW);
-  il_real *fx = calloc(len, sizeof *fx), *fW = calloc(nn, sizeof *fW);
+  il_real *dx = calloc(len, sizeof *dx), *dW = calloc(nn, sizeof *dW);
+  il_real *fx = calloc(len, sizeof *fx), *fW = calloc(nn, sizeof *fW), *hout = calloc(len, sizeof *hout);
+  il_arena sp; /* space tensors: W, x, C, out, dx, dW */
+  il_real *dW_, *dx_, *dC, *dout, *ddx, *ddW;
   il_layer L;
   int have_layer = 0;
-  il_status s = IL_OK;
-  if (!W || !x || !C || !out || !dx || !dW || !fx || !fW) {
+  il_status s = il_arena_init_for(&sp, be, IL_MEM_WORKSPACE, NULL, 0);
+  if (!W || !x || !C || !dx || !dW || !fx || !fW || !hout) {
     s = IL_ERR(IL_ERR_NOMEM, "gradcheck: out of memory");
     goto out;
   }
+  IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, nn, sizeof *dW_, (void **)&dW_), out);
+  IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, len, sizeof *dx_, (void **)&dx_), out);
+  IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, len, sizeof *dC, (void **)&dC), out);
+  IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, len, sizeof *dout, (void **)&dout), out);
+  IL_CHECK_GOTO(s, il_arena_calloc(&sp, len, sizeof *ddx, (void **)&ddx), out);
+  IL_CHECK_GOTO(s, il_arena_calloc(&sp, nn, sizeof *ddW, (void **)&ddW), out);
   il_rng r;
   il_rng_seed(&r, cfg->seed);
   for (size_t i = 0; i < nn; i++) W[i] = (il_real)(cfg->scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
   for (size_t i = 0; i < len; i++) x[i] = (il_real)il_rng_normal(&r);
   for (size_t i = 0; i < len; i++) C[i] = (il_real)il_rng_normal(&r);
-  IL_CHECK_GOTO(s, il_layer_create(&L, &cfg->layer, be, n, W, NULL), out);
+  IL_CHECK_GOTO(s, il_upload(be, dW_, W, nn), out);
+  IL_CHECK_GOTO(s, il_upload(be, dx_, x, len), out);
+  IL_CHECK_GOTO(s, il_upload(be, dC, C, len), out);
+  IL_CHECK_GOTO(s, il_layer_create(&L, &cfg->layer, be, n, dW_, NULL), out);
   have_layer = 1;
-  IL_CHECK_GOTO(s, il_layer_forward(&L, B, x, out, 1), out);
+  IL_CHECK_GOTO(s, il_layer_forward(&L, B, dx_, dout, 1), out);
   res->fwd = L.fres;
-  IL_CHECK_GOTO(s, il_layer_backward(&L, C, dx, dW), out);
+  IL_CHECK_GOTO(s, il_layer_backward(&L, dC, ddx, ddW), out);
+  IL_CHECK_GOTO(s, il_download(be, dx, ddx, len), out);
+  IL_CHECK_GOTO(s, il_download(be, dW, ddW, nn), out);
   for (int which = 0; which < 2; which++) {
-    il_real *v = which ? W : x, *fd = which ? fW : fx;
+    il_real *v = which ? W : x, *dv = which ? dW_ : dx_, *fd = which ? fW : fx;
     const size_t cnt = which ? nn : len;
     for (size_t i = 0; i < cnt; i++) {
       const il_real keep = v[i];
       double lp = 0, lm = 0;
       v[i] = (il_real)(keep + cfg->eps);
-      IL_CHECK_GOTO(s, loss_at(&L, B, x, C, out, &lp), out);
+      IL_CHECK_GOTO(s, il_upload(be, dv + i, v + i, 1), out);
+      IL_CHECK_GOTO(s, loss_at(&L, B, dx_, C, dout, hout, &lp), out);
       v[i] = (il_real)(keep - cfg->eps);
-      IL_CHECK_GOTO(s, loss_at(&L, B, x, C, out, &lm), out);
+      IL_CHECK_GOTO(s, il_upload(be, dv + i, v + i, 1), out);
+      IL_CHECK_GOTO(s, loss_at(&L, B, dx_, C, dout, hout, &lm), out);
       v[i] = keep;
+      IL_CHECK_GOTO(s, il_upload(be, dv + i, v + i, 1), out);
       fd[i] = (il_real)((lp - lm) / (2 * cfg->eps));
     }
   }
@@ -68,6 +90,7 @@ il_status il_gradcheck(const il_gradcheck_config *cfg, const il_backend *be, il_
   res->relerr_W = rel_err(dW, fW, nn, &res->maxabs_W);
 out:
   if (have_layer) il_layer_destroy(&L);
-  free(W); free(x); free(C); free(out); free(dx); free(dW); free(fx); free(fW);
+  il_arena_destroy(&sp);
+  free(W); free(x); free(C); free(dx); free(dW); free(fx); free(fW); free(hout);
   return s;
 }

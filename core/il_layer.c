@@ -43,7 +43,9 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
     return IL_ERR(IL_ERR_ARG, "zero_nonconverged must be auto, yes or no");
   L->zero_rows = cfg->zero_nonconverged == IL_ZERO_AUTO ? L->sops->zero_default /* the seed's Newton rule */
                                                         : cfg->zero_nonconverged == IL_ZERO_YES;
-  IL_CHECK(il_cell_tanh_init(&L->cell, be, n, W, cfg->sech2_seed));
+  L->be = be;
+  const il_cell_config cc = {.sech2_seed = cfg->sech2_seed};
+  IL_CHECK(il_cell_init(&L->cell, cfg->cell, be, n, W, &cc));
   /* a private copy: "phantom:5" adds its argument as the mode's option "phantom-k" */
   if (cfg->opts) L->opts = *cfg->opts;
   else il_options_init(&L->opts);
@@ -56,10 +58,12 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
     IL_CHECK(il_options_set(&L->opts, key, colon + 1));
   }
   /* big blocks keep consecutive tape entries contiguous (fp unroll batches its theta GEMMs) */
-  IL_CHECK(il_arena_init(&L->saved, IL_MEM_SAVED, stats, (size_t)8 << 20));
-  IL_CHECK(il_arena_init(&L->ws, IL_MEM_WORKSPACE, stats, (size_t)1 << 20));
+  IL_CHECK(il_arena_init_for(&L->saved, be, IL_MEM_SAVED, stats, (size_t)8 << 20));
+  IL_CHECK(il_arena_init_for(&L->ws, be, IL_MEM_WORKSPACE, stats, (size_t)1 << 20));
+  IL_CHECK(il_arena_init(&L->hsaved, IL_MEM_SAVED, stats, (size_t)64 << 10));
+  IL_CHECK(il_arena_init(&L->hws, IL_MEM_WORKSPACE, stats, (size_t)64 << 10));
   il_status s = L->sops->create(&L->opts, &L->sstate);
-  if (s == IL_OK && L->bops->create) s = L->bops->create(L, &L->opts);
+  if (s == IL_OK && L->bops->create) s = L->bops->create(&L->opts, &L->bstate, &L->keep_lu);
   char ctx[96];
   snprintf(ctx, sizeof ctx, "solver %s / backward %s", L->sops->name, L->bops->name);
   if (s == IL_OK) s = il_options_check_all_used(&L->opts, ctx);
@@ -70,31 +74,56 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
   return IL_OK;
 }
 
+size_t il_layer_ws_bytes(const il_layer *L, int B) {
+  const size_t len = il_ws_round((size_t)B * L->cell.n * sizeof(il_real));
+  size_t fwd = L->sops->ws_bytes(L->sstate, &L->cell, B, L->cfg.max_iter, L->bops->needs_tape);
+  size_t bwd = L->bops->ws_bytes ? L->bops->ws_bytes(L->bstate, &L->cell, B) : 0;
+  const size_t diag = 3 * len + L->cell.ops->ws_bytes(&L->cell, B); /* diag_rho, f(z*) */
+  if (bwd < diag) bwd = diag;
+  return (fwd > bwd ? fwd : bwd) + 2 * len; /* + the diagnostics' f(z*) and margin */
+}
+
+il_status il_layer_reserve(il_layer *L, int max_B) {
+  if (max_B <= 0) return IL_ERR(IL_ERR_ARG, "layer reserve: batch must be positive, got %d", max_B);
+  const size_t need = il_layer_ws_bytes(L, max_B);
+  L->ws_reserve = need;
+  if (need > L->ws.block_bytes) L->ws.block_bytes = need; /* one block: the arena is not grown in a solve */
+  return IL_OK;
+}
+
 /* Power iteration for the spectral radius of A_b = df/dz at (z*, f*), per sample,
  * from a fixed start so that runs are reproducible. */
 #define IL_RHO_ITERS 30
 static il_status diag_rho(il_layer *L, const il_real *zs, const il_real *fs) {
   il_cell *c = &L->cell;
+  const il_backend *be = L->be;
   const int B = L->B, n = c->n;
   const size_t len = (size_t)B * n;
-  il_arena_mark m = il_arena_get_mark(&L->ws);
-  il_real *v, *av;
+  il_marks m = il_marks_get(&L->ws, &L->hws);
+  il_real *v, *av, *hv, *inv;
   double *nrm;
   IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *v, (void **)&v));
   IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *av, (void **)&av));
-  IL_CHECK(il_arena_alloc_n(&L->ws, (size_t)B, sizeof *nrm, (void **)&nrm));
-  for (size_t i = 0; i < len; i++) v[i] = (il_real)(1.0 + 0.5 * sin(1.0 + (double)(i % (size_t)n)));
-  c->be->row_sqdist(B, n, v, NULL, nrm);
+  IL_CHECK(il_arena_alloc_n(&L->ws, (size_t)B, sizeof *inv, (void **)&inv));
+  IL_CHECK(il_arena_alloc_n(&L->hws, len, sizeof *hv, (void **)&hv));
+  IL_CHECK(il_arena_alloc_n(&L->hws, (size_t)B, sizeof *nrm, (void **)&nrm));
+  /* the start vector is made on the host, normalised there, and uploaded */
+  for (size_t i = 0; i < len; i++) hv[i] = (il_real)(1.0 + 0.5 * sin(1.0 + (double)(i % (size_t)n)));
+  IL_CHECK(il_upload(be, v, hv, len));
+  IL_CHECK(IL_BE(be, row_sqdist, B, n, v, NULL, nrm));
   for (int b = 0; b < B; b++)
-    for (int j = 0; j < n; j++) v[(size_t)b * n + j] /= (il_real)sqrt(nrm[b]);
+    for (int j = 0; j < n; j++) hv[(size_t)b * n + j] /= (il_real)sqrt(nrm[b]);
+  IL_CHECK(il_upload(be, v, hv, len));
+  il_real *hinv = hv; /* (B) scratch from here on */
   for (int it = 0; it < IL_RHO_ITERS; it++) {
     IL_CHECK(c->ops->jvp_z(c, B, zs, fs, NULL, v, av, &L->ws));
-    c->be->row_sqdist(B, n, av, NULL, nrm); /* ||A v|| with ||v|| = 1 */
+    IL_CHECK(IL_BE(be, row_sqdist, B, n, av, NULL, nrm)); /* sync point: ||A v|| with ||v|| = 1 */
     for (int b = 0; b < B; b++) {
       const double r = sqrt(nrm[b]);
-      const il_real inv = (il_real)(r > 0 ? 1 / r : 0);
-      for (int j = 0; j < n; j++) v[(size_t)b * n + j] = av[(size_t)b * n + j] * inv;
+      hinv[b] = (il_real)(r > 0 ? 1 / r : 0);
     }
+    IL_CHECK(il_upload(be, inv, hinv, (size_t)B));
+    IL_CHECK(IL_BE(be, row_lincomb, B, n, 1, inv, av, 0, NULL, v));
   }
   double mx = 0, sum = 0;
   int cnt = 0;
@@ -109,47 +138,63 @@ static il_status diag_rho(il_layer *L, const il_real *zs, const il_real *fs) {
   L->diag.rho_max = cnt ? mx : NAN;
   L->diag.rho_mean = cnt ? sum / cnt : NAN;
   L->diag.rho_samples = cnt;
-  il_arena_rewind(&L->ws, m);
+  il_marks_rewind(&L->ws, &L->hws, m);
   return IL_OK;
 }
 
 il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, int train) {
+  return il_layer_forward_from(L, B, x, NULL, out, train);
+}
+
+il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train) {
+  const il_backend *be = L->be;
   const int n = L->cell.n;
   const size_t len = (size_t)B * n;
   if (B <= 0) return IL_ERR(IL_ERR_ARG, "layer forward: batch must be positive, got %d", B);
   il_arena_reset(&L->saved);
+  il_arena_reset(&L->hsaved);
   L->B = B;
   L->train = train;
   L->diag = (il_layer_diag){.rho_max = NAN, .rho_mean = NAN, .cond_max = NAN, .grad_cos = NAN, .grad_relerr = NAN,
                             .preact_max = NAN};
   L->bwd_nan_iter = -1;
-  L->prob = (il_problem){.cell = &L->cell, .B = B, .x = x, .tol = L->cfg.tol, .max_iter = L->cfg.max_iter,
-                         .ws = &L->ws, .saved = (train && L->bops->needs_tape) ? &L->saved : NULL,
+  const int taped = train && L->bops->needs_tape;
+  L->prob = (il_problem){.cell = &L->cell, .be = be, .B = B, .x = x, .z0 = z0, .tol = L->cfg.tol,
+                         .max_iter = L->cfg.max_iter, .ws = &L->ws, .hws = &L->hws,
+                         .saved = taped ? &L->saved : NULL, .hsaved = taped ? &L->hsaved : NULL,
                          .keep = (train && L->keep_lu) ? &L->saved : NULL, .reduce = L->prob.reduce,
                          .per_sample = L->cfg.stop_per_sample, .stop_rel = L->cfg.stop_rel,
                          .divtol = L->cfg.divtol, .keep_best = L->cfg.keep_best, .diag = L->diag_now};
   IL_CHECK(il_arena_calloc(&L->saved, len, sizeof *L->zstar, (void **)&L->zstar));
-  IL_CHECK(il_arena_calloc(&L->saved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
-  IL_CHECK(il_arena_calloc(&L->saved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));
+  IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
+  IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));
+  IL_CHECK(il_arena_calloc(&L->saved, (size_t)B, sizeof *L->zeroed_d, (void **)&L->zeroed_d));
   IL_CHECK(L->sops->solve(L->sstate, &L->prob, L->zstar, L->row_res, &L->fres));
   L->diag.cond_max = L->fres.cond_max;
   L->diag.preact_max = L->fres.preact_max;
-  if (L->zero_rows) {
+  int nzero = 0;
+  if (L->zero_rows)
     for (int b = 0; b < B; b++)
-      if (!(L->row_res[b] <= L->fres.tol_abs)) {
-        L->zeroed[b] = 1;
-        memset(L->zstar + (size_t)b * n, 0, (size_t)n * sizeof *L->zstar);
-      }
+      if (!(L->row_res[b] <= L->fres.tol_abs)) L->zeroed[b] = 1, nzero++;
+  if (nzero) {
+    IL_CHECK(IL_BE(be, copy, IL_COPY_TO_SPACE, L->zeroed_d, L->zeroed, (size_t)B));
+    IL_CHECK(IL_BE(be, row_fill, B, n, L->zeroed_d, 1, 0, L->zstar));
   }
-  IL_CHECK(L->bops->finish_forward(L, L->zstar, out));
-  if (L->zero_rows) /* a zeroed row is a constant 0 output, whatever the mode re-engages */
-    for (int b = 0; b < B; b++)
-      if (L->zeroed[b]) memset(out + (size_t)b * n, 0, (size_t)n * sizeof *out);
+  const il_lu *lu = NULL;
+  if (train && L->keep_lu && L->sops->last_lu && L->sops->last_lu(L->sstate, &lu) != IL_OK) lu = NULL;
+  L->adj = (il_adjoint){.cell = &L->cell, .be = be, .B = B, .x = x, .zstar = L->zstar, .zeroed = L->zeroed_d,
+                        .hzeroed = L->zeroed, .ws = &L->ws, .hws = &L->hws, .saved = train ? &L->saved : NULL,
+                        .hsaved = train ? &L->hsaved : NULL, .reduce = L->prob.reduce, .lu = lu,
+                        .diag = L->diag_now, .adjoint_refine = L->cfg.adjoint_refine, .fwd_iters = L->fres.iters,
+                        .sops = L->sops, .sstate = L->sstate, .fprob = &L->prob};
+  IL_CHECK(L->bops->finish_forward(L->bstate, &L->adj, out));
+  if (nzero) /* a zeroed row is a constant 0 output, whatever the mode re-engages */
+    IL_CHECK(IL_BE(be, row_fill, B, n, L->zeroed_d, 1, 0, out));
   if (L->diag_now) {
     il_arena_mark m = il_arena_get_mark(&L->ws);
     il_real *fs;
     IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *fs, (void **)&fs));
-    IL_CHECK(L->cell.ops->map(&L->cell, B, x, L->zstar, fs, NULL, &L->ws));
+    IL_CHECK(L->cell.ops->map(&L->cell, B, x, L->zstar, fs, NULL, &L->ws, NULL));
     IL_CHECK(diag_rho(L, L->zstar, fs));
     il_arena_rewind(&L->ws, m);
   }
@@ -162,59 +207,53 @@ static il_status exact_ift(il_layer *L, const il_real *dout, il_real *dx, il_rea
   il_cell ref = L->cell;
   ref.sech2_seed = 0;
   ref.lin_dim = 0;
-  const il_backend *be = ref.be;
+  const il_backend *be = L->be;
   const int B = L->B, n = ref.n;
   const size_t len = (size_t)B * n;
-  il_arena_mark m = il_arena_get_mark(&L->ws);
-  il_real *fs, *u, *J;
-  int *piv, *info;
+  il_marks m = il_marks_get(&L->ws, &L->hws);
+  il_real *fs, *u;
+  il_lu J;
+  int *info;
   IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *fs, (void **)&fs));
   IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *u, (void **)&u));
-  IL_CHECK(il_arena_alloc_n(&L->ws, len * n, sizeof *J, (void **)&J));
-  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *piv, (void **)&piv));
-  IL_CHECK(il_arena_alloc_n(&L->ws, (size_t)B, sizeof *info, (void **)&info));
-  IL_CHECK(ref.ops->map(&ref, B, L->prob.x, L->zstar, fs, NULL, &L->ws));
-  memcpy(u, dout, len * sizeof *u);
-  for (int b = 0; b < B; b++)
-    if (L->zeroed[b]) memset(u + (size_t)b * n, 0, (size_t)n * sizeof *u);
-  IL_CHECK(ref.ops->jac_g(&ref, B, L->zstar, fs, NULL, J, &L->ws));
-  IL_CHECK(be->lu_factor_batched(B, n, J, piv, info));
-  IL_CHECK(be->lu_solve_batched(1, B, n, J, piv, u));
+  IL_CHECK(il_lu_alloc(be, &L->ws, B, n, &J));
+  IL_CHECK(il_arena_alloc_n(&L->hws, (size_t)B, sizeof *info, (void **)&info));
+  IL_CHECK(ref.ops->map(&ref, B, L->prob.x, L->zstar, fs, NULL, &L->ws, NULL));
+  IL_CHECK(il_copy(be, u, dout, len));
+  IL_CHECK(IL_BE(be, row_fill, B, n, L->zeroed_d, 1, 0, u));
+  IL_CHECK(ref.ops->jac_g(&ref, B, L->zstar, fs, NULL, &J, &L->ws));
+  IL_CHECK(IL_BE(be, lu_factor, &J, info));
+  IL_CHECK(IL_BE(be, lu_solve, 1, &J, u));
   IL_CHECK(ref.ops->vjp(&ref, B, L->zstar, fs, NULL, u, NULL, dx, dW, &L->ws));
-  il_arena_rewind(&L->ws, m);
+  il_marks_rewind(&L->ws, &L->hws, m);
   return IL_OK;
 }
 
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
   if (!L->train) return IL_ERR(IL_ERR_ARG, "layer backward without a training forward");
-  const il_backend *be = L->cell.be;
+  const il_backend *be = L->be;
   const size_t len = (size_t)L->B * L->cell.n, nw = L->cell.ntheta;
   L->bwd_nan_iter = -1;
   if (!L->diag_now) {
-    IL_CHECK(L->bops->backward(L, dout, dx, dW));
+    IL_CHECK(L->bops->backward(L->bstate, &L->adj, dout, dx, dW, &L->bres, &L->bwd_nan_iter));
   } else { /* the mode's gradient into fresh buffers, compared with the exact one, then accumulated */
     il_arena_mark m = il_arena_get_mark(&L->ws);
     il_real *g, *ge; /* [dx; dW] of the mode and of the exact IFT */
+    double cmp[4];
     IL_CHECK(il_arena_calloc(&L->ws, len + nw, sizeof *g, (void **)&g));
     IL_CHECK(il_arena_calloc(&L->ws, len + nw, sizeof *ge, (void **)&ge));
-    IL_CHECK(L->bops->backward(L, dout, g, g + len));
+    IL_CHECK(L->bops->backward(L->bstate, &L->adj, dout, g, g + len, &L->bres, &L->bwd_nan_iter));
     IL_CHECK(exact_ift(L, dout, ge, ge + len));
-    double dot = 0, nn = 0, ne = 0, nd = 0;
-    for (size_t i = 0; i < len + nw; i++) {
-      const double a = g[i], e = ge[i];
-      dot += a * e;
-      nn += a * a;
-      ne += e * e;
-      nd += (a - e) * (a - e);
-    }
+    IL_CHECK(IL_BE(be, compare, len + nw, g, ge, cmp)); /* sync point: diagnostics */
+    const double dot = cmp[0], nn = cmp[1], ne = cmp[2], nd = cmp[3];
     if (!isfinite(nn) || !isfinite(ne) || (nn == 0 && ne == 0)) { /* a non-finite gradient, or nothing to compare */
       L->diag.grad_cos = L->diag.grad_relerr = NAN;
     } else { /* one of them zero: no alignment (cos 0); an exact zero makes the error infinite */
       L->diag.grad_cos = nn > 0 && ne > 0 ? dot / sqrt(nn * ne) : 0.0;
       L->diag.grad_relerr = ne > 0 ? sqrt(nd / ne) : INFINITY;
     }
-    be->axpby(len, 1, g, 1, dx);
-    be->axpby(nw, 1, g + len, 1, dW);
+    IL_CHECK(IL_BE(be, axpby, len, 1, g, 1, dx));
+    IL_CHECK(IL_BE(be, axpby, nw, 1, g + len, 1, dW));
     il_arena_rewind(&L->ws, m);
   }
   if (!isnan(L->bres.cond_max) && (isnan(L->diag.cond_max) || L->bres.cond_max > L->diag.cond_max))
@@ -227,8 +266,10 @@ void il_layer_set_reducer(il_layer *L, il_reducer r) { L->prob.reduce = r; }
 void il_layer_destroy(il_layer *L) {
   if (L->sops && L->sstate) L->sops->destroy(L->sstate);
   L->sstate = NULL;
-  if (L->bops && L->bops->destroy) L->bops->destroy(L);
+  if (L->bops && L->bops->destroy && L->bstate) L->bops->destroy(L->bstate);
   L->bstate = NULL;
   il_arena_destroy(&L->saved);
+  il_arena_destroy(&L->hsaved);
   il_arena_destroy(&L->ws);
+  il_arena_destroy(&L->hws);
 }

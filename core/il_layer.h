@@ -12,19 +12,46 @@
 
 typedef struct il_layer il_layer;
 
+/* What a backward mode works on: the adjoint problem at the forward's z*.
+ * Tensors are in be's space; zeroed has a host twin for host-side decisions. */
+typedef struct il_adjoint {
+  const il_cell *cell;
+  const il_backend *be;
+  int B;
+  const il_real *x;              /* (B, n) the layer input */
+  const il_real *zstar;          /* (B, n) the solver's z*, zeroed rows already 0 */
+  const unsigned char *zeroed;   /* (B) rows zeroed as non-converged (space): they carry no gradient */
+  const unsigned char *hzeroed;  /* (B) the same on the host */
+  il_arena *ws, *hws;            /* workspace (space, host), rewound by each op */
+  il_arena *saved, *hsaved;      /* training forward: state kept for backward; NULL in inference */
+  il_reducer reduce;             /* sums over cooperating processes (stopping tests stay global) */
+  const il_lu *lu;               /* reusable factors of J near z* (the solver's last Newton step), or NULL */
+  int diag;                      /* this step measures diagnostics (condition estimates) */
+  int adjoint_refine;            /* lu adjoint: max refinement steps against J(z*), 0: none */
+  int fwd_iters;                 /* iterations of the forward solve */
+  /* the forward solve, for backward modes that replay it (unroll) */
+  const struct il_solver_ops *sops;
+  void *sstate;
+  const il_problem *fprob;
+} il_adjoint;
+
 typedef struct il_backward_ops {
   const char *name;
   const char *summary;
   int needs_tape; /* the solver must record its iterations */
   const char *option_keys; /* comma list of the option keys it consumes ("" for none) */
-  /* Optional: consume this mode's options, set L->bstate and L->keep_lu (ask the
-   * solver to keep its last LU for reuse). NULL: no options, no state. */
-  il_status (*create)(il_layer *L, il_options *opt);
-  void (*destroy)(il_layer *L);
-  /* out (B, n): the layer output from the solver's z* (masked rows already zeroed in z*) */
-  il_status (*finish_forward)(il_layer *L, const il_real *zstar, il_real *out);
-  /* dout (B, n) -> dx (B, n, accumulated), dtheta (accumulated); fills L->bres */
-  il_status (*backward)(il_layer *L, const il_real *dout, il_real *dx, il_real *dtheta);
+  /* Optional: consume this mode's options into *state; *keep_lu = 1 asks the solver to keep its
+   * last LU for reuse. NULL: no options, no state. */
+  il_status (*create)(il_options *opt, void **state, int *keep_lu);
+  void (*destroy)(void *state);
+  /* Upper bound of the space workspace bytes of finish_forward and backward at batch B. */
+  size_t (*ws_bytes)(void *state, const il_cell *c, int B);
+  /* out (B, n): the layer output from a->zstar */
+  il_status (*finish_forward)(void *state, const il_adjoint *a, il_real *out);
+  /* dout (B, n) -> dx (B, n, accumulated), dtheta (accumulated); fills bres and *nan_iter
+   * (where the cotangent first went non-finite, -1 if it did not). */
+  il_status (*backward)(void *state, const il_adjoint *a, const il_real *dout, il_real *dx, il_real *dtheta,
+                        il_solve_result *bres, int *nan_iter);
 } il_backward_ops;
 
 #define il_backward_find IL_P(il_backward_find)
@@ -54,6 +81,7 @@ typedef struct il_layer_diag {
 enum { IL_ZERO_AUTO = 0, IL_ZERO_YES = 1, IL_ZERO_NO = 2 };
 
 typedef struct il_layer_config {
+  const char *cell;     /* "tanh" (NULL: tanh), "relu", ... */
   const char *solver;   /* "fp", "newton", ... */
   const char *backward; /* "unroll", "implicit", ... */
   double tol;           /* > 0 */
@@ -75,6 +103,7 @@ typedef struct il_layer_config {
 
 struct il_layer {
   il_cell cell;
+  const il_backend *be;
   const il_solver_ops *sops;
   void *sstate;
   const il_backward_ops *bops;
@@ -83,15 +112,18 @@ struct il_layer {
   int keep_lu;    /* the backward mode reuses the solver's last LU */
   il_layer_config cfg;
   int zero_rows;
-  il_arena saved; /* saved-for-backward, reset at each forward */
-  il_arena ws;    /* solver and kernel workspace */
+  il_arena saved, hsaved; /* saved-for-backward (space, host), reset at each forward */
+  il_arena ws, hws;       /* solver and kernel workspace (space, host) */
+  size_t ws_reserve;      /* the space workspace sized up front (solver + backward + cell), bytes */
   il_problem prob;
+  il_adjoint adj;
   /* state of the current step */
   int B;
   int train;
-  il_real *zstar, *out; /* (B, n) in `saved` */
-  double *row_res;      /* (B) */
-  unsigned char *zeroed; /* (B) rows zeroed as non-converged */
+  il_real *zstar;        /* (B, n) in `saved` */
+  double *row_res;       /* host (B) */
+  unsigned char *zeroed; /* host (B) rows zeroed as non-converged */
+  unsigned char *zeroed_d; /* (B) the same in the space */
   il_solve_result fres;  /* forward solve */
   il_solve_result bres;  /* backward solve (LU: iters 1, residual of the adjoint system) */
   int bwd_nan_iter;      /* backward: step/iteration where the layer's cotangent first went non-finite, -1 */
@@ -101,17 +133,26 @@ struct il_layer {
 
 #define il_layer_create IL_P(il_layer_create)
 #define il_layer_forward IL_P(il_layer_forward)
+#define il_layer_forward_from IL_P(il_layer_forward_from)
 #define il_layer_backward IL_P(il_layer_backward)
 #define il_layer_destroy IL_P(il_layer_destroy)
 
-/* W (n, n) is the cell's weight, owned by the caller. Validates names and options. */
+/* W (the cell's ntheta parameters, in be's space) is owned by the caller. Validates names and options. */
 il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_backend *be, int n, const il_real *W,
                           il_memstats *stats);
-/* x (B, n) must stay valid until backward. out (B, n). train = 1 keeps what backward needs. */
+/* x (B, n) must stay valid until backward. out (B, n). train = 1 keeps what backward needs.
+ * z0: NULL, or a (B, n) starting iterate for the solver (warm start). All in be's space. */
 il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, int train);
-/* dout (B, n) -> dx (B, n) += ..., dW (n, n) += ... */
+il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train);
+/* dout (B, n) -> dx (B, n) += ..., dW (n, n) += ... (space tensors) */
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW);
 void il_layer_destroy(il_layer *L);
+#define il_layer_ws_bytes IL_P(il_layer_ws_bytes)
+#define il_layer_reserve IL_P(il_layer_reserve)
+/* Space workspace bytes a forward + backward at batch B takes (upper bound). */
+size_t il_layer_ws_bytes(const il_layer *L, int B);
+/* Size the workspace arena once for batches up to max_B, so no solve grows it. */
+il_status il_layer_reserve(il_layer *L, int max_B);
 #define il_layer_set_reducer IL_P(il_layer_set_reducer)
 /* Make the solvers' stopping test global: r.sum adds a local double over all
  * cooperating processes (the batch is sharded across them). */

@@ -2,6 +2,7 @@
 #include "il_model.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "il_rng.h"
@@ -53,9 +54,11 @@ il_status il_model_create(il_model *m, const il_model_config *cfg, const il_back
   const size_t in = (size_t)cfg->in_dim, h = (size_t)cfg->hidden, c = (size_t)cfg->classes;
   const size_t B = (size_t)cfg->max_batch;
   m->nparams = h * in + h + h * h + c * h + c;
-  IL_CHECK(il_arena_init(&m->params_arena, IL_MEM_PARAMS, &m->mem, 0));
-  IL_CHECK(il_arena_init(&m->grads_arena, IL_MEM_GRADS, &m->mem, 0));
-  IL_CHECK(il_arena_init(&m->act_arena, IL_MEM_ACTIVATIONS, &m->mem, 0));
+  IL_CHECK(il_arena_init_for(&m->params_arena, be, IL_MEM_PARAMS, &m->mem, 0));
+  IL_CHECK(il_arena_init_for(&m->grads_arena, be, IL_MEM_GRADS, &m->mem, 0));
+  IL_CHECK(il_arena_init_for(&m->act_arena, be, IL_MEM_ACTIVATIONS, &m->mem, 0));
+  /* the input batch is the caller's data, not counted (as before the backend owned memory) */
+  IL_CHECK(il_arena_init_for(&m->input_arena, be, IL_MEM_ACTIVATIONS, NULL, 0));
   IL_CHECK(il_arena_calloc(&m->params_arena, m->nparams, sizeof(il_real), (void **)&m->params));
   IL_CHECK(il_arena_calloc(&m->grads_arena, m->nparams, sizeof(il_real), (void **)&m->grads));
   il_real *p = m->params, *g = m->grads;
@@ -64,53 +67,80 @@ il_status il_model_create(il_model *m, const il_model_config *cfg, const il_back
   m->W = p; m->dW = g; p += h * h; g += h * h;
   m->W2 = p; m->dW2 = g; p += c * h; g += c * h;
   m->b2 = p; m->db2 = g;
+  /* PyTorch's nn.Linear initialisation, drawn on the host in a fixed order, then uploaded */
+  il_real *host = malloc(m->nparams * sizeof *host);
+  if (!host) return IL_ERR(IL_ERR_NOMEM, "model: cannot allocate %zu parameters on the host", m->nparams);
   il_rng r;
   il_rng_seed(&r, cfg->seed);
-  init_uniform(&r, m->W1, h * in, 1 / sqrt((double)in));
-  init_uniform(&r, m->b1, h, 1 / sqrt((double)in));
-  init_uniform(&r, m->W, h * h, 1 / sqrt((double)h));
-  init_uniform(&r, m->W2, c * h, 1 / sqrt((double)h));
-  init_uniform(&r, m->b2, c, 1 / sqrt((double)h));
+  il_real *hp = host;
+  init_uniform(&r, hp, h * in, 1 / sqrt((double)in)), hp += h * in;
+  init_uniform(&r, hp, h, 1 / sqrt((double)in)), hp += h;
+  init_uniform(&r, hp, h * h, 1 / sqrt((double)h)), hp += h * h;
+  init_uniform(&r, hp, c * h, 1 / sqrt((double)h)), hp += c * h;
+  init_uniform(&r, hp, c, 1 / sqrt((double)h));
+  il_status s = il_upload(be, m->params, host, m->nparams);
+  free(host);
+  IL_CHECK(s);
   il_real **acts[] = {&m->x1, &m->z, &m->dz, &m->dx1};
   for (int i = 0; i < 4; i++) IL_CHECK(il_arena_calloc(&m->act_arena, B * h, sizeof(il_real), (void **)acts[i]));
   IL_CHECK(il_arena_calloc(&m->act_arena, B * c, sizeof(il_real), (void **)&m->logits));
   IL_CHECK(il_arena_calloc(&m->act_arena, B * c, sizeof(il_real), (void **)&m->p));
+  if (!be->ops->host_accessible) { /* a device space gets the batch uploaded; host memory is used in place */
+    IL_CHECK(il_arena_alloc_n(&m->input_arena, B * in, sizeof(il_real), (void **)&m->Xbuf));
+    IL_CHECK(il_arena_alloc_n(&m->input_arena, B, 1, (void **)&m->ybuf));
+  }
   IL_CHECK(il_layer_create(&m->layer, &cfg->layer, be, cfg->hidden, m->W, &m->mem));
+  IL_CHECK(il_layer_reserve(&m->layer, cfg->max_batch));
   return IL_OK;
 }
 
 void il_model_destroy(il_model *m) {
   il_layer_destroy(&m->layer);
+  il_arena_destroy(&m->input_arena);
   il_arena_destroy(&m->act_arena);
   il_arena_destroy(&m->grads_arena);
   il_arena_destroy(&m->params_arena);
 }
 
+il_status il_model_get_params(const il_model *m, il_real *host) { return il_download(m->be, host, m->params, m->nparams); }
+il_status il_model_set_params(il_model *m, const il_real *host) { return il_upload(m->be, m->params, host, m->nparams); }
+
 /* y (B, out) = X (B, in) W^T + b */
-static void linear_forward(const il_backend *be, int B, int in, int out, const il_real *X, const il_real *W,
-                           const il_real *b, il_real *y) {
-  for (int r = 0; r < B; r++) memcpy(y + (size_t)r * out, b, (size_t)out * sizeof *y);
-  be->gemm(0, 1, B, out, in, 1, X, in, W, in, 1, y, out);
+static il_status linear_forward(const il_backend *be, int B, int in, int out, const il_real *X, const il_real *W,
+                                const il_real *b, il_real *y) {
+  const il_epilogue ep = {.bias = b, .act = IL_ACT_NONE};
+  return IL_BE(be, gemm_ep, B, out, in, X, W, &ep, y);
 }
 
 /* dW += dy^T X, db += colsum(dy), dX = dy W (if dX) */
-static void linear_backward(const il_backend *be, int B, int in, int out, const il_real *X, const il_real *W,
-                            const il_real *dy, il_real *dW, il_real *db, il_real *dX) {
-  be->gemm(1, 0, out, in, B, 1, dy, out, X, in, 1, dW, in);
-  for (int r = 0; r < B; r++)
-    for (int j = 0; j < out; j++) db[j] += dy[(size_t)r * out + j];
-  if (dX) be->gemm(0, 0, B, in, out, 1, dy, out, W, in, 0, dX, in);
+static il_status linear_backward(const il_backend *be, int B, int in, int out, const il_real *X, const il_real *W,
+                                 const il_real *dy, il_real *dW, il_real *db, il_real *dX) {
+  IL_CHECK(IL_BE(be, gemm, 1, 0, out, in, B, 1, dy, out, X, in, 1, dW, in));
+  IL_CHECK(IL_BE(be, col_sum_add, B, out, dy, db));
+  if (dX) IL_CHECK(IL_BE(be, gemm, 0, 0, B, in, out, 1, dy, out, W, in, 0, dX, in));
+  return IL_OK;
+}
+
+static il_status finite(const il_backend *be, size_t len, const il_real *a, int *ok) {
+  return IL_BE(be, all_finite, len, a, ok); /* sync point: NaN checks */
 }
 
 il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *y, int train, il_step_stats *st) {
+  const il_backend *be = m->be;
   const int in = m->cfg.in_dim, h = m->cfg.hidden, c = m->cfg.classes;
   if (B <= 0 || B > m->cfg.max_batch)
     return IL_ERR(IL_ERR_ARG, "batch %d outside [1, %d]", B, m->cfg.max_batch);
   memset(st, 0, sizeof *st);
+  if (m->Xbuf) { /* the batch into the space */
+    IL_CHECK(il_upload(be, m->Xbuf, X, (size_t)B * in));
+    if (y) IL_CHECK(IL_BE(be, copy, IL_COPY_TO_SPACE, m->ybuf, y, (size_t)B));
+    X = m->Xbuf;
+    y = y ? m->ybuf : NULL;
+  }
   m->X = X;
   m->y = y;
   m->B = B;
-  linear_forward(m->be, B, in, h, X, m->W1, m->b1, m->x1);
+  IL_CHECK(linear_forward(be, B, in, h, X, m->W1, m->b1, m->x1));
   IL_CHECK(il_layer_forward(&m->layer, B, m->x1, m->z, train));
   st->fwd = m->layer.fres;
   st->diag = m->layer.diag;
@@ -120,59 +150,52 @@ il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *
     st->nan_origin = IL_NAN_FWD_SOLVE;
     st->nan_iter = st->fwd.nonfinite_iter;
   }
-  linear_forward(m->be, B, h, c, m->z, m->W2, m->b2, m->logits);
-  /* softmax cross-entropy, log-sum-exp with the max subtracted */
-  for (int r = 0; r < B; r++) {
-    const il_real *l = m->logits + (size_t)r * c;
-    il_real *pr = m->p + (size_t)r * c;
-    int arg = 0;
-    double mx = l[0];
-    for (int j = 1; j < c; j++)
-      if (l[j] > mx) { mx = l[j]; arg = j; }
-    double sum = 0;
-    for (int j = 0; j < c; j++) sum += exp((double)l[j] - mx);
-    for (int j = 0; j < c; j++) pr[j] = (il_real)(exp((double)l[j] - mx) / sum);
-    if (y) {
-      st->loss_sum += log(sum) + mx - (double)l[y[r]];
-      st->errors += (arg != y[r]) || !isfinite(mx); /* NaN logits count as errors */
-    }
-  }
+  IL_CHECK(linear_forward(be, B, h, c, m->z, m->W2, m->b2, m->logits));
+  IL_CHECK(IL_BE(be, xent_fwd, B, c, m->logits, y, m->p, &st->loss_sum, &st->errors)); /* sync point: loss */
   st->samples = B;
-  if (st->nan_origin == IL_NAN_NONE &&
-      (!m->be->all_finite((size_t)B * h, m->z) || !m->be->all_finite((size_t)B * c, m->logits) ||
-       !isfinite(st->loss_sum)))
-    st->nan_origin = IL_NAN_FWD_OTHER;
+  if (st->nan_origin == IL_NAN_NONE) {
+    int fz, fl;
+    IL_CHECK(finite(be, (size_t)B * h, m->z, &fz));
+    IL_CHECK(finite(be, (size_t)B * c, m->logits, &fl));
+    if (!fz || !fl || !isfinite(st->loss_sum)) st->nan_origin = IL_NAN_FWD_OTHER;
+  }
   return IL_OK;
 }
 
 il_status il_model_backward(il_model *m, il_step_stats *st) {
+  const il_backend *be = m->be;
   const int in = m->cfg.in_dim, h = m->cfg.hidden, c = m->cfg.classes, B = m->B;
   if (!m->y) return IL_ERR(IL_ERR_ARG, "backward needs labels");
-  memset(m->grads, 0, m->nparams * sizeof *m->grads);
+  IL_CHECK(IL_BE(be, zero, m->grads, m->nparams * sizeof *m->grads));
   /* dlogits = (softmax - onehot) / B, written over p */
   il_real *dl = m->p;
   const il_real invB = (il_real)(1.0 / (m->loss_denominator > 0 ? m->loss_denominator : B));
-  for (int r = 0; r < B; r++) {
-    for (int j = 0; j < c; j++) dl[(size_t)r * c + j] *= invB;
-    dl[(size_t)r * c + m->y[r]] -= invB;
-  }
-  linear_backward(m->be, B, h, c, m->z, m->W2, dl, m->dW2, m->db2, m->dz);
+  IL_CHECK(IL_BE(be, xent_bwd, B, c, m->y, invB, dl));
+  IL_CHECK(linear_backward(be, B, h, c, m->z, m->W2, dl, m->dW2, m->db2, m->dz));
   /* NaN attribution in the order things are computed; only the first origin is kept */
-  const int head_bad = !m->be->all_finite((size_t)B * h, m->dz);
+  int ok;
+  IL_CHECK(finite(be, (size_t)B * h, m->dz, &ok));
+  const int head_bad = !ok;
   if (head_bad && st->nan_origin == IL_NAN_NONE) st->nan_origin = IL_NAN_BWD_OTHER;
-  memset(m->dx1, 0, (size_t)B * h * sizeof *m->dx1);
+  IL_CHECK(IL_BE(be, zero, m->dx1, (size_t)B * h * sizeof *m->dx1));
   IL_CHECK(il_layer_backward(&m->layer, m->dz, m->dx1, m->dW));
   st->bwd = m->layer.bres;
   st->diag = m->layer.diag;
-  if (st->nan_origin == IL_NAN_NONE && !head_bad &&
-      (!m->be->all_finite((size_t)B * h, m->dx1) || !m->be->all_finite((size_t)h * h, m->dW))) {
-    st->nan_origin = IL_NAN_BWD_LAYER;
-    st->nan_iter = m->layer.bwd_nan_iter;
+  if (st->nan_origin == IL_NAN_NONE && !head_bad) {
+    int fx, fw;
+    IL_CHECK(finite(be, (size_t)B * h, m->dx1, &fx));
+    IL_CHECK(finite(be, (size_t)h * h, m->dW, &fw));
+    if (!fx || !fw) {
+      st->nan_origin = IL_NAN_BWD_LAYER;
+      st->nan_iter = m->layer.bwd_nan_iter;
+    }
   }
-  linear_backward(m->be, B, in, h, m->X, m->W1, m->dx1, m->dW1, m->db1, NULL);
-  st->grad_finite = m->be->all_finite(m->nparams, m->grads);
+  IL_CHECK(linear_backward(be, B, in, h, m->X, m->W1, m->dx1, m->dW1, m->db1, NULL));
+  IL_CHECK(finite(be, m->nparams, m->grads, &st->grad_finite));
   if (!st->grad_finite && st->nan_origin == IL_NAN_NONE) st->nan_origin = IL_NAN_BWD_OTHER;
   return IL_OK;
 }
 
-void il_model_sgd(il_model *m, double lr) { m->be->axpby(m->nparams, (il_real)-lr, m->grads, 1, m->params); }
+il_status il_model_sgd(il_model *m, double lr) {
+  return IL_BE(m->be, axpby, m->nparams, (il_real)-lr, m->grads, 1, m->params);
+}

@@ -39,15 +39,17 @@ typedef struct il_model {
   il_model_config cfg;
   const il_backend *be;
   il_memstats mem;
-  il_arena params_arena, grads_arena, act_arena;
-  il_real *params, *grads; /* contiguous; views below */
+  il_arena params_arena, grads_arena, act_arena, input_arena;
+  il_real *params, *grads; /* contiguous, in the backend's space; views below */
   size_t nparams;
   il_real *W1, *b1, *W, *W2, *b2;      /* (h, in), (h), (h, h), (c, h), (c) */
   il_real *dW1, *db1, *dW, *dW2, *db2;
   il_layer layer;
   /* activations for the current batch (max_batch rows) */
-  const il_real *X;              /* (B, in), caller's */
-  const uint8_t *y;              /* (B) */
+  const il_real *X;              /* (B, in) in the space: the caller's host batch or its upload */
+  const uint8_t *y;              /* (B) the same */
+  il_real *Xbuf;                 /* (max_batch, in) upload buffer, NULL when the space is host memory */
+  uint8_t *ybuf;                 /* (max_batch) */
   il_real *x1, *z, *logits, *p;  /* (B, h), (B, h), (B, c), (B, c) softmax */
   il_real *dz, *dx1;             /* (B, h) */
   int B;
@@ -63,17 +65,23 @@ typedef struct il_model {
 #define il_model_backward IL_P(il_model_backward)
 #define il_model_sgd IL_P(il_model_sgd)
 #define il_model_estimate_bytes IL_P(il_model_estimate_bytes)
+#define il_model_get_params IL_P(il_model_get_params)
+#define il_model_set_params IL_P(il_model_set_params)
 
 /* Upper estimate of bytes a training step needs, with overflow checks; used to
  * refuse impossible sizes before allocating anything. */
 il_status il_model_estimate_bytes(const il_model_config *cfg, size_t *bytes);
 il_status il_model_create(il_model *m, const il_model_config *cfg, const il_backend *be);
 void il_model_destroy(il_model *m);
-/* X (B, in) in [0,1], y (B) labels. train = 1 keeps state for backward. */
+/* X (B, in) in [0,1], y (B) labels, both host memory (uploaded to the space when it is not host
+ * memory). train = 1 keeps state for backward. */
 il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *y, int train, il_step_stats *st);
 /* Fills m->grads (zeroed first); st->grad_finite and st->bwd are set. */
 il_status il_model_backward(il_model *m, il_step_stats *st);
 /* params -= lr * grads */
-void il_model_sgd(il_model *m, double lr);
+il_status il_model_sgd(il_model *m, double lr);
+/* All nparams parameters, in the buffer's order (W1, b1, W, W2, b2), to / from host memory. */
+il_status il_model_get_params(const il_model *m, il_real *host);
+il_status il_model_set_params(il_model *m, const il_real *host);
 
 #endif

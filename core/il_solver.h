@@ -38,16 +38,22 @@ typedef struct il_reducer {
   void *ctx;
 } il_reducer;
 
-/* One batch to solve. */
+/* One batch to solve. Tensors (x, z0, the solvers' iterates) live in be's
+ * space and are touched only through its ops; per-row scalars and flags that
+ * steer control flow live in host arenas. */
 typedef struct il_problem {
   const il_cell *cell;
+  const il_backend *be; /* where the solve runs (the cell computes on the same backend) */
   int B;
   const il_real *x;   /* (B, n) */
+  const il_real *z0;  /* (B, n) starting iterate (warm start), or NULL: the solver's own start */
   double tol;         /* stop when ||residual||_F of the batch < tol */
   int max_iter;
-  il_arena *ws;       /* scratch, rewound by the solver before it returns */
-  il_arena *saved;    /* non-NULL: record the tape for unrolled backward here */
-  il_arena *keep;     /* non-NULL: keep the last LU factors here for implicit backward */
+  il_arena *ws;       /* space scratch, rewound by the solver before it returns */
+  il_arena *hws;      /* host scratch, the same */
+  il_arena *saved;    /* non-NULL: record the tape for unrolled backward here (space) ... */
+  il_arena *hsaved;   /* ... and its host bookkeeping here */
+  il_arena *keep;     /* non-NULL: keep the last LU factors here for implicit backward (space) */
   il_reducer reduce;
   /* 0: stop when the whole batch's residual norm < tol (the seed; global over
    * ranks through `reduce`). 1: each row stops on its own row norm < tol and is
@@ -59,6 +65,18 @@ typedef struct il_problem {
   int diag;           /* 1: fill cond_max (condition estimates of every LU) */
 } il_problem;
 
+/* Marks on both scratch arenas of a problem, rewound together. */
+typedef struct il_marks {
+  il_arena_mark d, h;
+} il_marks;
+static inline il_marks il_marks_get(il_arena *ws, il_arena *hws) {
+  return (il_marks){il_arena_get_mark(ws), il_arena_get_mark(hws)};
+}
+static inline void il_marks_rewind(il_arena *ws, il_arena *hws, il_marks m) {
+  il_arena_rewind(ws, m.d);
+  il_arena_rewind(hws, m.h);
+}
+
 typedef struct il_solver_ops {
   const char *name;
   const char *summary;
@@ -67,7 +85,10 @@ typedef struct il_solver_ops {
   int zero_default;   /* zero non-converged rows by default (the seed's Newton layers do) */
   int per_sample_ok;  /* supports p->per_sample */
   il_status (*create)(il_options *opt, void **state);
-  /* z (B, n): output z*. row_res (B): per-row residual norm at the last check. */
+  /* Upper bound of the space workspace (p->ws) bytes a solve of B rows of size n takes, with
+   * (taped = 1) or without a tape, so that the arena is sized once. Host scratch is not counted. */
+  size_t (*ws_bytes)(void *state, const il_cell *c, int B, int max_iter, int taped);
+  /* z (B, n): output z*. row_res (host, B): per-row residual norm at the last check. */
   il_status (*solve)(void *state, const il_problem *p, il_real *z, double *row_res, il_solve_result *res);
   /* Backprop dz (B, n) through the recorded iterations: dx += ..., dtheta += ...
    * NULL when the solver cannot be unrolled. */
@@ -77,7 +98,7 @@ typedef struct il_solver_ops {
    * (-1 if none); NULL when the solver does not track it. */
   int (*unroll_nan_step)(void *state);
   /* LU factors of the residual Jacobian from the last step, kept in p->keep; NULL if never kept. */
-  il_status (*last_lu)(void *state, const il_real **lu, const int **ipiv);
+  il_status (*last_lu)(void *state, const il_lu **lu);
   void (*destroy)(void *state);
 } il_solver_ops;
 
@@ -133,6 +154,8 @@ int il_stop_judge(il_stop *st, const il_problem *p, double err, int converged, i
  * adjoint solver share it. p supplies B, n (p->cell->n), tol, max_iter, ws,
  * reduce and the stop settings; p->x and the cell's map are not used. */
 typedef il_status (*il_fixed_map_fn)(void *ctx, const il_real *in, il_real *out);
+#define il_anderson_ws_bytes IL_P(il_anderson_ws_bytes)
+size_t il_anderson_ws_bytes(int m, int B, int n, int keep_best);
 typedef struct il_anderson_params {
   int m;       /* memory */
   double beta; /* mixing */
@@ -144,24 +167,25 @@ il_status il_anderson_run(const il_anderson_params *a, const il_problem *p, il_f
 
 /* The lowest-residual iterate of a solve, for p->keep_best. */
 typedef struct il_best {
-  il_real *z;    /* (B, n) copy, NULL when keep_best is off */
-  double *rows;  /* (B) its per-row residuals */
+  il_real *z;    /* (B, n) copy in p->ws, NULL when keep_best is off */
+  double *rows;  /* host (B) its per-row residuals */
   double err;
   int iter;
 } il_best;
 il_status il_best_init(il_best *b, const il_problem *p);
 /* Offer the iterate z with per-row residuals rows and batch residual err. */
-void il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, double err, int iter);
+il_status il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, double err, int iter);
 /* When the solve did not converge and an earlier iterate was better, copy it to
- * z / rows and set res->residual; returns 1 when it did. */
-int il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *rows, il_solve_result *res);
+ * z / rows, set res->residual and *restored = 1. */
+il_status il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *rows, il_solve_result *res,
+                          int *restored);
 
-/* The end of every solve: `last` (B, n) is the final iterate and rows (B) its squared per-row
- * residuals. Writes z (the final iterate, or the lowest-residual one with p->keep_best), row
- * norms into rows and row_res (may be NULL), and counts rows whose norm is not below tol_abs
- * (inclusive = 1: not at or below, the seed's Newton rule). Returns 1 when the best iterate
- * replaced the final one. */
-int il_solve_finish(il_best *best, const il_problem *p, const il_real *last, double *rows, double *row_res,
-                    int inclusive, il_real *z, il_solve_result *res);
+/* The end of every solve: `last` (B, n) is the final iterate and rows (host, B) its squared
+ * per-row residuals. Writes z (the final iterate, or the lowest-residual one with p->keep_best),
+ * row norms into rows and row_res (may be NULL), and counts rows whose norm is not below tol_abs
+ * (inclusive = 1: not at or below, the seed's Newton rule). *restored = 1 when the best iterate
+ * replaced the final one (restored may be NULL). */
+il_status il_solve_finish(il_best *best, const il_problem *p, const il_real *last, double *rows, double *row_res,
+                          int inclusive, il_real *z, il_solve_result *res, int *restored);
 
 #endif

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "il_arena.h"
+#include "il_backend.h"
 #include "il_options.h"
 #include "il_rng.h"
 #include "test_util.h"
@@ -40,6 +41,43 @@ static void test_arena_counts_by_category(void **state) {
   il_arena_destroy(&a);
   il_arena_destroy(&w);
   assert_int_equal(st.current_total, 0);
+}
+
+/* An arena over a backend's space counts its bytes as space bytes too, draws its
+ * blocks from the backend, and zero-fills through the space (read back by download). */
+static void test_space_arena_counts_space_bytes(void **state) {
+  const char *names[] = {"cpu", "cpu-guard"};
+  for (int k = 0; k < 2; k++) {
+    il_backend *be;
+    il_memstats st = {0};
+    il_arena a, h;
+    il_real *p, back[300];
+    void *q;
+    size_t live, peak;
+    assert_ok(il_backend_create(names[k], NULL, &be));
+    assert_ok(il_arena_init_for(&a, be, IL_MEM_ACTIVATIONS, &st, 4096));
+    assert_ok(il_arena_init_for(&h, NULL, IL_MEM_WORKSPACE, &st, 0)); /* NULL backend: a host arena */
+    assert_null(h.space);
+    assert_ok(il_arena_calloc(&a, 300, sizeof *p, (void **)&p));
+    assert_int_equal((uintptr_t)p % IL_ARENA_ALIGN, 0);
+    assert_ok(il_arena_alloc(&h, 100, &q));
+    memset(q, 1, 100); /* host memory */
+    const size_t sp = (300 * sizeof *p + IL_ARENA_ALIGN - 1) / IL_ARENA_ALIGN * IL_ARENA_ALIGN;
+    assert_int_equal(st.space_current, sp);
+    assert_int_equal(st.current_total, sp + 128);
+    assert_ok(il_download(be, back, p, 300));
+    for (int i = 0; i < 300; i++) assert_true(back[i] == 0);
+    be->ops->mem_stats(be->ctx, &live, &peak);
+    assert_int_equal(live, 4096); /* one block */
+    il_arena_reset(&a);
+    assert_int_equal(st.space_current, 0);
+    assert_int_equal(st.space_peak, sp);
+    il_arena_destroy(&a);
+    il_arena_destroy(&h);
+    be->ops->mem_stats(be->ctx, &live, &peak);
+    assert_int_equal(live, 0);
+    il_backend_destroy(be);
+  }
 }
 
 static void test_size_overflow_refused(void **state) {
@@ -112,6 +150,7 @@ static void test_option_parsing_strict(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_arena_counts_by_category),
+      cmocka_unit_test(test_space_arena_counts_space_bytes),
       cmocka_unit_test(test_size_overflow_refused),
       cmocka_unit_test(test_rng_reproducible_and_permutation_valid),
       cmocka_unit_test(test_option_parsing_strict),

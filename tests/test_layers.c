@@ -39,18 +39,40 @@ static void test_gradcheck_detects_inexact_gradient(void **state) {
   assert_true(gr.relerr_x > 1e-6 || gr.relerr_W > 1e-6);
 }
 
+/* The relu cell, f = relu(W z + x): W at scale 0.5 keeps ||W|| < 1, so the fixed point
+ * exists and fp converges; with x ~ N(0, 1) no pre-activation of these seeds lies
+ * within the finite-difference step of the kink at 0. */
+static void test_gradcheck_relu_cell(void **state) {
+  const char *solvers[] = {"fp", "newton"}, *modes[] = {"unroll", "implicit"};
+  const int sizes[][2] = {{5, 3}, {8, 2}, {3, 6}};
+  for (int s = 0; s < 2; s++)
+    for (int m = 0; m < 2; m++)
+      for (int k = 0; k < 3; k++) {
+        il_gradcheck_config gc = {.layer = {.cell = "relu", .solver = solvers[s], .backward = modes[m], .tol = 1e-10,
+                                            .zero_nonconverged = IL_ZERO_AUTO},
+                                  .n = sizes[k][0], .B = sizes[k][1], .scale = 0.5, .eps = 1e-6, .seed = 51 + k};
+        il_gradcheck_result gr;
+        assert_ok(il_gradcheck(&gc, be, &gr));
+        assert_int_equal(gr.fwd.reason, IL_REASON_CONVERGED);
+        print_message("relu %s/%s n=%d B=%d: %d iterations, relerr x %.2e W %.2e\n", solvers[s], modes[m], gc.n,
+                      gc.B, gr.fwd.iters, gr.relerr_x, gr.relerr_W);
+        if (!(gr.relerr_x <= 1e-6 && gr.relerr_W <= 1e-6))
+          fail_msg("relu %s/%s n=%d B=%d: relerr x %.3g W %.3g", solvers[s], modes[m], gc.n, gc.B, gr.relerr_x,
+                   gr.relerr_W);
+      }
+}
+
 static void solve_with(const il_solver_ops *so, const double *W, const double *x, int n, int B, double tol,
                        int max_iter, double *z, il_solve_result *res) {
-  il_cell c;
-  il_arena ws;
+  tsolve t;
   void *st;
-  assert_ok(il_cell_tanh_init(&c, be, n, W, 0));
-  assert_ok(il_arena_init(&ws, IL_MEM_WORKSPACE, NULL, 0));
+  tsolve_init(&t, "tanh", W, x, n, B);
   assert_ok(so->create(NULL, &st));
-  il_problem p = {.cell = &c, .B = B, .x = x, .tol = tol, .max_iter = max_iter, .ws = &ws};
-  assert_ok(so->solve(st, &p, z, NULL, res));
+  t.p.tol = tol;
+  t.p.max_iter = max_iter;
+  assert_ok(tsolve_run(so, st, &t.p, z, NULL, res));
   so->destroy(st);
-  il_arena_destroy(&ws);
+  tsolve_destroy(&t);
 }
 
 static void test_fp_and_newton_reach_same_fixed_point(void **state) {
@@ -80,11 +102,11 @@ static void layer_grads(const char *solver, const char *mode, double tol, const 
   il_layer L;
   il_layer_config cfg = {.solver = solver, .backward = mode, .tol = tol, .max_iter = 2000, .zero_nonconverged = IL_ZERO_AUTO};
   double *out = calloc((size_t)B * n, sizeof *out);
-  assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
+  assert_ok(layer_create_h(&L, &cfg, n, W, NULL));
   memset(dx, 0, sizeof(double) * B * n);
   memset(dW, 0, sizeof(double) * n * n);
-  assert_ok(il_layer_forward(&L, B, x, out, 1));
-  assert_ok(il_layer_backward(&L, C, dx, dW));
+  layer_forward_h(&L, B, x, out, 1);
+  layer_backward_h(&L, C, dx, dW);
   if (fres) *fres = L.fres;
   il_layer_destroy(&L);
   free(out);
@@ -141,12 +163,12 @@ static void test_nonconverged_rows_are_zeroed(void **state) {
   for (int i = 0; i < B * n; i++) C[i] = 1;
   il_layer L;
   il_layer_config cfg = {.solver = "newton", .backward = "unroll", .tol = 1e-3, .max_iter = 2, .zero_nonconverged = IL_ZERO_AUTO};
-  assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
+  assert_ok(layer_create_h(&L, &cfg, n, W, NULL));
   assert_int_equal(L.zero_rows, 1);
-  assert_ok(il_layer_forward(&L, B, x, out, 1));
+  layer_forward_h(&L, B, x, out, 1);
   memset(dx, 0, sizeof dx);
   memset(dW, 0, sizeof dW);
-  assert_ok(il_layer_backward(&L, C, dx, dW));
+  layer_backward_h(&L, C, dx, dW);
   int zeroed = 0;
   for (int b = 0; b < B; b++) {
     double rn = 0, dn = 0;
@@ -167,12 +189,12 @@ static void test_nonconverged_rows_are_zeroed(void **state) {
 
   /* implicit zeroes them too (the seed's implicit layer does not; see il_layer.h) */
   cfg.backward = "implicit";
-  assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
+  assert_ok(layer_create_h(&L, &cfg, n, W, NULL));
   assert_int_equal(L.zero_rows, 1);
-  assert_ok(il_layer_forward(&L, B, x, out, 1));
+  layer_forward_h(&L, B, x, out, 1);
   memset(dx, 0, sizeof dx);
   memset(dW, 0, sizeof dW);
-  assert_ok(il_layer_backward(&L, C, dx, dW));
+  layer_backward_h(&L, C, dx, dW);
   for (int b = 0; b < B; b++) {
     double rn = 0, dn = 0;
     for (int i = 0; i < n; i++) { rn += fabs(out[b * n + i]); dn += fabs(dx[b * n + i]); }
@@ -181,7 +203,7 @@ static void test_nonconverged_rows_are_zeroed(void **state) {
   il_layer_destroy(&L);
   /* and fp never does by default */
   cfg.solver = "fp";
-  assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
+  assert_ok(layer_create_h(&L, &cfg, n, W, NULL));
   assert_int_equal(L.zero_rows, 0);
   il_layer_destroy(&L);
 }
@@ -218,8 +240,8 @@ static size_t saved_peak(const char *solver, const char *mode, double tol, int m
   il_memstats mem = {0};
   il_layer L;
   il_layer_config cfg = {.solver = solver, .backward = mode, .tol = tol, .max_iter = max_iter, .zero_nonconverged = IL_ZERO_NO};
-  assert_ok(il_layer_create(&L, &cfg, be, n, W, &mem));
-  assert_ok(il_layer_forward(&L, B, x, out, 1));
+  assert_ok(layer_create_h(&L, &cfg, n, W, &mem));
+  layer_forward_h(&L, B, x, out, 1);
   *iters = L.fres.iters;
   size_t peak = mem.peak[IL_MEM_SAVED];
   il_layer_destroy(&L);
@@ -287,32 +309,33 @@ static void test_per_sample_rows_independent(void **state) {
     for (int i = 0; i < n; i++) x[b * n + i] *= 0.1 + 0.5 * b; /* rows converge at different steps */
   for (int s = 0; s < 2; s++) {
     const il_solver_ops *so = s ? &il_solver_newton_ops : &il_solver_fp_ops;
-    il_cell c;
-    il_arena ws;
+    tsolve t;
     void *st;
     il_solve_result r, r1;
     double rows[B];
-    assert_ok(il_cell_tanh_init(&c, be, n, W, 0));
-    assert_ok(il_arena_init(&ws, IL_MEM_WORKSPACE, NULL, 0));
+    tsolve_init(&t, "tanh", W, x, n, B);
     assert_ok(so->create(NULL, &st));
-    il_problem p = {.cell = &c, .B = B, .x = x, .tol = 1e-6, .max_iter = 500, .ws = &ws, .per_sample = 1};
-    assert_ok(so->solve(st, &p, z, rows, &r));
+    il_problem p = t.p;
+    p.tol = 1e-6;
+    p.max_iter = 500;
+    p.per_sample = 1;
+    assert_ok(tsolve_run(so, st, &p, z, rows, &r));
     assert_int_equal(r.reason, IL_REASON_CONVERGED);
     for (int b = 0; b < B; b++) {
       assert_true(rows[b] < 1e-6);
       il_problem p1 = p;
       p1.B = 1;
-      p1.x = x + b * n;
-      assert_ok(so->solve(st, &p1, z1, NULL, &r1));
+      p1.x = p.x + b * n; /* row b of the uploaded x (pointer arithmetic only) */
+      assert_ok(tsolve_run(so, st, &p1, z1, NULL, &r1));
       assert_allclose(z1, z + b * n, (size_t)n, 0, 1e-14);
     }
     so->destroy(st);
-    il_arena_destroy(&ws);
+    tsolve_destroy(&t);
   }
 }
 
 static void test_names_and_options_validated(void **state) {
-  double W[4] = {0};
+  double *W = dev(NULL, 4);
   il_layer L;
   il_layer_config cfg = {.solver = "bogus", .backward = "unroll", .tol = 1e-4};
   il_error_clear();
@@ -340,17 +363,18 @@ static void test_names_and_options_validated(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_gradcheck_every_mode),
-      cmocka_unit_test(test_gradcheck_detects_inexact_gradient),
-      cmocka_unit_test(test_fp_and_newton_reach_same_fixed_point),
-      cmocka_unit_test(test_implicit_matches_unrolled_fp),
-      cmocka_unit_test(test_newton_converges_quadratically),
-      cmocka_unit_test(test_nonconverged_rows_are_zeroed),
-      cmocka_unit_test(test_reasons),
-      cmocka_unit_test(test_saved_memory_implicit_constant_unroll_linear),
-      cmocka_unit_test(test_per_sample_stopping_gradients),
-      cmocka_unit_test(test_per_sample_rows_independent),
-      cmocka_unit_test(test_names_and_options_validated),
+      IL_TEST(test_gradcheck_every_mode),
+      IL_TEST(test_gradcheck_detects_inexact_gradient),
+      IL_TEST(test_gradcheck_relu_cell),
+      IL_TEST(test_fp_and_newton_reach_same_fixed_point),
+      IL_TEST(test_implicit_matches_unrolled_fp),
+      IL_TEST(test_newton_converges_quadratically),
+      IL_TEST(test_nonconverged_rows_are_zeroed),
+      IL_TEST(test_reasons),
+      IL_TEST(test_saved_memory_implicit_constant_unroll_linear),
+      IL_TEST(test_per_sample_stopping_gradients),
+      IL_TEST(test_per_sample_rows_independent),
+      IL_TEST(test_names_and_options_validated),
   };
-  return cmocka_run_group_tests(tests, setup, NULL);
+  return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,4 +1,4 @@
-/* tests/test_mnist_idx.c: the idx reader (core/il_mnist.c).
+/* tests/test_mnist_idx.c: the idx reader (bench/mnist_idx.c).
  * Writes small idx files, raw and gzipped, into a mkdtemp directory and checks
  * that valid files load with the right values and that each kind of damage is
  * refused with the right status and a message naming the file. A last test
@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "il_mnist.h"
+#include "mnist_idx.h"
 #include "il_status.h"
 
 static char g_dir[256]; /* the temp directory; flat, except for sub-directories made by mkdir_in */

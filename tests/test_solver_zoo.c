@@ -23,25 +23,26 @@ static il_status solve_by_name(const char *name, const solve_opts *so, const dou
                                double tol, int max_iter, double *z, double *rows, il_solve_result *res) {
   const il_solver_ops *ops = il_solver_find(name);
   assert_non_null(ops);
-  il_cell c;
-  il_arena ws;
+  tsolve t;
   il_options o;
   void *st;
   il_options_init(&o);
   for (int i = 0; so && i < 4 && so->key[i]; i++) assert_ok(il_options_set(&o, so->key[i], so->val[i]));
-  assert_ok(il_cell_tanh_init(&c, be, n, W, 0));
-  assert_ok(il_arena_init(&ws, IL_MEM_WORKSPACE, NULL, 0));
+  tsolve_init(&t, "tanh", W, x, n, B);
   il_status s = ops->create(&o, &st);
   if (s != IL_OK) {
-    il_arena_destroy(&ws);
+    tsolve_destroy(&t);
     return s;
   }
   assert_ok(il_options_check_all_used(&o, name));
-  il_problem p = {.cell = &c, .B = B, .x = x, .tol = tol, .max_iter = max_iter, .ws = &ws,
-                  .stop_rel = so ? so->stop_rel : 0, .divtol = so ? so->divtol : 0, .keep_best = so ? so->keep_best : 0};
-  s = ops->solve(st, &p, z, rows, res);
+  t.p.tol = tol;
+  t.p.max_iter = max_iter;
+  t.p.stop_rel = so ? so->stop_rel : 0;
+  t.p.divtol = so ? so->divtol : 0;
+  t.p.keep_best = so ? so->keep_best : 0;
+  s = tsolve_run(ops, st, &t.p, z, rows, res);
   ops->destroy(st);
-  il_arena_destroy(&ws);
+  tsolve_destroy(&t);
   return s;
 }
 
@@ -201,12 +202,12 @@ static void layer_grads(const char *solver, const char *mode, il_options *o, con
   il_layer L;
   il_layer_config cfg = {.solver = solver, .backward = mode, .tol = 1e-13, .max_iter = 2000, .opts = o};
   double *out = calloc((size_t)B * n, sizeof *out);
-  assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
+  assert_ok(layer_create_h(&L, &cfg, n, W, NULL));
   memset(dx, 0, sizeof(double) * B * n);
   memset(dW, 0, sizeof(double) * n * n);
   L.diag_now = diag != NULL;
-  assert_ok(il_layer_forward(&L, B, x, out, 1));
-  assert_ok(il_layer_backward(&L, C, dx, dW));
+  layer_forward_h(&L, B, x, out, 1);
+  layer_backward_h(&L, C, dx, dW);
   if (diag) *diag = L.diag;
   il_layer_destroy(&L);
   free(out);
@@ -261,12 +262,12 @@ static void test_sech2_seed(void **state) {
     il_layer L;
     il_layer_config cfg = {.solver = "newton", .backward = "unroll", .tol = 1e-10, .sech2_seed = seed};
     double out[B * n];
-    assert_ok(il_layer_create(&L, &cfg, be, n, W, NULL));
+    assert_ok(layer_create_h(&L, &cfg, n, W, NULL));
     memset(dx, 0, sizeof dx);
     memset(dW, 0, sizeof dW);
-    assert_ok(il_layer_forward(&L, B, x, out, 1));
+    layer_forward_h(&L, B, x, out, 1);
     assert_int_equal(L.fres.reason, IL_REASON_CONVERGED); /* the forward is unaffected */
-    assert_ok(il_layer_backward(&L, C, dx, dW));
+    layer_backward_h(&L, C, dx, dW);
     int finite = 1;
     for (int i = 0; i < n * n; i++) finite &= isfinite(dW[i]) ? 1 : 0;
     assert_int_equal(finite, !seed);
@@ -316,7 +317,7 @@ static il_status try_layer(const char *solver, const char *backward, const char 
   il_options o;
   il_options_init(&o);
   if (key) assert_ok(il_options_set(&o, key, val));
-  double W[9] = {0};
+  double *W = dev(NULL, 9);
   il_layer_config cfg = {.solver = solver, .backward = backward, .tol = 1e-6, .opts = &o,
                          .stop_per_sample = per_sample, .keep_best = keep_best};
   il_error_clear();
@@ -354,7 +355,7 @@ static void test_option_and_pair_validation(void **state) {
   expect_error(try_layer("newton", "implicit", NULL, NULL, 1, 1), IL_ERR_UNSUPPORTED, "batch stopping");
   {
     il_layer L;
-    double W[9] = {0};
+    double *W = dev(NULL, 9);
     il_layer_config cfg = {.solver = "anderson", .backward = "implicit", .tol = 1e-6, .sech2_seed = 1};
     il_error_clear();
     expect_error(il_layer_create(&L, &cfg, be, 3, W, NULL), IL_ERR_UNSUPPORTED, "builds none");
@@ -365,17 +366,103 @@ static void test_option_and_pair_validation(void **state) {
   assert_int_equal(try_layer("newton-ls", "unroll", "ls-max", "5", 1, 0), IL_OK);
 }
 
+/* The warm-start hook: started at a converged z*, fp needs one map (to measure the
+ * residual) and Newton none, through the solver directly and through the layer. */
+static void test_warm_start_from_fixed_point(void **state) {
+  enum { n = 24, B = 5 };
+  double W[n * n], x[B * n], zs[B * n], z[B * n];
+  il_solve_result r;
+  make_problem(n, B, 1.0, 1.0, 61, W, x);
+  assert_ok(solve_by_name("newton", NULL, W, x, n, B, 1e-13, 40, zs, NULL, &r));
+  assert_int_equal(r.reason, IL_REASON_CONVERGED);
+  const char *names[] = {"fp", "newton"};
+  for (int k = 0; k < 2; k++) {
+    const il_solver_ops *so = il_solver_find(names[k]);
+    tsolve t;
+    void *st;
+    tsolve_init(&t, "tanh", W, x, n, B);
+    assert_ok(so->create(NULL, &st));
+    t.p.tol = 1e-10;
+    t.p.max_iter = 500;
+    t.p.z0 = dev(zs, (size_t)B * n);
+    assert_ok(tsolve_run(so, st, &t.p, z, NULL, &r));
+    print_message("%s from z*: %d iterations, residual %.2e\n", names[k], r.iters, r.residual);
+    assert_int_equal(r.reason, IL_REASON_CONVERGED);
+    assert_true(r.iters <= 1);
+    assert_allclose(z, zs, (size_t)B * n, 0, 1e-12);
+    /* a cold start of the same solve takes more */
+    il_solve_result rc;
+    t.p.z0 = NULL;
+    assert_ok(tsolve_run(so, st, &t.p, z, NULL, &rc));
+    assert_true(rc.iters > 1);
+    so->destroy(st);
+    tsolve_destroy(&t);
+    /* and through the layer, in training */
+    il_layer L;
+    il_layer_config cfg = {.solver = names[k], .backward = "implicit", .tol = 1e-10, .max_iter = 500};
+    assert_ok(layer_create_h(&L, &cfg, n, W, NULL));
+    layer_forward_from_h(&L, B, x, zs, z, 1);
+    assert_int_equal(L.fres.reason, IL_REASON_CONVERGED);
+    assert_true(L.fres.iters <= 1);
+    assert_allclose(z, zs, (size_t)B * n, 0, 1e-12);
+    il_layer_destroy(&L);
+  }
+}
+
+/* il_layer_reserve sizes the space workspace as one block (at n = 64, B = 32 the LU
+ * factors alone exceed the default 1 MiB block): a training forward +
+ * backward at the reserved batch size (and below it) never adds a block. */
+static void test_reserved_workspace_does_not_grow(void **state) {
+  enum { n = 64, B = 32 };
+  double W[n * n], x[B * n], C[B * n], dx[B * n], dW[n * n];
+  make_problem(n, B, 1.0, 1.0, 62, W, x);
+  for (int i = 0; i < B * n; i++) C[i] = cos(i);
+  const struct { const char *solver, *backward; int diag; } cases[] = {
+      {"newton", "implicit", 0}, {"newton", "implicit", 1}, {"newton", "unroll", 0}, {"fp", "implicit", 0},
+      {"anderson", "implicit", 0}, {"broyden", "implicit", 0}, {"newton-ls", "implicit", 0},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    il_layer L;
+    il_layer_config cfg = {.solver = cases[k].solver, .backward = cases[k].backward, .tol = 1e-10, .max_iter = 200};
+    assert_ok(layer_create_h(&L, &cfg, n, W, NULL));
+    assert_ok(il_layer_reserve(&L, B));
+    assert_true(L.ws_reserve > 0);
+    const size_t block = L.ws.block_bytes; /* the one block: the reservation, or the default block if larger */
+    assert_true(block >= L.ws_reserve);
+    const size_t before = L.ws.reserved;
+    print_message("%s/%s%s: reserve %zu bytes (block %zu), ws holds %zu before the first solve\n", cases[k].solver,
+                  cases[k].backward, cases[k].diag ? " (diag)" : "", L.ws_reserve, block, before);
+    assert_true(before == 0 || before == block);
+    for (int rep = 0; rep < 3; rep++) {
+      const int b = rep == 2 ? B / 2 : B;
+      memset(dx, 0, sizeof dx);
+      memset(dW, 0, sizeof dW);
+      L.diag_now = cases[k].diag;
+      layer_forward_h(&L, b, x, NULL, 1);
+      assert_int_equal(L.fres.reason, IL_REASON_CONVERGED);
+      layer_backward_h(&L, C, dx, dW);
+      if (L.ws.reserved != block)
+        fail_msg("%s/%s%s, batch %d: workspace holds %zu bytes after the step, one block is %zu (reserve %zu)",
+                 cases[k].solver, cases[k].backward, cases[k].diag ? " (diag)" : "", b, L.ws.reserved, block,
+                 L.ws_reserve);
+    }
+    il_layer_destroy(&L);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_every_solver_reaches_newtons_fixed_point),
-      cmocka_unit_test(test_reasons),
-      cmocka_unit_test(test_stop_modes_and_best_iterate),
-      cmocka_unit_test(test_gradcheck_implicit_every_adjoint_solver),
-      cmocka_unit_test(test_gradcheck_unrolled_new_solvers),
-      cmocka_unit_test(test_phantom_and_jfb),
-      cmocka_unit_test(test_sech2_seed),
-      cmocka_unit_test(test_diagnostics_known_values),
-      cmocka_unit_test(test_option_and_pair_validation),
+      IL_TEST(test_every_solver_reaches_newtons_fixed_point),
+      IL_TEST(test_reasons),
+      IL_TEST(test_stop_modes_and_best_iterate),
+      IL_TEST(test_gradcheck_implicit_every_adjoint_solver),
+      IL_TEST(test_gradcheck_unrolled_new_solvers),
+      IL_TEST(test_phantom_and_jfb),
+      IL_TEST(test_sech2_seed),
+      IL_TEST(test_diagnostics_known_values),
+      IL_TEST(test_option_and_pair_validation),
+      IL_TEST(test_warm_start_from_fixed_point),
+      IL_TEST(test_reserved_workspace_does_not_grow),
   };
-  return cmocka_run_group_tests(tests, setup, NULL);
+  return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -10,106 +10,118 @@
  * Saved state: 2K (B, n) arrays. */
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "il_layer.h"
 
 typedef struct phantom_state {
   int K;
   double tau;
-  il_real **z, **f; /* z_0 .. z_{K-1} and f(z_k), in L->saved */
+  const il_real **z, **f; /* host tables of z_0 .. z_{K-1} and f(z_k), tensors in a->saved */
 } phantom_state;
 
-static il_status phantom_make(il_layer *L, int K, double tau) {
+static il_status phantom_make(int K, double tau, void **state, int *keep_lu) {
   phantom_state *st = calloc(1, sizeof *st);
   if (!st) return IL_ERR(IL_ERR_NOMEM, "phantom: cannot allocate state");
   st->K = K;
   st->tau = tau;
-  L->bstate = st;
-  L->keep_lu = 0;
+  *state = st;
+  *keep_lu = 0;
   return IL_OK;
 }
 
-static il_status phantom_create(il_layer *L, il_options *opt) {
+static il_status phantom_create(il_options *opt, void **state, int *keep_lu) {
   int K;
   double tau;
   IL_CHECK(il_options_get_int(opt, "phantom-k", 5, 1, 1000, &K));
   IL_CHECK(il_options_get_double(opt, "phantom-tau", 1.0, 1e-6, 1.0, &tau));
-  return phantom_make(L, K, tau);
+  return phantom_make(K, tau, state, keep_lu);
 }
 
-static il_status jfb_create(il_layer *L, il_options *opt) {
+static il_status jfb_create(il_options *opt, void **state, int *keep_lu) {
   (void)opt; /* no options: "jfb:3" leaves jfb-k unconsumed, which is reported */
-  return phantom_make(L, 1, 1.0);
+  return phantom_make(1, 1.0, state, keep_lu);
 }
 
-static void phantom_destroy(il_layer *L) { free(L->bstate); }
+static void phantom_destroy(void *state) { free(state); }
 
-static il_status phantom_finish(il_layer *L, const il_real *zstar, il_real *out) {
-  phantom_state *st = L->bstate;
-  il_cell *c = &L->cell;
-  const size_t len = (size_t)L->B * c->n;
+static size_t phantom_ws_bytes(void *state, const il_cell *c, int B) {
+  const phantom_state *st = state;
+  const size_t r = il_ws_round((size_t)B * c->n * sizeof(il_real));
+  return (3 + 2 * (size_t)st->K) * r + c->ops->ws_bytes(c, B); /* inference keeps its steps in ws */
+}
+
+static il_status phantom_finish(void *state, const il_adjoint *ad, il_real *out) {
+  phantom_state *st = state;
+  const il_cell *c = ad->cell;
+  const il_backend *be = ad->be;
+  const size_t len = (size_t)ad->B * c->n;
   const il_real tau = (il_real)st->tau;
-  il_arena *a = L->train ? &L->saved : &L->ws;
-  il_arena_mark m = il_arena_get_mark(&L->ws);
+  const int train = ad->saved != NULL;
+  il_arena *a = train ? ad->saved : ad->ws;
+  il_arena_mark m = il_arena_get_mark(ad->ws);
   st->z = st->f = NULL;
-  if (L->train) {
-    IL_CHECK(il_arena_calloc(&L->saved, (size_t)st->K, sizeof *st->z, (void **)&st->z));
-    IL_CHECK(il_arena_calloc(&L->saved, (size_t)st->K, sizeof *st->f, (void **)&st->f));
+  if (train) {
+    IL_CHECK(il_arena_calloc(ad->hsaved, (size_t)st->K, sizeof *st->z, (void **)&st->z));
+    IL_CHECK(il_arena_calloc(ad->hsaved, (size_t)st->K, sizeof *st->f, (void **)&st->f));
   }
-  const il_real *zk = zstar;
+  const il_real *zk = ad->zstar;
   for (int k = 0; k < st->K; k++) {
     il_real *fk, *zn;
     IL_CHECK(il_arena_alloc_n(a, len, sizeof *fk, (void **)&fk));
-    IL_CHECK(c->ops->map(c, L->B, L->prob.x, zk, fk, NULL, &L->ws));
-    if (L->train) {
-      st->z[k] = (il_real *)zk;
+    IL_CHECK(c->ops->map(c, ad->B, ad->x, zk, fk, NULL, ad->ws, NULL));
+    if (train) {
+      st->z[k] = zk;
       st->f[k] = fk;
     }
     if (k == st->K - 1) zn = out;
     else IL_CHECK(il_arena_alloc_n(a, len, sizeof *zn, (void **)&zn));
-    if (tau == 1) memcpy(zn, fk, len * sizeof *zn);
-    else for (size_t i = 0; i < len; i++) zn[i] = (1 - tau) * zk[i] + tau * fk[i];
+    if (tau == 1) IL_CHECK(il_copy(be, zn, fk, len));
+    else IL_CHECK(IL_BE(be, lincomb, len, 1 - tau, zk, tau, fk, zn));
     zk = zn;
   }
-  if (!L->train) il_arena_rewind(&L->ws, m);
+  if (!train) il_arena_rewind(ad->ws, m);
   return IL_OK;
 }
 
-static il_status phantom_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
-  phantom_state *st = L->bstate;
-  il_cell *c = &L->cell;
-  const il_backend *be = c->be;
+static il_status phantom_backward(void *state, const il_adjoint *a, const il_real *dout, il_real *dx, il_real *dW,
+                                  il_solve_result *bres, int *nan_iter) {
+  phantom_state *st = state;
+  const il_cell *c = a->cell;
+  const il_backend *be = a->be;
   const int n = c->n;
-  const size_t len = (size_t)L->B * n;
+  const size_t len = (size_t)a->B * n;
   const il_real tau = (il_real)st->tau;
   if (!st->z) return IL_ERR(IL_ERR_INTERNAL, "phantom backward: the forward kept no steps");
-  il_arena_mark m = il_arena_get_mark(&L->ws);
+  il_arena_mark m = il_arena_get_mark(a->ws);
   il_real *u, *v, *t;
-  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *u, (void **)&u));
-  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *v, (void **)&v));
-  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *t, (void **)&t));
-  memcpy(u, dout, len * sizeof *u);
-  for (int b = 0; b < L->B; b++)
-    if (L->zeroed[b]) memset(u + (size_t)b * n, 0, (size_t)n * sizeof *u);
-  L->bwd_nan_iter = -1;
+  int fin;
+  IL_CHECK(il_arena_alloc_n(a->ws, len, sizeof *u, (void **)&u));
+  IL_CHECK(il_arena_alloc_n(a->ws, len, sizeof *v, (void **)&v));
+  IL_CHECK(il_arena_alloc_n(a->ws, len, sizeof *t, (void **)&t));
+  IL_CHECK(il_copy(be, u, dout, len));
+  IL_CHECK(IL_BE(be, row_fill, a->B, n, a->zeroed, 1, 0, u));
+  *nan_iter = -1;
   for (int k = st->K - 1; k >= 0; k--) {
-    for (size_t i = 0; i < len; i++) v[i] = tau * u[i];
+    IL_CHECK(IL_BE(be, axpby, len, tau, u, 0, v)); /* v = tau u */
     /* z_0 = z* is a constant: its dz is not needed */
-    IL_CHECK(c->ops->vjp(c, L->B, st->z[k], st->f[k], NULL, v, k > 0 ? t : NULL, dx, dW, &L->ws));
+    IL_CHECK(c->ops->vjp(c, a->B, st->z[k], st->f[k], NULL, v, k > 0 ? t : NULL, dx, dW, a->ws));
     if (k > 0) {
-      for (size_t i = 0; i < len; i++) u[i] = (1 - tau) * u[i] + t[i];
-      if (L->bwd_nan_iter < 0 && !be->all_finite(len, u)) L->bwd_nan_iter = k;
+      IL_CHECK(IL_BE(be, lincomb, len, 1 - tau, u, 1, t, u)); /* u = (1 - tau) u + t */
+      if (*nan_iter < 0) {
+        IL_CHECK(IL_BE(be, all_finite, len, u, &fin)); /* sync point: NaN attribution */
+        if (!fin) *nan_iter = k;
+      }
     }
   }
-  L->bres = (il_solve_result){.iters = st->K, .residual = NAN, .reason = IL_REASON_CONVERGED, .nonfinite_iter = -1,
-                              .cond_max = NAN};
-  if (!be->all_finite(len, u)) L->bwd_nan_iter = L->bwd_nan_iter < 0 ? 0 : L->bwd_nan_iter;
-  if (L->bwd_nan_iter >= 0) {
-    L->bres.reason = IL_REASON_NONFINITE;
-    L->bres.nonfinite_iter = L->bwd_nan_iter;
+  *bres = (il_solve_result){.iters = st->K, .residual = NAN, .reason = IL_REASON_CONVERGED, .nonfinite_iter = -1,
+                            .cond_max = NAN};
+  IL_CHECK(IL_BE(be, all_finite, len, u, &fin)); /* sync point */
+  if (!fin) *nan_iter = *nan_iter < 0 ? 0 : *nan_iter;
+  if (*nan_iter >= 0) {
+    bres->reason = IL_REASON_NONFINITE;
+    bres->nonfinite_iter = *nan_iter;
   }
-  il_arena_rewind(&L->ws, m);
+  il_arena_rewind(a->ws, m);
   return IL_OK;
 }
 
@@ -120,6 +132,7 @@ const il_backward_ops il_backward_phantom_ops = {
     .option_keys = "phantom-k,phantom-tau",
     .create = phantom_create,
     .destroy = phantom_destroy,
+    .ws_bytes = phantom_ws_bytes,
     .finish_forward = phantom_finish,
     .backward = phantom_backward,
 };
@@ -131,6 +144,7 @@ const il_backward_ops il_backward_jfb_ops = {
     .option_keys = "",
     .create = jfb_create,
     .destroy = phantom_destroy,
+    .ws_bytes = phantom_ws_bytes,
     .finish_forward = phantom_finish,
     .backward = phantom_backward,
 };

@@ -2,33 +2,39 @@
  * for Newton, every linear solve), as autograd does for the seed's layers.
  * The output is the solver's z* itself. */
 #include <math.h>
-#include <string.h>
 
 #include "il_layer.h"
 
-static il_status unroll_finish(il_layer *L, const il_real *zstar, il_real *out) {
-  memcpy(out, zstar, (size_t)L->B * L->cell.n * sizeof *out);
-  return IL_OK;
+static il_status unroll_finish(void *state, const il_adjoint *a, il_real *out) {
+  (void)state;
+  return il_copy(a->be, out, a->zstar, (size_t)a->B * a->cell->n);
 }
 
-static il_status unroll_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
-  const int n = L->cell.n;
-  const size_t len = (size_t)L->B * n;
-  il_arena_mark m = il_arena_get_mark(&L->ws);
+static size_t unroll_ws_bytes(void *state, const il_cell *c, int B) {
+  (void)state;
+  return il_ws_round((size_t)B * c->n * sizeof(il_real));
+}
+
+static il_status unroll_backward(void *state, const il_adjoint *a, const il_real *dout, il_real *dx, il_real *dW,
+                                 il_solve_result *bres, int *nan_iter) {
+  (void)state;
+  const il_backend *be = a->be;
+  const int n = a->cell->n;
+  const size_t len = (size_t)a->B * n;
+  il_arena_mark m = il_arena_get_mark(a->ws);
   il_real *dz;
-  IL_CHECK(il_arena_calloc(&L->ws, len, sizeof *dz, (void **)&dz));
-  memcpy(dz, dout, len * sizeof *dz);
-  for (int b = 0; b < L->B; b++) /* rows zeroed in the forward carry no gradient */
-    if (L->zeroed[b]) memset(dz + (size_t)b * n, 0, (size_t)n * sizeof *dz);
-  IL_CHECK(L->sops->unroll_backward(L->sstate, &L->prob, dz, dx, dW));
-  L->bres = (il_solve_result){.iters = L->fres.iters, .residual = 0, .reason = IL_REASON_CONVERGED,
-                              .nonfinite_iter = -1, .cond_max = NAN};
-  if (L->sops->unroll_nan_step) L->bwd_nan_iter = L->sops->unroll_nan_step(L->sstate);
-  if (L->bwd_nan_iter >= 0) {
-    L->bres.reason = IL_REASON_NONFINITE;
-    L->bres.nonfinite_iter = L->bwd_nan_iter;
+  IL_CHECK(il_arena_alloc_n(a->ws, len, sizeof *dz, (void **)&dz));
+  IL_CHECK(il_copy(be, dz, dout, len));
+  IL_CHECK(IL_BE(be, row_fill, a->B, n, a->zeroed, 1, 0, dz)); /* rows zeroed in the forward carry no gradient */
+  IL_CHECK(a->sops->unroll_backward(a->sstate, a->fprob, dz, dx, dW));
+  *bres = (il_solve_result){.iters = a->fwd_iters, .residual = 0, .reason = IL_REASON_CONVERGED, .nonfinite_iter = -1,
+                            .cond_max = NAN};
+  *nan_iter = a->sops->unroll_nan_step ? a->sops->unroll_nan_step(a->sstate) : -1;
+  if (*nan_iter >= 0) {
+    bres->reason = IL_REASON_NONFINITE;
+    bres->nonfinite_iter = *nan_iter;
   }
-  il_arena_rewind(&L->ws, m);
+  il_arena_rewind(a->ws, m);
   return IL_OK;
 }
 
@@ -39,6 +45,7 @@ const il_backward_ops il_backward_unroll_ops = {
     .option_keys = "",
     .create = NULL,
     .destroy = NULL,
+    .ws_bytes = unroll_ws_bytes,
     .finish_forward = unroll_finish,
     .backward = unroll_backward,
 };

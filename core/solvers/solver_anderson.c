@@ -90,103 +90,124 @@ static int small_solve(int k, double *A, double *b) {
   return 1;
 }
 
+#define R(count, T) il_ws_round((size_t)(count) * sizeof(T))
+size_t il_anderson_ws_bytes(int m, int B, int n, int keep_best) {
+  const size_t len = (size_t)B * n;
+  return 3 * (size_t)(m + 1) * R(len, il_real) + R((size_t)B * 2 * m, il_real) + R(B, unsigned char) +
+         (keep_best ? R(len, il_real) : 0);
+}
+
+/* Mixing coefficients of one sample from its Gram matrix of the window's residuals:
+ * alpha (q) into out, or 0 when the window is degenerate. */
+static int aa_mix_coef(const il_anderson_params *st, const double *gram, int R, const int *idx, int q, double *rhs) {
+  double H[(AA_MAX_M + 1) * (AA_MAX_M + 1)];
+  const int K1 = q + 1;
+  double gmax = 0;
+  for (int i = 0; i < q; i++) {
+    const double gii = gram[idx[i] * R + idx[i]];
+    if (gii > gmax) gmax = gii;
+  }
+  /* The constrained least squares is alpha = y / (1^T y) with (G G^T + lam' I) y = 1, an SPD
+   * solve by Cholesky (q^3/6 flops); the bordered (q+1) KKT system is the fallback when the
+   * window is singular (lam = 0) or 1^T y vanishes. rhs[1..q] receives alpha either way. */
+  {
+    double *A = H;
+    for (int i = 0; i < q; i++) {
+      rhs[i + 1] = 1;
+      for (int j = 0; j <= i; j++) A[i * q + j] = gram[idx[i] * R + idx[j]] + (i == j ? st->lam * gmax : 0);
+    }
+    if (spd_solve(q, A, rhs + 1)) {
+      double sum = 0;
+      for (int i = 0; i < q; i++) sum += rhs[i + 1];
+      if (isfinite(sum) && fabs(sum) > 1e-300) {
+        for (int i = 0; i < q; i++) rhs[i + 1] /= sum;
+        return 1;
+      }
+    }
+  }
+  H[0] = 0;
+  rhs[0] = 1;
+  for (int i = 0; i < q; i++) {
+    H[i + 1] = H[(i + 1) * K1] = 1;
+    rhs[i + 1] = 0;
+    for (int j = 0; j < q; j++) H[(i + 1) * K1 + j + 1] = gram[idx[i] * R + idx[j]] + (i == j ? st->lam * gmax : 0);
+  }
+  return small_solve(K1, H, rhs);
+}
+
 il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_fixed_map_fn map, void *ctx,
                           il_real *z, double *row_res, il_solve_result *res) {
   const il_cell *c = p->cell;
+  const il_backend *be = p->be;
   const int B = p->B, n = c->n, m = st->m, R = m + 1; /* the ring holds the window plus the slot being written */
   const size_t len = (size_t)B * n;
-  il_arena_mark mk = il_arena_get_mark(p->ws);
+  const int nterm = st->beta == 1.0 ? 1 : 2; /* terms per window slot: beta F_i (+ (1 - beta) X_i) */
+  il_marks mk = il_marks_get(p->ws, p->hws);
   il_status s = IL_OK;
-  il_real *X, *F, *G; /* rings of m + 1 slots, each (B, n) */
-  double *gram, *rows; /* (B, m+1, m+1) Gram of the G slots; (B) */
+  il_real *X, *F, *G;  /* rings of m + 1 slots, each (B, n) */
+  il_real *coef, *hcoef; /* (B, nterm m) mixing coefficients: space, host */
+  unsigned char *deg, *hdeg; /* (B) rows whose window is degenerate: space, host */
+  double *gram, *rows, *dots; /* host: (B, m+1, m+1) Gram of the G slots; (B); (B, m+1) */
   il_stop stop;
   il_best best;
   il_stop_begin(&stop, res);
   IL_CHECK(il_arena_calloc(p->ws, len * R, sizeof *X, (void **)&X));
   IL_CHECK(il_arena_alloc_n(p->ws, len * R, sizeof *F, (void **)&F));
   IL_CHECK(il_arena_alloc_n(p->ws, len * R, sizeof *G, (void **)&G));
-  IL_CHECK(il_arena_calloc(p->ws, (size_t)B * R * R, sizeof *gram, (void **)&gram));
-  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, sizeof *rows, (void **)&rows));
+  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B * nterm * m, sizeof *coef, (void **)&coef));
+  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&deg));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * nterm * m, sizeof *hcoef, (void **)&hcoef));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&hdeg));
+  IL_CHECK(il_arena_calloc(p->hws, (size_t)B * R * R, sizeof *gram, (void **)&gram));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *rows, (void **)&rows));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * R, sizeof *dots, (void **)&dots));
   IL_CHECK(il_best_init(&best, p));
+  if (p->z0) IL_CHECK(il_copy(be, X, p->z0, len)); /* warm start in slot 0 */
   int last = 0; /* slot of the newest iterate */
   for (int k = 0; k < p->max_iter; k++) {
     const int slot = k % R;
     il_real *Xs = X + (size_t)slot * len, *Fs = F + (size_t)slot * len, *Gs = G + (size_t)slot * len;
     if (k == 1) { /* the first step is a plain fixed-point step */
-      memcpy(Xs, F, len * sizeof *Xs);
+      IL_CHECK_GOTO(s, il_copy(be, Xs, F, len), out);
     } else if (k > 1) {
       const int nk = k < m ? k : m; /* slots in the window, all but the one being written */
+      int idx[AA_MAX_M];
+      const il_real *terms[2 * AA_MAX_M];
+      int q = 0, ndeg = 0;
+      for (int i = 0; i < R && q < nk; i++)
+        if (i != slot) idx[q++] = i;
+      for (int i = 0; i < q; i++) {
+        terms[nterm * i] = F + (size_t)idx[i] * len;
+        if (nterm == 2) terms[nterm * i + 1] = X + (size_t)idx[i] * len;
+      }
       for (int b = 0; b < B; b++) {
-        double H[(AA_MAX_M + 1) * (AA_MAX_M + 1)], rhs[AA_MAX_M + 1];
-        int idx[AA_MAX_M];
-        int q = 0;
-        for (int i = 0; i < R && q < nk; i++)
-          if (i != slot) idx[q++] = i;
-        const int K1 = q + 1;
-        double gmax = 0;
+        double rhs[AA_MAX_M + 1];
+        il_real *cb = hcoef + (size_t)b * nterm * q;
+        hdeg[b] = !aa_mix_coef(st, gram + (size_t)b * R * R, R, idx, q, rhs);
+        ndeg += hdeg[b];
         for (int i = 0; i < q; i++) {
-          const double gii = gram[((size_t)b * R + idx[i]) * R + idx[i]];
-          if (gii > gmax) gmax = gii;
+          const il_real a = hdeg[b] ? 0 : (il_real)rhs[i + 1];
+          cb[nterm * i] = a * (il_real)st->beta;
+          if (nterm == 2) cb[nterm * i + 1] = a * (il_real)(1 - st->beta);
         }
-        /* The constrained least squares is alpha = y / (1^T y) with (G G^T + lam' I) y = 1, an SPD
-         * solve by Cholesky (q^3/6 flops); the bordered (q+1) KKT system is the fallback when the
-         * window is singular (lam = 0) or 1^T y vanishes. rhs[1..q] receives alpha either way. */
-        int ok = 0;
-        {
-          double *A = H;
-          for (int i = 0; i < q; i++) {
-            rhs[i + 1] = 1;
-            for (int j = 0; j <= i; j++)
-              A[i * q + j] = gram[((size_t)b * R + idx[i]) * R + idx[j]] + (i == j ? st->lam * gmax : 0);
-          }
-          if (spd_solve(q, A, rhs + 1)) {
-            double sum = 0;
-            for (int i = 0; i < q; i++) sum += rhs[i + 1];
-            if (isfinite(sum) && fabs(sum) > 1e-300) {
-              for (int i = 0; i < q; i++) rhs[i + 1] /= sum;
-              ok = 1;
-            }
-          }
-        }
-        if (!ok) {
-          H[0] = 0;
-          rhs[0] = 1;
-          for (int i = 0; i < q; i++) {
-            H[i + 1] = H[(i + 1) * K1] = 1;
-            rhs[i + 1] = 0;
-            for (int j = 0; j < q; j++)
-              H[(i + 1) * K1 + j + 1] = gram[((size_t)b * R + idx[i]) * R + idx[j]] + (i == j ? st->lam * gmax : 0);
-          }
-          ok = small_solve(K1, H, rhs);
-        }
-        il_real *xb = Xs + (size_t)b * n;
-        if (!ok) { /* degenerate window: plain step from the newest iterate */
-          memcpy(xb, F + (size_t)last * len + (size_t)b * n, (size_t)n * sizeof *xb);
-          continue;
-        }
-        for (int j = 0; j < n; j++) xb[j] = 0;
-        for (int i = 0; i < q; i++) {
-          const il_real a = (il_real)rhs[i + 1];
-          const il_real *fi = F + (size_t)idx[i] * len + (size_t)b * n, *xi = X + (size_t)idx[i] * len + (size_t)b * n;
-          const il_real ab = a * (il_real)st->beta, a1 = a * (il_real)(1 - st->beta);
-          if (st->beta == 1.0) /* the default: no need to read the iterates */
-            for (int j = 0; j < n; j++) xb[j] += ab * fi[j];
-          else
-            for (int j = 0; j < n; j++) xb[j] += ab * fi[j] + a1 * xi[j];
-        }
+      }
+      IL_CHECK_GOTO(s, il_upload(be, coef, hcoef, (size_t)B * nterm * q), out);
+      IL_CHECK_GOTO(s, IL_BE(be, row_combine, B, n, nterm * q, terms, coef, 0, Xs), out);
+      if (ndeg) { /* degenerate window: plain step from the newest iterate */
+        IL_CHECK_GOTO(s, IL_BE(be, copy, IL_COPY_TO_SPACE, deg, hdeg, (size_t)B), out);
+        IL_CHECK_GOTO(s, IL_BE(be, row_select, B, n, deg, 1, F + (size_t)last * len, Xs), out);
       }
     }
     IL_CHECK_GOTO(s, map(ctx, Xs, Fs), out);
-    for (size_t i = 0; i < len; i++) Gs[i] = Fs[i] - Xs[i];
+    IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, Fs, -1, Xs, Gs), out); /* G = F - X */
     /* refresh the Gram row and column of this slot */
     const int filled = k + 1 < R ? k + 1 : R;
+    const il_real *gslots[AA_MAX_M + 1];
+    for (int i = 0; i < filled; i++) gslots[i] = G + (size_t)i * len;
+    IL_CHECK_GOTO(s, IL_BE(be, row_dot, B, n, filled, gslots, Gs, dots), out); /* sync point: the Gram row */
     for (int b = 0; b < B; b++) {
-      const il_real *gs = Gs + (size_t)b * n;
       for (int i = 0; i < filled; i++) {
-        const il_real *gi = G + (size_t)i * len + (size_t)b * n;
-        double acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int j = 0; j < n; j++) acc += (double)gs[j] * (double)gi[j];
+        const double acc = dots[(size_t)b * filled + i];
         gram[((size_t)b * R + slot) * R + i] = gram[((size_t)b * R + i) * R + slot] = acc;
       }
       rows[b] = gram[((size_t)b * R + slot) * R + slot];
@@ -197,17 +218,22 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
     const double err = il_problem_norm(p, local);
     res->iters = k + 1;
     if (il_stop_check(&stop, p, err, k, res)) break;
-    il_best_offer(&best, p, Fs, rows, err, k);
+    IL_CHECK_GOTO(s, il_best_offer(&best, p, Fs, rows, err, k), out);
   }
-  il_solve_finish(&best, p, F + (size_t)last * len, rows, row_res, 0, z, res);
+  IL_CHECK_GOTO(s, il_solve_finish(&best, p, F + (size_t)last * len, rows, row_res, 0, z, res, NULL), out);
 out:
-  il_arena_rewind(p->ws, mk);
+  il_marks_rewind(p->ws, p->hws, mk);
   return s;
+}
+
+static size_t aa_ws_bytes(void *state, const il_cell *c, int B, int max_iter, int taped) {
+  (void)max_iter, (void)taped;
+  return il_anderson_ws_bytes(((aa_state *)state)->m, B, c->n, 1) + c->ops->ws_bytes(c, B);
 }
 
 static il_status cell_map(void *ctx, const il_real *in, il_real *out) {
   const il_problem *p = ctx;
-  return p->cell->ops->map(p->cell, p->B, p->x, in, out, NULL, p->ws);
+  return p->cell->ops->map(p->cell, p->B, p->x, in, out, NULL, p->ws, NULL);
 }
 
 static il_status aa_solve(void *state, const il_problem *p, il_real *z, double *row_res, il_solve_result *res) {
@@ -222,6 +248,7 @@ const il_solver_ops il_solver_anderson_ops = {
     .zero_default = 0,
     .per_sample_ok = 0,
     .create = aa_create,
+    .ws_bytes = aa_ws_bytes,
     .solve = aa_solve,
     .unroll_backward = NULL,
     .unroll_nan_step = NULL,

@@ -31,33 +31,49 @@ static il_status broyden_create(il_options *opt, void **state) {
 
 static void broyden_destroy(void *state) { free(state); }
 
+/* Host scratch of one apply: the (B, q) dot products and their float copies. */
+typedef struct bro_tmp {
+  double *dots;     /* host (B, m) */
+  il_real *hcoef;   /* host (B, m) */
+  il_real *coef;    /* space (B, m) */
+  const il_real **ptr; /* host (2m) slot pointers */
+} bro_tmp;
+
 /* out_b = v_b + sum_{i<q} P_i,b (Q_i,b . v_b) per row: H v with (P, Q) = (U, V), H^T v with (V, U). */
-static void apply(int B, int n, int q, size_t len, const il_real *P, const il_real *Q, const il_real *v, il_real *out) {
-  for (int b = 0; b < B; b++) {
-    const size_t o = (size_t)b * n;
-    il_real *ob = out + o;
-    memcpy(ob, v + o, (size_t)n * sizeof *ob);
-    for (int i = 0; i < q; i++) {
-      const il_real *pi = P + (size_t)i * len + o, *qi = Q + (size_t)i * len + o;
-      double dot = 0;
-#pragma omp simd reduction(+ : dot)
-      for (int j = 0; j < n; j++) dot += (double)qi[j] * (double)v[o + j];
-      const il_real c = (il_real)dot;
-      for (int j = 0; j < n; j++) ob[j] += pi[j] * c;
-    }
-  }
+static il_status apply(const il_backend *be, int B, int n, int q, size_t len, const il_real *P, const il_real *Q,
+                       const il_real *v, il_real *out, bro_tmp *t) {
+  IL_CHECK(il_copy(be, out, v, len));
+  if (q == 0) return IL_OK;
+  for (int i = 0; i < q; i++) t->ptr[i] = Q + (size_t)i * len;
+  IL_CHECK(IL_BE(be, row_dot, B, n, q, t->ptr, v, t->dots)); /* sync point: coefficients */
+  for (size_t i = 0; i < (size_t)B * q; i++) t->hcoef[i] = (il_real)t->dots[i];
+  IL_CHECK(il_upload(be, t->coef, t->hcoef, (size_t)B * q));
+  for (int i = 0; i < q; i++) t->ptr[i] = P + (size_t)i * len;
+  return IL_BE(be, row_combine, B, n, q, t->ptr, t->coef, 1, out);
+}
+
+#define R(count, T) il_ws_round((size_t)(count) * sizeof(T))
+static size_t broyden_ws_bytes(void *state, const il_cell *c, int B, int max_iter, int taped) {
+  (void)max_iter, (void)taped;
+  const int m = ((broyden_state *)state)->m;
+  const size_t len = (size_t)B * c->n;
+  return 2 * R(len * m, il_real) + 7 * R(len, il_real) + R((size_t)B * m, il_real) + 2 * R(B, il_real) +
+         R(B, unsigned char) + c->ops->ws_bytes(c, B);
 }
 
 static il_status broyden_solve(void *state, const il_problem *p, il_real *z, double *row_res,
                                il_solve_result *res) {
   const broyden_state *st = state;
   const il_cell *c = p->cell;
+  const il_backend *be = p->be;
   const int B = p->B, n = c->n, m = st->m;
   const size_t len = (size_t)B * n;
-  il_arena_mark mk = il_arena_get_mark(p->ws);
+  il_marks mk = il_marks_get(p->ws, p->hws);
   il_status s = IL_OK;
-  il_real *U, *V, *zk, *f, *g, *gnew, *d, *hy;
-  double *rows;
+  il_real *U, *V, *zk, *f, *g, *gnew, *d, *hy, *r, *hr;
+  unsigned char *bad, *hbad; /* rows that skip their update: space, host */
+  double *rows, *den;
+  bro_tmp t;
   il_stop stop;
   il_best best;
   il_stop_begin(&stop, res);
@@ -69,48 +85,62 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *gnew, (void **)&gnew));
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *d, (void **)&d));
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *hy, (void **)&hy));
-  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, sizeof *rows, (void **)&rows));
+  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B * m, sizeof *t.coef, (void **)&t.coef));
+  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, sizeof *r, (void **)&r));
+  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&bad));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *rows, (void **)&rows));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *den, (void **)&den));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *hr, (void **)&hr));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&hbad));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * m, sizeof *t.dots, (void **)&t.dots));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * m, sizeof *t.hcoef, (void **)&t.hcoef));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)m, sizeof *t.ptr, (void **)&t.ptr));
   IL_CHECK(il_best_init(&best, p));
+  if (p->z0) IL_CHECK(il_copy(be, zk, p->z0, len)); /* warm start */
   int q = 0; /* pairs in memory */
   for (int k = 0;; k++) {
-    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, zk, f, NULL, p->ws), out);
-    for (size_t i = 0; i < len; i++) gnew[i] = zk[i] - f[i];
-    c->be->row_sqdist(B, n, gnew, NULL, rows);
+    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, zk, f, NULL, p->ws, NULL), out);
+    IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, zk, -1, f, gnew), out); /* g = z - f */
+    IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, gnew, NULL, rows), out); /* sync point: the stopping test */
     double local = 0;
     for (int b = 0; b < B; b++) local += rows[b];
     const double err = il_problem_norm(p, local);
     res->iters = k + 1;
     if (il_stop_check(&stop, p, err, k, res)) break;
-    il_best_offer(&best, p, zk, rows, err, k);
+    IL_CHECK_GOTO(s, il_best_offer(&best, p, zk, rows, err, k), out);
     if (k > 0) { /* update H with s = d (the last step) and y = gnew - g */
       if (q == m) q = 0; /* restart */
       il_real *u = U + (size_t)q * len, *v = V + (size_t)q * len;
-      for (size_t i = 0; i < len; i++) g[i] = gnew[i] - g[i]; /* y, in g's buffer */
-      apply(B, n, q, len, U, V, g, hy);                       /* H y */
-      apply(B, n, q, len, V, U, d, v);                        /* H^T s */
+      IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, gnew, -1, g, g), out); /* y, in g's buffer */
+      IL_CHECK_GOTO(s, apply(be, B, n, q, len, U, V, g, hy, &t), out); /* H y */
+      IL_CHECK_GOTO(s, apply(be, B, n, q, len, V, U, d, v, &t), out);  /* H^T s */
+      const il_real *vp = v;
+      IL_CHECK_GOTO(s, IL_BE(be, row_dot, B, n, 1, &vp, g, den), out); /* sync point: s^T H y per row */
+      int nbad = 0;
       for (int b = 0; b < B; b++) {
-        const size_t o = (size_t)b * n;
-        double den = 0;
-#pragma omp simd reduction(+ : den)
-        for (int j = 0; j < n; j++) den += (double)v[o + j] * (double)g[o + j]; /* s^T H y */
-        if (!(fabs(den) > 1e-30) || !isfinite(den)) { /* no usable curvature: leave this sample's H */
-          memset(u + o, 0, (size_t)n * sizeof *u);
-          memset(v + o, 0, (size_t)n * sizeof *v);
-          continue;
-        }
-        const il_real r = (il_real)(1.0 / den);
-        for (int j = 0; j < n; j++) u[o + j] = (d[o + j] - hy[o + j]) * r;
+        hbad[b] = !(fabs(den[b]) > 1e-30) || !isfinite(den[b]); /* no usable curvature: leave this sample's H */
+        nbad += hbad[b];
+        hr[b] = hbad[b] ? 0 : (il_real)(1.0 / den[b]);
+      }
+      IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, d, -1, hy, u), out); /* u = (s - H y) / (s^T H y) */
+      IL_CHECK_GOTO(s, il_upload(be, r, hr, (size_t)B), out);
+      IL_CHECK_GOTO(s, IL_BE(be, row_lincomb, B, n, 1, r, u, 0, NULL, u), out);
+      if (nbad) {
+        IL_CHECK_GOTO(s, IL_BE(be, copy, IL_COPY_TO_SPACE, bad, hbad, (size_t)B), out);
+        IL_CHECK_GOTO(s, IL_BE(be, row_fill, B, n, bad, 1, 0, u), out);
+        IL_CHECK_GOTO(s, IL_BE(be, row_fill, B, n, bad, 1, 0, v), out);
       }
       q++;
     }
     if (k + 1 == p->max_iter) break;
-    memcpy(g, gnew, len * sizeof *g);
-    apply(B, n, q, len, U, V, g, d); /* d = H g; the step is -d */
-    for (size_t i = 0; i < len; i++) { d[i] = -d[i]; zk[i] += d[i]; }
+    IL_CHECK_GOTO(s, il_copy(be, g, gnew, len), out);
+    IL_CHECK_GOTO(s, apply(be, B, n, q, len, U, V, g, d, &t), out); /* d = H g; the step is -d */
+    IL_CHECK_GOTO(s, IL_BE(be, axpby, len, -1, d, 0, d), out);
+    IL_CHECK_GOTO(s, IL_BE(be, axpby, len, 1, d, 1, zk), out);
   }
-  il_solve_finish(&best, p, zk, rows, row_res, 0, z, res);
+  IL_CHECK_GOTO(s, il_solve_finish(&best, p, zk, rows, row_res, 0, z, res, NULL), out);
 out:
-  il_arena_rewind(p->ws, mk);
+  il_marks_rewind(p->ws, p->hws, mk);
   return s;
 }
 
@@ -122,6 +152,7 @@ const il_solver_ops il_solver_broyden_ops = {
     .zero_default = 0,
     .per_sample_ok = 0,
     .create = broyden_create,
+    .ws_bytes = broyden_ws_bytes,
     .solve = broyden_solve,
     .unroll_backward = NULL,
     .unroll_nan_step = NULL,

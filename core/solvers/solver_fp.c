@@ -3,6 +3,7 @@
  * the seed's TanhFixedPointLayer: stop when ||z_k - f(z_k)||_F < tol; the
  * iteration count is the number of maps. With a tape, every iterate is kept
  * so that unrolled backward can replay the chain in reverse, as autograd does.
+ * A warm start (p->z0) replaces z = 0 and is a constant for the backward.
  * Options: fp-tau (damping, (0, 1], default 1). */
 #include <math.h>
 #include <stdlib.h>
@@ -16,7 +17,8 @@ typedef struct fp_state {
   il_real **iter;
   /* with tau != 1: f(z_k) for k < K (with tau = 1 it is z_{k+1}) */
   il_real **fval;
-  /* per-sample stopping: moved[k][b] = 1 when row b was mapped at step k (else frozen, z_{k+1} = z_k) */
+  /* per-sample stopping: moved[k][b] = 1 when row b was mapped at step k (else frozen, z_{k+1} = z_k);
+   * masks in the space (the row ops read them), the pointer tables on the host */
   unsigned char **moved;
   int K;
   int nan_step; /* last unrolled backward: first step whose cotangent went non-finite, -1 if none */
@@ -34,14 +36,25 @@ static il_status fp_create(il_options *opt, void **state) {
 
 static void fp_destroy(void *state) { free(state); }
 
+#define FP_THETA_CHUNK 16 /* see fp_unroll_backward */
+#define R(count, T) il_ws_round((size_t)(count) * sizeof(T))
+static size_t fp_ws_bytes(void *state, const il_cell *c, int B, int max_iter, int taped) {
+  (void)state, (void)max_iter;
+  const size_t len = (size_t)B * c->n;
+  const size_t solve = (taped ? 0 : 3 * R(len, il_real)) + R(B, unsigned char) + R(len, il_real) /* best */;
+  const size_t back = (2 + FP_THETA_CHUNK) * R(len, il_real);
+  return (solve > back ? solve : back) + c->ops->ws_bytes(c, B * FP_THETA_CHUNK);
+}
+
 static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *row_res, il_solve_result *res) {
   fp_state *st = state;
   const il_cell *c = p->cell;
+  const il_backend *be = p->be;
   const int B = p->B, n = c->n;
   const size_t len = (size_t)B * n;
   const il_real tau = (il_real)st->tau;
   const int damped = st->tau != 1.0;
-  il_arena_mark m = il_arena_get_mark(p->ws);
+  il_marks m = il_marks_get(p->ws, p->hws);
   il_status s = IL_OK;
   il_real *cur, *next = NULL, *f = NULL;
   il_stop stop;
@@ -52,8 +65,8 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
   st->moved = NULL;
   st->K = 0;
   if (p->saved) {
-    IL_CHECK(il_arena_calloc(p->saved, (size_t)p->max_iter + 1, sizeof *st->iter, (void **)&st->iter));
-    if (damped) IL_CHECK(il_arena_calloc(p->saved, (size_t)p->max_iter, sizeof *st->fval, (void **)&st->fval));
+    IL_CHECK(il_arena_calloc(p->hsaved, (size_t)p->max_iter + 1, sizeof *st->iter, (void **)&st->iter));
+    if (damped) IL_CHECK(il_arena_calloc(p->hsaved, (size_t)p->max_iter, sizeof *st->fval, (void **)&st->fval));
     IL_CHECK(il_arena_calloc(p->saved, len, sizeof(il_real), (void **)&st->iter[0]));
     cur = st->iter[0];
   } else {
@@ -61,17 +74,22 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
     IL_CHECK(il_arena_calloc(p->ws, len, sizeof(il_real), (void **)&next));
     if (damped) IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof(il_real), (void **)&f));
   }
-  unsigned char *active = NULL; /* per-sample: rows still iterating */
-  double *rd = NULL;            /* per-sample: each row's last residual, squared */
-  double *rows = NULL;          /* this step's row residuals, squared */
+  if (p->z0) IL_CHECK(il_copy(be, cur, p->z0, len)); /* warm start */
+  unsigned char *active = NULL;   /* per-sample, host: rows still iterating */
+  unsigned char *active_d = NULL; /* the same in the space, for the row ops */
+  double *rd = NULL;              /* per-sample: each row's last residual, squared */
+  double *rows = NULL;            /* this step's row residuals, squared */
   int nactive = B;
-  IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, sizeof *rows, (void **)&rows), out);
+  IL_CHECK_GOTO(s, il_arena_alloc_n(p->hws, (size_t)B, sizeof *rows, (void **)&rows), out);
   IL_CHECK_GOTO(s, il_best_init(&best, p), out);
   if (p->per_sample) {
-    IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&active), out);
-    IL_CHECK_GOTO(s, il_arena_calloc(p->ws, (size_t)B, sizeof *rd, (void **)&rd), out);
+    IL_CHECK_GOTO(s, il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&active), out);
+    IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&active_d), out);
+    IL_CHECK_GOTO(s, il_arena_calloc(p->hws, (size_t)B, sizeof *rd, (void **)&rd), out);
     memset(active, 1, (size_t)B);
-    if (p->saved) IL_CHECK_GOTO(s, il_arena_calloc(p->saved, (size_t)p->max_iter, sizeof *st->moved, (void **)&st->moved), out);
+    IL_CHECK_GOTO(s, IL_BE(be, copy, IL_COPY_TO_SPACE, active_d, active, (size_t)B), out);
+    if (p->saved)
+      IL_CHECK_GOTO(s, il_arena_calloc(p->hsaved, (size_t)p->max_iter, sizeof *st->moved, (void **)&st->moved), out);
   } else {
     rd = rows;
   }
@@ -83,28 +101,30 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
       if (damped) f = st->fval[k];
     }
     if (!damped) f = next;
-    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, cur, f, NULL, p->ws), out);
-    c->be->row_sqdist(B, n, cur, f, rows);
-    if (damped) c->be->axpby(len, 1, cur, 0, next), c->be->axpby(len, tau, f, 1 - tau, next);
+    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, cur, f, NULL, p->ws, rows), out); /* rows: ||cur - f||^2 */
+    if (damped) {
+      IL_CHECK_GOTO(s, IL_BE(be, axpby, len, 1, cur, 0, next), out);
+      IL_CHECK_GOTO(s, IL_BE(be, axpby, len, tau, f, 1 - tau, next), out);
+    }
     double err;
     int all_done = 0;
     if (p->per_sample) {
       if (p->saved) {
         IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B, 1, (void **)&st->moved[k]), out);
-        memcpy(st->moved[k], active, (size_t)B);
+        IL_CHECK_GOTO(s, IL_BE(be, copy, IL_COPY_IN_SPACE, st->moved[k], active_d, (size_t)B), out);
       }
+      /* frozen rows keep their converged value */
+      IL_CHECK_GOTO(s, IL_BE(be, row_select, B, n, active_d, 0, cur, next), out);
       double acc = 0;
-      int bad = 0;
+      int bad = 0, changed = 0;
       for (int b = 0; b < B; b++) {
-        if (!active[b]) { /* frozen: keep its converged value */
-          memcpy(next + (size_t)b * n, cur + (size_t)b * n, (size_t)n * sizeof *next);
-          continue;
-        }
+        if (!active[b]) continue;
         rd[b] = rows[b];
         acc += rows[b];
         bad |= !isfinite(rows[b]);
-        if (sqrt(rows[b]) < p->tol) { active[b] = 0; nactive--; }
+        if (sqrt(rows[b]) < p->tol) { active[b] = 0; nactive--; changed = 1; }
       }
+      if (changed) IL_CHECK_GOTO(s, IL_BE(be, copy, IL_COPY_TO_SPACE, active_d, active, (size_t)B), out);
       err = bad ? NAN : sqrt(acc); /* norm of this step over the rows that moved */
       all_done = nactive == 0;
     } else {
@@ -122,11 +142,11 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
     }
     /* the returned iterate is the newest one, paired with the residual of the step that made it */
     if (il_stop_judge(&stop, p, err, p->per_sample ? all_done : -1, k, res)) break;
-    il_best_offer(&best, p, cur, rd, err, k);
+    IL_CHECK_GOTO(s, il_best_offer(&best, p, cur, rd, err, k), out);
   }
-  il_solve_finish(&best, p, cur, rd, row_res, 0, z, res);
+  IL_CHECK_GOTO(s, il_solve_finish(&best, p, cur, rd, row_res, 0, z, res, NULL), out);
 out:
-  il_arena_rewind(p->ws, m);
+  il_marks_rewind(p->ws, p->hws, m);
   return s;
 }
 
@@ -136,13 +156,14 @@ out:
  * (for the tanh cell one (n, G*B) x (G*B, n) GEMM instead of G small ones), as
  * long as those iterates sit contiguously in the tape, which the arena gives
  * within a block. The cotangents of a chunk are kept in a (G, B, n) buffer. */
-#define FP_THETA_CHUNK 16
 
 static il_status fp_unroll_backward(void *state, const il_problem *p, const il_real *dz, il_real *dx,
                                     il_real *dtheta) {
   fp_state *st = state;
   const il_cell *c = p->cell;
-  const size_t len = (size_t)p->B * c->n;
+  const il_backend *be = p->be;
+  const int B = p->B;
+  const size_t len = (size_t)B * c->n;
   if (!st->iter) return IL_ERR(IL_ERR_INTERNAL, "fp unroll backward: no tape (forward ran without saving)");
   il_arena_mark m = il_arena_get_mark(p->ws);
   il_real *carry, *U, *keep = NULL;
@@ -153,39 +174,39 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *carry, (void **)&carry));
   if (st->moved) IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *keep, (void **)&keep));
   IL_CHECK(il_arena_alloc_n(p->ws, len * FP_THETA_CHUNK, sizeof *U, (void **)&U));
-  memcpy(carry, dz, len * sizeof *carry); /* dL/dz_K */
+  IL_CHECK(il_copy(be, carry, dz, len)); /* dL/dz_K */
   st->nan_step = -1;
   for (int end = st->K; end > 0;) {
     const int k0 = end > FP_THETA_CHUNK ? end - FP_THETA_CHUNK : 0, g = end - k0;
     /* slot j holds u_{k0+j+1}, the cotangent on the output of step k0+j */
-    memcpy(U + (size_t)(g - 1) * len, carry, len * sizeof *U);
+    IL_CHECK(il_copy(be, U + (size_t)(g - 1) * len, carry, len));
     for (int k = end - 1; k >= k0; k--) {
       il_real *out = k > k0 ? U + (size_t)(k - 1 - k0) * len : carry, *u = U + (size_t)(k - k0) * len;
       const unsigned char *mv = st->moved ? st->moved[k] : NULL;
-      if (mv) /* a frozen row is the identity at this step: its cotangent passes through untouched */
-        for (int b = 0; b < p->B; b++)
-          if (!mv[b]) {
-            memcpy(keep + (size_t)b * n, u + (size_t)b * n, (size_t)n * sizeof *u);
-            memset(u + (size_t)b * n, 0, (size_t)n * sizeof *u);
-          }
-      if (damped) c->be->axpby(len, tau, u, 0, u); /* the slot now holds v = tau u */
-      /* z_0 = 0 has nothing upstream: skip its dz */
-      IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], FP_F(k), NULL, u, k > 0 ? out : NULL, dx, NULL, p->ws));
-      if (damped && k > 0) c->be->axpby(len, (1 - tau) / tau, u, 1, out); /* + (1 - tau) u */
-      if (st->nan_step < 0 && k > 0 && !c->be->all_finite(len, out)) st->nan_step = k;
-      if (mv && k > 0)
-        for (int b = 0; b < p->B; b++)
-          if (!mv[b]) memcpy(out + (size_t)b * n, keep + (size_t)b * n, (size_t)n * sizeof *out);
+      if (mv) { /* a frozen row is the identity at this step: its cotangent passes through untouched */
+        IL_CHECK(IL_BE(be, row_select, B, n, mv, 0, u, keep));
+        IL_CHECK(IL_BE(be, row_fill, B, n, mv, 0, 0, u));
+      }
+      if (damped) IL_CHECK(IL_BE(be, axpby, len, tau, u, 0, u)); /* the slot now holds v = tau u */
+      /* z_0 has nothing upstream: skip its dz */
+      IL_CHECK(c->ops->vjp(c, B, st->iter[k], FP_F(k), NULL, u, k > 0 ? out : NULL, dx, NULL, p->ws));
+      if (damped && k > 0) IL_CHECK(IL_BE(be, axpby, len, (1 - tau) / tau, u, 1, out)); /* + (1 - tau) u */
+      if (st->nan_step < 0 && k > 0) {
+        int fin;
+        IL_CHECK(IL_BE(be, all_finite, len, out, &fin)); /* sync point: NaN attribution */
+        if (!fin) st->nan_step = k;
+      }
+      if (mv && k > 0) IL_CHECK(IL_BE(be, row_select, B, n, mv, 0, keep, out));
     }
     if (dtheta) {
       int contiguous = 1;
       for (int k = k0; k < end; k++)
         contiguous &= st->iter[k + 1] == st->iter[k] + len && (k == k0 || FP_F(k) == FP_F(k - 1) + len);
       if (contiguous) {
-        IL_CHECK(c->ops->vjp(c, p->B * g, st->iter[k0], FP_F(k0), NULL, U, NULL, NULL, dtheta, p->ws));
+        IL_CHECK(c->ops->vjp(c, B * g, st->iter[k0], FP_F(k0), NULL, U, NULL, NULL, dtheta, p->ws));
       } else {
         for (int k = k0; k < end; k++)
-          IL_CHECK(c->ops->vjp(c, p->B, st->iter[k], FP_F(k), NULL, U + (size_t)(k - k0) * len, NULL, NULL,
+          IL_CHECK(c->ops->vjp(c, B, st->iter[k], FP_F(k), NULL, U + (size_t)(k - k0) * len, NULL, NULL,
                                dtheta, p->ws));
       }
     }
@@ -206,6 +227,7 @@ const il_solver_ops il_solver_fp_ops = {
     .zero_default = 0,
     .per_sample_ok = 1,
     .create = fp_create,
+    .ws_bytes = fp_ws_bytes,
     .solve = fp_solve,
     .unroll_backward = fp_unroll_backward,
     .unroll_nan_step = fp_nan_step,

@@ -6,6 +6,7 @@
  * of the batch < tol; the count is Newton steps. The tape keeps z_k, f(z_k),
  * the LU of J_k, the step d_k and the per-row step lengths: memory grows as
  * K * B * n^2, as the seed's autograd graph does.
+ * A warm start (p->z0) replaces f(0) and is a constant for the backward.
  * Options (newton-ls): ls-c1 (Armijo constant, default 1e-4), ls-max (halvings, default 10). */
 #include <math.h>
 #include <stdlib.h>
@@ -13,21 +14,22 @@
 
 #include "il_solver.h"
 
-typedef struct newton_step {
-  il_real *z, *f, *lin, *lu, *d; /* (B,n), (B,n), (B,lin_dim) or NULL, (B,n,n), (B,n) */
-  int *ipiv;                     /* (B,n) */
-  il_real *alpha;                /* (B) step length per row: 1, a line-search fraction, or 0 (frozen row) */
+typedef struct newton_step {   /* host record of space tensors */
+  il_real *z, *f, *lin, *d;    /* (B,n), (B,n), (B,lin_dim) or NULL, (B,n) */
+  il_lu lu;                    /* J_k's factors */
+  il_real *alpha;              /* (B) step length per row: 1, a line-search fraction, or 0 (frozen row) */
 } newton_step;
 
 typedef struct newton_state {
   int line_search;
   double c1;
   int ls_max;
-  newton_step *tape; /* K steps of the last solve with p->saved */
-  il_real *z0;       /* f(0), the start */
+  newton_step *tape; /* K steps of the last solve with p->saved (host, in p->hsaved) */
+  il_real *z0;       /* f(0), the start; NULL with a warm start (a constant for the backward) */
+  int have_start;
   int K;
-  const il_real *kept_lu; /* last LU, in p->keep */
-  const int *kept_ipiv;
+  il_lu kept;        /* last LU, in p->keep */
+  int kept_ok;
   long ls_maps;      /* extra map evaluations spent in line searches (last solve) */
   int nan_step;      /* last unrolled backward: first step whose cotangent went non-finite, -1 if none */
 } newton_state;
@@ -53,29 +55,48 @@ static il_status newton_ls_create(il_options *opt, void **state) { return newton
 static void newton_destroy(void *state) { free(state); }
 
 /* Largest condition estimate of B factored Jacobians (anorm taken before factoring). */
-static il_status track_cond(const il_backend *be, int B, int n, const il_real *lu, const int *info, const double *anorm,
+static il_status track_cond(const il_backend *be, const il_lu *lu, const int *info, const double *anorm,
                             double *rcond, il_solve_result *res) {
-  IL_CHECK(be->lu_rcond_batched(B, n, lu, anorm, rcond));
-  for (int b = 0; b < B; b++) {
+  IL_CHECK(IL_BE(be, lu_rcond, lu, anorm, rcond)); /* sync point: diagnostics */
+  for (int b = 0; b < lu->B; b++) {
     double cnd = info[b] > 0 ? INFINITY : 1.0 / rcond[b];
     if (isnan(res->cond_max) || cnd > res->cond_max) res->cond_max = cnd;
   }
   return IL_OK;
 }
 
+#define R(count, T) il_ws_round((size_t)(count) * sizeof(T))
+static size_t newton_ws_bytes(void *state, const il_cell *c, int B, int max_iter, int taped) {
+  (void)state, (void)max_iter;
+  const size_t len = (size_t)B * c->n, ld = (size_t)B * (c->lin_dim ? c->lin_dim : c->n);
+  size_t lu_a, lu_p;
+  c->be->ops->lu_layout(c->be->ctx, B, c->n, &lu_a, &lu_p);
+  size_t solve = 3 * R(len, il_real) /* g, zero, best */;
+  if (!taped) solve += 3 * R(len, il_real) + R(ld, il_real) + R(B, il_real) + il_ws_round(lu_a) + il_ws_round(lu_p);
+  const size_t back = 5 * R(len, il_real);
+  return (solve > back ? solve : back) + c->ops->ws_bytes(c, B);
+}
+
+/* znext = zk - alpha .* d, per row (alpha in the space) */
+static il_status newton_step_to(const il_backend *be, int B, int n, const il_real *alpha, const il_real *d,
+                                const il_real *zk, il_real *znext) {
+  return IL_BE(be, row_lincomb, B, n, -1, alpha, d, 1, zk, znext);
+}
+
 static il_status newton_solve(void *state, const il_problem *p, il_real *z, double *row_res,
                               il_solve_result *res) {
   newton_state *st = state;
   const il_cell *c = p->cell;
-  const il_backend *be = c->be;
+  const il_backend *be = p->be;
   const int B = p->B, n = c->n;
   /* the cell's linearisation state, or with diagnostics at least the pre-activation (tanh: n per row) */
   const int ld = c->lin_dim ? c->lin_dim : (p->diag ? n : 0);
-  const size_t len = (size_t)B * n, nn = (size_t)n * n;
-  il_arena_mark m = il_arena_get_mark(p->ws);
+  const size_t len = (size_t)B * n;
+  il_marks m = il_marks_get(p->ws, p->hws);
   il_status s = IL_OK;
-  il_real *zk, *fk, *link = NULL, *g, *d, *lu = NULL, *zero, *alpha;
-  int *ipiv = NULL, *info;
+  il_real *zk, *fk, *link = NULL, *g, *d = NULL, *zero, *alpha = NULL, *halpha;
+  il_lu lu = {0};
+  int *info;
   double *rows, *trows, *anorm = NULL, *rcond = NULL;
   il_stop stop;
   il_best best;
@@ -83,35 +104,39 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
   il_stop_begin(&stop, res);
   st->tape = NULL;
   st->K = 0;
-  st->kept_lu = NULL;
-  st->kept_ipiv = NULL;
+  st->kept_ok = 0;
   st->ls_maps = 0;
   il_arena *zs = p->saved ? p->saved : p->ws; /* where iterates live */
   IL_CHECK(il_arena_calloc(p->ws, len, sizeof *g, (void **)&g));
   IL_CHECK(il_arena_calloc(p->ws, len, sizeof *zero, (void **)&zero));
-  IL_CHECK(il_arena_calloc(p->ws, (size_t)B, sizeof *info, (void **)&info));
-  IL_CHECK(il_arena_calloc(p->ws, (size_t)B, sizeof *rows, (void **)&rows));
-  IL_CHECK(il_arena_calloc(p->ws, (size_t)B, sizeof *trows, (void **)&trows));
+  IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *info, (void **)&info));
+  IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *rows, (void **)&rows));
+  IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *trows, (void **)&trows));
+  IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *halpha, (void **)&halpha));
   if (p->diag) {
-    IL_CHECK(il_arena_calloc(p->ws, (size_t)B, sizeof *anorm, (void **)&anorm));
-    IL_CHECK(il_arena_calloc(p->ws, (size_t)B, sizeof *rcond, (void **)&rcond));
+    IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *anorm, (void **)&anorm));
+    IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *rcond, (void **)&rcond));
   }
   IL_CHECK(il_best_init(&best, p));
-  if (p->saved) IL_CHECK(il_arena_calloc(p->saved, (size_t)p->max_iter, sizeof *st->tape, (void **)&st->tape));
+  if (p->saved) IL_CHECK(il_arena_calloc(p->hsaved, (size_t)p->max_iter, sizeof *st->tape, (void **)&st->tape));
   if (!p->saved) { /* one factor buffer and one step, reused; the LU is kept for implicit backward when asked */
-    il_arena *la = p->keep ? p->keep : p->ws;
-    IL_CHECK(il_arena_calloc(la, (size_t)B * nn, sizeof *lu, (void **)&lu));
-    IL_CHECK(il_arena_calloc(la, len, sizeof *ipiv, (void **)&ipiv));
+    IL_CHECK(il_lu_alloc(be, p->keep ? p->keep : p->ws, B, n, &lu));
     IL_CHECK(il_arena_calloc(p->ws, len, sizeof *d, (void **)&d));
     IL_CHECK(il_arena_calloc(p->ws, (size_t)B, sizeof *alpha, (void **)&alpha));
   }
-  /* z_0 = f(0), then f(z_0) */
+  /* z_0 = f(0) (or the warm start), then f(z_0) */
   IL_CHECK(il_arena_calloc(zs, len, sizeof *zk, (void **)&zk));
   IL_CHECK(il_arena_calloc(zs, len, sizeof *fk, (void **)&fk));
   if (ld) IL_CHECK(il_arena_calloc(zs, (size_t)B * ld, sizeof *link, (void **)&link));
-  IL_CHECK(c->ops->map(c, B, p->x, zero, zk, link, p->ws));
-  st->z0 = zk;
-  IL_CHECK(c->ops->map(c, B, p->x, zk, fk, link, p->ws));
+  if (p->z0) {
+    IL_CHECK(il_copy(be, zk, p->z0, len));
+    st->z0 = NULL;
+  } else {
+    IL_CHECK(c->ops->map(c, B, p->x, zero, zk, link, p->ws, NULL));
+    st->z0 = zk;
+  }
+  st->have_start = 1;
+  IL_CHECK(c->ops->map(c, B, p->x, zk, fk, link, p->ws, NULL));
   il_real *zbuf[2] = {zk, NULL}, *fbuf[2] = {fk, NULL}, *lbuf[2] = {link, NULL};
   int cur = 0;
   if (!p->saved) {
@@ -120,15 +145,15 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
     if (ld) IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B * ld, sizeof *link, (void **)&lbuf[1]));
   }
 
-  unsigned char *active = NULL; /* per-sample: rows still iterating */
+  unsigned char *active = NULL; /* per-sample (host): rows still iterating */
   int nactive = B;
   if (p->per_sample) {
-    IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&active));
+    IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&active));
     memset(active, 1, (size_t)B);
   }
   for (int k = 0;; k++) {
-    for (size_t i = 0; i < len; i++) g[i] = zk[i] - fk[i];
-    be->row_sqdist(B, n, g, NULL, rows);
+    IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, zk, -1, fk, g), out); /* g = z - f */
+    IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, g, NULL, rows), out); /* sync point: the stopping test */
     double local = 0;
     for (int b = 0; b < B; b++) local += rows[b];
     double err = p->per_sample ? sqrt(local) : il_problem_norm(p, local);
@@ -139,17 +164,20 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
       done = nactive == 0;
     }
     if (il_stop_judge(&stop, p, err, done, k, res)) break;
-    il_best_offer(&best, p, zk, rows, err, k);
+    IL_CHECK_GOTO(s, il_best_offer(&best, p, zk, rows, err, k), out);
     if (k == p->max_iter) break;
 
     il_real *znext, *fnext, *linnext = NULL;
+    il_lu *luk = &lu;
     if (p->saved) {
       newton_step *t = &st->tape[k];
-      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B * nn, sizeof *lu, (void **)&lu), out);
-      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof *ipiv, (void **)&ipiv), out);
-      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof *d, (void **)&d), out);
-      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B, sizeof *alpha, (void **)&alpha), out);
-      *t = (newton_step){.z = zk, .f = fk, .lin = link, .lu = lu, .d = d, .ipiv = ipiv, .alpha = alpha};
+      *t = (newton_step){.z = zk, .f = fk, .lin = link};
+      IL_CHECK_GOTO(s, il_lu_alloc(be, p->saved, B, n, &t->lu), out);
+      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, len, sizeof *d, (void **)&t->d), out);
+      IL_CHECK_GOTO(s, il_arena_alloc_n(p->saved, (size_t)B, sizeof *alpha, (void **)&t->alpha), out);
+      luk = &t->lu;
+      d = t->d;
+      alpha = t->alpha;
       IL_CHECK_GOTO(s, il_arena_alloc_n(zs, len, sizeof *znext, (void **)&znext), out);
       IL_CHECK_GOTO(s, il_arena_alloc_n(zs, len, sizeof *fnext, (void **)&fnext), out);
       if (ld) IL_CHECK_GOTO(s, il_arena_alloc_n(zs, (size_t)B * ld, sizeof *linnext, (void **)&linnext), out);
@@ -159,42 +187,38 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
       linnext = lbuf[cur ^ 1];
     }
     if (p->diag && link) { /* |a| at the Jacobian's point: cosh(a) overflows float32 past 89.4 (--sech2 seed) */
-      double mx = isnan(res->preact_max) ? 0 : res->preact_max;
-      for (size_t i = 0; i < (size_t)B * ld; i++) mx = fabs((double)link[i]) > mx ? fabs((double)link[i]) : mx;
-      res->preact_max = mx;
+      double mx = isnan(res->preact_max) ? 0 : res->preact_max, am;
+      IL_CHECK_GOTO(s, IL_BE(be, absmax, (size_t)B * ld, link, &am), out); /* sync point: diagnostics */
+      res->preact_max = am > mx ? am : mx;
     }
-    IL_CHECK_GOTO(s, c->ops->jac_g(c, B, zk, fk, link, lu, p->ws), out);
-    if (p->diag) be->norm_inf_batched(B, n, lu, anorm);
-    IL_CHECK_GOTO(s, be->lu_factor_batched(B, n, lu, ipiv, info), out);
-    if (p->diag) IL_CHECK_GOTO(s, track_cond(be, B, n, lu, info, anorm, rcond, res), out);
-    memcpy(d, g, len * sizeof *d);
-    IL_CHECK_GOTO(s, be->lu_solve_batched(0, B, n, lu, ipiv, d), out); /* d = J^{-1} g */
-    for (int b = 0; b < B; b++) alpha[b] = (il_real)(active && !active[b] ? 0 : 1); /* converged rows stay */
-    for (int b = 0; b < B; b++)
-      for (int j = 0; j < n; j++) znext[(size_t)b * n + j] = zk[(size_t)b * n + j] - alpha[b] * d[(size_t)b * n + j];
-    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, znext, fnext, linnext, p->ws), out);
+    IL_CHECK_GOTO(s, c->ops->jac_g(c, B, zk, fk, link, luk, p->ws), out);
+    if (p->diag) IL_CHECK_GOTO(s, IL_BE(be, lu_norm_inf, luk, anorm), out);
+    IL_CHECK_GOTO(s, IL_BE(be, lu_factor, luk, info), out); /* sync point: LU info */
+    if (p->diag) IL_CHECK_GOTO(s, track_cond(be, luk, info, anorm, rcond, res), out);
+    IL_CHECK_GOTO(s, il_copy(be, d, g, len), out);
+    IL_CHECK_GOTO(s, IL_BE(be, lu_solve, 0, luk, d), out); /* d = J^{-1} g */
+    for (int b = 0; b < B; b++) halpha[b] = (il_real)(active && !active[b] ? 0 : 1); /* converged rows stay */
+    IL_CHECK_GOTO(s, il_upload(be, alpha, halpha, (size_t)B), out);
+    IL_CHECK_GOTO(s, newton_step_to(be, B, n, alpha, d, zk, znext), out);
+    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, znext, fnext, linnext, p->ws, NULL), out);
     if (st->line_search) {
       /* Armijo on phi = ||g||^2 / 2 along the Newton direction, where phi'(0) = -||g||^2:
        * accept a row when ||g(z - a d)||^2 <= (1 - 2 c1 a) ||g(z)||^2, else halve a (per row). */
       for (int bt = 0;; bt++) {
         int nfail = 0;
+        IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, znext, fnext, trows), out); /* sync point: the line search */
         for (int b = 0; b < B; b++) {
-          const il_real *zr = znext + (size_t)b * n, *fr = fnext + (size_t)b * n;
-          double tr = 0;
-          for (int j = 0; j < n; j++) { double e = (double)zr[j] - (double)fr[j]; tr += e * e; }
-          trows[b] = tr;
-        }
-        for (int b = 0; b < B; b++) {
-          const double a = alpha[b];
+          const double a = halpha[b];
           if (a == 0 || trows[b] <= (1 - 2 * st->c1 * a) * rows[b]) continue;
           if (bt == st->ls_max) continue; /* out of halvings: keep the smallest step tried */
-          alpha[b] = (il_real)(a * 0.5);
-          for (int j = 0; j < n; j++)
-            znext[(size_t)b * n + j] = zk[(size_t)b * n + j] - alpha[b] * d[(size_t)b * n + j];
+          halpha[b] = (il_real)(a * 0.5);
           nfail++;
         }
         if (!nfail) break;
-        IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, znext, fnext, linnext, p->ws), out);
+        /* rows whose step did not change get the same values again */
+        IL_CHECK_GOTO(s, il_upload(be, alpha, halpha, (size_t)B), out);
+        IL_CHECK_GOTO(s, newton_step_to(be, B, n, alpha, d, zk, znext), out);
+        IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, znext, fnext, linnext, p->ws, NULL), out);
         st->ls_maps++;
       }
     }
@@ -206,16 +230,15 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
     st->K = k + 1;
   }
   if (p->keep && res->iters > 0) {
-    st->kept_lu = p->saved ? st->tape[res->iters - 1].lu : lu;
-    st->kept_ipiv = p->saved ? st->tape[res->iters - 1].ipiv : ipiv;
+    st->kept = p->saved ? st->tape[res->iters - 1].lu : lu;
+    st->kept_ok = 1;
   }
   /* inclusive: the seed zeroes rows with norm > tol */
-  if (il_solve_finish(&best, p, zk, rows, row_res, 1, z, res)) { /* the last LU belongs to another point */
-    st->kept_lu = NULL;
-    st->kept_ipiv = NULL;
-  }
+  int restored = 0;
+  IL_CHECK_GOTO(s, il_solve_finish(&best, p, zk, rows, row_res, 1, z, res, &restored), out);
+  if (restored) st->kept_ok = 0; /* the last LU belongs to another point */
 out:
-  il_arena_rewind(p->ws, m);
+  il_marks_rewind(p->ws, p->hws, m);
   return s;
 }
 
@@ -230,10 +253,10 @@ static il_status newton_unroll_backward(void *state, const il_problem *p, const 
                                         il_real *dtheta) {
   newton_state *st = state;
   const il_cell *c = p->cell;
-  const il_backend *be = c->be;
+  const il_backend *be = p->be;
   const int B = p->B, n = c->n;
   const size_t len = (size_t)B * n;
-  if (!st->z0 || (st->K > 0 && !st->tape))
+  if (!st->have_start || (st->K > 0 && !st->tape))
     return IL_ERR(IL_ERR_INTERNAL, "newton unroll backward: no tape (forward ran without saving)");
   il_arena_mark m = il_arena_get_mark(p->ws);
   il_real *u, *w, *nw, *un, *zero;
@@ -242,29 +265,33 @@ static il_status newton_unroll_backward(void *state, const il_problem *p, const 
   IL_CHECK(il_arena_calloc(p->ws, len, sizeof *nw, (void **)&nw));
   IL_CHECK(il_arena_calloc(p->ws, len, sizeof *un, (void **)&un));
   IL_CHECK(il_arena_calloc(p->ws, len, sizeof *zero, (void **)&zero));
-  memcpy(u, dz, len * sizeof *u);
+  IL_CHECK(il_copy(be, u, dz, len));
   st->nan_step = -1;
   for (int k = st->K - 1; k >= 0; k--) {
     const newton_step *t = &st->tape[k];
-    for (int b = 0; b < B; b++)
-      for (int j = 0; j < n; j++) w[(size_t)b * n + j] = t->alpha[b] * u[(size_t)b * n + j];
-    IL_CHECK(be->lu_solve_batched(1, B, n, t->lu, t->ipiv, w)); /* w = J^{-T} (a u) */
-    for (size_t i = 0; i < len; i++) { nw[i] = w[i]; w[i] = -w[i]; }
+    IL_CHECK(IL_BE(be, row_lincomb, B, n, 1, t->alpha, u, 0, NULL, w)); /* w = a u */
+    IL_CHECK(IL_BE(be, lu_solve, 1, &t->lu, w));                        /* w = J^{-T} (a u) */
+    IL_CHECK(il_copy(be, nw, w, len));
+    IL_CHECK(IL_BE(be, axpby, len, -1, w, 0, w));
     IL_CHECK(c->ops->vjp(c, B, t->z, t->f, t->lin, nw, un, dx, dtheta, p->ws)); /* un = (df/dz)^T (-w) */
     IL_CHECK(c->ops->jvp_vjp(c, B, t->z, t->f, t->lin, t->d, w, un, dx, dtheta, p->ws));
-    for (size_t i = 0; i < len; i++) u[i] += w[i] + un[i];
-    if (st->nan_step < 0 && !be->all_finite(len, u)) st->nan_step = k;
+    IL_CHECK(IL_BE(be, lincomb, len, 1, w, 1, un, nw)); /* u += w + un */
+    IL_CHECK(IL_BE(be, axpby, len, 1, nw, 1, u));
+    if (st->nan_step < 0) {
+      int fin;
+      IL_CHECK(IL_BE(be, all_finite, len, u, &fin)); /* sync point: NaN attribution */
+      if (!fin) st->nan_step = k;
+    }
   }
-  IL_CHECK(c->ops->vjp(c, B, zero, st->z0, NULL, u, NULL, dx, dtheta, p->ws));
+  if (st->z0) IL_CHECK(c->ops->vjp(c, B, zero, st->z0, NULL, u, NULL, dx, dtheta, p->ws));
   il_arena_rewind(p->ws, m);
   return IL_OK;
 }
 
-static il_status newton_last_lu(void *state, const il_real **lu, const int **ipiv) {
+static il_status newton_last_lu(void *state, const il_lu **lu) {
   newton_state *st = state;
-  if (!st->kept_lu) return IL_ERR_UNSUPPORTED; /* no step taken or not kept: caller factors itself */
-  *lu = st->kept_lu;
-  *ipiv = st->kept_ipiv;
+  if (!st->kept_ok) return IL_ERR_UNSUPPORTED; /* no step taken or not kept: caller factors itself */
+  *lu = &st->kept;
   return IL_OK;
 }
 
@@ -278,6 +305,7 @@ const il_solver_ops il_solver_newton_ops = {
     .zero_default = 1,
     .per_sample_ok = 1,
     .create = newton_create,
+    .ws_bytes = newton_ws_bytes,
     .solve = newton_solve,
     .unroll_backward = newton_unroll_backward,
     .unroll_nan_step = newton_nan_step,
@@ -293,6 +321,7 @@ const il_solver_ops il_solver_newton_ls_ops = {
     .zero_default = 1,
     .per_sample_ok = 1,
     .create = newton_ls_create,
+    .ws_bytes = newton_ws_bytes,
     .solve = newton_solve,
     .unroll_backward = newton_unroll_backward,
     .unroll_nan_step = newton_nan_step,

@@ -47,38 +47,44 @@ il_status il_best_init(il_best *b, const il_problem *p) {
   b->iter = -1;
   if (!p->keep_best) return IL_OK;
   IL_CHECK(il_arena_alloc_n(p->ws, (size_t)p->B * p->cell->n, sizeof *b->z, (void **)&b->z));
-  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)p->B, sizeof *b->rows, (void **)&b->rows));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)p->B, sizeof *b->rows, (void **)&b->rows));
   return IL_OK;
 }
 
-void il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, double err, int iter) {
-  if (!b->z || !(err < b->err)) return;
+il_status il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, double err, int iter) {
+  if (!b->z || !(err < b->err)) return IL_OK;
   b->err = err;
   b->iter = iter;
-  memcpy(b->z, z, (size_t)p->B * p->cell->n * sizeof *z);
+  IL_CHECK(il_copy(p->be, b->z, z, (size_t)p->B * p->cell->n));
   memcpy(b->rows, rows, (size_t)p->B * sizeof *rows);
+  return IL_OK;
 }
 
-int il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *rows, il_solve_result *res) {
-  if (!b->z || b->iter < 0 || res->reason == IL_REASON_CONVERGED) return 0;
-  if (isfinite(res->residual) && !(b->err < res->residual)) return 0;
-  memcpy(z, b->z, (size_t)p->B * p->cell->n * sizeof *z);
+il_status il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *rows, il_solve_result *res,
+                          int *restored) {
+  *restored = 0;
+  if (!b->z || b->iter < 0 || res->reason == IL_REASON_CONVERGED) return IL_OK;
+  if (isfinite(res->residual) && !(b->err < res->residual)) return IL_OK;
+  IL_CHECK(il_copy(p->be, z, b->z, (size_t)p->B * p->cell->n));
   if (rows) memcpy(rows, b->rows, (size_t)p->B * sizeof *rows);
   res->residual = b->err;
-  return 1;
+  *restored = 1;
+  return IL_OK;
 }
 
-int il_solve_finish(il_best *best, const il_problem *p, const il_real *last, double *rows, double *row_res,
-                    int inclusive, il_real *z, il_solve_result *res) {
+il_status il_solve_finish(il_best *best, const il_problem *p, const il_real *last, double *rows, double *row_res,
+                          int inclusive, il_real *z, il_solve_result *res, int *restored) {
   const int B = p->B;
+  int rs = 0;
   for (int b = 0; b < B; b++) rows[b] = sqrt(rows[b]);
   if (best->z)
     for (int b = 0; b < B; b++) best->rows[b] = sqrt(best->rows[b]);
-  if (z != last) memcpy(z, last, (size_t)B * p->cell->n * sizeof *z);
-  const int restored = il_best_restore(best, p, z, rows, res);
+  if (z != last) IL_CHECK(il_copy(p->be, z, last, (size_t)B * p->cell->n));
+  IL_CHECK(il_best_restore(best, p, z, rows, res, &rs));
   for (int b = 0; b < B; b++) {
     if (row_res) row_res[b] = rows[b];
     if (inclusive ? !(rows[b] <= res->tol_abs) : !(rows[b] < res->tol_abs)) res->nonconverged_rows++;
   }
-  return restored;
+  if (restored) *restored = rs;
+  return IL_OK;
 }

@@ -181,7 +181,7 @@ def epoch(loader, model, opt=None, monitor=None):
 # MNIST from raw idx files (what scripts/fetch-mnist puts in data/mnist/).
 # --------------------------------------------------------------------------------------------
 def _read_idx(path_base, expect_magic, expect_rank):
-    """Read "<path_base>" or "<path_base>.gz" (gzip detected by magic bytes, like core/il_mnist.c)."""
+    """Read "<path_base>" or "<path_base>.gz" (gzip detected by magic bytes, like bench/mnist_idx.c)."""
     for path in (path_base, path_base + ".gz"):
         if os.path.exists(path):
             break

@@ -1,9 +1,9 @@
-/* core/il_mnist.h: reader for MNIST-style idx files (raw or gzip).
+/* bench/mnist_idx.h: reader for MNIST-style idx files (raw or gzip).
  * Validates magic, element type, rank, dimensions, the byte count against the
  * header, and that image and label counts match. Precision independent:
  * pixels stay uint8 and are scaled to [0,1] when a batch is gathered. */
-#ifndef IL_MNIST_H
-#define IL_MNIST_H
+#ifndef IL_MNIST_IDX_H
+#define IL_MNIST_IDX_H
 
 #include <stddef.h>
 #include <stdint.h>

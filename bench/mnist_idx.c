@@ -1,4 +1,4 @@
-/* core/il_mnist.c: reader for MNIST-style idx files, raw or gzip-compressed.
+/* bench/mnist_idx.c: reader for MNIST-style idx files, raw or gzip-compressed.
  *
  * An idx file is a 4-byte magic (0x00, 0x00, type, rank), `rank` big-endian
  * uint32 dimensions, then the elements in row-major order. We accept only
@@ -16,7 +16,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
-#include "il_mnist.h"
+#include "mnist_idx.h"
 
 #include <errno.h>
 #include <fcntl.h>

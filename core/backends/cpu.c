@@ -1,0 +1,649 @@
+/* core/backends/cpu.c: the CPU backend on OpenBLAS (cblas) and LAPACK, the
+ * readable reference and the oracle for other backends. Its space is host
+ * memory. Compiled once per precision (IL_PREC). LAPACK is column-major: a
+ * row-major matrix is its transpose, so "solve with A" is getrs with 'T' and
+ * vice versa. Loops keep the exact operation order of the code they replaced,
+ * so results are bit-identical to the pre-backend core. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200112L /* posix_memalign under -std=c11 */
+#endif
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "il_backend.h"
+#include "il_math.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if IL_PREC == 32
+#define cblas_gemm cblas_sgemm
+#define lapack_getrf sgetrf_
+#define lapack_getrs sgetrs_
+#define lapack_gecon sgecon_
+#define il_cosh coshf
+#define il_sinh sinhf
+#else
+#define cblas_gemm cblas_dgemm
+#define lapack_getrf dgetrf_
+#define lapack_getrs dgetrs_
+#define lapack_gecon dgecon_
+#define il_cosh cosh
+#define il_sinh sinh
+#endif
+
+void lapack_getrf(const int *m, const int *n, il_real *a, const int *lda, int *ipiv, int *info);
+void lapack_getrs(const char *trans, const int *n, const int *nrhs, const il_real *a, const int *lda,
+                  const int *ipiv, il_real *b, const int *ldb, int *info);
+void lapack_gecon(const char *norm, const int *n, const il_real *a, const int *lda, const il_real *anorm,
+                  il_real *rcond, il_real *work, int *iwork, int *info);
+#ifdef IL_HAVE_OPENBLAS_THREADS
+void openblas_set_num_threads(int);
+#endif
+
+typedef struct cpu_ctx {
+  int threads;
+  size_t live, peak; /* bytes allocated through alloc */
+} cpu_ctx;
+#define THREADS(ctx) (((const cpu_ctx *)(ctx))->threads)
+
+static il_status cpu_create(const il_backend_options *o, void **ctx) {
+  const int threads = o ? o->threads : 1;
+  if (threads < 1 || threads > 1024) return IL_ERR(IL_ERR_ARG, "threads must be in [1, 1024], got %d", threads);
+  cpu_ctx *c = calloc(1, sizeof *c);
+  if (!c) return IL_ERR(IL_ERR_NOMEM, "cpu backend: cannot allocate its context");
+  c->threads = threads;
+#ifdef IL_HAVE_OPENBLAS_THREADS
+#ifdef _OPENMP
+  openblas_set_num_threads(1); /* we thread over rows and samples ourselves */
+#else
+  openblas_set_num_threads(threads);
+#endif
+#endif
+  *ctx = c;
+  return IL_OK;
+}
+
+static void cpu_destroy(void *ctx) { free(ctx); }
+
+static void cpu_describe(void *ctx, char *buf, size_t cap) {
+  snprintf(buf, cap, "host memory, %d thread(s) over rows and samples, single-threaded BLAS/LAPACK calls",
+           THREADS(ctx));
+}
+
+/* ---- memory ---- */
+static il_status cpu_alloc(void *ctx, size_t bytes, void **p) {
+  cpu_ctx *c = ctx;
+  *p = NULL;
+  if (posix_memalign(p, 64, bytes ? bytes : 64) != 0)
+    return IL_ERR(IL_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes", bytes);
+  c->live += bytes;
+  if (c->live > c->peak) c->peak = c->live;
+  return IL_OK;
+}
+static void cpu_release(void *ctx, void *p, size_t bytes) {
+  cpu_ctx *c = ctx;
+  if (p) c->live -= bytes;
+  free(p);
+}
+static void cpu_mem_stats(void *ctx, size_t *live, size_t *peak) {
+  *live = ((cpu_ctx *)ctx)->live;
+  *peak = ((cpu_ctx *)ctx)->peak;
+}
+static il_status cpu_zero(void *ctx, void *p, size_t bytes) { (void)ctx; memset(p, 0, bytes); return IL_OK; }
+static il_status cpu_copy(void *ctx, il_copy_kind kind, void *dst, const void *src, size_t bytes) {
+  (void)ctx; (void)kind;
+  if (bytes && dst != src) memmove(dst, src, bytes);
+  return IL_OK;
+}
+static il_status cpu_sync(void *ctx) { (void)ctx; return IL_OK; }
+
+/* ---- dense linear algebra ---- */
+/* The implicit layer's GEMMs are small ((100, 100) x (100, 100)): OpenBLAS's
+ * own threading gains little there (37 -> 33 us on 2 cores). Splitting the
+ * rows of C over OpenMP threads, each calling single-threaded BLAS, nearly
+ * halves it. BLAS itself therefore stays at one thread. Each row of C is
+ * computed by the same kernel either way, so results do not depend on it. */
+static il_status cpu_gemm(void *ctx, int transA, int transB, int M, int N, int K, il_real alpha, const il_real *A,
+                          int lda, const il_real *B, int ldb, il_real beta, il_real *C, int ldc) {
+  const CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
+  const int T = THREADS(ctx);
+  if (T <= 1 || M < 32 * T) {
+    cblas_gemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return IL_OK;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(T)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int r0 = (int)((long)M * t / nt), r1 = (int)((long)M * (t + 1) / nt);
+    /* rows r0.. of op(A): rows of A, or columns of A when transposed */
+    const il_real *Ab = transA ? A + r0 : A + (size_t)r0 * lda;
+    if (r1 > r0) cblas_gemm(CblasRowMajor, ta, tb, r1 - r0, N, K, alpha, Ab, lda, B, ldb, beta, C + (size_t)r0 * ldc, ldc);
+  }
+#else
+  cblas_gemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+  return IL_OK;
+}
+
+static il_status cpu_gemm_strided_batched(void *ctx, int tA, int tB, int M, int N, int K, il_real alpha,
+                                          const il_real *A, int lda, size_t sA, const il_real *B, int ldb, size_t sB,
+                                          il_real beta, il_real *C, int ldc, size_t sC, int batch) {
+  const CBLAS_TRANSPOSE ta = tA ? CblasTrans : CblasNoTrans, tb = tB ? CblasTrans : CblasNoTrans;
+  const int T = THREADS(ctx);
+  (void)T;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && batch > 1)
+#endif
+  for (int i = 0; i < batch; i++)
+    cblas_gemm(CblasRowMajor, ta, tb, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
+  return IL_OK;
+}
+
+static il_status cpu_act_fwd(void *ctx, size_t len, il_act act, const il_real *a, il_real *f, il_real *s);
+static il_status cpu_row_sqdist(void *ctx, int B, int n, const il_real *a, const il_real *b, double *out);
+static il_status cpu_fill(void *ctx, size_t len, il_real v, il_real *out);
+
+/* In the order the unfused code ran (copy the addend, GEMM onto it, activate in place),
+ * so it is bit-identical to it. Issue 12's fused kernel replaces this body. */
+static il_status cpu_gemm_ep(void *ctx, int B, int N, int K, const il_real *A, const il_real *W, const il_epilogue *ep,
+                             il_real *out) {
+  const size_t len = (size_t)B * N;
+  if (ep->add) memcpy(out, ep->add, len * sizeof *out);
+  if (ep->bias) {
+    for (int r = 0; r < B; r++) {
+      il_real *o = out + (size_t)r * N;
+      if (ep->add)
+        for (int j = 0; j < N; j++) o[j] += ep->bias[j];
+      else
+        memcpy(o, ep->bias, (size_t)N * sizeof *o);
+    }
+  }
+  IL_CHECK(cpu_gemm(ctx, 0, 1, B, N, K, 1, A, K, W, K, (ep->add || ep->bias) ? 1 : 0, out, N));
+  if (ep->pre) memcpy(ep->pre, out, len * sizeof *out);
+  if (ep->act != IL_ACT_NONE) IL_CHECK(cpu_act_fwd(ctx, len, ep->act, out, out, ep->deriv));
+  else if (ep->deriv) IL_CHECK(cpu_fill(ctx, len, 1, ep->deriv));
+  if (ep->res_rows) IL_CHECK(cpu_row_sqdist(ctx, B, N, ep->res_ref, out, ep->res_rows));
+  return IL_OK;
+}
+
+/* ---- elementwise ---- */
+static il_status cpu_fill(void *ctx, size_t len, il_real v, il_real *out) {
+  (void)ctx;
+  for (size_t i = 0; i < len; i++) out[i] = v;
+  return IL_OK;
+}
+
+static il_status cpu_axpby(void *ctx, size_t len, il_real alpha, const il_real *restrict x, il_real beta,
+                           il_real *restrict y) {
+  (void)ctx;
+  if (beta == 0) {
+    for (size_t i = 0; i < len; i++) y[i] = alpha * x[i];
+  } else {
+    for (size_t i = 0; i < len; i++) y[i] = alpha * x[i] + beta * y[i];
+  }
+  return IL_OK;
+}
+
+static il_status cpu_lincomb(void *ctx, size_t len, il_real a, const il_real *x, il_real b, const il_real *y,
+                             il_real *out) {
+  (void)ctx;
+  for (size_t i = 0; i < len; i++) out[i] = a * x[i] + b * y[i];
+  return IL_OK;
+}
+
+static il_status cpu_mul(void *ctx, size_t len, const il_real *a, const il_real *b, il_real *out) {
+  (void)ctx;
+  for (size_t i = 0; i < len; i++) out[i] = a[i] * b[i];
+  return IL_OK;
+}
+
+static il_status bad_act(il_act act) { return IL_ERR(IL_ERR_INTERNAL, "cpu backend: unknown activation %d", (int)act); }
+
+static il_status cpu_act_fwd(void *ctx, size_t len, il_act act, const il_real *restrict a, il_real *f,
+                             il_real *restrict s) {
+  (void)ctx;
+  if (act == IL_ACT_TANH) {
+    if (s) {
+#pragma GCC ivdep
+      for (size_t i = 0; i < len; i++) il_tanh_sech2_1(a[i], &f[i], &s[i]);
+    } else {
+#pragma GCC ivdep
+      for (size_t i = 0; i < len; i++) {
+        il_real dummy;
+        il_tanh_sech2_1(a[i], &f[i], &dummy);
+      }
+    }
+  } else if (act == IL_ACT_RELU) { /* NaN stays NaN */
+    for (size_t i = 0; i < len; i++) {
+      const il_real v = a[i];
+      if (s) s[i] = v != v ? v : (v > 0 ? 1 : 0);
+      f[i] = v != v ? v : (v > 0 ? v : 0);
+    }
+  } else if (act == IL_ACT_NONE) {
+    if (f != a) memmove(f, a, len * sizeof *f);
+    if (s) IL_CHECK(cpu_fill(ctx, len, 1, s));
+  } else {
+    return bad_act(act);
+  }
+  return IL_OK;
+}
+
+static il_status cpu_act_deriv(void *ctx, size_t len, il_act act, const il_real *f, il_real *s) {
+  if (act == IL_ACT_TANH) {
+    for (size_t i = 0; i < len; i++) s[i] = 1 - f[i] * f[i];
+  } else if (act == IL_ACT_RELU) {
+    for (size_t i = 0; i < len; i++) s[i] = f[i] != f[i] ? f[i] : (f[i] > 0 ? 1 : 0);
+  } else if (act == IL_ACT_NONE) {
+    return cpu_fill(ctx, len, 1, s);
+  } else {
+    return bad_act(act);
+  }
+  return IL_OK;
+}
+
+static il_status cpu_act_dmul(void *ctx, size_t len, il_act act, const il_real *f, const il_real *u, il_real *out) {
+  (void)ctx;
+  if (act == IL_ACT_TANH) {
+    for (size_t i = 0; i < len; i++) out[i] = (1 - f[i] * f[i]) * u[i];
+  } else if (act == IL_ACT_RELU) {
+    for (size_t i = 0; i < len; i++) out[i] = f[i] != f[i] ? f[i] : (f[i] > 0 ? u[i] : 0);
+  } else if (act == IL_ACT_NONE) {
+    if (out != u) memmove(out, u, len * sizeof *out);
+  } else {
+    return bad_act(act);
+  }
+  return IL_OK;
+}
+
+static il_status cpu_act_d2(void *ctx, size_t len, il_act act, const il_real *f, const il_real *w, il_real *q,
+                            il_real *sw) {
+  (void)ctx;
+  if (act == IL_ACT_TANH) { /* s = 1 - f^2, s' = -2 s f */
+    for (size_t i = 0; i < len; i++) {
+      il_real s = 1 - f[i] * f[i];
+      sw[i] = s * w[i];
+      q[i] = w[i] * q[i] * (-2 * s * f[i]);
+    }
+  } else if (act == IL_ACT_RELU || act == IL_ACT_NONE) { /* s' = 0 */
+    for (size_t i = 0; i < len; i++) {
+      const il_real s = act == IL_ACT_NONE ? 1 : (f[i] != f[i] ? f[i] : (f[i] > 0 ? 1 : 0));
+      sw[i] = s * w[i];
+      q[i] = f[i] != f[i] ? f[i] : 0;
+    }
+  } else {
+    return bad_act(act);
+  }
+  return IL_OK;
+}
+
+static il_status cpu_sech2_seed(void *ctx, size_t len, const il_real *a, il_real *s) {
+  (void)ctx;
+  for (size_t i = 0; i < len; i++) {
+    const il_real p = il_cosh(a[i]), q = p * p;
+    s[i] = (il_real)1 / q;
+  }
+  return IL_OK;
+}
+
+static il_status cpu_sech2_seed_d2(void *ctx, size_t len, const il_real *a, const il_real *w, il_real *q,
+                                   il_real *sw) {
+  (void)ctx;
+  for (size_t i = 0; i < len; i++) {
+    const il_real p = il_cosh(a[i]), qq = p * p, s = (il_real)1 / qq;
+    const il_real s_bar = w[i] * q[i];
+    sw[i] = s * w[i];
+    const il_real q_bar = -s_bar * (s * s); /* reciprocal backward: -grad * result^2 */
+    const il_real p_bar = q_bar * (2 * p);  /* pow(., 2) backward: 0 * inf = NaN on overflow */
+    q[i] = p_bar * il_sinh(a[i]);           /* cosh backward */
+  }
+  return IL_OK;
+}
+
+/* ---- per row ---- */
+static il_status cpu_row_lincomb(void *ctx, int B, int n, il_real s, const il_real *a, const il_real *x, il_real beta,
+                                 const il_real *y, il_real *out) {
+  (void)ctx;
+  for (int b = 0; b < B; b++) {
+    const il_real c = s * a[b];
+    const il_real *xb = x + (size_t)b * n, *yb = y ? y + (size_t)b * n : NULL;
+    il_real *ob = out + (size_t)b * n;
+    if (beta == 0 || !yb)
+      for (int j = 0; j < n; j++) ob[j] = c * xb[j];
+    else if (beta == 1)
+      for (int j = 0; j < n; j++) ob[j] = c * xb[j] + yb[j];
+    else
+      for (int j = 0; j < n; j++) ob[j] = c * xb[j] + beta * yb[j];
+  }
+  return IL_OK;
+}
+
+static il_status cpu_row_select(void *ctx, int B, int n, const unsigned char *mask, int want, const il_real *src,
+                                il_real *dst) {
+  (void)ctx;
+  for (int b = 0; b < B; b++)
+    if ((mask[b] != 0) == (want != 0) && dst != src)
+      memcpy(dst + (size_t)b * n, src + (size_t)b * n, (size_t)n * sizeof *dst);
+  return IL_OK;
+}
+
+static il_status cpu_row_fill(void *ctx, int B, int n, const unsigned char *mask, int want, il_real v, il_real *dst) {
+  (void)ctx;
+  for (int b = 0; b < B; b++)
+    if ((mask[b] != 0) == (want != 0)) {
+      il_real *d = dst + (size_t)b * n;
+      if (v == 0) memset(d, 0, (size_t)n * sizeof *d);
+      else
+        for (int j = 0; j < n; j++) d[j] = v;
+    }
+  return IL_OK;
+}
+
+static il_status cpu_row_combine(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *coef,
+                                 il_real beta, il_real *out) {
+  (void)ctx;
+  for (int b = 0; b < B; b++) {
+    il_real *ob = out + (size_t)b * n;
+    if (beta == 0)
+      for (int j = 0; j < n; j++) ob[j] = 0;
+    else if (beta != 1)
+      for (int j = 0; j < n; j++) ob[j] *= beta;
+    for (int i = 0; i < k; i++) {
+      const il_real c = coef[(size_t)b * k + i];
+      const il_real *xi = X[i] + (size_t)b * n;
+      for (int j = 0; j < n; j++) ob[j] += c * xi[j];
+    }
+  }
+  return IL_OK;
+}
+
+static il_status cpu_col_sum_add(void *ctx, int B, int n, const il_real *a, il_real *out) {
+  (void)ctx;
+  for (int r = 0; r < B; r++)
+    for (int j = 0; j < n; j++) out[j] += a[(size_t)r * n + j];
+  return IL_OK;
+}
+
+/* ---- reductions ---- */
+/* Reductions accumulate in double; `omp simd reduction` lets the compiler
+ * reorder the sum into vector lanes (a strict left-to-right sum cannot vectorise). */
+static double sqdist_d(size_t len, const il_real *a, const il_real *b) {
+  double acc = 0;
+  if (b) {
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = 0; i < len; i++) { double d = (double)a[i] - (double)b[i]; acc += d * d; }
+  } else {
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = 0; i < len; i++) acc += (double)a[i] * (double)a[i];
+  }
+  return acc;
+}
+
+static double dot_d(int n, const il_real *x, const il_real *y) {
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int j = 0; j < n; j++) acc += (double)x[j] * (double)y[j];
+  return acc;
+}
+
+static il_status cpu_sqdist(void *ctx, size_t len, const il_real *a, const il_real *b, double *out) {
+  (void)ctx;
+  *out = sqdist_d(len, a, b);
+  return IL_OK;
+}
+
+static il_status cpu_row_sqdist(void *ctx, int B, int n, const il_real *a, const il_real *b, double *out) {
+  (void)ctx;
+  for (int r = 0; r < B; r++) out[r] = sqdist_d((size_t)n, a + (size_t)r * n, b ? b + (size_t)r * n : NULL);
+  return IL_OK;
+}
+
+static il_status cpu_row_dot(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *out) {
+  (void)ctx;
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < k; i++) out[(size_t)b * k + i] = dot_d(n, X[i] + (size_t)b * n, y + (size_t)b * n);
+  return IL_OK;
+}
+
+static il_status cpu_row_mgs(void *ctx, int B, int n, int k, const il_real *const *V, il_real *w, double *h) {
+  (void)ctx;
+  for (int b = 0; b < B; b++) {
+    il_real *wb = w + (size_t)b * n;
+    double *hb = h + (size_t)b * (k + 1);
+    for (int i = 0; i < k; i++) {
+      const il_real *vi = V[i] + (size_t)b * n;
+      const double c = dot_d(n, wb, vi);
+      hb[i] = c;
+      for (int q = 0; q < n; q++) wb[q] -= (il_real)c * vi[q];
+    }
+    hb[k] = sqrt(dot_d(n, wb, wb));
+  }
+  return IL_OK;
+}
+
+static il_status cpu_absmax(void *ctx, size_t len, const il_real *a, double *out) {
+  (void)ctx;
+  double mx = 0;
+  for (size_t i = 0; i < len; i++) mx = fabs((double)a[i]) > mx ? fabs((double)a[i]) : mx;
+  *out = mx;
+  return IL_OK;
+}
+
+static il_status cpu_all_finite(void *ctx, size_t len, const il_real *a, int *out) {
+  (void)ctx;
+  int ok = 1;
+  for (size_t i = 0; i < len; i++) ok &= isfinite(a[i]) ? 1 : 0;
+  *out = ok;
+  return IL_OK;
+}
+
+static il_status cpu_compare(void *ctx, size_t len, const il_real *a, const il_real *b, double *out) {
+  (void)ctx;
+  double dot = 0, aa = 0, bb = 0, dd = 0;
+  for (size_t i = 0; i < len; i++) {
+    const double x = a[i], y = b[i];
+    dot += x * y;
+    aa += x * x;
+    bb += y * y;
+    dd += (x - y) * (x - y);
+  }
+  out[0] = dot, out[1] = aa, out[2] = bb, out[3] = dd;
+  return IL_OK;
+}
+
+/* ---- the head ---- */
+/* softmax cross-entropy, log-sum-exp with the max subtracted */
+static il_status cpu_xent_fwd(void *ctx, int B, int c, const il_real *logits, const unsigned char *labels,
+                              il_real *p, double *loss_sum, int *errors) {
+  (void)ctx;
+  double loss = 0;
+  int err = 0;
+  for (int r = 0; r < B; r++) {
+    const il_real *l = logits + (size_t)r * c;
+    il_real *pr = p + (size_t)r * c;
+    int arg = 0;
+    double mx = l[0];
+    for (int j = 1; j < c; j++)
+      if (l[j] > mx) { mx = l[j]; arg = j; }
+    double sum = 0;
+    for (int j = 0; j < c; j++) sum += exp((double)l[j] - mx);
+    for (int j = 0; j < c; j++) pr[j] = (il_real)(exp((double)l[j] - mx) / sum);
+    if (labels) {
+      loss += log(sum) + mx - (double)l[labels[r]];
+      err += (arg != labels[r]) || !isfinite(mx); /* NaN logits count as errors */
+    }
+  }
+  *loss_sum = loss;
+  *errors = err;
+  return IL_OK;
+}
+
+static il_status cpu_xent_bwd(void *ctx, int B, int c, const unsigned char *labels, il_real scale, il_real *p) {
+  (void)ctx;
+  for (int r = 0; r < B; r++) {
+    for (int j = 0; j < c; j++) p[(size_t)r * c + j] *= scale;
+    p[(size_t)r * c + labels[r]] -= scale;
+  }
+  return IL_OK;
+}
+
+/* ---- batched LU: row-major n x n blocks, then (B, n) pivots ---- */
+static void cpu_lu_layout(void *ctx, int B, int n, size_t *bytes_a, size_t *bytes_p) {
+  (void)ctx;
+  *bytes_a = (size_t)B * n * n * sizeof(il_real);
+  *bytes_p = (size_t)B * n * sizeof(int);
+}
+
+static il_status cpu_jac_eye_minus_diag_w(void *ctx, int B, int n, const il_real *restrict s,
+                                          const il_real *restrict W, il_lu *lu) {
+  (void)ctx;
+  il_real *restrict J = lu->a;
+  for (int b = 0; b < B; b++) {
+    il_real *Jb = J + (size_t)b * n * n;
+    const il_real *sb = s + (size_t)b * n;
+    for (int i = 0; i < n; i++) {
+      const il_real si = sb[i];
+      const il_real *Wi = W + (size_t)i * n;
+      il_real *Ji = Jb + (size_t)i * n;
+      for (int j = 0; j < n; j++) Ji[j] = -si * Wi[j];
+      Ji[i] += 1;
+    }
+  }
+  return IL_OK;
+}
+
+static il_status cpu_lu_norm_inf(void *ctx, const il_lu *lu, double *out) {
+  (void)ctx;
+  const int B = lu->B, n = lu->n;
+  const il_real *A = lu->a;
+  for (int b = 0; b < B; b++) {
+    const il_real *Ab = A + (size_t)b * n * n;
+    double mx = 0;
+    for (int i = 0; i < n; i++) {
+      double r = 0;
+      for (int j = 0; j < n; j++) r += fabs((double)Ab[(size_t)i * n + j]);
+      if (isnan(r) || isnan(mx)) mx = NAN; /* NaN propagates */
+      else if (r > mx) mx = r;
+    }
+    out[b] = mx;
+  }
+  return IL_OK;
+}
+
+/* Small LUs gain nothing from BLAS threads; we split the batch over threads instead. */
+static il_status cpu_lu_factor(void *ctx, il_lu *lu, int *info) {
+  const int B = lu->B, n = lu->n, T = THREADS(ctx);
+  const size_t nn = (size_t)n * n;
+  il_real *A = lu->a;
+  int *ipiv = lu->p;
+  (void)T;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && B > 1)
+#endif
+  for (int b = 0; b < B; b++) lapack_getrf(&n, &n, A + (size_t)b * nn, &n, ipiv + (size_t)b * n, &info[b]);
+  for (int b = 0; b < B; b++)
+    if (info[b] < 0) return IL_ERR(IL_ERR_INTERNAL, "getrf: illegal argument %d", -info[b]);
+  return IL_OK;
+}
+
+static il_status cpu_lu_solve(void *ctx, int trans, const il_lu *lu, il_real *R) {
+  const int B = lu->B, n = lu->n, T = THREADS(ctx);
+  const size_t nn = (size_t)n * n;
+  const il_real *LU = lu->a;
+  const int *ipiv = lu->p;
+  const char t = trans ? 'N' : 'T'; /* row-major A is column-major A^T */
+  const int one = 1;
+  int bad = 0;
+  (void)T;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && B > 1) reduction(| : bad)
+#endif
+  for (int b = 0; b < B; b++) {
+    int info;
+    lapack_getrs(&t, &n, &one, LU + (size_t)b * nn, &n, ipiv + (size_t)b * n, R + (size_t)b * n, &n, &info);
+    bad |= (info != 0);
+  }
+  if (bad) return IL_ERR(IL_ERR_INTERNAL, "getrs failed");
+  return IL_OK;
+}
+
+/* LAPACK factored the column-major view A^T, so its 1-norm estimate of A^T is
+ * the infinity-norm estimate of the row-major A, with anorm = ||A||_inf = ||A^T||_1. */
+static il_status cpu_lu_rcond(void *ctx, const il_lu *lu, const double *anorm, double *rcond) {
+  (void)ctx;
+  const int B = lu->B, n = lu->n;
+  const il_real *LU = lu->a;
+  il_real *work = malloc((size_t)4 * n * sizeof *work);
+  int *iwork = malloc((size_t)n * sizeof *iwork);
+  if (!work || !iwork) {
+    free(work);
+    free(iwork);
+    return IL_ERR(IL_ERR_NOMEM, "gecon: cannot allocate %d-sized workspace", n);
+  }
+  il_status s = IL_OK;
+  for (int b = 0; b < B; b++) {
+    const il_real an = (il_real)anorm[b];
+    il_real rc = 0;
+    int info = 0;
+    if (!isfinite(an)) { rcond[b] = NAN; continue; }
+    lapack_gecon("1", &n, LU + (size_t)b * n * n, &n, &an, &rc, work, iwork, &info);
+    if (info < 0) { s = IL_ERR(IL_ERR_INTERNAL, "gecon: illegal argument %d", -info); break; }
+    rcond[b] = rc;
+  }
+  free(work);
+  free(iwork);
+  return s;
+}
+
+const il_backend_ops il_backend_cpu_ops = {
+    .name = "cpu",
+    .summary = "OpenBLAS/LAPACK and C kernels on host memory (the reference)",
+    .host_accessible = 1,
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .describe = cpu_describe,
+    .mem_stats = cpu_mem_stats,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .zero = cpu_zero,
+    .copy = cpu_copy,
+    .sync = cpu_sync,
+    .gemm = cpu_gemm,
+    .gemm_strided_batched = cpu_gemm_strided_batched,
+    .gemm_ep = cpu_gemm_ep,
+    .fill = cpu_fill,
+    .axpby = cpu_axpby,
+    .lincomb = cpu_lincomb,
+    .mul = cpu_mul,
+    .act_fwd = cpu_act_fwd,
+    .act_deriv = cpu_act_deriv,
+    .act_dmul = cpu_act_dmul,
+    .act_d2 = cpu_act_d2,
+    .sech2_seed = cpu_sech2_seed,
+    .sech2_seed_d2 = cpu_sech2_seed_d2,
+    .row_lincomb = cpu_row_lincomb,
+    .row_select = cpu_row_select,
+    .row_fill = cpu_row_fill,
+    .row_combine = cpu_row_combine,
+    .col_sum_add = cpu_col_sum_add,
+    .sqdist = cpu_sqdist,
+    .row_sqdist = cpu_row_sqdist,
+    .row_dot = cpu_row_dot,
+    .row_mgs = cpu_row_mgs,
+    .absmax = cpu_absmax,
+    .all_finite = cpu_all_finite,
+    .compare = cpu_compare,
+    .xent_fwd = cpu_xent_fwd,
+    .xent_bwd = cpu_xent_bwd,
+    .lu_layout = cpu_lu_layout,
+    .jac_eye_minus_diag_w = cpu_jac_eye_minus_diag_w,
+    .lu_norm_inf = cpu_lu_norm_inf,
+    .lu_factor = cpu_lu_factor,
+    .lu_solve = cpu_lu_solve,
+    .lu_rcond = cpu_lu_rcond,
+};
