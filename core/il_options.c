@@ -9,6 +9,13 @@
 
 void il_options_init(il_options *o) { memset(o, 0, sizeof *o); }
 
+const il_option_decl *il_option_decl_find(const il_option_decl *decls, const char *key) {
+  if (!decls || !key) return NULL;
+  for (; decls->key; decls++)
+    if (strcmp(decls->key, key) == 0) return decls;
+  return NULL;
+}
+
 il_status il_options_set(il_options *o, const char *key, const char *value) {
   if (strlen(key) >= sizeof o->items[0].key || strlen(value) >= sizeof o->items[0].value)
     return IL_ERR(IL_ERR_ARG, "option '%s': key or value too long", key);

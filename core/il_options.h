@@ -20,6 +20,21 @@ typedef struct il_options {
   int count;
 } il_options;
 
+/* A component's declaration of one option it consumes: what --help shows and
+ * what the CLI builds its flags from (precision-neutral, no il_real). An ops
+ * table's `options` is an array of these ended by an entry with key == NULL. */
+typedef struct il_option_decl {
+  const char *key;     /* e.g. "anderson-m" */
+  const char *metavar; /* e.g. "M" in --help, or NULL */
+  const char *help;    /* without the component's name; the valid range the create() enforces */
+  const char *def;     /* default shown in --help, or NULL */
+  int sweepable;       /* 1: `ilbench sweep` may take a comma list of values for it */
+  int from_name;       /* 1: set from the mode's name ("phantom:K" -> phantom-k), not a flag of its own */
+} il_option_decl;
+
+/* The declaration of key in a NULL-terminated decl array (NULL array allowed), or NULL. */
+const il_option_decl *il_option_decl_find(const il_option_decl *decls, const char *key);
+
 void il_options_init(il_options *o);
 il_status il_options_set(il_options *o, const char *key, const char *value);
 /* Lookups mark the key used. Missing key -> *out = default, IL_OK. Bad value -> IL_ERR_ARG naming key and value. */

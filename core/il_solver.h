@@ -30,11 +30,17 @@ typedef struct il_solve_result {
   double preact_max;    /* with p->diag, Newton solvers: largest |pre-activation| where a Jacobian was built */
 } il_solve_result;
 
-/* Sum a local double over all cooperating processes (the MPI layer supplies
- * this; NULL means a single process). Keeps the stopping test independent of
- * how the batch is sharded. */
+/* Reductions over all cooperating processes (the distributed layer supplies
+ * them; NULL members mean a single process). Keeps the stopping test
+ * independent of how the batch is sharded. A model-parallel run supplies a
+ * two-level reducer (inside its process grid, then across data-parallel groups)
+ * behind the same members; core never sees MPI. */
+typedef enum il_reduce_op { IL_REDUCE_SUM = 0, IL_REDUCE_MAX = 1 } il_reduce_op;
 typedef struct il_reducer {
   double (*sum)(void *ctx, double local);
+  double (*max)(void *ctx, double local); /* a NaN on any process gives NaN */
+  /* In place over n host doubles; returns IL_OK or an error status. */
+  il_status (*allreduce)(void *ctx, double *buf, int n, il_reduce_op op);
   void *ctx;
 } il_reducer;
 

@@ -1,4 +1,6 @@
 /* distributed/il_dist.c: see il_dist.h. */
+#include <math.h>
+#include <stdlib.h>
 #include "il_dist.h"
 
 #include <string.h>
@@ -50,8 +52,30 @@ static double reduce_sum(void *ctx, double local) {
   return global;
 }
 
+/* MPI_MAX has no NaN rule: a NaN travels as a flag beside the value */
+static double reduce_max(void *ctx, double local) {
+  il_dist *d = ctx;
+  double v[2] = {isnan(local) ? -INFINITY : local, isnan(local) ? 1.0 : 0.0};
+  if (MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MAX, d->comm) != MPI_SUCCESS) return 0.0 / 0.0;
+  return v[1] > 0 ? 0.0 / 0.0 : v[0];
+}
+
+static il_status reduce_buf(void *ctx, double *buf, int n, il_reduce_op op) {
+  il_dist *d = ctx;
+  if (op == IL_REDUCE_SUM) return il_dist_allreduce_sum(d, buf, (size_t)n, MPI_DOUBLE);
+  double *v = malloc(2 * (size_t)n * sizeof *v); /* values, then NaN flags: one allreduce */
+  if (!v) return IL_ERR(IL_ERR_NOMEM, "reducer: cannot allocate %d doubles", 2 * n);
+  for (int i = 0; i < n; i++) v[i] = isnan(buf[i]) ? -INFINITY : buf[i], v[n + i] = isnan(buf[i]) ? 1.0 : 0.0;
+  const int rc = MPI_Allreduce(MPI_IN_PLACE, v, 2 * n, MPI_DOUBLE, MPI_MAX, d->comm);
+  for (int i = 0; i < n; i++) buf[i] = v[n + i] > 0 ? 0.0 / 0.0 : v[i];
+  free(v);
+  return rc == MPI_SUCCESS ? IL_OK : IL_ERR(IL_ERR_INTERNAL, "MPI_Allreduce(max) failed");
+}
+
 il_reducer il_dist_reducer(il_dist *d) {
-  il_reducer r = {.sum = d->size > 1 ? reduce_sum : NULL, .ctx = d};
+  const int many = d->size > 1;
+  il_reducer r = {.sum = many ? reduce_sum : NULL, .max = many ? reduce_max : NULL,
+                  .allreduce = many ? reduce_buf : NULL, .ctx = d};
   return r;
 }
 

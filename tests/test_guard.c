@@ -109,6 +109,11 @@ static void test_every_counted_byte_is_guarded(void **state) {
     assert_true(mem.space_peak <= mem.peak_total);
     assert_true(peak >= mem.space_peak);
     assert_true(peak - tspace.reserved >= mem.space_peak); /* the layer's own blocks alone */
+    /* and what the guard holds is exactly the blocks of the space arenas: nothing is
+     * allocated in the space behind the arenas' (and so the memory report's) back */
+    assert_int_equal(live, tspace.reserved + L.saved.reserved + L.ws.reserved);
+    assert_null(L.hsaved.space);
+    assert_null(L.hws.space);
     il_layer_destroy(&L);
     assert_int_equal(mem.space_current, 0);
     il_arena_destroy(&tspace);
