@@ -71,6 +71,30 @@ int il_cli_has(const il_cli *cli, const char *name) {
   return i >= 0 && cli->value[i] != NULL;
 }
 
+int il_cli_add_decls(il_cli_spec *spec, int nspec, int cap, const char *owner, const il_option_decl *decls) {
+  static char pool[16384]; /* the generated help texts, alive for the whole program */
+  static size_t used;
+  if (nspec < 0) return nspec;
+  for (const il_option_decl *d = decls; d && d->key; d++) {
+    if (d->from_name) continue;
+    int seen = 0;
+    for (int i = 0; i < nspec && !seen; i++) seen = strcmp(spec[i].name, d->key) == 0;
+    if (seen) continue;
+    if (nspec == cap) {
+      IL_ERR(IL_ERR_INTERNAL, "option table full (%d) at --%s", cap, d->key);
+      return -1;
+    }
+    int len = snprintf(pool + used, sizeof pool - used, "%s: %s", owner, d->help ? d->help : "");
+    if (len < 0 || (size_t)len >= sizeof pool - used) {
+      IL_ERR(IL_ERR_INTERNAL, "option help pool full at --%s", d->key);
+      return -1;
+    }
+    spec[nspec++] = (il_cli_spec){.name = d->key, .takes_value = 1, .help = pool + used, .def = d->def};
+    used += (size_t)len + 1;
+  }
+  return nspec;
+}
+
 void il_cli_usage(const char *command, const char *synopsis, const il_cli_spec *spec, int nspec) {
   printf("usage: ilbench %s %s\n\noptions:\n", command, synopsis);
   for (int i = 0; i < nspec; i++) {

@@ -4,6 +4,7 @@
 #ifndef IL_CLI_ARGS_H
 #define IL_CLI_ARGS_H
 
+#include "il_options.h"
 #include "il_status.h"
 
 typedef struct il_cli_spec {
@@ -45,6 +46,10 @@ il_status il_cli_int_list(const il_cli *cli, const char *name, const char *def, 
 il_status il_cli_split_list(const char *s, const char *name, char items[][64], int cap, int *n);
 /* 1 when key is an item of the comma list (e.g. an ops table's option_keys). */
 int il_cli_in_list(const char *list, const char *key);
+/* Append to spec[0..nspec) one flag per declaration of a component (solver or backward mode)
+ * named owner, help "owner: help"; keys already in spec and from_name declarations are
+ * skipped. Returns the new count; IL_ERR_INTERNAL (as -1) when cap would be exceeded. */
+int il_cli_add_decls(il_cli_spec *spec, int nspec, int cap, const char *owner, const il_option_decl *decls);
 /* Check a value is one of a '|'-separated set of choices. */
 il_status il_cli_choice(const il_cli *cli, const char *name, const char *def, const char *choices, const char **out);
 

@@ -14,7 +14,9 @@
 #include "il_layer.h"
 #include "il_gradcheck.h"
 
-static const il_cli_spec gc_spec[] = {
+/* adjoint-solver / adjoint-tol are gradcheck's own (with --backward all it checks every adjoint solver,
+ * and its default tolerance is tighter); the solvers' options follow from their declarations. */
+static const il_cli_spec gc_spec_fixed[] = {
     {"solver", 1, "forward solver", "newton"},
     {"backward", 1, "backward mode, or 'all'", "all"},
     {"tol", 1, "solver tolerance", "1e-10"},
@@ -30,23 +32,31 @@ static const il_cli_spec gc_spec[] = {
     {"cell", 1, "implicit function: tanh or relu", "tanh"},
     {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres (with --backward all: every one)", "lu"},
     {"adjoint-tol", 1, "implicit, matrix-free adjoint: relative tolerance", "1e-12"},
-    {"fp-tau", 1, "fp: damping", "1"},
-    {"anderson-m", 1, "anderson: memory", "6"},
-    {"broyden-m", 1, "broyden: memory", "20"},
-    {"ls-c1", 1, "newton-ls: Armijo constant", "1e-4"},
     {"help", 0, "show this help", NULL},
 };
-static const char *const solver_flags[] = {"fp-tau", "anderson-m", "broyden-m", "ls-c1", NULL};
-#define NSPEC ((int)(sizeof gc_spec / sizeof gc_spec[0]))
+#define NFIXED ((int)(sizeof gc_spec_fixed / sizeof gc_spec_fixed[0]))
+#define NSPEC_MAX (NFIXED + 64)
 
 int il_cmd_gradcheck(int argc, char **argv) {
   il_cli cli;
   const char *solver, *backward;
   double tol, scale, eps, thr;
   long max_iter, n, B, seed;
-  if (il_cli_parse(&cli, "gradcheck", gc_spec, NSPEC, argc, argv, 0) != IL_OK) goto usage_err;
+  /* the float64 registry's solvers: their declared options, in registry order, before "help" */
+  static il_cli_spec gc_spec[NSPEC_MAX];
+  static const char *solver_flags[NSPEC_MAX + 1];
+  int nspec = 0, nflags = 0;
+  for (int i = 0; i < NFIXED - 1; i++) gc_spec[nspec++] = gc_spec_fixed[i];
+  const int first_solver_flag = nspec;
+  for (int i = 0; nspec >= 0 && il_solver_at(i); i++)
+    nspec = il_cli_add_decls(gc_spec, nspec, NSPEC_MAX - 1, il_solver_at(i)->name, il_solver_at(i)->options);
+  if (nspec < 0) goto usage_err;
+  for (int i = first_solver_flag; i < nspec; i++) solver_flags[nflags++] = gc_spec[i].name;
+  solver_flags[nflags] = NULL;
+  gc_spec[nspec++] = gc_spec_fixed[NFIXED - 1];
+  if (il_cli_parse(&cli, "gradcheck", gc_spec, nspec, argc, argv, 0) != IL_OK) goto usage_err;
   if (il_cli_has(&cli, "help")) {
-    il_cli_usage("gradcheck", "[options]", gc_spec, NSPEC);
+    il_cli_usage("gradcheck", "[options]", gc_spec, nspec);
     return 0;
   }
   solver = il_cli_get(&cli, "solver", "newton");

@@ -18,7 +18,7 @@
 #include "il_rng.h"
 #include "train_driver.h"
 
-static const il_cli_spec layer_spec[] = {
+static const il_cli_spec layer_spec_fixed[] = {
     {"solver", 1, "forward solver(s), comma list", "fp"},
     {"backward", 1, "backward mode(s), comma list", "unroll"},
     {"hidden", 1, "hidden sizes, comma list", "50,100,200,400"},
@@ -32,24 +32,12 @@ static const il_cli_spec layer_spec[] = {
     {"seed", 1, "random seed", "0"},
     {"device", 1, "compute backend (ilbench info lists them)", "cpu"},
     {"cell", 1, "implicit function: tanh or relu", "tanh"},
-    {"fp-tau", 1, "fp: damping", "1"},
-    {"anderson-m", 1, "anderson: memory", "6"},
-    {"anderson-beta", 1, "anderson: mixing", "1"},
-    {"anderson-lambda", 1, "anderson: relative ridge", "1e-4"},
-    {"broyden-m", 1, "broyden: memory", "20"},
-    {"ls-c1", 1, "newton-ls: Armijo constant", "1e-4"},
-    {"ls-max", 1, "newton-ls: halvings per step", "10"},
-    {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres", "lu"},
-    {"adjoint-tol", 1, "implicit, matrix-free: relative tolerance", "1e-6"},
-    {"adjoint-max-iter", 1, "implicit, matrix-free: vjp limit", "200"},
-    {"adjoint-m", 1, "implicit: anderson memory / gmres restart", "6 / 30"},
-    {"phantom-tau", 1, "phantom:K damping", "1"},
     {"help", 0, "show this help", NULL},
 };
-/* the per-solver / per-backward option flags are train's (il_train_layer_option_flags) */
-#define option_flags il_train_layer_option_flags
-
-#define NSPEC ((int)(sizeof layer_spec / sizeof layer_spec[0]))
+/* the per-solver / per-backward option flags are train's: the registries' declarations */
+#define option_flags (il_train_layer_option_flags())
+#define NFIXED ((int)(sizeof layer_spec_fixed / sizeof layer_spec_fixed[0]))
+#define NSPEC_MAX (NFIXED + 64)
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -122,9 +110,14 @@ int il_cmd_layer(int argc, char **argv) {
   int ns = 0, nbk = 0, nh, nt;
   long hidden[64], B, max_iter, warmup, repeat, threads, seed;
   double tols[64], scale;
-  if (il_cli_parse(&cli, "layer", layer_spec, NSPEC, argc, argv, 0) != IL_OK) goto usage_err;
+  static il_cli_spec layer_spec[NSPEC_MAX];
+  int nspec = 0;
+  for (int i = 0; i < NFIXED - 1; i++) layer_spec[nspec++] = layer_spec_fixed[i]; /* "help" last */
+  if ((nspec = il_train_add_layer_options(layer_spec, nspec, NSPEC_MAX - 1)) < 0) goto usage_err;
+  layer_spec[nspec++] = layer_spec_fixed[NFIXED - 1];
+  if (il_cli_parse(&cli, "layer", layer_spec, nspec, argc, argv, 0) != IL_OK) goto usage_err;
   if (il_cli_has(&cli, "help")) {
-    il_cli_usage("layer", "[options]", layer_spec, NSPEC);
+    il_cli_usage("layer", "[options]", layer_spec, nspec);
     return 0;
   }
   {
@@ -184,8 +177,8 @@ int il_cmd_layer(int argc, char **argv) {
     }
   for (int f = 0; option_flags[f]; f++) { /* an option must apply to some pair */
     int used = 0;
-    for (int si = 0; si < ns; si++) used |= il_cli_in_list(il_solver_find(solvers[si])->option_keys, option_flags[f]);
-    for (int bi = 0; bi < nbk; bi++) used |= il_cli_in_list(il_backward_find(backwards[bi])->option_keys, option_flags[f]);
+    for (int si = 0; si < ns; si++) used |= il_option_decl_find(il_solver_find(solvers[si])->options, option_flags[f]) != NULL;
+    for (int bi = 0; bi < nbk; bi++) used |= il_option_decl_find(il_backward_find(backwards[bi])->options, option_flags[f]) != NULL;
     if (il_cli_has(&cli, option_flags[f]) && !used) {
       IL_ERR(IL_ERR_ARG, "--%s is taken by none of the solvers and backward modes given", option_flags[f]);
       goto usage_err;
@@ -236,7 +229,7 @@ int il_cmd_layer(int argc, char **argv) {
           il_options_init(&opts);
           for (int f = 0; option_flags[f]; f++) {
             const char *v = il_cli_get(&cli, option_flags[f], NULL);
-            if (v && (il_cli_in_list(so->option_keys, option_flags[f]) || il_cli_in_list(bo->option_keys, option_flags[f])))
+            if (v && (il_option_decl_find(so->options, option_flags[f]) || il_option_decl_find(bo->options, option_flags[f])))
               (void)il_options_set(&opts, option_flags[f], v);
           }
           il_layer_config cfg = {.cell = cell, .solver = solvers[si], .backward = backwards[bi], .tol = tols[ti],

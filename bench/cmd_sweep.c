@@ -32,7 +32,9 @@ static il_status point_cli(const il_cli *cli, const il_sweep *sw, long i, il_cli
 int il_cmd_sweep(int argc, char **argv) {
   static il_cli_spec spec[MAX_SPEC];
   int nspec = 0;
-  for (int i = 0; i < il_train_nspec && nspec < MAX_SPEC - 2; i++) spec[nspec++] = il_train_spec[i];
+  int ntrain;
+  const il_cli_spec *train_spec = il_train_spec(&ntrain);
+  for (int i = 0; i < ntrain && nspec < MAX_SPEC - 2; i++) spec[nspec++] = train_spec[i];
   spec[nspec++] = (il_cli_spec){"array-index", 1, "run only points with index % array-count == array-index", "0"};
   spec[nspec++] = (il_cli_spec){"array-count", 1, "number of job-array tasks sharing the sweep", "1"};
 
@@ -79,8 +81,8 @@ int il_cmd_sweep(int argc, char **argv) {
       il_status s = il_train_parse_ex(&pc, &o, 1);
       if (s != IL_OK && s != IL_ERR_UNSUPPORTED) goto fail;
       il_error_clear();
-      for (int f = 0; il_train_layer_option_flags[f] && f < 64; f++)
-        for (int k = 0; k < o.lopts.count; k++) used[f] |= strcmp(o.lopts.items[k].key, il_train_layer_option_flags[f]) == 0;
+      for (int f = 0; il_train_layer_option_flags()[f] && f < 64; f++)
+        for (int k = 0; k < o.lopts.count; k++) used[f] |= strcmp(o.lopts.items[k].key, il_train_layer_option_flags()[f]) == 0;
       refine_used |= o.refine_applies;
     }
     if (il_cli_has(&cli, "adjoint-refine") && !refine_used) {
@@ -88,10 +90,10 @@ int il_cmd_sweep(int argc, char **argv) {
              "point of this sweep uses");
       goto fail;
     }
-    for (int f = 0; il_train_layer_option_flags[f] && f < 64; f++)
-      if (il_cli_has(&cli, il_train_layer_option_flags[f]) && !used[f]) {
+    for (int f = 0; il_train_layer_option_flags()[f] && f < 64; f++)
+      if (il_cli_has(&cli, il_train_layer_option_flags()[f]) && !used[f]) {
         IL_ERR(IL_ERR_ARG, "--%s is taken by none of this sweep's solvers and backward modes",
-               il_train_layer_option_flags[f]);
+               il_train_layer_option_flags()[f]);
         goto fail;
       }
   }

@@ -31,9 +31,11 @@ int il_cmd_train(int argc, char **argv) {
     return 1;
   }
   const int root = d.rank == 0;
-  if (il_cli_parse(&cli, "train", il_train_spec, il_train_nspec, argc, argv, 0) != IL_OK) goto fail;
+  int nspec;
+  const il_cli_spec *spec = il_train_spec(&nspec);
+  if (il_cli_parse(&cli, "train", spec, nspec, argc, argv, 0) != IL_OK) goto fail;
   if (il_cli_has(&cli, "help")) {
-    if (root) il_cli_usage("train", "[options]", il_train_spec, il_train_nspec);
+    if (root) il_cli_usage("train", "[options]", spec, nspec);
     rc = 0;
     goto end;
   }

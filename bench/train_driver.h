@@ -34,12 +34,17 @@ typedef struct il_train_opts {
   int refine_applies;      /* --adjoint-refine means something for this configuration */
 } il_train_opts;
 
-/* The per-solver and per-backward option flags (--fp-tau, --anderson-m, ...). */
-extern const char *const il_train_layer_option_flags[];
+/* The per-solver and per-backward option flags (--fp-tau, --anderson-m, ...), NULL-terminated:
+ * the keys the registered solvers and backward modes declare (their `options`), built on first use. */
+const char *const *il_train_layer_option_flags(void);
+/* The declaration of a per-solver / per-backward option key (first in registry order), or NULL. */
+const il_option_decl *il_train_layer_option_decl(const char *key);
+/* Append the per-solver / per-backward flags to spec[0..nspec) (see il_cli_add_decls); -1 when full. */
+int il_train_add_layer_options(il_cli_spec *spec, int nspec, int cap);
 
-/* Options shared by train and sweep (sweep adds its own). */
-extern const il_cli_spec il_train_spec[];
-extern const int il_train_nspec;
+/* Options shared by train and sweep (sweep adds its own): the fixed ones with the registered
+ * solvers' and backward modes' declared options among them. Built on first use. */
+const il_cli_spec *il_train_spec(int *nspec);
 
 /* Validate every training option; messages name the option. The solver /
  * backward pair and its options are checked by building a tiny layer.

@@ -4,11 +4,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "commands.h"
 #include "train_driver.h"
 
 #define MAX_DROPS IL_TRAIN_MAX_DROPS
 
-const il_cli_spec il_train_spec[] = {
+static const il_cli_spec train_spec_head[] = {
     {"solver", 1, "forward solver", "fp"},
     {"backward", 1, "backward mode", "unroll"},
     {"tol", 1, "stop when the batch residual Frobenius norm < tol", "1e-4"},
@@ -34,18 +35,9 @@ const il_cli_spec il_train_spec[] = {
     {"sech2", 1, "stable: sech^2 = 1 - tanh^2; seed: Newton's Jacobian uses the seed's 1/cosh(a)^2 and its autograd "
                  "backward (NaN where cosh overflows, |a| > 89.4 in float32)", "stable"},
     {"diag", 1, "every N steps measure spectral radius, LU condition, gradient vs exact IFT (0: never)", "0"},
-    {"fp-tau", 1, "fp: damping, z <- (1 - tau) z + tau f(z), in (0, 1]", "1"},
-    {"anderson-m", 1, "anderson: memory (iterates mixed), 1..32", "6"},
-    {"anderson-beta", 1, "anderson: mixing parameter in (0, 1]", "1"},
-    {"anderson-lambda", 1, "anderson: ridge relative to the largest squared residual in the window", "1e-4"},
-    {"broyden-m", 1, "broyden: memory (rank-one updates kept before a restart)", "20"},
-    {"ls-c1", 1, "newton-ls: Armijo sufficient-decrease constant in (0, 0.49]", "1e-4"},
-    {"ls-max", 1, "newton-ls: step halvings per Newton step", "10"},
-    {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres for (I - df/dz)^T u = dL/dz*", "lu"},
-    {"adjoint-tol", 1, "implicit, matrix-free adjoint: relative residual tolerance", "1e-6"},
-    {"adjoint-max-iter", 1, "implicit, matrix-free adjoint: vjp limit", "200"},
-    {"adjoint-m", 1, "implicit: anderson memory or gmres restart length of the adjoint solve", "6 / 30"},
-    {"phantom-tau", 1, "phantom:K: damping of the K steps", "1"},
+};
+/* then the per-solver / per-backward options, from the registries' declarations (il_option_decl) */
+static const il_cli_spec train_spec_tail[] = {
     {"log-steps", 0, "also print one logfmt line per training step (rank 0)", NULL},
     {"save-params", 1, "write the final parameters as raw float32 (W1, b1, W, W2, b2, row-major) to a file", NULL},
     {"check-sync", 1, "compare a checksum of the parameters across ranks every N steps (0: never)", "0"},
@@ -55,13 +47,62 @@ const il_cli_spec il_train_spec[] = {
     {"force", 0, "replace an existing --out file", NULL},
     {"help", 0, "show this help", NULL},
 };
-const int il_train_nspec = (int)(sizeof il_train_spec / sizeof il_train_spec[0]);
+#define NHEAD ((int)(sizeof train_spec_head / sizeof train_spec_head[0]))
+#define NTAIL ((int)(sizeof train_spec_tail / sizeof train_spec_tail[0]))
+#define LAYER_OPTS_MAX 64
+
+int il_train_add_layer_options(il_cli_spec *spec, int nspec, int cap) {
+  for (int i = 0; nspec >= 0 && il_solver_at(i); i++)
+    nspec = il_cli_add_decls(spec, nspec, cap, il_solver_at(i)->name, il_solver_at(i)->options);
+  for (int i = 0; nspec >= 0 && il_backward_at(i); i++)
+    nspec = il_cli_add_decls(spec, nspec, cap, il_backward_at(i)->name, il_backward_at(i)->options);
+  return nspec;
+}
+
+const il_cli_spec *il_train_spec(int *nspec) {
+  static il_cli_spec spec[NHEAD + LAYER_OPTS_MAX + NTAIL];
+  static int n = 0;
+  if (!n) {
+    int k = 0;
+    for (int i = 0; i < NHEAD; i++) spec[k++] = train_spec_head[i];
+    k = il_train_add_layer_options(spec, k, NHEAD + LAYER_OPTS_MAX);
+    if (k < 0) { /* more declared options than LAYER_OPTS_MAX: a programming error */
+      il_report_error("options");
+      k = NHEAD;
+    }
+    for (int i = 0; i < NTAIL; i++) spec[k++] = train_spec_tail[i];
+    n = k;
+  }
+  *nspec = n;
+  return spec;
+}
+
+const char *const *il_train_layer_option_flags(void) {
+  static const char *keys[LAYER_OPTS_MAX + 1];
+  static int done = 0;
+  if (!done) {
+    static il_cli_spec spec[LAYER_OPTS_MAX];
+    int n = il_train_add_layer_options(spec, 0, LAYER_OPTS_MAX);
+    if (n < 0) {
+      il_report_error("options");
+      n = 0;
+    }
+    for (int i = 0; i < n; i++) keys[i] = spec[i].name;
+    keys[n] = NULL;
+    done = 1;
+  }
+  return keys;
+}
+
+const il_option_decl *il_train_layer_option_decl(const char *key) {
+  const il_option_decl *d = NULL;
+  for (int i = 0; !d && il_solver_at(i); i++) d = il_option_decl_find(il_solver_at(i)->options, key);
+  for (int i = 0; !d && il_backward_at(i); i++) d = il_option_decl_find(il_backward_at(i)->options, key);
+  return d;
+}
 
 typedef il_train_opts train_opts;
 
-const char *const il_train_layer_option_flags[] = {
-    "fp-tau", "anderson-m", "anderson-beta", "anderson-lambda", "broyden-m", "ls-c1", "ls-max",
-    "adjoint-solver", "adjoint-tol", "adjoint-max-iter", "adjoint-m", "phantom-tau", NULL};
 
 
 static il_status parse_drops(const char *s, train_opts *o) {
@@ -140,10 +181,11 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   IL_CHECK(il_cli_int(cli, "diag", 0, 0, 1L << 40, &o->diag));
   il_options_init(&o->lopts);
   o->opts_text[0] = '\0';
-  for (int i = 0; il_train_layer_option_flags[i]; i++) {
-    const char *key = il_train_layer_option_flags[i], *v = il_cli_get(cli, key, NULL);
+  const char *const *flags = il_train_layer_option_flags();
+  for (int i = 0; flags[i]; i++) {
+    const char *key = flags[i], *v = il_cli_get(cli, key, NULL);
     if (!v) continue;
-    if (lenient && !il_cli_in_list(so->option_keys, key) && !il_cli_in_list(bo->option_keys, key)) continue;
+    if (lenient && !il_option_decl_find(so->options, key) && !il_option_decl_find(bo->options, key)) continue;
     IL_CHECK(il_options_set(&o->lopts, key, v));
     size_t used = strlen(o->opts_text);
     snprintf(o->opts_text + used, sizeof o->opts_text - used, "%s%s=%s", used ? "," : "", key, v);

@@ -53,7 +53,7 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
   if (colon) {
     char key[48];
     snprintf(key, sizeof key, "%.*s-k", (int)(colon - cfg->backward), cfg->backward);
-    if (!strstr(L->bops->option_keys, key))
+    if (!il_option_decl_find(L->bops->options, key))
       return IL_ERR(IL_ERR_ARG, "backward '%s' takes no ':' argument (got '%s')", L->bops->name, cfg->backward);
     IL_CHECK(il_options_set(&L->opts, key, colon + 1));
   }
@@ -88,6 +88,16 @@ il_status il_layer_reserve(il_layer *L, int max_B) {
   const size_t need = il_layer_ws_bytes(L, max_B);
   L->ws_reserve = need;
   if (need > L->ws.block_bytes) L->ws.block_bytes = need; /* one block: the arena is not grown in a solve */
+  if (L->ws.reserved < need) { /* allocate it now, not inside the first solve; reserving is not use: uncounted */
+    il_memstats *st = L->ws.stats;
+    il_arena_mark m = il_arena_get_mark(&L->ws);
+    void *p;
+    L->ws.stats = NULL;
+    il_status s = il_arena_alloc(&L->ws, need, &p);
+    il_arena_rewind(&L->ws, m);
+    L->ws.stats = st;
+    IL_CHECK(s);
+  }
   return IL_OK;
 }
 

@@ -39,7 +39,7 @@ typedef struct il_backward_ops {
   const char *name;
   const char *summary;
   int needs_tape; /* the solver must record its iterations */
-  const char *option_keys; /* comma list of the option keys it consumes ("" for none) */
+  const char *option_keys; /* comma list of the option keys it consumes ("" for none); the keys of `options` */
   /* Optional: consume this mode's options into *state; *keep_lu = 1 asks the solver to keep its
    * last LU for reuse. NULL: no options, no state. */
   il_status (*create)(il_options *opt, void **state, int *keep_lu);
@@ -52,10 +52,14 @@ typedef struct il_backward_ops {
    * (where the cotangent first went non-finite, -1 if it did not). */
   il_status (*backward)(void *state, const il_adjoint *a, const il_real *dout, il_real *dx, il_real *dtheta,
                         il_solve_result *bres, int *nan_iter);
+  /* The options it consumes, with help and defaults (the CLI builds its flags from these);
+   * NULL-terminated (key == NULL), or NULL for none. */
+  const il_option_decl *options;
 } il_backward_ops;
 
 #define il_backward_find IL_P(il_backward_find)
 #define il_backward_names IL_P(il_backward_names)
+#define il_backward_at IL_P(il_backward_at)
 #define il_backward_unroll_ops IL_P(il_backward_unroll_ops)
 #define il_backward_implicit_ops IL_P(il_backward_implicit_ops)
 #define il_backward_phantom_ops IL_P(il_backward_phantom_ops)
@@ -63,6 +67,8 @@ typedef struct il_backward_ops {
 /* `name` may carry an argument after ':' ("phantom:5"); it is matched on the part before. */
 const il_backward_ops *il_backward_find(const char *name);
 const char *il_backward_names(void);
+/* The i-th registered backward mode (registry order), or NULL when i is out of range. */
+const il_backward_ops *il_backward_at(int i);
 extern const il_backward_ops il_backward_unroll_ops;
 extern const il_backward_ops il_backward_implicit_ops;
 extern const il_backward_ops il_backward_phantom_ops;

@@ -87,7 +87,7 @@ typedef struct il_solver_ops {
   const char *name;
   const char *summary;
   int default_max_iter;
-  const char *option_keys; /* comma list of the option keys it consumes ("" for none) */
+  const char *option_keys; /* comma list of the option keys it consumes ("" for none); the keys of `options` */
   int zero_default;   /* zero non-converged rows by default (the seed's Newton layers do) */
   int per_sample_ok;  /* supports p->per_sample */
   il_status (*create)(il_options *opt, void **state);
@@ -106,10 +106,14 @@ typedef struct il_solver_ops {
   /* LU factors of the residual Jacobian from the last step, kept in p->keep; NULL if never kept. */
   il_status (*last_lu)(void *state, const il_lu **lu);
   void (*destroy)(void *state);
+  /* The options it consumes, with help and defaults (the CLI builds its flags from these);
+   * NULL-terminated (key == NULL), or NULL for none. */
+  const il_option_decl *options;
 } il_solver_ops;
 
 #define il_solver_find IL_P(il_solver_find)
 #define il_solver_names IL_P(il_solver_names)
+#define il_solver_at IL_P(il_solver_at)
 #define il_solver_fp_ops IL_P(il_solver_fp_ops)
 #define il_solver_newton_ops IL_P(il_solver_newton_ops)
 #define il_solver_newton_ls_ops IL_P(il_solver_newton_ls_ops)
@@ -126,6 +130,8 @@ typedef struct il_solver_ops {
 const il_solver_ops *il_solver_find(const char *name);
 /* "fp, newton, ..." for error messages */
 const char *il_solver_names(void);
+/* The i-th registered solver (registry order), or NULL when i is out of range. */
+const il_solver_ops *il_solver_at(int i);
 
 extern const il_solver_ops il_solver_fp_ops;
 extern const il_solver_ops il_solver_newton_ops;

@@ -370,11 +370,20 @@ out:
   return s;
 }
 
+static const il_option_decl implicit_options[] = {
+    {"adjoint-solver", "NAME", "lu|fp|anderson|gmres for (I - df/dz)^T u = dL/dz*", "lu", 1, 0},
+    {"adjoint-tol", "TOL", "matrix-free adjoint (fp, anderson, gmres): relative residual tolerance in (0, 1]", "1e-6", 1, 0},
+    {"adjoint-max-iter", "N", "matrix-free adjoint: vjp limit, 1..1000000", "200", 1, 0},
+    {"adjoint-m", "M", "anderson memory (1..32) or gmres restart length (1..1000) of the adjoint solve", "6 / 30", 1, 0},
+    {0},
+};
+
 const il_backward_ops il_backward_implicit_ops = {
     .name = "implicit",
     .summary = "implicit function theorem: solve (I - df/dz)^T u = dL/dz* (adjoint-solver lu|fp|anderson|gmres)",
     .needs_tape = 0,
     .option_keys = "adjoint-solver,adjoint-tol,adjoint-max-iter,adjoint-m",
+    .options = implicit_options,
     .create = implicit_create,
     .destroy = implicit_destroy,
     .ws_bytes = implicit_ws_bytes,

@@ -125,11 +125,18 @@ static il_status phantom_backward(void *state, const il_adjoint *a, const il_rea
   return IL_OK;
 }
 
+static const il_option_decl phantom_options[] = {
+    {"phantom-k", "K", "phantom:K: number of damped steps, 1..1000", "5", 0, 1},
+    {"phantom-tau", "TAU", "damping of the phantom:K steps, in [1e-6, 1]", "1", 1, 0},
+    {0},
+};
+
 const il_backward_ops il_backward_phantom_ops = {
     .name = "phantom",
     .summary = "phantom:K gradient: backprop through K damped steps from z* (options phantom-k, phantom-tau)",
     .needs_tape = 0,
     .option_keys = "phantom-k,phantom-tau",
+    .options = phantom_options,
     .create = phantom_create,
     .destroy = phantom_destroy,
     .ws_bytes = phantom_ws_bytes,

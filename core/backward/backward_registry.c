@@ -25,6 +25,8 @@ const il_backward_ops *il_backward_find(const char *name) {
   return il_registry_find(registry, NREG, name);
 }
 
+const il_backward_ops *il_backward_at(int i) { return i >= 0 && (size_t)i < NREG ? registry[i] : NULL; }
+
 const char *il_backward_names(void) {
   static char buf[256];
   return il_registry_names(registry, NREG, buf, sizeof buf);

@@ -240,11 +240,19 @@ static il_status aa_solve(void *state, const il_problem *p, il_real *z, double *
   return il_anderson_run(state, p, cell_map, (void *)p, z, row_res, res);
 }
 
+static const il_option_decl anderson_options[] = {
+    {"anderson-m", "M", "memory (iterates mixed), 1..32", "6", 1, 0},
+    {"anderson-beta", "BETA", "mixing parameter in [1e-6, 1]", "1", 1, 0},
+    {"anderson-lambda", "LAMBDA", "ridge relative to the largest squared residual in the window, in [0, 1e6]", "1e-4", 1, 0},
+    {0},
+};
+
 const il_solver_ops il_solver_anderson_ops = {
     .name = "anderson",
     .summary = "Anderson acceleration from z = 0 (options anderson-m, anderson-beta, anderson-lambda)",
     .default_max_iter = 100,
     .option_keys = "anderson-m,anderson-beta,anderson-lambda",
+    .options = anderson_options,
     .zero_default = 0,
     .per_sample_ok = 0,
     .create = aa_create,

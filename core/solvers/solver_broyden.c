@@ -144,11 +144,17 @@ out:
   return s;
 }
 
+static const il_option_decl broyden_options[] = {
+    {"broyden-m", "M", "memory (rank-one updates kept before a restart), 1..1000", "20", 1, 0},
+    {0},
+};
+
 const il_solver_ops il_solver_broyden_ops = {
     .name = "broyden",
     .summary = "limited-memory good Broyden (inverse update) from z = 0 (option broyden-m)",
     .default_max_iter = 100,
     .option_keys = "broyden-m",
+    .options = broyden_options,
     .zero_default = 0,
     .per_sample_ok = 0,
     .create = broyden_create,

@@ -219,11 +219,17 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
 
 static int fp_nan_step(void *state) { return ((fp_state *)state)->nan_step; }
 
+static const il_option_decl fp_options[] = {
+    {"fp-tau", "TAU", "damping, z <- (1 - tau) z + tau f(z), in [1e-6, 1]", "1", 1, 0},
+    {0},
+};
+
 const il_solver_ops il_solver_fp_ops = {
     .name = "fp",
     .summary = "fixed-point iteration z <- (1 - tau) z + tau f(z) from z = 0 (option fp-tau)",
     .default_max_iter = 200,
     .option_keys = "fp-tau",
+    .options = fp_options,
     .zero_default = 0,
     .per_sample_ok = 1,
     .create = fp_create,

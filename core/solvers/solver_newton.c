@@ -313,10 +313,17 @@ const il_solver_ops il_solver_newton_ops = {
     .destroy = newton_destroy,
 };
 
+static const il_option_decl newton_ls_options[] = {
+    {"ls-c1", "C1", "Armijo sufficient-decrease constant in [1e-12, 0.49]", "1e-4", 1, 0},
+    {"ls-max", "N", "step halvings per Newton step, 1..60", "10", 1, 0},
+    {0},
+};
+
 const il_solver_ops il_solver_newton_ls_ops = {
     .name = "newton-ls",
     .summary = "Newton with a per-row backtracking Armijo line search on ||g|| (options ls-c1, ls-max)",
     .option_keys = "ls-c1,ls-max",
+    .options = newton_ls_options,
     .default_max_iter = 40,
     .zero_default = 1,
     .per_sample_ok = 1,

@@ -13,6 +13,8 @@ static const void *const registry[] = {
 
 const il_solver_ops *il_solver_find(const char *name) { return il_registry_find(registry, NREG, name); }
 
+const il_solver_ops *il_solver_at(int i) { return i >= 0 && (size_t)i < NREG ? registry[i] : NULL; }
+
 const char *il_solver_names(void) {
   static char buf[256];
   return il_registry_names(registry, NREG, buf, sizeof buf);

@@ -162,8 +162,10 @@ expect_err "--lr-drop 5 (malformed)" 2 "--lr-drop" "'5'" "EPOCH:LR" -- train --l
 expect_err "--lr-drop 5:abc" 2 "--lr-drop" "'abc'" -- train --lr-drop 5:abc "${Q[@]}"
 expect_err "--lr-drop trailing comma" 2 "--lr-drop" -- train --lr-drop 5:0.01, "${Q[@]}"
 expect_err "--zero-nonconverged maybe" 2 "'maybe'" "auto|yes|no" -- train --zero-nonconverged maybe "${Q[@]}"
-expect_err "--device gpu" 2 "'gpu'" "cpu|cuda" -- train --device gpu "${Q[@]}"
-backends=$("$ILB" info 2>/dev/null | grep -i '^backends')
+expect_err "--device gpu" 2 "'gpu'" "valid: cpu, cpu-guard" -- train --device gpu "${Q[@]}"
+expect_err "layer --device gpu" 2 "'gpu'" "cpu-guard" -- layer --device gpu --hidden 4 --repeat 1
+expect_err "layer --cell sigmoid" 2 "'sigmoid'" "tanh, relu" -- layer --cell sigmoid --hidden 4 --repeat 1
+backends=$("$ILB" info 2>/dev/null | sed -n '/^devices/,/^BLAS/p')
 if grep -qi cuda <<<"$backends" && ! grep -qi 'not built' <<<"$backends"; then
   skip "--device cuda on a CPU-only build" "this build seems to have CUDA (ilbench info)"
 else

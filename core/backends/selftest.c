@@ -1,0 +1,1781 @@
+/* core/backends/selftest.c: run every op of a backend against a float64
+ * reference (see il_selftest.h). Compiled once per precision (IL_PREC).
+ *
+ * The reference is computed here with plain loops in double from the very
+ * il_real inputs the backend gets; it never calls a backend. Tensor data of
+ * the backend's space is only touched through its copy op (cpu-guard would
+ * crash otherwise). Every case is a function that opens itself with begin();
+ * the next begin() (or the end of the run) closes it: the canaries and the
+ * inputs are checked, and the case is counted for each op it exercised.
+ *
+ * Bounds (NMSE = sum (out - ref)^2 / sum ref^2, with eps = IL_EPS):
+ *   B_ELEM  (100 eps)^2   elementwise ops, row ops with a few terms, softmax
+ *           (1.4e-10 in float32, 4.9e-28 in float64)
+ *   B_SUM   (1000 eps)^2  dot products and sums of up to 100 terms in working
+ *           precision: gemm, gemm_ep, col_sum_add, row_mgs, the xent loss
+ *   B_RED   1e-24         reductions the header says accumulate in double
+ *                         (sqdist, row_sqdist, row_dot, compare), both precisions
+ *   LU      (20 n kappa eps)^2 per matrix, kappa = ||J||_inf ||J^-1||_inf of the
+ *           reference; the Jacobians are built with ||diag(s) W||_inf <= 0.85,
+ *           so kappa <= 1.85 / 0.15
+ *   rcond   within a factor of 10 of 1 / (||J||_inf ||J^-1||_inf) (an estimate),
+ *           and in [0, 1 + 4 eps] (LAPACK's gecon returns 1 + 1 ulp for some 1 x 1)
+ *   exact   fill, row_select, row_fill, absmax, all_finite, lu_factor's info,
+ *           xent's error count, the memory ops. */
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "il_backend.h"
+#include "il_rng.h"
+#include "il_selftest.h"
+
+#define EPS ((double)IL_EPS)
+#define B_ELEM ((100 * EPS) * (100 * EPS))
+#define B_SUM ((1000 * EPS) * (1000 * EPS))
+#define B_RED 1e-24
+
+/* ---- the ops of il_backend_ops, in the order of the struct ---- */
+/* (enum tag, field of il_backend_ops, name in the op list) */
+#define IL_SELFTEST_OPS(X)                            \
+  X(CREATE, create, "create")                         \
+  X(DESTROY, destroy, "destroy")                      \
+  X(DESCRIBE, describe, "describe")                   \
+  X(MEM_STATS, mem_stats, "mem_stats")                \
+  X(ALLOC, alloc, "alloc")                            \
+  X(RELEASE, release, "release")                      \
+  X(ZERO, zero, "zero")                               \
+  X(COPY_TO_SPACE, copy, "copy(to_space)")            \
+  X(COPY_TO_HOST, copy, "copy(to_host)")              \
+  X(COPY_IN_SPACE, copy, "copy(in_space)")            \
+  X(SYNC, sync, "sync")                               \
+  X(GEMM, gemm, "gemm")                               \
+  X(GEMM_SB, gemm_strided_batched, "gemm_strided_batched") \
+  X(GEMM_EP, gemm_ep, "gemm_ep")                      \
+  X(FILL, fill, "fill")                               \
+  X(AXPBY, axpby, "axpby")                            \
+  X(LINCOMB, lincomb, "lincomb")                      \
+  X(MUL, mul, "mul")                                  \
+  X(ACT_FWD, act_fwd, "act_fwd")                      \
+  X(ACT_DERIV, act_deriv, "act_deriv")                \
+  X(ACT_DMUL, act_dmul, "act_dmul")                   \
+  X(ACT_D2, act_d2, "act_d2")                         \
+  X(SECH2, sech2_seed, "sech2_seed")                  \
+  X(SECH2_D2, sech2_seed_d2, "sech2_seed_d2")         \
+  X(ROW_LINCOMB, row_lincomb, "row_lincomb")          \
+  X(ROW_SELECT, row_select, "row_select")             \
+  X(ROW_FILL, row_fill, "row_fill")                   \
+  X(ROW_COMBINE, row_combine, "row_combine")          \
+  X(COL_SUM_ADD, col_sum_add, "col_sum_add")          \
+  X(SQDIST, sqdist, "sqdist")                         \
+  X(ROW_SQDIST, row_sqdist, "row_sqdist")             \
+  X(ROW_DOT, row_dot, "row_dot")                      \
+  X(ROW_MGS, row_mgs, "row_mgs")                      \
+  X(ABSMAX, absmax, "absmax")                         \
+  X(ALL_FINITE, all_finite, "all_finite")             \
+  X(COMPARE, compare, "compare")                      \
+  X(XENT_FWD, xent_fwd, "xent_fwd")                   \
+  X(XENT_BWD, xent_bwd, "xent_bwd")                   \
+  X(LU_LAYOUT, lu_layout, "lu_layout")                \
+  X(JAC, jac_eye_minus_diag_w, "jac_eye_minus_diag_w") \
+  X(LU_NORM, lu_norm_inf, "lu_norm_inf")              \
+  X(LU_FACTOR, lu_factor, "lu_factor")                \
+  X(LU_SOLVE, lu_solve, "lu_solve")                   \
+  X(LU_RCOND, lu_rcond, "lu_rcond")
+
+enum {
+#define X(tag, field, label) OP_##tag,
+  IL_SELFTEST_OPS(X)
+#undef X
+  OP_N
+};
+
+static const struct {
+  const char *name;
+  size_t off; /* offset of the op's pointer in il_backend_ops */
+} op_table[OP_N] = {
+#define X(tag, field, label) {label, offsetof(il_backend_ops, field)},
+    IL_SELFTEST_OPS(X)
+#undef X
+};
+
+typedef void (*fnptr)(void);
+
+static int slot_set(const il_backend_ops *o, size_t off) {
+  fnptr f;
+  memcpy(&f, (const char *)o + off, sizeof f);
+  return f != NULL;
+}
+
+/* ---- the harness's state ---- */
+#define CANARY 64 /* bytes after every space buffer */
+#define CANARY_BYTE 0xA5
+#define MAX_BUFS 64
+
+typedef struct sbuf {
+  const char *name;
+  void *p;            /* space */
+  const void *expect; /* host copy an input must still equal afterwards, or NULL (an output) */
+  size_t bytes;
+} sbuf;
+
+typedef struct T {
+  il_backend *be;
+  il_arena sp, host; /* the backend's space and host scratch, reset per case */
+  il_rng rng;
+  uint64_t seed;
+  FILE *log;
+  int verbose;
+  il_selftest_summary *sum;
+  il_status fatal; /* the harness itself failed (out of memory): stop */
+  unsigned char have[OP_N]; /* the op's pointer is set */
+  /* the open case */
+  int open, primary;
+  long index;
+  char desc[200];
+  unsigned char touched[OP_N], bad[OP_N];
+  double case_worst;
+  sbuf bufs[MAX_BUFS];
+  int nbufs;
+} T;
+
+#define OPS (t->be->ops)
+#define CTX (t->be->ctx)
+
+static void emit(T *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit(T *t, const char *fmt, ...) {
+  if (!t->log) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(t->log, fmt, ap);
+  va_end(ap);
+}
+
+static void fail(T *t, int op, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(T *t, int op, const char *fmt, ...) {
+  t->touched[op] = 1;
+  t->bad[op] = 1;
+  if (!t->log) return;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(t->log, "  FAIL %-20s #%ld %s [%s]: %s\n", op_table[op].name, t->index, t->sum->backend, t->desc, msg);
+}
+
+static void fail_status(T *t, int op, il_status s, const char *what) {
+  fail(t, op, "%s returned %s: %s", what, il_status_str(s), il_error_message());
+  il_error_clear();
+}
+
+/* Record one NMSE against its bound for op. */
+static void note_nmse(T *t, int op, double nmse, double bound) {
+  il_selftest_op *o = &t->sum->op[op];
+  t->touched[op] = 1;
+  if (nmse > o->worst_nmse) o->worst_nmse = nmse;
+  const double ratio = bound > 0 ? nmse / bound : (nmse > 0 ? INFINITY : 0);
+  if (ratio > o->worst_ratio) o->worst_ratio = ratio;
+  if (nmse > t->case_worst) t->case_worst = nmse;
+}
+
+static il_status check_canaries(T *t);
+
+static void end_case(T *t) {
+  if (!t->open) return;
+  t->open = 0;
+  if (!t->fatal) {
+    il_status s = check_canaries(t);
+    if (s != IL_OK) t->fatal = s;
+  }
+  int any = 0;
+  for (int i = 0; i < OP_N; i++) {
+    if (!t->touched[i]) continue;
+    t->sum->op[i].cases++;
+    if (t->bad[i]) {
+      t->sum->op[i].failed++;
+      any = 1;
+    }
+  }
+  t->sum->cases++;
+  if (any) t->sum->failed++;
+  if (t->verbose && t->log)
+    fprintf(t->log, "  %s %-20s #%ld [%s] NMSE %.2e\n", any ? "FAIL" : "ok  ", op_table[t->primary].name, t->index,
+            t->desc, t->case_worst);
+}
+
+/* Open a case named after op; its rng depends only on the seed and the case index. */
+static int begin(T *t, int op, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int begin(T *t, int op, const char *fmt, ...) {
+  end_case(t);
+  if (t->fatal) return 0;
+  il_arena_reset(&t->sp);
+  il_arena_reset(&t->host);
+  t->index++;
+  il_rng_seed(&t->rng, t->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)t->index));
+  t->open = 1;
+  t->primary = op;
+  memset(t->touched, 0, sizeof t->touched);
+  memset(t->bad, 0, sizeof t->bad);
+  t->touched[op] = 1;
+  t->case_worst = 0;
+  t->nbufs = 0;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t->desc, sizeof t->desc, fmt, ap);
+  va_end(ap);
+  if (!t->have[op]) { /* reported at the start */
+    t->bad[op] = 1;
+    return 0;
+  }
+  return 1;
+}
+
+/* ---- memory helpers: host scratch, space buffers with canaries ---- */
+static void *hnew(T *t, size_t bytes) {
+  void *p = NULL;
+  if (t->fatal) return NULL;
+  il_status s = il_arena_alloc(&t->host, bytes ? bytes : 1, &p);
+  if (s != IL_OK) t->fatal = s;
+  return s == IL_OK ? p : NULL;
+}
+static il_real *hreal(T *t, size_t n) { return hnew(t, n * sizeof(il_real)); }
+static double *hdbl(T *t, size_t n) { return hnew(t, n * sizeof(double)); }
+
+/* A space buffer of `bytes` holding host's bytes, followed by a canary.
+ * check: host's bytes must still be there when the case closes (an input). */
+static void *sput(T *t, const char *name, const void *host, size_t bytes, int check) {
+  if (t->fatal) return NULL;
+  if (t->nbufs == MAX_BUFS) {
+    t->fatal = IL_ERR(IL_ERR_INTERNAL, "selftest: more than %d buffers in one case", MAX_BUFS);
+    return NULL;
+  }
+  void *p = NULL;
+  unsigned char *stage = hnew(t, bytes + CANARY);
+  if (!stage) return NULL;
+  il_status s = il_arena_alloc(&t->sp, bytes + CANARY, &p);
+  if (s != IL_OK) {
+    t->fatal = s;
+    return NULL;
+  }
+  if (bytes) memcpy(stage, host, bytes);
+  memset(stage + bytes, CANARY_BYTE, CANARY);
+  s = OPS->copy(CTX, IL_COPY_TO_SPACE, p, stage, bytes + CANARY);
+  if (s != IL_OK) {
+    fail_status(t, OP_COPY_TO_SPACE, s, "uploading an input");
+    return NULL;
+  }
+  t->bufs[t->nbufs++] = (sbuf){.name = name, .p = p, .expect = check ? stage : NULL, .bytes = bytes};
+  return p;
+}
+
+static il_status check_canaries(T *t) {
+  for (int i = 0; i < t->nbufs; i++) {
+    const sbuf *b = &t->bufs[i];
+    const size_t off = b->expect ? 0 : b->bytes, len = b->expect ? b->bytes + CANARY : CANARY;
+    unsigned char *h = hnew(t, len);
+    if (!h) return t->fatal;
+    il_status s = OPS->copy(CTX, IL_COPY_TO_HOST, h, (const char *)b->p + off, len);
+    if (s != IL_OK) {
+      fail_status(t, OP_COPY_TO_HOST, s, "downloading a buffer");
+      continue;
+    }
+    if (b->expect && memcmp(h, b->expect, b->bytes) != 0) {
+      size_t j = 0;
+      while (h[j] == ((const unsigned char *)b->expect)[j]) j++;
+      fail(t, t->primary, "modified its input %s (byte %zu of %zu)", b->name, j, b->bytes);
+    }
+    const unsigned char *c = h + (len - CANARY);
+    for (int j = 0; j < CANARY; j++)
+      if (c[j] != CANARY_BYTE) {
+        fail(t, t->primary, "wrote past the end of %s (%zu bytes): canary byte %d overwritten", b->name, b->bytes, j);
+        break;
+      }
+  }
+  return IL_OK;
+}
+
+static double unif(T *t, double lo, double hi) { return lo + (hi - lo) * il_rng_uniform(&t->rng); }
+static void rfill(T *t, il_real *h, size_t n, double lo, double hi) {
+  for (size_t i = 0; i < n; i++) h[i] = (il_real)unif(t, lo, hi);
+}
+/* a random scalar of magnitude [0.3, 1.5] and random sign */
+static il_real rscalar(T *t) { return (il_real)((il_rng_uniform(&t->rng) < 0.5 ? -1 : 1) * unif(t, 0.3, 1.5)); }
+
+/* input: random values, checked unchanged; *host gets the values */
+static il_real *in_rand(T *t, const char *name, size_t n, double lo, double hi, il_real **host) {
+  il_real *h = hreal(t, n);
+  if (host) *host = h;
+  if (!h) return NULL;
+  rfill(t, h, n, lo, hi);
+  return sput(t, name, h, n * sizeof *h, 1);
+}
+static il_real *in_host(T *t, const char *name, const il_real *h, size_t n) { return sput(t, name, h, n * sizeof *h, 1); }
+/* output: poisoned with NaN */
+static il_real *out_nan(T *t, const char *name, size_t n) {
+  il_real *h = hreal(t, n);
+  if (!h) return NULL;
+  for (size_t i = 0; i < n; i++) h[i] = (il_real)NAN;
+  return sput(t, name, h, n * sizeof *h, 0);
+}
+/* in/out: random initial values (accumulated into) */
+static il_real *io_rand(T *t, const char *name, size_t n, double lo, double hi, il_real **host) {
+  il_real *h = hreal(t, n);
+  if (host) *host = h;
+  if (!h) return NULL;
+  rfill(t, h, n, lo, hi);
+  return sput(t, name, h, n * sizeof *h, 0);
+}
+static il_real *io_host(T *t, const char *name, const il_real *h, size_t n) { return sput(t, name, h, n * sizeof *h, 0); }
+
+/* download n reals as doubles */
+static double *get(T *t, const char *name, const il_real *p, size_t n) {
+  il_real *h = hreal(t, n);
+  double *d = hdbl(t, n);
+  if (!h || !d) return NULL;
+  il_status s = OPS->copy(CTX, IL_COPY_TO_HOST, h, p, n * sizeof *h);
+  if (s != IL_OK) {
+    char what[96];
+    snprintf(what, sizeof what, "downloading %s", name);
+    fail_status(t, OP_COPY_TO_HOST, s, what);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) d[i] = (double)h[i];
+  return d;
+}
+static double *dnan(T *t, size_t n) {
+  double *d = hdbl(t, n);
+  if (d)
+    for (size_t i = 0; i < n; i++) d[i] = NAN;
+  return d;
+}
+static double *todbl(T *t, const il_real *h, size_t n) {
+  double *d = hdbl(t, n);
+  if (d)
+    for (size_t i = 0; i < n; i++) d[i] = (double)h[i];
+  return d;
+}
+
+/* ---- checks ---- */
+/* NMSE of out against ref over the elements not skipped. A NaN in ref must be
+ * NaN in out, an infinity equal; a finite ref needs a finite out. */
+static void chk(T *t, int op, const char *what, const double *out, const double *ref, size_t n, double bound,
+                const unsigned char *skip) {
+  double num = 0, den = 0, worst = -1;
+  size_t wi = 0, bad = 0, bi = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (skip && skip[i]) continue;
+    const double o = out[i], r = ref[i];
+    int ok;
+    if (isnan(r)) ok = isnan(o);
+    else if (isinf(r)) ok = o == r;
+    else ok = isfinite(o);
+    if (!ok) {
+      if (!bad) bi = i;
+      bad++;
+      continue;
+    }
+    if (!isfinite(r)) continue;
+    const double d = (o - r) * (o - r);
+    num += d;
+    den += r * r;
+    if (d > worst) worst = d, wi = i;
+  }
+  const double nmse = den > 0 ? num / den : num;
+  note_nmse(t, op, bad ? INFINITY : nmse, bound);
+  if (bad) {
+    fail(t, op, "%s[%zu] = %g, expected %g%s (%zu of %zu elements non-finite where they should not be, or not)",
+         what, bi, out[bi], ref[bi], isnan(out[bi]) && !isnan(ref[bi]) ? " (never written?)" : "", bad, n);
+  } else if (!(nmse <= bound)) {
+    fail(t, op, "%s: NMSE %.3e > bound %.3e (n = %zu; worst element %zu: %.9g, expected %.9g)", what, nmse, bound, n,
+         wi, out[wi], ref[wi]);
+  }
+}
+
+/* Exact equality (NaN equals NaN). */
+static void chk_exact(T *t, int op, const char *what, const double *out, const double *ref, size_t n) {
+  t->touched[op] = 1;
+  for (size_t i = 0; i < n; i++) {
+    if (out[i] == ref[i] || (isnan(out[i]) && isnan(ref[i]))) continue;
+    size_t bad = 0;
+    for (size_t j = i; j < n; j++) bad += !(out[j] == ref[j] || (isnan(out[j]) && isnan(ref[j])));
+    fail(t, op, "%s[%zu] = %.9g, expected exactly %.9g (%zu of %zu elements differ)", what, i, out[i], ref[i], bad, n);
+    return;
+  }
+}
+
+static void chk_int(T *t, int op, const char *what, const int *out, const int *ref, size_t n) {
+  t->touched[op] = 1;
+  for (size_t i = 0; i < n; i++)
+    if (out[i] != ref[i]) {
+      fail(t, op, "%s[%zu] = %d, expected %d", what, i, out[i], ref[i]);
+      return;
+    }
+}
+
+#define CALL(op, expr)                               \
+  do {                                               \
+    t->touched[op] = 1;                              \
+    if (!t->have[op]) {                              \
+      t->bad[op] = 1;                                \
+      return;                                        \
+    }                                                \
+    il_status s_ = (expr);                           \
+    if (s_ != IL_OK) {                               \
+      fail_status(t, op, s_, op_table[op].name);     \
+      return;                                        \
+    }                                                \
+  } while (0)
+#define NN(p) \
+  do {        \
+    if (!(p)) return; \
+  } while (0)
+
+static const char *act_name(il_act a) { return a == IL_ACT_TANH ? "tanh" : a == IL_ACT_RELU ? "relu" : "none"; }
+static const il_act ACTS[3] = {IL_ACT_NONE, IL_ACT_TANH, IL_ACT_RELU};
+
+/* ---- reference activations ---- */
+static double r_act(il_act a, double x) {
+  if (a == IL_ACT_TANH) return tanh(x);
+  if (a == IL_ACT_RELU) return x != x ? x : (x > 0 ? x : 0);
+  return x;
+}
+static double r_dact_a(il_act a, double x) { /* act'(x) from the input */
+  if (a == IL_ACT_TANH) {
+    const double c = cosh(x);
+    return 1 / (c * c);
+  }
+  if (a == IL_ACT_RELU) return x > 0 ? 1 : 0;
+  return 1;
+}
+static double r_dact_f(il_act a, double f) { /* act' from the output f */
+  if (a == IL_ACT_TANH) return 1 - f * f;
+  if (a == IL_ACT_RELU) return f > 0 ? 1 : 0;
+  return 1;
+}
+static double r_d2_f(il_act a, double f) { /* d act' / da from the output f */
+  return a == IL_ACT_TANH ? -2 * (1 - f * f) * f : 0;
+}
+/* f-inputs of the derivative ops: something an activation can output */
+static void act_inputs(T *t, il_act a, il_real *f, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (a == IL_ACT_TANH) f[i] = (il_real)unif(t, -0.999, 0.999);
+    else if (a == IL_ACT_RELU) f[i] = il_rng_uniform(&t->rng) < 0.25 ? 0 : (il_real)unif(t, 0, 2);
+    else f[i] = (il_real)unif(t, -2, 2);
+  }
+}
+
+/* ======================= memory ops ======================= */
+static void case_alloc(T *t, size_t bytes) {
+  if (!begin(t, OP_ALLOC, "bytes=%zu, mem_stats, round trip, release", bytes)) return;
+  t->touched[OP_RELEASE] = t->touched[OP_COPY_TO_SPACE] = t->touched[OP_COPY_TO_HOST] = 1;
+  size_t live0 = 0, peak0 = 0, live1 = 0, peak1 = 0, live2 = 0, peak2 = 0;
+  const int ms = t->have[OP_MEM_STATS];
+  if (ms) {
+    OPS->mem_stats(CTX, &live0, &peak0);
+    t->touched[OP_MEM_STATS] = 1;
+  }
+  unsigned char *h = hnew(t, bytes), *back = hnew(t, bytes);
+  NN(h && back);
+  void *p = NULL;
+  CALL(OP_ALLOC, OPS->alloc(CTX, bytes, &p));
+  if (!p) {
+    fail(t, OP_ALLOC, "returned IL_OK and a NULL pointer");
+    return;
+  }
+  if ((uintptr_t)p % 64 != 0) fail(t, OP_ALLOC, "pointer %p is not 64-byte aligned", p);
+  if (ms) {
+    OPS->mem_stats(CTX, &live1, &peak1);
+    if (live1 < live0 + bytes) fail(t, OP_MEM_STATS, "live %zu after allocating %zu bytes (before: %zu)", live1, bytes, live0);
+    if (peak1 < live1 || peak1 < peak0) fail(t, OP_MEM_STATS, "peak %zu below live %zu or the earlier peak %zu", peak1, live1, peak0);
+  }
+  for (size_t i = 0; i < bytes; i++) h[i] = (unsigned char)il_rng_next(&t->rng);
+  memset(back, 0, bytes);
+  il_status s = OPS->copy(CTX, IL_COPY_TO_SPACE, p, h, bytes);
+  if (s != IL_OK) fail_status(t, OP_COPY_TO_SPACE, s, "copy to space");
+  s = OPS->copy(CTX, IL_COPY_TO_HOST, back, p, bytes);
+  if (s != IL_OK) fail_status(t, OP_COPY_TO_HOST, s, "copy to host");
+  else if (memcmp(h, back, bytes) != 0) fail(t, OP_COPY_TO_HOST, "a round trip of %zu bytes changed them", bytes);
+  OPS->release(CTX, p, bytes);
+  if (ms) {
+    OPS->mem_stats(CTX, &live2, &peak2);
+    if (live2 != live0) fail(t, OP_RELEASE, "live %zu after release, %zu before the alloc", live2, live0);
+    if (peak2 < peak1) fail(t, OP_MEM_STATS, "peak went down from %zu to %zu", peak1, peak2);
+  }
+}
+
+/* zero a byte range inside a buffer (any element type; 0 bytes is a no-op) */
+static void case_zero(T *t, size_t len, size_t off, size_t cnt) {
+  if (!begin(t, OP_ZERO, "buffer of %zu bytes, zero [%zu, %zu)", len, off, off + cnt)) return;
+  unsigned char *h = hnew(t, len), *back = hnew(t, len);
+  NN(h && back);
+  for (size_t i = 0; i < len; i++) h[i] = (unsigned char)(1 + il_rng_below(&t->rng, 255));
+  unsigned char *p = sput(t, "buffer", h, len, 0);
+  NN(p);
+  CALL(OP_ZERO, OPS->zero(CTX, p + off, cnt));
+  CALL(OP_COPY_TO_HOST, OPS->copy(CTX, IL_COPY_TO_HOST, back, p, len));
+  for (size_t i = 0; i < len; i++) {
+    const unsigned char want = (i >= off && i < off + cnt) ? 0 : h[i];
+    if (back[i] != want) {
+      fail(t, OP_ZERO, "byte %zu = %u, expected %u", i, back[i], want);
+      return;
+    }
+  }
+}
+
+static void case_copy_round_trip(T *t, size_t n) {
+  if (!begin(t, OP_COPY_TO_SPACE, "%zu reals, round trip", n)) return;
+  t->touched[OP_COPY_TO_HOST] = 1;
+  il_real *h = NULL;
+  il_real *p = in_rand(t, "x", n, -1e3, 1e3, &h);
+  NN(p);
+  double *back = get(t, "x", p, n), *ref = todbl(t, h, n);
+  NN(back && ref);
+  chk_exact(t, OP_COPY_TO_SPACE, "x", back, ref, n);
+}
+
+/* odd byte ranges at odd offsets, into a host buffer with guard bytes around */
+static void case_copy_to_host(T *t, size_t len, size_t off, size_t cnt) {
+  if (!begin(t, OP_COPY_TO_HOST, "bytes [%zu, %zu) of %zu", off, off + cnt, len)) return;
+  unsigned char *h = hnew(t, len), *back = hnew(t, cnt + 32);
+  NN(h && back);
+  for (size_t i = 0; i < len; i++) h[i] = (unsigned char)il_rng_next(&t->rng);
+  unsigned char *p = sput(t, "src", h, len, 1);
+  NN(p);
+  memset(back, 0x5A, cnt + 32);
+  CALL(OP_COPY_TO_HOST, OPS->copy(CTX, IL_COPY_TO_HOST, back + 16, p + off, cnt));
+  if (memcmp(back + 16, h + off, cnt) != 0) fail(t, OP_COPY_TO_HOST, "bytes differ");
+  for (int i = 0; i < 16; i++)
+    if (back[i] != 0x5A || back[16 + cnt + i] != 0x5A) {
+      fail(t, OP_COPY_TO_HOST, "wrote outside the %zu bytes of host memory it was given", cnt);
+      return;
+    }
+}
+
+static void case_copy_in_space(T *t, size_t len, size_t so, size_t doff, size_t cnt) {
+  if (!begin(t, OP_COPY_IN_SPACE, "bytes [%zu, %zu) -> [%zu, %zu) of %zu", so, so + cnt, doff, doff + cnt, len)) return;
+  unsigned char *hs = hnew(t, len), *hd = hnew(t, len), *back = hnew(t, len);
+  NN(hs && hd && back);
+  for (size_t i = 0; i < len; i++) hs[i] = (unsigned char)il_rng_next(&t->rng), hd[i] = (unsigned char)il_rng_next(&t->rng);
+  unsigned char *ps = sput(t, "src", hs, len, 1), *pd = sput(t, "dst", hd, len, 0);
+  NN(ps && pd);
+  CALL(OP_COPY_IN_SPACE, OPS->copy(CTX, IL_COPY_IN_SPACE, pd + doff, ps + so, cnt));
+  CALL(OP_COPY_TO_HOST, OPS->copy(CTX, IL_COPY_TO_HOST, back, pd, len));
+  for (size_t i = 0; i < len; i++) {
+    const unsigned char want = (i >= doff && i < doff + cnt) ? hs[so + i - doff] : hd[i];
+    if (back[i] != want) {
+      fail(t, OP_COPY_IN_SPACE, "dst byte %zu = %u, expected %u", i, back[i], want);
+      return;
+    }
+  }
+}
+
+/* sync alone, and after queued work whose result it must make visible */
+static void case_sync(T *t, int after_work) {
+  if (!begin(t, OP_SYNC, "%s", after_work ? "after fill" : "idle")) return;
+  if (!after_work) {
+    CALL(OP_SYNC, OPS->sync(CTX));
+    return;
+  }
+  const size_t n = 4096;
+  il_real *p = out_nan(t, "x", n);
+  double *ref = hdbl(t, n);
+  NN(p && ref);
+  CALL(OP_FILL, OPS->fill(CTX, n, (il_real)0.5, p));
+  CALL(OP_SYNC, OPS->sync(CTX));
+  double *d = get(t, "x", p, n);
+  NN(d);
+  for (size_t i = 0; i < n; i++) ref[i] = 0.5;
+  chk_exact(t, OP_SYNC, "x", d, ref, n);
+}
+
+/* describe is optional; its text is NUL-terminated within cap */
+static void case_describe(T *t) {
+  if (!begin(t, OP_DESCRIBE, "%s", OPS->describe ? "cap 512 and 8" : "absent (optional)") || !OPS->describe) return;
+  char buf[512], small[16];
+  memset(buf, 'x', sizeof buf);
+  memset(small, 0x7f, sizeof small);
+  OPS->describe(CTX, buf, sizeof buf);
+  if (!memchr(buf, 0, sizeof buf)) fail(t, OP_DESCRIBE, "not NUL-terminated within 512 bytes");
+  OPS->describe(CTX, small, 8);
+  if (!memchr(small, 0, 8)) fail(t, OP_DESCRIBE, "not NUL-terminated within cap 8");
+  for (int i = 8; i < 16; i++)
+    if (small[i] != 0x7f) {
+      fail(t, OP_DESCRIBE, "wrote past cap 8");
+      return;
+    }
+}
+
+/* a second instance coexists with the first, and is destroyed on its own */
+static void case_second_instance(T *t) {
+  if (!begin(t, OP_CREATE, "a second instance next to the first")) return;
+  t->touched[OP_DESTROY] = 1;
+  il_backend *b2 = NULL;
+  const il_backend_options o = {.threads = t->be->threads > 0 ? t->be->threads : 1};
+  CALL(OP_CREATE, il_backend_create(OPS->name, &o, &b2));
+  void *p = NULL;
+  double v[3] = {1.5, -2, 3}, w[3] = {0, 0, 0};
+  il_status s = b2->ops->alloc(b2->ctx, sizeof v, &p);
+  if (s == IL_OK) {
+    s = b2->ops->copy(b2->ctx, IL_COPY_TO_SPACE, p, v, sizeof v);
+    if (s == IL_OK) s = b2->ops->copy(b2->ctx, IL_COPY_TO_HOST, w, p, sizeof w);
+    b2->ops->release(b2->ctx, p, sizeof v);
+  }
+  if (s != IL_OK) fail_status(t, OP_CREATE, s, "using the second instance");
+  else if (memcmp(v, w, sizeof v) != 0) fail(t, OP_CREATE, "a round trip through the second instance changed data");
+  il_backend_destroy(b2);
+}
+
+static void test_memory(T *t) {
+  static const size_t sizes[] = {1, 3, 64, 4099, ((size_t)1 << 20) + 5};
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) case_alloc(t, sizes[i]);
+  if (begin(t, OP_RELEASE, "NULL pointer")) OPS->release(CTX, NULL, 0);
+  case_zero(t, 1000, 13, 501);
+  case_zero(t, 64, 0, 64);
+  case_zero(t, 7, 3, 0);
+  case_zero(t, 40000, 1, 39998);
+  static const size_t cn[] = {1, 7, 1000, 4097};
+  for (size_t i = 0; i < sizeof cn / sizeof *cn; i++) case_copy_round_trip(t, cn[i]);
+  for (size_t rep = 0; rep < 4; rep++) case_copy_to_host(t, 1003, 3 + 17 * rep, 13 + 211 * rep);
+  for (size_t rep = 0; rep < 4; rep++) case_copy_in_space(t, 2048, 5 + 8 * rep, 2 + 31 * rep, 37 + 500 * rep);
+  case_sync(t, 0);
+  case_sync(t, 1);
+  case_describe(t);
+  case_second_instance(t);
+}
+
+/* ======================= dense linear algebra ======================= */
+/* A rows x cols matrix with leading dimension ld; padding is NaN (must never be read). */
+static il_real *mat_in(T *t, const char *name, int rows, int cols, int ld, size_t stride, int batch, double scale,
+                       il_real **host) {
+  const size_t total = stride * (size_t)(batch - 1) + (size_t)rows * ld;
+  il_real *h = hreal(t, total);
+  *host = h;
+  if (!h) return NULL;
+  for (size_t i = 0; i < total; i++) h[i] = (il_real)NAN;
+  for (int b = 0; b < batch; b++)
+    for (int i = 0; i < rows; i++)
+      for (int j = 0; j < cols; j++) h[b * stride + (size_t)i * ld + j] = (il_real)unif(t, -scale, scale);
+  *host = h;
+  return in_host(t, name, h, total);
+}
+
+/* C: logical part NaN (beta == 0) or random, padding a sentinel that must survive */
+#define SENTINEL ((il_real)-4242.5)
+static il_real *mat_out(T *t, int rows, int cols, int ld, size_t stride, int batch, int random, il_real **host) {
+  const size_t total = stride * (size_t)(batch - 1) + (size_t)rows * ld;
+  il_real *h = hreal(t, total);
+  *host = h;
+  if (!h) return NULL;
+  for (size_t i = 0; i < total; i++) h[i] = SENTINEL;
+  for (int b = 0; b < batch; b++)
+    for (int i = 0; i < rows; i++)
+      for (int j = 0; j < cols; j++)
+        h[b * stride + (size_t)i * ld + j] = random ? (il_real)unif(t, -1, 1) : (il_real)NAN;
+  *host = h;
+  return io_host(t, "C", h, total);
+}
+
+/* reference C = alpha op(A) op(B) + beta C0 for one matrix; checks the logical part by NMSE, the padding exactly */
+static void gemm_check(T *t, int op, int tA, int tB, int M, int N, int K, double alpha, const il_real *A, int lda,
+                       const il_real *Bm, int ldb, double beta, const il_real *C0, int ldc, const double *Cout,
+                       size_t total_c, const char *what) {
+  double *ref = hdbl(t, (size_t)M * N), *out = hdbl(t, (size_t)M * N);
+  if (!ref || !out) return;
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double acc = 0;
+      for (int k = 0; k < K; k++) {
+        const double a = tA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+        const double b = tB ? Bm[(size_t)j * ldb + k] : Bm[(size_t)k * ldb + j];
+        acc += a * b;
+      }
+      ref[(size_t)i * N + j] = alpha * acc + (beta != 0 ? beta * (double)C0[(size_t)i * ldc + j] : 0);
+      out[(size_t)i * N + j] = Cout[(size_t)i * ldc + j];
+    }
+  chk(t, op, what, out, ref, (size_t)M * N, B_SUM, NULL);
+  for (size_t i = 0; i < total_c; i++) {
+    const int r = (int)(i / ldc), c = (int)(i % ldc);
+    if ((r >= M || c >= N) && Cout[i] != (double)SENTINEL) {
+      fail(t, op, "%s: wrote padding element (%d, %d) outside the %d x %d matrix (ldc %d)", what, r, c, M, N, ldc);
+      return;
+    }
+  }
+}
+
+static void case_gemm(T *t, int tA, int tB, int M, int N, int K, int pad, int beta_on) {
+  const double beta = beta_on ? 0.7 : 0;
+  if (!begin(t, OP_GEMM, "tA=%d tB=%d M=%d N=%d K=%d ld+%d beta=%g", tA, tB, M, N, K, pad, beta)) return;
+  const int ar = tA ? K : M, ac = tA ? M : K, br = tB ? N : K, bc = tB ? K : N;
+  const int lda = ac + pad, ldb = bc + pad, ldc = N + pad;
+  il_real *hA, *hB, *hC;
+  il_real *A = mat_in(t, "A", ar, ac, lda, 0, 1, 1, &hA);
+  il_real *Bm = mat_in(t, "B", br, bc, ldb, 0, 1, 1, &hB);
+  il_real *C = mat_out(t, M, N, ldc, 0, 1, beta_on, &hC);
+  NN(A && Bm && C);
+  const il_real alpha = rscalar(t);
+  CALL(OP_GEMM, OPS->gemm(CTX, tA, tB, M, N, K, alpha, A, lda, Bm, ldb, (il_real)beta, C, ldc));
+  double *out = get(t, "C", C, (size_t)M * ldc);
+  NN(out);
+  gemm_check(t, OP_GEMM, tA, tB, M, N, K, alpha, hA, lda, hB, ldb, (il_real)beta, hC, ldc, out, (size_t)M * ldc, "C");
+}
+
+static void case_gemm_sb(T *t, int tA, int tB, int M, int N, int K, int batch, int beta_on) {
+  const double beta = beta_on ? -0.5 : 0;
+  if (!begin(t, OP_GEMM_SB, "tA=%d tB=%d M=%d N=%d K=%d batch=%d beta=%g", tA, tB, M, N, K, batch, beta)) return;
+  const int ar = tA ? K : M, ac = tA ? M : K, br = tB ? N : K, bc = tB ? K : N;
+  const int lda = ac + 1, ldb = bc, ldc = N + 2;
+  const size_t sA = (size_t)ar * lda + 3, sB = (size_t)br * ldb + 5, sC = (size_t)M * ldc + 1;
+  il_real *hA, *hB, *hC;
+  il_real *A = mat_in(t, "A", ar, ac, lda, sA, batch, 1, &hA);
+  il_real *Bm = mat_in(t, "B", br, bc, ldb, sB, batch, 1, &hB);
+  il_real *C = mat_out(t, M, N, ldc, sC, batch, beta_on, &hC);
+  NN(A && Bm && C);
+  const il_real alpha = rscalar(t);
+  CALL(OP_GEMM_SB, OPS->gemm_strided_batched(CTX, tA, tB, M, N, K, alpha, A, lda, sA, Bm, ldb, sB, (il_real)beta, C,
+                                             ldc, sC, batch));
+  const size_t total = sC * (size_t)(batch - 1) + (size_t)M * ldc;
+  double *out = get(t, "C", C, total);
+  NN(out);
+  for (int b = 0; b < batch; b++) {
+    char what[32];
+    snprintf(what, sizeof what, "C[%d]", b);
+    const size_t len = b < batch - 1 ? sC : (size_t)M * ldc;
+    gemm_check(t, OP_GEMM_SB, tA, tB, M, N, K, alpha, hA + b * sA, lda, hB + b * sB, ldb, (il_real)beta, hC + b * sC,
+               ldc, out + b * sC, len, what);
+  }
+}
+
+/* every epilogue combination: mask bits add, bias, pre, deriv, res; act = mask / 32 */
+static void case_gemm_ep(T *t, int B, int N, int K, int mask) {
+  const int has_add = mask & 1, has_bias = mask >> 1 & 1, has_pre = mask >> 2 & 1, has_deriv = mask >> 3 & 1,
+            has_res = mask >> 4 & 1;
+  const il_act act = ACTS[mask >> 5];
+  if (!begin(t, OP_GEMM_EP, "B=%d N=%d K=%d act=%s add=%d bias=%d pre=%d deriv=%d res=%d", B, N, K, act_name(act),
+             has_add, has_bias, has_pre, has_deriv, has_res))
+    return;
+  const size_t len = (size_t)B * N;
+  il_real *hA, *hW, *hadd = NULL, *hbias = NULL, *hres = NULL;
+  il_real *A = in_rand(t, "A", (size_t)B * K, -1, 1, &hA);
+  il_real *W = in_rand(t, "W", (size_t)N * K, -1.5 / sqrt(K), 1.5 / sqrt(K), &hW);
+  il_real *out = out_nan(t, "out", len);
+  NN(A && W && out);
+  il_epilogue ep = {.act = act};
+  if (has_add) NN(ep.add = in_rand(t, "add", len, -1, 1, &hadd));
+  if (has_bias) NN(ep.bias = in_rand(t, "bias", (size_t)N, -0.5, 0.5, &hbias));
+  if (has_pre) NN(ep.pre = out_nan(t, "pre", len));
+  if (has_deriv) NN(ep.deriv = out_nan(t, "deriv", len));
+  if (has_res) {
+    NN(ep.res_ref = in_rand(t, "res_ref", len, -1, 1, &hres));
+    NN(ep.res_rows = dnan(t, (size_t)B));
+  }
+  CALL(OP_GEMM_EP, OPS->gemm_ep(CTX, B, N, K, A, W, &ep, out));
+  double *rpre = hdbl(t, len), *rout = hdbl(t, len), *rder = hdbl(t, len), *rres = hdbl(t, (size_t)B);
+  unsigned char *amb = hnew(t, len); /* relu: pre too close to 0 for act' to be determined */
+  NN(rpre && rout && rder && rres && amb);
+  for (int b = 0; b < B; b++) {
+    double res = 0;
+    for (int j = 0; j < N; j++) {
+      double acc = 0, mag = 0;
+      for (int k = 0; k < K; k++) {
+        const double p = (double)hA[(size_t)b * K + k] * (double)hW[(size_t)j * K + k];
+        acc += p;
+        mag += fabs(p);
+      }
+      if (hadd) acc += hadd[(size_t)b * N + j], mag += fabs((double)hadd[(size_t)b * N + j]);
+      if (hbias) acc += hbias[j], mag += fabs((double)hbias[j]);
+      const size_t i = (size_t)b * N + j;
+      rpre[i] = acc;
+      rout[i] = r_act(act, acc);
+      rder[i] = r_dact_a(act, acc);
+      amb[i] = act == IL_ACT_RELU && fabs(acc) <= 1e3 * EPS * mag;
+      if (hres) res += ((double)hres[i] - rout[i]) * ((double)hres[i] - rout[i]);
+    }
+    rres[b] = res;
+  }
+  double *o = get(t, "out", out, len);
+  NN(o);
+  chk(t, OP_GEMM_EP, "out", o, rout, len, B_SUM, NULL);
+  if (ep.pre) {
+    double *p = get(t, "pre", ep.pre, len);
+    NN(p);
+    chk(t, OP_GEMM_EP, "pre", p, rpre, len, B_SUM, NULL);
+  }
+  if (ep.deriv) {
+    double *d = get(t, "deriv", ep.deriv, len);
+    NN(d);
+    chk(t, OP_GEMM_EP, "deriv", d, rder, len, B_SUM, amb);
+  }
+  if (ep.res_rows) chk(t, OP_GEMM_EP, "res_rows", ep.res_rows, rres, (size_t)B, B_SUM, NULL);
+}
+
+/* ======================= elementwise ======================= */
+static const size_t LENS[] = {1, 2, 3, 7, 17, 33, 100, 561, 3300, 10000};
+#define NLENS (sizeof LENS / sizeof *LENS)
+
+static void case_fill(T *t, size_t n, int zero) {
+  if (!begin(t, OP_FILL, "len=%zu v=%s", n, zero ? "0" : "random")) return;
+  const il_real v = zero ? 0 : rscalar(t);
+  il_real *o = out_nan(t, "out", n);
+  NN(o);
+  CALL(OP_FILL, OPS->fill(CTX, n, v, o));
+  double *d = get(t, "out", o, n), *ref = hdbl(t, n);
+  NN(d && ref);
+  for (size_t i = 0; i < n; i++) ref[i] = v;
+  chk_exact(t, OP_FILL, "out", d, ref, n);
+}
+
+static void case_axpby(T *t, size_t n, int which) {
+  if (!begin(t, OP_AXPBY, "len=%zu b=%s", n, which == 0 ? "0" : which == 1 ? "1" : "random")) return;
+  const il_real a = rscalar(t), b = which == 0 ? 0 : which == 1 ? 1 : rscalar(t);
+  il_real *hx, *hy;
+  il_real *x = in_rand(t, "x", n, -1, 1, &hx), *y = io_rand(t, "y", n, -1, 1, &hy);
+  NN(x && y);
+  CALL(OP_AXPBY, OPS->axpby(CTX, n, a, x, b, y));
+  double *d = get(t, "y", y, n), *ref = hdbl(t, n);
+  NN(d && ref);
+  for (size_t i = 0; i < n; i++) ref[i] = (double)a * hx[i] + (double)b * hy[i];
+  chk(t, OP_AXPBY, "y", d, ref, n, B_ELEM, NULL);
+}
+
+/* alias: 0 none, 1 out == x, 2 out == y */
+static void case_lincomb(T *t, size_t n, int alias) {
+  if (!begin(t, OP_LINCOMB, "len=%zu%s", n, alias == 1 ? " out==x" : alias == 2 ? " out==y" : "")) return;
+  const il_real a = rscalar(t), b = rscalar(t);
+  il_real *hx, *hy, *x, *y, *o;
+  if (alias == 1) {
+    x = io_rand(t, "x", n, -1, 1, &hx), y = in_rand(t, "y", n, -1, 1, &hy), o = x;
+  } else if (alias == 2) {
+    x = in_rand(t, "x", n, -1, 1, &hx), y = io_rand(t, "y", n, -1, 1, &hy), o = y;
+  } else {
+    x = in_rand(t, "x", n, -1, 1, &hx), y = in_rand(t, "y", n, -1, 1, &hy), o = out_nan(t, "out", n);
+  }
+  NN(x && y && o);
+  CALL(OP_LINCOMB, OPS->lincomb(CTX, n, a, x, b, y, o));
+  double *d = get(t, "out", o, n), *ref = hdbl(t, n);
+  NN(d && ref);
+  for (size_t i = 0; i < n; i++) ref[i] = (double)a * hx[i] + (double)b * hy[i];
+  chk(t, OP_LINCOMB, "out", d, ref, n, B_ELEM, NULL);
+}
+
+static void case_mul(T *t, size_t n) {
+  if (!begin(t, OP_MUL, "len=%zu", n)) return;
+  il_real *ha, *hb;
+  il_real *a = in_rand(t, "a", n, -2, 2, &ha), *b = in_rand(t, "b", n, -2, 2, &hb), *o = out_nan(t, "out", n);
+  NN(a && b && o);
+  CALL(OP_MUL, OPS->mul(CTX, n, a, b, o));
+  double *d = get(t, "out", o, n), *ref = hdbl(t, n);
+  NN(d && ref);
+  for (size_t i = 0; i < n; i++) ref[i] = (double)ha[i] * hb[i];
+  chk(t, OP_MUL, "out", d, ref, n, B_ELEM, NULL);
+}
+
+/* with_s: s non-NULL; nan: a NaN planted in a (f must be NaN there) */
+static void case_act_fwd(T *t, size_t n, il_act act, int with_s, int nan) {
+  if (!begin(t, OP_ACT_FWD, "len=%zu act=%s s=%s%s", n, act_name(act), with_s ? "out" : "NULL",
+             nan ? " NaN planted" : ""))
+    return;
+  il_real *ha = hreal(t, n);
+  NN(ha);
+  rfill(t, ha, n, -4, 4);
+  for (size_t i = 0; i < n; i += 5) /* relu at exactly 0 */
+    if (act == IL_ACT_RELU) ha[i] = 0;
+  const size_t at = nan ? (size_t)il_rng_below(&t->rng, n) : n;
+  if (nan) ha[at] = (il_real)NAN;
+  il_real *a = in_host(t, "a", ha, n), *f = out_nan(t, "f", n), *s = with_s ? out_nan(t, "s", n) : NULL;
+  NN(a && f && (s || !with_s));
+  CALL(OP_ACT_FWD, OPS->act_fwd(CTX, n, act, a, f, s));
+  double *rf = hdbl(t, n), *rs = hdbl(t, n);
+  unsigned char *skip = hnew(t, n);
+  NN(rf && rs && skip);
+  for (size_t i = 0; i < n; i++) {
+    rf[i] = r_act(act, ha[i]);
+    rs[i] = r_dact_a(act, ha[i]);
+    skip[i] = i == at; /* act'(NaN) is not specified */
+  }
+  double *df = get(t, "f", f, n);
+  NN(df);
+  chk(t, OP_ACT_FWD, "f", df, rf, n, B_ELEM, NULL);
+  if (s) {
+    double *ds = get(t, "s", s, n);
+    NN(ds);
+    chk(t, OP_ACT_FWD, "s", ds, rs, n, B_ELEM, skip);
+  }
+}
+
+static void case_act_deriv(T *t, size_t n, il_act act) {
+  if (!begin(t, OP_ACT_DERIV, "len=%zu act=%s", n, act_name(act))) return;
+  il_real *hf = hreal(t, n);
+  NN(hf);
+  act_inputs(t, act, hf, n);
+  il_real *f = in_host(t, "f", hf, n), *s = out_nan(t, "s", n);
+  NN(f && s);
+  CALL(OP_ACT_DERIV, OPS->act_deriv(CTX, n, act, f, s));
+  double *d = get(t, "s", s, n), *ref = hdbl(t, n);
+  NN(d && ref);
+  for (size_t i = 0; i < n; i++) ref[i] = r_dact_f(act, hf[i]);
+  chk(t, OP_ACT_DERIV, "s", d, ref, n, B_ELEM, NULL);
+}
+
+static void case_act_dmul(T *t, size_t n, il_act act) {
+  if (!begin(t, OP_ACT_DMUL, "len=%zu act=%s", n, act_name(act))) return;
+  il_real *hf = hreal(t, n), *hu;
+  NN(hf);
+  act_inputs(t, act, hf, n);
+  il_real *f = in_host(t, "f", hf, n), *u = in_rand(t, "u", n, -2, 2, &hu), *o = out_nan(t, "out", n);
+  NN(f && u && o);
+  CALL(OP_ACT_DMUL, OPS->act_dmul(CTX, n, act, f, u, o));
+  double *d = get(t, "out", o, n), *ref = hdbl(t, n);
+  NN(d && ref);
+  for (size_t i = 0; i < n; i++) ref[i] = r_dact_f(act, hf[i]) * hu[i];
+  chk(t, OP_ACT_DMUL, "out", d, ref, n, B_ELEM, NULL);
+}
+
+static void case_act_d2(T *t, size_t n, il_act act) {
+  if (!begin(t, OP_ACT_D2, "len=%zu act=%s", n, act_name(act))) return;
+  il_real *hf = hreal(t, n), *hw, *hq;
+  NN(hf);
+  act_inputs(t, act, hf, n);
+  il_real *f = in_host(t, "f", hf, n), *w = in_rand(t, "w", n, -2, 2, &hw), *q = io_rand(t, "q", n, -2, 2, &hq);
+  il_real *sw = out_nan(t, "sw", n);
+  NN(f && w && q && sw);
+  CALL(OP_ACT_D2, OPS->act_d2(CTX, n, act, f, w, q, sw));
+  double *dq = get(t, "q", q, n), *dsw = get(t, "sw", sw, n), *rq = hdbl(t, n), *rsw = hdbl(t, n);
+  NN(dq && dsw && rq && rsw);
+  for (size_t i = 0; i < n; i++) {
+    rsw[i] = r_dact_f(act, hf[i]) * hw[i];
+    rq[i] = (double)hw[i] * hq[i] * r_d2_f(act, hf[i]);
+  }
+  chk(t, OP_ACT_D2, "sw", dsw, rsw, n, B_ELEM, NULL);
+  chk(t, OP_ACT_D2, "q", dq, rq, n, B_ELEM, NULL);
+}
+
+static void case_sech2(T *t, size_t n) {
+  if (!begin(t, OP_SECH2, "len=%zu", n)) return;
+  il_real *ha;
+  il_real *a = in_rand(t, "a", n, -4, 4, &ha), *s = out_nan(t, "s", n);
+  NN(a && s);
+  CALL(OP_SECH2, OPS->sech2_seed(CTX, n, a, s));
+  double *d = get(t, "s", s, n), *ref = hdbl(t, n);
+  NN(d && ref);
+  for (size_t i = 0; i < n; i++) {
+    const double c = cosh((double)ha[i]);
+    ref[i] = 1 / (c * c);
+  }
+  chk(t, OP_SECH2, "s", d, ref, n, B_ELEM, NULL);
+}
+
+static void case_sech2_d2(T *t, size_t n) {
+  if (!begin(t, OP_SECH2_D2, "len=%zu", n)) return;
+  il_real *ha, *hw, *hq;
+  il_real *a = in_rand(t, "a", n, -4, 4, &ha), *w = in_rand(t, "w", n, -2, 2, &hw), *q = io_rand(t, "q", n, -2, 2, &hq);
+  il_real *sw = out_nan(t, "sw", n);
+  NN(a && w && q && sw);
+  CALL(OP_SECH2_D2, OPS->sech2_seed_d2(CTX, n, a, w, q, sw));
+  double *dq = get(t, "q", q, n), *dsw = get(t, "sw", sw, n), *rq = hdbl(t, n), *rsw = hdbl(t, n);
+  NN(dq && dsw && rq && rsw);
+  for (size_t i = 0; i < n; i++) {
+    const double x = ha[i], c = cosh(x);
+    rsw[i] = hw[i] / (c * c);
+    rq[i] = -2 * (double)hw[i] * hq[i] * sinh(x) / (c * c * c);
+  }
+  chk(t, OP_SECH2_D2, "sw", dsw, rsw, n, B_ELEM, NULL);
+  chk(t, OP_SECH2_D2, "q", dq, rq, n, B_ELEM, NULL);
+}
+
+/* ======================= per row ======================= */
+static const int SB[] = {1, 3, 17, 100};
+static const int SN[] = {1, 2, 7, 33, 100};
+#define NSB (int)(sizeof SB / sizeof *SB)
+#define NSN (int)(sizeof SN / sizeof *SN)
+
+/* which: 0 beta = 0 with y NULL, 1 beta = 1, 2 beta random */
+static void case_row_lincomb(T *t, int B, int n, int which) {
+  if (!begin(t, OP_ROW_LINCOMB, "B=%d n=%d beta=%s", B, n, which == 0 ? "0 y=NULL" : which == 1 ? "1" : "random"))
+    return;
+  const size_t len = (size_t)B * n;
+  const il_real s = rscalar(t), beta = which == 0 ? 0 : which == 1 ? 1 : rscalar(t);
+  il_real *ha, *hx, *hy = NULL, *y = NULL;
+  il_real *a = in_rand(t, "a", (size_t)B, -2, 2, &ha), *x = in_rand(t, "x", len, -1, 1, &hx), *o = out_nan(t, "out", len);
+  NN(a && x && o);
+  if (which) NN(y = in_rand(t, "y", len, -1, 1, &hy));
+  CALL(OP_ROW_LINCOMB, OPS->row_lincomb(CTX, B, n, s, a, x, beta, y, o));
+  double *d = get(t, "out", o, len), *ref = hdbl(t, len);
+  NN(d && ref);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < n; j++) {
+      const size_t i = (size_t)b * n + j;
+      ref[i] = (double)s * ha[b] * hx[i] + (hy ? (double)beta * hy[i] : 0);
+    }
+  chk(t, OP_ROW_LINCOMB, "out", d, ref, len, B_ELEM, NULL);
+}
+
+/* a mask with zeros and various non-zero bytes */
+static unsigned char *rmask(T *t, int B) {
+  static const unsigned char vals[] = {1, 2, 255, 7};
+  unsigned char *m = hnew(t, (size_t)B);
+  if (!m) return NULL;
+  for (int b = 0; b < B; b++) m[b] = il_rng_uniform(&t->rng) < 0.5 ? 0 : vals[il_rng_below(&t->rng, 4)];
+  return m;
+}
+
+static void case_row_select(T *t, int B, int n, int want) {
+  if (!begin(t, OP_ROW_SELECT, "B=%d n=%d want=%d", B, n, want)) return;
+  const size_t len = (size_t)B * n;
+  unsigned char *hm = rmask(t, B);
+  NN(hm);
+  il_real *hs, *hd;
+  unsigned char *m = sput(t, "mask", hm, (size_t)B, 1);
+  il_real *src = in_rand(t, "src", len, -1, 1, &hs), *dst = io_rand(t, "dst", len, -1, 1, &hd);
+  NN(m && src && dst);
+  CALL(OP_ROW_SELECT, OPS->row_select(CTX, B, n, m, want, src, dst));
+  double *d = get(t, "dst", dst, len), *ref = hdbl(t, len);
+  NN(d && ref);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < n; j++) {
+      const size_t i = (size_t)b * n + j;
+      ref[i] = ((hm[b] != 0) == (want != 0)) ? hs[i] : hd[i];
+    }
+  chk_exact(t, OP_ROW_SELECT, "dst", d, ref, len);
+}
+
+static void case_row_fill(T *t, int B, int n, int want, int zero) {
+  if (!begin(t, OP_ROW_FILL, "B=%d n=%d want=%d v=%s", B, n, want, zero ? "0" : "random")) return;
+  const size_t len = (size_t)B * n;
+  unsigned char *hm = rmask(t, B);
+  NN(hm);
+  const il_real v = zero ? 0 : rscalar(t);
+  il_real *hd;
+  unsigned char *m = sput(t, "mask", hm, (size_t)B, 1);
+  il_real *dst = io_rand(t, "dst", len, -1, 1, &hd);
+  NN(m && dst);
+  CALL(OP_ROW_FILL, OPS->row_fill(CTX, B, n, m, want, v, dst));
+  double *d = get(t, "dst", dst, len), *ref = hdbl(t, len);
+  NN(d && ref);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < n; j++) ref[(size_t)b * n + j] = ((hm[b] != 0) == (want != 0)) ? v : hd[(size_t)b * n + j];
+  chk_exact(t, OP_ROW_FILL, "dst", d, ref, len);
+}
+
+/* X: k separate (B, n) input tensors; host[i] their values */
+static int slots(T *t, int k, size_t len, il_real **X, il_real **host) {
+  static const char *names[] = {"X0", "X1", "X2", "X3", "X4", "X5", "X6", "X7"};
+  for (int i = 0; i < k; i++)
+    if (!(X[i] = in_rand(t, names[i], len, -1, 1, &host[i]))) return 0;
+  return 1;
+}
+
+/* which: 0 beta = 0 (out poisoned: its old contents are ignored), 1 beta = 1, 2 beta random */
+static void case_row_combine(T *t, int B, int n, int k, int which) {
+  if (!begin(t, OP_ROW_COMBINE, "B=%d n=%d k=%d beta=%s", B, n, k, which == 0 ? "0" : which == 1 ? "1" : "random"))
+    return;
+  const size_t len = (size_t)B * n;
+  const il_real beta = which == 0 ? 0 : which == 1 ? 1 : rscalar(t);
+  il_real *X[8] = {0}, *hX[8] = {0}, *hc, *ho = NULL, *o;
+  NN(slots(t, k, len, X, hX));
+  il_real *coef = in_rand(t, "coef", (size_t)B * (k ? k : 1), -1, 1, &hc);
+  o = which ? io_rand(t, "out", len, -1, 1, &ho) : out_nan(t, "out", len);
+  NN(coef && o);
+  CALL(OP_ROW_COMBINE, OPS->row_combine(CTX, B, n, k, (const il_real *const *)X, coef, beta, o));
+  double *d = get(t, "out", o, len), *ref = hdbl(t, len);
+  NN(d && ref);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < n; j++) {
+      const size_t i = (size_t)b * n + j;
+      double acc = ho ? (double)beta * ho[i] : 0;
+      for (int q = 0; q < k; q++) acc += (double)hc[(size_t)b * k + q] * hX[q][i];
+      ref[i] = acc;
+    }
+  chk(t, OP_ROW_COMBINE, "out", d, ref, len, B_ELEM, NULL);
+}
+
+static void case_col_sum_add(T *t, int B, int n) {
+  if (!begin(t, OP_COL_SUM_ADD, "B=%d n=%d", B, n)) return;
+  il_real *ha, *ho;
+  il_real *a = in_rand(t, "a", (size_t)B * n, -1, 1, &ha), *o = io_rand(t, "out", (size_t)n, -1, 1, &ho);
+  NN(a && o);
+  CALL(OP_COL_SUM_ADD, OPS->col_sum_add(CTX, B, n, a, o));
+  double *d = get(t, "out", o, (size_t)n), *ref = hdbl(t, (size_t)n);
+  NN(d && ref);
+  for (int j = 0; j < n; j++) {
+    double acc = ho[j];
+    for (int b = 0; b < B; b++) acc += ha[(size_t)b * n + j];
+    ref[j] = acc;
+  }
+  chk(t, OP_COL_SUM_ADD, "out", d, ref, (size_t)n, B_SUM, NULL);
+}
+
+/* ======================= reductions to the host ======================= */
+static void case_sqdist(T *t, size_t n, int with_b) {
+  if (!begin(t, OP_SQDIST, "len=%zu b=%s", n, with_b ? "given" : "NULL")) return;
+  il_real *ha, *hb = NULL, *b = NULL;
+  il_real *a = in_rand(t, "a", n, -1, 1, &ha);
+  NN(a);
+  if (with_b) NN(b = in_rand(t, "b", n, -1, 1, &hb));
+  double out = NAN, ref = 0;
+  CALL(OP_SQDIST, OPS->sqdist(CTX, n, a, b, &out));
+  for (size_t i = 0; i < n; i++) {
+    const double d = (double)ha[i] - (hb ? (double)hb[i] : 0);
+    ref += d * d;
+  }
+  chk(t, OP_SQDIST, "out", &out, &ref, 1, B_RED, NULL);
+}
+
+static void case_row_sqdist(T *t, int B, int n) {
+  if (!begin(t, OP_ROW_SQDIST, "B=%d n=%d", B, n)) return;
+  il_real *ha, *hb;
+  il_real *a = in_rand(t, "a", (size_t)B * n, -1, 1, &ha), *b = in_rand(t, "b", (size_t)B * n, -1, 1, &hb);
+  double *out = dnan(t, (size_t)B), *ref = hdbl(t, (size_t)B);
+  NN(a && b && out && ref);
+  CALL(OP_ROW_SQDIST, OPS->row_sqdist(CTX, B, n, a, b, out));
+  for (int r = 0; r < B; r++) {
+    double acc = 0;
+    for (int j = 0; j < n; j++) {
+      const double d = (double)ha[(size_t)r * n + j] - hb[(size_t)r * n + j];
+      acc += d * d;
+    }
+    ref[r] = acc;
+  }
+  chk(t, OP_ROW_SQDIST, "out", out, ref, (size_t)B, B_RED, NULL);
+}
+
+static void case_row_dot(T *t, int B, int n, int k) {
+  if (!begin(t, OP_ROW_DOT, "B=%d n=%d k=%d", B, n, k)) return;
+  const size_t len = (size_t)B * n;
+  il_real *X[8] = {0}, *hX[8] = {0}, *hy;
+  NN(slots(t, k, len, X, hX));
+  il_real *y = in_rand(t, "y", len, -1, 1, &hy);
+  double *out = dnan(t, (size_t)B * k), *ref = hdbl(t, (size_t)B * k);
+  NN(y && out && ref);
+  CALL(OP_ROW_DOT, OPS->row_dot(CTX, B, n, k, (const il_real *const *)X, y, out));
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < k; i++) {
+      double acc = 0;
+      for (int j = 0; j < n; j++) acc += (double)hX[i][(size_t)b * n + j] * hy[(size_t)b * n + j];
+      ref[(size_t)b * k + i] = acc;
+    }
+  chk(t, OP_ROW_DOT, "out", out, ref, (size_t)B * k, B_RED, NULL);
+}
+
+/* V_i,b orthonormal over i < k < n (as GMRES/Anderson keep them) */
+static void case_row_mgs(T *t, int B, int n, int k) {
+  if (!begin(t, OP_ROW_MGS, "B=%d n=%d k=%d", B, n, k)) return;
+  static const char *names[] = {"V0", "V1", "V2", "V3"};
+  const size_t len = (size_t)B * n;
+  il_real *hV[4] = {0}, *V[4] = {0}, *hw;
+  double *v = hdbl(t, (size_t)n);
+  NN(v);
+  for (int i = 0; i < k; i++) NN(hV[i] = hreal(t, len));
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < k; i++) {
+      for (int j = 0; j < n; j++) v[j] = il_rng_normal(&t->rng);
+      for (int pass = 0; pass < 2; pass++)
+        for (int p = 0; p < i; p++) {
+          double c = 0;
+          for (int j = 0; j < n; j++) c += v[j] * hV[p][(size_t)b * n + j];
+          for (int j = 0; j < n; j++) v[j] -= c * hV[p][(size_t)b * n + j];
+        }
+      double nr = 0;
+      for (int j = 0; j < n; j++) nr += v[j] * v[j];
+      nr = sqrt(nr);
+      for (int j = 0; j < n; j++) hV[i][(size_t)b * n + j] = (il_real)(v[j] / nr);
+    }
+  for (int i = 0; i < k; i++) NN(V[i] = in_host(t, names[i], hV[i], len));
+  il_real *w = io_rand(t, "w", len, -1, 1, &hw);
+  double *h = dnan(t, (size_t)B * (k + 1)), *rh = hdbl(t, (size_t)B * (k + 1)), *rw = hdbl(t, len);
+  NN(w && h && rh && rw);
+  CALL(OP_ROW_MGS, OPS->row_mgs(CTX, B, n, k, (const il_real *const *)V, w, h));
+  for (int b = 0; b < B; b++) {
+    double *wb = rw + (size_t)b * n;
+    for (int j = 0; j < n; j++) wb[j] = hw[(size_t)b * n + j];
+    for (int i = 0; i < k; i++) {
+      const il_real *vi = hV[i] + (size_t)b * n;
+      double c = 0;
+      for (int j = 0; j < n; j++) c += wb[j] * vi[j];
+      rh[(size_t)b * (k + 1) + i] = c;
+      for (int j = 0; j < n; j++) wb[j] -= c * vi[j];
+    }
+    double nr = 0;
+    for (int j = 0; j < n; j++) nr += wb[j] * wb[j];
+    rh[(size_t)b * (k + 1) + k] = sqrt(nr);
+  }
+  double *dw = get(t, "w", w, len);
+  NN(dw);
+  chk(t, OP_ROW_MGS, "h", h, rh, (size_t)B * (k + 1), B_SUM, NULL);
+  chk(t, OP_ROW_MGS, "w", dw, rw, len, B_SUM, NULL);
+}
+
+/* plant: 0 none, 1 a NaN (skipped), 2 -inf */
+static void case_absmax(T *t, size_t n, int plant) {
+  if (!begin(t, OP_ABSMAX, "len=%zu%s", n, plant == 1 ? " NaN planted" : plant == 2 ? " -inf planted" : "")) return;
+  il_real *ha = hreal(t, n);
+  NN(ha);
+  rfill(t, ha, n, -3, 3);
+  if (plant) ha[il_rng_below(&t->rng, n)] = plant == 1 ? (il_real)NAN : (il_real)-INFINITY;
+  il_real *a = in_host(t, "a", ha, n);
+  NN(a);
+  double out = NAN, ref = 0;
+  CALL(OP_ABSMAX, OPS->absmax(CTX, n, a, &out));
+  for (size_t i = 0; i < n; i++)
+    if (!isnan(ha[i]) && fabs((double)ha[i]) > ref) ref = fabs((double)ha[i]);
+  chk_exact(t, OP_ABSMAX, "out", &out, &ref, 1);
+}
+
+/* plant: 0 none, 1 NaN, 2 +inf, 3 -inf at a random place, 4 NaN in the last element */
+static void case_all_finite(T *t, size_t n, int plant) {
+  static const char *what[] = {"", " NaN planted", " +inf planted", " -inf planted", " NaN last"};
+  if (!begin(t, OP_ALL_FINITE, "len=%zu%s", n, what[plant])) return;
+  il_real *ha = hreal(t, n);
+  NN(ha);
+  rfill(t, ha, n, -1e30, 1e30);
+  const size_t at = plant == 4 ? n - 1 : (size_t)il_rng_below(&t->rng, n);
+  if (plant) ha[at] = plant == 2 ? (il_real)INFINITY : plant == 3 ? (il_real)-INFINITY : (il_real)NAN;
+  il_real *a = in_host(t, "a", ha, n);
+  NN(a);
+  int out = -7, ref = plant ? 0 : 1;
+  CALL(OP_ALL_FINITE, OPS->all_finite(CTX, n, a, &out));
+  chk_int(t, OP_ALL_FINITE, "out", &out, &ref, 1);
+}
+
+static void case_compare(T *t, size_t n) {
+  if (!begin(t, OP_COMPARE, "len=%zu", n)) return;
+  il_real *ha, *hb;
+  il_real *a = in_rand(t, "a", n, -1, 1, &ha), *b = in_rand(t, "b", n, -1, 1, &hb);
+  NN(a && b);
+  double out[4] = {NAN, NAN, NAN, NAN}, ref[4] = {0, 0, 0, 0};
+  CALL(OP_COMPARE, OPS->compare(CTX, n, a, b, out));
+  for (size_t i = 0; i < n; i++) {
+    const double x = ha[i], y = hb[i];
+    ref[0] += x * y, ref[1] += x * x, ref[2] += y * y, ref[3] += (x - y) * (x - y);
+  }
+  /* each component relative to its own scale: a.b to |a| |b|, the others to |a|^2 + |b|^2 */
+  const double sc[4] = {sqrt(ref[1] * ref[2]), ref[1] + ref[2], ref[1] + ref[2], ref[1] + ref[2]};
+  static const char *names[] = {"a.b", "a.a", "b.b", "(a-b).(a-b)"};
+  for (int i = 0; i < 4; i++) {
+    const double e = (out[i] - ref[i]) / (sc[i] > 0 ? sc[i] : 1), e2 = isnan(e) ? INFINITY : e * e;
+    note_nmse(t, OP_COMPARE, e2, B_RED);
+    if (!(e2 <= B_RED))
+      fail(t, OP_COMPARE, "out[%d] (%s) = %.17g, expected %.17g (squared error %.3e of its scale > %.3e)", i, names[i],
+           out[i], ref[i], e2, B_RED);
+  }
+}
+
+/* ======================= the head ======================= */
+/* nan: NaN planted in the logits of some rows, at column 0 and elsewhere */
+static void case_xent_fwd(T *t, int B, int c, int labelled, int nan) {
+  if (!begin(t, OP_XENT_FWD, "B=%d c=%d labels=%s%s", B, c, labelled ? "given" : "NULL", nan ? " NaN planted" : ""))
+    return;
+  const size_t len = (size_t)B * c;
+  il_real *hl = hreal(t, len);
+  unsigned char *hy = hnew(t, (size_t)B), *y = NULL;
+  NN(hl && hy);
+  rfill(t, hl, len, -5, 5);
+  for (int b = 0; b < B; b++) hy[b] = (unsigned char)il_rng_below(&t->rng, (uint64_t)c);
+  if (nan) { /* row 0: NaN in column 0; row 1: NaN in the last column, labelled with the argmax of the others */
+    hl[0] = (il_real)NAN;
+    if (B > 1 && c > 1) {
+      il_real *r1 = hl + c;
+      r1[c - 1] = (il_real)NAN;
+      int arg = 0;
+      for (int j = 1; j < c - 1; j++)
+        if (r1[j] > r1[arg]) arg = j;
+      hy[1] = (unsigned char)arg;
+    }
+  }
+  il_real *l = in_host(t, "logits", hl, len), *p = out_nan(t, "p", len);
+  NN(l && p);
+  if (labelled) NN(y = sput(t, "labels", hy, (size_t)B, 1));
+  double loss = NAN;
+  int errors = -7;
+  CALL(OP_XENT_FWD, OPS->xent_fwd(CTX, B, c, l, y, p, &loss, &errors));
+  double *rp = hdbl(t, len), rloss = 0;
+  NN(rp);
+  int rerr = 0;
+  for (int b = 0; b < B; b++) {
+    const il_real *lr = hl + (size_t)b * c;
+    int arg = 0, finite = 1;
+    double mx = -INFINITY;
+    for (int j = 0; j < c; j++) {
+      if (!isfinite(lr[j])) finite = 0;
+      else if (lr[j] > mx) mx = lr[j], arg = j;
+    }
+    double sum = 0;
+    for (int j = 0; j < c; j++) sum += exp((double)lr[j] - mx);
+    for (int j = 0; j < c; j++) rp[(size_t)b * c + j] = finite ? exp((double)lr[j] - mx) / sum : NAN;
+    rloss += finite ? log(sum) + mx - (double)lr[hy[b]] : NAN;
+    rerr += !finite || arg != hy[b];
+  }
+  double *dp = get(t, "p", p, len);
+  NN(dp);
+  chk(t, OP_XENT_FWD, "p", dp, rp, len, B_ELEM, NULL);
+  if (labelled) {
+    chk(t, OP_XENT_FWD, "loss_sum", &loss, &rloss, 1, B_SUM, NULL);
+    chk_int(t, OP_XENT_FWD, "errors", &errors, &rerr, 1);
+  }
+}
+
+static void case_xent_bwd(T *t, int B, int c) {
+  if (!begin(t, OP_XENT_BWD, "B=%d c=%d", B, c)) return;
+  const size_t len = (size_t)B * c;
+  unsigned char *hy = hnew(t, (size_t)B);
+  NN(hy);
+  for (int b = 0; b < B; b++) hy[b] = (unsigned char)il_rng_below(&t->rng, (uint64_t)c);
+  il_real *hp;
+  const il_real scale = (il_real)unif(t, 0.01, 1);
+  il_real *p = io_rand(t, "p", len, 0, 1, &hp);
+  unsigned char *y = sput(t, "labels", hy, (size_t)B, 1);
+  NN(p && y);
+  CALL(OP_XENT_BWD, OPS->xent_bwd(CTX, B, c, y, scale, p));
+  double *d = get(t, "p", p, len), *ref = hdbl(t, len);
+  NN(d && ref);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < c; j++)
+      ref[(size_t)b * c + j] = ((double)hp[(size_t)b * c + j] - (j == hy[b] ? 1 : 0)) * scale;
+  chk(t, OP_XENT_BWD, "p", d, ref, len, B_ELEM, NULL);
+}
+
+/* ======================= batched LU ======================= */
+/* partial pivoting in double; 0, or k > 0 at an exactly zero pivot */
+static int ref_getrf(int n, double *A, int *piv) {
+  for (int k = 0; k < n; k++) {
+    int p = k;
+    for (int i = k + 1; i < n; i++)
+      if (fabs(A[(size_t)i * n + k]) > fabs(A[(size_t)p * n + k])) p = i;
+    piv[k] = p;
+    if (A[(size_t)p * n + k] == 0) return k + 1;
+    if (p != k)
+      for (int j = 0; j < n; j++) {
+        const double tmp = A[(size_t)k * n + j];
+        A[(size_t)k * n + j] = A[(size_t)p * n + j];
+        A[(size_t)p * n + j] = tmp;
+      }
+    for (int i = k + 1; i < n; i++) {
+      const double l = A[(size_t)i * n + k] / A[(size_t)k * n + k];
+      A[(size_t)i * n + k] = l;
+      for (int j = k + 1; j < n; j++) A[(size_t)i * n + j] -= l * A[(size_t)k * n + j];
+    }
+  }
+  return 0;
+}
+static void ref_getrs(int n, const double *LU, const int *piv, double *x) {
+  for (int k = 0; k < n; k++)
+    if (piv[k] != k) {
+      const double tmp = x[k];
+      x[k] = x[piv[k]];
+      x[piv[k]] = tmp;
+    }
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < i; j++) x[i] -= LU[(size_t)i * n + j] * x[j];
+  for (int i = n - 1; i >= 0; i--) {
+    for (int j = i + 1; j < n; j++) x[i] -= LU[(size_t)i * n + j] * x[j];
+    x[i] /= LU[(size_t)i * n + i];
+  }
+}
+static double ref_norm_inf(int n, const double *A) {
+  double mx = 0;
+  for (int i = 0; i < n; i++) {
+    double r = 0;
+    for (int j = 0; j < n; j++) r += fabs(A[(size_t)i * n + j]);
+    if (isnan(r) || isnan(mx)) mx = NAN;
+    else if (r > mx) mx = r;
+  }
+  return mx;
+}
+
+/* s (B, n) in [0, 1) and W (n, n) scaled to ||W||_inf = 0.85, so ||diag(s) W||_inf <= 0.85 */
+static int lu_inputs(T *t, int B, int n, il_real **hs, il_real **hW) {
+  il_real *s = hreal(t, (size_t)B * n), *W = hreal(t, (size_t)n * n);
+  *hs = s;
+  *hW = W;
+  if (!s || !W) return 0;
+  rfill(t, s, (size_t)B * n, 0, 1);
+  double *Wd = hdbl(t, (size_t)n * n);
+  if (!Wd) return 0;
+  for (size_t i = 0; i < (size_t)n * n; i++) Wd[i] = unif(t, -1, 1);
+  const double nw = ref_norm_inf(n, Wd);
+  for (size_t i = 0; i < (size_t)n * n; i++) W[i] = (il_real)(Wd[i] * 0.85 / nw);
+  *hs = s;
+  *hW = W;
+  return 1;
+}
+/* J_b = I - diag(s_b) W in double from the il_real inputs */
+static void ref_jac(int n, const il_real *s, const il_real *W, double *J) {
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) J[(size_t)i * n + j] = (i == j) - (double)s[i] * W[(size_t)i * n + j];
+}
+
+/* jac, norm, factor, solve (both), rcond on well-conditioned J */
+static void case_lu(T *t, int B, int n) {
+  if (!begin(t, OP_LU_SOLVE, "B=%d n=%d (jac, norm_inf, factor, solve trans 0 and 1, rcond)", B, n)) return;
+  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  il_real *hs, *hW, *hr0, *hr1;
+  NN(lu_inputs(t, B, n, &hs, &hW));
+  il_real *s = in_host(t, "s", hs, len), *W = in_host(t, "W", hW, nn);
+  il_real *R0 = io_rand(t, "R0", len, -1, 1, &hr0), *R1 = io_rand(t, "R1", len, -1, 1, &hr1);
+  NN(s && W && R0 && R1);
+  il_lu lu;
+  t->touched[OP_LU_LAYOUT] = 1;
+  il_status st = il_lu_alloc(t->be, &t->sp, B, n, &lu);
+  if (st != IL_OK) {
+    fail_status(t, OP_LU_LAYOUT, st, "il_lu_alloc (lu_layout)");
+    return;
+  }
+  CALL(OP_JAC, OPS->jac_eye_minus_diag_w(CTX, B, n, s, W, &lu));
+  double *norm = dnan(t, (size_t)B), *rcond = dnan(t, (size_t)B);
+  int *info = hnew(t, (size_t)B * sizeof(int));
+  NN(norm && rcond && info);
+  for (int b = 0; b < B; b++) info[b] = INT_MIN + 7;
+  CALL(OP_LU_NORM, OPS->lu_norm_inf(CTX, &lu, norm));
+  CALL(OP_LU_FACTOR, OPS->lu_factor(CTX, &lu, info));
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 0, &lu, R0));
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 1, &lu, R1));
+  /* the reference */
+  double *J = hdbl(t, nn), *Jt = hdbl(t, nn), *Jinv = hdbl(t, nn), *e = hdbl(t, (size_t)n);
+  double *rnorm = hdbl(t, (size_t)B), *rrc = hdbl(t, (size_t)B), *y0 = hdbl(t, len), *y1 = hdbl(t, len);
+  int *piv = hnew(t, (size_t)n * sizeof(int)), *rinfo = hnew(t, (size_t)B * sizeof(int));
+  double *d0 = get(t, "R0", R0, len), *d1 = get(t, "R1", R1, len);
+  NN(J && Jt && Jinv && e && rnorm && rrc && y0 && y1 && piv && rinfo && d0 && d1);
+  double worst_kappa = 1;
+  for (int b = 0; b < B; b++) {
+    ref_jac(n, hs + (size_t)b * n, hW, J);
+    rnorm[b] = ref_norm_inf(n, J);
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < n; j++) Jt[(size_t)j * n + i] = J[(size_t)i * n + j];
+    rinfo[b] = ref_getrf(n, J, piv);
+    for (int j = 0; j < n; j++) y0[(size_t)b * n + j] = hr0[(size_t)b * n + j];
+    ref_getrs(n, J, piv, y0 + (size_t)b * n);
+    for (int c = 0; c < n; c++) { /* column c of J^-1 */
+      for (int i = 0; i < n; i++) e[i] = i == c;
+      ref_getrs(n, J, piv, e);
+      for (int i = 0; i < n; i++) Jinv[(size_t)i * n + c] = e[i];
+    }
+    const double kappa = rnorm[b] * ref_norm_inf(n, Jinv);
+    rrc[b] = 1 / kappa;
+    if (kappa > worst_kappa) worst_kappa = kappa;
+    (void)ref_getrf(n, Jt, piv);
+    for (int j = 0; j < n; j++) y1[(size_t)b * n + j] = hr1[(size_t)b * n + j];
+    ref_getrs(n, Jt, piv, y1 + (size_t)b * n);
+  }
+  const double bound = (20.0 * n * worst_kappa * EPS) * (20.0 * n * worst_kappa * EPS);
+  chk(t, OP_LU_NORM, "norm", norm, rnorm, (size_t)B, B_ELEM, NULL);
+  chk_int(t, OP_LU_FACTOR, "info", info, rinfo, (size_t)B);
+  chk(t, OP_LU_FACTOR, "J^-1 R (trans 0)", d0, y0, len, bound, NULL); /* the factors are only observable so */
+  chk(t, OP_LU_SOLVE, "J^-1 R (trans 0)", d0, y0, len, bound, NULL);
+  chk(t, OP_LU_SOLVE, "J^-T R (trans 1)", d1, y1, len, bound, NULL);
+  chk(t, OP_JAC, "J^-1 R (trans 0)", d0, y0, len, bound, NULL);
+  /* rcond from the reference norms */
+  CALL(OP_LU_RCOND, OPS->lu_rcond(CTX, &lu, rnorm, rcond));
+  for (int b = 0; b < B; b++) {
+    /* [0, 1] up to rounding: gecon gives 1 + 1 ulp for some 1 x 1 matrices */
+    if (!(rcond[b] >= 0 && rcond[b] <= 1 + 4 * EPS) || !(rcond[b] >= rrc[b] / 10 && rcond[b] <= rrc[b] * 10)) {
+      fail(t, OP_LU_RCOND, "rcond[%d] = %.17g, reference 1 / (||J|| ||J^-1||) = %.17g (allowed: a factor of 10, in [0, 1])",
+           b, rcond[b], rrc[b]);
+      break;
+    }
+  }
+  t->touched[OP_LU_RCOND] = 1;
+}
+
+/* info > 0 exactly for the singular matrices: W's row 0 is e_0 and s_b[0] = 1 (J's row 0 is zero) */
+static void case_lu_singular(T *t, int B, int n) {
+  if (!begin(t, OP_LU_FACTOR, "B=%d n=%d singular rows b %% 2 == 0", B, n)) return;
+  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  il_real *hs, *hW;
+  NN(lu_inputs(t, B, n, &hs, &hW));
+  for (int j = 0; j < n; j++) hW[j] = j == 0 ? 1 : 0;
+  for (int b = 0; b < B; b++) hs[(size_t)b * n] = b % 2 == 0 ? 1 : (il_real)0.5;
+  il_real *s = in_host(t, "s", hs, len), *W = in_host(t, "W", hW, nn);
+  int *info = hnew(t, (size_t)B * sizeof(int));
+  NN(s && W && info);
+  for (int b = 0; b < B; b++) info[b] = INT_MIN + 7;
+  il_lu lu;
+  t->touched[OP_LU_LAYOUT] = 1;
+  il_status st = il_lu_alloc(t->be, &t->sp, B, n, &lu);
+  if (st != IL_OK) {
+    fail_status(t, OP_LU_LAYOUT, st, "il_lu_alloc (lu_layout)");
+    return;
+  }
+  CALL(OP_JAC, OPS->jac_eye_minus_diag_w(CTX, B, n, s, W, &lu));
+  CALL(OP_LU_FACTOR, OPS->lu_factor(CTX, &lu, info));
+  for (int b = 0; b < B; b++) {
+    const int sing = b % 2 == 0;
+    if (sing ? !(info[b] >= 1 && info[b] <= n) : info[b] != 0) {
+      fail(t, OP_LU_FACTOR, "info[%d] = %d, expected %s", b, info[b], sing ? "k in [1, n] (singular)" : "0");
+      break;
+    }
+  }
+}
+
+/* lu_rcond on ill-conditioned J: W's row 0 is e_0 and s_b[0] = 1 - 10^-(1 + b % 4), so kappa grows to ~1e4 */
+static void case_lu_rcond_ill(T *t, int B, int n) {
+  if (!begin(t, OP_LU_RCOND, "B=%d n=%d ill-conditioned (kappa up to 1e4)", B, n)) return;
+  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  il_real *hs, *hW;
+  NN(lu_inputs(t, B, n, &hs, &hW));
+  for (int j = 0; j < n; j++) hW[j] = j == 0 ? 1 : 0;
+  for (int b = 0; b < B; b++) hs[(size_t)b * n] = (il_real)(1 - pow(10, -(1 + b % 4)));
+  il_real *s = in_host(t, "s", hs, len), *W = in_host(t, "W", hW, nn);
+  int *info = hnew(t, (size_t)B * sizeof(int)), *piv = hnew(t, (size_t)n * sizeof(int));
+  double *rnorm = hdbl(t, (size_t)B), *rcond = dnan(t, (size_t)B), *J = hdbl(t, nn), *Jinv = hdbl(t, nn);
+  double *e = hdbl(t, (size_t)n);
+  NN(s && W && info && piv && rnorm && rcond && J && Jinv && e);
+  il_lu lu;
+  t->touched[OP_LU_LAYOUT] = 1;
+  il_status st = il_lu_alloc(t->be, &t->sp, B, n, &lu);
+  if (st != IL_OK) {
+    fail_status(t, OP_LU_LAYOUT, st, "il_lu_alloc (lu_layout)");
+    return;
+  }
+  CALL(OP_JAC, OPS->jac_eye_minus_diag_w(CTX, B, n, s, W, &lu));
+  CALL(OP_LU_FACTOR, OPS->lu_factor(CTX, &lu, info));
+  for (int b = 0; b < B; b++) ref_jac(n, hs + (size_t)b * n, hW, J), rnorm[b] = ref_norm_inf(n, J);
+  CALL(OP_LU_RCOND, OPS->lu_rcond(CTX, &lu, rnorm, rcond));
+  for (int b = 0; b < B; b++) {
+    ref_jac(n, hs + (size_t)b * n, hW, J);
+    if (ref_getrf(n, J, piv) != 0) continue;
+    for (int c = 0; c < n; c++) {
+      for (int i = 0; i < n; i++) e[i] = i == c;
+      ref_getrs(n, J, piv, e);
+      for (int i = 0; i < n; i++) Jinv[(size_t)i * n + c] = e[i];
+    }
+    const double rrc = 1 / (rnorm[b] * ref_norm_inf(n, Jinv));
+    if (!(rcond[b] >= 0 && rcond[b] <= 1 + 4 * EPS) || !(rcond[b] >= rrc / 10 && rcond[b] <= rrc * 10)) {
+      fail(t, OP_LU_RCOND, "rcond[%d] = %.17g, reference 1 / (||J|| ||J^-1||) = %.17g (allowed: a factor of 10)", b,
+           rcond[b], rrc);
+      return;
+    }
+  }
+}
+
+/* lu_norm_inf propagates a NaN of J_b */
+static void case_lu_norm_nan(T *t, int B, int n) {
+  if (!begin(t, OP_LU_NORM, "B=%d n=%d NaN in J_%d", B, n, B - 1)) return;
+  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  il_real *hs, *hW;
+  NN(lu_inputs(t, B, n, &hs, &hW));
+  hs[len - 1 - il_rng_below(&t->rng, (uint64_t)n)] = (il_real)NAN;
+  il_real *s = in_host(t, "s", hs, len), *W = in_host(t, "W", hW, nn);
+  double *norm = dnan(t, (size_t)B), *rnorm = hdbl(t, (size_t)B), *J = hdbl(t, nn);
+  NN(s && W && norm && rnorm && J);
+  il_lu lu;
+  t->touched[OP_LU_LAYOUT] = 1;
+  il_status st = il_lu_alloc(t->be, &t->sp, B, n, &lu);
+  if (st != IL_OK) {
+    fail_status(t, OP_LU_LAYOUT, st, "il_lu_alloc (lu_layout)");
+    return;
+  }
+  CALL(OP_JAC, OPS->jac_eye_minus_diag_w(CTX, B, n, s, W, &lu));
+  CALL(OP_LU_NORM, OPS->lu_norm_inf(CTX, &lu, norm));
+  for (int b = 0; b < B; b++) {
+    ref_jac(n, hs + (size_t)b * n, hW, J);
+    rnorm[b] = ref_norm_inf(n, J);
+  }
+  chk(t, OP_LU_NORM, "norm", norm, rnorm, (size_t)B, B_ELEM, NULL);
+}
+
+/* ======================= the run ======================= */
+static void check_ops_table(T *t) {
+  const il_backend_ops *o = OPS;
+  const size_t first = offsetof(il_backend_ops, create), fp = sizeof(fnptr);
+  const size_t nslot = (sizeof(il_backend_ops) - first) / fp;
+  int ok = (sizeof(il_backend_ops) - first) % fp == 0;
+  for (size_t sl = 0; sl < nslot; sl++) {
+    int found = 0;
+    for (int i = 0; i < OP_N; i++) found |= op_table[i].off == first + sl * fp;
+    if (!found) {
+      emit(t, "  FAIL il_backend_ops has an op (slot %zu of %zu) the self-test does not know: add it to "
+              "IL_SELFTEST_OPS in core/backends/selftest.c and give it cases\n", sl, nslot);
+      ok = 0;
+    }
+  }
+  t->sum->cases++;
+  if (!ok) t->sum->failed++;
+  for (int i = 0; i < OP_N; i++) {
+    t->have[i] = slot_set(o, op_table[i].off);
+    if (!t->have[i] && i != OP_DESCRIBE)
+      emit(t, "  FAIL %-20s %s: the op is NULL\n", op_table[i].name, o->name);
+  }
+  t->have[OP_DESCRIBE] = 1; /* optional */
+  if (!t->have[OP_ALLOC] || !t->have[OP_RELEASE] || !t->have[OP_COPY_TO_SPACE] || !t->have[OP_LU_LAYOUT])
+    t->fatal = IL_ERR(IL_ERR_UNSUPPORTED, "selftest: backend %s lacks alloc, release, copy or lu_layout", o->name);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void run_all(T *t) {
+  test_memory(t);
+
+  /* dense */
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      for (int mi = 0; mi < NSB; mi++)
+        for (int ni = 0; ni < NSN; ni++)
+          for (int ki = 0; ki < NSN; ki++)
+            for (int be = 0; be < 2; be++)
+              case_gemm(t, ta, tb, SB[mi], SN[ni], SN[ki], (mi + ni + ki + be) % 2 ? 3 : 0, be);
+  static const int sbM[] = {1, 17}, sbN[] = {1, 7, 33}, sbK[] = {2, 33}, sbBatch[] = {1, 3};
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      for (int mi = 0; mi < 2; mi++)
+        for (int ni = 0; ni < 3; ni++)
+          for (int ki = 0; ki < 2; ki++)
+            for (int bi = 0; bi < 2; bi++)
+              for (int be = 0; be < 2; be++) case_gemm_sb(t, ta, tb, sbM[mi], sbN[ni], sbK[ki], sbBatch[bi], be);
+  static const int ep[][3] = {{1, 1, 1}, {3, 7, 2}, {17, 33, 7}, {100, 100, 100}, {1, 100, 33}, {100, 1, 7}, {17, 2, 100}};
+  for (size_t si = 0; si < sizeof ep / sizeof *ep; si++)
+    for (int mask = 0; mask < 96; mask++) case_gemm_ep(t, ep[si][0], ep[si][1], ep[si][2], mask);
+
+  /* elementwise */
+  for (size_t li = 0; li < NLENS; li++) {
+    const size_t n = LENS[li];
+    case_fill(t, n, 0);
+    case_fill(t, n, 1);
+    for (int w = 0; w < 3; w++) case_axpby(t, n, w);
+    for (int al = 0; al < 3; al++) case_lincomb(t, n, al);
+    case_mul(t, n);
+    for (int a = 0; a < 3; a++) {
+      case_act_fwd(t, n, ACTS[a], 1, 0);
+      case_act_fwd(t, n, ACTS[a], 0, 0);
+      case_act_fwd(t, n, ACTS[a], 1, 1);
+      case_act_deriv(t, n, ACTS[a]);
+      case_act_dmul(t, n, ACTS[a]);
+      case_act_d2(t, n, ACTS[a]);
+    }
+    case_sech2(t, n);
+    case_sech2_d2(t, n);
+    /* reductions over len */
+    case_sqdist(t, n, 1);
+    case_sqdist(t, n, 0);
+    for (int p = 0; p < 3; p++) case_absmax(t, n, p);
+    for (int p = 0; p < 5; p++) case_all_finite(t, n, p);
+    case_compare(t, n);
+  }
+
+  /* per row */
+  for (int bi = 0; bi < NSB; bi++)
+    for (int ni = 0; ni < NSN; ni++) {
+      const int B = SB[bi], n = SN[ni];
+      for (int w = 0; w < 3; w++) case_row_lincomb(t, B, n, w);
+      for (int want = 0; want < 2; want++) {
+        case_row_select(t, B, n, want);
+        case_row_fill(t, B, n, want, 0);
+        case_row_fill(t, B, n, want, 1);
+      }
+      static const int ks[] = {0, 1, 4};
+      for (int ki = 0; ki < 3; ki++)
+        for (int w = 0; w < 3; w++) case_row_combine(t, B, n, ks[ki], w);
+      case_col_sum_add(t, B, n);
+      case_row_sqdist(t, B, n);
+      case_row_dot(t, B, n, 1);
+      case_row_dot(t, B, n, 3);
+      case_row_mgs(t, B, n, 0);
+      if (n > 1) case_row_mgs(t, B, n, 1);
+      if (n > 3) case_row_mgs(t, B, n, 3);
+    }
+
+  /* head */
+  static const int xc[] = {1, 2, 10, 33};
+  for (int bi = 0; bi < NSB; bi++)
+    for (int ci = 0; ci < 4; ci++) {
+      case_xent_fwd(t, SB[bi], xc[ci], 1, 0);
+      case_xent_fwd(t, SB[bi], xc[ci], 0, 0);
+      case_xent_bwd(t, SB[bi], xc[ci]);
+    }
+  case_xent_fwd(t, 3, 10, 1, 1);
+  case_xent_fwd(t, 1, 33, 1, 1);
+
+  /* LU */
+  static const int lb[] = {1, 3, 17};
+  for (int bi = 0; bi < 3; bi++)
+    for (int ni = 0; ni < NSN; ni++) {
+      case_lu(t, lb[bi], SN[ni]);
+      case_lu_singular(t, lb[bi], SN[ni]);
+      case_lu_norm_nan(t, lb[bi], SN[ni]);
+      case_lu_rcond_ill(t, lb[bi] + 3, SN[ni]);
+    }
+  case_lu(t, 100, 7);
+  case_lu(t, 100, 33);
+  end_case(t);
+}
+
+il_status il_selftest_run(const char *backend_name, int threads, uint64_t seed, int verbose, FILE *log,
+                          il_selftest_summary *sum) {
+  il_selftest_summary local;
+  if (!sum) sum = &local;
+  memset(sum, 0, sizeof *sum);
+  snprintf(sum->backend, sizeof sum->backend, "%s", backend_name ? backend_name : "(null)");
+  sum->precision = IL_REAL_NAME;
+  sum->threads = threads;
+  sum->seed = seed;
+  sum->ops_total = OP_N;
+  sum->nops = OP_N;
+  for (int i = 0; i < OP_N; i++) sum->op[i] = (il_selftest_op){.name = op_table[i].name, .worst_nmse = -1};
+  const double t0 = now_s();
+
+  T tt;
+  memset(&tt, 0, sizeof tt);
+  T *t = &tt;
+  t->log = log;
+  t->verbose = verbose;
+  t->sum = sum;
+  t->seed = seed;
+  const il_backend_options o = {.threads = threads};
+  il_status s = il_backend_create(backend_name, &o, &t->be);
+  if (s != IL_OK) return il_error_trace(s, __FILE__, __LINE__);
+  sum->created = 1;
+  sum->op[OP_CREATE].cases = 1;
+  il_arena_init_for(&t->sp, t->be, IL_MEM_WORKSPACE, NULL, 0);
+  il_arena_init_for(&t->host, NULL, IL_MEM_WORKSPACE, NULL, 0);
+
+  check_ops_table(t);
+  if (!t->fatal) run_all(t);
+
+  il_arena_destroy(&t->sp);
+  il_arena_destroy(&t->host);
+  il_backend_destroy(t->be);
+  sum->op[OP_DESTROY].cases++;
+  sum->seconds = now_s() - t0;
+  if (t->fatal) return il_error_trace(t->fatal, __FILE__, __LINE__);
+
+  /* coverage: every op of the list was exercised */
+  for (int i = 0; i < OP_N; i++) {
+    if (sum->op[i].cases > 0) sum->ops_covered++;
+    else {
+      emit(t, "  FAIL %-20s %s: not exercised by any case\n", op_table[i].name, sum->backend);
+      sum->cases++;
+      sum->failed++;
+    }
+  }
+  if (sum->failed) {
+    return IL_ERR(IL_ERR_NUMERIC, "selftest of %s (%s): %d of %d cases failed", sum->backend, sum->precision,
+                  sum->failed, sum->cases);
+  }
+  return IL_OK;
+}
+
+void il_selftest_print(const il_selftest_summary *s, FILE *f) {
+  if (!f || !s) return;
+  fprintf(f, "selftest %s (%s, threads %d, seed %llu): %d/%d ops covered, %d cases, %d failed, %.2f s\n", s->backend,
+          s->precision, s->threads, (unsigned long long)s->seed, s->ops_covered, s->ops_total, s->cases, s->failed,
+          s->seconds);
+  fprintf(f, "  %-22s %6s %6s %11s %11s\n", "op", "cases", "failed", "worst NMSE", "NMSE/bound");
+  for (int i = 0; i < s->nops; i++) {
+    const il_selftest_op *o = &s->op[i];
+    char nm[16] = "exact", rt[16] = "-";
+    if (o->worst_nmse >= 0) {
+      snprintf(nm, sizeof nm, "%.2e", o->worst_nmse);
+      snprintf(rt, sizeof rt, "%.2e", o->worst_ratio);
+    }
+    fprintf(f, "  %-22s %6d %6d %11s %11s%s\n", o->name, o->cases, o->failed, o->cases ? nm : "-", o->cases ? rt : "-",
+            o->failed ? "  FAIL" : o->cases ? "" : "  NOT COVERED");
+  }
+}
