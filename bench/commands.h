@@ -8,6 +8,7 @@ int il_cmd_gradcheck(int argc, char **argv);
 int il_cmd_info(int argc, char **argv);
 int il_cmd_sweep(int argc, char **argv);
 int il_cmd_merge(int argc, char **argv);
+int il_cmd_selftest(int argc, char **argv);
 
 /* The whole command line (program, subcommand, options), for results files. */
 extern int il_main_argc;

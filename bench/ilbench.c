@@ -41,6 +41,7 @@ static const struct {
     {"layer", il_cmd_layer, "time one implicit layer forward+backward on random data"},
     {"gradcheck", il_cmd_gradcheck, "finite differences in float64 against a backward mode"},
     {"info", il_cmd_info, "versions, backends, BLAS, solvers and backward modes"},
+    {"selftest", il_cmd_selftest, "run every op of a backend against a float64 reference"},
 };
 
 static void usage(FILE *f) {
@@ -73,7 +74,7 @@ int main(int argc, char **argv) {
     if (i < sizeof commands / sizeof commands[0]) {
       rc = commands[i].fn(argc - 2, argv + 2);
     } else if (rank == 0) {
-      fprintf(stderr, "ilbench: error: unknown command '%s' (valid: train, sweep, merge, layer, gradcheck, info)\n", argv[1]);
+      fprintf(stderr, "ilbench: error: unknown command '%s' (valid: train, sweep, merge, layer, gradcheck, info, selftest)\n", argv[1]);
     }
   }
   MPI_Finalize();

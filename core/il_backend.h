@@ -138,7 +138,8 @@ typedef struct il_backend_ops {
 
   /* ---- the model's head ---- */
   /* Softmax cross-entropy rows of logits (B, c) into p (B, c); labels (B) bytes or NULL.
-   * host: loss_sum (sum of per-row losses), errors (misclassified or non-finite rows). Sync point. */
+   * host: loss_sum (sum of per-row losses), errors: rows whose first maximum (from l[0] on; a NaN entry
+   * never wins) is not the label, or whose maximum is not finite (a NaN l[0]). Sync point. */
   il_status (*xent_fwd)(void *ctx, int B, int c, const il_real *logits, const unsigned char *labels, il_real *p,
                         double *loss_sum, int *errors);
   /* p (B, c) <- (p - onehot(labels)) * scale */
