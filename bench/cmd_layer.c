@@ -32,6 +32,7 @@ static const il_cli_spec layer_spec_fixed[] = {
     {"seed", 1, "random seed", "0"},
     {"device", 1, "compute backend (ilbench info lists them)", "cpu"},
     {"cell", 1, "implicit function: tanh or relu", "tanh"},
+    {"log-view", 0, "print each case's events table (time, calls, FLOPs; counted FLOPs against the analytic model)", NULL},
     {"help", 0, "show this help", NULL},
 };
 /* the per-solver / per-backward option flags are train's: the registries' declarations */

@@ -17,6 +17,7 @@ typedef struct il_train_opts {
   double tol, lr;
   long max_iter, hidden, epochs, batch, seed, max_batches, test_batches, threads, refine, check_sync;
   long inject_nan_rank, inject_nan_step;
+  int log_view; /* --log-view */
   int log_steps;
   const char *save_params;
   int zero;

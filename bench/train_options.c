@@ -35,6 +35,7 @@ static const il_cli_spec train_spec_head[] = {
     {"sech2", 1, "stable: sech^2 = 1 - tanh^2; seed: Newton's Jacobian uses the seed's 1/cosh(a)^2 and its autograd "
                  "backward (NaN where cosh overflows, |a| > 89.4 in float32)", "stable"},
     {"diag", 1, "every N steps measure spectral radius, LU condition, gradient vs exact IFT (0: never)", "0"},
+    {"log-view", 0, "print the run's events table at the end (time, calls, FLOPs per event, as PETSc's -log_view)", NULL},
 };
 /* then the per-solver / per-backward options, from the registries' declarations (il_option_decl) */
 static const il_cli_spec train_spec_tail[] = {
@@ -215,6 +216,7 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
     if (s != IL_OK) return s;
   }
   o->log_steps = il_cli_has(cli, "log-steps");
+  o->log_view = il_cli_has(cli, "log-view");
   o->save_params = il_cli_get(cli, "save-params", NULL);
   o->inject_nan_rank = o->inject_nan_step = -1;
   const char *inj = il_cli_get(cli, "inject-nan", NULL);

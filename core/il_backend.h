@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "il_arena.h"
+#include "il_events.h"
 #include "il_prec.h"
 #include "il_status.h"
 
@@ -70,6 +71,10 @@ typedef struct il_backend_ops {
   void (*describe)(void *ctx, char *buf, size_t cap);
   /* Bytes of the space this instance holds now and at most (all its allocations). */
   void (*mem_stats)(void *ctx, size_t *live, size_t *peak);
+  /* Floating-point operations its ops have done since create (GEMMs 2MNK, LU 2n^3/3, a solve
+   * 2n^2, Gram rows and combinations 2nk per row, elementwise ops one per element): the
+   * counter events read (il_events.h). */
+  double (*flops)(void *ctx);
 
   /* ---- memory of the space ---- */
   il_status (*alloc)(void *ctx, size_t bytes, void **p); /* 64-byte aligned, contents undefined */
@@ -165,7 +170,25 @@ typedef struct il_backend {
   void *ctx;
   il_mspace space; /* the arenas' view of its memory */
   int threads;
+  il_events *events; /* NULL: events are not recorded */
 } il_backend;
+
+/* An event scope on a backend instance: IL_EV_OPEN(be) ... IL_EV_CLOSE(be, s, IL_EV_MAP). */
+typedef struct il_ev_scope {
+  double t, f;
+} il_ev_scope;
+static inline il_ev_scope il_ev_open(const il_backend *be) {
+  il_ev_scope s = {0, 0};
+  if (be->events) {
+    s.t = il_clock();
+    s.f = be->ops->flops ? be->ops->flops(be->ctx) : 0;
+  }
+  return s;
+}
+static inline void il_ev_close(const il_backend *be, il_ev_scope s, il_event_id id) {
+  if (be->events)
+    il_events_add(be->events, id, il_clock() - s.t, (be->ops->flops ? be->ops->flops(be->ctx) : 0) - s.f);
+}
 
 #define il_backend_create IL_P(il_backend_create)
 #define il_backend_destroy IL_P(il_backend_destroy)
