@@ -58,12 +58,14 @@ static double flops_backward(const il_layer *L, int B, int n) {
   double gemm = 2.0 * B * n * n;
   const int iters = L->fres.iters, biters = L->bres.iters;
   if (strcmp(L->bops->name, "implicit") == 0) {
-    if (!L->keep_lu) return (biters + 1) * gemm + 2 * gemm; /* matrix-free: one vjp per iteration, residual, final */
+    /* the final vjp forms dW only (one GEMM; dx is the cotangent itself) */
+    if (!L->keep_lu) return (biters + 1) * gemm + gemm; /* matrix-free: one vjp per iteration, residual, final */
     /* (maybe LU at z*), transposed solves, residual vjps, final vjp */
     double lu = L->sops->last_lu ? 0 : B * (2.0 * n * n * n / 3 + 1.0 * n * n);
-    return lu + biters * (B * 2.0 * n * n + gemm) + 2 * gemm;
+    return lu + biters * (B * 2.0 * n * n + gemm) + gemm;
   }
-  if (strcmp(L->bops->name, "unroll") != 0) return biters * 2 * gemm; /* phantom / jfb: dz and dW per step */
+  /* phantom / jfb: dz and dW per step, but no dz at the first step (z* is a constant) */
+  if (strcmp(L->bops->name, "unroll") != 0) return (2.0 * biters - 1) * gemm;
   if (L->sops->last_lu) /* per step: solve^T, vjp (2 GEMM), jvp_vjp (4 GEMM) */
     return iters * (B * 2.0 * n * n + 6 * gemm) + gemm;
   return iters * 2 * gemm; /* per iterate: dz and dW GEMMs */
@@ -103,6 +105,24 @@ out:
 static il_status to_space(const il_backend *be, il_arena *a, const float *host, size_t count, float **out) {
   IL_CHECK(il_arena_alloc_n(a, count, sizeof **out, (void **)out));
   return il_upload(be, *out, host, count);
+}
+
+/* --log-view: the case's events per call, and the counted FLOPs of one forward and one
+ * backward against the analytic model above (counted includes the elementwise work the
+ * model leaves out, so a ratio a little above 1 is expected). */
+static void print_case_events(const il_events *ev, long repeat, double model_fwd, double model_bwd) {
+  const il_event_stat *f = &ev->ev[IL_EV_FWD_SOLVE], *b = &ev->ev[IL_EV_BWD_SOLVE];
+  const double cf = f->calls ? f->flops / f->calls : 0, cb = b->calls ? b->flops / b->calls : 0;
+  printf("#   flops per call: forward counted %.4g, model %.4g (ratio %.3f); backward counted %.4g, model %.4g "
+         "(ratio %.3f)\n", cf, model_fwd, model_fwd > 0 ? cf / model_fwd : NAN, cb, model_bwd,
+         model_bwd > 0 ? cb / model_bwd : NAN);
+  printf("#   %-10s %9s %12s %12s %9s\n", "event", "calls/run", "ms/run", "MFLOP/run", "GFLOP/s");
+  for (int i = 0; i < IL_EV_N; i++) {
+    const il_event_stat *e = &ev->ev[i];
+    if (!e->calls) continue;
+    printf("#   %-10s %9.2f %12.4f %12.4f %9.2f\n", il_event_name((il_event_id)i), (double)e->calls / repeat,
+           1e3 * e->time / repeat, 1e-6 * e->flops / repeat, e->time > 0 ? 1e-9 * e->flops / e->time : 0);
+  }
 }
 
 int il_cmd_layer(int argc, char **argv) {
@@ -164,6 +184,7 @@ int il_cmd_layer(int argc, char **argv) {
     goto usage_err;
   }
   if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bo_opts, &be) != IL_OK) goto usage_err;
+  const int log_view = il_cli_has(&cli, "log-view");
   /* refuse impossible sizes before printing or allocating anything: unrolled Newton keeps one LU per step */
   for (int si = 0; si < ns; si++)
     for (int hi = 0; hi < nh; hi++) {
@@ -239,11 +260,14 @@ int il_cmd_layer(int argc, char **argv) {
             il_report_error("layer");
             return 2;
           }
+          il_events ev;
+          il_events_reset(&ev);
           for (long k = 0; k < warmup + repeat; k++) {
             if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK) {
               il_report_error("layer");
               return 1;
             }
+            if (log_view && k == warmup) be->events = &ev; /* the timed runs only */
             double t0 = il_now();
             if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_sync(be) != IL_OK) {
               il_report_error("layer");
@@ -260,6 +284,7 @@ int il_cmd_layer(int argc, char **argv) {
               tb[k - warmup] = t2 - t1;
             }
           }
+          be->events = NULL;
           qsort(tf, (size_t)repeat, sizeof *tf, cmp_double);
           qsort(tb, (size_t)repeat, sizeof *tb, cmp_double);
           double mf = tf[repeat / 2], mb = tb[repeat / 2];
@@ -277,6 +302,7 @@ int il_cmd_layer(int argc, char **argv) {
           printf("%-9s %-11s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %6d %9.2f %9.2f %9.2f %12zu %12zu %10.2e\n",
                  solvers[si], backwards[bi], n, B, tols[ti], 1e3 * mf, 1e3 * mb, it, L.fres.residual,
                  il_reason_name(L.fres.reason), bits, gf, gb, limits[hi], saved, work, L.diag.grad_relerr);
+          if (log_view) print_case_events(&ev, repeat, flops_forward(so, (int)B, n, it), flops_backward(&L, (int)B, n));
           fflush(stdout);
           il_layer_destroy(&L);
           il_arena_destroy(&data);

@@ -64,6 +64,15 @@ typedef struct il_rank_row {
   uint64_t peak_mem_bytes;
 } il_rank_row;
 
+/* One row of a run's events table (core/il_events.h, `--log-view`), reduced over ranks. */
+typedef struct il_event_row {
+  char name[16];     /* il_event_name */
+  int64_t calls;     /* on rank 0 */
+  double time_max;   /* seconds, inclusive, the largest over ranks */
+  double time_sum;   /* seconds, summed over ranks */
+  double flops;      /* floating-point operations counted by the backend, summed over ranks */
+} il_event_row;
+
 /* A run's configuration as ordered key/value attributes (values are stored as
  * strings, doubles or integers according to `kind`). */
 typedef struct il_attr {

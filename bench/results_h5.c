@@ -5,8 +5,9 @@
  *    knows (path, host, time, command line, run info, rows count, status,
  *    peak memory) are broadcast from rank 0 first;
  *  - table rows are written with collective transfers: rank 0 selects the new
- *    rows, the other ranks select nothing; the `ranks` table gets one row per
- *    rank in one collective write;
+ *    rows, the other ranks select nothing (the `events` table too: its rows
+ *    are the same on every rank, so rank 0's are written); the `ranks` table
+ *    gets one row per rank in one collective write;
  *  - each public call ends by agreeing on a status, so all ranks return the
  *    same status and the first failing rank's message. */
 #include "results_h5.h"
@@ -30,6 +31,7 @@
 #define EPOCH_CHUNK_ROWS 64 /* ~10 KB chunks */
 #define STEP_CHUNK_ROWS 256 /* ~41 KB chunks; parallel HDF5 allocates them up front */
 #define STATUS_LEN 16 /* fixed size of the run `status` attribute */
+#define EVENT_NAME_LEN ((size_t)sizeof(((il_event_row *)0)->name)) /* fixed size of events.name */
 
 /* ---- helpers shared with results_merge.c --------------------------------- */
 
@@ -242,8 +244,9 @@ struct il_h5_file {
   char *cmdline;   /* rank 0's argv, joined */
   hid_t fid, runs; /* file, /runs */
   hid_t xfer;      /* collective data transfer */
-  hid_t t_epoch, t_step, t_rank;    /* memory (native struct) compound types */
-  hid_t tf_epoch, tf_step, tf_rank; /* the same, packed, as stored in the file */
+  hid_t t_epoch, t_step, t_rank, t_event;     /* memory (native struct) compound types */
+  hid_t tf_epoch, tf_step, tf_rank, tf_event; /* the same, packed, as stored in the file */
+  hid_t t_event_name;                         /* events.name: fixed-length NUL-terminated ASCII */
   /* current run (run >= 0 between run_begin and run_end) */
   hid_t run, d_epochs, d_steps;
   char run_id[sizeof(((il_run_info *)0)->run_id)];
@@ -326,7 +329,13 @@ static il_status make_types(il_h5_file *f) {
   hid_t te = f->t_epoch = H5Tcreate(H5T_COMPOUND, sizeof(il_epoch_row));
   hid_t ts = f->t_step = H5Tcreate(H5T_COMPOUND, sizeof(il_step_row));
   hid_t tr = f->t_rank = H5Tcreate(H5T_COMPOUND, sizeof(il_rank_row));
-  if (te < 0 || ts < 0 || tr < 0) goto fail;
+  hid_t tv = f->t_event = H5Tcreate(H5T_COMPOUND, sizeof(il_event_row));
+  hid_t tn = f->t_event_name = H5Tcopy(H5T_C_S1);
+  if (te < 0 || ts < 0 || tr < 0 || tv < 0 || tn < 0) goto fail;
+  /* strings are stored as the writer's string attributes are: fixed-length, NUL-terminated ASCII */
+  if (H5Tset_size(tn, EVENT_NAME_LEN) < 0 || H5Tset_strpad(tn, H5T_STR_NULLTERM) < 0 ||
+      H5Tset_cset(tn, H5T_CSET_ASCII) < 0)
+    goto fail;
   const hid_t I32 = H5T_NATIVE_INT32, I64 = H5T_NATIVE_INT64, U64 = H5T_NATIVE_UINT64, F64 = H5T_NATIVE_DOUBLE;
   if (INS(te, il_epoch_row, epoch, I32) || INS(te, il_epoch_row, lr, F64) || INS(te, il_epoch_row, train_err, F64) ||
       INS(te, il_epoch_row, train_loss, F64) || INS(te, il_epoch_row, train_iters, F64) ||
@@ -358,8 +367,12 @@ static il_status make_types(il_h5_file *f) {
       INS(tr, il_rank_row, t_allreduce, F64) || INS(tr, il_rank_row, t_update, F64) ||
       INS(tr, il_rank_row, t_test, F64) || INS(tr, il_rank_row, peak_mem_bytes, U64))
     goto fail;
+  if (INS(tv, il_event_row, name, tn) || INS(tv, il_event_row, calls, I64) || INS(tv, il_event_row, time_max, F64) ||
+      INS(tv, il_event_row, time_sum, F64) || INS(tv, il_event_row, flops, F64))
+    goto fail;
   if ((f->tf_epoch = H5Tcopy(te)) < 0 || H5Tpack(f->tf_epoch) < 0 || (f->tf_step = H5Tcopy(ts)) < 0 ||
-      H5Tpack(f->tf_step) < 0 || (f->tf_rank = H5Tcopy(tr)) < 0 || H5Tpack(f->tf_rank) < 0)
+      H5Tpack(f->tf_step) < 0 || (f->tf_rank = H5Tcopy(tr)) < 0 || H5Tpack(f->tf_rank) < 0 ||
+      (f->tf_event = H5Tcopy(tv)) < 0 || H5Tpack(f->tf_event) < 0)
     goto fail;
   return IL_OK;
 fail:
@@ -391,6 +404,9 @@ static herr_t release(il_h5_file *f) {
   close_id(&f->tf_epoch, H5Tclose);
   close_id(&f->tf_step, H5Tclose);
   close_id(&f->tf_rank, H5Tclose);
+  close_id(&f->t_event, H5Tclose);
+  close_id(&f->tf_event, H5Tclose);
+  close_id(&f->t_event_name, H5Tclose);
   if (f->fid >= 0) r = H5Fclose(f->fid);
   f->fid = -1;
   return r;
@@ -463,6 +479,7 @@ il_status il_h5_open(MPI_Comm comm, const char *path, int mode, int argc, char *
   f->comm = MPI_COMM_NULL;
   f->fid = f->runs = f->xfer = f->run = f->d_epochs = f->d_steps = -1;
   f->t_epoch = f->t_step = f->t_rank = f->tf_epoch = f->tf_step = f->tf_rank = -1;
+  f->t_event = f->tf_event = f->t_event_name = -1;
   MPI_Comm_dup(comm, &f->comm);
   f->rank = rank;
   f->size = size;
@@ -748,6 +765,111 @@ out:
   if (d >= 0) H5Dclose(d);
   if (ms >= 0) H5Sclose(ms);
   if (sp >= 0) H5Sclose(sp);
+  return st;
+}
+
+/* Rank 0's n event rows into a new fixed-size /runs/<id>/events (n is the same
+ * on every rank: the dataset's shape is metadata). Rank 0 selects every row,
+ * the others nothing, in one collective write, as append_rows does. Names are
+ * copied into zeroed rows so that no bytes after a name's NUL reach the file. */
+static il_status write_events(il_h5_file *f, const il_event_row *rows, int n) {
+  il_status st = IL_OK;
+  hsize_t dims = (hsize_t)n;
+  hid_t sp = -1, ms = -1, d = -1;
+  il_event_row *buf = NULL;
+  int ok = 1, all_ok;
+  if (f->rank == 0 && n > 0) {
+    buf = calloc((size_t)n, sizeof *buf);
+    if (buf) {
+      for (int i = 0; i < n; i++) {
+        snprintf(buf[i].name, sizeof buf[i].name, "%s", rows[i].name);
+        buf[i].calls = rows[i].calls;
+        buf[i].time_max = rows[i].time_max;
+        buf[i].time_sum = rows[i].time_sum;
+        buf[i].flops = rows[i].flops;
+      }
+    } else {
+      ok = 0;
+    }
+  }
+  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, f->comm);
+  if (!all_ok) return IL_ERR(IL_ERR_NOMEM, "results file '%s': no memory for %d event rows", f->path, n);
+  if ((sp = H5Screate_simple(1, &dims, NULL)) < 0 || (ms = H5Screate_simple(1, &dims, NULL)) < 0 ||
+      (d = H5Dcreate2(f->run, "events", f->tf_event, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+    st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot create dataset /runs/%s/events", f->run_id);
+    goto out;
+  }
+  if (n == 0) goto out; /* an empty table: nothing to transfer (n is the same everywhere) */
+  il_event_row dummy;
+  memset(&dummy, 0, sizeof dummy);
+  if (f->rank != 0 && (H5Sselect_none(sp) < 0 || H5Sselect_none(ms) < 0)) goto fail;
+  if (H5Dwrite(d, f->t_event, ms, sp, f->xfer, f->rank == 0 ? (const void *)buf : (const void *)&dummy) < 0)
+    goto fail;
+  goto out;
+fail:
+  st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot write the %d rows of /runs/%s/events", n, f->run_id);
+out:
+  if (d >= 0) H5Dclose(d);
+  if (ms >= 0) H5Sclose(ms);
+  if (sp >= 0) H5Sclose(sp);
+  free(buf);
+  return st;
+}
+
+il_status il_h5_run_events(il_h5_file *f, const il_event_row *rows, int n) {
+  if (!f) return IL_ERR(IL_ERR_ARG, "il_h5_run_events: file is NULL");
+  il_status st = IL_OK;
+  il_h5i_quiet q;
+  il_h5i_quiet_begin(&q);
+  /* every rank's n must be rank 0's: the table's size is collective metadata */
+  int n0 = n, lo = n, hi = n;
+  MPI_Bcast(&n0, 1, MPI_INT, 0, f->comm);
+  MPI_Allreduce(&n, &lo, 1, MPI_INT, MPI_MIN, f->comm);
+  MPI_Allreduce(&n, &hi, 1, MPI_INT, MPI_MAX, f->comm);
+  /* rank 0's rows are what is written: they must be there and well formed */
+  int bad_row = -2; /* -2 fine, -1 rows NULL, else the first row with a bad name */
+  if (f->rank == 0 && n0 > 0) {
+    if (!rows)
+      bad_row = -1;
+    else
+      for (int i = 0; i < n0 && bad_row == -2; i++)
+        if (!memchr(rows[i].name, '\0', EVENT_NAME_LEN) || !rows[i].name[0]) bad_row = i;
+  }
+  MPI_Bcast(&bad_row, 1, MPI_INT, 0, f->comm);
+  if (f->run < 0) {
+    st = IL_ERR(IL_ERR_ARG, "results file '%s': no run is open (il_h5_run_begin first)", f->path);
+    goto out;
+  }
+  if (lo != hi || n0 < 0) {
+    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': events row count must be >= 0 and the same on every rank "
+                "(got %d to %d)", f->path, f->run_id, lo, hi);
+    goto out;
+  }
+  if (bad_row == -1) {
+    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': %d event rows but no rows on rank 0", f->path, f->run_id,
+                n0);
+    goto out;
+  }
+  if (bad_row >= 0) {
+    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': event row %d has an empty name or one without a NUL "
+                "in its %zu bytes", f->path, f->run_id, bad_row, EVENT_NAME_LEN);
+    goto out;
+  }
+  htri_t ex = H5Lexists(f->run, "events", H5P_DEFAULT);
+  if (ex < 0) {
+    st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot look up /runs/%s/events", f->run_id);
+    goto out;
+  }
+  if (ex > 0) {
+    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s' already has an events table (write it once per run)",
+                f->path, f->run_id);
+    goto out;
+  }
+  IL_CHECK_GOTO(st, write_events(f, rows, n0), out);
+  IL_CHECK_GOTO(st, flush(f), out);
+out:
+  st = agree(f->comm, st);
+  il_h5i_quiet_end(&q);
   return st;
 }
 

@@ -54,6 +54,9 @@ il_status il_h5_run_epoch(il_h5_file *f, const il_epoch_row *e, const il_step_ro
  * collective write; my_row NULL gives a zero row), the peak_bytes_* attributes
  * from rank 0's `peak` (NULL: none written), sets status to `status`
  * ("completed" or "failed", taken from rank 0), and flushes. */
+/* The run's events table (/runs/<id>/events), n rows identical on every rank; call before
+ * il_h5_run_end. Collective. */
+il_status il_h5_run_events(il_h5_file *f, const il_event_row *rows, int n);
 il_status il_h5_run_end(il_h5_file *f, const char *status, const il_memstats *peak, const il_rank_row *my_row);
 
 /* Close the file (f may be NULL). A run not ended keeps status "running". */

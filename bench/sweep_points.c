@@ -7,16 +7,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Enumeration order (solver outermost, seed fastest) and the run-id prefix of each key. */
+/* Enumeration order of the fixed keys (solver outermost, seed fastest) and the run-id prefix of each.
+ * Option axes sit between backward (rank 1) and tol (rank 2). */
 const char *const il_sweep_keys[] = {"solver", "backward", "tol", "hidden", "max-iter", "batch", "seed"};
 const int il_sweep_nkeys = (int)(sizeof il_sweep_keys / sizeof il_sweep_keys[0]);
 static const char *const key_prefix[] = {"", "", "tol", "h", "it", "b", "s"};
 static const int key_numeric[] = {0, 0, 1, 1, 1, 1, 1};
+#define NFIXED ((int)(sizeof il_sweep_keys / sizeof il_sweep_keys[0]))
 
-_Static_assert(sizeof il_sweep_keys / sizeof il_sweep_keys[0] <= IL_SWEEP_MAX_AXES, "axes[] too small");
+_Static_assert(sizeof il_sweep_keys / sizeof il_sweep_keys[0] + IL_SWEEP_MAX_OPTION_AXES <= IL_SWEEP_MAX_AXES,
+               "axes[] too small");
+_Static_assert(IL_SWEEP_MAX_AXES <= 32, "pair_mask has one bit per axis");
 _Static_assert(sizeof key_prefix / sizeof key_prefix[0] == sizeof il_sweep_keys / sizeof il_sweep_keys[0],
                "one prefix per key");
 _Static_assert(IL_SWEEP_MAX_POINTS * IL_SWEEP_MAX_VALUES <= 2147483647L, "npoints check must not overflow long");
+_Static_assert(8 + IL_SWEEP_MAX_AXES * (1 + IL_SWEEP_KEY_LEN + IL_SWEEP_VALUE_LEN) <= IL_SWEEP_RUN_ID_MAX,
+               "IL_SWEEP_RUN_ID_MAX holds the longest run id");
 
 static int key_rank(const char *key) {
   if (!key) return -1;
@@ -25,9 +31,55 @@ static int key_rank(const char *key) {
   return -1;
 }
 
+/* Total order of axes: solver, backward, options by name, then the other fixed keys. */
+static int axis_before(const il_sweep_axis *a, const il_sweep_axis *b) {
+  if (a->option && b->option) return strcmp(a->key, b->key) < 0;
+  double ra = a->option ? 1.5 : key_rank(a->key), rb = b->option ? 1.5 : key_rank(b->key);
+  return ra < rb;
+}
+
+static int find_axis(const il_sweep *s, const char *key) {
+  for (int k = 0; k < s->naxes; k++)
+    if (strcmp(s->axes[k].key, key) == 0) return k;
+  return -1;
+}
+
+/* Group the points by (solver, backward) pair and count each pair's points. */
+static void layout(il_sweep *s) {
+  const int ks = find_axis(s, "solver"), kb = find_axis(s, "backward");
+  const int ns = ks >= 0 ? s->axes[ks].n : 1, nb = kb >= 0 ? s->axes[kb].n : 1;
+  long base = 1;
+  for (int k = 0; k < s->naxes; k++)
+    if (k != ks && k != kb && !s->axes[k].option) base *= s->axes[k].n;
+  s->npairs = ns * nb;
+  s->pair_start[0] = 0;
+  for (int p = 0; p < s->npairs; p++) {
+    const char *sv = ks >= 0 ? s->axes[ks].values[p / nb] : NULL;
+    const char *bv = kb >= 0 ? s->axes[kb].values[p % nb] : NULL;
+    uint32_t mask = 0;
+    long cnt = base;
+    for (int k = 0; k < s->naxes; k++) {
+      if (!s->axes[k].option) continue;
+      if (s->applies && !s->applies(s->applies_ctx, s->axes[k].key, sv, bv)) continue;
+      mask |= (uint32_t)1 << k;
+      cnt *= s->axes[k].n;
+    }
+    s->pair_mask[p] = mask;
+    s->pair_start[p + 1] = s->pair_start[p] + cnt;
+  }
+  s->npoints = s->pair_start[s->npairs];
+}
+
 void il_sweep_init(il_sweep *s) {
   memset(s, 0, sizeof *s);
-  s->npoints = 1;
+  layout(s);
+}
+
+void il_sweep_set_applies(il_sweep *s, il_sweep_applies_fn applies, void *ctx) {
+  if (!s) return;
+  s->applies = applies;
+  s->applies_ctx = ctx;
+  layout(s);
 }
 
 /* Whole string is a finite number (strtod syntax). */
@@ -79,6 +131,41 @@ static il_status split_list(const char *key, int numeric, const char *list, il_s
   return IL_OK;
 }
 
+/* Common part of both adds: key already checked and copied into the scratch axis *ax. */
+static il_status add(il_sweep *s, il_sweep_axis *ax, int numeric, const char *list) {
+  const char *key = ax->key;
+  if (!list) return IL_ERR(IL_ERR_ARG, "--%s: no value list", key);
+  if (s->naxes < 0 || s->naxes >= IL_SWEEP_MAX_AXES)
+    return IL_ERR(IL_ERR_ARG, "--%s: sweep is full or not initialised (%d axes)", key, s->naxes);
+  if (find_axis(s, key) >= 0) return IL_ERR(IL_ERR_ARG, "--%s given twice in the sweep", key);
+  if (ax->option) {
+    int nopt = 0;
+    for (int k = 0; k < s->naxes; k++) nopt += s->axes[k].option;
+    if (nopt >= IL_SWEEP_MAX_OPTION_AXES)
+      return IL_ERR(IL_ERR_ARG, "--%s: more than %d options swept at once", key, IL_SWEEP_MAX_OPTION_AXES);
+  }
+  int at = s->naxes; /* insertion point that keeps enumeration order */
+  for (int k = 0; k < s->naxes && at == s->naxes; k++)
+    if (axis_before(ax, &s->axes[k])) at = k;
+
+  /* Parse into the scratch axis so that *s is untouched on error. */
+  IL_CHECK(split_list(key, numeric, list, ax));
+
+  long np = 1; /* the full product, every option axis applying */
+  for (int k = 0; k < s->naxes; k++) np *= s->axes[k].n; /* <= IL_SWEEP_MAX_POINTS, checked on each add */
+  if (np > IL_SWEEP_MAX_POINTS / ax->n)
+    return IL_ERR(IL_ERR_ARG,
+                  "--%s: %d values make the sweep %ld x %d = %lld points, above the limit of %ld; "
+                  "split it into several sweeps",
+                  key, ax->n, np, ax->n, (long long)np * ax->n, IL_SWEEP_MAX_POINTS);
+
+  memmove(&s->axes[at + 1], &s->axes[at], (size_t)(s->naxes - at) * sizeof s->axes[0]);
+  s->axes[at] = *ax;
+  s->naxes++;
+  layout(s);
+  return IL_OK;
+}
+
 il_status il_sweep_add_axis(il_sweep *s, const char *key, const char *list) {
   if (!s) return IL_ERR(IL_ERR_ARG, "il_sweep_add_axis: NULL sweep");
   int rank = key_rank(key);
@@ -88,54 +175,69 @@ il_status il_sweep_add_axis(il_sweep *s, const char *key, const char *list) {
       size_t used = strlen(valid);
       snprintf(valid + used, sizeof valid - used, "%s--%s", k ? " " : "", il_sweep_keys[k]);
     }
-    return IL_ERR(IL_ERR_ARG, "--%s cannot be swept (sweepable: %s)", key ? key : "(null)", valid);
+    return IL_ERR(IL_ERR_ARG, "--%s cannot be swept (sweepable: %s, and the solvers' and backward modes' options)",
+                  key ? key : "(null)", valid);
   }
-  key = il_sweep_keys[rank]; /* static storage from here on */
-  if (!list) return IL_ERR(IL_ERR_ARG, "--%s: no value list", key);
-  if (s->naxes < 0 || s->naxes >= IL_SWEEP_MAX_AXES)
-    return IL_ERR(IL_ERR_ARG, "--%s: sweep is full or not initialised (%d axes)", key, s->naxes);
-  int at = s->naxes; /* insertion point that keeps enumeration order */
-  for (int k = 0; k < s->naxes; k++) {
-    int r = key_rank(s->axes[k].key);
-    if (r == rank) return IL_ERR(IL_ERR_ARG, "--%s given twice in the sweep", key);
-    if (r > rank && at == s->naxes) at = k;
-  }
-
-  /* Parse into a scratch axis so that *s is untouched on error. */
-  il_sweep_axis ax = {.key = key, .n = 0};
-  IL_CHECK(split_list(key, key_numeric[rank], list, &ax));
-
-  long np = 1;
-  for (int k = 0; k < s->naxes; k++) np *= s->axes[k].n; /* <= IL_SWEEP_MAX_POINTS, checked on each add */
-  if (np > IL_SWEEP_MAX_POINTS / ax.n)
-    return IL_ERR(IL_ERR_ARG,
-                  "--%s: %d values make the sweep %ld x %d = %lld points, above the limit of %ld; "
-                  "split it into several sweeps",
-                  key, ax.n, np, ax.n, (long long)np * ax.n, IL_SWEEP_MAX_POINTS);
-
-  memmove(&s->axes[at + 1], &s->axes[at], (size_t)(s->naxes - at) * sizeof s->axes[0]);
-  s->axes[at] = ax;
-  s->naxes++;
-  s->npoints = np * ax.n;
-  return IL_OK;
+  il_sweep_axis ax = {.n = 0};
+  snprintf(ax.key, sizeof ax.key, "%s", il_sweep_keys[rank]);
+  return add(s, &ax, key_numeric[rank], list);
 }
 
-/* Index into axis k of point i (caller checked the range). */
-static int axis_index(const il_sweep *s, long i, int k) {
-  long stride = 1;
-  for (int j = s->naxes - 1; j > k; j--) stride *= s->axes[j].n;
-  return (int)((i / stride) % s->axes[k].n);
+il_status il_sweep_add_option_axis(il_sweep *s, const char *key, const char *list) {
+  if (!s) return IL_ERR(IL_ERR_ARG, "il_sweep_add_option_axis: NULL sweep");
+  if (!key || !key[0]) return IL_ERR(IL_ERR_ARG, "sweep option: empty or NULL key");
+  if (strlen(key) >= IL_SWEEP_KEY_LEN)
+    return IL_ERR(IL_ERR_ARG, "--%.40s...: option key longer than %d characters", key, IL_SWEEP_KEY_LEN - 1);
+  for (const char *c = key; *c; c++)
+    if (!isalnum((unsigned char)*c) && *c != '-')
+      return IL_ERR(IL_ERR_ARG, "--%s: option key has a character outside [A-Za-z0-9-]", key);
+  if (key_rank(key) >= 0) return IL_ERR(IL_ERR_ARG, "--%s is a fixed sweep key, not an option", key);
+  il_sweep_axis ax = {.option = 1};
+  snprintf(ax.key, sizeof ax.key, "%s", key);
+  return add(s, &ax, 1, list);
 }
 
 static int point_ok(const il_sweep *s, long i) {
-  return s && s->naxes >= 0 && s->naxes <= IL_SWEEP_MAX_AXES && i >= 0 && i < s->npoints;
+  return s && s->naxes >= 0 && s->naxes <= IL_SWEEP_MAX_AXES && s->npairs >= 1 &&
+         s->npairs <= IL_SWEEP_MAX_VALUES * IL_SWEEP_MAX_VALUES && i >= 0 && i < s->npoints;
+}
+
+/* Every axis' value index at point i (caller checked the range); -1 where an option does not apply. */
+static void decode(const il_sweep *s, long i, int idx[IL_SWEEP_MAX_AXES]) {
+  const int ks = find_axis(s, "solver"), kb = find_axis(s, "backward");
+  const int nb = kb >= 0 ? s->axes[kb].n : 1;
+  int lo = 0, hi = s->npairs - 1; /* the pair p with pair_start[p] <= i < pair_start[p+1] */
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (s->pair_start[mid] <= i) lo = mid;
+    else hi = mid - 1;
+  }
+  const int p = lo;
+  long j = i - s->pair_start[p];
+  for (int k = s->naxes - 1; k >= 0; k--) {
+    if (k == ks) idx[k] = p / nb;
+    else if (k == kb) idx[k] = p % nb;
+    else if (s->axes[k].option && !(s->pair_mask[p] >> k & 1)) idx[k] = -1;
+    else {
+      idx[k] = (int)(j % s->axes[k].n);
+      j /= s->axes[k].n;
+    }
+  }
+}
+
+int il_sweep_value_index(const il_sweep *s, long i, int axis) {
+  if (!point_ok(s, i) || axis < 0 || axis >= s->naxes) return -1;
+  int idx[IL_SWEEP_MAX_AXES];
+  decode(s, i, idx);
+  return idx[axis];
 }
 
 const char *il_sweep_value(const il_sweep *s, long i, const char *key) {
   if (!point_ok(s, i) || !key) return NULL;
-  for (int k = 0; k < s->naxes; k++)
-    if (strcmp(s->axes[k].key, key) == 0) return s->axes[k].values[axis_index(s, i, k)];
-  return NULL;
+  int k = find_axis(s, key);
+  if (k < 0) return NULL;
+  int v = il_sweep_value_index(s, i, k);
+  return v >= 0 ? s->axes[k].values[v] : NULL;
 }
 
 il_status il_sweep_check_slice(long index, long count) {
@@ -177,10 +279,18 @@ void il_sweep_run_id(const il_sweep *s, long i, char *buf, size_t cap) {
   snprintf(num, sizeof num, "p%0*ld", width, i);
   size_t len = 0;
   put(buf, cap, &len, num, 0);
+  int idx[IL_SWEEP_MAX_AXES];
+  decode(s, i, idx);
   for (int k = 0; k < s->naxes; k++) {
-    int r = key_rank(s->axes[k].key);
+    if (idx[k] < 0) continue; /* an option this point's solver and backward do not take */
     put(buf, cap, &len, "-", 0);
-    put(buf, cap, &len, r >= 0 ? key_prefix[r] : "", 0);
-    put(buf, cap, &len, s->axes[k].values[axis_index(s, i, k)], 1);
+    if (s->axes[k].option) {
+      put(buf, cap, &len, s->axes[k].key, 0);
+      put(buf, cap, &len, "_", 0);
+    } else {
+      int r = key_rank(s->axes[k].key);
+      put(buf, cap, &len, r >= 0 ? key_prefix[r] : "", 0);
+    }
+    put(buf, cap, &len, s->axes[k].values[idx[k]], 1);
   }
 }

@@ -163,6 +163,7 @@ typedef struct train_run {
   const il_mnist_split *train, *test;
   il_h5_file *h5;          /* NULL: no results file */
   il_backend *be;
+  il_events ev;            /* the run's events (--log-view and the results' events table) */
   float *stage;            /* (nparams) host staging of parameters/gradients when the space is not host memory */
   il_model model;
   int model_ok, run_open;  /* the model is built; the run is open in the results file */
@@ -190,7 +191,10 @@ typedef enum run_outcome {
 
 static il_status setup_backend(train_run *r) {
   const il_backend_options bo = {.threads = (int)r->o.threads};
-  return il_backend_create(r->o.device, &bo, &r->be);
+  IL_CHECK(il_backend_create(r->o.device, &bo, &r->be));
+  il_events_reset(&r->ev);
+  r->be->events = &r->ev; /* two clock reads per event: always on */
+  return IL_OK;
 }
 
 /* MPI reads and writes host memory: a space the host can read is used in place, any other
@@ -215,13 +219,60 @@ static il_status broadcast_params(train_run *r) {
 }
 
 /* One allreduce of the whole gradient; a NaN on any rank reaches every rank. */
-static il_status allreduce_grads(train_run *r) {
+static il_status allreduce_grads_(train_run *r) {
   float *h;
   IL_CHECK(staged(r, &h));
   if (h != r->stage) return il_dist_allreduce_sum(&r->dist, r->model.grads, r->model.nparams, MPI_FLOAT);
   IL_CHECK(il_download(r->be, h, r->model.grads, r->model.nparams));
   IL_CHECK(il_dist_allreduce_sum(&r->dist, h, r->model.nparams, MPI_FLOAT));
   return il_upload(r->be, r->model.grads, h, r->model.nparams);
+}
+static il_status allreduce_grads(train_run *r) {
+  const il_ev_scope ev = il_ev_open(r->be);
+  const il_status s = allreduce_grads_(r);
+  il_ev_close(r->be, ev, IL_EV_ALLREDUCE);
+  return s;
+}
+
+/* The run's events over ranks: calls of rank 0, the largest and the summed time, summed FLOPs.
+ * Collective; every rank gets the same rows. */
+static il_status event_rows(train_run *r, il_event_row *rows) {
+  double tmax[IL_EV_N], tsum[IL_EV_N], fl[IL_EV_N];
+  int64_t calls[IL_EV_N];
+  for (int i = 0; i < IL_EV_N; i++) {
+    tmax[i] = tsum[i] = r->ev.ev[i].time;
+    fl[i] = r->ev.ev[i].flops;
+    calls[i] = r->ev.ev[i].calls;
+  }
+  if (r->dist.size > 1 &&
+      (MPI_Allreduce(MPI_IN_PLACE, tmax, IL_EV_N, MPI_DOUBLE, MPI_MAX, r->dist.comm) != MPI_SUCCESS ||
+       MPI_Allreduce(MPI_IN_PLACE, tsum, IL_EV_N, MPI_DOUBLE, MPI_SUM, r->dist.comm) != MPI_SUCCESS ||
+       MPI_Allreduce(MPI_IN_PLACE, fl, IL_EV_N, MPI_DOUBLE, MPI_SUM, r->dist.comm) != MPI_SUCCESS ||
+       MPI_Bcast(calls, IL_EV_N, MPI_INT64_T, 0, r->dist.comm) != MPI_SUCCESS))
+    return IL_ERR(IL_ERR_INTERNAL, "reducing the events over ranks failed");
+  for (int i = 0; i < IL_EV_N; i++) {
+    rows[i] = (il_event_row){.calls = calls[i], .time_max = tmax[i], .time_sum = tsum[i], .flops = fl[i]};
+    snprintf(rows[i].name, sizeof rows[i].name, "%s", il_event_name((il_event_id)i));
+  }
+  return IL_OK;
+}
+
+/* --log-view: the events table, PETSc style (rank 0). */
+static void print_events(const train_run *r, const il_event_row *rows) {
+  double top = 0; /* the top-level events do not nest: their sum is the instrumented time */
+  const int toplevel[] = {IL_EV_FWD_SOLVE, IL_EV_BWD_SOLVE, IL_EV_HEAD, IL_EV_ALLREDUCE, IL_EV_UPDATE};
+  for (int i = 0; i < 5; i++) top += rows[toplevel[i]].time_max;
+  printf("%s# events (%d rank%s; time: largest over ranks, inclusive; FLOPs: summed over ranks, counted by the "
+         "backend)\n", r->pfx, r->dist.size, r->dist.size == 1 ? "" : "s");
+  printf("%s# %-10s %10s %11s %7s %12s %9s\n", r->pfx, "event", "calls", "time_s", "%time", "GFLOP", "GFLOP/s");
+  for (int i = 0; i < IL_EV_N; i++) {
+    const il_event_row *e = &rows[i];
+    if (!e->calls) continue;
+    printf("%s# %-10s %10lld %11.4f %6.1f%% %12.4f %9.2f\n", r->pfx, e->name, (long long)e->calls, e->time_max,
+           top > 0 ? 100 * e->time_max / top : 0, 1e-9 * e->flops,
+           e->time_max > 0 ? 1e-9 * e->flops / r->dist.size / e->time_max : 0);
+  }
+  fflush(stdout);
 }
 
 static il_status grads_finite(const train_run *r, int *finite) {
@@ -657,6 +708,10 @@ static run_outcome finish_run(train_run *r) {
   MPI_Bcast(&saved_ok, 1, MPI_INT, 0, r->dist.comm);
   if (!saved_ok) return RUN_FAILED;
   r->my.peak_mem_bytes = r->run_peak.peak_total;
+  il_event_row rows[IL_EV_N];
+  if (event_rows(r, rows) != IL_OK) return RUN_FAILED;
+  if (r->root && r->o.log_view) print_events(r, rows);
+  if (r->h5 && il_h5_run_events(r->h5, rows, IL_EV_N) != IL_OK) return RUN_FAILED;
   if (r->h5 && il_h5_run_end(r->h5, "completed", &r->run_peak, &r->my) != IL_OK) {
     r->run_open = 0; /* the writer closed it */
     return RUN_FAILED;

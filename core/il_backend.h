@@ -238,4 +238,18 @@ static inline il_status il_copy(const il_backend *be, il_real *dst, const il_rea
   return be->ops->copy(be->ctx, IL_COPY_IN_SPACE, dst, src, count * sizeof *dst);
 }
 
+/* The batched LU ops as the core calls them: each an event. */
+static inline il_status il_lu_factor(const il_backend *be, il_lu *lu, int *info) {
+  const il_ev_scope s = il_ev_open(be);
+  const il_status st = be->ops->lu_factor(be->ctx, lu, info);
+  il_ev_close(be, s, IL_EV_LU_FACTOR);
+  return st;
+}
+static inline il_status il_lu_solve(const il_backend *be, int trans, const il_lu *lu, il_real *R) {
+  const il_ev_scope s = il_ev_open(be);
+  const il_status st = be->ops->lu_solve(be->ctx, trans, lu, R);
+  il_ev_close(be, s, IL_EV_LU_SOLVE);
+  return st;
+}
+
 #endif

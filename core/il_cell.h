@@ -102,6 +102,44 @@ il_status il_pw_vjp(const il_cell *c, int B, const il_real *z, const il_real *f,
 il_status il_pw_jvp_vjp(const il_cell *c, int B, const il_real *z, const il_real *f, const il_real *lin,
                         const il_real *d, const il_real *w, il_real *dz, il_real *dx, il_real *dtheta, il_arena *ws);
 
+/* The cell's ops as callers use them: each is one event (il_events.h) on the cell's backend. */
+static inline il_status il_cell_map(const il_cell *c, int B, const il_real *x, const il_real *z, il_real *f,
+                                    il_real *lin, il_arena *ws, double *row_res) {
+  const il_ev_scope s = il_ev_open(c->be);
+  const il_status st = c->ops->map(c, B, x, z, f, lin, ws, row_res);
+  il_ev_close(c->be, s, IL_EV_MAP);
+  return st;
+}
+static inline il_status il_cell_jac_g(const il_cell *c, int B, const il_real *z, const il_real *f,
+                                      const il_real *lin, il_lu *J, il_arena *ws) {
+  const il_ev_scope s = il_ev_open(c->be);
+  const il_status st = c->ops->jac_g(c, B, z, f, lin, J, ws);
+  il_ev_close(c->be, s, IL_EV_JAC);
+  return st;
+}
+static inline il_status il_cell_jvp_z(const il_cell *c, int B, const il_real *z, const il_real *f,
+                                      const il_real *lin, const il_real *v, il_real *out, il_arena *ws) {
+  const il_ev_scope s = il_ev_open(c->be);
+  const il_status st = c->ops->jvp_z(c, B, z, f, lin, v, out, ws);
+  il_ev_close(c->be, s, IL_EV_JVP);
+  return st;
+}
+static inline il_status il_cell_vjp(const il_cell *c, int B, const il_real *z, const il_real *f, const il_real *lin,
+                                    const il_real *u, il_real *dz, il_real *dx, il_real *dtheta, il_arena *ws) {
+  const il_ev_scope s = il_ev_open(c->be);
+  const il_status st = c->ops->vjp(c, B, z, f, lin, u, dz, dx, dtheta, ws);
+  il_ev_close(c->be, s, IL_EV_VJP);
+  return st;
+}
+static inline il_status il_cell_jvp_vjp(const il_cell *c, int B, const il_real *z, const il_real *f,
+                                        const il_real *lin, const il_real *d, const il_real *w, il_real *dz,
+                                        il_real *dx, il_real *dtheta, il_arena *ws) {
+  const il_ev_scope s = il_ev_open(c->be);
+  const il_status st = c->ops->jvp_vjp(c, B, z, f, lin, d, w, dz, dx, dtheta, ws);
+  il_ev_close(c->be, s, IL_EV_VJP2);
+  return st;
+}
+
 /* Round a request up to the arena's alignment (for ws_bytes sums). */
 static inline size_t il_ws_round(size_t bytes) {
   return (bytes + IL_ARENA_ALIGN - 1) / IL_ARENA_ALIGN * IL_ARENA_ALIGN + (bytes ? 0 : IL_ARENA_ALIGN);

@@ -126,7 +126,7 @@ static il_status diag_rho(il_layer *L, const il_real *zs, const il_real *fs) {
   IL_CHECK(il_upload(be, v, hv, len));
   il_real *hinv = hv; /* (B) scratch from here on */
   for (int it = 0; it < IL_RHO_ITERS; it++) {
-    IL_CHECK(c->ops->jvp_z(c, B, zs, fs, NULL, v, av, &L->ws));
+    IL_CHECK(il_cell_jvp_z(c, B, zs, fs, NULL, v, av, &L->ws));
     IL_CHECK(IL_BE(be, row_sqdist, B, n, av, NULL, nrm)); /* sync point: ||A v|| with ||v|| = 1 */
     for (int b = 0; b < B; b++) {
       const double r = sqrt(nrm[b]);
@@ -179,7 +179,9 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));
   IL_CHECK(il_arena_calloc(&L->saved, (size_t)B, sizeof *L->zeroed_d, (void **)&L->zeroed_d));
+  const il_ev_scope ev = il_ev_open(be);
   IL_CHECK(L->sops->solve(L->sstate, &L->prob, L->zstar, L->row_res, &L->fres));
+  il_ev_close(be, ev, IL_EV_FWD_SOLVE);
   L->diag.cond_max = L->fres.cond_max;
   L->diag.preact_max = L->fres.preact_max;
   int nzero = 0;
@@ -204,7 +206,7 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
     il_arena_mark m = il_arena_get_mark(&L->ws);
     il_real *fs;
     IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *fs, (void **)&fs));
-    IL_CHECK(L->cell.ops->map(&L->cell, B, x, L->zstar, fs, NULL, &L->ws, NULL));
+    IL_CHECK(il_cell_map(&L->cell, B, x, L->zstar, fs, NULL, &L->ws, NULL));
     IL_CHECK(diag_rho(L, L->zstar, fs));
     il_arena_rewind(&L->ws, m);
   }
@@ -228,13 +230,13 @@ static il_status exact_ift(il_layer *L, const il_real *dout, il_real *dx, il_rea
   IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *u, (void **)&u));
   IL_CHECK(il_lu_alloc(be, &L->ws, B, n, &J));
   IL_CHECK(il_arena_alloc_n(&L->hws, (size_t)B, sizeof *info, (void **)&info));
-  IL_CHECK(ref.ops->map(&ref, B, L->prob.x, L->zstar, fs, NULL, &L->ws, NULL));
+  IL_CHECK(il_cell_map(&ref, B, L->prob.x, L->zstar, fs, NULL, &L->ws, NULL));
   IL_CHECK(il_copy(be, u, dout, len));
   IL_CHECK(IL_BE(be, row_fill, B, n, L->zeroed_d, 1, 0, u));
-  IL_CHECK(ref.ops->jac_g(&ref, B, L->zstar, fs, NULL, &J, &L->ws));
-  IL_CHECK(IL_BE(be, lu_factor, &J, info));
-  IL_CHECK(IL_BE(be, lu_solve, 1, &J, u));
-  IL_CHECK(ref.ops->vjp(&ref, B, L->zstar, fs, NULL, u, NULL, dx, dW, &L->ws));
+  IL_CHECK(il_cell_jac_g(&ref, B, L->zstar, fs, NULL, &J, &L->ws));
+  IL_CHECK(il_lu_factor(be, &J, info));
+  IL_CHECK(il_lu_solve(be, 1, &J, u));
+  IL_CHECK(il_cell_vjp(&ref, B, L->zstar, fs, NULL, u, NULL, dx, dW, &L->ws));
   il_marks_rewind(&L->ws, &L->hws, m);
   return IL_OK;
 }
@@ -245,14 +247,18 @@ il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_re
   const size_t len = (size_t)L->B * L->cell.n, nw = L->cell.ntheta;
   L->bwd_nan_iter = -1;
   if (!L->diag_now) {
+    const il_ev_scope ev = il_ev_open(be);
     IL_CHECK(L->bops->backward(L->bstate, &L->adj, dout, dx, dW, &L->bres, &L->bwd_nan_iter));
+    il_ev_close(be, ev, IL_EV_BWD_SOLVE);
   } else { /* the mode's gradient into fresh buffers, compared with the exact one, then accumulated */
     il_arena_mark m = il_arena_get_mark(&L->ws);
     il_real *g, *ge; /* [dx; dW] of the mode and of the exact IFT */
     double cmp[4];
     IL_CHECK(il_arena_calloc(&L->ws, len + nw, sizeof *g, (void **)&g));
     IL_CHECK(il_arena_calloc(&L->ws, len + nw, sizeof *ge, (void **)&ge));
+    const il_ev_scope ev = il_ev_open(be);
     IL_CHECK(L->bops->backward(L->bstate, &L->adj, dout, g, g + len, &L->bres, &L->bwd_nan_iter));
+    il_ev_close(be, ev, IL_EV_BWD_SOLVE);
     IL_CHECK(exact_ift(L, dout, ge, ge + len));
     IL_CHECK(IL_BE(be, compare, len + nw, g, ge, cmp)); /* sync point: diagnostics */
     const double dot = cmp[0], nn = cmp[1], ne = cmp[2], nd = cmp[3];

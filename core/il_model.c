@@ -140,7 +140,9 @@ il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *
   m->X = X;
   m->y = y;
   m->B = B;
+  il_ev_scope ev = il_ev_open(be);
   IL_CHECK(linear_forward(be, B, in, h, X, m->W1, m->b1, m->x1));
+  il_ev_close(be, ev, IL_EV_HEAD);
   IL_CHECK(il_layer_forward(&m->layer, B, m->x1, m->z, train));
   st->fwd = m->layer.fres;
   st->diag = m->layer.diag;
@@ -150,8 +152,10 @@ il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *
     st->nan_origin = IL_NAN_FWD_SOLVE;
     st->nan_iter = st->fwd.nonfinite_iter;
   }
+  ev = il_ev_open(be);
   IL_CHECK(linear_forward(be, B, h, c, m->z, m->W2, m->b2, m->logits));
   IL_CHECK(IL_BE(be, xent_fwd, B, c, m->logits, y, m->p, &st->loss_sum, &st->errors)); /* sync point: loss */
+  il_ev_close(be, ev, IL_EV_HEAD);
   st->samples = B;
   if (st->nan_origin == IL_NAN_NONE) {
     int fz, fl;
@@ -166,12 +170,14 @@ il_status il_model_backward(il_model *m, il_step_stats *st) {
   const il_backend *be = m->be;
   const int in = m->cfg.in_dim, h = m->cfg.hidden, c = m->cfg.classes, B = m->B;
   if (!m->y) return IL_ERR(IL_ERR_ARG, "backward needs labels");
+  il_ev_scope ev = il_ev_open(be);
   IL_CHECK(IL_BE(be, zero, m->grads, m->nparams * sizeof *m->grads));
   /* dlogits = (softmax - onehot) / B, written over p */
   il_real *dl = m->p;
   const il_real invB = (il_real)(1.0 / (m->loss_denominator > 0 ? m->loss_denominator : B));
   IL_CHECK(IL_BE(be, xent_bwd, B, c, m->y, invB, dl));
   IL_CHECK(linear_backward(be, B, h, c, m->z, m->W2, dl, m->dW2, m->db2, m->dz));
+  il_ev_close(be, ev, IL_EV_HEAD);
   /* NaN attribution in the order things are computed; only the first origin is kept */
   int ok;
   IL_CHECK(finite(be, (size_t)B * h, m->dz, &ok));
@@ -190,12 +196,17 @@ il_status il_model_backward(il_model *m, il_step_stats *st) {
       st->nan_iter = m->layer.bwd_nan_iter;
     }
   }
+  ev = il_ev_open(be);
   IL_CHECK(linear_backward(be, B, in, h, m->X, m->W1, m->dx1, m->dW1, m->db1, NULL));
+  il_ev_close(be, ev, IL_EV_HEAD);
   IL_CHECK(finite(be, m->nparams, m->grads, &st->grad_finite));
   if (!st->grad_finite && st->nan_origin == IL_NAN_NONE) st->nan_origin = IL_NAN_BWD_OTHER;
   return IL_OK;
 }
 
 il_status il_model_sgd(il_model *m, double lr) {
-  return IL_BE(m->be, axpby, m->nparams, (il_real)-lr, m->grads, 1, m->params);
+  const il_ev_scope ev = il_ev_open(m->be);
+  const il_status s = IL_BE(m->be, axpby, m->nparams, (il_real)-lr, m->grads, 1, m->params);
+  il_ev_close(m->be, ev, IL_EV_UPDATE);
+  return s;
 }

@@ -155,8 +155,27 @@ static void make_info(il_run_info *ri, const char *id, int run) {
   assert_ok(il_run_attr_i(ri, "big", INT64_MIN + 7));
 }
 
-/* All ranks: one complete run. Only rank 0 passes rows and run info. */
-static void write_run(il_h5_file *f, const char *id, int run, int nepochs, int nsteps) {
+/* The event names of core/il_events.c, in il_event_id order. */
+static const char *const g_event_names[] = {"fwd_solve", "bwd_solve", "map", "jacobian", "lu_factor", "lu_solve",
+                                            "jvp", "vjp", "vjp2", "head", "allreduce", "update"};
+#define N_EVENT_NAMES ((int)(sizeof g_event_names / sizeof g_event_names[0]))
+
+/* Row i of run `run`'s events table: distinct values, time_sum >= time_max, calls and flops past 2^32. */
+static il_event_row make_event(int run, int i) {
+  il_event_row r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.name, sizeof r.name, "%s", g_event_names[i % N_EVENT_NAMES]);
+  r.calls = 5000000000LL + 1000 * run + i;
+  r.time_max = 0.125 + 1e-9 * (i + 1) + run;
+  r.time_sum = 2 * r.time_max + 1e-12 * i;
+  r.flops = 1.0e15 + 12345.0 * i + run;
+  return r;
+}
+
+/* All ranks: one complete run. Only rank 0 passes rows and run info. With
+ * nev >= 0 the run gets an events table of nev make_event rows before it ends
+ * (every rank passes the same rows). */
+static void write_run_events(il_h5_file *f, const char *id, int run, int nepochs, int nsteps, int nev) {
   il_run_info ri;
   make_info(&ri, id, run);
   assert_ok(il_h5_run_begin(f, g_rank == 0 ? &ri : NULL));
@@ -169,10 +188,20 @@ static void write_run(il_h5_file *f, const char *id, int run, int nepochs, int n
     else
       assert_ok(il_h5_run_epoch(f, NULL, NULL, 0)); /* ignored off rank 0 */
   }
+  if (nev >= 0) {
+    il_event_row ev[2 * N_EVENT_NAMES];
+    assert_true(nev <= 2 * N_EVENT_NAMES);
+    for (int i = 0; i < nev; i++) ev[i] = make_event(run, i);
+    assert_ok(il_h5_run_events(f, ev, nev));
+  }
   il_memstats peak = make_peak(run);
   il_rank_row mine = make_rank(run, g_rank);
   mine.rank = 99; /* the writer stores the communicator rank */
   assert_ok(il_h5_run_end(f, "completed", g_rank == 0 ? &peak : NULL, &mine));
+}
+
+static void write_run(il_h5_file *f, const char *id, int run, int nepochs, int nsteps) {
+  write_run_events(f, id, run, nepochs, nsteps, -1);
 }
 
 /* ---- serial readers (rank 0) ------------------------------------------------ */
@@ -214,6 +243,20 @@ static hid_t rank_type(void) {
   R(t_backward, H5T_NATIVE_DOUBLE); R(t_wait, H5T_NATIVE_DOUBLE); R(t_allreduce, H5T_NATIVE_DOUBLE); R(t_update, H5T_NATIVE_DOUBLE);
   R(t_test, H5T_NATIVE_DOUBLE); R(peak_mem_bytes, H5T_NATIVE_UINT64);
 #undef R
+  return t;
+}
+
+/* il_event_row as read back: name a 16-byte NUL-terminated string. */
+static hid_t event_type(void) {
+  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(il_event_row)), sname = H5Tcopy(H5T_C_S1);
+  H5Tset_size(sname, sizeof(((il_event_row *)0)->name));
+  H5Tset_strpad(sname, H5T_STR_NULLTERM);
+  H5Tinsert(t, "name", HOFFSET(il_event_row, name), sname);
+  H5Tinsert(t, "calls", HOFFSET(il_event_row, calls), H5T_NATIVE_INT64);
+  H5Tinsert(t, "time_max", HOFFSET(il_event_row, time_max), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "time_sum", HOFFSET(il_event_row, time_sum), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "flops", HOFFSET(il_event_row, flops), H5T_NATIVE_DOUBLE);
+  H5Tclose(sname);
   return t;
 }
 
@@ -940,6 +983,260 @@ static void test_merge(void **state) {
   assert_null(f);
 }
 
+/* /runs/<id>/events holds nev make_event(run, i) rows, stored as SCHEMA.md says:
+ * members name (fixed-length NUL-terminated ASCII string, 16 bytes), calls
+ * (int64), time_max, time_sum, flops (float64); a fixed-size 1-D table.
+ * nev < 0: the run has no events table. */
+static void verify_events(hid_t fid, const char *id, int run, int nev) {
+  char p[256];
+  snprintf(p, sizeof p, "/runs/%s", id);
+  if (H5Lexists(fid, p, H5P_DEFAULT) <= 0) {
+    VCHECK(0, "group %s missing", p);
+    return;
+  }
+  hid_t g = H5Gopen2(fid, p, H5P_DEFAULT);
+  long long rows = table_rows(g, "events");
+  if (nev < 0) {
+    VCHECK(rows == -1, "%s: has an events table (%lld rows) it was never given", id, rows);
+    H5Gclose(g);
+    return;
+  }
+  VCHECK(rows == nev, "%s: %lld events rows, expected %d", id, rows, nev);
+  if (rows != nev) {
+    H5Gclose(g);
+    return;
+  }
+  hid_t tv = event_type();
+  check_members(g, "events", tv);
+  check_member_type(g, "events", "calls", H5T_INTEGER, 8);
+  check_member_type(g, "events", "time_max", H5T_FLOAT, 8);
+  check_member_type(g, "events", "time_sum", H5T_FLOAT, 8);
+  check_member_type(g, "events", "flops", H5T_FLOAT, 8);
+  {
+    hid_t d = H5Dopen2(g, "events", H5P_DEFAULT), ft = H5Dget_type(d), sp = H5Dget_space(d);
+    int i = H5Tget_member_index(ft, "name");
+    VCHECK(i >= 0, "%s: events lacks 'name'", id);
+    if (i >= 0) {
+      hid_t mt = H5Tget_member_type(ft, (unsigned)i);
+      VCHECK(H5Tget_class(mt) == H5T_STRING && H5Tis_variable_str(mt) == 0 && H5Tget_size(mt) == 16 &&
+                 H5Tget_strpad(mt) == H5T_STR_NULLTERM && H5Tget_cset(mt) == H5T_CSET_ASCII,
+             "%s: events.name is not a 16-byte fixed-length NUL-terminated ASCII string (class %d size %zu)", id,
+             (int)H5Tget_class(mt), H5Tget_size(mt));
+      H5Tclose(mt);
+    }
+    hsize_t maxd = 0;
+    H5Sget_simple_extent_dims(sp, NULL, &maxd);
+    VCHECK(H5Sget_simple_extent_ndims(sp) == 1 && maxd == (hsize_t)nev, "%s: events is not a fixed-size 1-D table",
+           id);
+    H5Sclose(sp);
+    H5Tclose(ft);
+    H5Dclose(d);
+  }
+  if (nev > 0) {
+    il_event_row *ev = calloc((size_t)nev, sizeof *ev);
+    read_all(g, "events", tv, ev);
+    for (int i = 0; i < nev; i++) {
+      il_event_row x = make_event(run, i);
+      VCHECK(strcmp(ev[i].name, x.name) == 0 && ev[i].calls == x.calls && ev[i].time_max == x.time_max &&
+                 ev[i].time_sum == x.time_sum && ev[i].flops == x.flops,
+             "%s: events row %d is '%s' calls %lld time_max %.17g time_sum %.17g flops %.17g", id, i, ev[i].name,
+             (long long)ev[i].calls, ev[i].time_max, ev[i].time_sum, ev[i].flops);
+    }
+    free(ev);
+  }
+  H5Tclose(tv);
+  H5Gclose(g);
+}
+
+/* The file's runs each as write_run_events wrote them (nev[i] < 0: no events). */
+static void verify_event_runs(const char *path, const char *const *ids, const int *runs, const int *nev, int n) {
+  hid_t fid = open_serial(path);
+  if (fid < 0) return;
+  verify_root(fid);
+  VCHECK(count_runs(fid) == n, "%s: %lld runs, expected %d", path, count_runs(fid), n);
+  for (int i = 0; i < n; i++) {
+    verify_run(fid, ids[i], runs[i], 2, 3); /* everything else reads back as without events */
+    verify_events(fid, ids[i], runs[i], nev[i]);
+  }
+  H5Fclose(fid);
+}
+
+/* analysis/check_schema.py on `path` (found from this source file's path):
+ * 1 when it exits 0 and reports "0 errors", 0 when it does not, -1 when
+ * /usr/bin/python3 with h5py or the checker is not there (skipped). */
+static int check_schema_py(const char *path) {
+  char checker[1024], cmd[2600], out[8192] = "";
+  const char *src = __FILE__, *tail = strstr(src, "tests/test_results_h5.c");
+  if (!tail) return -1;
+  snprintf(checker, sizeof checker, "%.*sanalysis/check_schema.py", (int)(tail - src), src);
+  if (access(checker, R_OK) != 0 || access("/usr/bin/python3", X_OK) != 0) return -1;
+  if (system("/usr/bin/python3 -c 'import h5py, numpy' >/dev/null 2>&1") != 0) return -1;
+  snprintf(cmd, sizeof cmd, "PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 '%s' '%s' 2>&1", checker, path);
+  FILE *pp = popen(cmd, "r");
+  if (!pp) return 0;
+  size_t n = fread(out, 1, sizeof out - 1, pp);
+  out[n] = '\0';
+  int rc = pclose(pp);
+  char want[1100];
+  snprintf(want, sizeof want, "%s: 0 errors,", path);
+  if (rc != 0 || !strstr(out, want)) {
+    fprintf(stderr, "check_schema.py %s (status %d):\n%s", path, rc, out);
+    return 0;
+  }
+  return 1;
+}
+
+/* The events table (il_h5_run_events): written collectively, read back with
+ * the exact types SCHEMA.md gives, optional (a run without it and a file
+ * without it are as before), refused when misused without harm to the run,
+ * and carried along by merge. */
+static void test_events_table(void **state) {
+  char e[512], m[512];
+  il_h5_file *f = NULL;
+  path_in(e, sizeof e, "events.h5");
+  path_in(m, sizeof m, "events-merged.h5");
+  assert_ok(il_h5_open(MPI_COMM_WORLD, e, IL_H5_CREATE, g_argc, g_argv, &f));
+  il_event_row ev[N_EVENT_NAMES + 1];
+  for (int i = 0; i <= N_EVENT_NAMES; i++) ev[i] = make_event(7, i);
+  expect_fail(il_h5_run_events(f, ev, N_EVENT_NAMES), IL_ERR_ARG, "no run is open", e);
+
+  /* ev-all: one row per event name; misuse first, refused on every rank, the run unharmed */
+  il_run_info ri;
+  make_info(&ri, "ev-all", 4);
+  assert_ok(il_h5_run_begin(f, g_rank == 0 ? &ri : NULL));
+  for (int ep = 0; ep < 2; ep++) {
+    il_step_row steps[3];
+    for (int s = 0; s < 3; s++) steps[s] = make_step(4, ep, s);
+    il_epoch_row er = make_epoch(4, ep);
+    assert_ok(il_h5_run_epoch(f, &er, steps, 3));
+  }
+  expect_fail(il_h5_run_events(f, ev, g_rank == 0 ? N_EVENT_NAMES : N_EVENT_NAMES - 1), IL_ERR_ARG,
+              "same on every rank", e);
+  expect_fail(il_h5_run_events(f, ev, -1), IL_ERR_ARG, "events row count", "ev-all");
+  expect_fail(il_h5_run_events(f, g_rank == 0 ? NULL : ev, 3), IL_ERR_ARG, "no rows on rank 0", e);
+  il_event_row bad[3] = {ev[0], ev[1], ev[2]};
+  if (g_rank == 0) memset(bad[2].name, 'x', sizeof bad[2].name); /* no NUL */
+  expect_fail(il_h5_run_events(f, bad, 3), IL_ERR_ARG, "event row 2", "NUL");
+  bad[2] = ev[2];
+  if (g_rank == 0) bad[1].name[0] = '\0';
+  expect_fail(il_h5_run_events(f, bad, 3), IL_ERR_ARG, "event row 1", "empty name");
+  for (int i = 0; i < N_EVENT_NAMES; i++) ev[i] = make_event(4, i);
+  assert_ok(il_h5_run_events(f, ev, N_EVENT_NAMES));
+  expect_fail(il_h5_run_events(f, ev, N_EVENT_NAMES), IL_ERR_ARG, "already has an events table", e);
+  il_memstats peak = make_peak(4);
+  il_rank_row mine = make_rank(4, g_rank);
+  assert_ok(il_h5_run_end(f, "completed", &peak, &mine));
+
+  write_run_events(f, "ev-none", 5, 2, 3, -1); /* optional: no events table */
+  write_run_events(f, "ev-empty", 6, 2, 3, 0); /* zero rows: an empty table */
+  write_run_events(f, "ev-two", 8, 2, 3, 2);
+  assert_ok(il_h5_close(f));
+
+  /* append a run without events to the file with them */
+  assert_ok(il_h5_open(MPI_COMM_WORLD, e, IL_H5_APPEND, g_argc, g_argv, &f));
+  write_run_events(f, "ev-later", 9, 2, 3, -1);
+  assert_ok(il_h5_close(f));
+
+  const char *ids[] = {"ev-all", "ev-none", "ev-empty", "ev-two", "ev-later"};
+  const int runs[] = {4, 5, 6, 8, 9}, nev[] = {N_EVENT_NAMES, -1, 0, 2, -1};
+  if (g_rank == 0) {
+    verify_event_runs(e, ids, runs, nev, 5);
+    /* merge copies each run whole: the events tables (and their absence) come along */
+    char b[512];
+    path_in(b, sizeof b, "b.h5"); /* from test_append_adds_run: a file without events */
+    const char *in[] = {e, b};
+    il_error_clear();
+    il_status st = il_h5_merge(m, 0, in, 2);
+    VCHECK(st == IL_OK, "merge: %s", il_error_message());
+    if (st == IL_OK) {
+      hid_t fid = open_serial(m);
+      if (fid >= 0) {
+        VCHECK(count_runs(fid) == 6, "merged: %lld runs", count_runs(fid));
+        for (int i = 0; i < 5; i++) {
+          verify_run(fid, ids[i], runs[i], 2, 3);
+          verify_events(fid, ids[i], runs[i], nev[i]);
+        }
+        verify_run(fid, "run-b", 3, 2, 2);
+        verify_events(fid, "run-b", 3, -1);
+        H5Fclose(fid);
+      }
+    }
+  }
+  sync_bad();
+}
+
+/* A file with and one without events tables, with otherwise schema-valid
+ * content, pass analysis/check_schema.py (skipped without python3/h5py). */
+static void write_valid_run(il_h5_file *f, const char *id, int nev) {
+  il_run_info ri;
+  make_info(&ri, id, 0);
+  assert_ok(il_run_attr_s(&ri, "stop", "batch"));
+  assert_ok(il_run_attr_i(&ri, "threads", 1));
+  assert_ok(il_run_attr_s(&ri, "data", "data/mnist"));
+  assert_ok(il_h5_run_begin(f, g_rank == 0 ? &ri : NULL));
+  for (int ep = 0; ep < 3; ep++) { /* make_info asks for 3 epochs */
+    il_step_row steps[2];
+    for (int s = 0; s < 2; s++) {
+      il_step_row_init(&steps[s]);
+      steps[s].epoch = ep;
+      steps[s].step = s;
+      steps[s].loss = 1.0;
+      steps[s].err = 0.25;
+      steps[s].fwd_iters = 5;
+      steps[s].grad_norm = 1.0 + s;
+      steps[s].t_forward = 0.01;
+    }
+    il_epoch_row er;
+    memset(&er, 0, sizeof er);
+    er.epoch = ep;
+    er.lr = 0.01;
+    er.train_err = er.test_err = 0.25;
+    er.train_loss = er.test_loss = 1.0;
+    er.train_iters = er.test_iters = 5.0;
+    er.max_grad_norm = 2.0;
+    er.train_batches = 2;
+    er.train_s = 0.1;
+    assert_ok(il_h5_run_epoch(f, &er, steps, 2));
+  }
+  il_event_row ev[N_EVENT_NAMES];
+  for (int i = 0; i < nev; i++) ev[i] = make_event(0, i);
+  if (nev >= 0) assert_ok(il_h5_run_events(f, ev, nev));
+  il_memstats peak;
+  memset(&peak, 0, sizeof peak);
+  il_rank_row mine;
+  memset(&mine, 0, sizeof mine);
+  mine.local_batch = 50;
+  assert_ok(il_h5_run_end(f, "completed", &peak, &mine));
+}
+
+static void test_events_pass_check_schema(void **state) {
+  char with[512], without[512];
+  il_h5_file *f = NULL;
+  path_in(with, sizeof with, "valid-events.h5");
+  path_in(without, sizeof without, "valid-no-events.h5");
+  assert_ok(il_h5_open(MPI_COMM_WORLD, with, IL_H5_CREATE, g_argc, g_argv, &f));
+  write_valid_run(f, "with-events", N_EVENT_NAMES);
+  write_valid_run(f, "empty-events", 0);
+  write_valid_run(f, "no-events", -1);
+  assert_ok(il_h5_close(f));
+  assert_ok(il_h5_open(MPI_COMM_WORLD, without, IL_H5_CREATE, g_argc, g_argv, &f));
+  write_valid_run(f, "no-events", -1);
+  assert_ok(il_h5_close(f));
+  int skipped = 0;
+  if (g_rank == 0) {
+    int a = check_schema_py(with), b = check_schema_py(without);
+    if (a < 0 || b < 0) {
+      skipped = 1;
+      printf("  check_schema.py not run (no /usr/bin/python3 with h5py, or no analysis/check_schema.py)\n");
+    } else {
+      VCHECK(a == 1, "check_schema.py rejects %s", with);
+      VCHECK(b == 1, "check_schema.py rejects %s", without);
+    }
+  }
+  (void)skipped;
+  sync_bad();
+}
+
 /* Every file, group, dataset and attribute opened above has been closed
  * (by the writer and by the checks), on every rank. */
 static void test_no_open_hdf5_objects(void **state) {
@@ -1001,6 +1298,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup(test_force_replaces, clear_error),
       cmocka_unit_test_setup(test_bad_paths, clear_error),
       cmocka_unit_test_setup(test_merge, clear_error),
+      cmocka_unit_test_setup(test_events_table, clear_error),
+      cmocka_unit_test_setup(test_events_pass_check_schema, clear_error),
       cmocka_unit_test(test_no_open_hdf5_objects),
   };
   char name[64];

@@ -48,7 +48,9 @@ void openblas_set_num_threads(int);
 typedef struct cpu_ctx {
   int threads;
   size_t live, peak; /* bytes allocated through alloc */
+  double flops;      /* counted by the ops, for events */
 } cpu_ctx;
+#define FLOPS(ctx, n) (((cpu_ctx *)(ctx))->flops += (double)(n))
 #define THREADS(ctx) (((const cpu_ctx *)(ctx))->threads)
 
 static il_status cpu_create(const il_backend_options *o, void **ctx) {
@@ -90,6 +92,8 @@ static void cpu_release(void *ctx, void *p, size_t bytes) {
   if (p) c->live -= bytes;
   free(p);
 }
+static double cpu_flops(void *ctx) { return ((cpu_ctx *)ctx)->flops; }
+
 static void cpu_mem_stats(void *ctx, size_t *live, size_t *peak) {
   *live = ((cpu_ctx *)ctx)->live;
   *peak = ((cpu_ctx *)ctx)->peak;
@@ -112,6 +116,7 @@ static il_status cpu_gemm(void *ctx, int transA, int transB, int M, int N, int K
                           int lda, const il_real *B, int ldb, il_real beta, il_real *C, int ldc) {
   const CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
   const int T = THREADS(ctx);
+  FLOPS(ctx, 2.0 * M * N * K);
   if (T <= 1 || M < 32 * T) {
     cblas_gemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return IL_OK;
@@ -136,7 +141,7 @@ static il_status cpu_gemm_strided_batched(void *ctx, int tA, int tB, int M, int 
                                           il_real beta, il_real *C, int ldc, size_t sC, int batch) {
   const CBLAS_TRANSPOSE ta = tA ? CblasTrans : CblasNoTrans, tb = tB ? CblasTrans : CblasNoTrans;
   const int T = THREADS(ctx);
-  (void)T;
+  FLOPS(ctx, 2.0 * M * N * K * batch);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && batch > 1)
 #endif
@@ -181,6 +186,7 @@ static il_status cpu_fill(void *ctx, size_t len, il_real v, il_real *out) {
 
 static il_status cpu_axpby(void *ctx, size_t len, il_real alpha, const il_real *restrict x, il_real beta,
                            il_real *restrict y) {
+  FLOPS(ctx, 2.0 * len);
   (void)ctx;
   if (beta == 0) {
     for (size_t i = 0; i < len; i++) y[i] = alpha * x[i];
@@ -192,12 +198,14 @@ static il_status cpu_axpby(void *ctx, size_t len, il_real alpha, const il_real *
 
 static il_status cpu_lincomb(void *ctx, size_t len, il_real a, const il_real *x, il_real b, const il_real *y,
                              il_real *out) {
+  FLOPS(ctx, 2.0 * len);
   (void)ctx;
   for (size_t i = 0; i < len; i++) out[i] = a * x[i] + b * y[i];
   return IL_OK;
 }
 
 static il_status cpu_mul(void *ctx, size_t len, const il_real *a, const il_real *b, il_real *out) {
+  FLOPS(ctx, len);
   (void)ctx;
   for (size_t i = 0; i < len; i++) out[i] = a[i] * b[i];
   return IL_OK;
@@ -207,6 +215,7 @@ static il_status bad_act(il_act act) { return IL_ERR(IL_ERR_INTERNAL, "cpu backe
 
 static il_status cpu_act_fwd(void *ctx, size_t len, il_act act, const il_real *restrict a, il_real *f,
                              il_real *restrict s) {
+  FLOPS(ctx, len);
   (void)ctx;
   if (act == IL_ACT_TANH) {
     if (s) {
@@ -235,6 +244,7 @@ static il_status cpu_act_fwd(void *ctx, size_t len, il_act act, const il_real *r
 }
 
 static il_status cpu_act_deriv(void *ctx, size_t len, il_act act, const il_real *f, il_real *s) {
+  FLOPS(ctx, len);
   if (act == IL_ACT_TANH) {
     for (size_t i = 0; i < len; i++) s[i] = 1 - f[i] * f[i];
   } else if (act == IL_ACT_RELU) {
@@ -248,6 +258,7 @@ static il_status cpu_act_deriv(void *ctx, size_t len, il_act act, const il_real 
 }
 
 static il_status cpu_act_dmul(void *ctx, size_t len, il_act act, const il_real *f, const il_real *u, il_real *out) {
+  FLOPS(ctx, 2.0 * len);
   (void)ctx;
   if (act == IL_ACT_TANH) {
     for (size_t i = 0; i < len; i++) out[i] = (1 - f[i] * f[i]) * u[i];
@@ -263,6 +274,7 @@ static il_status cpu_act_dmul(void *ctx, size_t len, il_act act, const il_real *
 
 static il_status cpu_act_d2(void *ctx, size_t len, il_act act, const il_real *f, const il_real *w, il_real *q,
                             il_real *sw) {
+  FLOPS(ctx, 4.0 * len);
   (void)ctx;
   if (act == IL_ACT_TANH) { /* s = 1 - f^2, s' = -2 s f */
     for (size_t i = 0; i < len; i++) {
@@ -283,6 +295,7 @@ static il_status cpu_act_d2(void *ctx, size_t len, il_act act, const il_real *f,
 }
 
 static il_status cpu_sech2_seed(void *ctx, size_t len, const il_real *a, il_real *s) {
+  FLOPS(ctx, len);
   (void)ctx;
   for (size_t i = 0; i < len; i++) {
     const il_real p = il_cosh(a[i]), q = p * p;
@@ -293,6 +306,7 @@ static il_status cpu_sech2_seed(void *ctx, size_t len, const il_real *a, il_real
 
 static il_status cpu_sech2_seed_d2(void *ctx, size_t len, const il_real *a, const il_real *w, il_real *q,
                                    il_real *sw) {
+  FLOPS(ctx, 4.0 * len);
   (void)ctx;
   for (size_t i = 0; i < len; i++) {
     const il_real p = il_cosh(a[i]), qq = p * p, s = (il_real)1 / qq;
@@ -308,6 +322,7 @@ static il_status cpu_sech2_seed_d2(void *ctx, size_t len, const il_real *a, cons
 /* ---- per row ---- */
 static il_status cpu_row_lincomb(void *ctx, int B, int n, il_real s, const il_real *a, const il_real *x, il_real beta,
                                  const il_real *y, il_real *out) {
+  FLOPS(ctx, 2.0 * B * n);
   (void)ctx;
   for (int b = 0; b < B; b++) {
     const il_real c = s * a[b];
@@ -346,6 +361,7 @@ static il_status cpu_row_fill(void *ctx, int B, int n, const unsigned char *mask
 
 static il_status cpu_row_combine(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *coef,
                                  il_real beta, il_real *out) {
+  FLOPS(ctx, 2.0 * B * n * k);
   (void)ctx;
   for (int b = 0; b < B; b++) {
     il_real *ob = out + (size_t)b * n;
@@ -363,6 +379,7 @@ static il_status cpu_row_combine(void *ctx, int B, int n, int k, const il_real *
 }
 
 static il_status cpu_col_sum_add(void *ctx, int B, int n, const il_real *a, il_real *out) {
+  FLOPS(ctx, (double)B * n);
   (void)ctx;
   for (int r = 0; r < B; r++)
     for (int j = 0; j < n; j++) out[j] += a[(size_t)r * n + j];
@@ -392,18 +409,21 @@ static double dot_d(int n, const il_real *x, const il_real *y) {
 }
 
 static il_status cpu_sqdist(void *ctx, size_t len, const il_real *a, const il_real *b, double *out) {
+  FLOPS(ctx, 3.0 * len);
   (void)ctx;
   *out = sqdist_d(len, a, b);
   return IL_OK;
 }
 
 static il_status cpu_row_sqdist(void *ctx, int B, int n, const il_real *a, const il_real *b, double *out) {
+  FLOPS(ctx, 3.0 * B * n);
   (void)ctx;
   for (int r = 0; r < B; r++) out[r] = sqdist_d((size_t)n, a + (size_t)r * n, b ? b + (size_t)r * n : NULL);
   return IL_OK;
 }
 
 static il_status cpu_row_dot(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *out) {
+  FLOPS(ctx, 2.0 * B * n * k);
   (void)ctx;
   for (int b = 0; b < B; b++)
     for (int i = 0; i < k; i++) out[(size_t)b * k + i] = dot_d(n, X[i] + (size_t)b * n, y + (size_t)b * n);
@@ -411,6 +431,7 @@ static il_status cpu_row_dot(void *ctx, int B, int n, int k, const il_real *cons
 }
 
 static il_status cpu_row_mgs(void *ctx, int B, int n, int k, const il_real *const *V, il_real *w, double *h) {
+  FLOPS(ctx, 4.0 * B * n * k + 2.0 * B * n);
   (void)ctx;
   for (int b = 0; b < B; b++) {
     il_real *wb = w + (size_t)b * n;
@@ -443,6 +464,7 @@ static il_status cpu_all_finite(void *ctx, size_t len, const il_real *a, int *ou
 }
 
 static il_status cpu_compare(void *ctx, size_t len, const il_real *a, const il_real *b, double *out) {
+  FLOPS(ctx, 8.0 * len);
   (void)ctx;
   double dot = 0, aa = 0, bb = 0, dd = 0;
   for (size_t i = 0; i < len; i++) {
@@ -460,6 +482,7 @@ static il_status cpu_compare(void *ctx, size_t len, const il_real *a, const il_r
 /* softmax cross-entropy, log-sum-exp with the max subtracted */
 static il_status cpu_xent_fwd(void *ctx, int B, int c, const il_real *logits, const unsigned char *labels,
                               il_real *p, double *loss_sum, int *errors) {
+  FLOPS(ctx, 4.0 * B * c);
   (void)ctx;
   double loss = 0;
   int err = 0;
@@ -484,6 +507,7 @@ static il_status cpu_xent_fwd(void *ctx, int B, int c, const il_real *logits, co
 }
 
 static il_status cpu_xent_bwd(void *ctx, int B, int c, const unsigned char *labels, il_real scale, il_real *p) {
+  FLOPS(ctx, (double)B * c);
   (void)ctx;
   for (int r = 0; r < B; r++) {
     for (int j = 0; j < c; j++) p[(size_t)r * c + j] *= scale;
@@ -501,6 +525,7 @@ static void cpu_lu_layout(void *ctx, int B, int n, size_t *bytes_a, size_t *byte
 
 static il_status cpu_jac_eye_minus_diag_w(void *ctx, int B, int n, const il_real *restrict s,
                                           const il_real *restrict W, il_lu *lu) {
+  FLOPS(ctx, (double)B * n * n);
   (void)ctx;
   il_real *restrict J = lu->a;
   for (int b = 0; b < B; b++) {
@@ -518,6 +543,7 @@ static il_status cpu_jac_eye_minus_diag_w(void *ctx, int B, int n, const il_real
 }
 
 static il_status cpu_lu_norm_inf(void *ctx, const il_lu *lu, double *out) {
+  FLOPS(ctx, 2.0 * lu->B * lu->n * lu->n);
   (void)ctx;
   const int B = lu->B, n = lu->n;
   const il_real *A = lu->a;
@@ -537,6 +563,7 @@ static il_status cpu_lu_norm_inf(void *ctx, const il_lu *lu, double *out) {
 
 /* Small LUs gain nothing from BLAS threads; we split the batch over threads instead. */
 static il_status cpu_lu_factor(void *ctx, il_lu *lu, int *info) {
+  FLOPS(ctx, 2.0 / 3.0 * lu->B * (double)lu->n * lu->n * lu->n);
   const int B = lu->B, n = lu->n, T = THREADS(ctx);
   const size_t nn = (size_t)n * n;
   il_real *A = lu->a;
@@ -552,6 +579,7 @@ static il_status cpu_lu_factor(void *ctx, il_lu *lu, int *info) {
 }
 
 static il_status cpu_lu_solve(void *ctx, int trans, const il_lu *lu, il_real *R) {
+  FLOPS(ctx, 2.0 * lu->B * (double)lu->n * lu->n);
   const int B = lu->B, n = lu->n, T = THREADS(ctx);
   const size_t nn = (size_t)n * n;
   const il_real *LU = lu->a;
@@ -575,6 +603,7 @@ static il_status cpu_lu_solve(void *ctx, int trans, const il_lu *lu, il_real *R)
 /* LAPACK factored the column-major view A^T, so its 1-norm estimate of A^T is
  * the infinity-norm estimate of the row-major A, with anorm = ||A||_inf = ||A^T||_1. */
 static il_status cpu_lu_rcond(void *ctx, const il_lu *lu, const double *anorm, double *rcond) {
+  FLOPS(ctx, 4.0 * lu->B * (double)lu->n * lu->n); /* gecon: a few triangular solves */
   (void)ctx;
   const int B = lu->B, n = lu->n;
   const il_real *LU = lu->a;
@@ -608,6 +637,7 @@ const il_backend_ops il_backend_cpu_ops = {
     .destroy = cpu_destroy,
     .describe = cpu_describe,
     .mem_stats = cpu_mem_stats,
+    .flops = cpu_flops,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .zero = cpu_zero,

@@ -105,6 +105,8 @@ static void guard_release(void *ctx, void *p, size_t bytes) {
     }
 }
 
+static double guard_flops(void *ctx) { return CPU.flops(((guard_ctx *)ctx)->inner); }
+
 static void guard_lu_layout(void *ctx, int B, int n, size_t *a, size_t *p) {
   CPU.lu_layout(((guard_ctx *)ctx)->inner, B, n, a, p);
 }
@@ -184,6 +186,7 @@ const il_backend_ops il_backend_cpu_guard_ops = {
     .destroy = guard_destroy,
     .describe = guard_describe,
     .mem_stats = guard_mem_stats,
+    .flops = guard_flops,
     .alloc = guard_alloc,
     .release = guard_release,
     .zero = guard_zero,

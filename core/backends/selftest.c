@@ -21,7 +21,13 @@
  *   rcond   within a factor of 10 of 1 / (||J||_inf ||J^-1||_inf) (an estimate),
  *           and in [0, 1 + 4 eps] (LAPACK's gecon returns 1 + 1 ulp for some 1 x 1)
  *   exact   fill, row_select, row_fill, absmax, all_finite, lu_factor's info,
- *           xent's error count, the memory ops. */
+ *           xent's error count, the memory ops, and the flop counts il_backend.h
+ *           gives (gemm 2MNK, lu_factor 2n^3/3, lu_solve 2n^2 per matrix); the
+ *           counter must never go down during any case.
+ * Where an output is a sum or difference that can cancel (gemm, lincomb, row
+ * dots, 1 - f^2, ...), the NMSE denominator is the squared magnitude of the
+ * terms, sum_i (sum_k |term_ik|)^2, instead of sum ref^2. describe and flops
+ * are optional (NULL is reported as "absent"). */
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -47,6 +53,7 @@
   X(DESTROY, destroy, "destroy")                      \
   X(DESCRIBE, describe, "describe")                   \
   X(MEM_STATS, mem_stats, "mem_stats")                \
+  X(FLOPS, flops, "flops")                            \
   X(ALLOC, alloc, "alloc")                            \
   X(RELEASE, release, "release")                      \
   X(ZERO, zero, "zero")                               \
@@ -140,6 +147,7 @@ typedef struct T {
   char desc[200];
   unsigned char touched[OP_N], bad[OP_N];
   double case_worst;
+  double flops0; /* the backend's flop counter when the case opened */
   sbuf bufs[MAX_BUFS];
   int nbufs;
 } T;
@@ -185,6 +193,7 @@ static void note_nmse(T *t, int op, double nmse, double bound) {
 }
 
 static il_status check_canaries(T *t);
+static double flops_now(T *t) { return t->be->ops->flops ? t->be->ops->flops(t->be->ctx) : 0; }
 
 static void end_case(T *t) {
   if (!t->open) return;
@@ -193,6 +202,8 @@ static void end_case(T *t) {
     il_status s = check_canaries(t);
     if (s != IL_OK) t->fatal = s;
   }
+  const double f1 = flops_now(t);
+  if (!(f1 >= t->flops0)) fail(t, OP_FLOPS, "the counter went from %.17g to %.17g during this case", t->flops0, f1);
   int any = 0;
   for (int i = 0; i < OP_N; i++) {
     if (!t->touched[i]) continue;
@@ -225,6 +236,7 @@ static int begin(T *t, int op, const char *fmt, ...) {
   t->touched[op] = 1;
   t->case_worst = 0;
   t->nbufs = 0;
+  t->flops0 = flops_now(t);
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(t->desc, sizeof t->desc, fmt, ap);
@@ -362,10 +374,13 @@ static double *todbl(T *t, const il_real *h, size_t n) {
 }
 
 /* ---- checks ---- */
-/* NMSE of out against ref over the elements not skipped. A NaN in ref must be
+/* NMSE of out against ref over the elements not skipped; with mag, the
+ * denominator is sum mag^2 (mag_i = sum of |terms| of element i) instead of
+ * sum ref^2, so that rounding of the terms of a cancelled sum does not count
+ * as an error. A NaN in ref must be
  * NaN in out, an infinity equal; a finite ref needs a finite out. */
-static void chk(T *t, int op, const char *what, const double *out, const double *ref, size_t n, double bound,
-                const unsigned char *skip) {
+static void chk_m(T *t, int op, const char *what, const double *out, const double *ref, const double *mag, size_t n,
+                  double bound, const unsigned char *skip) {
   double num = 0, den = 0, worst = -1;
   size_t wi = 0, bad = 0, bi = 0;
   for (size_t i = 0; i < n; i++) {
@@ -383,7 +398,7 @@ static void chk(T *t, int op, const char *what, const double *out, const double 
     if (!isfinite(r)) continue;
     const double d = (o - r) * (o - r);
     num += d;
-    den += r * r;
+    den += mag ? mag[i] * mag[i] : r * r;
     if (d > worst) worst = d, wi = i;
   }
   const double nmse = den > 0 ? num / den : num;
@@ -395,6 +410,11 @@ static void chk(T *t, int op, const char *what, const double *out, const double 
     fail(t, op, "%s: NMSE %.3e > bound %.3e (n = %zu; worst element %zu: %.9g, expected %.9g)", what, nmse, bound, n,
          wi, out[wi], ref[wi]);
   }
+}
+
+static void chk(T *t, int op, const char *what, const double *out, const double *ref, size_t n, double bound,
+                const unsigned char *skip) {
+  chk_m(t, op, what, out, ref, NULL, n, bound, skip);
 }
 
 /* Exact equality (NaN equals NaN). */
@@ -457,6 +477,9 @@ static double r_dact_f(il_act a, double f) { /* act' from the output f */
   if (a == IL_ACT_TANH) return 1 - f * f;
   if (a == IL_ACT_RELU) return f > 0 ? 1 : 0;
   return 1;
+}
+static double r_dact_mag(il_act a, double f) { /* |terms| of act' from f: 1 + f^2 for tanh */
+  return a == IL_ACT_TANH ? 1 + f * f : r_dact_f(a, f);
 }
 static double r_d2_f(il_act a, double f) { /* d act' / da from the output f */
   return a == IL_ACT_TANH ? -2 * (1 - f * f) * f : 0;
@@ -631,6 +654,50 @@ static void case_second_instance(T *t) {
   il_backend_destroy(b2);
 }
 
+static int lu_inputs(T *t, int B, int n, il_real **hs, il_real **hW);
+
+/* flops: optional; the counts il_backend.h spells out (GEMMs 2MNK, LU 2n^3/3, a solve 2n^2) exactly */
+static void flops_delta(T *t, const char *what, double before, double expect) {
+  const double got = flops_now(t) - before;
+  t->touched[OP_FLOPS] = 1;
+  if (!(fabs(got - expect) <= 1e-9 * expect))
+    fail(t, OP_FLOPS, "%s counted %.17g flops, expected %.17g", what, got, expect);
+}
+static void case_flops(T *t) {
+  if (!begin(t, OP_FLOPS, "%s", OPS->flops ? "gemm, gemm_strided_batched, lu_factor, lu_solve" : "absent (optional)") ||
+      !OPS->flops)
+    return;
+  const int M = 17, N = 33, K = 7, batch = 3, B = 3, n = 7;
+  il_real *hs, *hW;
+  il_real *A = in_rand(t, "A", (size_t)batch * M * K, -1, 1, NULL), *Bm = in_rand(t, "B", (size_t)batch * K * N, -1, 1, NULL);
+  il_real *C = out_nan(t, "C", (size_t)batch * M * N), *R = io_rand(t, "R", (size_t)B * n, -1, 1, NULL);
+  NN(A && Bm && C && R && lu_inputs(t, B, n, &hs, &hW));
+  il_real *s = in_host(t, "s", hs, (size_t)B * n), *W = in_host(t, "W", hW, (size_t)n * n);
+  int *info = hnew(t, (size_t)B * sizeof(int));
+  NN(s && W && info);
+  il_lu lu;
+  t->touched[OP_LU_LAYOUT] = 1;
+  il_status st = il_lu_alloc(t->be, &t->sp, B, n, &lu);
+  if (st != IL_OK) {
+    fail_status(t, OP_LU_LAYOUT, st, "il_lu_alloc (lu_layout)");
+    return;
+  }
+  double f = flops_now(t);
+  CALL(OP_GEMM, OPS->gemm(CTX, 0, 0, M, N, K, 1, A, K, Bm, N, 0, C, N));
+  flops_delta(t, "gemm", f, 2.0 * M * N * K);
+  f = flops_now(t);
+  CALL(OP_GEMM_SB, OPS->gemm_strided_batched(CTX, 0, 0, M, N, K, 1, A, K, (size_t)M * K, Bm, N, (size_t)K * N, 0, C, N,
+                                             (size_t)M * N, batch));
+  flops_delta(t, "gemm_strided_batched", f, 2.0 * M * N * K * batch);
+  CALL(OP_JAC, OPS->jac_eye_minus_diag_w(CTX, B, n, s, W, &lu));
+  f = flops_now(t);
+  CALL(OP_LU_FACTOR, OPS->lu_factor(CTX, &lu, info));
+  flops_delta(t, "lu_factor", f, 2.0 / 3.0 * B * n * n * n);
+  f = flops_now(t);
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 0, &lu, R));
+  flops_delta(t, "lu_solve", f, 2.0 * B * n * n);
+}
+
 static void test_memory(T *t) {
   static const size_t sizes[] = {1, 3, 64, 4099, ((size_t)1 << 20) + 5};
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) case_alloc(t, sizes[i]);
@@ -646,6 +713,7 @@ static void test_memory(T *t) {
   case_sync(t, 0);
   case_sync(t, 1);
   case_describe(t);
+  case_flops(t);
   case_second_instance(t);
 }
 
@@ -685,20 +753,23 @@ static il_real *mat_out(T *t, int rows, int cols, int ld, size_t stride, int bat
 static void gemm_check(T *t, int op, int tA, int tB, int M, int N, int K, double alpha, const il_real *A, int lda,
                        const il_real *Bm, int ldb, double beta, const il_real *C0, int ldc, const double *Cout,
                        size_t total_c, const char *what) {
-  double *ref = hdbl(t, (size_t)M * N), *out = hdbl(t, (size_t)M * N);
-  if (!ref || !out) return;
+  double *ref = hdbl(t, (size_t)M * N), *out = hdbl(t, (size_t)M * N), *mag = hdbl(t, (size_t)M * N);
+  if (!ref || !out || !mag) return;
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) {
-      double acc = 0;
+      double acc = 0, m = 0;
       for (int k = 0; k < K; k++) {
         const double a = tA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
         const double b = tB ? Bm[(size_t)j * ldb + k] : Bm[(size_t)k * ldb + j];
         acc += a * b;
+        m += fabs(a * b);
       }
-      ref[(size_t)i * N + j] = alpha * acc + (beta != 0 ? beta * (double)C0[(size_t)i * ldc + j] : 0);
+      const double c0 = beta != 0 ? beta * (double)C0[(size_t)i * ldc + j] : 0;
+      ref[(size_t)i * N + j] = alpha * acc + c0;
+      mag[(size_t)i * N + j] = fabs(alpha) * m + fabs(c0);
       out[(size_t)i * N + j] = Cout[(size_t)i * ldc + j];
     }
-  chk(t, op, what, out, ref, (size_t)M * N, B_SUM, NULL);
+  chk_m(t, op, what, out, ref, mag, (size_t)M * N, B_SUM, NULL);
   for (size_t i = 0; i < total_c; i++) {
     const int r = (int)(i / ldc), c = (int)(i % ldc);
     if ((r >= M || c >= N) && Cout[i] != (double)SENTINEL) {
@@ -776,8 +847,9 @@ static void case_gemm_ep(T *t, int B, int N, int K, int mask) {
   }
   CALL(OP_GEMM_EP, OPS->gemm_ep(CTX, B, N, K, A, W, &ep, out));
   double *rpre = hdbl(t, len), *rout = hdbl(t, len), *rder = hdbl(t, len), *rres = hdbl(t, (size_t)B);
+  double *rmag = hdbl(t, len); /* |terms| of pre; act and act' have slopes <= 1 */
   unsigned char *amb = hnew(t, len); /* relu: pre too close to 0 for act' to be determined */
-  NN(rpre && rout && rder && rres && amb);
+  NN(rpre && rout && rder && rres && rmag && amb);
   for (int b = 0; b < B; b++) {
     for (int j = 0; j < N; j++) {
       double acc = 0, mag = 0;
@@ -792,12 +864,13 @@ static void case_gemm_ep(T *t, int B, int N, int K, int mask) {
       rpre[i] = acc;
       rout[i] = r_act(act, acc);
       rder[i] = r_dact_a(act, acc);
+      rmag[i] = mag;
       amb[i] = act == IL_ACT_RELU && fabs(acc) <= 1e3 * EPS * mag;
     }
   }
   double *o = get(t, "out", out, len);
   NN(o);
-  chk(t, OP_GEMM_EP, "out", o, rout, len, B_SUM, NULL);
+  chk_m(t, OP_GEMM_EP, "out", o, rout, rmag, len, B_SUM, NULL);
   /* the residual is of the out the op returned (already checked above): its reference uses that out,
    * so cancellation in res_ref - out cannot hide or fake an error */
   for (int b = 0; b < B && hres; b++) {
@@ -811,12 +884,12 @@ static void case_gemm_ep(T *t, int B, int N, int K, int mask) {
   if (ep.pre) {
     double *p = get(t, "pre", ep.pre, len);
     NN(p);
-    chk(t, OP_GEMM_EP, "pre", p, rpre, len, B_SUM, NULL);
+    chk_m(t, OP_GEMM_EP, "pre", p, rpre, rmag, len, B_SUM, NULL);
   }
   if (ep.deriv) {
     double *d = get(t, "deriv", ep.deriv, len);
     NN(d);
-    chk(t, OP_GEMM_EP, "deriv", d, rder, len, B_SUM, amb);
+    chk_m(t, OP_GEMM_EP, "deriv", d, rder, rmag, len, B_SUM, amb);
   }
   if (ep.res_rows) chk(t, OP_GEMM_EP, "res_rows", ep.res_rows, rres, (size_t)B, B_SUM, NULL);
 }
@@ -844,10 +917,11 @@ static void case_axpby(T *t, size_t n, int which) {
   il_real *x = in_rand(t, "x", n, -1, 1, &hx), *y = io_rand(t, "y", n, -1, 1, &hy);
   NN(x && y);
   CALL(OP_AXPBY, OPS->axpby(CTX, n, a, x, b, y));
-  double *d = get(t, "y", y, n), *ref = hdbl(t, n);
-  NN(d && ref);
-  for (size_t i = 0; i < n; i++) ref[i] = (double)a * hx[i] + (double)b * hy[i];
-  chk(t, OP_AXPBY, "y", d, ref, n, B_ELEM, NULL);
+  double *d = get(t, "y", y, n), *ref = hdbl(t, n), *mag = hdbl(t, n);
+  NN(d && ref && mag);
+  for (size_t i = 0; i < n; i++)
+    ref[i] = (double)a * hx[i] + (double)b * hy[i], mag[i] = fabs((double)a * hx[i]) + fabs((double)b * hy[i]);
+  chk_m(t, OP_AXPBY, "y", d, ref, mag, n, B_ELEM, NULL);
 }
 
 /* alias: 0 none, 1 out == x, 2 out == y */
@@ -864,10 +938,11 @@ static void case_lincomb(T *t, size_t n, int alias) {
   }
   NN(x && y && o);
   CALL(OP_LINCOMB, OPS->lincomb(CTX, n, a, x, b, y, o));
-  double *d = get(t, "out", o, n), *ref = hdbl(t, n);
-  NN(d && ref);
-  for (size_t i = 0; i < n; i++) ref[i] = (double)a * hx[i] + (double)b * hy[i];
-  chk(t, OP_LINCOMB, "out", d, ref, n, B_ELEM, NULL);
+  double *d = get(t, "out", o, n), *ref = hdbl(t, n), *mag = hdbl(t, n);
+  NN(d && ref && mag);
+  for (size_t i = 0; i < n; i++)
+    ref[i] = (double)a * hx[i] + (double)b * hy[i], mag[i] = fabs((double)a * hx[i]) + fabs((double)b * hy[i]);
+  chk_m(t, OP_LINCOMB, "out", d, ref, mag, n, B_ELEM, NULL);
 }
 
 static void case_mul(T *t, size_t n) {
@@ -923,10 +998,10 @@ static void case_act_deriv(T *t, size_t n, il_act act) {
   il_real *f = in_host(t, "f", hf, n), *s = out_nan(t, "s", n);
   NN(f && s);
   CALL(OP_ACT_DERIV, OPS->act_deriv(CTX, n, act, f, s));
-  double *d = get(t, "s", s, n), *ref = hdbl(t, n);
-  NN(d && ref);
-  for (size_t i = 0; i < n; i++) ref[i] = r_dact_f(act, hf[i]);
-  chk(t, OP_ACT_DERIV, "s", d, ref, n, B_ELEM, NULL);
+  double *d = get(t, "s", s, n), *ref = hdbl(t, n), *mag = hdbl(t, n);
+  NN(d && ref && mag);
+  for (size_t i = 0; i < n; i++) ref[i] = r_dact_f(act, hf[i]), mag[i] = r_dact_mag(act, hf[i]);
+  chk_m(t, OP_ACT_DERIV, "s", d, ref, mag, n, B_ELEM, NULL);
 }
 
 static void case_act_dmul(T *t, size_t n, il_act act) {
@@ -937,10 +1012,11 @@ static void case_act_dmul(T *t, size_t n, il_act act) {
   il_real *f = in_host(t, "f", hf, n), *u = in_rand(t, "u", n, -2, 2, &hu), *o = out_nan(t, "out", n);
   NN(f && u && o);
   CALL(OP_ACT_DMUL, OPS->act_dmul(CTX, n, act, f, u, o));
-  double *d = get(t, "out", o, n), *ref = hdbl(t, n);
-  NN(d && ref);
-  for (size_t i = 0; i < n; i++) ref[i] = r_dact_f(act, hf[i]) * hu[i];
-  chk(t, OP_ACT_DMUL, "out", d, ref, n, B_ELEM, NULL);
+  double *d = get(t, "out", o, n), *ref = hdbl(t, n), *mag = hdbl(t, n);
+  NN(d && ref && mag);
+  for (size_t i = 0; i < n; i++)
+    ref[i] = r_dact_f(act, hf[i]) * hu[i], mag[i] = r_dact_mag(act, hf[i]) * fabs((double)hu[i]);
+  chk_m(t, OP_ACT_DMUL, "out", d, ref, mag, n, B_ELEM, NULL);
 }
 
 static void case_act_d2(T *t, size_t n, il_act act) {
@@ -953,13 +1029,16 @@ static void case_act_d2(T *t, size_t n, il_act act) {
   NN(f && w && q && sw);
   CALL(OP_ACT_D2, OPS->act_d2(CTX, n, act, f, w, q, sw));
   double *dq = get(t, "q", q, n), *dsw = get(t, "sw", sw, n), *rq = hdbl(t, n), *rsw = hdbl(t, n);
-  NN(dq && dsw && rq && rsw);
+  double *msw = hdbl(t, n), *mq = hdbl(t, n);
+  NN(dq && dsw && rq && rsw && msw && mq);
   for (size_t i = 0; i < n; i++) {
     rsw[i] = r_dact_f(act, hf[i]) * hw[i];
+    msw[i] = r_dact_mag(act, hf[i]) * fabs((double)hw[i]);
     rq[i] = (double)hw[i] * hq[i] * r_d2_f(act, hf[i]);
+    mq[i] = fabs((double)hw[i] * hq[i]) * 2 * r_dact_mag(act, hf[i]) * fabs((double)hf[i]);
   }
-  chk(t, OP_ACT_D2, "sw", dsw, rsw, n, B_ELEM, NULL);
-  chk(t, OP_ACT_D2, "q", dq, rq, n, B_ELEM, NULL);
+  chk_m(t, OP_ACT_D2, "sw", dsw, rsw, msw, n, B_ELEM, NULL);
+  chk_m(t, OP_ACT_D2, "q", dq, rq, mq, n, B_ELEM, NULL);
 }
 
 static void case_sech2(T *t, size_t n) {
@@ -1012,14 +1091,15 @@ static void case_row_lincomb(T *t, int B, int n, int which) {
   NN(a && x && o);
   if (which) NN(y = in_rand(t, "y", len, -1, 1, &hy));
   CALL(OP_ROW_LINCOMB, OPS->row_lincomb(CTX, B, n, s, a, x, beta, y, o));
-  double *d = get(t, "out", o, len), *ref = hdbl(t, len);
-  NN(d && ref);
+  double *d = get(t, "out", o, len), *ref = hdbl(t, len), *mag = hdbl(t, len);
+  NN(d && ref && mag);
   for (int b = 0; b < B; b++)
     for (int j = 0; j < n; j++) {
       const size_t i = (size_t)b * n + j;
-      ref[i] = (double)s * ha[b] * hx[i] + (hy ? (double)beta * hy[i] : 0);
+      const double u = (double)s * ha[b] * hx[i], v = hy ? (double)beta * hy[i] : 0;
+      ref[i] = u + v, mag[i] = fabs(u) + fabs(v);
     }
-  chk(t, OP_ROW_LINCOMB, "out", d, ref, len, B_ELEM, NULL);
+  chk_m(t, OP_ROW_LINCOMB, "out", d, ref, mag, len, B_ELEM, NULL);
 }
 
 /* a mask with zeros and various non-zero bytes */
@@ -1089,16 +1169,19 @@ static void case_row_combine(T *t, int B, int n, int k, int which) {
   o = which ? io_rand(t, "out", len, -1, 1, &ho) : out_nan(t, "out", len);
   NN(coef && o);
   CALL(OP_ROW_COMBINE, OPS->row_combine(CTX, B, n, k, (const il_real *const *)X, coef, beta, o));
-  double *d = get(t, "out", o, len), *ref = hdbl(t, len);
-  NN(d && ref);
+  double *d = get(t, "out", o, len), *ref = hdbl(t, len), *mag = hdbl(t, len);
+  NN(d && ref && mag);
   for (int b = 0; b < B; b++)
     for (int j = 0; j < n; j++) {
       const size_t i = (size_t)b * n + j;
-      double acc = ho ? (double)beta * ho[i] : 0;
-      for (int q = 0; q < k; q++) acc += (double)hc[(size_t)b * k + q] * hX[q][i];
-      ref[i] = acc;
+      double acc = ho ? (double)beta * ho[i] : 0, m = fabs(acc);
+      for (int q = 0; q < k; q++) {
+        const double u = (double)hc[(size_t)b * k + q] * hX[q][i];
+        acc += u, m += fabs(u);
+      }
+      ref[i] = acc, mag[i] = m;
     }
-  chk(t, OP_ROW_COMBINE, "out", d, ref, len, B_ELEM, NULL);
+  chk_m(t, OP_ROW_COMBINE, "out", d, ref, mag, len, B_ELEM, NULL);
 }
 
 static void case_col_sum_add(T *t, int B, int n) {
@@ -1107,14 +1190,14 @@ static void case_col_sum_add(T *t, int B, int n) {
   il_real *a = in_rand(t, "a", (size_t)B * n, -1, 1, &ha), *o = io_rand(t, "out", (size_t)n, -1, 1, &ho);
   NN(a && o);
   CALL(OP_COL_SUM_ADD, OPS->col_sum_add(CTX, B, n, a, o));
-  double *d = get(t, "out", o, (size_t)n), *ref = hdbl(t, (size_t)n);
-  NN(d && ref);
+  double *d = get(t, "out", o, (size_t)n), *ref = hdbl(t, (size_t)n), *mag = hdbl(t, (size_t)n);
+  NN(d && ref && mag);
   for (int j = 0; j < n; j++) {
-    double acc = ho[j];
-    for (int b = 0; b < B; b++) acc += ha[(size_t)b * n + j];
-    ref[j] = acc;
+    double acc = ho[j], m = fabs((double)ho[j]);
+    for (int b = 0; b < B; b++) acc += ha[(size_t)b * n + j], m += fabs((double)ha[(size_t)b * n + j]);
+    ref[j] = acc, mag[j] = m;
   }
-  chk(t, OP_COL_SUM_ADD, "out", d, ref, (size_t)n, B_SUM, NULL);
+  chk_m(t, OP_COL_SUM_ADD, "out", d, ref, mag, (size_t)n, B_SUM, NULL);
 }
 
 /* ======================= reductions to the host ======================= */
@@ -1160,13 +1243,18 @@ static void case_row_dot(T *t, int B, int n, int k) {
   double *out = dnan(t, (size_t)B * k), *ref = hdbl(t, (size_t)B * k);
   NN(y && out && ref);
   CALL(OP_ROW_DOT, OPS->row_dot(CTX, B, n, k, (const il_real *const *)X, y, out));
+  double *mag = hdbl(t, (size_t)B * k);
+  NN(mag);
   for (int b = 0; b < B; b++)
     for (int i = 0; i < k; i++) {
-      double acc = 0;
-      for (int j = 0; j < n; j++) acc += (double)hX[i][(size_t)b * n + j] * hy[(size_t)b * n + j];
-      ref[(size_t)b * k + i] = acc;
+      double acc = 0, m = 0;
+      for (int j = 0; j < n; j++) {
+        const double u = (double)hX[i][(size_t)b * n + j] * hy[(size_t)b * n + j];
+        acc += u, m += fabs(u);
+      }
+      ref[(size_t)b * k + i] = acc, mag[(size_t)b * k + i] = m;
     }
-  chk(t, OP_ROW_DOT, "out", out, ref, (size_t)B * k, B_RED, NULL);
+  chk_m(t, OP_ROW_DOT, "out", out, ref, mag, (size_t)B * k, B_RED, NULL);
 }
 
 /* V_i,b orthonormal over i < k < n (as GMRES/Anderson keep them) */
@@ -1195,26 +1283,27 @@ static void case_row_mgs(T *t, int B, int n, int k) {
   for (int i = 0; i < k; i++) NN(V[i] = in_host(t, names[i], hV[i], len));
   il_real *w = io_rand(t, "w", len, -1, 1, &hw);
   double *h = dnan(t, (size_t)B * (k + 1)), *rh = hdbl(t, (size_t)B * (k + 1)), *rw = hdbl(t, len);
-  NN(w && h && rh && rw);
+  double *mh = hdbl(t, (size_t)B * (k + 1)), *mw = hdbl(t, len);
+  NN(w && h && rh && rw && mh && mw);
   CALL(OP_ROW_MGS, OPS->row_mgs(CTX, B, n, k, (const il_real *const *)V, w, h));
   for (int b = 0; b < B; b++) {
-    double *wb = rw + (size_t)b * n;
-    for (int j = 0; j < n; j++) wb[j] = hw[(size_t)b * n + j];
+    double *wb = rw + (size_t)b * n, *mb = mw + (size_t)b * n, n0 = 0;
+    for (int j = 0; j < n; j++) wb[j] = hw[(size_t)b * n + j], mb[j] = fabs(wb[j]), n0 += wb[j] * wb[j];
     for (int i = 0; i < k; i++) {
       const il_real *vi = hV[i] + (size_t)b * n;
-      double c = 0;
-      for (int j = 0; j < n; j++) c += wb[j] * vi[j];
-      rh[(size_t)b * (k + 1) + i] = c;
-      for (int j = 0; j < n; j++) wb[j] -= c * vi[j];
+      double c = 0, m = 0;
+      for (int j = 0; j < n; j++) c += wb[j] * vi[j], m += fabs(mb[j] * vi[j]);
+      rh[(size_t)b * (k + 1) + i] = c, mh[(size_t)b * (k + 1) + i] = m;
+      for (int j = 0; j < n; j++) wb[j] -= c * vi[j], mb[j] += m * fabs((double)vi[j]);
     }
     double nr = 0;
     for (int j = 0; j < n; j++) nr += wb[j] * wb[j];
-    rh[(size_t)b * (k + 1) + k] = sqrt(nr);
+    rh[(size_t)b * (k + 1) + k] = sqrt(nr), mh[(size_t)b * (k + 1) + k] = sqrt(n0);
   }
   double *dw = get(t, "w", w, len);
   NN(dw);
-  chk(t, OP_ROW_MGS, "h", h, rh, (size_t)B * (k + 1), B_SUM, NULL);
-  chk(t, OP_ROW_MGS, "w", dw, rw, len, B_SUM, NULL);
+  chk_m(t, OP_ROW_MGS, "h", h, rh, mh, (size_t)B * (k + 1), B_SUM, NULL);
+  chk_m(t, OP_ROW_MGS, "w", dw, rw, mw, len, B_SUM, NULL);
 }
 
 /* plant: 0 none, 1 a NaN (skipped), 2 -inf */
@@ -1345,12 +1434,14 @@ static void case_xent_bwd(T *t, int B, int c) {
   unsigned char *y = sput(t, "labels", hy, (size_t)B, 1);
   NN(p && y);
   CALL(OP_XENT_BWD, OPS->xent_bwd(CTX, B, c, y, scale, p));
-  double *d = get(t, "p", p, len), *ref = hdbl(t, len);
-  NN(d && ref);
+  double *d = get(t, "p", p, len), *ref = hdbl(t, len), *mag = hdbl(t, len);
+  NN(d && ref && mag);
   for (int b = 0; b < B; b++)
-    for (int j = 0; j < c; j++)
-      ref[(size_t)b * c + j] = ((double)hp[(size_t)b * c + j] - (j == hy[b] ? 1 : 0)) * scale;
-  chk(t, OP_XENT_BWD, "p", d, ref, len, B_ELEM, NULL);
+    for (int j = 0; j < c; j++) {
+      const double pj = hp[(size_t)b * c + j], oh = j == hy[b] ? 1 : 0;
+      ref[(size_t)b * c + j] = (pj - oh) * scale, mag[(size_t)b * c + j] = (pj + oh) * scale;
+    }
+  chk_m(t, OP_XENT_BWD, "p", d, ref, mag, len, B_ELEM, NULL);
 }
 
 /* ======================= batched LU ======================= */
@@ -1611,10 +1702,10 @@ static void check_ops_table(T *t) {
   if (!ok) t->sum->failed++;
   for (int i = 0; i < OP_N; i++) {
     t->have[i] = slot_set(o, op_table[i].off);
-    if (!t->have[i] && i != OP_DESCRIBE)
+    if (!t->have[i] && i != OP_DESCRIBE && i != OP_FLOPS)
       emit(t, "  FAIL %-20s %s: the op is NULL\n", op_table[i].name, o->name);
   }
-  t->have[OP_DESCRIBE] = 1; /* optional */
+  t->have[OP_DESCRIBE] = t->have[OP_FLOPS] = 1; /* optional */
   if (!t->have[OP_ALLOC] || !t->have[OP_RELEASE] || !t->have[OP_COPY_TO_SPACE] || !t->have[OP_LU_LAYOUT])
     t->fatal = IL_ERR(IL_ERR_UNSUPPORTED, "selftest: backend %s lacks alloc, release, copy or lu_layout", o->name);
 }

@@ -75,7 +75,7 @@ static size_t implicit_ws_bytes(void *state, const il_cell *c, int B) {
 static il_status implicit_finish(void *state, const il_adjoint *a, il_real *out) {
   implicit_state *st = state;
   const il_cell *c = a->cell;
-  IL_CHECK(c->ops->map(c, a->B, a->x, a->zstar, out, NULL, a->ws, NULL));
+  IL_CHECK(il_cell_map(c, a->B, a->x, a->zstar, out, NULL, a->ws, NULL));
   st->f = NULL;
   if (a->saved) { /* keep f(z*) for backward: `out` belongs to the caller */
     IL_CHECK(il_arena_alloc_n(a->saved, (size_t)a->B * c->n, sizeof *st->f, (void **)&st->f));
@@ -98,7 +98,7 @@ static il_status adjoint_residual(const implicit_state *st, const il_adjoint *a,
                                   il_real *t) {
   const il_cell *c = a->cell;
   const size_t len = (size_t)a->B * c->n;
-  IL_CHECK(c->ops->vjp(c, a->B, a->zstar, st->f, NULL, u, t, NULL, NULL, a->ws));
+  IL_CHECK(il_cell_vjp(c, a->B, a->zstar, st->f, NULL, u, t, NULL, NULL, a->ws));
   IL_CHECK(IL_BE(a->be, lincomb, len, 1, u, -1, t, t));
   return IL_BE(a->be, lincomb, len, 1, r, -1, t, t);
 }
@@ -118,14 +118,14 @@ static il_status solve_lu(const implicit_state *st, const il_adjoint *a, const i
     IL_CHECK(il_arena_calloc(a->hws, (size_t)B, sizeof *info, (void **)&info));
     il_cell stable = *c; /* no pre-activation kept here: the seed's 1/cosh^2 applies to Newton's own LUs only */
     stable.sech2_seed = 0;
-    IL_CHECK(stable.ops->jac_g(&stable, B, a->zstar, st->f, NULL, &J, a->ws));
+    IL_CHECK(il_cell_jac_g(&stable, B, a->zstar, st->f, NULL, &J, a->ws));
     double *anorm = NULL, *rcond = NULL;
     if (a->diag) {
       IL_CHECK(il_arena_alloc_n(a->hws, (size_t)B, sizeof *anorm, (void **)&anorm));
       IL_CHECK(il_arena_alloc_n(a->hws, (size_t)B, sizeof *rcond, (void **)&rcond));
       IL_CHECK(IL_BE(be, lu_norm_inf, &J, anorm));
     }
-    IL_CHECK(IL_BE(be, lu_factor, &J, info)); /* sync point: LU info */
+    IL_CHECK(il_lu_factor(be, &J, info)); /* sync point: LU info */
     if (a->diag) {
       IL_CHECK(IL_BE(be, lu_rcond, &J, anorm, rcond)); /* sync point: diagnostics */
       for (int b = 0; b < B; b++) {
@@ -135,7 +135,7 @@ static il_status solve_lu(const implicit_state *st, const il_adjoint *a, const i
     }
     lu = &J;
   }
-  IL_CHECK(IL_BE(be, lu_solve, 1, lu, u)); /* u = J^{-T} dout */
+  IL_CHECK(il_lu_solve(be, 1, lu, u)); /* u = J^{-T} dout */
 
   /* Iterative refinement against the Jacobian at z* itself. The reused LU is
    * from z_{K-1}, off by O(||z_K - z_{K-1}||); each correction
@@ -168,7 +168,7 @@ static il_status solve_lu(const implicit_state *st, const il_adjoint *a, const i
     bres->residual = res;
     if (res <= target) { bres->reason = IL_REASON_CONVERGED; break; }
     if (k == a->adjoint_refine) break;
-    IL_CHECK(IL_BE(be, lu_solve, 1, lu, t));
+    IL_CHECK(il_lu_solve(be, 1, lu, t));
     IL_CHECK(IL_BE(be, axpby, len, 1, t, 1, u));
     IL_CHECK(il_copy(be, corr, t, len));
     bres->iters++;
@@ -188,7 +188,7 @@ static il_status adj_map(void *ctx, const il_real *in, il_real *out) {
   adj_map_ctx *m = ctx;
   const il_adjoint *a = m->a;
   const il_cell *c = a->cell;
-  IL_CHECK(c->ops->vjp(c, a->B, a->zstar, m->st->f, NULL, in, out, NULL, NULL, a->ws));
+  IL_CHECK(il_cell_vjp(c, a->B, a->zstar, m->st->f, NULL, in, out, NULL, NULL, a->ws));
   return IL_BE(a->be, axpby, (size_t)a->B * c->n, 1, m->r, 1, out);
 }
 
@@ -260,7 +260,7 @@ static il_status solve_gmres(const implicit_state *st, const il_adjoint *a, cons
     int jdone = 0;
     for (int j = 0; j < M; j++) {
       il_real *vj = V + (size_t)j * len, *vn = V + (size_t)(j + 1) * len;
-      IL_CHECK(c->ops->vjp(c, B, a->zstar, st->f, NULL, vj, w, NULL, NULL, a->ws));
+      IL_CHECK(il_cell_vjp(c, B, a->zstar, st->f, NULL, vj, w, NULL, NULL, a->ws));
       IL_CHECK(IL_BE(be, lincomb, len, 1, vj, -1, w, w)); /* (I - A^T) v_j */
       total++;
       /* modified Gram-Schmidt against v_0..v_j; hcol[b] = coefficients, then ||w_b|| */
@@ -364,7 +364,7 @@ static il_status implicit_backward(void *state, const il_adjoint *a, const il_re
     if (bres->reason == IL_REASON_NONFINITE && bres->nonfinite_iter < 0) bres->nonfinite_iter = res.iters;
   }
   *nan_iter = bres->nonfinite_iter;
-  IL_CHECK_GOTO(s, c->ops->vjp(c, B, a->zstar, st->f, NULL, u, NULL, dx, dW, a->ws), out);
+  IL_CHECK_GOTO(s, il_cell_vjp(c, B, a->zstar, st->f, NULL, u, NULL, dx, dW, a->ws), out);
 out:
   il_marks_rewind(a->ws, a->hws, m);
   return s;

@@ -68,7 +68,7 @@ static il_status phantom_finish(void *state, const il_adjoint *ad, il_real *out)
   for (int k = 0; k < st->K; k++) {
     il_real *fk, *zn;
     IL_CHECK(il_arena_alloc_n(a, len, sizeof *fk, (void **)&fk));
-    IL_CHECK(c->ops->map(c, ad->B, ad->x, zk, fk, NULL, ad->ws, NULL));
+    IL_CHECK(il_cell_map(c, ad->B, ad->x, zk, fk, NULL, ad->ws, NULL));
     if (train) {
       st->z[k] = zk;
       st->f[k] = fk;
@@ -104,7 +104,7 @@ static il_status phantom_backward(void *state, const il_adjoint *a, const il_rea
   for (int k = st->K - 1; k >= 0; k--) {
     IL_CHECK(IL_BE(be, axpby, len, tau, u, 0, v)); /* v = tau u */
     /* z_0 = z* is a constant: its dz is not needed */
-    IL_CHECK(c->ops->vjp(c, a->B, st->z[k], st->f[k], NULL, v, k > 0 ? t : NULL, dx, dW, a->ws));
+    IL_CHECK(il_cell_vjp(c, a->B, st->z[k], st->f[k], NULL, v, k > 0 ? t : NULL, dx, dW, a->ws));
     if (k > 0) {
       IL_CHECK(IL_BE(be, lincomb, len, 1 - tau, u, 1, t, u)); /* u = (1 - tau) u + t */
       if (*nan_iter < 0) {

@@ -233,7 +233,7 @@ static size_t aa_ws_bytes(void *state, const il_cell *c, int B, int max_iter, in
 
 static il_status cell_map(void *ctx, const il_real *in, il_real *out) {
   const il_problem *p = ctx;
-  return p->cell->ops->map(p->cell, p->B, p->x, in, out, NULL, p->ws, NULL);
+  return il_cell_map(p->cell, p->B, p->x, in, out, NULL, p->ws, NULL);
 }
 
 static il_status aa_solve(void *state, const il_problem *p, il_real *z, double *row_res, il_solve_result *res) {

@@ -99,7 +99,7 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
   if (p->z0) IL_CHECK(il_copy(be, zk, p->z0, len)); /* warm start */
   int q = 0; /* pairs in memory */
   for (int k = 0;; k++) {
-    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, zk, f, NULL, p->ws, NULL), out);
+    IL_CHECK_GOTO(s, il_cell_map(c, B, p->x, zk, f, NULL, p->ws, NULL), out);
     IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, zk, -1, f, gnew), out); /* g = z - f */
     IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, gnew, NULL, rows), out); /* sync point: the stopping test */
     double local = 0;

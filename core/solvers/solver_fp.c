@@ -101,7 +101,7 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
       if (damped) f = st->fval[k];
     }
     if (!damped) f = next;
-    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, cur, f, NULL, p->ws, rows), out); /* rows: ||cur - f||^2 */
+    IL_CHECK_GOTO(s, il_cell_map(c, B, p->x, cur, f, NULL, p->ws, rows), out); /* rows: ||cur - f||^2 */
     if (damped) {
       IL_CHECK_GOTO(s, IL_BE(be, axpby, len, 1, cur, 0, next), out);
       IL_CHECK_GOTO(s, IL_BE(be, axpby, len, tau, f, 1 - tau, next), out);
@@ -189,7 +189,7 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
       }
       if (damped) IL_CHECK(IL_BE(be, axpby, len, tau, u, 0, u)); /* the slot now holds v = tau u */
       /* z_0 has nothing upstream: skip its dz */
-      IL_CHECK(c->ops->vjp(c, B, st->iter[k], FP_F(k), NULL, u, k > 0 ? out : NULL, dx, NULL, p->ws));
+      IL_CHECK(il_cell_vjp(c, B, st->iter[k], FP_F(k), NULL, u, k > 0 ? out : NULL, dx, NULL, p->ws));
       if (damped && k > 0) IL_CHECK(IL_BE(be, axpby, len, (1 - tau) / tau, u, 1, out)); /* + (1 - tau) u */
       if (st->nan_step < 0 && k > 0) {
         int fin;
@@ -203,10 +203,10 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
       for (int k = k0; k < end; k++)
         contiguous &= st->iter[k + 1] == st->iter[k] + len && (k == k0 || FP_F(k) == FP_F(k - 1) + len);
       if (contiguous) {
-        IL_CHECK(c->ops->vjp(c, B * g, st->iter[k0], FP_F(k0), NULL, U, NULL, NULL, dtheta, p->ws));
+        IL_CHECK(il_cell_vjp(c, B * g, st->iter[k0], FP_F(k0), NULL, U, NULL, NULL, dtheta, p->ws));
       } else {
         for (int k = k0; k < end; k++)
-          IL_CHECK(c->ops->vjp(c, B, st->iter[k], FP_F(k), NULL, U + (size_t)(k - k0) * len, NULL, NULL,
+          IL_CHECK(il_cell_vjp(c, B, st->iter[k], FP_F(k), NULL, U + (size_t)(k - k0) * len, NULL, NULL,
                                dtheta, p->ws));
       }
     }

@@ -132,11 +132,11 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
     IL_CHECK(il_copy(be, zk, p->z0, len));
     st->z0 = NULL;
   } else {
-    IL_CHECK(c->ops->map(c, B, p->x, zero, zk, link, p->ws, NULL));
+    IL_CHECK(il_cell_map(c, B, p->x, zero, zk, link, p->ws, NULL));
     st->z0 = zk;
   }
   st->have_start = 1;
-  IL_CHECK(c->ops->map(c, B, p->x, zk, fk, link, p->ws, NULL));
+  IL_CHECK(il_cell_map(c, B, p->x, zk, fk, link, p->ws, NULL));
   il_real *zbuf[2] = {zk, NULL}, *fbuf[2] = {fk, NULL}, *lbuf[2] = {link, NULL};
   int cur = 0;
   if (!p->saved) {
@@ -191,16 +191,16 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
       IL_CHECK_GOTO(s, IL_BE(be, absmax, (size_t)B * ld, link, &am), out); /* sync point: diagnostics */
       res->preact_max = am > mx ? am : mx;
     }
-    IL_CHECK_GOTO(s, c->ops->jac_g(c, B, zk, fk, link, luk, p->ws), out);
+    IL_CHECK_GOTO(s, il_cell_jac_g(c, B, zk, fk, link, luk, p->ws), out);
     if (p->diag) IL_CHECK_GOTO(s, IL_BE(be, lu_norm_inf, luk, anorm), out);
-    IL_CHECK_GOTO(s, IL_BE(be, lu_factor, luk, info), out); /* sync point: LU info */
+    IL_CHECK_GOTO(s, il_lu_factor(be, luk, info), out); /* sync point: LU info */
     if (p->diag) IL_CHECK_GOTO(s, track_cond(be, luk, info, anorm, rcond, res), out);
     IL_CHECK_GOTO(s, il_copy(be, d, g, len), out);
-    IL_CHECK_GOTO(s, IL_BE(be, lu_solve, 0, luk, d), out); /* d = J^{-1} g */
+    IL_CHECK_GOTO(s, il_lu_solve(be, 0, luk, d), out); /* d = J^{-1} g */
     for (int b = 0; b < B; b++) halpha[b] = (il_real)(active && !active[b] ? 0 : 1); /* converged rows stay */
     IL_CHECK_GOTO(s, il_upload(be, alpha, halpha, (size_t)B), out);
     IL_CHECK_GOTO(s, newton_step_to(be, B, n, alpha, d, zk, znext), out);
-    IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, znext, fnext, linnext, p->ws, NULL), out);
+    IL_CHECK_GOTO(s, il_cell_map(c, B, p->x, znext, fnext, linnext, p->ws, NULL), out);
     if (st->line_search) {
       /* Armijo on phi = ||g||^2 / 2 along the Newton direction, where phi'(0) = -||g||^2:
        * accept a row when ||g(z - a d)||^2 <= (1 - 2 c1 a) ||g(z)||^2, else halve a (per row). */
@@ -218,7 +218,7 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
         /* rows whose step did not change get the same values again */
         IL_CHECK_GOTO(s, il_upload(be, alpha, halpha, (size_t)B), out);
         IL_CHECK_GOTO(s, newton_step_to(be, B, n, alpha, d, zk, znext), out);
-        IL_CHECK_GOTO(s, c->ops->map(c, B, p->x, znext, fnext, linnext, p->ws, NULL), out);
+        IL_CHECK_GOTO(s, il_cell_map(c, B, p->x, znext, fnext, linnext, p->ws, NULL), out);
         st->ls_maps++;
       }
     }
@@ -270,11 +270,11 @@ static il_status newton_unroll_backward(void *state, const il_problem *p, const 
   for (int k = st->K - 1; k >= 0; k--) {
     const newton_step *t = &st->tape[k];
     IL_CHECK(IL_BE(be, row_lincomb, B, n, 1, t->alpha, u, 0, NULL, w)); /* w = a u */
-    IL_CHECK(IL_BE(be, lu_solve, 1, &t->lu, w));                        /* w = J^{-T} (a u) */
+    IL_CHECK(il_lu_solve(be, 1, &t->lu, w));                        /* w = J^{-T} (a u) */
     IL_CHECK(il_copy(be, nw, w, len));
     IL_CHECK(IL_BE(be, axpby, len, -1, w, 0, w));
-    IL_CHECK(c->ops->vjp(c, B, t->z, t->f, t->lin, nw, un, dx, dtheta, p->ws)); /* un = (df/dz)^T (-w) */
-    IL_CHECK(c->ops->jvp_vjp(c, B, t->z, t->f, t->lin, t->d, w, un, dx, dtheta, p->ws));
+    IL_CHECK(il_cell_vjp(c, B, t->z, t->f, t->lin, nw, un, dx, dtheta, p->ws)); /* un = (df/dz)^T (-w) */
+    IL_CHECK(il_cell_jvp_vjp(c, B, t->z, t->f, t->lin, t->d, w, un, dx, dtheta, p->ws));
     IL_CHECK(IL_BE(be, lincomb, len, 1, w, 1, un, nw)); /* u += w + un */
     IL_CHECK(IL_BE(be, axpby, len, 1, nw, 1, u));
     if (st->nan_step < 0) {
@@ -283,7 +283,7 @@ static il_status newton_unroll_backward(void *state, const il_problem *p, const 
       if (!fin) st->nan_step = k;
     }
   }
-  if (st->z0) IL_CHECK(c->ops->vjp(c, B, zero, st->z0, NULL, u, NULL, dx, dtheta, p->ws));
+  if (st->z0) IL_CHECK(il_cell_vjp(c, B, zero, st->z0, NULL, u, NULL, dx, dtheta, p->ws));
   il_arena_rewind(p->ws, m);
   return IL_OK;
 }

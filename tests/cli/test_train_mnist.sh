@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end: short MNIST training runs for fp/unroll, newton/implicit and
 # newton/unroll; checks the logfmt epoch line and that a fixed --seed makes
-# the run reproducible.
+# the run reproducible. Then one short newton/implicit run with --out on
+# --device cpu-guard must match --device cpu bit for bit.
 #
 # usage: test_train_mnist.sh <ilbench> <source dir>
 # Needs <source dir>/data/mnist (scripts/fetch-mnist). Without it the test exits
@@ -152,6 +153,80 @@ if [[ -n ${FIRST["fp/unroll"]:-} ]]; then
     a=$(strip_timing "${FIRST["fp/unroll"]}")
     b=$(strip_timing "$LINE")
     check "fp/unroll" "--seed 1 gives a different line from --seed 0" "$([[ $a != "$b" ]] && echo 1 || echo 0)"
+  fi
+fi
+
+# Device neutrality: one short newton/implicit run with an --out HDF5 file on
+# --device cpu-guard (tensor memory PROT_NONE outside backend ops: a host access
+# to tensor data crashes it) is bit-identical to --device cpu: the epoch line
+# (timing keys aside) and, where h5py is present, every non-time member of the
+# file's epochs and steps tables and the run's configuration attributes.
+declare -A GLINE
+for dev in cpu cpu-guard; do
+  echo "== newton/implicit --device $dev, 20 batches, --out"
+  cmd=("$ILB" train --epochs 1 --max-batches 20 --test-batches 3 --data "$MNIST" --solver newton
+    --backward implicit --seed 0 --device "$dev" --out "$T/guard-$dev.h5")
+  echo "      ${cmd[*]}"
+  (cd "$T" && "${cmd[@]}") >"$T/guard-$dev.out" 2>"$T/guard-$dev.err"
+  rc=$?
+  n=$(grep -c '^epoch=' "$T/guard-$dev.out")
+  if [[ $rc -ne 0 || $n -ne 1 || ! -f $T/guard-$dev.h5 ]]; then
+    check "$dev" "exit 0 with one epoch= line and an --out file (got exit $rc, $n lines)" 0
+    sed 's/^/      stderr: /' "$T/guard-$dev.err" | head -5
+    continue
+  fi
+  GLINE[$dev]=$(grep '^epoch=' "$T/guard-$dev.out")
+  echo "      ${GLINE[$dev]}"
+done
+if [[ -n ${GLINE[cpu]:-} && -n ${GLINE[cpu-guard]:-} ]]; then
+  check "cpu-guard" "the run says it ran on cpu-guard" \
+    "$(grep -q '^# device  *cpu-guard ' "$T/guard-cpu-guard.out" && echo 1 || echo 0)"
+  a=$(strip_timing "${GLINE[cpu]}")
+  b=$(strip_timing "${GLINE[cpu-guard]}")
+  if [[ $a == "$b" ]]; then
+    check "cpu-guard" "same epoch line as --device cpu (timing keys aside)" 1
+  else
+    check "cpu-guard" "same epoch line as --device cpu (timing keys aside)" 0
+    diff <(tr ' ' '\n' <<<"$a") <(tr ' ' '\n' <<<"$b") | sed 's/^/      /'
+  fi
+  if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
+    /usr/bin/python3 - "$T/guard-cpu.h5" "$T/guard-cpu-guard.h5" >"$T/guard-h5.txt" 2>&1 <<'PY'
+import sys, h5py, numpy as np
+# Differ by design: the device, wall-clock times and the command line (--device, --out).
+SKIP_ATTRS = {"device", "started", "finished", "command_line"}
+def is_time(name): return name.startswith("t_") or name.endswith("_s")
+def load(path):
+    f = h5py.File(path, "r")
+    runs = list(f["runs"])
+    assert len(runs) == 1, f"{path}: {len(runs)} runs"
+    return f["runs"][runs[0]]
+a, b = load(sys.argv[1]), load(sys.argv[2])
+bad = []
+assert a.attrs["device"] == b"cpu" and b.attrs["device"] == b"cpu-guard", (a.attrs["device"], b.attrs["device"])
+for k in sorted((set(a.attrs) | set(b.attrs)) - SKIP_ATTRS):
+    va, vb = a.attrs.get(k), b.attrs.get(k)
+    if va is None or vb is None or np.asarray(va).tobytes() != np.asarray(vb).tobytes():
+        bad.append(f"attribute {k}: {va!r} (cpu) vs {vb!r} (cpu-guard)")
+nrows = {}
+for t in ("epochs", "steps"):
+    da, db = a[t][()], b[t][()]
+    nrows[t] = len(da)
+    if da.dtype.names != db.dtype.names or da.shape != db.shape:
+        bad.append(f"{t}: layout {da.dtype.names}{da.shape} vs {db.dtype.names}{db.shape}"); continue
+    for m in da.dtype.names:
+        if is_time(m): continue
+        if da[m].tobytes() != db[m].tobytes():
+            i = next(i for i in range(len(da)) if da[m][i].tobytes() != db[m][i].tobytes())
+            bad.append(f"{t}[{i}].{m}: {da[m][i]!r} (cpu) vs {db[m][i]!r} (cpu-guard)")
+if nrows != {"epochs": 1, "steps": 20}: bad.append(f"expected 1 epoch and 20 steps, got {nrows}")
+print("\n".join(bad) if bad else f"{nrows['steps']} steps, {nrows['epochs']} epoch identical")
+sys.exit(1 if bad else 0)
+PY
+    ok=$([[ $? -eq 0 ]] && echo 1 || echo 0)
+    check "cpu-guard" "--out file: epochs, steps and run attributes identical to --device cpu (times aside)" "$ok"
+    sed 's/^/      /' "$T/guard-h5.txt" | head -5
+  else
+    echo "      (no h5py for /usr/bin/python3: --out files not compared)"
   fi
 fi
 

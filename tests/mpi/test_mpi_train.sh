@@ -10,6 +10,8 @@
 #     shaped GEMMs and of the allreduce sum order; measured ~2e-7).
 # A NaN injected into one rank's gradient is skipped by every rank, whichever
 # rank it is on, and training goes on in sync.
+# On --device cpu-guard, short fp/unroll and newton/implicit runs (P = 1, 2, with
+# a NaN skip) are bit-identical to --device cpu: losses, logged steps, parameters.
 set -euo pipefail
 ilbench=$1 src=$2 mpiexec=$3
 data="$src/data/mnist"
@@ -64,6 +66,40 @@ if [[ "$(head -5 "$tmp/clean.loss")" == "$(head -5 "$tmp/nan1.loss")" ]] &&
    ! cmp -s "$tmp/clean.params" "$tmp/nan1.params"; then
   echo "PASS: steps before the NaN match a clean run; the skip changes the end state"
 else echo "FAIL: NaN skip changed earlier steps or nothing"; fail=1; fi
+
+# Device neutrality: the same runs on --device cpu-guard (tensor memory PROT_NONE
+# outside backend ops; the driver stages parameters and gradients through host
+# memory for MPI) give bit-identical results to --device cpu. 30 steps of
+# fp/unroll and newton/implicit on P = 1 and 2, each with a NaN injected on the
+# last rank at step 7 and --check-sync 1: every --log-steps line and the epoch
+# line (time fields aside) and the --save-params file must be identical.
+notime() { # step= and epoch= lines of a run's output, without the *_s= time fields
+  grep -E '^(step|epoch)=' "$1" | awk '{ s = ""; for (i = 1; i <= NF; i++) if ($i !~ /^[a-z_]+_s=/) s = s (s == "" ? "" : " ") $i; print s }' || true
+}
+for sb in "fp unroll" "newton implicit"; do
+  set -- $sb
+  for P in 1 2; do
+    tag="guard-$1-$2-p$P" ok=1
+    for dev in cpu cpu-guard; do
+      run "$P" "$tag-$dev" --max-batches 30 --solver "$1" --backward "$2" --inject-nan "$((P - 1)):7" \
+        --device "$dev" || { ok=0; continue; }
+      notime "$tmp/$tag-$dev.out" >"$tmp/$tag-$dev.lines"
+    done
+    if ((ok == 0)); then fail=1; echo "FAIL: $1/$2 P=$P cpu-guard vs cpu: a run failed"; continue; fi
+    if ! grep -q '^# device  *cpu-guard ' "$tmp/$tag-cpu-guard.out"; then
+      echo "FAIL: $1/$2 P=$P --device cpu-guard did not run on cpu-guard"; grep '^# device' "$tmp/$tag-cpu-guard.out" || true; fail=1
+    elif [[ $(grep -c '^step=' "$tmp/$tag-cpu.lines") != 30 || $(grep -c 'nan_skipped=1' "$tmp/$tag-cpu.lines") != 1 ]]; then
+      echo "FAIL: $1/$2 P=$P cpu: expected 30 steps with one NaN skip"; fail=1
+    elif ! cmp -s "$tmp/$tag-cpu.lines" "$tmp/$tag-cpu-guard.lines"; then
+      echo "FAIL: $1/$2 P=$P cpu-guard and cpu log different steps; first difference (cpu <, cpu-guard >):"
+      diff "$tmp/$tag-cpu.lines" "$tmp/$tag-cpu-guard.lines" | grep '^[<>]' | head -2 || true; fail=1
+    elif ! cmp "$tmp/$tag-cpu.params" "$tmp/$tag-cpu-guard.params" | head -1; then
+      echo "FAIL: $1/$2 P=$P cpu-guard and cpu end with different parameters"; fail=1
+    else
+      echo "PASS: $1/$2 P=$P cpu-guard is bit-identical to cpu (30 steps with a NaN skip, final parameters)"
+    fi
+  done
+done
 
 # More ranks than rows is refused with a clear message.
 if "$mpiexec" --oversubscribe -np 3 "$ilbench" train --data "$data" --batch 2 >"$tmp/small.out" 2>&1; then
