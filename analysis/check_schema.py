@@ -26,12 +26,18 @@ Severity:
            number; an error rate outside [0, 1]; a misnumbered row; a
            nan_origin outside 0..4, a nan_iter below -1, a negative
            spectral radius, condition number, relative error or
-           pre-activation maximum, a cosine outside [-1, 1]).
+           pre-activation maximum, a cosine outside [-1, 1]; in the optional
+           events table a negative or NaN calls, time or FLOP count, an empty
+           name, or a time_sum below time_max).
   WARNING  a SHOULD is violated, a run is incomplete, or a derived
            plausibility check fails (epoch aggregates that disagree with the
            epoch's steps, timestamps out of order, a negative loss ...).
            Reason codes outside the il_reason enum are warnings too: SCHEMA.md
-           says readers MUST treat them as unknown, not as an error.
+           says readers MUST treat them as unknown, not as an error. So are
+           event names that core/il_events.c does not know, or a name twice.
+
+Optional datasets: `events` (a run's PETSc -log_view style event totals) is
+checked when a run has it; a run without it is just as valid.
 
 Everything SCHEMA.md lets readers ignore (unknown attributes, members,
 configuration keys, datasets, groups) is ignored.
@@ -173,6 +179,19 @@ TABLES_BY_VERSION = {
     1: {"epochs": EPOCH_MEMBERS_V1, "steps": STEP_MEMBERS_V1, "ranks": RANK_MEMBERS},
     2: TABLES,
 }
+# Optional tables ("Tables / events"): checked when present, never required.
+# "str" is a string member (fixed-length, as the writer stores it, or
+# variable-length); its width is not judged.
+EVENT_MEMBERS = {"name": "str", "calls": I64, "time_max": F64, "time_sum": F64, "flops": F64}
+OPTIONAL_TABLES_BY_VERSION = {
+    1: {},  # a version-1 file has no events table; one there is an unknown dataset, ignored
+    2: {"events": EVENT_MEMBERS},
+}
+# Tables written once at their final size (not chunked or extendible).
+FIXED_SIZE_TABLES = ("ranks", "events")
+# il_event_name in core/il_events.c, in il_event_id order.
+EVENT_NAMES = ("fwd_solve", "bwd_solve", "map", "jacobian", "lu_factor", "lu_solve",
+               "jvp", "vjp", "vjp2", "head", "allreduce", "update")
 
 # Value domains by unit ("Types and units"). Each list names table members.
 FRACTIONS = {"epochs": ("train_err", "test_err"), "steps": ("err",)}
@@ -180,12 +199,14 @@ TIMES = {
     "epochs": ("train_s", "test_s"),
     "steps": ("t_forward", "t_backward", "t_wait", "t_allreduce", "t_update"),
     "ranks": ("t_forward", "t_backward", "t_wait", "t_allreduce", "t_update", "t_test"),
+    "events": ("time_max", "time_sum"),
 }
 COUNTS = {  # iteration, row and batch counts (integers)
     "epochs": ("nan_batches", "nonconverged", "maxiter_batches", "diverged_batches", "nonfinite_batches",
                "train_batches"),
     "steps": ("fwd_iters", "bwd_iters", "nonconverged"),
     "ranks": ("local_batch",),
+    "events": ("calls",),
 }
 MEAN_COUNTS = {"epochs": ("train_iters", "train_bwd_iters", "test_iters")}  # NaN allowed
 LOSSES = {"epochs": ("train_loss", "test_loss"), "steps": ("loss",)}
@@ -476,13 +497,16 @@ def check_peak_bytes(rep, g, loc, peaks):
 # Tables: layout and member types
 # ---------------------------------------------------------------------------
 
-def check_table_layout(rep, g, loc, name, version=SCHEMA_VERSION):
+def check_table_layout(rep, g, loc, name, version=SCHEMA_VERSION, members=None):
     """One table: a 1-D compound dataset with every member the file's major
-    version requires, at the right type. Returns (data, usable) where data is
+    version requires (or `members`, for an optional table), at the right type.
+    Returns (data, usable) where data is
     the table read into a numpy structured array (None when unusable) and
     usable the set of required members present with the right type (value
     rules only look at those, so one wrong type does not cascade). Members of
     a later version in an older file are unknown members, and ignored."""
+    if members is None:
+        members = TABLES_BY_VERSION[version][name]
     tloc = f"{loc}/{name}"
     ds = g[name]
     if not isinstance(ds, h5py.Dataset):
@@ -494,18 +518,22 @@ def check_table_layout(rep, g, loc, name, version=SCHEMA_VERSION):
     if ds.ndim != 1:
         rep.error(tloc, f"has {ds.ndim} dimensions, expected 1")
         return None, set()
-    # "Tables are chunked and extendible". The ranks table is written once at
-    # its final size, so only epochs and steps (appended per epoch) are held
-    # to this, and only as a warning: readers do not depend on it.
-    if name != "ranks" and (ds.chunks is None or ds.maxshape != (None,)):
+    # "Tables are chunked and extendible". The ranks and events tables are
+    # written once at their final size, so only epochs and steps (appended per
+    # epoch) are held to this, and only as a warning: readers do not depend on it.
+    if name not in FIXED_SIZE_TABLES and (ds.chunks is None or ds.maxshape != (None,)):
         rep.warn(tloc, f"is not chunked and extendible (chunks {ds.chunks}, maxshape {ds.maxshape})")
     usable = set()
-    for member, want in TABLES_BY_VERSION[version][name].items():
+    for member, want in members.items():
         if member not in ds.dtype.fields:
             rep.error(tloc, f"missing member '{member}'")
             continue
         have = ds.dtype.fields[member][0]
-        if have.kind != want.kind or have.itemsize != want.itemsize or have.shape != ():
+        if want == "str":
+            if have.shape != () or h5py.check_string_dtype(have) is None:
+                rep.error(tloc, f"member '{member}' has type {describe(have)}, expected a string")
+                continue
+        elif have.kind != want.kind or have.itemsize != want.itemsize or have.shape != ():
             rep.error(tloc, f"member '{member}' has type {describe(have)}, expected {describe(want)}")
             continue
         usable.add(member)
@@ -521,6 +549,8 @@ def describe(dt):
     """'int32', 'uint64', 'float64' ... (byte order left out on purpose)."""
     if dt.shape != ():
         return f"array {dt.shape} of {describe(dt.base)}"
+    if h5py.check_string_dtype(dt) is not None:
+        return "string"
     if dt.kind in "iuf":
         return {"i": "int", "u": "uint", "f": "float"}[dt.kind] + str(8 * dt.itemsize)
     return str(dt)
@@ -727,6 +757,45 @@ def check_ranks_values(rep, tloc, rk, usable, cfg, root_world):
             rep.warn(tloc, f"local_batch sums to {int(lb.sum())}, expected batch = {cfg['batch']}")
 
 
+def event_name(v):
+    """An events.name value as str (fixed-length strings come back as bytes)."""
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).rstrip(b"\0").decode("ascii", errors="replace")
+    return str(v)
+
+
+def check_events_values(rep, tloc, ev, usable):
+    """events (optional): calls, times and FLOPs are >= 0 and not NaN (calls
+    and times by check_units), time_sum (over ranks) >= time_max (the largest
+    rank's), names non-empty (errors); names that core/il_events.c does not
+    define, or that appear twice, are warnings (a later ilbench MAY add
+    events; readers ignore what they do not know)."""
+    for c in ("time_max", "time_sum", "flops"):
+        if c in usable:
+            v = ev[c]
+            bad_rows(rep, tloc, np.isnan(v), v, f"NaN {c}")
+    if "flops" in usable:
+        bad_rows(rep, tloc, ev["flops"] < 0, ev["flops"], "negative FLOP count flops")
+    if "time_max" in usable and "time_sum" in usable:
+        hi, tot = ev["time_max"], ev["time_sum"]
+        # a sum of non-negative terms is never below its largest term, even rounded
+        bad_rows(rep, tloc, tot < hi, tot, "time_sum < time_max (a sum over ranks is at least the largest rank's)")
+    if "name" in usable:
+        names = [event_name(v) for v in ev["name"]]
+        empty = np.array([n == "" for n in names], dtype=bool)
+        bad_rows(rep, tloc, empty, np.array(names, dtype=object), "an empty event name")
+        unknown = np.array([n != "" and n not in EVENT_NAMES for n in names], dtype=bool)
+        if unknown.any():
+            vals = sorted(set(n for n, u in zip(names, unknown) if u))
+            bad_rows(rep, tloc, unknown, np.array(names, dtype=object),
+                     f"event name not in core/il_events.c (unknown names {vals})", "warning")
+        seen, dup = set(), np.zeros(len(names), dtype=bool)
+        for i, n in enumerate(names):
+            dup[i] = n in seen and n != ""
+            seen.add(n)
+        bad_rows(rep, tloc, dup, np.array(names, dtype=object), "an event name that an earlier row has", "warning")
+
+
 # ---------------------------------------------------------------------------
 # One run, one file
 # ---------------------------------------------------------------------------
@@ -748,6 +817,12 @@ def check_run(rep, run_id, g, root_world, version=SCHEMA_VERSION):
             if data is not None:
                 tables[name] = (data, usable)
                 check_units(rep, f"{loc}/{name}", name, data, usable)
+    for name, members in OPTIONAL_TABLES_BY_VERSION.get(version, {}).items():
+        if name in g:  # optional: absence is fine
+            data, usable = check_table_layout(rep, g, loc, name, version, members)
+            if data is not None:
+                tables[name] = (data, usable)
+                check_units(rep, f"{loc}/{name}", name, data, usable)
 
     epochs_ok = False
     if "epochs" in tables:
@@ -758,6 +833,8 @@ def check_run(rep, run_id, g, root_world, version=SCHEMA_VERSION):
             check_steps_vs_epochs(rep, f"{loc}/steps", *tables["steps"], *tables["epochs"], status=status)
     if "ranks" in tables:
         check_ranks_values(rep, f"{loc}/ranks", *tables["ranks"], cfg, root_world)
+    if "events" in tables:
+        check_events_values(rep, f"{loc}/events", *tables["events"])
 
 
 def check_file(path, notes=None):

@@ -9,8 +9,11 @@ major versions 1 and 2) into small Python objects.
 Each `Run` holds the run's id, the file it came from, its attributes decoded
 to Python values (`attrs`: str, int, float, list), its `status`, the
 `epochs`, `steps` and `ranks` tables as numpy structured arrays (`ranks` is
-None while a run is incomplete) and the file's root attributes
-(`software_version`, `host`, `root_attrs`) and its major `schema_version`.
+None while a run is incomplete), the optional `events` table (named events
+with calls, inclusive times and FLOPs, as PETSc's -log_view; None when the
+run has none, `name` decoded to str; see `event_totals`) and the file's root
+attributes (`software_version`, `host`, `root_attrs`) and its major
+`schema_version`.
 
 Version 1 files load as they are: their tables lack the version-2 members
 (epochs.diverged_batches, steps.diag_*, steps.nan_origin, steps.nan_iter).
@@ -69,6 +72,13 @@ _STEP_DTYPE = np.dtype([
     ("nan_origin", "<i4"), ("nan_iter", "<i4")])
 
 
+# events (optional): its members, as this reader returns them ("name" decoded
+# from the file's fixed-length bytes to str).
+EVENT_NAMES = ("fwd_solve", "bwd_solve", "map", "jacobian", "lu_factor", "lu_solve",
+               "jvp", "vjp", "vjp2", "head", "allreduce", "update")  # core/il_events.c
+EVENT_NUMERIC = ("calls", "time_max", "time_sum", "flops")
+
+
 class Unreadable(Exception):
     """The file cannot be opened or read as HDF5."""
 
@@ -120,6 +130,7 @@ class Run:
     host: str = "unknown"               # root attribute of the file
     root_attrs: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION  # major version of the file the run came from
+    events: Optional[np.ndarray] = None  # the optional events table; None when the run has none
 
     def get(self, key, default=None) -> Any:
         """A configuration or run attribute, or `default`."""
@@ -150,6 +161,32 @@ def _read_table(g, name, empty_dtype):
     if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
         return None if empty_dtype is None else np.zeros(0, dtype=empty_dtype)
     return ds[()]
+
+
+def _event_name(v) -> str:
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).split(b"\0", 1)[0].decode("ascii", errors="replace")
+    return str(v)
+
+
+def _read_events(g):
+    """/runs/<id>/events as a structured array whose `name` member is str
+    (numpy unicode) and whose other members keep their stored types; members
+    this reader does not know are kept as they are. None when the run has no
+    events table (it is optional) or it is not a compound table."""
+    ds = g.get("events")
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None or ds.ndim != 1:
+        return None
+    raw = ds[()]
+    if "name" not in raw.dtype.names:
+        return raw
+    names = [_event_name(v) for v in raw["name"]]
+    width = max([1] + [len(n) for n in names])
+    fields = [(n, np.dtype(f"<U{width}") if n == "name" else raw.dtype.fields[n][0]) for n in raw.dtype.names]
+    out = np.zeros(len(raw), dtype=np.dtype(fields))
+    for n in raw.dtype.names:
+        out[n] = names if n == "name" else raw[n]
+    return out
 
 
 def load_runs(path) -> list:
@@ -191,7 +228,8 @@ def load_runs(path) -> list:
                     software_version=str(root.get("software_version", "unknown")),
                     host=str(root.get("host", "unknown")),
                     root_attrs=root,
-                    schema_version=version))
+                    schema_version=version,
+                    events=_read_events(g)))
             return runs
     except (OSError, KeyError, TypeError) as e:
         raise Unreadable(f"{path}: cannot read: {e}") from e
@@ -268,6 +306,23 @@ def phase_seconds_per_epoch(run) -> dict:
             out[ph] = float("nan")
             continue
         out[ph] = float(np.mean([t[se == e].sum() for e in ep]))
+    return out
+
+
+def event_totals(run) -> dict:
+    """{event name: {"calls", "time_max", "time_sum", "flops"}} from the run's
+    events table (ints for calls, floats otherwise); empty when the run has
+    no events table. A name listed twice keeps its first row."""
+    ev = run.events
+    if ev is None or ev.dtype.names is None or "name" not in ev.dtype.names:
+        return {}
+    out = {}
+    for row in ev:
+        name = str(row["name"])
+        if name in out:
+            continue
+        out[name] = {k: (int(row[k]) if k == "calls" else float(row[k]))
+                     for k in EVENT_NUMERIC if k in ev.dtype.names}
     return out
 
 

@@ -1,6 +1,7 @@
 /* bench/cli_args.c: see cli_args.h. */
 #include "cli_args.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,12 +72,64 @@ int il_cli_has(const il_cli *cli, const char *name) {
   return i >= 0 && cli->value[i] != NULL;
 }
 
+/* Metavars of the declared options seen by il_cli_add_decls (key and metavar point into the
+ * ops tables' static declarations). */
+#define DECL_METAVARS_MAX 256
+static struct {
+  const char *key, *metavar;
+} decl_metavar[DECL_METAVARS_MAX];
+static int ndecl_metavar;
+
+static void remember_metavar(const il_option_decl *d) {
+  if (!d->metavar || !d->metavar[0]) return;
+  for (int i = 0; i < ndecl_metavar; i++)
+    if (strcmp(decl_metavar[i].key, d->key) == 0) return;
+  if (ndecl_metavar == DECL_METAVARS_MAX) return; /* help then shows the derived metavar */
+  decl_metavar[ndecl_metavar].key = d->key;
+  decl_metavar[ndecl_metavar].metavar = d->metavar;
+  ndecl_metavar++;
+}
+
+/* The fixed options of the subcommands whose metavar is not their upper-cased last word. */
+static const struct {
+  const char *name, *metavar;
+} fixed_metavar[] = {
+    {"solver", "NAME"},       {"backward", "MODE"},        {"max-iter", "N"},          {"stop", "RULE"},
+    {"hidden", "N"},          {"epochs", "N"},             {"batch", "N"},             {"lr-drop", "EPOCH:LR"},
+    {"seed", "N"},            {"data", "DIR"},             {"device", "NAME"},         {"max-batches", "N"},
+    {"test-batches", "N"},    {"threads", "N"},            {"zero-nonconverged", "WHEN"},
+    {"adjoint-refine", "N"},  {"stop-mode", "MODE"},       {"divtol", "X"},            {"sech2", "MODE"},
+    {"diag", "N"},            {"save-params", "FILE"},     {"check-sync", "N"},        {"inject-nan", "RANK:STEP"},
+    {"out", "FILE"},          {"array-index", "I"},        {"array-count", "N"},       {"cell", "NAME"},
+    {"warmup", "N"},          {"repeat", "N"},             {"precision", "BITS"},      {"adjoint-solver", "NAME"},
+    {"scale", "S"},           {"threshold", "REL"},
+};
+
+const char *il_cli_metavar(const il_cli_spec *spec) {
+  static char derived[64];
+  if (!spec || !spec->takes_value) return "";
+  for (int i = 0; i < ndecl_metavar; i++)
+    if (strcmp(decl_metavar[i].key, spec->name) == 0) return decl_metavar[i].metavar;
+  for (size_t i = 0; i < sizeof fixed_metavar / sizeof fixed_metavar[0]; i++)
+    if (strcmp(fixed_metavar[i].name, spec->name) == 0) return fixed_metavar[i].metavar;
+  const char *last = strrchr(spec->name, '-');
+  last = last && last[1] ? last + 1 : spec->name;
+  size_t n = 0;
+  for (; last[n] && n + 1 < sizeof derived; n++) {
+    const unsigned char c = (unsigned char)last[n];
+    derived[n] = isalnum(c) ? (char)toupper(c) : '_';
+  }
+  derived[n] = '\0';
+  return n ? derived : "V";
+}
+
 int il_cli_add_decls(il_cli_spec *spec, int nspec, int cap, const char *owner, const il_option_decl *decls) {
   static char pool[16384]; /* the generated help texts, alive for the whole program */
   static size_t used;
   if (nspec < 0) return nspec;
   for (const il_option_decl *d = decls; d && d->key; d++) {
     if (d->from_name) continue;
+    remember_metavar(d);
     int seen = 0;
     for (int i = 0; i < nspec && !seen; i++) seen = strcmp(spec[i].name, d->key) == 0;
     if (seen) continue;
@@ -98,9 +151,9 @@ int il_cli_add_decls(il_cli_spec *spec, int nspec, int cap, const char *owner, c
 void il_cli_usage(const char *command, const char *synopsis, const il_cli_spec *spec, int nspec) {
   printf("usage: ilbench %s %s\n\noptions:\n", command, synopsis);
   for (int i = 0; i < nspec; i++) {
-    char left[64];
-    snprintf(left, sizeof left, "--%s%s", spec[i].name, spec[i].takes_value ? " V" : "");
-    printf("  %-22s %s", left, spec[i].help);
+    char left[128];
+    snprintf(left, sizeof left, "--%s%s%s", spec[i].name, spec[i].takes_value ? " " : "", il_cli_metavar(&spec[i]));
+    printf("  %-26s %s", left, spec[i].help);
     if (spec[i].def) printf(" [default: %s]", spec[i].def);
     printf("\n");
   }

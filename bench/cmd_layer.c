@@ -125,6 +125,114 @@ static void print_case_events(const il_events *ev, long repeat, double model_fwd
   }
 }
 
+/* One case of the table: one pair, hidden size and tolerance. Returns 0, or the command's exit code. */
+typedef struct layer_case {
+  const il_cli *cli;
+  il_backend *be;
+  const char *cell;
+  long B, max_iter, warmup, repeat, seed;
+  double scale;
+  int log_view;
+} layer_case;
+
+static int run_case(const layer_case *lc, const char *solver, const char *backward, int n, double tol, double limit) {
+  const il_cli *cli = lc->cli;
+  il_backend *be = lc->be;
+  const char *cell = lc->cell;
+  const long B = lc->B, max_iter = lc->max_iter, warmup = lc->warmup, repeat = lc->repeat, seed = lc->seed;
+  const double scale = lc->scale;
+  const int log_view = lc->log_view;
+  const il_solver_ops *so = il_solver_find(solver);
+  const il_backward_ops *bo = il_backward_find(backward);
+  
+  const size_t len = (size_t)B * n, nn = (size_t)n * n;
+  float *hW = malloc(nn * sizeof *hW), *hx = malloc(len * sizeof *hx), *hC = malloc(len * sizeof *hC);
+  double *tf = malloc((size_t)repeat * sizeof *tf), *tb = malloc((size_t)repeat * sizeof *tb);
+  float *W, *x, *C, *out, *dx, *dW; /* in the backend's space, not counted as the layer's memory */
+  il_arena data;
+  il_arena_init_for(&data, be, IL_MEM_PARAMS, NULL, 0);
+  if (!hW || !hx || !hC || !tf || !tb) {
+    fprintf(stderr, "ilbench layer: error: out of memory at hidden %d\n", n);
+    return 1;
+  }
+  il_rng r;
+  il_rng_seed(&r, (uint64_t)seed);
+  for (size_t i = 0; i < nn; i++) hW[i] = (float)(scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
+  for (size_t i = 0; i < len; i++) hx[i] = (float)il_rng_normal(&r);
+  for (size_t i = 0; i < len; i++) hC[i] = (float)il_rng_normal(&r);
+  if (to_space(be, &data, hW, nn, &W) != IL_OK || to_space(be, &data, hx, len, &x) != IL_OK ||
+      to_space(be, &data, hC, len, &C) != IL_OK ||
+      il_arena_alloc_n(&data, len, sizeof *out, (void **)&out) != IL_OK ||
+      il_arena_alloc_n(&data, len, sizeof *dx, (void **)&dx) != IL_OK ||
+      il_arena_alloc_n(&data, nn, sizeof *dW, (void **)&dW) != IL_OK) {
+    il_report_error("layer");
+    return 1;
+  }
+  il_memstats mem = {0};
+  il_layer L;
+  il_options opts;
+  il_options_init(&opts);
+  for (int f = 0; option_flags[f]; f++) {
+    const char *v = il_cli_get(cli, option_flags[f], NULL);
+    if (v && (il_option_decl_find(so->options, option_flags[f]) || il_option_decl_find(bo->options, option_flags[f])))
+      (void)il_options_set(&opts, option_flags[f], v);
+  }
+  il_layer_config cfg = {.cell = cell, .solver = solver, .backward = backward, .tol = tol,
+                         .max_iter = (int)max_iter, .zero_nonconverged = IL_ZERO_AUTO, .opts = &opts};
+  if (il_layer_create(&L, &cfg, be, n, W, &mem) != IL_OK || il_layer_reserve(&L, (int)B) != IL_OK) {
+    il_report_error("layer");
+    return 2;
+  }
+  il_events ev;
+  il_events_reset(&ev);
+  for (long k = 0; k < warmup + repeat; k++) {
+    if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK) {
+      il_report_error("layer");
+      return 1;
+    }
+    if (log_view && k == warmup) be->events = &ev; /* the timed runs only */
+    double t0 = il_now();
+    if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_sync(be) != IL_OK) {
+      il_report_error("layer");
+      return 1;
+    }
+    double t1 = il_now();
+    if (il_layer_backward(&L, C, dx, dW) != IL_OK || il_sync(be) != IL_OK) {
+      il_report_error("layer");
+      return 1;
+    }
+    double t2 = il_now();
+    if (k >= warmup) {
+      tf[k - warmup] = t1 - t0;
+      tb[k - warmup] = t2 - t1;
+    }
+  }
+  be->events = NULL;
+  qsort(tf, (size_t)repeat, sizeof *tf, cmp_double);
+  qsort(tb, (size_t)repeat, sizeof *tb, cmp_double);
+  double mf = tf[repeat / 2], mb = tb[repeat / 2];
+  int it = L.fres.iters;
+  const double gf = flops_forward(so, (int)B, n, it) / mf * 1e-9, gb = flops_backward(&L, (int)B, n) / mb * 1e-9;
+  const size_t saved = mem.peak[IL_MEM_SAVED], work = mem.peak[IL_MEM_WORKSPACE];
+  const int bits = L.bres.iters;
+  /* one more step, diagnosed, for the gradient error (not timed; its exact-IFT LU would be) */
+  L.diag_now = 1;
+  if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK ||
+      il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_layer_backward(&L, C, dx, dW) != IL_OK) {
+    il_report_error("layer");
+    return 1;
+  }
+  printf("%-9s %-11s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %6d %9.2f %9.2f %9.2f %12zu %12zu %10.2e\n",
+         solver, backward, n, B, tol, 1e3 * mf, 1e3 * mb, it, L.fres.residual,
+         il_reason_name(L.fres.reason), bits, gf, gb, limit, saved, work, L.diag.grad_relerr);
+  if (log_view) print_case_events(&ev, repeat, flops_forward(so, (int)B, n, it), flops_backward(&L, (int)B, n));
+  fflush(stdout);
+  il_layer_destroy(&L);
+  il_arena_destroy(&data);
+  free(hW); free(hx); free(hC); free(tf); free(tb);
+  return 0;
+}
+
 int il_cmd_layer(int argc, char **argv) {
   il_cli cli;
   char solvers[8][64], backwards[8][64];
@@ -221,92 +329,10 @@ int il_cmd_layer(int argc, char **argv) {
       }
       for (int hi = 0; hi < nh; hi++)
         for (int ti = 0; ti < nt; ti++) {
-          const int n = (int)hidden[hi];
-          const size_t len = (size_t)B * n, nn = (size_t)n * n;
-          float *hW = malloc(nn * sizeof *hW), *hx = malloc(len * sizeof *hx), *hC = malloc(len * sizeof *hC);
-          double *tf = malloc((size_t)repeat * sizeof *tf), *tb = malloc((size_t)repeat * sizeof *tb);
-          float *W, *x, *C, *out, *dx, *dW; /* in the backend's space, not counted as the layer's memory */
-          il_arena data;
-          il_arena_init_for(&data, be, IL_MEM_PARAMS, NULL, 0);
-          if (!hW || !hx || !hC || !tf || !tb) {
-            fprintf(stderr, "ilbench layer: error: out of memory at hidden %d\n", n);
-            return 1;
-          }
-          il_rng r;
-          il_rng_seed(&r, (uint64_t)seed);
-          for (size_t i = 0; i < nn; i++) hW[i] = (float)(scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
-          for (size_t i = 0; i < len; i++) hx[i] = (float)il_rng_normal(&r);
-          for (size_t i = 0; i < len; i++) hC[i] = (float)il_rng_normal(&r);
-          if (to_space(be, &data, hW, nn, &W) != IL_OK || to_space(be, &data, hx, len, &x) != IL_OK ||
-              to_space(be, &data, hC, len, &C) != IL_OK ||
-              il_arena_alloc_n(&data, len, sizeof *out, (void **)&out) != IL_OK ||
-              il_arena_alloc_n(&data, len, sizeof *dx, (void **)&dx) != IL_OK ||
-              il_arena_alloc_n(&data, nn, sizeof *dW, (void **)&dW) != IL_OK) {
-            il_report_error("layer");
-            return 1;
-          }
-          il_memstats mem = {0};
-          il_layer L;
-          il_options opts;
-          il_options_init(&opts);
-          for (int f = 0; option_flags[f]; f++) {
-            const char *v = il_cli_get(&cli, option_flags[f], NULL);
-            if (v && (il_option_decl_find(so->options, option_flags[f]) || il_option_decl_find(bo->options, option_flags[f])))
-              (void)il_options_set(&opts, option_flags[f], v);
-          }
-          il_layer_config cfg = {.cell = cell, .solver = solvers[si], .backward = backwards[bi], .tol = tols[ti],
-                                 .max_iter = (int)max_iter, .zero_nonconverged = IL_ZERO_AUTO, .opts = &opts};
-          if (il_layer_create(&L, &cfg, be, n, W, &mem) != IL_OK || il_layer_reserve(&L, (int)B) != IL_OK) {
-            il_report_error("layer");
-            return 2;
-          }
-          il_events ev;
-          il_events_reset(&ev);
-          for (long k = 0; k < warmup + repeat; k++) {
-            if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK) {
-              il_report_error("layer");
-              return 1;
-            }
-            if (log_view && k == warmup) be->events = &ev; /* the timed runs only */
-            double t0 = il_now();
-            if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_sync(be) != IL_OK) {
-              il_report_error("layer");
-              return 1;
-            }
-            double t1 = il_now();
-            if (il_layer_backward(&L, C, dx, dW) != IL_OK || il_sync(be) != IL_OK) {
-              il_report_error("layer");
-              return 1;
-            }
-            double t2 = il_now();
-            if (k >= warmup) {
-              tf[k - warmup] = t1 - t0;
-              tb[k - warmup] = t2 - t1;
-            }
-          }
-          be->events = NULL;
-          qsort(tf, (size_t)repeat, sizeof *tf, cmp_double);
-          qsort(tb, (size_t)repeat, sizeof *tb, cmp_double);
-          double mf = tf[repeat / 2], mb = tb[repeat / 2];
-          int it = L.fres.iters;
-          const double gf = flops_forward(so, (int)B, n, it) / mf * 1e-9, gb = flops_backward(&L, (int)B, n) / mb * 1e-9;
-          const size_t saved = mem.peak[IL_MEM_SAVED], work = mem.peak[IL_MEM_WORKSPACE];
-          const int bits = L.bres.iters;
-          /* one more step, diagnosed, for the gradient error (not timed; its exact-IFT LU would be) */
-          L.diag_now = 1;
-          if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK ||
-              il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_layer_backward(&L, C, dx, dW) != IL_OK) {
-            il_report_error("layer");
-            return 1;
-          }
-          printf("%-9s %-11s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %6d %9.2f %9.2f %9.2f %12zu %12zu %10.2e\n",
-                 solvers[si], backwards[bi], n, B, tols[ti], 1e3 * mf, 1e3 * mb, it, L.fres.residual,
-                 il_reason_name(L.fres.reason), bits, gf, gb, limits[hi], saved, work, L.diag.grad_relerr);
-          if (log_view) print_case_events(&ev, repeat, flops_forward(so, (int)B, n, it), flops_backward(&L, (int)B, n));
-          fflush(stdout);
-          il_layer_destroy(&L);
-          il_arena_destroy(&data);
-          free(hW); free(hx); free(hC); free(tf); free(tb);
+          const layer_case lc = {.cli = &cli, .be = be, .cell = cell, .B = B, .max_iter = max_iter, .warmup = warmup,
+                                 .repeat = repeat, .seed = seed, .scale = scale, .log_view = log_view};
+          const int rc = run_case(&lc, solvers[si], backwards[bi], (int)hidden[hi], tols[ti], limits[hi]);
+          if (rc) return rc;
         }
     }
   il_backend_destroy(be);

@@ -1,8 +1,13 @@
 /* bench/cmd_sweep.c: `ilbench sweep`, the Cartesian product of comma lists
- * over solver, backward, tol, hidden, max-iter, batch and seed, run one point
- * after another by the whole process group, each recorded as a run. Bad
- * values are refused before anything runs; a combination that cannot run
- * (e.g. more ranks than batch rows) is skipped with its reason logged.
+ * over solver, backward, tol, hidden, max-iter, batch, seed and every sweepable
+ * option the solvers and backward modes declare (--anderson-m, --adjoint-solver,
+ * --fp-tau, ...), run one point after another by the whole process group, each
+ * recorded as a run. An option multiplies only the points whose solver or
+ * backward mode takes it (--solver fp,anderson --anderson-m 4,6 is 3 points).
+ * Bad values are refused before anything runs: a value that no point accepts
+ * stops the sweep with that point's error; a combination that cannot run (e.g.
+ * more ranks than batch rows, or --adjoint-m with --adjoint-solver lu) is
+ * skipped with its reason logged.
  * --array-index I --array-count N keeps the points with index % N == I. */
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +20,19 @@ il_status il_results_mode(const il_cli *cli, int *mode, const char **out);
 
 #define MAX_SPEC 96
 
-/* A copy of the parsed options with the swept keys set to point i's values. */
+/* An option applies to a point when the point's solver or backward mode declares it (the
+ * defaults fp and unroll where solver or backward is not swept). An unknown name applies
+ * everything: validation refuses that point anyway. */
+static int option_applies(void *ctx, const char *key, const char *solver, const char *backward) {
+  (void)ctx;
+  const il_solver_ops *so = il_solver_find(solver ? solver : "fp");
+  const il_backward_ops *bo = il_backward_find(backward ? backward : "unroll");
+  if (!so || !bo) return 1;
+  return il_option_decl_find(so->options, key) != NULL || il_option_decl_find(bo->options, key) != NULL;
+}
+
+/* A copy of the parsed options with the swept keys set to point i's values (an option that
+ * does not apply at point i is left out, as if not given). */
 static il_status point_cli(const il_cli *cli, const il_sweep *sw, long i, il_cli *pc) {
   *pc = *cli;
   for (int a = 0; a < sw->naxes; a++) {
@@ -54,46 +71,88 @@ int il_cmd_sweep(int argc, char **argv) {
   if (il_cli_parse(&cli, "sweep", spec, nspec, argc, argv, 0) != IL_OK) goto fail;
   if (il_cli_has(&cli, "help")) {
     if (root) {
-      il_cli_usage("sweep", "[options]   (solver, backward, tol, hidden, max-iter, batch, seed take comma lists)",
+      il_cli_usage("sweep",
+                   "[options]\n\nComma lists (the Cartesian product runs): --solver, --backward, --tol, --hidden,\n"
+                   "--max-iter, --batch, --seed and every solver and backward option (--fp-tau ... --phantom-tau);\n"
+                   "an option multiplies only the points whose solver or backward mode takes it.",
                    spec, nspec);
     }
     rc = 0;
     goto end;
   }
   il_sweep_init(&sw);
+  il_sweep_set_applies(&sw, option_applies, NULL);
   for (int k = 0; k < il_sweep_nkeys; k++) {
     const char *v = il_cli_get(&cli, il_sweep_keys[k], NULL);
     if (v && il_sweep_add_axis(&sw, il_sweep_keys[k], v) != IL_OK) goto fail;
+  }
+  const char *const *flags = il_train_layer_option_flags();
+  for (int f = 0; flags[f]; f++) {
+    const char *v = il_cli_get(&cli, flags[f], NULL);
+    if (!v) continue;
+    const il_option_decl *dcl = il_train_layer_option_decl(flags[f]);
+    if (dcl && dcl->sweepable) {
+      if (il_sweep_add_option_axis(&sw, flags[f], v) != IL_OK) goto fail;
+    } else if (strchr(v, ',')) {
+      IL_ERR(IL_ERR_ARG, "--%s cannot be swept: give it one value, not the list '%s'", flags[f], v);
+      goto fail;
+    }
   }
   if (il_cli_int(&cli, "array-index", 0, 0, 1L << 40, &aidx) != IL_OK ||
       il_cli_int(&cli, "array-count", 1, 1, 1L << 40, &acnt) != IL_OK || il_sweep_check_slice(aidx, acnt) != IL_OK ||
       il_results_mode(&cli, &mode, &out) != IL_OK)
     goto fail;
-  /* every value must parse before anything runs; combinations are judged per point. A solver or
-   * backward option (--anderson-m ...) applies to the points whose solver or backward takes it, and
-   * must apply to at least one. */
+  /* Every value must be usable before anything runs; combinations are judged per point. Each point
+   * is parsed; a value (of any axis) that no point accepts stops the sweep with the error of the
+   * first point that has it (an unsupported solver/backward pair alone only skips). A solver or
+   * backward option (--anderson-m ...) must apply to at least one point. */
   {
+    static long first_bad[IL_SWEEP_MAX_AXES][IL_SWEEP_MAX_VALUES];
+    static unsigned char ok[IL_SWEEP_MAX_AXES][IL_SWEEP_MAX_VALUES];
     int used[64] = {0}, refine_used = 0;
+    long any_bad = -1, nok = 0;
+    for (int a = 0; a < IL_SWEEP_MAX_AXES; a++)
+      for (int v = 0; v < IL_SWEEP_MAX_VALUES; v++) first_bad[a][v] = -1, ok[a][v] = 0;
     for (long i = 0; i < sw.npoints; i++) {
       il_cli pc;
       static il_train_opts o;
       if (point_cli(&cli, &sw, i, &pc) != IL_OK) goto fail;
       il_status s = il_train_parse_ex(&pc, &o, 1);
-      if (s != IL_OK && s != IL_ERR_UNSUPPORTED) goto fail;
       il_error_clear();
-      for (int f = 0; il_train_layer_option_flags()[f] && f < 64; f++)
-        for (int k = 0; k < o.lopts.count; k++) used[f] |= strcmp(o.lopts.items[k].key, il_train_layer_option_flags()[f]) == 0;
-      refine_used |= o.refine_applies;
+      const char *sv = il_sweep_value(&sw, i, "solver"), *bv = il_sweep_value(&sw, i, "backward");
+      for (int f = 0; flags[f] && f < 64; f++) used[f] |= option_applies(NULL, flags[f], sv, bv);
+      if (s == IL_OK) {
+        nok++;
+        refine_used |= o.refine_applies;
+      } else if (s != IL_ERR_UNSUPPORTED && any_bad < 0) {
+        any_bad = i;
+      }
+      for (int a = 0; a < sw.naxes; a++) {
+        const int v = il_sweep_value_index(&sw, i, a);
+        if (v < 0) continue;
+        if (s == IL_OK) ok[a][v] = 1;
+        else if (s != IL_ERR_UNSUPPORTED && first_bad[a][v] < 0) first_bad[a][v] = i;
+      }
     }
-    if (il_cli_has(&cli, "adjoint-refine") && !refine_used) {
+    long bad = nok == 0 ? any_bad : -1;
+    for (int a = 0; a < sw.naxes && bad < 0; a++)
+      for (int v = 0; v < sw.axes[a].n && bad < 0; v++)
+        if (!ok[a][v] && first_bad[a][v] >= 0) bad = first_bad[a][v];
+    if (bad >= 0) { /* parse that point again for its message */
+      il_cli pc;
+      static il_train_opts o;
+      if (point_cli(&cli, &sw, bad, &pc) == IL_OK && il_train_parse_ex(&pc, &o, 1) == IL_OK)
+        IL_ERR(IL_ERR_INTERNAL, "sweep point %ld failed validation once and passed it again", bad);
+      goto fail;
+    }
+    if (il_cli_has(&cli, "adjoint-refine") && !refine_used && nok > 0) {
       IL_ERR(IL_ERR_ARG, "--adjoint-refine applies only to --backward implicit with --adjoint-solver lu, which no "
              "point of this sweep uses");
       goto fail;
     }
-    for (int f = 0; il_train_layer_option_flags()[f] && f < 64; f++)
-      if (il_cli_has(&cli, il_train_layer_option_flags()[f]) && !used[f]) {
-        IL_ERR(IL_ERR_ARG, "--%s is taken by none of this sweep's solvers and backward modes",
-               il_train_layer_option_flags()[f]);
+    for (int f = 0; flags[f] && f < 64; f++)
+      if (il_cli_has(&cli, flags[f]) && !used[f]) {
+        IL_ERR(IL_ERR_ARG, "--%s is taken by none of this sweep's solvers and backward modes", flags[f]);
         goto fail;
       }
   }

@@ -83,6 +83,34 @@ static il_status newton_step_to(const il_backend *be, int B, int n, const il_rea
   return IL_BE(be, row_lincomb, B, n, -1, alpha, d, 1, zk, znext);
 }
 
+/* Armijo on phi = ||g||^2 / 2 along the Newton direction, where phi'(0) = -||g||^2:
+ * accept a row when ||g(z - a d)||^2 <= (1 - 2 c1 a) ||g(z)||^2, else halve a (per row).
+ * rows (host): ||g(z)||^2; halpha (host) and alpha (space): the step lengths, updated. */
+static il_status line_search(newton_state *st, const il_problem *p, const il_real *zk, const il_real *d,
+                             const double *rows, double *trows, il_real *halpha, il_real *alpha, il_real *znext,
+                             il_real *fnext, il_real *linnext) {
+  const il_cell *c = p->cell;
+  const il_backend *be = p->be;
+  const int B = p->B, n = c->n;
+  for (int bt = 0;; bt++) {
+    int nfail = 0;
+    IL_CHECK(IL_BE(be, row_sqdist, B, n, znext, fnext, trows)); /* sync point: the line search */
+    for (int b = 0; b < B; b++) {
+      const double a = halpha[b];
+      if (a == 0 || trows[b] <= (1 - 2 * st->c1 * a) * rows[b]) continue;
+      if (bt == st->ls_max) continue; /* out of halvings: keep the smallest step tried */
+      halpha[b] = (il_real)(a * 0.5);
+      nfail++;
+    }
+    if (!nfail) return IL_OK;
+    /* rows whose step did not change get the same values again */
+    IL_CHECK(il_upload(be, alpha, halpha, (size_t)B));
+    IL_CHECK(newton_step_to(be, B, n, alpha, d, zk, znext));
+    IL_CHECK(il_cell_map(c, B, p->x, znext, fnext, linnext, p->ws, NULL));
+    st->ls_maps++;
+  }
+}
+
 static il_status newton_solve(void *state, const il_problem *p, il_real *z, double *row_res,
                               il_solve_result *res) {
   newton_state *st = state;
@@ -201,27 +229,8 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
     IL_CHECK_GOTO(s, il_upload(be, alpha, halpha, (size_t)B), out);
     IL_CHECK_GOTO(s, newton_step_to(be, B, n, alpha, d, zk, znext), out);
     IL_CHECK_GOTO(s, il_cell_map(c, B, p->x, znext, fnext, linnext, p->ws, NULL), out);
-    if (st->line_search) {
-      /* Armijo on phi = ||g||^2 / 2 along the Newton direction, where phi'(0) = -||g||^2:
-       * accept a row when ||g(z - a d)||^2 <= (1 - 2 c1 a) ||g(z)||^2, else halve a (per row). */
-      for (int bt = 0;; bt++) {
-        int nfail = 0;
-        IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, znext, fnext, trows), out); /* sync point: the line search */
-        for (int b = 0; b < B; b++) {
-          const double a = halpha[b];
-          if (a == 0 || trows[b] <= (1 - 2 * st->c1 * a) * rows[b]) continue;
-          if (bt == st->ls_max) continue; /* out of halvings: keep the smallest step tried */
-          halpha[b] = (il_real)(a * 0.5);
-          nfail++;
-        }
-        if (!nfail) break;
-        /* rows whose step did not change get the same values again */
-        IL_CHECK_GOTO(s, il_upload(be, alpha, halpha, (size_t)B), out);
-        IL_CHECK_GOTO(s, newton_step_to(be, B, n, alpha, d, zk, znext), out);
-        IL_CHECK_GOTO(s, il_cell_map(c, B, p->x, znext, fnext, linnext, p->ws, NULL), out);
-        st->ls_maps++;
-      }
-    }
+    if (st->line_search)
+      IL_CHECK_GOTO(s, line_search(st, p, zk, d, rows, trows, halpha, alpha, znext, fnext, linnext), out);
     cur ^= 1;
     zk = znext;
     fk = fnext;
