@@ -783,17 +783,17 @@ def check_events_values(rep, tloc, ev, usable):
     if "name" in usable:
         names = [event_name(v) for v in ev["name"]]
         empty = np.array([n == "" for n in names], dtype=bool)
-        bad_rows(rep, tloc, empty, np.array(names, dtype=object), "an empty event name")
+        bad_rows(rep, tloc, empty, np.array(names, dtype=str), "an empty event name")
         unknown = np.array([n != "" and n not in EVENT_NAMES for n in names], dtype=bool)
         if unknown.any():
             vals = sorted(set(n for n, u in zip(names, unknown) if u))
-            bad_rows(rep, tloc, unknown, np.array(names, dtype=object),
+            bad_rows(rep, tloc, unknown, np.array(names, dtype=str),
                      f"event name not in core/il_events.c (unknown names {vals})", "warning")
         seen, dup = set(), np.zeros(len(names), dtype=bool)
         for i, n in enumerate(names):
             dup[i] = n in seen and n != ""
             seen.add(n)
-        bad_rows(rep, tloc, dup, np.array(names, dtype=object), "an event name that an earlier row has", "warning")
+        bad_rows(rep, tloc, dup, np.array(names, dtype=str), "an event name that an earlier row has", "warning")
 
 
 # ---------------------------------------------------------------------------

@@ -135,14 +135,27 @@ int il_cmd_sweep(int argc, char **argv) {
       }
     }
     long bad = nok == 0 ? any_bad : -1;
+    int bad_axis = -1;
     for (int a = 0; a < sw.naxes && bad < 0; a++)
       for (int v = 0; v < sw.axes[a].n && bad < 0; v++)
-        if (!ok[a][v] && first_bad[a][v] >= 0) bad = first_bad[a][v];
+        if (!ok[a][v] && first_bad[a][v] >= 0) bad = first_bad[a][v], bad_axis = a;
     if (bad >= 0) { /* parse that point again for its message */
       il_cli pc;
       static il_train_opts o;
-      if (point_cli(&cli, &sw, bad, &pc) == IL_OK && il_train_parse_ex(&pc, &o, 1) == IL_OK)
+      char msg[1024], id[IL_SWEEP_RUN_ID_MAX];
+      if (point_cli(&cli, &sw, bad, &pc) != IL_OK) goto fail;
+      if (il_train_parse_ex(&pc, &o, 1) == IL_OK) {
         IL_ERR(IL_ERR_INTERNAL, "sweep point %ld failed validation once and passed it again", bad);
+        goto fail;
+      }
+      snprintf(msg, sizeof msg, "%s", il_error_message());
+      il_sweep_run_id(&sw, bad, id, sizeof id);
+      il_error_clear();
+      if (bad_axis >= 0)
+        IL_ERR(IL_ERR_ARG, "%s (no point with --%s %s is valid; first: %s)", msg, sw.axes[bad_axis].key,
+               il_sweep_value(&sw, bad, sw.axes[bad_axis].key), id);
+      else
+        IL_ERR(IL_ERR_ARG, "%s (no point of this sweep is valid; first: %s)", msg, id);
       goto fail;
     }
     if (il_cli_has(&cli, "adjoint-refine") && !refine_used && nok > 0) {

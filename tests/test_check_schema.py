@@ -625,6 +625,199 @@ def test_v2_members_in_a_v1_file_are_ignored(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# The optional events table
+# ---------------------------------------------------------------------------
+
+# As the writer stores it: a 16-byte NUL-terminated name, int64 calls, float64 times and FLOPs.
+EVENT_DTYPE = np.dtype([("name", "S16"), ("calls", "<i8"), ("time_max", "<f8"), ("time_sum", "<f8"),
+                        ("flops", "<f8")])
+
+
+def event_rows():
+    """One row per event name of core/il_events.c, as the train driver writes
+    them: some events never ran (0 calls, 0 time, 0 FLOPs)."""
+    ev = np.zeros(len(cs.EVENT_NAMES), dtype=EVENT_DTYPE)
+    ev["name"] = [n.encode() for n in cs.EVENT_NAMES]
+    ev["calls"] = [6, 6, 30, 0, 0, 0, 0, 12, 0, 12, 6, 6]
+    ev["time_max"] = [0.5, 0.25, 0.3, 0, 0, 0, 0, 0.1, 0, 0.05, 0.02, 0.01]
+    ev["time_sum"] = ev["time_max"] * WORLD
+    ev["time_sum"][0] -= 0.125  # ranks differ: the sum lies between time_max and world_size * time_max
+    ev["flops"] = [1.0e9, 4.0e8, 9.0e8, 0, 0, 0, 0, 3.0e8, 0, 1.0e8, 0, 2.0e6]
+    return ev
+
+
+def add_events(path, rows=None, run=RUN, dataset_kwargs=None):
+    """Give a run an events table (a fixed-size dataset, as the writer makes it)."""
+    with h5py.File(path, "r+") as f:
+        g = f["runs"][run]
+        if "events" in g:
+            del g["events"]
+        g.create_dataset("events", data=event_rows() if rows is None else rows, **(dataset_kwargs or {}))
+    return path
+
+
+def with_events(path, fn):
+    """Rewrite the run's events table with fn(rows) applied; returns check_file's result."""
+    rows = event_rows()
+    out = fn(rows)
+    add_events(path, rows if out is None else out)
+    return cs.check_file(str(path))
+
+
+@pytest.fixture
+def with_ev(valid):
+    return add_events(valid)
+
+
+def test_events_table_is_valid(with_ev):
+    notes = []
+    errors, warnings = cs.check_file(str(with_ev), notes)
+    assert errors == [] and warnings == [] and notes == []
+    p = run_cli(with_ev)
+    assert p.returncode == 0 and p.stdout == f"{with_ev}: 0 errors, 0 warnings\n", p.stdout + p.stderr
+
+
+def test_events_table_is_optional(tmp_path):
+    # a run without it is as valid as one with it, whatever its status, in the same file
+    path = make_valid(tmp_path / "mixed.h5", statuses=("completed", "failed", "running", "completed"))
+    add_events(path, run="r0")
+    add_events(path, run="r2")  # a killed run may have it (written just before the run's end)
+    with h5py.File(path, "r") as f:
+        assert "events" not in f["runs/r1"] and "events" not in f["runs/r3"]
+    errors, warnings = cs.check_file(str(path))
+    assert errors == []
+    assert warnings == [w for w in warnings if "incomplete" in w]
+
+
+def test_empty_events_table_is_valid(valid):
+    add_events(valid, np.zeros(0, dtype=EVENT_DTYPE))
+    errors, warnings = cs.check_file(str(valid))
+    assert errors == [] and warnings == []
+
+
+def test_variable_length_event_names_are_accepted(valid):
+    rows = event_rows()
+    dt = np.dtype([("name", h5py.string_dtype())] + [(n, rows.dtype[n]) for n in rows.dtype.names[1:]])
+    vl = np.zeros(len(rows), dtype=dt)
+    vl["name"] = [n.decode() for n in rows["name"]]
+    for n in rows.dtype.names[1:]:
+        vl[n] = rows[n]
+    add_events(valid, vl)
+    errors, warnings = cs.check_file(str(valid))
+    assert errors == [] and warnings == []
+
+
+def test_extra_event_member_is_fine(valid):
+    rows = event_rows()
+    ext = np.zeros(len(rows), dtype=np.dtype(rows.dtype.descr + [("time_min", "<f8")]))
+    for n in rows.dtype.names:
+        ext[n] = rows[n]
+    add_events(valid, ext)
+    errors, warnings = cs.check_file(str(valid))
+    assert errors == [] and warnings == []
+
+
+@pytest.mark.parametrize("member", list(cs.EVENT_MEMBERS))
+def test_missing_event_member(with_ev, member):
+    errors, _ = with_member(with_ev, "events", member, drop=True)
+    assert has(errors, f"/runs/{RUN}/events:", f"missing member '{member}'")
+
+
+@pytest.mark.parametrize("member,dtype,expect", [
+    ("calls", "<f8", "float64"), ("calls", "<i4", "int32"), ("time_max", "<f4", "float32"),
+    ("time_sum", "<i8", "int64"), ("flops", "<u8", "uint64"), ("name", "<i4", "int32"),
+])
+def test_wrong_event_member_dtype(with_ev, member, dtype, expect):
+    def fn(rows):
+        fields = [(n, np.dtype(dtype) if n == member else rows.dtype[n]) for n in rows.dtype.names]
+        out = np.zeros(len(rows), dtype=np.dtype(fields))
+        for n in rows.dtype.names:
+            if n != member or member != "name":
+                out[n] = rows[n]
+        return out
+    errors, _ = with_events(with_ev, fn)
+    assert has(errors, f"/runs/{RUN}/events:", f"member '{member}'", expect, "expected")
+
+
+def test_events_not_a_compound_table(valid):
+    errors, _ = mutate(valid, lambda f: f["runs"][RUN].create_dataset("events", data=np.arange(3.0)))
+    assert has(errors, f"/runs/{RUN}/events", "not a compound table")
+
+
+@pytest.mark.parametrize("member,value,what", [
+    ("calls", -1, "negative count calls"),
+    ("time_max", -0.5, "negative time time_max"),
+    ("time_sum", -0.5, "negative time time_sum"),
+    ("flops", -1.0, "negative FLOP count flops"),
+    ("time_max", np.nan, "NaN time_max"),
+    ("flops", np.nan, "NaN flops"),
+])
+def test_bad_event_values_are_errors(with_ev, member, value, what):
+    def fn(rows):
+        rows[member][2] = value
+        if member == "time_max" and value == value:
+            rows["time_sum"][2] = 0.0  # keep time_sum >= time_max out of the way
+    errors, _ = with_events(with_ev, fn)
+    assert has(errors, f"/runs/{RUN}/events", what, "row 2")
+
+
+def test_time_sum_below_time_max_is_an_error(with_ev):
+    def fn(rows):
+        rows["time_sum"][7] = rows["time_max"][7] * 0.5
+    errors, _ = with_events(with_ev, fn)
+    assert has(errors, f"/runs/{RUN}/events", "time_sum < time_max", "row 7")
+    # equal (one rank, or ranks that did nothing else) is fine
+    errors, warnings = with_events(with_ev, lambda rows: rows.__setitem__("time_sum", rows["time_max"]))
+    assert errors == [] and warnings == []
+
+
+def test_unknown_event_name_is_a_warning(with_ev):
+    def fn(rows):
+        rows["name"][3] = b"gpu_sync"
+    errors, warnings = with_events(with_ev, fn)
+    assert errors == []
+    assert has(warnings, f"/runs/{RUN}/events", "not in core/il_events.c", "gpu_sync", "row 3")
+
+
+def test_duplicate_and_empty_event_names(with_ev):
+    errors, warnings = with_events(with_ev, lambda rows: rows["name"].__setitem__(4, b"map"))
+    assert errors == []
+    assert has(warnings, "/events", "name that an earlier row has", "row 4")
+    errors, _ = with_events(with_ev, lambda rows: rows["name"].__setitem__(5, b""))
+    assert has(errors, "/events", "empty event name", "row 5")
+
+
+def test_events_in_a_v1_file_are_ignored(tmp_path):
+    # a version-1 file has no events table: one there is an unknown dataset
+    path = make_valid(tmp_path / "v1.h5", version=1)
+    rows = event_rows()
+    rows["calls"][0] = -5
+    add_events(path, rows)
+    errors, warnings = cs.check_file(str(path))
+    assert errors == [] and warnings == []
+
+
+def test_loader_reads_events(tmp_path):
+    spec = importlib.util.spec_from_file_location("ilbench_results", ROOT / "analysis" / "ilbench_results.py")
+    ir = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ir)
+    path = make_valid(tmp_path / "l.h5", statuses=("completed", "completed"))
+    add_events(path, run="r0")
+    runs = {r.run_id: r for r in ir.load_runs(path)}
+    assert runs["r1"].events is None and ir.event_totals(runs["r1"]) == {}
+    ev = runs["r0"].events
+    assert list(ev.dtype.names) == ["name", "calls", "time_max", "time_sum", "flops"]
+    assert [type(n) for n in ev["name"]] == [np.str_] * len(cs.EVENT_NAMES)
+    assert list(ev["name"]) == list(cs.EVENT_NAMES)
+    want = event_rows()
+    for n in ("calls", "time_max", "time_sum", "flops"):
+        assert np.array_equal(ev[n], want[n])
+    tot = ir.event_totals(runs["r0"])
+    assert tot["map"] == {"calls": 30, "time_max": 0.3, "time_sum": 0.6, "flops": 9.0e8}
+    assert isinstance(tot["map"]["calls"], int)
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
