@@ -38,7 +38,7 @@ int il_cli_has(const il_cli *cli, const char *name);
 /* Prints "--name METAVAR  help [default: def]" per option. */
 void il_cli_usage(const char *command, const char *synopsis, const il_cli_spec *spec, int nspec);
 /* The metavar --help shows for an option taking a value (see il_cli_spec); "" for a flag.
- * Always a valid string; derived ones live in a static buffer per call site's next call. */
+ * Never NULL; a derived one lives in a static buffer, valid until the next call. */
 const char *il_cli_metavar(const il_cli_spec *spec);
 
 /* Typed getters with range checks; messages name the option. */

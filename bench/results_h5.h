@@ -13,6 +13,7 @@
  *   il_h5_open(comm, path, IL_H5_CREATE, argc, argv, &f);
  *   il_h5_run_begin(f, &run_info);
  *   for each epoch: il_h5_run_epoch(f, &epoch_row, step_rows, nsteps);  // flushed
+ *   il_h5_run_events(f, event_rows, IL_EV_N);                            // optional
  *   il_h5_run_end(f, "completed", &peak_stats, &my_rank_row);
  *   il_h5_close(f);
  */
@@ -50,13 +51,13 @@ il_status il_h5_run_begin(il_h5_file *f, const il_run_info *ri);
  * epoch. e, steps and nsteps are read on rank 0 only (others may pass NULL, 0). */
 il_status il_h5_run_epoch(il_h5_file *f, const il_epoch_row *e, const il_step_row *steps, int nsteps);
 
+/* The run's events table (/runs/<id>/events), n rows identical on every rank; call before
+ * il_h5_run_end. Collective. */
+il_status il_h5_run_events(il_h5_file *f, const il_event_row *rows, int n);
 /* Finish the current run: writes the `ranks` table (each rank its own row, one
  * collective write; my_row NULL gives a zero row), the peak_bytes_* attributes
  * from rank 0's `peak` (NULL: none written), sets status to `status`
  * ("completed" or "failed", taken from rank 0), and flushes. */
-/* The run's events table (/runs/<id>/events), n rows identical on every rank; call before
- * il_h5_run_end. Collective. */
-il_status il_h5_run_events(il_h5_file *f, const il_event_row *rows, int n);
 il_status il_h5_run_end(il_h5_file *f, const char *status, const il_memstats *peak, const il_rank_row *my_row);
 
 /* Close the file (f may be NULL). A run not ended keeps status "running". */
