@@ -52,7 +52,7 @@ il_status il_cli_int_list(const il_cli *cli, const char *name, const char *def, 
                           int cap, int *n);
 /* Split a comma list into items[cap][64]; empty items and overlong items are errors naming --name. */
 il_status il_cli_split_list(const char *s, const char *name, char items[][64], int cap, int *n);
-/* 1 when key is an item of the comma list (e.g. an ops table's option_keys). */
+/* 1 when key is an item of the comma list. */
 int il_cli_in_list(const char *list, const char *key);
 /* Append to spec[0..nspec) one flag per declaration of a component (solver or backward mode)
  * named owner, help "owner: help"; keys already in spec and from_name declarations are

@@ -39,7 +39,6 @@ typedef struct il_backward_ops {
   const char *name;
   const char *summary;
   int needs_tape; /* the solver must record its iterations */
-  const char *option_keys; /* comma list of the option keys it consumes ("" for none); the keys of `options` */
   /* Optional: consume this mode's options into *state; *keep_lu = 1 asks the solver to keep its
    * last LU for reuse. NULL: no options, no state. */
   il_status (*create)(il_options *opt, void **state, int *keep_lu);

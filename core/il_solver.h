@@ -87,7 +87,6 @@ typedef struct il_solver_ops {
   const char *name;
   const char *summary;
   int default_max_iter;
-  const char *option_keys; /* comma list of the option keys it consumes ("" for none); the keys of `options` */
   int zero_default;   /* zero non-converged rows by default (the seed's Newton layers do) */
   int per_sample_ok;  /* supports p->per_sample */
   il_status (*create)(il_options *opt, void **state);

@@ -382,7 +382,6 @@ const il_backward_ops il_backward_implicit_ops = {
     .name = "implicit",
     .summary = "implicit function theorem: solve (I - df/dz)^T u = dL/dz* (adjoint-solver lu|fp|anderson|gmres)",
     .needs_tape = 0,
-    .option_keys = "adjoint-solver,adjoint-tol,adjoint-max-iter,adjoint-m",
     .options = implicit_options,
     .create = implicit_create,
     .destroy = implicit_destroy,

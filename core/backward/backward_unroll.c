@@ -42,7 +42,6 @@ const il_backward_ops il_backward_unroll_ops = {
     .name = "unroll",
     .summary = "backprop through every iterate and linear solve (autograd semantics)",
     .needs_tape = 1,
-    .option_keys = "",
     .create = NULL,
     .destroy = NULL,
     .ws_bytes = unroll_ws_bytes,

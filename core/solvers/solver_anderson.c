@@ -251,7 +251,6 @@ const il_solver_ops il_solver_anderson_ops = {
     .name = "anderson",
     .summary = "Anderson acceleration from z = 0 (options anderson-m, anderson-beta, anderson-lambda)",
     .default_max_iter = 100,
-    .option_keys = "anderson-m,anderson-beta,anderson-lambda",
     .options = anderson_options,
     .zero_default = 0,
     .per_sample_ok = 0,

@@ -153,7 +153,6 @@ const il_solver_ops il_solver_broyden_ops = {
     .name = "broyden",
     .summary = "limited-memory good Broyden (inverse update) from z = 0 (option broyden-m)",
     .default_max_iter = 100,
-    .option_keys = "broyden-m",
     .options = broyden_options,
     .zero_default = 0,
     .per_sample_ok = 0,

@@ -228,7 +228,6 @@ const il_solver_ops il_solver_fp_ops = {
     .name = "fp",
     .summary = "fixed-point iteration z <- (1 - tau) z + tau f(z) from z = 0 (option fp-tau)",
     .default_max_iter = 200,
-    .option_keys = "fp-tau",
     .options = fp_options,
     .zero_default = 0,
     .per_sample_ok = 1,

@@ -309,7 +309,6 @@ static int newton_nan_step(void *state) { return ((newton_state *)state)->nan_st
 const il_solver_ops il_solver_newton_ops = {
     .name = "newton",
     .summary = "exact Newton with per-sample Jacobian and batched LU, from z = f(0)",
-    .option_keys = "",
     .default_max_iter = 40,
     .zero_default = 1,
     .per_sample_ok = 1,
@@ -331,7 +330,6 @@ static const il_option_decl newton_ls_options[] = {
 const il_solver_ops il_solver_newton_ls_ops = {
     .name = "newton-ls",
     .summary = "Newton with a per-row backtracking Armijo line search on ||g|| (options ls-c1, ls-max)",
-    .option_keys = "ls-c1,ls-max",
     .options = newton_ls_options,
     .default_max_iter = 40,
     .zero_default = 1,
