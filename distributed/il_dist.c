@@ -79,6 +79,32 @@ il_reducer il_dist_reducer(il_dist *d) {
   return r;
 }
 
+static double reduce2_sum(void *ctx, double local) {
+  il_reducer2 *r = ctx;
+  double v = r->inner->size > 1 ? reduce_sum(r->inner, local) : local;
+  return r->outer->size > 1 ? reduce_sum(r->outer, v) : v;
+}
+
+static double reduce2_max(void *ctx, double local) {
+  il_reducer2 *r = ctx;
+  double v = r->inner->size > 1 ? reduce_max(r->inner, local) : local;
+  return r->outer->size > 1 ? reduce_max(r->outer, v) : v;
+}
+
+static il_status reduce2_buf(void *ctx, double *buf, int n, il_reduce_op op) {
+  il_reducer2 *r = ctx;
+  if (r->inner->size > 1) IL_CHECK(reduce_buf(r->inner, buf, n, op));
+  if (r->outer->size > 1) IL_CHECK(reduce_buf(r->outer, buf, n, op));
+  return IL_OK;
+}
+
+il_reducer il_dist_reducer2(il_reducer2 *ctx) {
+  const int many = ctx->inner->size * ctx->outer->size > 1;
+  il_reducer r = {.sum = many ? reduce2_sum : NULL, .max = many ? reduce2_max : NULL,
+                  .allreduce = many ? reduce2_buf : NULL, .ctx = ctx};
+  return r;
+}
+
 /* MPI counts are int: move large buffers in pieces. */
 #define IL_MPI_CHUNK ((size_t)1 << 30)
 

@@ -37,8 +37,16 @@ void il_dist_free(il_dist *d);
  * global % size ranks get one extra row (100 over 3 ranks: 34, 33, 33). */
 void il_dist_shard(long global, int rank, int size, long *offset, long *count);
 
-/* Reducer for the solvers' stopping test: sum of a double over all ranks. */
+/* Reducer for the solvers' stopping tests over all ranks of d: sum, NaN-preserving max, and
+ * in-place buffer reductions. */
 il_reducer il_dist_reducer(il_dist *d);
+/* A two-level reducer: inside `inner` (a model-parallel process grid), then across `outer`
+ * (the data-parallel groups: the ranks at the same position of every grid). The result equals
+ * the reduction over all ranks of both. ctx and both communicators must outlive the reducer. */
+typedef struct il_reducer2 {
+  il_dist *inner, *outer;
+} il_reducer2;
+il_reducer il_dist_reducer2(il_reducer2 *ctx);
 
 /* Collectives on the gradient and parameter buffers (float32 or float64 by elem). */
 il_status il_dist_bcast(il_dist *d, void *buf, size_t count, MPI_Datatype type, int root);
