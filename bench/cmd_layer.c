@@ -280,7 +280,7 @@ int il_cmd_layer(int argc, char **argv) {
       il_cli_positive_double(&cli, "scale", 1, &scale) != IL_OK ||
       il_cli_int(&cli, "warmup", 2, 0, 1000, &warmup) != IL_OK ||
       il_cli_int(&cli, "repeat", 10, 1, 100000, &repeat) != IL_OK ||
-      il_cli_int(&cli, "threads", 1, 1, 256, &threads) != IL_OK ||
+      il_cli_int(&cli, "threads", il_default_threads(), 1, 256, &threads) != IL_OK ||
       il_cli_int(&cli, "seed", 0, 0, 0x7fffffffffffffffL, &seed) != IL_OK)
     goto usage_err;
 

@@ -20,6 +20,8 @@ typedef struct il_train_opts {
   int log_view; /* --log-view */
   int log_steps;
   const char *save_params;
+  const char *init_from;   /* --init-from FILE: initial parameters in the --save-params format, or NULL */
+  const char *batch_order; /* --batch-order FILE: training-sample indices per epoch (train_driver.c), or NULL */
   int zero;
   int ndrops;
   long drop_epoch[IL_TRAIN_MAX_DROPS];
@@ -64,5 +66,8 @@ il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_sp
  * aborts the job (MPI_Abort) on a failure inside a collective phase. */
 int il_train_run(il_dist *d, const il_train_opts *o, const il_mnist_split *train, const il_mnist_split *test,
                  il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix);
+
+/* --threads' default: SLURM_CPUS_PER_TASK under Slurm, else 1. */
+long il_default_threads(void);
 
 #endif

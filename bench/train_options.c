@@ -2,6 +2,7 @@
  * of `sweep`): their table, strict parsing, and the implicit-layer configuration
  * they make. Nothing here touches MPI or data; bench/train_driver.c runs the result. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
@@ -26,7 +27,8 @@ static const il_cli_spec train_spec_head[] = {
     {"device", 1, "compute backend: cpu, or another that `ilbench info` lists (cpu-guard: a test backend)", "cpu"},
     {"max-batches", 1, "limit training batches per epoch", "all"},
     {"test-batches", 1, "limit test batches per epoch (0: no test)", "all"},
-    {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
+    {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)",
+     "1, or SLURM_CPUS_PER_TASK under Slurm"},
     {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: yes for newton, as the seed)", "auto"},
     {"adjoint-refine", 1, "implicit with adjoint-solver lu: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
     {"stop-mode", 1, "abs: stop when residual < tol; rel: when residual < tol * first residual", "abs"},
@@ -41,6 +43,11 @@ static const il_cli_spec train_spec_head[] = {
 static const il_cli_spec train_spec_tail[] = {
     {"log-steps", 0, "also print one logfmt line per training step (rank 0)", NULL},
     {"save-params", 1, "write the final parameters as raw float32 (W1, b1, W, W2, b2, row-major) to a file", NULL},
+    {"init-from", 1, "start from parameters in the --save-params format (raw float32 W1, b1, W, W2, b2) instead of "
+                     "the seeded initialisation; a file of the wrong size is refused", NULL},
+    {"batch-order", 1, "feed training samples in the order a file gives (text: whitespace-separated 0-based indices, "
+                       "'#' comments; epoch after epoch, each epoch's batches in turn, no repeats within an epoch) "
+                       "instead of the seeded shuffle", NULL},
     {"check-sync", 1, "compare a checksum of the parameters across ranks every N steps (0: never)", "0"},
     {"inject-nan", 1, "RANK:STEP put a NaN into one gradient of RANK at global STEP (for testing the skip)", NULL},
     {"out", 1, "HDF5 results file (analysis/SCHEMA.md); refused if it exists", NULL},
@@ -103,6 +110,14 @@ const il_option_decl *il_train_layer_option_decl(const char *key) {
 }
 
 typedef il_train_opts train_opts;
+
+/* Under Slurm a task owns SLURM_CPUS_PER_TASK CPUs (sbatch -c): use them; else 1. */
+long il_default_threads(void) {
+  const char *c = getenv("SLURM_CPUS_PER_TASK");
+  char *end;
+  long v = c ? strtol(c, &end, 10) : 0;
+  return c && *c && !*end && v >= 1 && v <= 256 ? v : 1;
+}
 
 
 
@@ -167,7 +182,7 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   }
   IL_CHECK(il_cli_int(cli, "max-batches", 0, 1, 1L << 30, &o->max_batches));
   IL_CHECK(il_cli_int(cli, "test-batches", -1, 0, 1L << 30, &o->test_batches));
-  IL_CHECK(il_cli_int(cli, "threads", 1, 1, 256, &o->threads));
+  IL_CHECK(il_cli_int(cli, "threads", il_default_threads(), 1, 256, &o->threads));
   const char *z;
   IL_CHECK(il_cli_choice(cli, "zero-nonconverged", "auto", "auto|yes|no", &z));
   o->zero = strcmp(z, "auto") == 0 ? IL_ZERO_AUTO : strcmp(z, "yes") == 0 ? IL_ZERO_YES : IL_ZERO_NO;
@@ -218,6 +233,10 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   o->log_steps = il_cli_has(cli, "log-steps");
   o->log_view = il_cli_has(cli, "log-view");
   o->save_params = il_cli_get(cli, "save-params", NULL);
+  o->init_from = il_cli_get(cli, "init-from", NULL);
+  o->batch_order = il_cli_get(cli, "batch-order", NULL);
+  if (o->init_from && !o->init_from[0]) return IL_ERR(IL_ERR_ARG, "--init-from: empty file name");
+  if (o->batch_order && !o->batch_order[0]) return IL_ERR(IL_ERR_ARG, "--batch-order: empty file name");
   o->inject_nan_rank = o->inject_nan_step = -1;
   const char *inj = il_cli_get(cli, "inject-nan", NULL);
   if (inj) {
