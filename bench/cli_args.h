@@ -1,8 +1,11 @@
 /* bench/cli_args.h: strict long-option parsing for the ilbench subcommands.
  * Each subcommand declares the options it accepts; anything else is an error
- * that names the option and lists the valid ones. Nothing is silently ignored. */
+ * that names the option and suggests the nearest valid ones ("did you mean").
+ * Nothing is silently ignored. */
 #ifndef IL_CLI_ARGS_H
 #define IL_CLI_ARGS_H
+
+#include <stddef.h>
 
 #include "il_options.h"
 #include "il_status.h"
@@ -29,13 +32,18 @@ typedef struct il_cli {
   const char *command;
 } il_cli;
 
-/* argv excludes the program and the subcommand. */
+/* argv excludes the program and the subcommand. -h is --help where the spec has "help". An
+ * unknown option is an error that suggests the nearest valid ones (il_cli_suggest) and points
+ * to --help, instead of listing every option. */
 il_status il_cli_parse(il_cli *cli, const char *command, const il_cli_spec *spec, int nspec, int argc,
                        char **argv, int max_positional);
 /* Value of an option, or def when absent. */
 const char *il_cli_get(const il_cli *cli, const char *name, const char *def);
 int il_cli_has(const il_cli *cli, const char *name);
-/* Prints "--name METAVAR  help [default: def]" per option. */
+/* Prints "--name METAVAR  help [default: def]" per option. The options naming a registry entry
+ * (--solver, --backward, --cell, --device) list the valid names on their line, and a section per
+ * such option after the options gives each name with its summary (il_solver_at, il_backward_at,
+ * il_cell_at, il_backend_at). */
 void il_cli_usage(const char *command, const char *synopsis, const il_cli_spec *spec, int nspec);
 /* The metavar --help shows for an option taking a value (see il_cli_spec); "" for a flag.
  * Never NULL; a derived one lives in a static buffer, valid until the next call. */
@@ -60,7 +68,26 @@ int il_cli_in_list(const char *list, const char *key);
  * seen for a key wins, as its help does). Returns the new count; IL_ERR_INTERNAL (as -1)
  * when cap would be exceeded. */
 int il_cli_add_decls(il_cli_spec *spec, int nspec, int cap, const char *owner, const il_option_decl *decls);
-/* Check a value is one of a '|'-separated set of choices. */
+/* Check a value is one of a '|'-separated set of choices; a near miss gets "did you mean". */
 il_status il_cli_choice(const il_cli *cli, const char *name, const char *def, const char *choices, const char **out);
+
+/* "Did you mean": the candidates (a list separated by ',', '|' or blanks) nearest to word, written
+ * to buf as "'newton'", "'a' or 'b'" or "'a', 'b' or 'c'" with prefix before each ("--" for options).
+ * Near is a case-insensitive Damerau-Levenshtein (optimal string alignment) distance of at most 1
+ * (names under 5 characters) or 2, the nearest ones only; failing that, candidates word is a prefix
+ * of (word at least 2 characters) or that are a prefix of word (at least 3), up to 5. A ":ARG" of
+ * word (phantom:3) is kept on a suggestion without one. Returns the number suggested (0: buf ""). */
+int il_cli_suggest(const char *word, const char *candidates, const char *prefix, char *buf, size_t cap);
+/* For a message of the form "... 'VALUE' (valid: A, B, C)" (also "(this build has: ...)" and
+ * "'VALUE' is not one of A|B"), as the registries and option parsers write them: buf gets
+ * "did you mean 'B'?" when a candidate is near VALUE (il_cli_suggest). 0 (buf "") when the message
+ * has no such form, already says "did you mean", or nothing is near. */
+int il_cli_hint(const char *msg, char *buf, size_t cap);
+
+/* The directory part of an output path (--out FILE, merge -o FILE) must exist and be a writable
+ * directory, and path must not itself be a directory; checked before MPI-IO or HDF5 touch it, so
+ * that the message says "directory 'x/' of --out does not exist" rather than an MPI-IO error
+ * string. what names the option in the message ("--out"). IL_ERR_ARG (a usage error) when not. */
+il_status il_cli_check_out_path(const char *path, const char *what);
 
 #endif

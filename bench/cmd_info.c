@@ -12,6 +12,63 @@
 
 char *openblas_get_config(void);
 
+/* Build options (bench/CMakeLists.txt defines them; 0 when built some other way). */
+#ifndef ILBENCH_BUILD_TYPE
+#define ILBENCH_BUILD_TYPE "unknown"
+#endif
+#ifndef ILBENCH_BUILD_NATIVE
+#define ILBENCH_BUILD_NATIVE 0
+#endif
+#ifndef ILBENCH_BUILD_SANITIZE
+#define ILBENCH_BUILD_SANITIZE 0
+#endif
+#ifndef ILBENCH_BUILD_OPENMP
+#define ILBENCH_BUILD_OPENMP 0
+#endif
+
+/* The version, git describe and build options: `ilbench version`, `--version`, and the head of `info`. */
+static void print_version(void) {
+  printf("ilbench %s (git %s)\n", ILBENCH_VERSION, ILBENCH_GIT);
+  printf("build            %s, %s, %s, %s\n", ILBENCH_BUILD_TYPE,
+         ILBENCH_BUILD_NATIVE ? "-march=native" : "portable (no -march=native)",
+         ILBENCH_BUILD_OPENMP ? "OpenMP" : "no OpenMP",
+         ILBENCH_BUILD_SANITIZE ? "AddressSanitizer+UBSan" : "no sanitizers");
+  printf("precisions       float32 (train, sweep, layer), float64 (gradcheck)\n");
+#ifdef ILBENCH_HAVE_CUDA
+  printf("CUDA             backend built\n");
+#else
+  printf("CUDA             backend not built\n");
+#endif
+#ifdef IL_HAVE_OPENBLAS_INFO
+  printf("BLAS             OpenBLAS\n");
+#else
+  printf("BLAS             reference CBLAS/LAPACK\n");
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+  printf("compiler         gcc %s, C%ld\n", __VERSION__, (long)__STDC_VERSION__);
+#else
+  printf("compiler         %s, C%ld\n", __VERSION__, (long)__STDC_VERSION__);
+#endif
+}
+
+int il_cmd_version(int argc, char **argv) {
+  static const il_cli_spec spec[] = {{"help", 0, "show this help", NULL}};
+  il_cli cli;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (il_cli_parse(&cli, "version", spec, 1, argc, argv, 0) != IL_OK) {
+    if (rank == 0) il_report_error("version");
+    return 2;
+  }
+  if (rank != 0) return 0;
+  if (il_cli_has(&cli, "help")) {
+    il_cli_usage("version", "   (also: ilbench --version)", spec, 1);
+    return 0;
+  }
+  print_version();
+  return 0;
+}
+
 int il_cmd_info(int argc, char **argv) {
   static const il_cli_spec spec[] = {{"help", 0, "show this help", NULL}};
   il_cli cli;
@@ -23,8 +80,7 @@ int il_cmd_info(int argc, char **argv) {
     il_cli_usage("info", "", spec, 1);
     return 0;
   }
-  printf("ilbench %s (git %s)\n", ILBENCH_VERSION, ILBENCH_GIT);
-  printf("precisions       float32 (train, layer), float64 (gradcheck)\n");
+  print_version();
   printf("devices          (--device NAME)\n");
   for (int i = 0; i < il_backend_count(); i++) {
     const il_backend_ops *bo = il_backend_at(i);
@@ -44,10 +100,8 @@ int il_cmd_info(int argc, char **argv) {
   printf("  (CUDA backend not built)\n");
 #endif
 #ifdef IL_HAVE_OPENBLAS_INFO
-  printf("BLAS             OpenBLAS: %s\n", openblas_get_config());
+  printf("BLAS config      OpenBLAS: %s\n", openblas_get_config());
   printf("threads          BLAS runs single-threaded; --threads T splits GEMM rows and batched LUs over T OpenMP threads\n");
-#else
-  printf("BLAS             reference CBLAS/LAPACK\n");
 #endif
   printf("solvers          %s\n", il_solver_names());
   printf("backward modes   %s\n", il_backward_names());
@@ -68,6 +122,5 @@ int il_cmd_info(int argc, char **argv) {
 #else
   printf("HDF5             %u.%u.%u, serial\n", maj, min, rel);
 #endif
-  printf("compiler         %s, C%ld\n", __VERSION__, (long)__STDC_VERSION__);
   return 0;
 }

@@ -47,6 +47,7 @@ int il_cmd_merge(int argc, char **argv) {
     IL_ERR(IL_ERR_ARG, "no input files");
     goto usage;
   }
+  if (il_cli_check_out_path(out, "the output (-o)") != IL_OK) goto usage;
   if (il_h5_merge(out, il_cli_has(&cli, "force"), inputs, n) != IL_OK) {
     il_report_error("merge");
     return 1;

@@ -20,6 +20,13 @@ il_status il_results_mode(const il_cli *cli, int *mode, const char **out);
 
 #define MAX_SPEC 96
 
+/* m:ss, or h:mm:ss from an hour. */
+static void fmt_duration(double s, char *buf, size_t cap) {
+  const long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+  if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
 /* An option applies to a point when the point's solver or backward mode declares it (the
  * defaults fp and unroll where solver or backward is not swept). An unknown name applies
  * everything: validation refuses that point anyway. */
@@ -185,6 +192,8 @@ int il_cmd_sweep(int argc, char **argv) {
     fflush(stdout);
   }
   long done = 0, skipped = 0;
+  const double t_sweep = il_now();
+  double t_runs = 0; /* seconds in the completed runs, for the ETA */
   for (long i = 0; i < sw.npoints; i++) {
     if (!il_sweep_in_slice(i, aidx, acnt)) continue;
     char run_id[IL_SWEEP_RUN_ID_MAX], prefix[IL_SWEEP_RUN_ID_MAX + 8];
@@ -195,17 +204,36 @@ int il_cmd_sweep(int argc, char **argv) {
     if (point_cli(&cli, &sw, i, &pc) != IL_OK) goto fail;
     double t0 = il_now();
     int r = il_train_parse_ex(&pc, &o, 1) == IL_OK ? il_train_run(&d, &o, &train, &test, h5, run_id, i, prefix) : 2;
+    const double t1 = il_now();
     if (r == 2) { /* invalid combination: same verdict on every rank */
       skipped++;
-      if (root) printf("# sweep [%ld/%ld] skip %s: %s\n", done + skipped, mine, run_id, il_error_message());
-      il_error_clear();
     } else {
       done++;
-      if (root) printf("# sweep [%ld/%ld] done %s in %.1f s\n", done + skipped, mine, run_id, il_now() - t0);
+      t_runs += t1 - t0;
     }
+    if (root) { /* [k/N], the elapsed time and an ETA from the mean time of the runs so far */
+      char el[32], eta[32];
+      const long left = mine - done - skipped;
+      fmt_duration(t1 - t_sweep, el, sizeof el);
+      if (done > 0) fmt_duration(t_runs / done * left, eta, sizeof eta);
+      else snprintf(eta, sizeof eta, "?");
+      if (r == 2)
+        printf("# sweep [%ld/%ld] skip %s: %s (elapsed %s, ETA %s)\n", done + skipped, mine, run_id,
+               il_error_message(), el, eta);
+      else
+        printf("# sweep [%ld/%ld] done %s in %.1f s, test_err=%.4f (elapsed %s, ETA %s)\n", done + skipped, mine,
+               run_id, t1 - t0, il_train_last_summary()->test_err, el, eta);
+    }
+    if (r == 2) il_error_clear();
     fflush(stdout);
   }
-  if (root) printf("# sweep: %ld runs completed, %ld skipped\n", done, skipped);
+  if (root) {
+    char el[32];
+    fmt_duration(il_now() - t_sweep, el, sizeof el);
+    printf("# sweep: %ld runs completed, %ld skipped in %s", done, skipped, el);
+    if (out) printf("; results in %s", out);
+    printf("\n");
+  }
   rc = 0;
   goto end;
 fail:

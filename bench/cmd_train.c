@@ -8,14 +8,26 @@
 #include "commands.h"
 #include "train_driver.h"
 
-/* Results-file options shared by train and sweep. */
+/* Results-file options shared by train and sweep. A --out whose directory is missing is a usage
+ * error here, before any data is read or MPI-IO opens the file. */
 il_status il_results_mode(const il_cli *cli, int *mode, const char **out) {
   *out = il_cli_get(cli, "out", NULL);
   int append = il_cli_has(cli, "append"), force = il_cli_has(cli, "force");
   if (append && force) return IL_ERR(IL_ERR_ARG, "--append and --force exclude each other");
   if ((append || force) && !*out) return IL_ERR(IL_ERR_ARG, "--%s needs --out FILE", append ? "append" : "force");
+  if (*out) IL_CHECK(il_cli_check_out_path(*out, "--out"));
   *mode = append ? IL_H5_APPEND : force ? IL_H5_FORCE : IL_H5_CREATE;
   return IL_OK;
+}
+
+/* The run's one-line end-of-run summary on stdout (rank 0), after the results file is closed. */
+static void print_summary(const il_train_opts *o, const char *out, double seconds) {
+  const il_run_summary *s = il_train_last_summary();
+  printf("# done: solver=%s backward=%s epochs=%ld test_err=%.4f train_err=%.4f nan_batches=%ld time_s=%.2f", o->solver,
+         o->backward, s->epochs, s->test_err, s->train_err, s->nan_batches, seconds);
+  if (out) printf(" results=%s", out);
+  printf("\n");
+  fflush(stdout);
 }
 
 int il_cmd_train(int argc, char **argv) {
@@ -25,7 +37,8 @@ int il_cmd_train(int argc, char **argv) {
   il_mnist_split train = {0}, test = {0};
   il_h5_file *h5 = NULL;
   const char *out = NULL;
-  int mode, rc = 2;
+  int mode, rc = 2, ran = 0;
+  double t_start = 0;
   if (il_dist_init(&d, MPI_COMM_WORLD) != IL_OK) {
     il_report_error("train");
     return 1;
@@ -63,8 +76,10 @@ int il_cmd_train(int argc, char **argv) {
     snprintf(run_id, sizeof run_id, "train-%s-%s-%s-%06lx", o.solver, o.backward, stamp, tag);
   }
   MPI_Bcast(run_id, sizeof run_id, MPI_CHAR, 0, d.comm);
+  t_start = il_now();
   rc = il_train_run(&d, &o, &train, &test, h5, run_id, 0, NULL);
   if (rc == 2) goto fail; /* invalid for this world: same verdict on every rank */
+  ran = rc == 0;
   goto end;
 fail:
   if (root) il_report_error("train");
@@ -73,6 +88,7 @@ end:
     il_report_error("train");
     if (rc == 0) rc = 1;
   }
+  if (ran && rc == 0 && root) print_summary(&o, out, il_now() - t_start);
   il_mnist_split_free(&train);
   il_mnist_split_free(&test);
   il_dist_free(&d);

@@ -9,6 +9,17 @@ int il_cmd_info(int argc, char **argv);
 int il_cmd_sweep(int argc, char **argv);
 int il_cmd_merge(int argc, char **argv);
 int il_cmd_selftest(int argc, char **argv);
+int il_cmd_version(int argc, char **argv); /* `ilbench version`, `ilbench --version` (cmd_info.c) */
+
+/* What the last training run (il_train_run) on this rank ended with, for the one-line end-of-run
+ * summaries of train and sweep (filled by train_driver.c). NaN where not measured. */
+typedef struct il_run_summary {
+  long epochs;                           /* epochs completed */
+  double train_err, test_err, test_loss; /* of the last completed epoch */
+  long nan_batches;                      /* training steps skipped over the run */
+  double epochs_s;                       /* wall time of the epochs (training and test passes) */
+} il_run_summary;
+const il_run_summary *il_train_last_summary(void);
 
 /* The whole command line (program, subcommand, options), for results files. */
 extern int il_main_argc;

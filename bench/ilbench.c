@@ -7,6 +7,7 @@
 
 #include <mpi.h>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "il_status.h"
 
@@ -15,7 +16,12 @@ char **il_main_argv;
 
 void il_report_error(const char *command) {
   const char *msg = il_error_message();
-  fprintf(stderr, "ilbench %s: error: %s\n", command, msg[0] ? msg : "unknown error");
+  /* the registries and option parsers name the valid choices ("unknown solver 'nweton' (valid:
+   * fp, newton, ...)"); a near miss among them gets its suggestion here, in one place */
+  char hint[600];
+  const int hinted = il_cli_hint(msg, hint, sizeof hint);
+  fprintf(stderr, "ilbench %s: error: %s%s%s\n", command, msg[0] ? msg : "unknown error", hinted ? "; " : "",
+          hinted ? hint : "");
   if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", il_error_trace_text());
 }
 
@@ -42,12 +48,31 @@ static const struct {
     {"gradcheck", il_cmd_gradcheck, "finite differences in float64 against a backward mode"},
     {"info", il_cmd_info, "versions, backends, BLAS, solvers and backward modes"},
     {"selftest", il_cmd_selftest, "run every op of a backend against a float64 reference"},
+    {"version", il_cmd_version, "version, git describe and build options (also ilbench --version)"},
 };
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: ilbench <command> [options]   (ilbench <command> --help for its options)\n\ncommands:\n");
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "usage: ilbench <command> [options]   (ilbench <command> -h|--help for its options)\n"
+             "       ilbench -h|--help | --version\n\ncommands:\n");
+  for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+/* An unknown command or top-level option: the nearest command or option, and the commands. */
+static void unknown_command(const char *arg) {
+  char names[256] = "", valid[256] = "", sug[256];
+  for (size_t i = 0; i < NCOMMANDS; i++) {
+    size_t u = strlen(names), v = strlen(valid);
+    snprintf(names + u, sizeof names - u, "%s%s", i ? "|" : "", commands[i].name);
+    snprintf(valid + v, sizeof valid - v, "%s%s", i ? ", " : "", commands[i].name);
+  }
+  const int opt = arg[0] == '-';
+  const char *word = arg + strspn(arg, "-");
+  int n = opt ? il_cli_suggest(word, "help|version", "--", sug, sizeof sug) : il_cli_suggest(word, names, "", sug, sizeof sug);
+  if (!opt && n == 0) n = il_cli_suggest(word, "help|version", "--", sug, sizeof sug);
+  if (opt && n == 0) n = il_cli_suggest(word, names, "", sug, sizeof sug);
+  fprintf(stderr, "ilbench: error: unknown %s '%s'%s%s%s (commands: %s; options: -h|--help, --version)\n",
+          opt ? "option" : "command", arg, n ? "; did you mean " : "", n ? sug : "", n ? "?" : "", valid);
 }
 
 int main(int argc, char **argv) {
@@ -67,14 +92,16 @@ int main(int argc, char **argv) {
   } else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
     if (rank == 0) usage(stdout);
     rc = 0;
+  } else if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+    rc = il_cmd_version(argc - 2, argv + 2);
   } else {
     size_t i;
-    for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    for (i = 0; i < NCOMMANDS; i++)
       if (strcmp(argv[1], commands[i].name) == 0) break;
-    if (i < sizeof commands / sizeof commands[0]) {
+    if (i < NCOMMANDS) {
       rc = commands[i].fn(argc - 2, argv + 2);
     } else if (rank == 0) {
-      fprintf(stderr, "ilbench: error: unknown command '%s' (valid: train, sweep, merge, layer, gradcheck, info, selftest)\n", argv[1]);
+      unknown_command(argv[1]);
     }
   }
   MPI_Finalize();

@@ -12,11 +12,13 @@
  * then the test pass and the epoch's output (epoch_output). The backend,
  * parameter and gradient accesses are kept in small functions of their own
  * (setup_backend, broadcast_params, allreduce_grads, grads_finite, ...). */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -59,14 +61,56 @@ static void acc_step(epoch_acc *a, const il_step_meas *m) {
   a->nonfinite_batches += m->fwd_reason == IL_REASON_NONFINITE;
 }
 
-static void progress(const char *what, long epoch, long done, long total, double t0) {
+/* m:ss (h:mm:ss from an hour) of a duration in seconds. */
+static void fmt_duration(double s, char *buf, size_t cap) {
+  const long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+  if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
+/* The in-epoch progress bar on stderr, called by rank 0 only when stderr is a TTY (run_epochs
+ * decides; a pipe or file gets nothing): step n/N, steps/s, ETA, and the pass's running mean
+ * loss and forward iterations. Redrawn at most every 0.1 s, cut to the terminal's width; the
+ * pass's last step clears the line, so that the epoch's logfmt line stands alone. */
+static void progress(const char *what, long epoch, long done, long total, double t0, const epoch_acc *a) {
   static double last = 0;
-  double now = il_now();
-  if (done != total && now - last < 0.2) return;
+  const double now = il_now();
+  if (done != total && now - last < 0.1) return;
   last = now;
-  fprintf(stderr, "\r[%s epoch %ld] %ld/%ld batches %.1fs   ", what, epoch, done, total, now - t0);
-  if (done == total) fprintf(stderr, "\r%60s\r", "");
+  if (done >= total) {
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    return;
+  }
+  enum { W = 12 };
+  char bar[W + 1], eta[32], line[256];
+  const int fill = total > 0 ? (int)(W * done / total) : 0;
+  for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '-';
+  bar[W] = '\0';
+  const double el = now - t0, rate = el > 0 ? done / el : 0;
+  fmt_duration(rate > 0 ? (total - done) / rate : 0, eta, sizeof eta);
+  int n = snprintf(line, sizeof line, "%s %ld [%s] %ld/%ld %.1f steps/s ETA %s", what, epoch, bar, done, total, rate,
+                   eta);
+  if (n > 0 && (size_t)n < sizeof line && a->samples)
+    n += snprintf(line + n, sizeof line - (size_t)n, " loss %.4f", a->loss / a->samples);
+  if (n > 0 && (size_t)n < sizeof line && a->batches)
+    n += snprintf(line + n, sizeof line - (size_t)n, " iters %.1f", a->iters / a->batches);
+  struct winsize ws;
+  if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && ws.ws_col - 1 < (int)sizeof line) line[ws.ws_col - 1] = '\0';
+  fprintf(stderr, "\r\033[K%s", line);
   fflush(stderr);
+}
+
+/* The figures of the run for the one-line end-of-run summaries (il_train_last_summary). */
+static il_run_summary last_summary;
+const il_run_summary *il_train_last_summary(void) { return &last_summary; }
+static void summary_epoch(long ep, const epoch_acc *tr, const epoch_acc *te, double t_run) {
+  last_summary.epochs = ep + 1;
+  last_summary.train_err = tr->samples ? (double)tr->errors / tr->samples : NAN;
+  last_summary.test_err = te->samples ? (double)te->errors / te->samples : NAN;
+  last_summary.test_loss = te->samples ? te->loss / te->samples : NAN;
+  last_summary.nan_batches += tr->nan_batches;
+  last_summary.epochs_s = il_now() - t_run;
 }
 
 static void print_config(const train_opts *o, const il_model *m, size_t est) {
@@ -174,6 +218,9 @@ typedef struct train_run {
   float *X;                /* (lb_max, 784) */
   uint8_t *y;              /* (lb_max) */
   uint32_t *perm, *tidx;   /* (ntrain) shuffled training order, (ntest) identity */
+  uint32_t *order;         /* (epochs, order_per_epoch) --batch-order's indices, or NULL */
+  long order_per_epoch;    /* training samples an epoch feeds: min(nb * batch, ntrain) */
+  char init_tag[160], order_tag[160]; /* "fnv1a64:HEX PATH" of --init-from / --batch-order, or "" */
   il_step_row *steps;      /* (nb) this epoch's steps table */
   il_rank_row my;          /* this rank's phase totals over the run */
   il_memstats run_peak;    /* high-water marks over the run's epochs */
@@ -409,11 +456,185 @@ static run_outcome setup_data(train_run *r) {
   return RUN_OK;
 }
 
+/* ---- --init-from and --batch-order: rank 0 reads the file, every rank gets its verdict ---- */
+
+/* The whole file at path, NUL-terminated (*data malloc'd, *n bytes without the NUL). */
+static il_status slurp(const char *opt, const char *path, char **data, size_t *n) {
+  *data = NULL;
+  *n = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return IL_ERR(IL_ERR_IO, "--%s: cannot open '%s': %s", opt, path, strerror(errno));
+  size_t cap = 1 << 16, len = 0, k;
+  char *buf = malloc(cap + 1);
+  while (buf && (k = fread(buf + len, 1, cap - len, f)) > 0) {
+    len += k;
+    if (len == cap) {
+      char *nb = cap < ((size_t)1 << 40) ? realloc(buf, 2 * cap + 1) : NULL;
+      if (!nb) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  const int bad = ferror(f);
+  fclose(f);
+  if (!buf) return IL_ERR(IL_ERR_NOMEM, "--%s: '%s' is too large to read into memory", opt, path);
+  if (bad) {
+    free(buf);
+    return IL_ERR(IL_ERR_IO, "--%s: cannot read '%s'", opt, path);
+  }
+  buf[len] = '\0';
+  *data = buf;
+  *n = len;
+  return IL_OK;
+}
+
+/* "fnv1a64:<16 hex> <path>": how a run records an input file, by the standard 64-bit FNV-1a hash
+ * of its bytes (analysis/SCHEMA.md gives the recipe). A path too long for a run attribute keeps
+ * its last characters after "...". */
+static void file_tag(char *tag, size_t cap, const char *path, const void *data, size_t n) {
+  const unsigned long long h = il_hash_bytes(data, n);
+  const size_t plen = strlen(path), room = cap - 26; /* "fnv1a64:" + 16 hex + ' ' + NUL */
+  if (plen <= room) snprintf(tag, cap, "fnv1a64:%016llx %s", h, path);
+  else snprintf(tag, cap, "fnv1a64:%016llx ...%s", h, path + plen - (room - 3));
+}
+
+/* Rank 0's verdict ok (and its tag) on every rank. Collective. */
+static run_outcome agree_with_root(train_run *r, int ok, const char *opt, char *tag, size_t tagcap) {
+  if (r->dist.size > 1 && (MPI_Bcast(&ok, 1, MPI_INT, 0, r->dist.comm) != MPI_SUCCESS ||
+                           MPI_Bcast(tag, (int)tagcap, MPI_CHAR, 0, r->dist.comm) != MPI_SUCCESS)) {
+    IL_ERR(IL_ERR_INTERNAL, "MPI_Bcast of the %s verdict failed", opt);
+    return RUN_FATAL;
+  }
+  if (!ok && !r->root) IL_ERR(IL_ERR_ARG, "%s was refused on rank 0 (see its message)", opt);
+  return ok ? RUN_OK : RUN_INVALID;
+}
+
+/* --init-from (rank 0): the file must hold exactly the model's nparams float32 values, all
+ * finite, in the order --save-params writes them; they replace the seeded initialisation
+ * before the broadcast. */
+static il_status read_init(train_run *r, const char *path) {
+  char *data;
+  size_t n;
+  IL_CHECK(slurp("init-from", path, &data, &n));
+  const size_t np = r->model.nparams, want = np * sizeof(float);
+  const long h = r->o.hidden;
+  il_status s = IL_OK;
+  if (n != want) {
+    s = IL_ERR(IL_ERR_FORMAT, "--init-from '%s': %zu bytes, expected %zu: the %zu float32 parameters of the 784-%ld-10 "
+               "model (W1 %ldx784, b1 %ld, W %ldx%ld, W2 10x%ld, b2 10, row-major, as --save-params writes; "
+               "check --hidden)", path, n, want, np, h, h, h, h, h, h);
+  } else {
+    const float *p = (const float *)(void *)data; /* malloc'd: aligned for float */
+    for (size_t i = 0; i < np && s == IL_OK; i++)
+      if (!isfinite(p[i])) s = IL_ERR(IL_ERR_FORMAT, "--init-from '%s': parameter %zu is not finite (%g)", path, i,
+                                      (double)p[i]);
+    if (s == IL_OK) s = il_model_set_params(&r->model, p);
+    if (s == IL_OK) file_tag(r->init_tag, sizeof r->init_tag, path, data, n);
+  }
+  free(data);
+  return s;
+}
+
+static run_outcome load_init(train_run *r) {
+  if (!r->o.init_from) return RUN_OK;
+  const int ok = !r->root || read_init(r, r->o.init_from) == IL_OK;
+  return agree_with_root(r, ok, "--init-from", r->init_tag, sizeof r->init_tag);
+}
+
+/* --batch-order (rank 0). The file is text: 0-based training-sample indices separated by
+ * white space, '#' to the end of a line is a comment. It lists epoch after epoch, and within an
+ * epoch the batches in turn: --epochs blocks of min(batches * --batch, training samples)
+ * indices, batches counted after --max-batches. Line breaks carry no meaning (one batch a line
+ * is customary). Refused: a token that is not an index, an index out of range, the wrong count,
+ * an index twice within one epoch. */
+static il_status read_order(train_run *r, const char *path) {
+  char *text;
+  size_t n;
+  IL_CHECK(slurp("batch-order", path, &text, &n));
+  const long per = r->order_per_epoch, ntrain = r->ntrain;
+  const size_t want = (size_t)r->o.epochs * (size_t)per;
+  il_status s = IL_OK;
+  size_t count = 0;
+  long line = 1;
+  if (strlen(text) != n) s = IL_ERR(IL_ERR_FORMAT, "--batch-order '%s': not a text file (it holds a NUL byte)", path);
+  else if (!(r->order = malloc(want * sizeof *r->order)))
+    s = IL_ERR(IL_ERR_NOMEM, "--batch-order: cannot allocate %zu indices (--epochs %ld)", want, r->o.epochs);
+  for (const char *c = text; s == IL_OK && *c;) {
+    if (*c == '\n') {
+      line++;
+      c++;
+    } else if (isspace((unsigned char)*c)) {
+      c++;
+    } else if (*c == '#') {
+      while (*c && *c != '\n') c++;
+    } else {
+      const char *t = c;
+      unsigned long long v = 0;
+      while (isdigit((unsigned char)*c)) {
+        if (v <= (unsigned long long)ntrain) v = 10 * v + (unsigned long long)(*c - '0');
+        c++;
+      }
+      if (c == t || (*c && !isspace((unsigned char)*c) && *c != '#')) {
+        while (*c && !isspace((unsigned char)*c)) c++;
+        s = IL_ERR(IL_ERR_FORMAT, "--batch-order '%s': line %ld: '%.*s' is not a sample index (0-based integers "
+                   "separated by white space; '#' starts a comment)", path, line, (int)(c - t > 40 ? 40 : c - t), t);
+      } else if (v >= (unsigned long long)ntrain) {
+        s = IL_ERR(IL_ERR_FORMAT, "--batch-order '%s': line %ld: index %.*s is out of range: the training split has "
+                   "%ld samples (0..%ld)", path, line, (int)(c - t > 40 ? 40 : c - t), t, ntrain, ntrain - 1);
+      } else {
+        if (count < want) r->order[count] = (uint32_t)v;
+        count++;
+      }
+    }
+  }
+  if (s == IL_OK && count != want)
+    s = IL_ERR(IL_ERR_FORMAT, "--batch-order '%s': holds %zu indices, expected %zu: %ld epoch(s) of %ld samples "
+               "(%ld batch(es) of --batch %ld%s)", path, count, want, r->o.epochs, per, r->nb, r->o.batch,
+               per < r->nb * r->o.batch ? ", the last one partial" : "");
+  int64_t *seen = s == IL_OK ? malloc((size_t)ntrain * sizeof *seen) : NULL; /* position in the file, -1: none */
+  if (s == IL_OK && !seen) s = IL_ERR(IL_ERR_NOMEM, "--batch-order: cannot allocate the duplicate check");
+  for (long i = 0; s == IL_OK && i < ntrain; i++) seen[i] = -1;
+  for (size_t k = 0; s == IL_OK && k < want; k++) {
+    const int64_t ep = (int64_t)(k / (size_t)per), at = (int64_t)k, first = seen[r->order[k]];
+    if (first >= ep * per) {
+      const long p0 = (long)(first - ep * per), p1 = (long)(at - ep * per);
+      s = IL_ERR(IL_ERR_FORMAT, "--batch-order '%s': epoch %lld: sample %u appears twice, in batch %ld (position %ld) "
+                 "and in batch %ld (position %ld); an epoch feeds each sample at most once", path, (long long)ep,
+                 r->order[k], p0 / r->o.batch, p0 % r->o.batch, p1 / r->o.batch, p1 % r->o.batch);
+    }
+    seen[r->order[k]] = at;
+  }
+  free(seen);
+  if (s == IL_OK) file_tag(r->order_tag, sizeof r->order_tag, path, text, n);
+  free(text);
+  return s;
+}
+
+static run_outcome load_order(train_run *r) {
+  if (!r->o.batch_order) return RUN_OK;
+  r->order_per_epoch = r->nb * r->o.batch < r->ntrain ? r->nb * r->o.batch : r->ntrain;
+  const int ok = !r->root || read_order(r, r->o.batch_order) == IL_OK;
+  run_outcome out = agree_with_root(r, ok, "--batch-order", r->order_tag, sizeof r->order_tag);
+  if (out != RUN_OK || r->dist.size == 1) return out;
+  const size_t want = (size_t)r->o.epochs * (size_t)r->order_per_epoch;
+  if (!r->root && !(r->order = malloc(want * sizeof *r->order))) {
+    IL_ERR(IL_ERR_NOMEM, "rank %d: cannot allocate the %zu --batch-order indices", r->dist.rank, want);
+    return RUN_FATAL;
+  }
+  return il_dist_bcast(&r->dist, r->order, want, MPI_UINT32_T, 0) == IL_OK ? RUN_OK : RUN_FATAL;
+}
+
 /* The configuration table (rank 0) and the run's group in the results file. */
 static run_outcome begin_run_output(train_run *r) {
   if (r->root) {
     if (r->run_id) printf("# %-18s %s\n", "run", r->run_id);
     print_config(&r->o, &r->model, r->est);
+    if (r->init_tag[0]) printf("# %-18s %s\n", "init_from", r->init_tag);
+    if (r->order_tag[0]) printf("# %-18s %s\n", "batch_order", r->order_tag);
     printf("# %-18s %d (%d on this node), batch shard %ld..%ld rows\n", "ranks", r->dist.size, r->dist.node_size,
            r->o.batch / r->dist.size, r->lb_max);
     fflush(stdout);
@@ -422,6 +643,8 @@ static run_outcome begin_run_output(train_run *r) {
     il_run_info ri;
     il_run_info_init(&ri, r->run_id);
     if (fill_run_info(&ri, &r->o, &r->dist, r->run_index, &r->model) != IL_OK) return RUN_FATAL;
+    if (r->init_tag[0] && il_run_attr_s(&ri, "init_from", r->init_tag) != IL_OK) return RUN_FATAL;
+    if (r->order_tag[0] && il_run_attr_s(&ri, "batch_order", r->order_tag) != IL_OK) return RUN_FATAL;
     /* refusals here (e.g. the run id is taken) are agreed by every rank: a clean skip */
     if (il_h5_run_begin(r->h5, &ri) != IL_OK) return RUN_INVALID;
     r->run_open = 1;
@@ -436,9 +659,12 @@ static run_outcome setup_run(train_run *r) {
   run_outcome out = validate_run(r, &mc, &local_ok);
   if (out == RUN_OK) out = create_model(r, &mc, local_ok);
   if (out != RUN_OK) return out;
+  out = load_init(r); /* --init-from: rank 0's parameters, before the broadcast */
+  if (out != RUN_OK) return out;
   if (broadcast_params(r) != IL_OK) return RUN_FATAL;
   il_layer_set_reducer(&r->model.layer, il_dist_reducer(&r->dist));
   out = setup_data(r);
+  if (out == RUN_OK) out = load_order(r);
   if (out == RUN_OK) out = begin_run_output(r);
   return out;
 }
@@ -586,7 +812,7 @@ static run_outcome train_pass(train_run *r, long ep, long *global_step, double l
         return RUN_FAILED;
       }
     }
-    if (tty) progress("train", ep, b + 1, r->nb, t0);
+    if (tty) progress("train", ep, b + 1, r->nb, t0, tr);
   }
   return RUN_OK;
 }
@@ -607,7 +833,7 @@ static run_outcome test_pass(train_run *r, long ep, epoch_acc *te, double t1, in
     step_meas(&st, &m); /* iterations and reasons stay this rank's own */
     if (il_step_sum_over_ranks(&r->dist, &m.sum) != IL_OK) return RUN_FATAL;
     acc_step(te, &m);
-    if (tty) progress("test", ep, b + 1, r->ntb, t1);
+    if (tty) progress("test", ep, b + 1, r->ntb, t1, te);
   }
   return RUN_OK;
 }
@@ -677,14 +903,20 @@ static run_outcome run_epochs(train_run *r) {
   const train_opts *o = &r->o;
   il_rng shuffle;
   il_rng_seed(&shuffle, (uint64_t)o->seed ^ 0x5348554646UL); /* stream apart from the init stream */
-  const int tty = r->root && isatty(2);
+  const int tty = r->root && isatty(2); /* the progress bar: rank 0, a terminal only */
+  const double t_run = il_now();
+  last_summary = (il_run_summary){.train_err = NAN, .test_err = NAN, .test_loss = NAN};
   double lr = o->lr;
   long global_step = 0;
   il_rank_row ep_start = r->my; /* phase totals at the start of the epoch */
   for (long ep = 0; ep < o->epochs; ep++) {
     for (int i = 0; i < o->ndrops; i++)
       if (o->drop_epoch[i] == ep) lr = o->drop_lr[i];
-    il_rng_permutation(&shuffle, (size_t)r->ntrain, r->perm); /* identical on every rank */
+    if (r->order) /* --batch-order: this epoch's block of the file */
+      memcpy(r->perm, r->order + (size_t)ep * (size_t)r->order_per_epoch,
+             (size_t)r->order_per_epoch * sizeof *r->perm);
+    else
+      il_rng_permutation(&shuffle, (size_t)r->ntrain, r->perm); /* identical on every rank */
     epoch_acc tr = {0}, te = {0};
     il_memstats_reset_peaks(&r->model.mem);
     double t0 = il_now();
@@ -697,6 +929,7 @@ static run_outcome run_epochs(train_run *r) {
     r->my.t_test += t2 - t1;
     out = epoch_output(r, ep, lr, &tr, &te, t0, t1, t2, &ep_start);
     if (out != RUN_OK) return out;
+    summary_epoch(ep, &tr, &te, t_run);
   }
   return RUN_OK;
 }
@@ -760,6 +993,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
   free(r.y);
   free(r.perm);
   free(r.tidx);
+  free(r.order);
   free(r.steps);
   if (r.model_ok) il_model_destroy(&r.model);
   il_backend_destroy(r.be);

@@ -132,7 +132,7 @@ il_status il_dist_allreduce_sum(il_dist *d, void *buf, size_t count, MPI_Datatyp
 
 uint64_t il_hash_bytes(const void *p, size_t n) {
   const unsigned char *b = p;
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = 14695981039346656037ULL; /* the standard FNV-1a 64 offset basis */
   for (size_t i = 0; i < n; i++) {
     h ^= b[i];
     h *= 1099511628211ULL;

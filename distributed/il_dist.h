@@ -53,7 +53,8 @@ il_status il_dist_bcast(il_dist *d, void *buf, size_t count, MPI_Datatype type, 
 /* In-place SUM over ranks of `count` elements. */
 il_status il_dist_allreduce_sum(il_dist *d, void *buf, size_t count, MPI_Datatype type);
 
-/* FNV-1a hash of a byte buffer; il_dist_in_sync compares it across ranks. */
+/* The standard 64-bit FNV-1a hash of a byte buffer; il_dist_in_sync compares it across ranks,
+ * run attributes record input files by it. */
 uint64_t il_hash_bytes(const void *p, size_t n);
 /* *same = 1 when every rank passed the same hash. Collective. */
 il_status il_dist_in_sync(il_dist *d, uint64_t hash, int *same);

@@ -117,8 +117,101 @@ else
   fail "no subcommand: usage on stderr, exit 2" "exit $rc"
   show
 fi
-expect_err "unknown option --sovler" 2 "'--sovler'" "--solver" "--backward" "--tol" -- train --sovler fp "${Q[@]}"
-expect_err "short option -h" 2 "'-h'" -- train -h
+expect_err "unknown option --sovler: did you mean" 2 "'--sovler'" "did you mean '--solver'?" "train --help" -- train --sovler fp "${Q[@]}"
+if grep -qF -- "--log-steps" <<<"$err"; then
+  fail "unknown option: no dump of every option" "stderr lists unrelated options"
+  show train --sovler fp "${Q[@]}"
+else
+  pass "unknown option: no dump of every option"
+fi
+expect_err "unknown option --bogus: no suggestion, points to --help" 2 "'--bogus'" "ilbench train --help" -- train --bogus "${Q[@]}"
+if grep -q "did you mean" <<<"$err"; then fail "--bogus gets no suggestion" "$err"; else pass "--bogus gets no suggestion"; fi
+expect_err "unknown option by prefix --max" 2 "'--max'" "did you mean" "'--max-iter'" "'--max-batches'" -- train --max 3 "${Q[@]}"
+expect_err "unknown option --epoch (near miss)" 2 "did you mean '--epochs'?" -- train --epoch 1 "${Q[@]}"
+expect_err "single-dash long option -solver" 2 "'-solver'" "did you mean '--solver'?" -- train -solver fp "${Q[@]}"
+expect_err "short option -x" 2 "'-x'" "options are long" -- train -x
+expect_err "sweep unknown option --sed" 2 "did you mean '--seed'?" -- sweep --sed 1,2 "${Q[@]}"
+expect_err "layer unknown option --hiden" 2 "did you mean '--hidden'?" -- layer --hiden 8
+expect_err "unknown command trian" 2 "unknown command 'trian'" "did you mean 'train'?" -- trian
+expect_err "unknown top-level option --verison" 2 "'--verison'" "did you mean '--version'?" -- --verison
+expect_err "did you mean: --solver nweton" 2 "'nweton'" "did you mean 'newton'?" -- train --solver nweton "${Q[@]}"
+expect_err "did you mean: --backward implcit" 2 "'implcit'" "did you mean 'implicit'?" -- train --backward implcit "${Q[@]}"
+expect_err "did you mean: --backward phantm:3" 2 "did you mean 'phantom:3'?" -- train --backward phantm:3 "${Q[@]}"
+expect_err "did you mean: --device gpu" 2 "'gpu'" "did you mean 'cpu'?" -- train --device gpu "${Q[@]}"
+expect_err "did you mean: layer --cell tnah" 2 "'tnah'" "did you mean 'tanh'?" -- layer --cell tnah --hidden 4 --repeat 1
+expect_err "did you mean: layer --solver andersen" 2 "did you mean 'anderson'?" -- layer --solver fp,andersen --hidden 4 --repeat 1
+expect_err "did you mean: gradcheck --solver broydn" 2 "did you mean 'broyden'?" -- gradcheck --solver broydn
+expect_err "did you mean: sweep --solver fp,nwton" 2 "did you mean 'newton'?" -- sweep --solver fp,nwton "${Q[@]}"
+expect_err "did you mean: choice --sech2 sede" 2 "'sede'" "did you mean 'seed'?" "stable|seed" -- train --sech2 sede "${Q[@]}"
+expect_err "did you mean: choice --stop-mode relative (prefix)" 2 "did you mean 'rel'?" -- train --stop-mode relative "${Q[@]}"
+expect_err "did you mean: option choice --adjoint-solver gmrse" 2 "did you mean 'gmres'?" -- train --backward implicit --adjoint-solver gmrse "${Q[@]}"
+expect_err "far-off value gets no suggestion" 2 "'bogus'" "fp, newton" -- train --solver bogus "${Q[@]}"
+if grep -q "did you mean" <<<"$err"; then fail "--solver bogus gets no suggestion" "$err"; else pass "--solver bogus gets no suggestion"; fi
+
+echo "== -h, --help, --version"
+# expect_ok NAME PHRASE... -- ARGS...: exit 0, every PHRASE on stdout, stderr empty.
+expect_ok() {
+  local name=$1
+  shift
+  local phrases=()
+  while [[ $# -gt 0 && $1 != -- ]]; do
+    phrases+=("$1")
+    shift
+  done
+  shift # --
+  run "$@"
+  local why="" p
+  if [[ $rc -ne 0 ]]; then
+    why="exit code $rc, expected 0"
+  elif [[ -n $err ]]; then
+    why="stderr is not empty"
+  else
+    for p in "${phrases[@]}"; do
+      if ! grep -qF -- "$p" <<<"$out"; then
+        why="stdout does not mention '$p'"
+        break
+      fi
+    done
+  fi
+  if [[ -n $why ]]; then
+    fail "$name" "$why"
+    show "$@"
+  else
+    pass "$name"
+  fi
+}
+expect_ok "ilbench -h" "usage: ilbench <command>" "train" "version" -- -h
+for c in train sweep merge layer gradcheck info selftest version; do
+  expect_ok "$c -h" "usage: ilbench $c" -- $c -h
+  help_out=$out
+  run "$c" --help
+  if [[ $rc -eq 0 && $out == "$help_out" ]]; then pass "$c -h is $c --help"; else fail "$c -h is $c --help" "outputs differ (exit $rc)"; fi
+done
+expect_ok "train --help: metavars" "--tol TOL" "--solver NAME" "--backward MODE" "--out FILE" -- train --help
+expect_ok "train --help: valid solvers, backward modes, devices" "fp|newton|newton-ls|anderson|broyden" \
+  "unroll|implicit|phantom:K|jfb" "cpu|cpu-guard" "solvers (--solver):" "backward modes (--backward):" "devices (--device):" -- train --help
+expect_ok "layer --help: valid cells" "cells (--cell):" "tanh" "relu" -- layer --help
+expect_ok "sweep --help: valid solvers" "solvers (--solver):" "anderson" -- sweep --help
+version_phrases=("ilbench " "(git " "build " "precisions" "float32" "float64" "CUDA" "OpenMP" "sanitizers")
+expect_ok "--version" "${version_phrases[@]}" -- --version
+version_out=$out
+expect_ok "ilbench version" "${version_phrases[@]}" -- version
+if [[ $out == "$version_out" ]]; then pass "version is --version"; else fail "version is --version" "outputs differ"; fi
+if grep -qE -- "-march=native|portable" <<<"$out"; then pass "version names -march=native or portable"; else fail "version names -march=native or portable" "$out"; fi
+expect_ok "info starts with the version" "ilbench " "build " "solvers" -- info
+expect_err "version extra" 2 "'extra'" -- version extra
+
+echo "== --out directory"
+expect_err "train --out in a missing directory" 2 "directory '$T/nodir/' of --out does not exist" -- train --out "$T/nodir/run.h5" "${Q[@]}"
+if grep -qiE "mpi|hdf5|H5F" <<<"$err"; then fail "missing --out directory: no MPI-IO/HDF5 message" "$err"; else pass "missing --out directory: no MPI-IO/HDF5 message"; fi
+if [[ -e $T/nodir ]]; then fail "missing --out directory is not created" "$T/nodir exists"; else pass "missing --out directory is not created"; fi
+expect_err "train --out missing directory, without data" 2 "directory 'nodir/sub/' of --out does not exist" -- train --out nodir/sub/run.h5 "${QD[@]}" --data /nonexistent/dir
+expect_err "sweep --out in a missing directory" 2 "directory '$T/nodir/' of --out does not exist" -- sweep --solver fp,newton --out "$T/nodir/s.h5" "${Q[@]}"
+expect_err "merge -o in a missing directory" 2 "directory '$T/nodir/' of the output (-o) does not exist" -- merge a.h5 b.h5 -o "$T/nodir/m.h5"
+mkdir -p "$T/isdir"
+expect_err "train --out is a directory" 2 "--out '$T/isdir' is a directory" -- train --out "$T/isdir" "${Q[@]}"
+: >"$T/afile"
+expect_err "train --out under a plain file" 2 "'$T/afile' of --out is not a directory" -- train --out "$T/afile/run.h5" "${Q[@]}"
 expect_err "option missing its value" 2 "--solver" "needs a value" -- train "${Q[@]}" --solver
 expect_err "option with empty value" 2 "--tol" "empty" -- train --tol "" "${Q[@]}"
 expect_err "option given twice" 2 "--epochs" "twice" -- train --epochs 1 "${Q[@]}"
