@@ -368,3 +368,72 @@ def metrics(run) -> dict:
     m["samples_per_s"] = (float(batch * tb / ts)
                           if ts > 0 and isinstance(batch, int) else float("nan"))
     return m
+
+
+# ---------------------------------------------------------------------------
+# The layer benchmark's table (`ilbench layer` stdout), used by report.py
+# ---------------------------------------------------------------------------
+
+LAYER_INT = ("hidden", "batch", "iters", "b_its", "saved_bytes", "workspace_B")
+LAYER_STR = ("solver", "backward", "reason")
+
+
+def load_layer_table(path) -> dict:
+    """Parse the table `ilbench layer` prints (saved to a file) or a CSV
+    written from it (report.py's layer.csv).
+
+    The text form: a header line that starts with `solver` and names the
+    columns, one whitespace-separated row per case, and `#` lines, of which
+    `# skip S/B: unsupported pair` names the pairs the program does not run.
+    Columns are looked up by the header's names, so added columns do not
+    break the reader. Returns {"rows": [dict], "unsupported": [(solver,
+    backward)]}; numbers as int/float ("nan"/"inf" as floats), the names in
+    LAYER_STR as str. Raises Unreadable when there is no header or a row has
+    the wrong number of fields."""
+    import csv as _csv
+    path = os.fspath(path)
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+    except OSError as e:
+        raise Unreadable(f"{path}: cannot read: {e}") from e
+    rows, unsupported, header = [], [], None
+
+    def typed(name, v):
+        if name in LAYER_STR:
+            return v
+        try:
+            return int(v) if name in LAYER_INT else float(v)
+        except ValueError:
+            return v
+
+    lines = text.splitlines()
+    if lines and lines[0].startswith("solver,"):  # CSV
+        for rec in _csv.DictReader(lines):
+            if rec.get("supported", "1") == "0":
+                unsupported.append((rec["solver"], rec["backward"]))
+                continue
+            rows.append({k: typed(k, v) for k, v in rec.items() if k != "supported"})
+        return {"rows": rows, "unsupported": unsupported}
+    for ln, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("#"):
+            parts = s[1:].split()
+            if len(parts) >= 2 and parts[0] == "skip" and "/" in parts[1] and "unsupported" in s:
+                sb = parts[1].rstrip(":")
+                unsupported.append(tuple(sb.split("/", 1)))
+            continue
+        fields = s.split()
+        if fields[0] == "solver":
+            header = fields
+            continue
+        if header is None:
+            continue  # text before the table (configuration lines)
+        if len(fields) != len(header):
+            raise Unreadable(f"{path}:{ln}: {len(fields)} fields, the header has {len(header)}")
+        rows.append({k: typed(k, v) for k, v in zip(header, fields)})
+    if header is None:
+        raise Unreadable(f"{path}: no `ilbench layer` table (no header line starting with 'solver')")
+    return {"rows": rows, "unsupported": unsupported}

@@ -35,11 +35,17 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.execu
 sys.path.insert(0, ANALYSIS)
 import ilbench_results as ir  # noqa: E402
 
-FIGURES = ("test_error_vs_epoch.png", "iterations_vs_epoch.png", "time_per_epoch.png",
-           "memory_vs_hidden.png", "stability.png", "pareto.png", "scaling.png")
+FIGURES = ("accuracy", "training_curve", "test_error_vs_epoch", "iterations_cost", "time_per_batch",
+           "memory", "memory_vs_hidden", "gradient_error", "stability", "pareto", "scaling")
 SWEEP = ["--solver", "fp,newton", "--backward", "implicit,unroll", "--tol", "1e-2,1e-4",
          "--hidden", "32,64"]
 COMMON = ["--epochs", "2", "--max-batches", "5", "--test-batches", "2"]
+# The main job in small: 4 pairs x 3 seeds, the NaN study (its first NaN is at step 76 of seed 0)
+# and the layer table.
+PAIRS = ("fp/unroll", "fp/implicit", "newton/implicit", "newton/unroll")
+SEEDS = (0, 1, 2)
+MAIN_COMMON = ["--epochs", "1", "--max-batches", "8", "--test-batches", "5"]
+NAN_BATCHES = 80
 
 
 def run_env():
@@ -189,13 +195,19 @@ def test_metrics_phase_times(results):
 # ---------------------------------------------------------------------------
 
 def test_all_figures_written(full_report):
+    """The sweep (2 tolerances x 2 hidden sizes, 2 epochs, 2 ranks) and one
+    1-rank run give every figure but the layer-table one."""
     out, p = full_report
-    assert "skip" not in p.stdout, p.stdout
+    assert [ln for ln in p.stdout.splitlines() if ln.startswith("skip")] == \
+        ["skip gradient_error.png: needs the layer table (--layer) with >= 2 pairs"], p.stdout
     for name in FIGURES:
-        path = out / name
+        if name == "gradient_error":
+            continue
+        path = out / f"{name}.png"
         assert path.exists(), f"{name} missing; stdout:\n{p.stdout}"
         w, h = png_size(path)
         assert w >= 1200 and h >= 800, f"{name} is {w}x{h}"
+        assert (out / f"{name}.pdf").read_bytes()[:5] == b"%PDF-", name
 
 
 def test_summary_rows_and_numbers(results, full_report):
@@ -222,7 +234,8 @@ def test_summary_rows_and_numbers(results, full_report):
         assert text(f.attrs["software_version"]) in md
         assert text(f.attrs["host"]) in md
     for name in FIGURES:
-        assert f"written: [{name}]" in md
+        if name != "gradient_error":
+            assert f"written: [{name}.png]" in md
 
 
 def test_single_run_skips(results, tmp_path):
@@ -231,10 +244,10 @@ def test_single_run_skips(results, tmp_path):
     assert "skip memory_vs_hidden.png: only one hidden size" in p.stdout
     assert "skip pareto.png:" in p.stdout
     assert "skip scaling.png: only one world size" in p.stdout
-    for name in ("memory_vs_hidden.png", "pareto.png", "scaling.png"):
+    for name in ("memory_vs_hidden.png", "pareto.png", "scaling.png", "gradient_error.png"):
         assert not (out / name).exists()
-    for name in ("test_error_vs_epoch.png", "iterations_vs_epoch.png", "time_per_epoch.png",
-                 "stability.png"):
+    for name in ("accuracy.png", "training_curve.png", "test_error_vs_epoch.png", "iterations_cost.png",
+                 "time_per_batch.png", "memory.png", "stability.png"):
         w, h = png_size(out / name)
         assert w >= 1200 and h >= 800
     md = (out / "summary.md").read_text()
@@ -437,3 +450,294 @@ def test_pareto_front():
     import report as rp
     pts = [(1.0, 0.5), (2.0, 0.3), (3.0, 0.4), (0.5, 0.9), (2.0, 0.35)]
     assert rp.pareto_front(pts) == [3, 0, 1]
+
+
+# ---------------------------------------------------------------------------
+# The main job in small: seeds, the NaN study, the layer table
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def main_results(tmp_path_factory):
+    if not os.access(ILBENCH, os.X_OK):
+        pytest.skip(f"ilbench not built: {ILBENCH} (set ILBENCH)")
+    if not os.path.exists(os.path.join(MNIST, "train-images-idx3-ubyte")):
+        pytest.skip(f"MNIST not found at {MNIST}")
+    d = tmp_path_factory.mktemp("main")
+    train, nan, layer = str(d / "train.h5"), str(d / "nan.h5"), str(d / "layer.txt")
+    cmds = []
+    for s in SEEDS:
+        for pair in PAIRS:
+            sv, bw = pair.split("/")
+            cmds.append([ILBENCH, "train", "--solver", sv, "--backward", bw, "--seed", str(s)] + MAIN_COMMON
+                        + ["--data", MNIST, "--out", train] + (["--append"] if cmds else []))
+    cmds.append([ILBENCH, "train", "--solver", "newton", "--backward", "unroll", "--sech2", "seed", "--diag", "1",
+                 "--epochs", "1", "--max-batches", str(NAN_BATCHES), "--test-batches", "1", "--data", MNIST,
+                 "--out", nan])
+    for c in cmds:
+        p = subprocess.run(c, capture_output=True, text=True, env=run_env(), timeout=240, cwd=REPO)
+        assert p.returncode == 0, f"{' '.join(c)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    p = subprocess.run([ILBENCH, "layer", "--solver", "fp,newton,anderson", "--backward", "unroll,implicit,jfb",
+                        "--hidden", "100", "--warmup", "1", "--repeat", "2"],
+                       capture_output=True, text=True, env=run_env(), timeout=120, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    with open(layer, "w") as f:
+        f.write(p.stdout)
+    return {"train": train, "nan": nan, "layer": layer, "dir": d}
+
+
+@pytest.fixture(scope="session")
+def main_report(main_results):
+    """report.main run in-process, with every figure captured before it is saved."""
+    import report as rp
+    figs = {}
+    out = main_results["dir"] / "report"
+
+    def hook(name, fig):
+        figs[name] = check_figure(name, fig)
+    old = rp.FIGURE_HOOK
+    rp.FIGURE_HOOK = hook
+    try:
+        rc = rp.main([main_results["train"], main_results["nan"], "--layer", main_results["layer"], "-o", str(out)])
+    finally:
+        rp.FIGURE_HOOK = old
+    assert rc == 0
+    return out, figs
+
+
+def _points(line):
+    x = np.asarray(line.get_xdata(), dtype=float)
+    y = np.asarray(line.get_ydata(), dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    return x[ok], y[ok]
+
+
+def check_figure(name, fig):
+    """Independent checks of a drawn figure; returns a description of it:
+    {axes title: {"lines": [...], "bars": n, "labels": [...], "yticks": [...], "texts": [...]}}."""
+    import matplotlib.colors as mc
+    desc = {}
+    for i, ax in enumerate(fig.axes):
+        if not ax.get_visible():
+            continue
+        title = ax.get_title() or f"axes {i}"
+        lines = [ln for ln in ax.get_lines() if ln.get_visible()]
+        from matplotlib.patches import Rectangle
+        bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_visible()
+                and p.get_width() != 0 and p.get_height() != 0]
+        colls = [c for c in ax.collections if c.get_visible() and len(c.get_offsets())]
+        # no empty panel
+        assert any(len(_points(ln)[0]) for ln in lines) or bars or colls, f"{name}: {title}: empty panel"
+        x0, x1 = sorted(ax.get_xlim())
+        y0, y1 = sorted(ax.get_ylim())
+        styled = []
+        for ln in lines:
+            x, y = _points(ln)
+            # no line series with one point
+            if ln.get_linestyle() not in ("None", "", " ", "none"):
+                assert len(x) >= 2, f"{name}: {title}: line {ln.get_label()!r} with {len(x)} point(s)"
+            if ln.get_label().startswith("_"):
+                continue
+            # every series visible: a finite point inside the limits, not transparent
+            assert ((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)).any(), f"{name}: {title}: {ln.get_label()!r} off axes"
+            assert ln.get_alpha() is None or ln.get_alpha() > 0
+            if len(x) >= 2:
+                st = (mc.to_hex(ln.get_color()), ln.get_linestyle(), round(ln.get_linewidth(), 2))
+                for lab2, x2, y2, st2 in styled:
+                    if len(x2) == len(x) and np.allclose(x, x2) and np.allclose(y, y2, rtol=0.01):
+                        assert st != st2, f"{name}: {title}: {ln.get_label()!r} hides {lab2!r}"
+                styled.append((ln.get_label(), x, y, st))
+        for c in colls:
+            off = np.asarray(c.get_offsets(), dtype=float)
+            if not c.get_label().startswith("_"):
+                assert np.isfinite(off).all(axis=1).any(), f"{name}: {title}: {c.get_label()!r} no finite point"
+        desc[title] = {"lines": [(ln.get_label(), _points(ln)) for ln in lines], "bars": bars,
+                       "markers": [(ln.get_marker(), _points(ln)) for ln in lines],
+                       "labels": [t.get_text() for t in ax.get_yticklabels() + ax.get_xticklabels()],
+                       "legend": [t.get_text() for t in (ax.get_legend().get_texts() if ax.get_legend() else [])],
+                       "texts": [t.get_text() for t in ax.texts], "colls": colls}
+    desc["_fig_texts"] = [t.get_text() for t in fig.texts]
+    return desc
+
+
+def test_main_figures_checked(main_report):
+    out, figs = main_report
+    written = {"accuracy", "training_curve", "iterations_cost", "time_per_batch", "memory", "gradient_error",
+               "stability", "pareto"}
+    assert set(figs) == written, sorted(figs)
+    for name in written:
+        w, h = png_size(out / f"{name}.png")
+        assert w >= 1200 and h >= 800, f"{name} is {w}x{h}"
+        assert (out / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    for name in ("test_error_vs_epoch", "memory_vs_hidden", "scaling"):
+        assert not (out / f"{name}.png").exists()
+
+
+def test_mismatched_configurations_left_out(main_report):
+    """The NaN study (sech2=seed, diag=1) is not compared with the trainings:
+    not in the accuracy, time or Pareto figures, and named in their footnotes."""
+    _, figs = main_report
+    for name in ("accuracy", "time_per_batch", "pareto", "iterations_cost"):
+        d = figs[name]
+        labels = [lab for k, v in d.items() if k != "_fig_texts" for lab in v["labels"] + v["legend"]]
+        assert not any("sech2" in lab for lab in labels), (name, labels)
+        assert any(t.startswith("left out: 1 run(s)") and "sech2" in t for t in d["_fig_texts"]), name
+
+
+def test_accuracy_aggregates_seeds(main_results, main_report):
+    _, figs = main_report
+    (title, d), = [(k, v) for k, v in figs["accuracy"].items() if k != "_fig_texts"]
+    means = {}
+    with h5py.File(main_results["train"], "r") as f:
+        for g in f["runs"].values():
+            pair = f"{text(g.attrs['solver'])}/{text(g.attrs['backward'])}"
+            means.setdefault(pair, []).append(100 * float(g["epochs"][-1]["test_err"]))
+    # one marker per pair (a point, not a line) at the mean over its 3 seeds, in the order of PAIRS
+    ys = [xy[1][0] for mk, xy in d["markers"] if mk == "o" and len(xy[0]) == 1]  # the means (caps are "_")
+    assert len(ys) == len(PAIRS)
+    for pair, y in zip(PAIRS, ys):
+        assert len(means[pair]) == len(SEEDS)
+        assert y == pytest.approx(np.mean(means[pair]), rel=1e-9)
+    assert [lab.split("\n")[0] for lab in d["labels"] if "/" in lab] == list(PAIRS)
+
+
+def test_stability_shows_nan_origins(main_results, main_report):
+    _, figs = main_report
+    st = figs["stability"]
+    assert "Where the NaNs come from" in st
+    with h5py.File(main_results["nan"], "r") as f:
+        steps = list(f["runs"].values())[0]["steps"][()]
+    skipped = int(steps["nan_skipped"].sum())
+    assert skipped > 0, "the NaN study produced no NaN: raise NAN_BATCHES"
+    origins = {int(o): int(((steps["nan_origin"] == o)).sum()) for o in set(steps["nan_origin"]) if o}
+    bars = st["Where the NaNs come from"]["bars"]
+    assert sum(b.get_width() for b in bars) == pytest.approx(sum(origins.values()))
+    leg = st["Where the NaNs come from"]["legend"]
+    for o in origins:
+        assert any(ir.NAN_ORIGINS[o] in t for t in leg), (o, leg)
+    # the per-step panel: every skipped step drawn, with the overflow threshold
+    (k,) = [k for k in st if "NaN-skipped steps" in k]
+    assert f"{skipped} NaN-skipped steps" in k
+    n_marked = sum(len(c.get_offsets()) for c in st[k]["colls"] if "NaN-skipped" in c.get_label())
+    assert n_marked == int((steps["nan_skipped"].astype(bool) & np.isfinite(steps["diag_preact_max"])).sum())
+    assert any(lab.startswith("float32 cosh overflow") for lab, _ in st[k]["lines"])
+
+
+def _layer_rows(path):
+    """The layer table parsed here independently: {(solver, backward): {column: str}}."""
+    rows, header = {}, None
+    for line in open(path):
+        f = line.split()
+        if not f or f[0].startswith("#"):
+            continue
+        if f[0] == "solver":
+            header = f
+        elif header:
+            rows[(f[0], f[1])] = dict(zip(header, f))
+    return rows
+
+
+def test_layer_table_loader(main_results, main_report):
+    out, _ = main_report
+    want = _layer_rows(main_results["layer"])
+    got = ir.load_layer_table(main_results["layer"])
+    assert {(r["solver"], r["backward"]) for r in got["rows"]} == set(want)
+    assert ("anderson", "unroll") in got["unsupported"]
+    for r in got["rows"]:
+        w = want[(r["solver"], r["backward"])]
+        assert r["grad_relerr"] == float(w["grad_relerr"]) and r["saved_bytes"] == int(w["saved_bytes"])
+    again = ir.load_layer_table(out / "layer.csv")  # the report's CSV reads back the same
+    assert again["rows"] == got["rows"] and again["unsupported"] == got["unsupported"]
+
+
+def test_recommendation_numbers(main_results, main_report):
+    """recommendation.csv against the HDF5 files and the layer table, computed here."""
+    out, _ = main_report
+    rec = {r["pair"]: r for r in read_csv(out / "recommendation.csv")}
+    layer = _layer_rows(main_results["layer"])
+    per = {}
+    with h5py.File(main_results["train"], "r") as f:
+        for g in f["runs"].values():
+            pair = f"{text(g.attrs['solver'])}/{text(g.attrs['backward'])}"
+            ep = g["epochs"][()]
+            per.setdefault(pair, []).append(dict(
+                err=float(ep["test_err"][-1]), ms=1000 * ep["train_s"].sum() / ep["train_batches"].sum(),
+                nan=ep["nan_batches"].sum() / ep["train_batches"].sum(),
+                nc=ep["nonconverged"].sum() / (ep["train_batches"].sum() * int(g.attrs["batch"])),
+                peak=int(g.attrs["peak_bytes_total"])))
+    assert set(p for p, r in rec.items() if r["trained"] == "1") == set(PAIRS)
+    for pair, runs in per.items():
+        r = rec[pair]
+        errs = [x["err"] for x in runs]
+        assert int(r["seeds"]) == len(SEEDS)
+        assert float(r["test_err_mean"]) == pytest.approx(np.mean(errs), rel=1e-12)
+        assert float(r["test_err_sd"]) == pytest.approx(np.std(errs, ddof=1), rel=1e-9, abs=1e-15)
+        assert float(r["test_err_min"]) == min(errs) and float(r["test_err_max"]) == max(errs)
+        assert float(r["ms_per_batch_mean"]) == pytest.approx(np.mean([x["ms"] for x in runs]), rel=1e-9)
+        assert float(r["nan_rate_mean"]) == pytest.approx(np.mean([x["nan"] for x in runs]), abs=1e-15)
+        assert float(r["nonconv_rate_mean"]) == pytest.approx(np.mean([x["nc"] for x in runs]), abs=1e-15)
+        assert float(r["peak_mem_bytes_mean"]) == pytest.approx(np.mean([x["peak"] for x in runs]))
+        lw = layer[tuple(pair.split("/"))]
+        assert float(r["layer_grad_relerr"]) == float(lw["grad_relerr"])
+        assert int(r["layer_saved_bytes"]) == int(lw["saved_bytes"])
+    # every pair of the layer table has a row; layer-only pairs have a layer-derived verdict
+    assert set(rec) == {f"{s}/{b}" for s, b in layer}
+    for pair, r in rec.items():
+        if r["trained"] == "0":
+            assert r["verdict"].startswith("layer only: ")
+            if float(r["layer_grad_relerr"]) > 1e-3:
+                assert "approximate gradient" in r["verdict"]
+    # the verdict rules: the recommended pair is the fastest of the stable pairs within the spread of the best
+    trained = {p: r for p, r in rec.items() if r["trained"] == "1"}
+    best = min(trained.values(), key=lambda r: float(r["test_err_mean"]))
+    ok = [r for r in trained.values() if float(r["nan_rate_mean"]) <= 0.01 and float(r["test_err_max"]) <= 0.5
+          and not float(r["test_err_min"]) > float(best["test_err_max"])]
+    fastest = min(ok, key=lambda r: float(r["ms_per_batch_mean"]))
+    assert [p for p, r in trained.items() if r["verdict"].startswith("recommended")] == [fastest["pair"]]
+    # the same numbers in summary.md
+    md = (out / "summary.md").read_text()
+    assert "## Recommendation" in md
+    for pair in PAIRS:
+        (line,) = [ln for ln in md.splitlines() if ln.startswith(f"| {pair} |")]
+        r = rec[pair]
+        assert f"{100 * float(r['test_err_mean']):.2f} ± {100 * float(r['test_err_sd']):.2f}" in line
+        assert r["verdict"] in line
+    sep = [ln for ln in md.splitlines() if "separate beyond the seed spread" in ln]
+    assert len(sep) == 1
+    separated = any(float(r["test_err_min"]) > float(best["test_err_max"]) for r in trained.values())
+    assert ("do not separate" in sep[0]) == (not separated)
+    # the NaN study is reported apart, with its origins
+    assert "### Other runs" in md and "backward of the implicit layer" in md
+
+
+def test_lint_catches_bad_figures(tmp_path):
+    import report as rp
+    import matplotlib.pyplot as plt
+    fig, (a, b, c) = plt.subplots(1, 3)
+    a.plot([1.0], [2.0], "-", label="one point")
+    c.plot([0, 1], [5, 5], "-", label="off axes")
+    c.plot([0, 1], [0, 1], "-", color="k", label="x")
+    c.plot([0, 1], [0, 1], "-", color="k", label="y")
+    c.set_ylim(0, 2)
+    probs = " | ".join(rp.lint_figure(fig))
+    assert "'one point' has 1 point(s)" in probs
+    assert "axes 1: empty panel" in probs
+    assert "'off axes' has no point inside the axes" in probs
+    assert "'y' hides 'x'" in probs
+    with pytest.raises(rp.FigureProblem):
+        rp.save(fig, str(tmp_path / "bad"), [])
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_seed_table(main_results):
+    import report as rp
+    runs = ir.load_runs(main_results["train"])
+    lines = rp.seed_table(runs)
+    (row,) = [ln for ln in lines if ln.startswith("| fp/unroll | stable |")]
+    errs = [100 * float(r.epochs["test_err"][-1]) for r in runs if r.attrs["solver"] == "fp"
+            and r.attrs["backward"] == "unroll"]
+    assert f"{np.mean(errs):.2f}% ({min(errs):.2f}–{max(errs):.2f})" in row
+    assert f"| {len(SEEDS)} |" in row and "0 of 3" in row
+    nan_row = [ln for ln in rp.seed_table(ir.load_runs(main_results["nan"])) if ln.startswith("| newton/unroll | seed |")]
+    with h5py.File(main_results["nan"], "r") as f:
+        ep = list(f["runs"].values())[0]["epochs"][()]
+    assert f"{int(ep['nan_batches'].sum())} of {int(ep['train_batches'].sum())}" in nan_row[0]
