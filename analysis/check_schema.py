@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Validate ilbench results files against analysis/SCHEMA.md (schema
-`ilbench-results`, major version 2; version-1 files are still accepted).
+`ilbench-results`, major version 3; version-1 and version-2 files are still
+accepted, with a note). The tables, columns, types, units, enum names and
+required attributes come from analysis/schema.json (`ilbench schema --json`,
+generated from bench/results_columns.h), not from lists kept here.
 
 usage: /usr/bin/python3 analysis/check_schema.py FILE [FILE...]
 
@@ -42,10 +45,12 @@ checked when a run has it; a run without it is just as valid.
 Everything SCHEMA.md lets readers ignore (unknown attributes, members,
 configuration keys, datasets, groups) is ignored.
 
-Versions: a file of major version 2 (what ilbench writes now) or 1 (before
-the diagnostics columns) is checked against the tables of its own version.
-A version-1 file gets a note saying so; it is valid without the version-2
-members. Any other version is an error.
+Versions: a file of major version 3 (what ilbench writes now), 2 (phase
+times named t_*, reasons as plain int32) or 1 (before the diagnostics
+columns) is checked against the tables of its own version, then its values
+under the version-3 names. A version-1 or version-2 file gets a note saying
+so. In version 3, fwd_reason, bwd_reason and nan_origin MUST be HDF5 enums
+with the names of schema.json. Any other version is an error.
 
 Importable: `check_file(path, notes=None) -> (errors, warnings)` returns two
 lists of messages of the form "LOCATION: text" (LOCATION is an HDF5 path, "/"
@@ -56,6 +61,7 @@ file cannot be opened as HDF5.
 
 import argparse
 import datetime
+import json
 import os
 import re
 import sys
@@ -68,59 +74,29 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 import h5py  # noqa: E402  (after the environment variable on purpose)
 import numpy as np  # noqa: E402
 
-SCHEMA_NAME = "ilbench-results"
-SCHEMA_VERSION = 2  # the major version ilbench writes, and this checker's own
-SUPPORTED_VERSIONS = (1, 2)  # major versions this checker validates (each against its own tables)
+# ---------------------------------------------------------------------------
+# The contract, as data: analysis/schema.json (`ilbench schema --json`, made
+# from bench/results_columns.h) gives the tables, columns, types, units, enum
+# names and attributes. Attribute types: "str" (fixed- or variable-length
+# string), "int" (64-bit signed integer), "real" (64-bit float).
+# ---------------------------------------------------------------------------
 
-# ---------------------------------------------------------------------------
-# The contract, as data (SCHEMA.md sections in the comments).
-# Attribute types: "str" (fixed- or variable-length string), "int" (64-bit
-# signed integer), "real" (64-bit float).
-# ---------------------------------------------------------------------------
+SCHEMA_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.json")
+with open(SCHEMA_JSON, encoding="utf-8") as _f:
+    SCHEMA = json.load(_f)
+
+SCHEMA_NAME = SCHEMA["schema"]
+SCHEMA_VERSION = SCHEMA["schema_version"]  # the major version ilbench writes, and this checker's own
+SUPPORTED_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))  # each checked against its own tables
 
 # "Root attributes": writers MUST write all of these (merged_from only in
 # merged files, checked separately).
-ROOT_ATTRS = {
-    "schema": "str",
-    "schema_version": "int",
-    "software_version": "str",
-    "created": "str",
-    "host": "str",
-    "command_line": "str",
-    "world_size": "int",
-}
-
+ROOT_ATTRS = {a["name"]: a["kind"] for a in SCHEMA["root_attrs"] if a["required"]}
 # "Run attributes / Written by the results writer", present in every run.
 # (`finished` and `peak_bytes_*` depend on the status; see STATUS rules.)
-RUN_WRITER_ATTRS = {
-    "status": "str",
-    "started": "str",
-    "software_version": "str",
-    "host": "str",
-    "command_line": "str",
-}
-
-# "Run attributes / Configuration": writers MUST write at least these keys,
-# with these types.
-RUN_CONFIG_ATTRS = {
-    "solver": "str",
-    "backward": "str",
-    "tol": "real",
-    "max_iter": "int",
-    "hidden": "int",
-    "batch": "int",
-    "epochs": "int",
-    "lr": "real",
-    "lr_drop": "str",
-    "seed": "int",
-    "stop": "str",
-    "threads": "int",
-    "device": "str",
-    "precision": "str",
-    "world_size": "int",
-    "data": "str",
-    "run_index": "int",
-}
+RUN_WRITER_ATTRS = {a["name"]: a["kind"] for a in SCHEMA["run_writer_attrs"] if a["required"]}
+# "Run attributes / Configuration": writers MUST write at least these keys.
+RUN_CONFIG_ATTRS = {a["name"]: a["kind"] for a in SCHEMA["run_config_attrs"] if a["required"]}
 
 # peak_bytes_* categories of version 1 (il_mem_category_name) plus the total.
 # Later versions MAY add categories; extra ones are accepted.
@@ -130,87 +106,96 @@ PEAK_TOTAL = "peak_bytes_total"
 STATUSES = ("running", "completed", "failed")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("float32", "float64")
-REASONS = {0: "converged", 1: "max-iter", 2: "diverged", 3: "non-finite"}
-# steps.nan_origin (version 2): where a non-finite value first appeared.
-NAN_ORIGINS = {0: "none", 1: "forward solve", 2: "forward outside the solve",
-               3: "backward of the implicit layer", 4: "backward outside the layer"}
+ENUMS = {k: {e["value"]: e["name"] for e in v} for k, v in SCHEMA["enums"].items()}
+REASONS = ENUMS["REASON"]          # il_reason: value -> name
+NAN_ORIGINS = ENUMS["NANORIGIN"]   # steps.nan_origin (version 2): where a non-finite value first appeared
 NAN_ITER_NA = (0, 2, 4)  # origins for which nan_iter MUST be -1 (no iteration applies)
 
 I32, I64, U64, F64 = (np.dtype(t) for t in ("<i4", "<i8", "<u8", "<f8"))
+ENUM_DTYPES = {k: h5py.enum_dtype({n: v for v, n in m.items()}, basetype="i4") for k, m in ENUMS.items()}
+_PLAIN = {"I32": I32, "I64": I64, "U64": U64, "F64": F64, "STR16": "str", "REASON": I32, "NANORIGIN": I32}
 
-# "Tables": member name -> dtype, in bench/results.h order. Version 1 first,
-# then what version 2 added.
-EPOCH_MEMBERS_V1 = {
-    "epoch": I32, "lr": F64, "train_err": F64, "train_loss": F64,
-    "train_iters": F64, "train_bwd_iters": F64, "test_err": F64,
-    "test_loss": F64, "test_iters": F64, "max_grad_norm": F64,
-    "nan_batches": I64, "nonconverged": I64, "maxiter_batches": I64,
-    "nonfinite_batches": I64, "train_batches": I64, "train_s": F64,
-    "test_s": F64, "peak_mem_bytes": U64, "saved_peak_bytes": U64,
-    "workspace_peak_bytes": U64,
-}
-STEP_MEMBERS_V1 = {
-    "epoch": I32, "step": I32, "loss": F64, "err": F64, "fwd_iters": I32,
-    "fwd_residual": F64, "fwd_reason": I32, "bwd_iters": I32,
-    "bwd_residual": F64, "bwd_reason": I32, "nonconverged": I32,
-    "nan_skipped": I32, "grad_norm": F64, "t_forward": F64,
-    "t_backward": F64, "t_wait": F64, "t_allreduce": F64, "t_update": F64,
-}
-RANK_MEMBERS = {
-    "rank": I32, "local_batch": I32, "t_forward": F64, "t_backward": F64,
-    "t_wait": F64, "t_allreduce": F64, "t_update": F64, "t_test": F64,
-    "peak_mem_bytes": U64,
-}
-# Version 2: diverged_batches sits between maxiter_batches and
-# nonfinite_batches; the step diagnostics follow t_update.
-EPOCH_MEMBERS = {}
-for _k, _t in EPOCH_MEMBERS_V1.items():
-    EPOCH_MEMBERS[_k] = _t
-    if _k == "maxiter_batches":
-        EPOCH_MEMBERS["diverged_batches"] = I64
-STEP_DIAG_MEMBERS = {
-    "diag_rho_max": F64, "diag_rho_mean": F64, "diag_cond": F64,
-    "diag_grad_cos": F64, "diag_grad_relerr": F64, "diag_preact_max": F64,
-    "nan_origin": I32, "nan_iter": I32,
-}
-STEP_MEMBERS = {**STEP_MEMBERS_V1, **STEP_DIAG_MEMBERS}
-TABLES = {"epochs": EPOCH_MEMBERS, "steps": STEP_MEMBERS, "ranks": RANK_MEMBERS}  # version 2
-TABLES_BY_VERSION = {
-    1: {"epochs": EPOCH_MEMBERS_V1, "steps": STEP_MEMBERS_V1, "ranks": RANK_MEMBERS},
-    2: TABLES,
-}
+# Columns renamed in version 3: {table: {old name: new name}}.
+RENAMED_V3 = {}
+for _r in SCHEMA["renamed_in_v3"]:
+    RENAMED_V3.setdefault(_r["table"], {})[_r["from"]] = _r["to"]
+
+
+def column_dtype(col, version=SCHEMA_VERSION):
+    """The numpy dtype a column has in a file of major `version` ("str" for
+    a string column): enums are HDF5 enums over int32 from version 3, plain
+    int32 before."""
+    if col["type"] in ENUM_DTYPES and version >= 3:
+        return ENUM_DTYPES[col["type"]]
+    return _PLAIN[col["type"]]
+
+
+def members_of(table, version=SCHEMA_VERSION):
+    """{member: dtype} of a table in a file of major `version`, in stored
+    order: the columns added by then, under the names they had then."""
+    back = {new: old for old, new in RENAMED_V3.get(table, {}).items()}
+    out = {}
+    for c in SCHEMA["tables"][table]["columns"]:
+        if c["since"] > version and not (version < 3 and c["name"] in back):
+            continue
+        name = back.get(c["name"], c["name"]) if version < 3 else c["name"]
+        out[name] = column_dtype(c, version)
+    return out
+
+
+COLUMNS = {t: {c["name"]: c for c in v["columns"]} for t, v in SCHEMA["tables"].items()}
+REQUIRED_TABLES = tuple(t for t, v in SCHEMA["tables"].items() if not v["optional"])
+TABLES_BY_VERSION = {v: {t: members_of(t, v) for t in REQUIRED_TABLES} for v in SUPPORTED_VERSIONS}
+TABLES = TABLES_BY_VERSION[SCHEMA_VERSION]
+EPOCH_MEMBERS_V1, STEP_MEMBERS_V1 = TABLES_BY_VERSION[1]["epochs"], TABLES_BY_VERSION[1]["steps"]
+EPOCH_MEMBERS, STEP_MEMBERS, RANK_MEMBERS = TABLES["epochs"], TABLES["steps"], TABLES["ranks"]
+STEP_DIAG_MEMBERS = {c["name"]: column_dtype(c) for c in SCHEMA["tables"]["steps"]["columns"] if c["since"] == 2}
 # Optional tables ("Tables / events"): checked when present, never required.
 # "str" is a string member (fixed-length, as the writer stores it, or
 # variable-length); its width is not judged.
-EVENT_MEMBERS = {"name": "str", "calls": I64, "time_max": F64, "time_sum": F64, "flops": F64}
+EVENT_MEMBERS = members_of("events")
 OPTIONAL_TABLES_BY_VERSION = {
-    1: {},  # a version-1 file has no events table; one there is an unknown dataset, ignored
-    2: {"events": EVENT_MEMBERS},
-}
+    v: {t: members_of(t, v) for t, d in SCHEMA["tables"].items()
+        if d["optional"] and all(c["since"] <= v for c in d["columns"])}
+    for v in SUPPORTED_VERSIONS}  # a version-1 file has no events table; one there is ignored
 # Tables written once at their final size (not chunked or extendible).
 FIXED_SIZE_TABLES = ("ranks", "events")
 # il_event_name in core/il_events.c, in il_event_id order.
 EVENT_NAMES = ("fwd_solve", "bwd_solve", "map", "jacobian", "lu_factor", "lu_solve",
                "jvp", "vjp", "vjp2", "head", "allreduce", "update")
 
-# Value domains by unit ("Types and units"). Each list names table members.
-FRACTIONS = {"epochs": ("train_err", "test_err"), "steps": ("err",)}
-TIMES = {
-    "epochs": ("train_s", "test_s"),
-    "steps": ("t_forward", "t_backward", "t_wait", "t_allreduce", "t_update"),
-    "ranks": ("t_forward", "t_backward", "t_wait", "t_allreduce", "t_update", "t_test"),
-    "events": ("time_max", "time_sum"),
-}
-COUNTS = {  # iteration, row and batch counts (integers)
-    "epochs": ("nan_batches", "nonconverged", "maxiter_batches", "diverged_batches", "nonfinite_batches",
-               "train_batches"),
-    "steps": ("fwd_iters", "bwd_iters", "nonconverged"),
-    "ranks": ("local_batch",),
-    "events": ("calls",),
-}
-MEAN_COUNTS = {"epochs": ("train_iters", "train_bwd_iters", "test_iters")}  # NaN allowed
-LOSSES = {"epochs": ("train_loss", "test_loss"), "steps": ("loss",)}
+
+def _by_unit(pred):
+    """{table: (member, ...)} of the current columns whose column satisfies pred."""
+    out = {}
+    for t, cols in COLUMNS.items():
+        names = tuple(n for n, c in cols.items() if pred(c))
+        if names:
+            out[t] = names
+    return out
+
+
+# Value domains by unit ("Types and units"), from the columns' units. The
+# value checks run on tables migrated to the current names (migrate_table).
+FRACTIONS = _by_unit(lambda c: c["unit"] == "fraction")
+TIMES = _by_unit(lambda c: c["unit"] == "s")
+COUNTS = _by_unit(lambda c: c["type"] in ("I32", "I64") and c["unit"] in ("batches", "rows", "iterations", "calls")
+                  and c["name"] != "nan_iter")  # nan_iter is -1 where no iteration applies
+MEAN_COUNTS = _by_unit(lambda c: c["type"] == "F64" and c["unit"] == "iterations")  # NaN allowed
+LOSSES = _by_unit(lambda c: c["unit"] == "nats")
 NORMS = {"epochs": ("max_grad_norm",), "steps": ("fwd_residual", "bwd_residual", "grad_norm")}
+
+
+def migrate_table(name, data, usable, version):
+    """A table of an older major version under the current member names
+    (RENAMED_V3), with its usable set renamed alike."""
+    ren = RENAMED_V3.get(name, {}) if version < 3 else {}
+    if not ren or data is None:
+        return data, usable
+    data = data.copy()
+    data.dtype.names = tuple(ren.get(n, n) for n in data.dtype.names)
+    return data, {ren.get(n, n) for n in usable}
+
 
 # ISO 8601 UTC as the writer formats it (fractional seconds tolerated).
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -342,17 +327,22 @@ def check_root(rep, f, path):
                        "not an ilbench results file, not checked further")
         return None
     if version is not None and version not in SUPPORTED_VERSIONS:
-        known = " and ".join(str(v) for v in SUPPORTED_VERSIONS)
+        known = ", ".join(str(v) for v in SUPPORTED_VERSIONS[:-1]) + f" and {SUPPORTED_VERSIONS[-1]}"
         rep.error("/", f"file '{path}' has schema_version {version}; this checker reads versions {known} "
                        f"(ilbench writes version {SCHEMA_VERSION}; a different major version is "
                        "incompatible); not checked further")
         return None
     if version is None:
         version = SCHEMA_VERSION  # already an error; check the rest against the current tables
-    if version < SCHEMA_VERSION:
+    if version == 1:
         rep.note("/", f"schema version {version} file (ilbench now writes version {SCHEMA_VERSION}): checked "
                       f"against version {version}, which has no step diagnostics (diag_*, nan_origin, "
-                      "nan_iter) and no epochs.diverged_batches")
+                      "nan_iter) and no epochs.diverged_batches, and names its phase times t_*")
+    elif version < SCHEMA_VERSION:
+        rep.note("/", f"schema version {version} file (ilbench now writes version {SCHEMA_VERSION}): checked "
+                      f"against version {version}, which names its phase times t_* (t_forward ... for "
+                      "forward_s ...), stores reasons and NaN origins as plain int32, and has no "
+                      "steps.global_step or epoch phase times")
     for key, want in ROOT_ATTRS.items():
         if key in ("schema", "schema_version"):
             continue
@@ -536,6 +526,16 @@ def check_table_layout(rep, g, loc, name, version=SCHEMA_VERSION, members=None):
         elif have.kind != want.kind or have.itemsize != want.itemsize or have.shape != ():
             rep.error(tloc, f"member '{member}' has type {describe(have)}, expected {describe(want)}")
             continue
+        elif h5py.check_enum_dtype(want) is not None:
+            # version 3: reasons and NaN origins are HDF5 enums carrying their names
+            got = h5py.check_enum_dtype(have)
+            if got is None:
+                rep.error(tloc, f"member '{member}' is a plain {describe(have)}, expected an HDF5 enum over int32 "
+                                f"with the names {sorted(h5py.check_enum_dtype(want))}")
+                continue
+            if got != h5py.check_enum_dtype(want):
+                rep.error(tloc, f"member '{member}' is an enum {got}, expected {h5py.check_enum_dtype(want)}")
+                continue
         usable.add(member)
     try:
         data = ds[()]
@@ -613,6 +613,9 @@ def check_epochs_values(rep, tloc, ep, usable, cfg, status):
             rep.error(tloc, f"{n} rows but the run requested epochs = {want}")
         elif status == "completed" and n != want:
             rep.error(tloc, f"status 'completed' but {n} rows, expected epochs = {want}")
+    if "ranks" in usable and cfg.get("world_size") is not None:
+        bad_rows(rep, tloc, ep["ranks"] != cfg["world_size"], ep["ranks"],
+                 f"ranks != the run's world_size {cfg['world_size']}", "warning")
     if "train_batches" in usable:
         for c in ("nan_batches", "maxiter_batches", "diverged_batches", "nonfinite_batches"):
             if c in usable:
@@ -623,7 +626,7 @@ def check_epochs_values(rep, tloc, ep, usable, cfg, status):
 def check_steps_values(rep, tloc, st, usable, cfg):
     """steps: fwd/bwd reasons in the il_reason enum (warning: readers MUST
     treat other values as unknown), nan_skipped a 0/1 flag, grad_norm NaN
-    exactly when skipped, t_wait 0 on one rank."""
+    exactly when skipped, wait_s 0 on one rank."""
     for c in ("fwd_reason", "bwd_reason"):
         if c in usable:
             v = st[c]
@@ -641,8 +644,8 @@ def check_steps_values(rep, tloc, st, usable, cfg):
                      "nan_skipped = 1 but grad_norm is not NaN", "warning")
             bad_rows(rep, tloc, (flag == 0) & ~np.isfinite(gn), gn,
                      "nan_skipped = 0 but grad_norm is not finite", "warning")
-    if cfg.get("world_size") == 1 and "t_wait" in usable:
-        bad_rows(rep, tloc, st["t_wait"] != 0, st["t_wait"], "t_wait != 0 on one rank", "warning")
+    if cfg.get("world_size") == 1 and "wait_s" in usable:
+        bad_rows(rep, tloc, st["wait_s"] != 0, st["wait_s"], "wait_s != 0 on one rank", "warning")
     if "nonconverged" in usable and "batch" in cfg:
         nc = st["nonconverged"]
         bad_rows(rep, tloc, nc > cfg["batch"], nc, "nonconverged > batch", "warning")
@@ -708,6 +711,9 @@ def check_steps_vs_epochs(rep, tloc, st, s_usable, ep, e_usable, status=None):
         rep.warn(tloc, f"{k} step rows of unfinished epoch {n} (the run stopped before that epoch ended)")
         keep = se != n
         st, se = st[keep], se[keep]
+    if "global_step" in s_usable and not np.array_equal(st["global_step"], np.arange(len(st))):
+        i = int(np.flatnonzero(st["global_step"] != np.arange(len(st)))[0])
+        rep.error(tloc, f"global_step is not the row index (row {i} has global_step {st['global_step'][i]})")
     out = (se < 0) | (se >= n)
     bad_rows(rep, tloc, out, se, f"epoch outside the epochs table's range 0..{n - 1}")
     if np.any(np.diff(se) < 0):
@@ -736,6 +742,11 @@ def check_epoch_aggregates(rep, eloc, s, s_usable, e, e_usable):
     for ecol, scol, fn in sums:
         if both(ecol, scol) and int(e[ecol]) != fn(s[scol]):
             rep.warn(eloc, f"epochs.{ecol} = {int(e[ecol])} but the steps give {fn(s[scol])}")
+    for ph in ("forward_s", "backward_s", "wait_s", "allreduce_s", "update_s"):
+        if both(ph, ph):
+            tot = float(np.sum(s[ph]))
+            if not np.isclose(e[ph], tot, rtol=1e-6, atol=1e-9):
+                rep.warn(eloc, f"epochs.{ph} = {e[ph]} but the steps' {ph} sum to {tot}")
     if both("max_grad_norm", "grad_norm"):
         gn = s["grad_norm"][np.isfinite(s["grad_norm"])]
         if gn.size and not np.isclose(e["max_grad_norm"], gn.max(), rtol=1e-9, atol=0):
@@ -815,6 +826,7 @@ def check_run(rep, run_id, g, root_world, version=SCHEMA_VERSION):
         if name in g:
             data, usable = check_table_layout(rep, g, loc, name, version)
             if data is not None:
+                data, usable = migrate_table(name, data, usable, version)
                 tables[name] = (data, usable)
                 check_units(rep, f"{loc}/{name}", name, data, usable)
     for name, members in OPTIONAL_TABLES_BY_VERSION.get(version, {}).items():
@@ -865,7 +877,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="check_schema.py",
         description="Validate ilbench results files against analysis/SCHEMA.md "
-                    f"({SCHEMA_NAME} version {SCHEMA_VERSION}; version 1 files are still accepted).",
+                    f"({SCHEMA_NAME} version {SCHEMA_VERSION}; versions 1 and 2 are still accepted).",
         epilog="Exit status: 0 no errors, 1 errors found, 2 usage error or unreadable file.")
     ap.add_argument("files", nargs="+", metavar="FILE", help="results file (.h5)")
     args = ap.parse_args(argv)  # exits 2 on a usage error

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Load ilbench results files (analysis/SCHEMA.md, schema `ilbench-results`,
-major versions 1 and 2) into small Python objects.
+major versions 1, 2 and 3) into small Python objects. The tables, columns and
+enum names come from analysis/schema.json (`ilbench schema --json`).
 
     from ilbench_results import load_runs, load_many
     runs = load_runs("results.h5")          # list[Run], in file order
@@ -15,7 +16,13 @@ run has none, `name` decoded to str; see `event_totals`) and the file's root
 attributes (`software_version`, `host`, `root_attrs`) and its major
 `schema_version`.
 
-Version 1 files load as they are: their tables lack the version-2 members
+Version 1 and 2 files are migrated to version 3 names as they load
+(`migrate`): t_forward ... t_test become forward_s ... test_s, steps get
+global_step, epochs get their phase times (sums over their steps) and ranks.
+Reasons and NaN origins are integer codes in every version (an HDF5 enum in
+version 3); `names(table, member)`, `reason_name` and `nan_origin_name` give
+their names. Every string (attributes, string members) is a str, never bytes.
+Version 1 tables still lack the version-2 members
 (epochs.diverged_batches, steps.diag_*, steps.nan_origin, steps.nan_iter).
 Use `column(table, name)`, which gives NaN for a member the table does not
 have, or `has_column`, rather than indexing a member that may be absent;
@@ -39,37 +46,73 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-SCHEMA_NAME = "ilbench-results"
-SCHEMA_VERSION = 2  # the major version ilbench writes
-SUPPORTED_VERSIONS = (1, 2)  # major versions this reader loads
+import json  # noqa: E402
 
-# The version-2 members; absent from version-1 tables.
-V2_EPOCH_MEMBERS = ("diverged_batches",)
-V2_STEP_MEMBERS = ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos",
-                   "diag_grad_relerr", "diag_preact_max", "nan_origin", "nan_iter")
-NAN_ORIGINS = {0: "none", 1: "forward solve", 2: "forward outside the solve",
-               3: "backward of the implicit layer", 4: "backward outside the layer"}
+# The schema as data: analysis/schema.json (`ilbench schema --json`, made from
+# bench/results_columns.h): tables, columns, types, units, enum names.
+SCHEMA_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.json")
+with open(SCHEMA_JSON, encoding="utf-8") as _f:
+    SCHEMA = json.load(_f)
 
-# Members this reader uses (version 2). Used only to build an empty table when
-# a table is missing, so that code working on `run.epochs[...]` sees zero rows.
-_EPOCH_DTYPE = np.dtype([
-    ("epoch", "<i4"), ("lr", "<f8"), ("train_err", "<f8"), ("train_loss", "<f8"),
-    ("train_iters", "<f8"), ("train_bwd_iters", "<f8"), ("test_err", "<f8"),
-    ("test_loss", "<f8"), ("test_iters", "<f8"), ("max_grad_norm", "<f8"),
-    ("nan_batches", "<i8"), ("nonconverged", "<i8"), ("maxiter_batches", "<i8"),
-    ("diverged_batches", "<i8"), ("nonfinite_batches", "<i8"), ("train_batches", "<i8"),
-    ("train_s", "<f8"), ("test_s", "<f8"), ("peak_mem_bytes", "<u8"),
-    ("saved_peak_bytes", "<u8"), ("workspace_peak_bytes", "<u8")])
-_STEP_DTYPE = np.dtype([
-    ("epoch", "<i4"), ("step", "<i4"), ("loss", "<f8"), ("err", "<f8"),
-    ("fwd_iters", "<i4"), ("fwd_residual", "<f8"), ("fwd_reason", "<i4"),
-    ("bwd_iters", "<i4"), ("bwd_residual", "<f8"), ("bwd_reason", "<i4"),
-    ("nonconverged", "<i4"), ("nan_skipped", "<i4"), ("grad_norm", "<f8"),
-    ("t_forward", "<f8"), ("t_backward", "<f8"), ("t_wait", "<f8"),
-    ("t_allreduce", "<f8"), ("t_update", "<f8"),
-    ("diag_rho_max", "<f8"), ("diag_rho_mean", "<f8"), ("diag_cond", "<f8"),
-    ("diag_grad_cos", "<f8"), ("diag_grad_relerr", "<f8"), ("diag_preact_max", "<f8"),
-    ("nan_origin", "<i4"), ("nan_iter", "<i4")])
+SCHEMA_NAME = SCHEMA["schema"]
+SCHEMA_VERSION = SCHEMA["schema_version"]  # the major version ilbench writes (3)
+SUPPORTED_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))  # major versions this reader loads
+
+# Enum columns (fwd_reason, bwd_reason: REASON; nan_origin: NANORIGIN): value -> name.
+ENUMS = {k: {e["value"]: e["name"] for e in v} for k, v in SCHEMA["enums"].items()}
+REASONS = ENUMS["REASON"]          # 0 converged, 1 max-iter, 2 diverged, 3 non-finite
+NAN_ORIGINS = ENUMS["NANORIGIN"]   # 0 none, 1 fwd_solve, 2 fwd_other, 3 bwd_layer, 4 bwd_other
+COLUMNS = {t: {c["name"]: c for c in v["columns"]} for t, v in SCHEMA["tables"].items()}
+
+# Columns renamed in version 3 ({table: {old: new}}), applied to older files when loaded.
+RENAMED_V3 = {}
+for _r in SCHEMA["renamed_in_v3"]:
+    RENAMED_V3.setdefault(_r["table"], {})[_r["from"]] = _r["to"]
+
+# The members version 1 lacks (added in version 2), and those version 3 added.
+V2_EPOCH_MEMBERS = tuple(n for n, c in COLUMNS["epochs"].items() if c["since"] == 2)
+V2_STEP_MEMBERS = tuple(n for n, c in COLUMNS["steps"].items() if c["since"] == 2)
+
+_NP = {"I32": "<i4", "I64": "<i8", "U64": "<u8", "F64": "<f8", "STR16": "S16", "REASON": "<i4", "NANORIGIN": "<i4"}
+
+
+def _dtype(table):
+    return np.dtype([(n, _NP[c["type"]]) for n, c in COLUMNS[table].items()])
+
+
+# Used only to build an empty table when a table is missing, so that code
+# working on `run.epochs[...]` sees zero rows.
+_EPOCH_DTYPE = _dtype("epochs")
+_STEP_DTYPE = _dtype("steps")
+
+
+def enum_name(kind, value) -> str:
+    """The name of value `value` of enum `kind` ("REASON" or "NANORIGIN"), or
+    "unknown(<value>)" for a value the schema does not define."""
+    return ENUMS[kind].get(int(value), f"unknown({int(value)})")
+
+
+def reason_name(code) -> str:
+    """il_reason name of a fwd_reason/bwd_reason value ("converged", "max-iter", ...)."""
+    return enum_name("REASON", code)
+
+
+def nan_origin_name(code) -> str:
+    """Name of a nan_origin value ("none", "fwd_solve", ...)."""
+    return enum_name("NANORIGIN", code)
+
+
+def names(table, member) -> np.ndarray:
+    """An enum column (fwd_reason, bwd_reason, nan_origin) of a loaded table as
+    an array of str names, the same for every schema version (files store the
+    integer codes; version 3 as an HDF5 enum carrying the names)."""
+    tname = next((t for t, cols in COLUMNS.items() if member in cols and cols[member]["type"] in ENUMS), None)
+    if tname is None:
+        raise KeyError(f"{member!r} is not an enum column")
+    kind = COLUMNS[tname][member]["type"]
+    if table is None or table.dtype.names is None or member not in table.dtype.names:
+        return np.zeros(0, dtype=str)
+    return np.array([enum_name(kind, v) for v in np.asarray(table[member]).tolist()], dtype=str)
 
 
 # events (optional): its members, as this reader returns them ("name" decoded
@@ -160,7 +203,24 @@ def _read_table(g, name, empty_dtype):
     ds = g.get(name)
     if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
         return None if empty_dtype is None else np.zeros(0, dtype=empty_dtype)
-    return ds[()]
+    return _str_columns(ds[()])
+
+
+def _str_columns(raw):
+    """Fixed-length (bytes) string members as str (numpy unicode), so that h5py
+    users never see bytes; other members keep their stored types."""
+    if raw.dtype.names is None or not any(raw.dtype.fields[n][0].kind in "SO" for n in raw.dtype.names):
+        return raw
+    dec = {}
+    for n in raw.dtype.names:
+        if raw.dtype.fields[n][0].kind in "SO":
+            dec[n] = [_event_name(v) for v in raw[n]]
+    fields = [(n, np.dtype(f"<U{max([1] + [len(x) for x in dec[n]])}") if n in dec else raw.dtype.fields[n][0])
+              for n in raw.dtype.names]
+    out = np.zeros(len(raw), dtype=np.dtype(fields))
+    for n in raw.dtype.names:
+        out[n] = dec[n] if n in dec else raw[n]
+    return out
 
 
 def _event_name(v) -> str:
@@ -187,6 +247,58 @@ def _read_events(g):
     for n in raw.dtype.names:
         out[n] = names if n == "name" else raw[n]
     return out
+
+
+def _rename(table, name):
+    """A version-1/2 table under the version-3 member names (t_forward -> forward_s ...)."""
+    ren = RENAMED_V3.get(name, {})
+    if table is None or table.dtype.names is None or not any(n in ren for n in table.dtype.names):
+        return table
+    out = table.copy()
+    out.dtype.names = tuple(ren.get(n, n) for n in table.dtype.names)
+    return out
+
+
+def _with_fields(table, extra):
+    """table with extra members appended: extra is [(name, dtype, values)]."""
+    fields = [(n, table.dtype.fields[n][0]) for n in table.dtype.names] + [(n, dt) for n, dt, _ in extra]
+    out = np.zeros(len(table), dtype=np.dtype(fields))
+    for n in table.dtype.names:
+        out[n] = table[n]
+    for n, _, v in extra:
+        out[n] = v
+    return out
+
+
+def migrate(version, epochs, steps, ranks, attrs):
+    """Tables of a version-1/2 file as version 3 has them: t_* renamed to *_s
+    (steps, ranks), steps.global_step (the row index: steps are stored in
+    order), the epochs' phase times (sums of their steps' times) and
+    epochs.ranks (the run's world_size). Reasons and NaN origins were plain
+    int32 codes and are the same codes in version 3 (names: `names`,
+    `reason_name`). Version-3 tables are returned as they are."""
+    if version >= 3:
+        return epochs, steps, ranks
+    steps, ranks = _rename(steps, "steps"), _rename(ranks, "ranks")
+    if steps is not None and steps.dtype.names is not None and "global_step" not in steps.dtype.names:
+        steps = _with_fields(steps, [("global_step", "<i4", np.arange(len(steps)))])
+    if epochs is not None and epochs.dtype.names is not None and "epoch" in epochs.dtype.names:
+        extra = []
+        se = steps["epoch"] if steps is not None and "epoch" in (steps.dtype.names or ()) else None
+        for ph in PHASES:
+            if ph in epochs.dtype.names:
+                continue
+            if se is not None and ph in steps.dtype.names:
+                v = np.array([steps[ph][se == e].sum() for e in epochs["epoch"]], dtype=float)
+            else:
+                v = np.full(len(epochs), np.nan)
+            extra.append((ph, "<f8", v))
+        if "ranks" not in epochs.dtype.names:
+            ws = attrs.get("world_size")
+            extra.append(("ranks", "<i4", ws if isinstance(ws, int) else 0))
+        if extra:
+            epochs = _with_fields(epochs, extra)
+    return epochs, steps, ranks
 
 
 def load_runs(path) -> list:
@@ -219,12 +331,13 @@ def load_runs(path) -> list:
                 if not isinstance(g, h5py.Group):
                     continue  # unknown member of /runs: ignore
                 attrs = decode_attrs(g)
+                epochs, steps, ranks = migrate(version, _read_table(g, "epochs", _EPOCH_DTYPE),
+                                               _read_table(g, "steps", _STEP_DTYPE),
+                                               _read_table(g, "ranks", None), attrs)
                 runs.append(Run(
                     run_id=run_id, file=path, attrs=attrs,
                     status=str(attrs.get("status", "unknown")),
-                    epochs=_read_table(g, "epochs", _EPOCH_DTYPE),
-                    steps=_read_table(g, "steps", _STEP_DTYPE),
-                    ranks=_read_table(g, "ranks", None),
+                    epochs=epochs, steps=steps, ranks=ranks,
                     software_version=str(root.get("software_version", "unknown")),
                     host=str(root.get("host", "unknown")),
                     root_attrs=root,
@@ -247,7 +360,7 @@ def load_many(paths) -> list:
 # Derived quantities (used by report.py)
 # ---------------------------------------------------------------------------
 
-PHASES = ("t_forward", "t_backward", "t_wait", "t_allreduce", "t_update")
+PHASES = ("forward_s", "backward_s", "wait_s", "allreduce_s", "update_s")
 
 
 def _col(table, name, dtype=float):
@@ -345,17 +458,18 @@ def metrics(run) -> dict:
         "test_s_per_epoch": _nanmean(_col(ep, "test_s")),
     }
     ph = phase_seconds_per_epoch(run)
-    m.update({f"{k[2:]}_s_per_epoch": v for k, v in ph.items()})
+    m.update({f"{k}_per_epoch": v for k, v in ph.items()})
     # Version 2 (NaN for a version-1 file, and where nothing was measured).
     m["diverge_rate"] = (float(_col(ep, "diverged_batches").sum() / tb)
                          if tb > 0 and has_column(ep, "diverged_batches") else float("nan"))
     st = run.steps
-    m["rho_max"] = _nanreduce(np.max, column(st, "diag_rho_max"))
-    m["rho_mean"] = _nanmean(column(st, "diag_rho_mean"))
-    m["cond_max"] = _nanreduce(np.max, column(st, "diag_cond"))
-    m["grad_cos_min"] = _nanreduce(np.min, column(st, "diag_grad_cos"))
-    m["grad_relerr_max"] = _nanreduce(np.max, column(st, "diag_grad_relerr"))
-    m["preact_max"] = _nanreduce(np.max, column(st, "diag_preact_max"))
+    # named after the steps column they reduce (+ _max/_min where the column's name lacks it)
+    m["diag_rho_max"] = _nanreduce(np.max, column(st, "diag_rho_max"))
+    m["diag_rho_mean"] = _nanmean(column(st, "diag_rho_mean"))
+    m["diag_cond_max"] = _nanreduce(np.max, column(st, "diag_cond"))
+    m["diag_grad_cos_min"] = _nanreduce(np.min, column(st, "diag_grad_cos"))
+    m["diag_grad_relerr_max"] = _nanreduce(np.max, column(st, "diag_grad_relerr"))
+    m["diag_preact_max"] = _nanreduce(np.max, column(st, "diag_preact_max"))
     total = run.attrs.get("peak_bytes_total")
     pm = _col(ep, "peak_mem_bytes")
     if isinstance(total, int):

@@ -95,8 +95,8 @@ CSV_COLUMNS = (("run_id", "file") + CONFIG_KEYS +
                 "forward_s_per_epoch", "backward_s_per_epoch", "wait_s_per_epoch",
                 "allreduce_s_per_epoch", "update_s_per_epoch",
                 "peak_mem_bytes", "peak_mem_source", "samples_per_s",
-                "schema_version", "diverge_rate", "rho_max", "rho_mean", "cond_max",
-                "grad_cos_min", "grad_relerr_max", "preact_max",
+                "schema_version", "diverge_rate", "diag_rho_max", "diag_rho_mean", "diag_cond_max",
+                "diag_grad_cos_min", "diag_grad_relerr_max", "diag_preact_max",
                 "train_batches", "ms_per_batch", "fwd_ms_per_batch", "bwd_ms_per_batch",
                 "fwd_flops_per_solve", "bwd_flops_per_solve", "config"))
 REC_CSV = "recommendation.csv"
@@ -180,8 +180,8 @@ def run_metrics(run):
     ts = float(ir._col(run.epochs, "train_s").sum())
     m["train_batches"] = tb
     m["ms_per_batch"] = 1000.0 * ts / tb if tb > 0 else float("nan")
-    m["fwd_ms_per_batch"] = 1000.0 * float(ir._col(st, "t_forward").sum()) / nst if nst else float("nan")
-    m["bwd_ms_per_batch"] = 1000.0 * float(ir._col(st, "t_backward").sum()) / nst if nst else float("nan")
+    m["fwd_ms_per_batch"] = 1000.0 * float(ir._col(st, "forward_s").sum()) / nst if nst else float("nan")
+    m["bwd_ms_per_batch"] = 1000.0 * float(ir._col(st, "backward_s").sum()) / nst if nst else float("nan")
     ev = ir.event_totals(run)
     for name, col in (("fwd_solve", "fwd_flops_per_solve"), ("bwd_solve", "bwd_flops_per_solve")):
         e = ev.get(name)
@@ -1223,7 +1223,7 @@ def recommendation_md(ctx, rows):
             for m in g.mets:
                 orig.update(m["nan_origins"])
             o = ", ".join(f"{ir.NAN_ORIGINS[k]}: {v}" for k, v in sorted(orig.items())) or "none"
-            pre = g.stat("preact_max")
+            pre = g.stat("diag_preact_max")
             L.append(f"| {g.label} | {g.n} | {_pm(g.stat('final_test_err'), 100)} | {_rate(g.stat('nan_rate'))} "
                      f"| {o} | {_rate(g.stat('nonconv_rate'))} | {pre[3]:.4g} |" if pre[4] else
                      f"| {g.label} | {g.n} | {_pm(g.stat('final_test_err'), 100)} | {_rate(g.stat('nan_rate'))} "
@@ -1320,7 +1320,7 @@ def write_summary(outdir, paths, runs, rows, written, skipped, checks, rec_lines
     L.append("")
     L.append(f"- Git version(s) of the runs: {', '.join(f'`{v}`' for v in versions) or 'none'}")
     L.append(f"- Host(s) of the runs: {', '.join(hosts) or 'none'}")
-    if any(r.schema_version < ir.SCHEMA_VERSION for r in runs):
+    if any(r.schema_version < 2 for r in runs):
         L.append("- Note: runs from schema version 1 files have no diagnostics (spectral radius, condition "
                  "number, gradient check, pre-activation maximum, NaN origin) and no diverged count; those columns are NaN in "
                  "summary.csv.")
@@ -1345,8 +1345,9 @@ def write_summary(outdir, paths, runs, rows, written, skipped, checks, rec_lines
              "non-converged rate = non-converged rows / (training steps × batch). "
              "Peak memory: `peak_bytes_total` (rank 0), else max of `epochs.peak_mem_bytes`. "
              "summary.csv also has the diverged rate, the per-batch times, the FLOPs per solve (events table) "
-             "and the step diagnostics over the run (`rho_max`, `rho_mean`, `cond_max`, `grad_cos_min`, "
-             "`grad_relerr_max`, `preact_max`; NaN where not measured).")
+             "and the step diagnostics over the run (`diag_rho_max`, `diag_rho_mean`, `diag_cond_max`, "
+             "`diag_grad_cos_min`, `diag_grad_relerr_max`, `diag_preact_max`: the steps column's max, mean "
+             "or min; NaN where not measured).")
     L.append("")
     hdr = ["run_id", "solver", "backward", "tol", "hidden", "batch", "world", "stop", "seed", "status",
            "epochs", "batches", "test err", "train err", "fwd it", "bwd it", "NaN rate", "nonconv rate",

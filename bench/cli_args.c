@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,48 @@ il_status il_cli_check_out_path(const char *path, const char *what) {
   if (!S_ISDIR(st.st_mode)) return IL_ERR(IL_ERR_ARG, "'%s' of %s is not a directory", dir, what);
   if (access(dir, W_OK | X_OK) != 0)
     return IL_ERR(IL_ERR_ARG, "directory '%s%s' of %s is not writable: %s", dir, sep, what, strerror(errno));
+  return IL_OK;
+}
+
+/* ---- input files ---- */
+
+static const char *file_kind(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  return "not a regular file";
+}
+
+il_status il_cli_open_input(const char *path, const char *name, FILE **f) {
+  *f = NULL;
+  if (!path || !path[0]) return IL_ERR(IL_ERR_ARG, "--%s: empty file name", name);
+  struct stat st;
+  if (stat(path, &st) != 0) return IL_ERR(IL_ERR_IO, "--%s: cannot open '%s': %s", name, path, strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    return IL_ERR(IL_ERR_IO, "--%s: cannot read '%s': it is %s; give a regular file", name, path,
+                  file_kind(st.st_mode));
+  const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return IL_ERR(IL_ERR_IO, "--%s: cannot open '%s': %s", name, path, strerror(errno));
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    close(fd);
+    return IL_ERR(IL_ERR_IO, "--%s: cannot stat '%s': %s", name, path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) { /* swapped since the stat above */
+    close(fd);
+    return IL_ERR(IL_ERR_IO, "--%s: cannot read '%s': it is %s; give a regular file", name, path,
+                  file_kind(st.st_mode));
+  }
+  const int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  *f = fdopen(fd, "rb");
+  if (!*f) {
+    const int e = errno;
+    close(fd);
+    return IL_ERR(IL_ERR_IO, "--%s: cannot open '%s': %s", name, path, strerror(e));
+  }
   return IL_OK;
 }
 

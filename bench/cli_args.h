@@ -6,6 +6,7 @@
 #define IL_CLI_ARGS_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "il_options.h"
 #include "il_status.h"
@@ -89,5 +90,12 @@ int il_cli_hint(const char *msg, char *buf, size_t cap);
  * that the message says "directory 'x/' of --out does not exist" rather than an MPI-IO error
  * string. what names the option in the message ("--out"). IL_ERR_ARG (a usage error) when not. */
 il_status il_cli_check_out_path(const char *path, const char *what);
+
+/* Open an input file named by option --name (--init-from, --batch-order) for reading: *f gets a
+ * FILE opened "rb". Only a regular file is opened: a FIFO, socket, device or directory is refused
+ * with a message naming it (open() on a FIFO would block until a writer appears), and so is a
+ * path that becomes one between the check and the open (O_NONBLOCK, then fstat). IL_ERR_IO when
+ * the file is missing, unreadable or not regular. */
+il_status il_cli_open_input(const char *path, const char *name, FILE **f);
 
 #endif

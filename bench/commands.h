@@ -9,6 +9,7 @@ int il_cmd_info(int argc, char **argv);
 int il_cmd_sweep(int argc, char **argv);
 int il_cmd_merge(int argc, char **argv);
 int il_cmd_selftest(int argc, char **argv);
+int il_cmd_schema(int argc, char **argv); /* `ilbench schema --json` (cmd_schema.c) */
 int il_cmd_version(int argc, char **argv); /* `ilbench version`, `ilbench --version` (cmd_info.c) */
 
 /* What the last training run (il_train_run) on this rank ended with, for the one-line end-of-run

@@ -48,6 +48,7 @@ static const struct {
     {"gradcheck", il_cmd_gradcheck, "finite differences in float64 against a backward mode"},
     {"info", il_cmd_info, "versions, backends, BLAS, solvers and backward modes"},
     {"selftest", il_cmd_selftest, "run every op of a backend against a float64 reference"},
+    {"schema", il_cmd_schema, "the results schema as JSON (analysis/schema.json)"},
     {"version", il_cmd_version, "version, git describe and build options (also ilbench --version)"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

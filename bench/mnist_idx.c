@@ -11,7 +11,8 @@
  * large allocation. A gzip stream's decompressed size is not known in advance,
  * so the payload buffer grows as data arrives, up to the size the header claims.
  * The file must hold exactly header + payload bytes: short is "truncated", long
- * is "trailing bytes". Every error message names the file. */
+ * is "trailing bytes". Every error message names the file. Only regular files
+ * are read: a FIFO, socket, device or directory is refused before it is opened. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -53,27 +54,53 @@ static void src_close(idx_src *s) {
   s->fd = -1;
 }
 
-/* Open `path`, detect gzip by its magic bytes 1f 8b, and position at byte 0. */
+/* What a non-regular file is, for the message that refuses it. */
+static const char *file_kind(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  return "not a regular file";
+}
+
+static il_status refuse_kind(const char *path, mode_t m) {
+  return IL_ERR(IL_ERR_IO, "cannot read '%s': it is %s; idx files must be regular files (raw or gzip)", path,
+                file_kind(m));
+}
+
+/* Open `path`, detect gzip by its magic bytes 1f 8b, and position at byte 0.
+ * Only regular files are read. The path is checked before it is opened, because
+ * open() on a FIFO blocks until a writer appears (forever, for a stray mkfifo) and
+ * opening a device can have side effects. O_NONBLOCK covers a path swapped for a
+ * FIFO between stat and open, and fstat checks what was actually opened. */
 static il_status src_open(idx_src *s, const char *path) {
   memset(s, 0, sizeof *s);
   s->path = path;
   s->fd = -1;
-  int fd = open(path, O_RDONLY);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    int e = errno;
+    return IL_ERR(IL_ERR_IO, "cannot open '%s': %s", path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) return refuse_kind(path, st.st_mode);
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     int e = errno;
     return IL_ERR(IL_ERR_IO, "cannot open '%s': %s", path, strerror(e));
   }
   s->fd = fd;
-  struct stat st;
   if (fstat(fd, &st) != 0) {
     int e = errno;
     src_close(s);
     return IL_ERR(IL_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
   }
-  if (S_ISDIR(st.st_mode)) {
+  if (!S_ISREG(st.st_mode)) {
     src_close(s);
-    return IL_ERR(IL_ERR_IO, "cannot read '%s': %s", path, strerror(EISDIR));
+    return refuse_kind(path, st.st_mode);
   }
+  const int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK); /* no effect on regular files; tidy */
   unsigned char magic[2] = {0, 0};
   ssize_t got = 0;
   for (;;) {
@@ -88,8 +115,7 @@ static il_status src_open(idx_src *s, const char *path) {
   if (lseek(fd, 0, SEEK_SET) != 0) {
     int e = errno;
     src_close(s);
-    return IL_ERR(IL_ERR_IO, "cannot rewind '%s': %s (idx files must be seekable)", path,
-                  strerror(e));
+    return IL_ERR(IL_ERR_IO, "cannot rewind '%s': %s", path, strerror(e));
   }
   if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
     s->is_gz = 1;
@@ -99,7 +125,7 @@ static il_status src_open(idx_src *s, const char *path) {
       return IL_ERR(IL_ERR_NOMEM, "cannot start gzip decompression of '%s'", path);
     }
     s->fd = -1; /* the gzFile owns it now */
-  } else if (S_ISREG(st.st_mode)) {
+  } else {
     s->size_known = 1;
     s->file_size = (size_t)st.st_size;
   }

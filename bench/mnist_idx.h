@@ -1,6 +1,7 @@
 /* bench/mnist_idx.h: reader for MNIST-style idx files (raw or gzip).
  * Validates magic, element type, rank, dimensions, the byte count against the
- * header, and that image and label counts match. Precision independent:
+ * header, and that image and label counts match. Only regular files are read: a
+ * FIFO, socket, device or directory is refused before a blocking open. Precision independent:
  * pixels stay uint8 and are scaled to [0,1] when a batch is gathered. */
 #ifndef IL_MNIST_IDX_H
 #define IL_MNIST_IDX_H

@@ -4,8 +4,63 @@
 #include "results.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+
+/* ---- the column tables of results_columns.h as data ---- */
+
+#define IL_COL_DESC(S, name, T, fmt, unit, since, meaning) {#name, IL_COL_##T, fmt, unit, since, meaning, offsetof(S, name)},
+#define EPOCH_COL(...) IL_COL_DESC(il_epoch_row, __VA_ARGS__)
+#define STEP_COL(...) IL_COL_DESC(il_step_row, __VA_ARGS__)
+#define RANK_COL(...) IL_COL_DESC(il_rank_row, __VA_ARGS__)
+#define EVENT_COL(...) IL_COL_DESC(il_event_row, __VA_ARGS__)
+static const il_column epoch_cols[] = {IL_EPOCH_COLUMNS(EPOCH_COL)};
+static const il_column step_cols[] = {IL_STEP_COLUMNS(STEP_COL)};
+static const il_column rank_cols[] = {IL_RANK_COLUMNS(RANK_COL)};
+static const il_column event_cols[] = {IL_EVENT_COLUMNS(EVENT_COL)};
+#define NCOLS(a) (int)(sizeof a / sizeof a[0])
+const il_table_desc il_results_tables[IL_NTABLES] = {
+    {"epochs", epoch_cols, NCOLS(epoch_cols), sizeof(il_epoch_row)},
+    {"steps", step_cols, NCOLS(step_cols), sizeof(il_step_row)},
+    {"ranks", rank_cols, NCOLS(rank_cols), sizeof(il_rank_row)},
+    {"events", event_cols, NCOLS(event_cols), sizeof(il_event_row)},
+};
+
+const char *il_col_enum_name(il_col_type t, int32_t v) {
+#define ENUM_CASE(nm, val) if (v == (val)) return nm;
+  if (t == IL_COL_REASON) { IL_REASON_ENUM(ENUM_CASE) }
+  if (t == IL_COL_NANORIGIN) { IL_NANORIGIN_ENUM(ENUM_CASE) }
+#undef ENUM_CASE
+  return NULL;
+}
+
+void il_logfmt_row(FILE *out, const char *prefix, const il_table_desc *t, const void *row) {
+  const char *base = row;
+  fputs(prefix ? prefix : "", out);
+  for (int i = 0; i < t->ncols; i++) {
+    const il_column *c = &t->cols[i];
+    const void *p = base + c->offset;
+    fprintf(out, "%s%s=", i ? " " : "", c->name);
+    switch (c->type) {
+    case IL_COL_I32: { int32_t v; memcpy(&v, p, sizeof v); fprintf(out, c->fmt, (int)v); break; }
+    case IL_COL_I64: { int64_t v; memcpy(&v, p, sizeof v); fprintf(out, c->fmt, (long long)v); break; }
+    case IL_COL_U64: { uint64_t v; memcpy(&v, p, sizeof v); fprintf(out, c->fmt, (unsigned long long)v); break; }
+    case IL_COL_F64: { double v; memcpy(&v, p, sizeof v); fprintf(out, c->fmt, v); break; }
+    case IL_COL_STR16: fprintf(out, "%.*s", IL_STR16_LEN, (const char *)p); break;
+    case IL_COL_REASON:
+    case IL_COL_NANORIGIN: {
+      int32_t v;
+      memcpy(&v, p, sizeof v);
+      const char *nm = il_col_enum_name(c->type, v);
+      if (nm) fputs(nm, out);
+      else fprintf(out, "%d", (int)v);
+      break;
+    }
+    }
+  }
+  fputc('\n', out);
+}
 
 void il_step_row_init(il_step_row *r) {
   memset(r, 0, sizeof *r);

@@ -1,54 +1,36 @@
 /* bench/results.h: what a run records, independent of the file format.
  * The HDF5 writer (results_h5.c) stores these rows as compound tables; the
- * schema and units are documented in analysis/SCHEMA.md. Times are seconds,
+ * columns are listed once, in results_columns.h, and documented in
+ * analysis/SCHEMA.md (generated from analysis/schema.json). Times are seconds,
  * memory is bytes. */
 #ifndef IL_RESULTS_H
 #define IL_RESULTS_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "il_arena.h"
 #include "il_diag.h"
 #include "il_status.h"
+#include "results_columns.h"
+
+/* The row structs are generated from the column tables in results_columns.h
+ * (one field per column, in stored order; the meanings and units are there).
+ * Times are seconds, memory bytes. */
+#define IL_FIELD_I32(n) int32_t n
+#define IL_FIELD_I64(n) int64_t n
+#define IL_FIELD_U64(n) uint64_t n
+#define IL_FIELD_F64(n) double n
+#define IL_FIELD_STR16(n) char n[IL_STR16_LEN]
+#define IL_FIELD_REASON(n) int32_t n    /* il_reason */
+#define IL_FIELD_NANORIGIN(n) int32_t n /* il_nan_origin */
+#define IL_ROW_FIELD(name, T, fmt, unit, since, meaning) IL_FIELD_##T(name);
 
 /* One row per epoch (rank 0's aggregate over the global batch). */
-typedef struct il_epoch_row {
-  int32_t epoch;
-  double lr;
-  double train_err, train_loss;     /* fraction, nats (mean per sample) */
-  double train_iters, train_bwd_iters; /* mean per batch */
-  double test_err, test_loss, test_iters;
-  double max_grad_norm;
-  int64_t nan_batches, nonconverged;
-  int64_t maxiter_batches, diverged_batches, nonfinite_batches; /* training steps by forward reason 1, 2, 3 */
-  int64_t train_batches;
-  double train_s, test_s;           /* wall seconds, max over ranks */
-  uint64_t peak_mem_bytes, saved_peak_bytes, workspace_peak_bytes; /* max over ranks */
-} il_epoch_row;
+typedef struct il_epoch_row { IL_EPOCH_COLUMNS(IL_ROW_FIELD) } il_epoch_row;
 
 /* One row per training step. Phase times are the max over ranks (the step's critical path). */
-typedef struct il_step_row {
-  int32_t epoch, step;              /* step: 0-based within the epoch */
-  double loss;                      /* mean over the global batch */
-  double err;                       /* fraction of the global batch misclassified */
-  int32_t fwd_iters;
-  double fwd_residual;
-  int32_t fwd_reason;               /* il_reason: 0 converged, 1 max-iter, 2 diverged, 3 non-finite */
-  int32_t bwd_iters;
-  double bwd_residual;
-  int32_t bwd_reason;
-  int32_t nonconverged;             /* rows over the global batch */
-  int32_t nan_skipped;              /* 1 when the step was skipped for a non-finite gradient */
-  double grad_norm;
-  double t_forward, t_backward, t_wait, t_allreduce, t_update; /* seconds, max over ranks */
-  /* Diagnostics (schema v2). NaN when not measured on this step. */
-  double diag_rho_max, diag_rho_mean; /* spectral radius of df/dz at z* (power iteration), max/mean over samples */
-  double diag_cond;                 /* largest inf-norm condition estimate (gecon) of I - df/dz over the step's LUs */
-  double diag_grad_cos, diag_grad_relerr; /* layer gradient (dx, dW) vs the exact IFT gradient: cosine, rel. error */
-  double diag_preact_max;           /* largest |W z + x| where newton/newton-ls built a Jacobian, max over ranks */
-  int32_t nan_origin;               /* il_nan_origin: where a non-finite value first appeared (0 none) */
-  int32_t nan_iter;                 /* solver iteration / unrolled step / adjoint iteration of it; -1 none or n/a */
-} il_step_row;
+typedef struct il_step_row { IL_STEP_COLUMNS(IL_ROW_FIELD) } il_step_row;
 
 /* Values of il_step_row.nan_origin: il_nan_origin in core/il_diag.h. */
 
@@ -57,21 +39,28 @@ typedef struct il_step_row {
 void il_step_row_init(il_step_row *r);
 
 /* Per-rank totals over a run, written collectively (one row per rank). */
-typedef struct il_rank_row {
-  int32_t rank;
-  int32_t local_batch;              /* rows of the global batch this rank holds */
-  double t_forward, t_backward, t_wait, t_allreduce, t_update, t_test; /* seconds, summed over the run */
-  uint64_t peak_mem_bytes;
-} il_rank_row;
+typedef struct il_rank_row { IL_RANK_COLUMNS(IL_ROW_FIELD) } il_rank_row;
 
 /* One row of a run's events table (core/il_events.h, `--log-view`), reduced over ranks. */
-typedef struct il_event_row {
-  char name[16];     /* il_event_name */
-  int64_t calls;     /* on rank 0 */
-  double time_max;   /* seconds, inclusive, the largest over ranks */
-  double time_sum;   /* seconds, summed over ranks */
-  double flops;      /* floating-point operations counted by the backend, summed over ranks */
-} il_event_row;
+typedef struct il_event_row { IL_EVENT_COLUMNS(IL_ROW_FIELD) } il_event_row;
+
+/* The tables as data, for code that walks their columns (results_h5.c's types,
+ * the logfmt lines, `ilbench schema --json`). */
+typedef struct il_table_desc {
+  const char *name; /* "epochs", "steps", "ranks", "events" */
+  const il_column *cols;
+  int ncols;
+  size_t row_size;
+} il_table_desc;
+enum { IL_TABLE_EPOCHS, IL_TABLE_STEPS, IL_TABLE_RANKS, IL_TABLE_EVENTS, IL_NTABLES };
+extern const il_table_desc il_results_tables[IL_NTABLES];
+
+/* The name of value v of an enum column type (REASON, NANORIGIN), or NULL when v is not one. */
+const char *il_col_enum_name(il_col_type t, int32_t v);
+
+/* A row as one logfmt line: "<prefix>name=value ..." for every column, in
+ * table order, with the column's format (enum columns print their names). */
+void il_logfmt_row(FILE *out, const char *prefix, const il_table_desc *t, const void *row);
 
 /* A run's configuration as ordered key/value attributes (values are stored as
  * strings, doubles or integers according to `kind`). */

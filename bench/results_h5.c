@@ -247,6 +247,7 @@ struct il_h5_file {
   hid_t t_epoch, t_step, t_rank, t_event;     /* memory (native struct) compound types */
   hid_t tf_epoch, tf_step, tf_rank, tf_event; /* the same, packed, as stored in the file */
   hid_t t_event_name;                         /* events.name: fixed-length NUL-terminated ASCII */
+  hid_t t_reason, t_nanorigin;                /* HDF5 enums over int32: il_reason, il_nan_origin */
   /* current run (run >= 0 between run_begin and run_end) */
   hid_t run, d_epochs, d_steps;
   char run_id[sizeof(((il_run_info *)0)->run_id)];
@@ -323,62 +324,71 @@ static char *join_argv(int argc, char **argv) {
   return s;
 }
 
-#define INS(t, S, field, h5t) (H5Tinsert((t), #field, HOFFSET(S, field), (h5t)) < 0)
+/* The HDF5 type of a column type: enums are HDF5 enum types over int32 (names in the file). */
+static hid_t col_h5type(const il_h5_file *f, il_col_type t) {
+  switch (t) {
+  case IL_COL_I32: return H5T_NATIVE_INT32;
+  case IL_COL_I64: return H5T_NATIVE_INT64;
+  case IL_COL_U64: return H5T_NATIVE_UINT64;
+  case IL_COL_F64: return H5T_NATIVE_DOUBLE;
+  case IL_COL_STR16: return f->t_event_name;
+  case IL_COL_REASON: return f->t_reason;
+  case IL_COL_NANORIGIN: return f->t_nanorigin;
+  }
+  return -1;
+}
+
+/* An HDF5 enum over native int32 with the (name, value) pairs of an X-macro list. */
+#define ENUM_INSERT(nm, val) \
+  if (ok) { int32_t v_ = (val); ok = H5Tenum_insert(e, nm, &v_) >= 0; }
+static hid_t make_reason_enum(void) {
+  hid_t e = H5Tenum_create(H5T_NATIVE_INT32);
+  int ok = e >= 0;
+  IL_REASON_ENUM(ENUM_INSERT)
+  if (!ok && e >= 0) { H5Tclose(e); e = -1; }
+  return e;
+}
+static hid_t make_nanorigin_enum(void) {
+  hid_t e = H5Tenum_create(H5T_NATIVE_INT32);
+  int ok = e >= 0;
+  IL_NANORIGIN_ENUM(ENUM_INSERT)
+  if (!ok && e >= 0) { H5Tclose(e); e = -1; }
+  return e;
+}
+#undef ENUM_INSERT
+
+/* One compound type per table, a member per column of results_columns.h (via il_results_tables). */
+static hid_t make_compound(const il_h5_file *f, const il_table_desc *t) {
+  hid_t c = H5Tcreate(H5T_COMPOUND, t->row_size);
+  for (int i = 0; c >= 0 && i < t->ncols; i++)
+    if (H5Tinsert(c, t->cols[i].name, t->cols[i].offset, col_h5type(f, t->cols[i].type)) < 0) {
+      H5Tclose(c);
+      c = -1;
+    }
+  return c;
+}
 
 static il_status make_types(il_h5_file *f) {
-  hid_t te = f->t_epoch = H5Tcreate(H5T_COMPOUND, sizeof(il_epoch_row));
-  hid_t ts = f->t_step = H5Tcreate(H5T_COMPOUND, sizeof(il_step_row));
-  hid_t tr = f->t_rank = H5Tcreate(H5T_COMPOUND, sizeof(il_rank_row));
-  hid_t tv = f->t_event = H5Tcreate(H5T_COMPOUND, sizeof(il_event_row));
   hid_t tn = f->t_event_name = H5Tcopy(H5T_C_S1);
-  if (te < 0 || ts < 0 || tr < 0 || tv < 0 || tn < 0) goto fail;
+  if (tn < 0) goto fail;
   /* strings are stored as the writer's string attributes are: fixed-length, NUL-terminated ASCII */
   if (H5Tset_size(tn, EVENT_NAME_LEN) < 0 || H5Tset_strpad(tn, H5T_STR_NULLTERM) < 0 ||
       H5Tset_cset(tn, H5T_CSET_ASCII) < 0)
     goto fail;
-  const hid_t I32 = H5T_NATIVE_INT32, I64 = H5T_NATIVE_INT64, U64 = H5T_NATIVE_UINT64, F64 = H5T_NATIVE_DOUBLE;
-  if (INS(te, il_epoch_row, epoch, I32) || INS(te, il_epoch_row, lr, F64) || INS(te, il_epoch_row, train_err, F64) ||
-      INS(te, il_epoch_row, train_loss, F64) || INS(te, il_epoch_row, train_iters, F64) ||
-      INS(te, il_epoch_row, train_bwd_iters, F64) || INS(te, il_epoch_row, test_err, F64) ||
-      INS(te, il_epoch_row, test_loss, F64) || INS(te, il_epoch_row, test_iters, F64) ||
-      INS(te, il_epoch_row, max_grad_norm, F64) || INS(te, il_epoch_row, nan_batches, I64) ||
-      INS(te, il_epoch_row, nonconverged, I64) || INS(te, il_epoch_row, maxiter_batches, I64) ||
-      INS(te, il_epoch_row, diverged_batches, I64) || INS(te, il_epoch_row, nonfinite_batches, I64) ||
-      INS(te, il_epoch_row, train_batches, I64) ||
-      INS(te, il_epoch_row, train_s, F64) || INS(te, il_epoch_row, test_s, F64) ||
-      INS(te, il_epoch_row, peak_mem_bytes, U64) || INS(te, il_epoch_row, saved_peak_bytes, U64) ||
-      INS(te, il_epoch_row, workspace_peak_bytes, U64))
+  if ((f->t_reason = make_reason_enum()) < 0 || (f->t_nanorigin = make_nanorigin_enum()) < 0) goto fail;
+  if ((f->t_epoch = make_compound(f, &il_results_tables[IL_TABLE_EPOCHS])) < 0 ||
+      (f->t_step = make_compound(f, &il_results_tables[IL_TABLE_STEPS])) < 0 ||
+      (f->t_rank = make_compound(f, &il_results_tables[IL_TABLE_RANKS])) < 0 ||
+      (f->t_event = make_compound(f, &il_results_tables[IL_TABLE_EVENTS])) < 0)
     goto fail;
-  if (INS(ts, il_step_row, epoch, I32) || INS(ts, il_step_row, step, I32) || INS(ts, il_step_row, loss, F64) ||
-      INS(ts, il_step_row, err, F64) || INS(ts, il_step_row, fwd_iters, I32) ||
-      INS(ts, il_step_row, fwd_residual, F64) || INS(ts, il_step_row, fwd_reason, I32) ||
-      INS(ts, il_step_row, bwd_iters, I32) || INS(ts, il_step_row, bwd_residual, F64) ||
-      INS(ts, il_step_row, bwd_reason, I32) || INS(ts, il_step_row, nonconverged, I32) ||
-      INS(ts, il_step_row, nan_skipped, I32) || INS(ts, il_step_row, grad_norm, F64) ||
-      INS(ts, il_step_row, t_forward, F64) || INS(ts, il_step_row, t_backward, F64) || INS(ts, il_step_row, t_wait, F64) ||
-      INS(ts, il_step_row, t_allreduce, F64) || INS(ts, il_step_row, t_update, F64) ||
-      INS(ts, il_step_row, diag_rho_max, F64) || INS(ts, il_step_row, diag_rho_mean, F64) ||
-      INS(ts, il_step_row, diag_cond, F64) || INS(ts, il_step_row, diag_grad_cos, F64) ||
-      INS(ts, il_step_row, diag_grad_relerr, F64) || INS(ts, il_step_row, diag_preact_max, F64) ||
-      INS(ts, il_step_row, nan_origin, I32) || INS(ts, il_step_row, nan_iter, I32))
-    goto fail;
-  if (INS(tr, il_rank_row, rank, I32) || INS(tr, il_rank_row, local_batch, I32) ||
-      INS(tr, il_rank_row, t_forward, F64) || INS(tr, il_rank_row, t_backward, F64) || INS(tr, il_rank_row, t_wait, F64) ||
-      INS(tr, il_rank_row, t_allreduce, F64) || INS(tr, il_rank_row, t_update, F64) ||
-      INS(tr, il_rank_row, t_test, F64) || INS(tr, il_rank_row, peak_mem_bytes, U64))
-    goto fail;
-  if (INS(tv, il_event_row, name, tn) || INS(tv, il_event_row, calls, I64) || INS(tv, il_event_row, time_max, F64) ||
-      INS(tv, il_event_row, time_sum, F64) || INS(tv, il_event_row, flops, F64))
-    goto fail;
-  if ((f->tf_epoch = H5Tcopy(te)) < 0 || H5Tpack(f->tf_epoch) < 0 || (f->tf_step = H5Tcopy(ts)) < 0 ||
-      H5Tpack(f->tf_step) < 0 || (f->tf_rank = H5Tcopy(tr)) < 0 || H5Tpack(f->tf_rank) < 0 ||
-      (f->tf_event = H5Tcopy(tv)) < 0 || H5Tpack(f->tf_event) < 0)
+  if ((f->tf_epoch = H5Tcopy(f->t_epoch)) < 0 || H5Tpack(f->tf_epoch) < 0 || (f->tf_step = H5Tcopy(f->t_step)) < 0 ||
+      H5Tpack(f->tf_step) < 0 || (f->tf_rank = H5Tcopy(f->t_rank)) < 0 || H5Tpack(f->tf_rank) < 0 ||
+      (f->tf_event = H5Tcopy(f->t_event)) < 0 || H5Tpack(f->tf_event) < 0)
     goto fail;
   return IL_OK;
 fail:
   return IL_H5_FAIL(IL_ERR_INTERNAL, f->path, "cannot build the compound row types");
 }
-#undef INS
 
 static void close_id(hid_t *id, herr_t (*fn)(hid_t)) {
   if (*id >= 0) fn(*id);
@@ -407,6 +417,8 @@ static herr_t release(il_h5_file *f) {
   close_id(&f->t_event, H5Tclose);
   close_id(&f->tf_event, H5Tclose);
   close_id(&f->t_event_name, H5Tclose);
+  close_id(&f->t_reason, H5Tclose);
+  close_id(&f->t_nanorigin, H5Tclose);
   if (f->fid >= 0) r = H5Fclose(f->fid);
   f->fid = -1;
   return r;
@@ -479,7 +491,7 @@ il_status il_h5_open(MPI_Comm comm, const char *path, int mode, int argc, char *
   f->comm = MPI_COMM_NULL;
   f->fid = f->runs = f->xfer = f->run = f->d_epochs = f->d_steps = -1;
   f->t_epoch = f->t_step = f->t_rank = f->tf_epoch = f->tf_step = f->tf_rank = -1;
-  f->t_event = f->tf_event = f->t_event_name = -1;
+  f->t_event = f->tf_event = f->t_event_name = f->t_reason = f->t_nanorigin = -1;
   MPI_Comm_dup(comm, &f->comm);
   f->rank = rank;
   f->size = size;

@@ -24,8 +24,8 @@
 
 #include "results.h"
 
-#define IL_H5_SCHEMA "ilbench-results"
-#define IL_H5_SCHEMA_VERSION 2 /* major version written: bumped on an incompatible change */
+#define IL_H5_SCHEMA IL_RESULTS_SCHEMA_NAME
+#define IL_H5_SCHEMA_VERSION IL_RESULTS_SCHEMA_VERSION /* major version written (results_columns.h) */
 #define IL_H5_SCHEMA_VERSION_OLDEST 1 /* oldest major version `merge` still accepts (all inputs alike) */
 
 enum {

@@ -462,8 +462,8 @@ static run_outcome setup_data(train_run *r) {
 static il_status slurp(const char *opt, const char *path, char **data, size_t *n) {
   *data = NULL;
   *n = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return IL_ERR(IL_ERR_IO, "--%s: cannot open '%s': %s", opt, path, strerror(errno));
+  FILE *f;
+  IL_CHECK(il_cli_open_input(path, opt, &f)); /* a regular file only: a FIFO would block in open() */
   size_t cap = 1 << 16, len = 0, k;
   char *buf = malloc(cap + 1);
   while (buf && (k = fread(buf + len, 1, cap - len, f)) > 0) {
@@ -731,11 +731,11 @@ static run_outcome train_step(train_run *r, long b, long global_step, double lr,
   m->t_wait = d->size > 1 ? tc - tw : 0; /* no barrier on one rank */
   m->t_allreduce = td - tc;
   m->t_update = te - td;
-  r->my.t_forward += m->t_forward;
-  r->my.t_backward += m->t_backward;
-  r->my.t_wait += m->t_wait;
-  r->my.t_allreduce += m->t_allreduce;
-  r->my.t_update += m->t_update;
+  r->my.forward_s += m->t_forward;
+  r->my.backward_s += m->t_backward;
+  r->my.wait_s += m->t_wait;
+  r->my.allreduce_s += m->t_allreduce;
+  r->my.update_s += m->t_update;
   return RUN_OK;
 }
 
@@ -745,6 +745,7 @@ static void step_output(train_run *r, long ep, long b, long global_step, const i
                         double gn) {
   il_step_row *row = &r->steps[b];
   il_step_row_init(row);
+  row->global_step = (int32_t)global_step;
   row->epoch = (int32_t)ep;
   row->step = (int32_t)b;
   row->loss = g->sum.loss_sum / g->sum.samples;
@@ -758,11 +759,11 @@ static void step_output(train_run *r, long ep, long b, long global_step, const i
   row->nonconverged = g->sum.nonconverged;
   row->nan_skipped = !finite;
   row->grad_norm = gn;
-  row->t_forward = g->t_forward;
-  row->t_backward = g->t_backward;
-  row->t_wait = g->t_wait;
-  row->t_allreduce = g->t_allreduce;
-  row->t_update = g->t_update;
+  row->forward_s = g->t_forward;
+  row->backward_s = g->t_backward;
+  row->wait_s = g->t_wait;
+  row->allreduce_s = g->t_allreduce;
+  row->update_s = g->t_update;
   row->diag_rho_max = g->rho_max;
   row->diag_rho_mean = g->rho_mean;
   row->diag_cond = g->cond_max;
@@ -771,16 +772,7 @@ static void step_output(train_run *r, long ep, long b, long global_step, const i
   row->diag_preact_max = g->preact_max;
   row->nan_origin = g->nan_origin;
   row->nan_iter = g->nan_iter;
-  if (r->root && r->o.log_steps)
-    printf("%sstep=%ld epoch=%ld batch=%ld loss=%.9g err=%.4f fwd_iters=%d fwd_residual=%.6g fwd_reason=%s "
-           "bwd_iters=%d bwd_residual=%.3g bwd_reason=%s nonconverged=%d nan_skipped=%d nan_origin=%d nan_iter=%d "
-           "rho_max=%.4g rho_mean=%.4g cond=%.4g grad_cos=%.6f grad_relerr=%.3g preact_max=%.4g forward_s=%.6f backward_s=%.6f "
-           "allreduce_s=%.6f update_s=%.6f\n",
-           r->pfx, global_step, ep, b, g->sum.loss_sum / g->sum.samples, (double)g->sum.errors / g->sum.samples,
-           g->fwd_iters, g->fwd_residual, il_reason_name(g->fwd_reason), g->bwd_iters, row->bwd_residual,
-           il_reason_name(g->bwd_reason), g->sum.nonconverged, !finite, row->nan_origin, row->nan_iter,
-           row->diag_rho_max, row->diag_rho_mean, row->diag_cond, row->diag_grad_cos, row->diag_grad_relerr,
-           row->diag_preact_max, g->t_forward, g->t_backward, g->t_allreduce, g->t_update);
+  if (r->root && r->o.log_steps) il_logfmt_row(stdout, r->pfx, &il_results_tables[IL_TABLE_STEPS], row);
 }
 
 /* The epoch's training batches: each step, reduced over ranks, accumulated and recorded. */
@@ -852,9 +844,9 @@ static run_outcome epoch_output(train_run *r, long ep, double lr, const epoch_ac
     if (mem->peak[c] > r->run_peak.peak[c]) r->run_peak.peak[c] = mem->peak[c];
   if (mem->peak_total > r->run_peak.peak_total) r->run_peak.peak_total = mem->peak_total;
   /* each rank's own phase totals this epoch, reduced to min/mean/max over ranks */
-  double mine[5] = {my->t_forward - ep_start->t_forward, my->t_backward - ep_start->t_backward,
-                    my->t_wait - ep_start->t_wait, my->t_allreduce - ep_start->t_allreduce,
-                    my->t_update - ep_start->t_update};
+  double mine[5] = {my->forward_s - ep_start->forward_s, my->backward_s - ep_start->backward_s,
+                    my->wait_s - ep_start->wait_s, my->allreduce_s - ep_start->allreduce_s,
+                    my->update_s - ep_start->update_s};
   il_minmeanmax mmm[5];
   if (il_dist_minmeanmax(&r->dist, mine, 5, mmm) != IL_OK) return RUN_FATAL;
   *ep_start = *my;
@@ -873,18 +865,12 @@ static run_outcome epoch_output(train_run *r, long ep, double lr, const epoch_ac
       .maxiter_batches = tr->maxiter_batches, .diverged_batches = tr->diverged_batches,
       .nonfinite_batches = tr->nonfinite_batches,
       .train_batches = tr->batches, .train_s = ep_max[0], .test_s = ep_max[1],
+      .forward_s = tr->phase[0], .backward_s = tr->phase[1], .wait_s = tr->wait, .allreduce_s = tr->phase[2],
+      .update_s = tr->phase[3], .ranks = (int32_t)r->dist.size,
       .peak_mem_bytes = (uint64_t)ep_max[2], .saved_peak_bytes = (uint64_t)ep_max[3],
       .workspace_peak_bytes = (uint64_t)ep_max[4]};
   if (r->root) {
-    printf("%sepoch=%ld lr=%g train_err=%.4f train_loss=%.4f train_iters=%.2f train_bwd_iters=%.2f "
-           "test_err=%.4f test_loss=%.4f test_iters=%.2f nan_batches=%ld max_grad_norm=%.4g nonconverged=%ld "
-           "maxiter_batches=%ld diverged_batches=%ld nonfinite_batches=%ld train_batches=%ld train_s=%.3f test_s=%.3f "
-           "forward_s=%.3f backward_s=%.3f wait_s=%.3f allreduce_s=%.3f update_s=%.3f ranks=%d "
-           "peak_mem_bytes=%.0f saved_peak_bytes=%.0f workspace_peak_bytes=%.0f\n",
-           r->pfx, ep, lr, er.train_err, er.train_loss, er.train_iters, er.train_bwd_iters, er.test_err, er.test_loss,
-           er.test_iters, tr->nan_batches, tr->max_grad_norm, tr->nonconverged, tr->maxiter_batches,
-           tr->diverged_batches, tr->nonfinite_batches, tr->batches, ep_max[0], ep_max[1], tr->phase[0],
-           tr->phase[1], tr->wait, tr->phase[2], tr->phase[3], r->dist.size, ep_max[2], ep_max[3], ep_max[4]);
+    il_logfmt_row(stdout, r->pfx, &il_results_tables[IL_TABLE_EPOCHS], &er);
     if (r->dist.size > 1)
       printf("%s# epoch %ld per-rank phase totals, min/mean/max over %d ranks (s): forward %.3f/%.3f/%.3f "
              "backward %.3f/%.3f/%.3f wait %.3f/%.3f/%.3f allreduce %.3f/%.3f/%.3f update %.3f/%.3f/%.3f\n",
@@ -926,7 +912,7 @@ static run_outcome run_epochs(train_run *r) {
     out = test_pass(r, ep, &te, t1, tty);
     if (out != RUN_OK) return out;
     double t2 = il_now();
-    r->my.t_test += t2 - t1;
+    r->my.test_s += t2 - t1;
     out = epoch_output(r, ep, lr, &tr, &te, t0, t1, t2, &ep_start);
     if (out != RUN_OK) return out;
     summary_epoch(ep, &tr, &te, t_run);

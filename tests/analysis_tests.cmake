@@ -13,3 +13,18 @@ add_test(NAME analysis_check_schema
 set_tests_properties(analysis_check_schema PROPERTIES
                      ENVIRONMENT "HDF5_USE_FILE_LOCKING=FALSE;PYTHONDONTWRITEBYTECODE=1"
                      LABELS "analysis;results" TIMEOUT 120)
+
+# One vocabulary (bench/results_columns.h): the committed analysis/schema.json
+# is what `ilbench schema --json` prints, and SCHEMA.md's column tables are
+# what analysis/schema_doc.py makes of it. Regenerate with
+#   build/release/bench/ilbench schema --json > analysis/schema.json
+#   /usr/bin/python3 analysis/schema_doc.py --write
+add_test(NAME schema_json_up_to_date
+         COMMAND ${IL_BASH} -c "set -o pipefail; \"$1\" schema --json | diff -u \"$2\" - || { echo 'analysis/schema.json differs from ilbench schema --json: regenerate it' >&2; exit 1; }"
+                 _ $<TARGET_FILE:ilbench> ${CMAKE_SOURCE_DIR}/analysis/schema.json)
+set_tests_properties(schema_json_up_to_date PROPERTIES ENVIRONMENT "${IL_RESULTS_TEST_ENV}"
+                     LABELS "analysis;results" TIMEOUT 60)
+add_test(NAME schema_doc_up_to_date
+         COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/analysis/schema_doc.py --check)
+set_tests_properties(schema_doc_up_to_date PROPERTIES ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1"
+                     LABELS "analysis" TIMEOUT 60)

@@ -61,7 +61,7 @@ def write_table(g, name, data, extendible=True):
         g.create_dataset(name, data=data)
 
 
-def write_run(runs, run_id, status="completed", epochs_done=EPOCHS, version=2):
+def write_run(runs, run_id, status="completed", epochs_done=EPOCHS, version=3):
     """One run with every required attribute and consistent tables (of the
     given major version; version 2 has the step diagnostics, populated)."""
     g = runs.create_group(run_id)
@@ -95,7 +95,7 @@ def write_run(runs, run_id, status="completed", epochs_done=EPOCHS, version=2):
         st["fwd_iters"][rows] = 5
         st["bwd_iters"][rows] = 2
         st["grad_norm"][rows] = [1.0, 1.5, 1.25]
-        st["t_forward"][rows] = 0.01
+        st["forward_s" if version >= 3 else "t_forward"][rows] = 0.01
         if version >= 2:
             # diagnostics measured on the first two steps of each epoch, the
             # gradient check sampled on the first one only; no NaN anywhere
@@ -112,8 +112,12 @@ def write_run(runs, run_id, status="completed", epochs_done=EPOCHS, version=2):
                    test_err=0.4, test_loss=1.9 - e, test_iters=5.0, max_grad_norm=1.5,
                    train_batches=STEPS_PER_EPOCH, train_s=0.1, test_s=0.02, peak_mem_bytes=4096,
                    saved_peak_bytes=1024, workspace_peak_bytes=2048)  # the *_batches counts stay 0
+        if version >= 3:
+            row.update(forward_s=0.01 * STEPS_PER_EPOCH, ranks=WORLD)
         for k, v in row.items():
             ep[k][e] = v
+    if version >= 3:
+        st["global_step"] = np.arange(len(st))
     write_table(g, "epochs", ep)
     write_table(g, "steps", st)
 
@@ -123,15 +127,15 @@ def write_run(runs, run_id, status="completed", epochs_done=EPOCHS, version=2):
         for k, v in peaks.items():
             g.attrs["peak_bytes_" + k] = np.int64(v)
         g.attrs["peak_bytes_total"] = np.int64(sum(peaks.values()))
-        rk = table(cs.RANK_MEMBERS, WORLD)
+        rk = table(cs.TABLES_BY_VERSION[version]["ranks"], WORLD)
         rk["rank"] = np.arange(WORLD)
         rk["local_batch"] = BATCH // WORLD
-        rk["t_forward"] = 0.5
+        rk["forward_s" if version >= 3 else "t_forward"] = 0.5
         write_table(g, "ranks", rk, extendible=False)
     return g
 
 
-def make_valid(path, statuses=("completed",), version=2):
+def make_valid(path, statuses=("completed",), version=3):
     """A minimal valid results file of major `version`: root attributes and
     one run per status (run ids r0, r1, ...). Returns the path."""
     with h5py.File(path, "w") as f:
@@ -204,7 +208,7 @@ def test_minimal_valid_file_is_clean(valid):
     assert notes == []
     # it is a version-2 file whose diagnostics hold real (non-NaN) values
     with h5py.File(valid, "r") as f:
-        assert int(f.attrs["schema_version"]) == 2
+        assert int(f.attrs["schema_version"]) == 3
         st = f["runs"][RUN]["steps"][()]
         for c in ("diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos", "diag_grad_relerr",
                   "diag_preact_max"):
@@ -247,7 +251,7 @@ def test_extra_table_member_is_fine(valid):
     with h5py.File(valid, "r+") as f:
         g = f["runs"][RUN]
         old = g["steps"][()]
-        new = np.zeros(len(old), dtype=np.dtype(old.dtype.descr + [("new_member", "<f8")]))
+        new = np.zeros(len(old), dtype=np.dtype([(n, old.dtype.fields[n][0]) for n in old.dtype.names] + [("new_member", "<f8")]))
         for n in old.dtype.names:
             new[n] = old[n]
         write_table(g, "steps", new)
@@ -283,11 +287,11 @@ def test_root_attribute_of_wrong_type(valid):
     assert has(errors, "world_size", "expected")
 
 
-@pytest.mark.parametrize("version", [0, 3])
+@pytest.mark.parametrize("version", [0, 4])
 def test_wrong_schema_version(valid, version):
     errors, _ = mutate(valid, lambda f: f.attrs.__setitem__("schema_version", np.int64(version)))
     # names the file, its version and the versions this checker reads
-    assert has(errors, str(valid), f"schema_version {version}", "versions 1 and 2")
+    assert has(errors, str(valid), f"schema_version {version}", "versions 1, 2 and 3")
 
 
 def test_wrong_schema_name(valid):
@@ -361,8 +365,8 @@ def test_negative_peak_bytes(valid):
 
 @pytest.mark.parametrize("table_name,member", [("epochs", "test_err"), ("epochs", "train_batches"),
                                                ("epochs", "diverged_batches"),
-                                               ("steps", "fwd_reason"), ("steps", "t_wait"),
-                                               ("ranks", "t_test"), ("ranks", "rank")]
+                                               ("steps", "fwd_reason"), ("steps", "wait_s"),
+                                               ("ranks", "test_s"), ("ranks", "rank")]
                          + [("steps", m) for m in cs.STEP_DIAG_MEMBERS])
 def test_missing_table_member(valid, table_name, member):
     errors, _ = with_member(valid, table_name, member, drop=True)
@@ -437,8 +441,8 @@ def test_nan_fraction_is_allowed(valid):
 
 
 def test_negative_time(valid):
-    errors, _ = set_column(valid, "ranks", "t_allreduce", [0.1, -0.2])
-    assert has(errors, "/ranks", "negative time t_allreduce")
+    errors, _ = set_column(valid, "ranks", "allreduce_s", [0.1, -0.2])
+    assert has(errors, "/ranks", "negative time allreduce_s")
 
 
 def test_negative_count(valid):
@@ -906,3 +910,44 @@ def test_completed_run_with_steps_beyond_its_epochs_is_an_error(tmp_path):
     _add_unfinished_epoch(path, "r0")
     errors, _ = cs.check_file(str(path))
     assert has(errors, "outside the epochs table")
+
+
+# ---------------------------------------------------------------------------
+# Version 3: one vocabulary (schema.json), enums, migration of version 2
+# ---------------------------------------------------------------------------
+
+def test_v2_file_is_accepted_with_a_note(tmp_path):
+    path = make_valid(tmp_path / "v2.h5", version=2)
+    notes = []
+    errors, warnings = cs.check_file(str(path), notes)
+    assert errors == [] and warnings == []
+    assert has(notes, "/:", "schema version 2", "t_*")
+    with h5py.File(path, "r") as f:
+        names = f["runs"][RUN]["steps"].dtype.names
+        assert "t_forward" in names and "forward_s" not in names
+
+
+def test_v3_reason_must_be_an_hdf5_enum(valid):
+    errors, _ = with_member(valid, "steps", "fwd_reason", dtype="<i4")
+    assert has(errors, "/steps:", "fwd_reason", "HDF5 enum")
+
+
+def test_v3_tables_come_from_schema_json():
+    import json
+    with open(cs.SCHEMA_JSON) as f:
+        sj = json.load(f)
+    assert cs.SCHEMA_VERSION == sj["schema_version"] == 3
+    assert list(cs.TABLES["steps"]) == [c["name"] for c in sj["tables"]["steps"]["columns"]]
+    assert "forward_s" in cs.TABLES["epochs"] and "ranks" in cs.TABLES["epochs"]
+    assert "t_forward" in cs.TABLES_BY_VERSION[2]["steps"] and "global_step" not in cs.TABLES_BY_VERSION[2]["steps"]
+    assert cs.REASONS == {0: "converged", 1: "max-iter", 2: "diverged", 3: "non-finite"}
+
+
+def test_global_step_not_the_row_index_is_an_error(valid):
+    errors, _ = set_column(valid, "steps", "global_step", [0, 1, 2, 3, 5, 5])
+    assert has(errors, "/steps", "global_step is not the row index")
+
+
+def test_epoch_phase_time_not_the_sum_of_its_steps_is_a_warning(valid):
+    _, warnings = set_column(valid, "epochs", "forward_s", [0.03, 0.5])
+    assert has(warnings, "(epoch 1)", "epochs.forward_s")

@@ -80,7 +80,7 @@ path, flushed = sys.argv[1], int(sys.argv[2])
 s = lambda v: v.decode() if isinstance(v, bytes) else str(v)
 bad = []
 with h5py.File(path, "r") as f:
-    if s(f.attrs["schema"]) != "ilbench-results" or int(f.attrs["schema_version"]) != 2:
+    if s(f.attrs["schema"]) != "ilbench-results" or int(f.attrs["schema_version"]) != 3:
         bad.append("schema attributes")
     run = f["runs/killed"]
     status = s(run.attrs["status"])

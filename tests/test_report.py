@@ -165,7 +165,7 @@ def test_load_runs(results):
             assert isinstance(r.attrs["hidden"], int) and r.attrs["hidden"] == int(g.attrs["hidden"])
             assert isinstance(r.attrs["tol"], float) and r.attrs["tol"] == float(g.attrs["tol"])
             assert r.software_version == text(f.attrs["software_version"])
-            assert r.schema_version == 2 and "nan_origin" in r.steps.dtype.names
+            assert r.schema_version == 3 and "nan_origin" in r.steps.dtype.names and "forward_s" in r.steps.dtype.names
             assert r.host == text(f.attrs["host"])
             assert isinstance(r.root_attrs["command_line"], str)
             assert_table_equal(r.epochs, g["epochs"][()])
@@ -185,8 +185,11 @@ def test_metrics_phase_times(results):
         st = f["runs"][run.run_id]["steps"][()]
         ep = f["runs"][run.run_id]["epochs"][()]
     for ph in ("forward", "backward", "wait", "allreduce", "update"):
-        want = np.mean([st["t_" + ph][st["epoch"] == e].sum() for e in ep["epoch"]])
+        want = np.mean([st[ph + "_s"][st["epoch"] == e].sum() for e in ep["epoch"]])
         assert m[f"{ph}_s_per_epoch"] == pytest.approx(want, rel=1e-12, abs=0)
+        # the epochs table holds the same sums (schema version 3), as the epoch logfmt line prints them
+        np.testing.assert_allclose(ep[ph + "_s"], [st[ph + "_s"][st["epoch"] == e].sum() for e in ep["epoch"]],
+                                   rtol=1e-12)
     assert m["wait_s_per_epoch"] == 0.0  # one rank
 
 
@@ -327,13 +330,13 @@ def test_unreadable_input(tmp_path):
 
 
 def test_wrong_major_version(tmp_path):
-    path = tmp_path / "v3.h5"
+    path = tmp_path / "v4.h5"
     with h5py.File(path, "w") as f:
         f.attrs["schema"] = np.bytes_("ilbench-results")
-        f.attrs["schema_version"] = np.int64(3)
+        f.attrs["schema_version"] = np.int64(4)
         f.create_group("runs")
     p = report([str(path), "-o", str(tmp_path / "o")], check=2)
-    assert "schema_version is 3" in p.stderr and "v3.h5" in p.stderr and "1, 2" in p.stderr
+    assert "schema_version is 4" in p.stderr and "v4.h5" in p.stderr and "1, 2, 3" in p.stderr
     with pytest.raises(ir.SchemaError):
         ir.load_runs(path)
     with h5py.File(path, "r+") as f:
@@ -387,6 +390,7 @@ def write_small(path, version):
         ep["train_s"] = 1.0
         st["epoch"] = [0, 0, 1, 1]
         st["step"] = [0, 1, 0, 1]
+        st["t_forward"] = [0.5, 0.25, 0.125, 0.0625]
         if version >= 2:
             ep["diverged_batches"] = [1, 0]
             st["fwd_reason"] = [2, 0, 0, 0]
@@ -409,15 +413,26 @@ def test_v2_diagnostics_metrics(tmp_path):
     assert run.schema_version == 2
     m = ir.metrics(run)
     assert m["diverge_rate"] == pytest.approx(0.25)  # 1 of 4 training steps
-    assert m["rho_max"] == pytest.approx(1.2)
-    assert m["rho_mean"] == pytest.approx((0.5 + 0.8 + 0.6) / 3)
-    assert m["cond_max"] == pytest.approx(250.0)
-    assert m["grad_cos_min"] == pytest.approx(0.95)
-    assert m["grad_relerr_max"] == pytest.approx(0.2)
-    assert m["preact_max"] == pytest.approx(93.75)
+    assert m["diag_rho_max"] == pytest.approx(1.2)
+    assert m["diag_rho_mean"] == pytest.approx((0.5 + 0.8 + 0.6) / 3)
+    assert m["diag_cond_max"] == pytest.approx(250.0)
+    assert m["diag_grad_cos_min"] == pytest.approx(0.95)
+    assert m["diag_grad_relerr_max"] == pytest.approx(0.2)
+    assert m["diag_preact_max"] == pytest.approx(93.75)
     np.testing.assert_array_equal(ir.column(run.steps, "diag_preact_max"), [12.5, 93.75, np.nan, 40.0])
     assert ir.nan_origin_counts(run) == {1: 1}
     np.testing.assert_array_equal(ir.column(run.steps, "nan_iter"), [12, -1, -1, -1])
+    # migrated to the version-3 names: t_* -> *_s, reasons and origins by name, global_step, epoch phase sums
+    assert "t_forward" not in run.steps.dtype.names
+    np.testing.assert_array_equal(run.steps["forward_s"], [0.5, 0.25, 0.125, 0.0625])
+    np.testing.assert_array_equal(run.epochs["forward_s"], [0.75, 0.1875])
+    np.testing.assert_array_equal(run.epochs["ranks"], [1, 1])
+    np.testing.assert_array_equal(run.steps["global_step"], [0, 1, 2, 3])
+    assert list(ir.names(run.steps, "fwd_reason")) == ["diverged", "converged", "converged", "converged"]
+    assert list(ir.names(run.steps, "nan_origin")) == ["fwd_solve", "none", "none", "none"]
+    assert ir.reason_name(1) == "max-iter" and ir.nan_origin_name(3) == "bwd_layer"
+    assert "forward_s" in run.ranks.dtype.names
+    assert all(isinstance(v, str) for k, v in run.attrs.items() if k in ("solver", "status"))
 
 
 def test_v1_file_loads_with_missing_columns_as_nan(tmp_path):
@@ -428,8 +443,8 @@ def test_v1_file_loads_with_missing_columns_as_nan(tmp_path):
     assert np.isnan(ir.column(run.steps, "diag_cond")).all() and len(ir.column(run.steps, "diag_cond")) == 4
     m = ir.metrics(run)
     assert np.isnan(ir.column(run.steps, "diag_preact_max")).all()
-    for k in ("diverge_rate", "rho_max", "rho_mean", "cond_max", "grad_cos_min", "grad_relerr_max",
-              "preact_max"):
+    for k in ("diverge_rate", "diag_rho_max", "diag_rho_mean", "diag_cond_max", "diag_grad_cos_min",
+              "diag_grad_relerr_max", "diag_preact_max"):
         assert math.isnan(m[k]), k
     assert m["final_test_err"] == 0.25  # the version-1 numbers are unaffected
     assert ir.nan_origin_counts(run) == {}
@@ -438,8 +453,8 @@ def test_v1_file_loads_with_missing_columns_as_nan(tmp_path):
     p = report([str(path), str(write_small(tmp_path / "v2.h5", 2)), "-o", str(out)], check=0)
     rows = {r["run_id"]: r for r in read_csv(out / "summary.csv")}
     assert rows["v1"]["schema_version"] == "1" and rows["v2"]["schema_version"] == "2"
-    assert rows["v1"]["cond_max"] == "nan" and float(rows["v2"]["cond_max"]) == 250.0
-    assert rows["v1"]["preact_max"] == "nan" and float(rows["v2"]["preact_max"]) == 93.75
+    assert rows["v1"]["diag_cond_max"] == "nan" and float(rows["v2"]["diag_cond_max"]) == 250.0
+    assert rows["v1"]["diag_preact_max"] == "nan" and float(rows["v2"]["diag_preact_max"]) == 93.75
     assert float(rows["v2"]["diverge_rate"]) == 0.25
     md = (out / "summary.md").read_text()
     assert "schema version 1 files have no diagnostics" in md, p.stdout
@@ -706,7 +721,7 @@ def test_recommendation_numbers(main_results, main_report):
     separated = any(float(r["test_err_min"]) > float(best["test_err_max"]) for r in trained.values())
     assert ("do not separate" in sep[0]) == (not separated)
     # the NaN study is reported apart, with its origins
-    assert "### Other runs" in md and "backward of the implicit layer" in md
+    assert "### Other runs" in md and ir.NAN_ORIGINS[3] in md  # "bwd_layer", the schema's name
 
 
 def test_lint_catches_bad_figures(tmp_path):

@@ -73,6 +73,12 @@ static il_epoch_row make_epoch(int run, int ep) {
   e.train_batches = 600 + ep;
   e.train_s = 12.5 + b;
   e.test_s = 1.5 + b;
+  e.forward_s = 0.25 + b;
+  e.backward_s = 0.5 + b;
+  e.wait_s = 0.0625 + b;
+  e.allreduce_s = 0.125 + b;
+  e.update_s = 0.03125 + b;
+  e.ranks = 2 + run;
   e.peak_mem_bytes = (1ULL << 62) + (uint64_t)(run * 1000 + ep);
   e.saved_peak_bytes = 4096ULL * (uint64_t)(ep + 1);
   e.workspace_peak_bytes = 8192ULL * (uint64_t)(run + 1);
@@ -83,6 +89,7 @@ static il_step_row make_step(int run, int ep, int s) {
   il_step_row r;
   memset(&r, 0, sizeof r);
   double b = 10000.0 * run + 100.0 * ep + s;
+  r.global_step = 1000 * ep + s;
   r.epoch = ep;
   r.step = s;
   r.loss = 2.0 / 7.0 + b;
@@ -96,11 +103,11 @@ static il_step_row make_step(int run, int ep, int s) {
   r.nonconverged = s;
   r.nan_skipped = s % 2;
   r.grad_norm = 0.75 + b;
-  r.t_forward = 0.001 + b;
-  r.t_backward = 0.002 + b;
-  r.t_wait = 0.0025 + b;
-  r.t_allreduce = 0.003 + b;
-  r.t_update = 0.004 + b;
+  r.forward_s = 0.001 + b;
+  r.backward_s = 0.002 + b;
+  r.wait_s = 0.0025 + b;
+  r.allreduce_s = 0.003 + b;
+  r.update_s = 0.004 + b;
   /* diagnostics: distinct, non-NaN, and not representable in float32 */
   r.diag_rho_max = 0.9 + 1e-12 * (b + 1);
   r.diag_rho_mean = 0.5 + 1e-12 * (b + 1);
@@ -118,12 +125,12 @@ static il_rank_row make_rank(int run, int rank) {
   memset(&r, 0, sizeof r);
   r.rank = rank;
   r.local_batch = 50 + rank;
-  r.t_forward = 1.5 + rank + 10 * run;
-  r.t_backward = 2.5 + rank + 10 * run;
-  r.t_wait = 0.5 + rank;
-  r.t_allreduce = 0.25 + rank;
-  r.t_update = 0.125 + rank;
-  r.t_test = 3.0 + rank;
+  r.forward_s = 1.5 + rank + 10 * run;
+  r.backward_s = 2.5 + rank + 10 * run;
+  r.wait_s = 0.5 + rank;
+  r.allreduce_s = 0.25 + rank;
+  r.update_s = 0.125 + rank;
+  r.test_s = 3.0 + rank;
   r.peak_mem_bytes = 1000000ULL * (uint64_t)(rank + 1) + (uint64_t)run;
   return r;
 }
@@ -206,45 +213,46 @@ static void write_run(il_h5_file *f, const char *id, int run, int nepochs, int n
 
 /* ---- serial readers (rank 0) ------------------------------------------------ */
 
-static hid_t epoch_type(void) {
-  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(il_epoch_row));
-#define E(f, ty) H5Tinsert(t, #f, HOFFSET(il_epoch_row, f), ty)
-  E(epoch, H5T_NATIVE_INT32); E(lr, H5T_NATIVE_DOUBLE); E(train_err, H5T_NATIVE_DOUBLE);
-  E(train_loss, H5T_NATIVE_DOUBLE); E(train_iters, H5T_NATIVE_DOUBLE); E(train_bwd_iters, H5T_NATIVE_DOUBLE);
-  E(test_err, H5T_NATIVE_DOUBLE); E(test_loss, H5T_NATIVE_DOUBLE); E(test_iters, H5T_NATIVE_DOUBLE);
-  E(max_grad_norm, H5T_NATIVE_DOUBLE); E(nan_batches, H5T_NATIVE_INT64); E(nonconverged, H5T_NATIVE_INT64);
-  E(maxiter_batches, H5T_NATIVE_INT64); E(diverged_batches, H5T_NATIVE_INT64); E(nonfinite_batches, H5T_NATIVE_INT64);
-  E(train_batches, H5T_NATIVE_INT64);
-  E(train_s, H5T_NATIVE_DOUBLE); E(test_s, H5T_NATIVE_DOUBLE); E(peak_mem_bytes, H5T_NATIVE_UINT64);
-  E(saved_peak_bytes, H5T_NATIVE_UINT64); E(workspace_peak_bytes, H5T_NATIVE_UINT64);
-#undef E
+/* Memory types from the column tables (bench/results_columns.h): the reasons
+ * and NaN origins as HDF5 enums over int32 with the names the writer stores
+ * (reading them into plain integers has no HDF5 conversion path). */
+static hid_t enum_type(il_col_type t) {
+  hid_t e = H5Tenum_create(H5T_NATIVE_INT32);
+#define EI(nm, val) { int32_t v_ = (val); H5Tenum_insert(e, nm, &v_); }
+  if (t == IL_COL_REASON) { IL_REASON_ENUM(EI) }
+  else { IL_NANORIGIN_ENUM(EI) }
+#undef EI
+  return e;
+}
+
+static hid_t table_type(int table) {
+  const il_table_desc *d = &il_results_tables[table];
+  hid_t t = H5Tcreate(H5T_COMPOUND, d->row_size);
+  for (int i = 0; i < d->ncols; i++) {
+    const il_column *c = &d->cols[i];
+    hid_t mt = -1, tmp = -1;
+    switch (c->type) {
+    case IL_COL_I32: mt = H5T_NATIVE_INT32; break;
+    case IL_COL_I64: mt = H5T_NATIVE_INT64; break;
+    case IL_COL_U64: mt = H5T_NATIVE_UINT64; break;
+    case IL_COL_F64: mt = H5T_NATIVE_DOUBLE; break;
+    case IL_COL_STR16:
+      mt = tmp = H5Tcopy(H5T_C_S1);
+      H5Tset_size(tmp, IL_STR16_LEN);
+      H5Tset_strpad(tmp, H5T_STR_NULLTERM);
+      break;
+    case IL_COL_REASON:
+    case IL_COL_NANORIGIN: mt = tmp = enum_type(c->type); break;
+    }
+    VCHECK(H5Tinsert(t, c->name, c->offset, mt) >= 0, "insert %s.%s", d->name, c->name);
+    if (tmp >= 0) H5Tclose(tmp);
+  }
   return t;
 }
 
-static hid_t step_type(void) {
-  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(il_step_row));
-#define S(f, ty) H5Tinsert(t, #f, HOFFSET(il_step_row, f), ty)
-  S(epoch, H5T_NATIVE_INT32); S(step, H5T_NATIVE_INT32); S(loss, H5T_NATIVE_DOUBLE); S(err, H5T_NATIVE_DOUBLE);
-  S(fwd_iters, H5T_NATIVE_INT32); S(fwd_residual, H5T_NATIVE_DOUBLE); S(fwd_reason, H5T_NATIVE_INT32);
-  S(bwd_iters, H5T_NATIVE_INT32); S(bwd_residual, H5T_NATIVE_DOUBLE); S(bwd_reason, H5T_NATIVE_INT32);
-  S(nonconverged, H5T_NATIVE_INT32); S(nan_skipped, H5T_NATIVE_INT32); S(grad_norm, H5T_NATIVE_DOUBLE);
-  S(t_forward, H5T_NATIVE_DOUBLE); S(t_backward, H5T_NATIVE_DOUBLE); S(t_wait, H5T_NATIVE_DOUBLE); S(t_allreduce, H5T_NATIVE_DOUBLE);
-  S(t_update, H5T_NATIVE_DOUBLE); S(diag_rho_max, H5T_NATIVE_DOUBLE); S(diag_rho_mean, H5T_NATIVE_DOUBLE);
-  S(diag_cond, H5T_NATIVE_DOUBLE); S(diag_grad_cos, H5T_NATIVE_DOUBLE); S(diag_grad_relerr, H5T_NATIVE_DOUBLE);
-  S(diag_preact_max, H5T_NATIVE_DOUBLE); S(nan_origin, H5T_NATIVE_INT32); S(nan_iter, H5T_NATIVE_INT32);
-#undef S
-  return t;
-}
-
-static hid_t rank_type(void) {
-  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(il_rank_row));
-#define R(f, ty) H5Tinsert(t, #f, HOFFSET(il_rank_row, f), ty)
-  R(rank, H5T_NATIVE_INT32); R(local_batch, H5T_NATIVE_INT32); R(t_forward, H5T_NATIVE_DOUBLE);
-  R(t_backward, H5T_NATIVE_DOUBLE); R(t_wait, H5T_NATIVE_DOUBLE); R(t_allreduce, H5T_NATIVE_DOUBLE); R(t_update, H5T_NATIVE_DOUBLE);
-  R(t_test, H5T_NATIVE_DOUBLE); R(peak_mem_bytes, H5T_NATIVE_UINT64);
-#undef R
-  return t;
-}
+static hid_t epoch_type(void) { return table_type(IL_TABLE_EPOCHS); }
+static hid_t step_type(void) { return table_type(IL_TABLE_STEPS); }
+static hid_t rank_type(void) { return table_type(IL_TABLE_RANKS); }
 
 /* il_event_row as read back: name a 16-byte NUL-terminated string. */
 static hid_t event_type(void) {
@@ -378,7 +386,7 @@ static void verify_root(hid_t fid) {
   gethostname(host, sizeof host);
   get_str(fid, "schema", s, sizeof s);
   VCHECK(strcmp(s, "ilbench-results") == 0, "schema '%s'", s);
-  VCHECK(get_i64(fid, "schema_version") == 2, "schema_version");
+  VCHECK(get_i64(fid, "schema_version") == 3, "schema_version");
   get_str(fid, "software_version", s, sizeof s);
   VCHECK(s[0] != '\0', "software_version empty");
   get_str(fid, "created", s, sizeof s);
@@ -443,7 +451,33 @@ static void verify_run(hid_t fid, const char *id, int run, int nepochs, int nste
   static const char *const f64[] = {"diag_rho_max", "diag_rho_mean", "diag_cond", "diag_grad_cos",
                                     "diag_grad_relerr", "diag_preact_max"};
   for (size_t i = 0; i < sizeof f64 / sizeof f64[0]; i++) check_member_type(g, "steps", f64[i], H5T_FLOAT, 8);
-  check_member_type(g, "steps", "nan_origin", H5T_INTEGER, 4);
+  check_member_type(g, "steps", "nan_origin", H5T_ENUM, 4);
+  check_member_type(g, "steps", "fwd_reason", H5T_ENUM, 4);
+  check_member_type(g, "steps", "bwd_reason", H5T_ENUM, 4);
+  {
+    /* the enums carry the names of results_columns.h */
+    hid_t d = H5Dopen2(g, "steps", H5P_DEFAULT), ft = H5Dget_type(d);
+    hid_t fr = H5Tget_member_type(ft, (unsigned)H5Tget_member_index(ft, "fwd_reason"));
+    hid_t no = H5Tget_member_type(ft, (unsigned)H5Tget_member_index(ft, "nan_origin"));
+    char nm[32] = "";
+    int32_t v = 1;
+    VCHECK(H5Tenum_nameof(fr, &v, nm, sizeof nm) >= 0 && strcmp(nm, "max-iter") == 0, "%s: reason 1 is '%s'", id, nm);
+    v = 3;
+    VCHECK(H5Tenum_nameof(no, &v, nm, sizeof nm) >= 0 && strcmp(nm, "bwd_layer") == 0, "%s: origin 3 is '%s'", id, nm);
+    H5Tclose(no);
+    H5Tclose(fr);
+    H5Tclose(ft);
+    H5Dclose(d);
+  }
+  static const char *const v3[] = {"forward_s", "backward_s", "wait_s", "allreduce_s", "update_s"};
+  for (size_t i = 0; i < 5; i++) {
+    check_member_type(g, "epochs", v3[i], H5T_FLOAT, 8);
+    check_member_type(g, "steps", v3[i], H5T_FLOAT, 8);
+    check_member_type(g, "ranks", v3[i], H5T_FLOAT, 8);
+  }
+  check_member_type(g, "ranks", "test_s", H5T_FLOAT, 8);
+  check_member_type(g, "epochs", "ranks", H5T_INTEGER, 4);
+  check_member_type(g, "steps", "global_step", H5T_INTEGER, 4);
   check_member_type(g, "steps", "nan_iter", H5T_INTEGER, 4);
   {
     /* stored in il_step_row's order: diag_preact_max right after diag_grad_relerr, before nan_origin */
@@ -488,7 +522,7 @@ static void verify_run(hid_t fid, const char *id, int run, int nepochs, int nste
     for (int r = 0; r < g_size; r++) {
       il_rank_row y = make_rank(run, r);
       VCHECK(memcmp(&rr[r], &y, sizeof y) == 0, "%s: ranks row %d differs (rank %d t_forward %g)", id, r,
-             rr[r].rank, rr[r].t_forward);
+             rr[r].rank, rr[r].forward_s);
     }
     free(e);
     free(st);
@@ -629,7 +663,7 @@ static void test_step_row_init(void **state) {
   il_step_row_init(&r);
   assert_int_equal(r.epoch, 0);
   assert_int_equal(r.fwd_reason, 0);
-  assert_true(r.loss == 0.0 && r.t_update == 0.0 && r.grad_norm == 0.0);
+  assert_true(r.loss == 0.0 && r.update_s == 0.0 && r.grad_norm == 0.0);
   assert_true(isnan(r.diag_rho_max) && isnan(r.diag_rho_mean) && isnan(r.diag_cond));
   assert_true(isnan(r.diag_grad_cos) && isnan(r.diag_grad_relerr) && isnan(r.diag_preact_max));
   assert_int_equal(r.nan_origin, IL_NAN_NONE);
@@ -739,7 +773,7 @@ static void test_append_adds_run(void **state) {
       il_rank_row rr[2];
       hid_t tr = rank_type();
       read_all(g, "ranks", tr, rr);
-      VCHECK(rr[0].rank == 0 && rr[1].rank == 1 && rr[1].t_forward == 0.0, "run-2 zero rank rows");
+      VCHECK(rr[0].rank == 0 && rr[1].rank == 1 && rr[1].forward_s == 0.0, "run-2 zero rank rows");
       H5Tclose(tr);
       H5Gclose(g);
       H5Fclose(fid);
@@ -876,7 +910,7 @@ static void test_merge(void **state) {
       VCHECK(H5Lexists(fid, "/runs/run-2", H5P_DEFAULT) > 0, "run-2 not merged");
       get_str(fid, "schema", s, sizeof s);
       VCHECK(strcmp(s, "ilbench-results") == 0, "merged schema");
-      VCHECK(get_i64(fid, "schema_version") == 2, "merged schema_version");
+      VCHECK(get_i64(fid, "schema_version") == 3, "merged schema_version");
       VCHECK(get_i64(fid, "world_size") == 2, "merged world_size");
       const char *same[] = {"created", "host", "software_version"};
       for (int i = 0; i < 3; i++) {
@@ -938,19 +972,19 @@ static void test_merge(void **state) {
     il_error_clear();
     VCHECK(access(none, F_OK) != 0, "refused merge wrote %s", none);
 
-    /* schema versions. A version-1 file and a version-2 file, in either order:
+    /* schema versions. A version-1 file and a version-3 file, in either order:
      * refused, naming both files and both versions, nothing written. */
     make_version(a, a1, 1);
     make_version(b, b1, 1);
     const char *v2v1[] = {a, b1}, *v1v2[] = {a1, b};
     expect_merge_refused(none, v2v1, 2,
-                         (const char *const[]){a, b1, "schema version 2", "schema version 1", "cannot mix", NULL});
+                         (const char *const[]){a, b1, "schema version 3", "schema version 1", "cannot mix", NULL});
     expect_merge_refused(none, v1v2, 2,
-                         (const char *const[]){a1, b, "schema version 1", "schema version 2", "cannot mix", NULL});
-    /* a version this ilbench does not know (3): refused, naming the file and the versions it merges */
-    make_version(b, v3, 3);
+                         (const char *const[]){a1, b, "schema version 1", "schema version 3", "cannot mix", NULL});
+    /* a version this ilbench does not know (4): refused, naming the file and the versions it merges */
+    make_version(b, v3, 4);
     const char *v2v3[] = {a, v3};
-    expect_merge_refused(none, v2v3, 2, (const char *const[]){v3, "schema version 3", "versions 1 to 2", NULL});
+    expect_merge_refused(none, v2v3, 2, (const char *const[]){v3, "schema version 4", "versions 1 to 3", NULL});
     make_version(b, v3, 0);
     expect_merge_refused(none, v2v3, 2, (const char *const[]){v3, "schema version 0", NULL});
     /* files that are all version 1 merge as before: runs copied verbatim, the output stays version 1 */
@@ -972,14 +1006,14 @@ static void test_merge(void **state) {
     il_error_clear();
   }
   sync_bad();
-  /* appending version-2 runs to a version-1 (or an unknown version-3) file is refused too, on every rank */
+  /* appending version-3 runs to a version-1 (or an unknown version-4) file is refused too, on every rank */
   il_h5_file *f = NULL;
   expect_fail(il_h5_open(MPI_COMM_WORLD, a1, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_FORMAT, a1,
-              "has schema version 1; this ilbench writes schema version 2");
+              "has schema version 1; this ilbench writes schema version 3");
   assert_null(f);
-  if (g_rank == 0) make_version(b, v3, 3);
+  if (g_rank == 0) make_version(b, v3, 4);
   sync_bad();
-  expect_fail(il_h5_open(MPI_COMM_WORLD, v3, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_FORMAT, v3, "version 3");
+  expect_fail(il_h5_open(MPI_COMM_WORLD, v3, IL_H5_APPEND, g_argc, g_argv, &f), IL_ERR_FORMAT, v3, "version 4");
   assert_null(f);
 }
 
@@ -1178,13 +1212,14 @@ static void write_valid_run(il_h5_file *f, const char *id, int nev) {
     il_step_row steps[2];
     for (int s = 0; s < 2; s++) {
       il_step_row_init(&steps[s]);
+      steps[s].global_step = 2 * ep + s;
       steps[s].epoch = ep;
       steps[s].step = s;
       steps[s].loss = 1.0;
       steps[s].err = 0.25;
       steps[s].fwd_iters = 5;
       steps[s].grad_norm = 1.0 + s;
-      steps[s].t_forward = 0.01;
+      steps[s].forward_s = 0.01;
     }
     il_epoch_row er;
     memset(&er, 0, sizeof er);
@@ -1196,6 +1231,8 @@ static void write_valid_run(il_h5_file *f, const char *id, int nev) {
     er.max_grad_norm = 2.0;
     er.train_batches = 2;
     er.train_s = 0.1;
+    er.forward_s = 0.02; /* the sum of its steps' forward_s */
+    er.ranks = g_size;
     assert_ok(il_h5_run_epoch(f, &er, steps, 2));
   }
   il_event_row ev[N_EVENT_NAMES];

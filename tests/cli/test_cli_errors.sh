@@ -423,6 +423,25 @@ else
   show gradcheck --solver newton --backward implicit --threshold 1e-30
 fi
 
+echo "== special files in place of data files (issue 13: a FIFO hung train in open())"
+# Each must be refused before a blocking open: exit non-zero within a few seconds (run's
+# `timeout 10` turns a hang into 124, reported as "timed out"), with a message naming the file.
+if [[ $have_data -eq 1 ]] && command -v mkfifo >/dev/null 2>&1; then
+  mkdata fifo
+  rm "$D/train-images-idx3-ubyte"
+  mkfifo "$D/train-images-idx3-ubyte"
+  expect_err "FIFO as train images" 1 "$D/train-images-idx3-ubyte" "FIFO" "regular file" -- train "${QD[@]}" --data "$D"
+  if [[ $secs -ge 5000 ]]; then fail "FIFO as train images is refused within 5 s" "took $secs ms"; fi
+  mkfifo "$T/fifo-order"
+  expect_err "FIFO as --batch-order" 2 "--batch-order" "$T/fifo-order" "FIFO" -- \
+    train "${QD[@]}" --data "$MNIST" --batch-order "$T/fifo-order"
+  if [[ $secs -ge 5000 ]]; then fail "FIFO as --batch-order is refused within 5 s" "took $secs ms"; fi
+  expect_err "character device as --init-from" 2 "--init-from" "/dev/null" "character device" -- \
+    train "${QD[@]}" --data "$MNIST" --init-from /dev/null
+else
+  skip "FIFO as train images" "no MNIST data or no mkfifo"
+fi
+
 echo "== $npass passed, $nfail failed, $nskip skipped"
 if [[ $nfail -gt 0 ]]; then
   printf '   failed: %s\n' "${failed[@]}"

@@ -29,7 +29,7 @@ run() { # P, tag, extra args...
   "$mpiexec" --oversubscribe -np "$P" "$ilbench" train --data "$data" --epochs 1 --test-batches 0 \
     --check-sync 1 --log-steps --save-params "$tmp/$tag.params" "$@" >"$tmp/$tag.out" 2>"$tmp/$tag.err" || {
     echo "FAIL: P=$P $tag exited non-zero"; cat "$tmp/$tag.err"; return 1; }
-  grep '^step=' "$tmp/$tag.out" | sed 's/.* loss=\([^ ]*\).*/\1/' >"$tmp/$tag.loss"
+  grep '^global_step=' "$tmp/$tag.out" | sed 's/.* loss=\([^ ]*\).*/\1/' >"$tmp/$tag.loss"
 }
 
 run 1 p1 --max-batches 100
@@ -53,12 +53,12 @@ done
 
 # Global NaN agreement: the same NaN on rank 1 or on rank 0 gives the same run.
 for r in 0 1; do run 2 "nan$r" --max-batches 20 --inject-nan "$r:5" || fail=1; done
-if grep -q '^step=5 .*nan_skipped=1' "$tmp/nan1.out" && grep -q 'nan_batches=1 ' "$tmp/nan1.out" &&
+if grep -q '^global_step=5 .*nan_skipped=1' "$tmp/nan1.out" && grep -q 'nan_batches=1 ' "$tmp/nan1.out" &&
    [[ $(grep -c 'nan_skipped=1' "$tmp/nan1.out") == 1 ]] && cmp -s "$tmp/nan0.loss" "$tmp/nan1.loss" &&
    cmp -s "$tmp/nan0.params" "$tmp/nan1.params"; then
   echo "PASS: a NaN on one rank skips step 5 on every rank, and the run stays in sync"
 else
-  echo "FAIL: NaN agreement"; grep -E '^step=(4|5|6) |^epoch=' "$tmp/nan1.out" || true; fail=1
+  echo "FAIL: NaN agreement"; grep -E '^global_step=(4|5|6) |^epoch=' "$tmp/nan1.out" || true; fail=1
 fi
 # ... and the skipped step really changed nothing: steps 0-4 match a clean run.
 run 2 clean --max-batches 20 || fail=1
@@ -73,8 +73,8 @@ else echo "FAIL: NaN skip changed earlier steps or nothing"; fail=1; fi
 # fp/unroll and newton/implicit on P = 1 and 2, each with a NaN injected on the
 # last rank at step 7 and --check-sync 1: every --log-steps line and the epoch
 # line (time fields aside) and the --save-params file must be identical.
-notime() { # step= and epoch= lines of a run's output, without the *_s= time fields
-  grep -E '^(step|epoch)=' "$1" | awk '{ s = ""; for (i = 1; i <= NF; i++) if ($i !~ /^[a-z_]+_s=/) s = s (s == "" ? "" : " ") $i; print s }' || true
+notime() { # global_step= and epoch= lines of a run's output, without the *_s= time fields
+  grep -E '^(global_step|epoch)=' "$1" | awk '{ s = ""; for (i = 1; i <= NF; i++) if ($i !~ /^[a-z_]+_s=/) s = s (s == "" ? "" : " ") $i; print s }' || true
 }
 for sb in "fp unroll" "newton implicit"; do
   set -- $sb
@@ -88,7 +88,7 @@ for sb in "fp unroll" "newton implicit"; do
     if ((ok == 0)); then fail=1; echo "FAIL: $1/$2 P=$P cpu-guard vs cpu: a run failed"; continue; fi
     if ! grep -q '^# device  *cpu-guard ' "$tmp/$tag-cpu-guard.out"; then
       echo "FAIL: $1/$2 P=$P --device cpu-guard did not run on cpu-guard"; grep '^# device' "$tmp/$tag-cpu-guard.out" || true; fail=1
-    elif [[ $(grep -c '^step=' "$tmp/$tag-cpu.lines") != 30 || $(grep -c 'nan_skipped=1' "$tmp/$tag-cpu.lines") != 1 ]]; then
+    elif [[ $(grep -c '^global_step=' "$tmp/$tag-cpu.lines") != 30 || $(grep -c 'nan_skipped=1' "$tmp/$tag-cpu.lines") != 1 ]]; then
       echo "FAIL: $1/$2 P=$P cpu: expected 30 steps with one NaN skip"; fail=1
     elif ! cmp -s "$tmp/$tag-cpu.lines" "$tmp/$tag-cpu-guard.lines"; then
       echo "FAIL: $1/$2 P=$P cpu-guard and cpu log different steps; first difference (cpu <, cpu-guard >):"

@@ -30,7 +30,7 @@ if mpi2 sweep --solver fp,newton --backward implicit --tol 1e-2,1e-4 "${quick[@]
    "$py" - "$tmp/s.h5" <<'PY'
 import sys, h5py, numpy as np
 f = h5py.File(sys.argv[1], "r")
-assert f.attrs["schema"] == b"ilbench-results" and f.attrs["schema_version"] == 2, dict(f.attrs)
+assert f.attrs["schema"] == b"ilbench-results" and f.attrs["schema_version"] == 3, dict(f.attrs)
 runs = f["runs"]
 assert len(runs) == 4, list(runs)
 want = {("fp", 1e-2), ("fp", 1e-4), ("newton", 1e-2), ("newton", 1e-4)}
@@ -43,7 +43,7 @@ for rid, g in runs.items():
     e, s, r = g["epochs"][:], g["steps"][:], g["ranks"][:]
     assert e.shape == (1,) and s.shape == (10,) and r.shape == (2,), (e.shape, s.shape, r.shape)
     assert sorted(r["rank"]) == [0, 1] and r["local_batch"].sum() == 100
-    assert np.all(np.isfinite(s["loss"])) and np.all(s["fwd_iters"] > 0) and np.all(s["t_forward"] > 0)
+    assert np.all(np.isfinite(s["loss"])) and np.all(s["fwd_iters"] > 0) and np.all(s["forward_s"] > 0)
     assert abs(s["err"].mean() - e["train_err"][0]) < 1e-9, "epoch train_err is the mean over its steps"
 assert got == want, got
 PY

@@ -76,11 +76,11 @@ compare() { # pair log: the step lines of log against the fixture's lines for pa
   local pair=$1 log=$2
   awk -v pair="$pair" -v rtol=$RTOL -v steps=$STEPS '
     FNR == NR { if ($1 == pair) { ref[$2] = $3; rit[$2] = $4 } next }
-    /^step=/ {
+    /^global_step=/ {
       s = ""; lo = ""; it = ""
       for (i = 1; i <= NF; i++) {
         split($i, kv, "=")
-        if (kv[1] == "step") s = kv[2]; else if (kv[1] == "loss") lo = kv[2]; else if (kv[1] == "fwd_iters") it = kv[2]
+        if (kv[1] == "global_step") s = kv[2]; else if (kv[1] == "loss") lo = kv[2]; else if (kv[1] == "fwd_iters") it = kv[2]
       }
       if (!(s in ref)) { printf "  step %s: not in the fixture\n", s; bad++; next }
       n++
@@ -148,7 +148,7 @@ fi
 # 2. The options themselves.
 # -------------------------------------------------------------------------------------------
 short=(--solver fp --test-batches 0 --data "$MNIST" --log-steps) # then --epochs E --max-batches N
-losses_of() { grep '^step=' "$1" | sed 's/.* loss=\([^ ]*\) .*/\1/'; }
+losses_of() { grep '^global_step=' "$1" | sed 's/.* loss=\([^ ]*\) .*/\1/'; }
 
 # --init-from reads exactly what --save-params writes: a run whose update is below float32
 # resolution (lr 1e-30) saves the parameters it started from, bit for bit.
