@@ -171,22 +171,22 @@ static const char *file_kind(mode_t m) {
 
 il_status il_cli_open_input(const char *path, const char *name, FILE **f) {
   *f = NULL;
-  if (!path || !path[0]) return IL_ERR(IL_ERR_ARG, "--%s: empty file name", name);
+  if (!path || !path[0]) return IL_ERR(IL_ERR_ARG, "%s: empty file name", name);
   struct stat st;
-  if (stat(path, &st) != 0) return IL_ERR(IL_ERR_IO, "--%s: cannot open '%s': %s", name, path, strerror(errno));
+  if (stat(path, &st) != 0) return IL_ERR(IL_ERR_IO, "%s: cannot open '%s': %s", name, path, strerror(errno));
   if (!S_ISREG(st.st_mode))
-    return IL_ERR(IL_ERR_IO, "--%s: cannot read '%s': it is %s; give a regular file", name, path,
+    return IL_ERR(IL_ERR_IO, "%s: cannot read '%s': it is %s; give a regular file", name, path,
                   file_kind(st.st_mode));
   const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return IL_ERR(IL_ERR_IO, "--%s: cannot open '%s': %s", name, path, strerror(errno));
+  if (fd < 0) return IL_ERR(IL_ERR_IO, "%s: cannot open '%s': %s", name, path, strerror(errno));
   if (fstat(fd, &st) != 0) {
     const int e = errno;
     close(fd);
-    return IL_ERR(IL_ERR_IO, "--%s: cannot stat '%s': %s", name, path, strerror(e));
+    return IL_ERR(IL_ERR_IO, "%s: cannot stat '%s': %s", name, path, strerror(e));
   }
   if (!S_ISREG(st.st_mode)) { /* swapped since the stat above */
     close(fd);
-    return IL_ERR(IL_ERR_IO, "--%s: cannot read '%s': it is %s; give a regular file", name, path,
+    return IL_ERR(IL_ERR_IO, "%s: cannot read '%s': it is %s; give a regular file", name, path,
                   file_kind(st.st_mode));
   }
   const int fl = fcntl(fd, F_GETFL);
@@ -195,7 +195,7 @@ il_status il_cli_open_input(const char *path, const char *name, FILE **f) {
   if (!*f) {
     const int e = errno;
     close(fd);
-    return IL_ERR(IL_ERR_IO, "--%s: cannot open '%s': %s", name, path, strerror(e));
+    return IL_ERR(IL_ERR_IO, "%s: cannot open '%s': %s", name, path, strerror(e));
   }
   return IL_OK;
 }

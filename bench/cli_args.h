@@ -91,7 +91,7 @@ int il_cli_hint(const char *msg, char *buf, size_t cap);
  * string. what names the option in the message ("--out"). IL_ERR_ARG (a usage error) when not. */
 il_status il_cli_check_out_path(const char *path, const char *what);
 
-/* Open an input file named by option --name (--init-from, --batch-order) for reading: *f gets a
+/* Open an input file for reading, named in messages by `name` ("--init-from", "input"): *f gets a
  * FILE opened "rb". Only a regular file is opened: a FIFO, socket, device or directory is refused
  * with a message naming it (open() on a FIFO would block until a writer appears), and so is a
  * path that becomes one between the check and the open (O_NONBLOCK, then fstat). IL_ERR_IO when

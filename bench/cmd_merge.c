@@ -48,6 +48,14 @@ int il_cmd_merge(int argc, char **argv) {
     goto usage;
   }
   if (il_cli_check_out_path(out, "the output (-o)") != IL_OK) goto usage;
+  for (int i = 0; i < n; i++) { /* HDF5 would block in open() on a FIFO: refuse special files first */
+    FILE *f;
+    if (il_cli_open_input(inputs[i], "input", &f) != IL_OK) {
+      il_report_error("merge");
+      return 1;
+    }
+    fclose(f);
+  }
   if (il_h5_merge(out, il_cli_has(&cli, "force"), inputs, n) != IL_OK) {
     il_report_error("merge");
     return 1;

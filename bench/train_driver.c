@@ -481,10 +481,10 @@ static il_status slurp(const char *opt, const char *path, char **data, size_t *n
   }
   const int bad = ferror(f);
   fclose(f);
-  if (!buf) return IL_ERR(IL_ERR_NOMEM, "--%s: '%s' is too large to read into memory", opt, path);
+  if (!buf) return IL_ERR(IL_ERR_NOMEM, "%s: '%s' is too large to read into memory", opt, path);
   if (bad) {
     free(buf);
-    return IL_ERR(IL_ERR_IO, "--%s: cannot read '%s'", opt, path);
+    return IL_ERR(IL_ERR_IO, "%s: cannot read '%s'", opt, path);
   }
   buf[len] = '\0';
   *data = buf;
@@ -519,7 +519,7 @@ static run_outcome agree_with_root(train_run *r, int ok, const char *opt, char *
 static il_status read_init(train_run *r, const char *path) {
   char *data;
   size_t n;
-  IL_CHECK(slurp("init-from", path, &data, &n));
+  IL_CHECK(slurp("--init-from", path, &data, &n));
   const size_t np = r->model.nparams, want = np * sizeof(float);
   const long h = r->o.hidden;
   il_status s = IL_OK;
@@ -554,7 +554,7 @@ static run_outcome load_init(train_run *r) {
 static il_status read_order(train_run *r, const char *path) {
   char *text;
   size_t n;
-  IL_CHECK(slurp("batch-order", path, &text, &n));
+  IL_CHECK(slurp("--batch-order", path, &text, &n));
   const long per = r->order_per_epoch, ntrain = r->ntrain;
   const size_t want = (size_t)r->o.epochs * (size_t)per;
   il_status s = IL_OK;

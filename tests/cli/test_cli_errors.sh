@@ -438,6 +438,9 @@ if [[ $have_data -eq 1 ]] && command -v mkfifo >/dev/null 2>&1; then
   if [[ $secs -ge 5000 ]]; then fail "FIFO as --batch-order is refused within 5 s" "took $secs ms"; fi
   expect_err "character device as --init-from" 2 "--init-from" "/dev/null" "character device" -- \
     train "${QD[@]}" --data "$MNIST" --init-from /dev/null
+  mkfifo "$T/fifo.h5"
+  expect_err "FIFO as a merge input" 1 "$T/fifo.h5" "FIFO" -- merge "$T/fifo.h5" -o "$T/merged-fifo.h5"
+  if [[ $secs -ge 5000 ]]; then fail "FIFO as a merge input is refused within 5 s" "took $secs ms"; fi
 else
   skip "FIFO as train images" "no MNIST data or no mkfifo"
 fi

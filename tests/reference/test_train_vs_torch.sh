@@ -210,7 +210,8 @@ expect_refusal "--batch-order, a duplicate within an epoch" "epoch 0: sample .* 
 sed '1s/^[0-9]*/12x/' "$tmp/order3.txt" >"$tmp/word.txt"
 expect_refusal "--batch-order, a token that is not an index" "line 1: '12x' is not a sample index" \
   --batch-order "$tmp/word.txt"
-expect_refusal "--batch-order, a negative index" "'-1' is not a sample index" --batch-order <(echo -1)
+echo -1 >"$tmp/negative.txt" # a regular file: pipes are refused before they are read
+expect_refusal "--batch-order, a negative index" "'-1' is not a sample index" --batch-order "$tmp/negative.txt"
 # the same sample in two epochs is fine: each epoch is its own block
 { cat "$tmp/order3.txt"; cat "$tmp/order3.txt"; } >"$tmp/two.txt"
 "$ILB" train "${short[@]}" --epochs 2 --max-batches 3 --batch-order "$tmp/two.txt" >"$tmp/two.out" 2>&1 ||
