@@ -32,7 +32,7 @@ static void print_version(void) {
   printf("build            %s, %s, %s, %s\n", ILBENCH_BUILD_TYPE,
          ILBENCH_BUILD_NATIVE ? "-march=native" : "portable (no -march=native)",
          ILBENCH_BUILD_OPENMP ? "OpenMP" : "no OpenMP",
-         ILBENCH_BUILD_SANITIZE ? "AddressSanitizer+UBSan" : "no sanitizers");
+         ILBENCH_BUILD_SANITIZE ? "sanitizers AddressSanitizer+UBSan" : "no sanitizers");
   printf("precisions       float32 (train, sweep, layer), float64 (gradcheck)\n");
 #ifdef ILBENCH_HAVE_CUDA
   printf("CUDA             backend built\n");
