@@ -1,11 +1,15 @@
 /* bench/cmd_train.c: `ilbench train`, one run of the seed's MNIST experiment
  * (see train_driver.c), optionally recorded in an HDF5 results file. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include "commands.h"
+#include "stop_signal.h"
 #include "train_driver.h"
 
 /* Results-file options shared by train and sweep. A --out whose directory is missing is a usage
@@ -17,6 +21,23 @@ il_status il_results_mode(const il_cli *cli, int *mode, const char **out) {
   if ((append || force) && !*out) return IL_ERR(IL_ERR_ARG, "--%s needs --out FILE", append ? "append" : "force");
   if (*out) IL_CHECK(il_cli_check_out_path(*out, "--out"));
   *mode = append ? IL_H5_APPEND : force ? IL_H5_FORCE : IL_H5_CREATE;
+  return IL_OK;
+}
+
+/* --resume FILE[:RUN]: the whole value when it names an existing file, else split at the last ':'. */
+static il_status split_resume(const char *v, char *file, size_t fcap, char *run, size_t rcap) {
+  struct stat sb;
+  run[0] = '\0';
+  const char *colon = strrchr(v, ':');
+  if (stat(v, &sb) == 0 || !colon) {
+    if (strlen(v) >= fcap) return IL_ERR(IL_ERR_ARG, "--resume: the path is too long");
+    snprintf(file, fcap, "%s", v);
+  } else {
+    if ((size_t)(colon - v) >= fcap || strlen(colon + 1) >= rcap) return IL_ERR(IL_ERR_ARG, "--resume: too long");
+    snprintf(file, fcap, "%.*s", (int)(colon - v), v);
+    snprintf(run, rcap, "%s", colon + 1);
+  }
+  if (!file[0]) return IL_ERR(IL_ERR_ARG, "--resume: no file given ('%s')", v);
   return IL_OK;
 }
 
@@ -44,8 +65,15 @@ int il_cmd_train(int argc, char **argv) {
     return 1;
   }
   const int root = d.rank == 0;
-  int nspec;
-  const il_cli_spec *spec = il_train_spec(&nspec);
+  int ntrain;
+  const il_cli_spec *train_spec = il_train_spec(&ntrain);
+  static il_cli_spec spec[128];
+  int nspec = 0;
+  for (int i = 0; i < ntrain && nspec < 127; i++) spec[nspec++] = train_spec[i];
+  spec[nspec++] = (il_cli_spec){"resume", 1,
+                                "FILE[:RUN] continue a running or interrupted run of FILE (the last one, or RUN) from "
+                                "its last checkpoint, with the options it was started with; implies --out FILE --append",
+                                NULL};
   if (il_cli_parse(&cli, "train", spec, nspec, argc, argv, 0) != IL_OK) goto fail;
   if (il_cli_has(&cli, "help")) {
     if (root) il_cli_usage("train", "[options]", spec, nspec);
@@ -53,6 +81,28 @@ int il_cmd_train(int argc, char **argv) {
     goto end;
   }
   if (il_train_parse(&cli, &o) != IL_OK || il_results_mode(&cli, &mode, &out) != IL_OK) goto fail;
+  static char resume_file[4096], resume_run[96];
+  const char *resume = il_cli_get(&cli, "resume", NULL);
+  if (resume) {
+    if (split_resume(resume, resume_file, sizeof resume_file, resume_run, sizeof resume_run) != IL_OK) goto fail;
+    if (out && strcmp(out, resume_file) != 0) {
+      IL_ERR(IL_ERR_ARG, "--resume %s continues a run in '%s', but --out names '%s'", resume, resume_file, out);
+      goto fail;
+    }
+    if (il_cli_has(&cli, "force")) {
+      IL_ERR(IL_ERR_ARG, "--resume and --force exclude each other (--force would replace the file being resumed)");
+      goto fail;
+    }
+    struct stat sb;
+    if (stat(resume_file, &sb) != 0) {
+      IL_ERR(IL_ERR_IO, "--resume: results file '%s': %s", resume_file, strerror(errno));
+      goto fail;
+    }
+    out = resume_file;
+    mode = IL_H5_APPEND;
+    o.resume = 1;
+  }
+  il_stop_install();
   rc = 1;
   /* data first: a run that cannot start must not leave a new, empty results file behind */
   if (il_train_load_data(o.data, &train, &test) != IL_OK) {
@@ -63,10 +113,21 @@ int il_cmd_train(int argc, char **argv) {
     goto end;
   }
   /* an existing results file is refused before any training is done */
-  if (out && il_h5_open(d.comm, out, mode, il_main_argc, il_main_argv, &h5) != IL_OK) goto fail;
+  const il_h5_open_opts hopts = {.wait_lock_s = o.wait_lock_s};
+  if (out && il_h5_open_ex(d.comm, out, mode, il_main_argc, il_main_argv, &hopts, &h5) != IL_OK) goto fail;
   /* a run id that sorts by time; rank 0 chooses it for everyone */
   char run_id[96] = {0};
-  if (root) {
+  if (o.resume) {
+    if (resume_run[0]) {
+      snprintf(run_id, sizeof run_id, "%s", resume_run);
+    } else {
+      if (il_h5_find_resumable(h5, run_id, sizeof run_id) != IL_OK) goto fail;
+      if (!run_id[0]) {
+        IL_ERR(IL_ERR_ARG, "--resume: results file '%s' has no running or interrupted run to continue", out);
+        goto fail;
+      }
+    }
+  } else if (root) {
     char stamp[32];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -79,6 +140,8 @@ int il_cmd_train(int argc, char **argv) {
   t_start = il_now();
   rc = il_train_run(&d, &o, &train, &test, h5, run_id, 0, NULL);
   if (rc == 2) goto fail; /* invalid for this world: same verdict on every rank */
+  if (rc > 128 && root && h5)
+    fprintf(stderr, "ilbench train: continue with the same options and --resume %s:%s\n", out, run_id);
   ran = rc == 0;
   goto end;
 fail:

@@ -11,6 +11,8 @@ endif()
 add_library(ilbench_results STATIC
   ${CMAKE_CURRENT_LIST_DIR}/results.c
   ${CMAKE_CURRENT_LIST_DIR}/results_h5.c
+  ${CMAKE_CURRENT_LIST_DIR}/results_lock.c
+  ${CMAKE_CURRENT_LIST_DIR}/results_resume.c
   ${CMAKE_CURRENT_LIST_DIR}/results_merge.c)
 target_include_directories(ilbench_results PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(ilbench_results PUBLIC ilcore MPI::MPI_C HDF5::HDF5)

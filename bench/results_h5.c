@@ -1,15 +1,14 @@
-/* bench/results_h5.c: the HDF5 results writer (parallel HDF5 over MPI-IO).
- * Schema and units: analysis/SCHEMA.md. Collective rules followed here:
- *  - every metadata change (create, extend, attribute write, flush, close) is
- *    made by all ranks with identical arguments, so values that only rank 0
- *    knows (path, host, time, command line, run info, rows count, status,
- *    peak memory) are broadcast from rank 0 first;
- *  - table rows are written with collective transfers: rank 0 selects the new
- *    rows, the other ranks select nothing (the `events` table too: its rows
- *    are the same on every rank, so rank 0's are written); the `ranks` table
- *    gets one row per rank in one collective write;
- *  - each public call ends by agreeing on a status, so all ranks return the
- *    same status and the first failing rank's message. */
+/* bench/results_h5.c: the HDF5 results writer. Schema and units:
+ * analysis/SCHEMA.md. Rank 0 alone opens and writes the file, through HDF5's
+ * serial (sec2) driver; the other ranks send it what only they know (their
+ * row of the `ranks` table) and wait for its verdict. Why not collective
+ * parallel HDF5: a write that fails on one rank inside a collective HDF5 call
+ * (a full disk) cannot be agreed before the call, and the ranks then hang in
+ * mismatched collectives; and Open MPI's MPI-IO aborts on paths of 245 or more
+ * characters. The rows are kilobytes per epoch, so one writer costs nothing.
+ * Each public call ends by agreeing on a status, so all ranks return the same
+ * status and the first failing rank's message, and no rank ever waits inside
+ * HDF5 for another. */
 #include "results_h5.h"
 
 #include <errno.h>
@@ -19,19 +18,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "results_h5_internal.h"
+#include "results_lock.h"
 
 #ifndef ILBENCH_GIT
 #define ILBENCH_GIT "unknown"
 #endif
 
 #define EPOCH_CHUNK_ROWS 64 /* ~10 KB chunks */
-#define STEP_CHUNK_ROWS 256 /* ~41 KB chunks; parallel HDF5 allocates them up front */
-#define STATUS_LEN 16 /* fixed size of the run `status` attribute */
-#define EVENT_NAME_LEN ((size_t)sizeof(((il_event_row *)0)->name)) /* fixed size of events.name */
+#define STEP_CHUNK_ROWS 256 /* ~41 KB chunks */
 
 /* ---- helpers shared with results_merge.c --------------------------------- */
 
@@ -234,27 +233,10 @@ void il_h5i_now_iso(char buf[32]) {
   if (!gmtime_r(&t, &tm) || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) snprintf(buf, 32, "unknown");
 }
 
-/* ---- the parallel writer ---------------------------------------------------- */
-
-struct il_h5_file {
-  MPI_Comm comm;
-  int rank, size;
-  char *path;      /* rank 0's path, on every rank */
-  char *host;      /* rank 0's hostname */
-  char *cmdline;   /* rank 0's argv, joined */
-  hid_t fid, runs; /* file, /runs */
-  hid_t xfer;      /* collective data transfer */
-  hid_t t_epoch, t_step, t_rank, t_event;     /* memory (native struct) compound types */
-  hid_t tf_epoch, tf_step, tf_rank, tf_event; /* the same, packed, as stored in the file */
-  hid_t t_event_name;                         /* events.name: fixed-length NUL-terminated ASCII */
-  hid_t t_reason, t_nanorigin;                /* HDF5 enums over int32: il_reason, il_nan_origin */
-  /* current run (run >= 0 between run_begin and run_end) */
-  hid_t run, d_epochs, d_steps;
-  char run_id[sizeof(((il_run_info *)0)->run_id)];
-};
+/* ---- the writer: rank 0 writes, every rank agrees ------------------------- */
 
 /* All ranks return the same status: the first failing rank's status and message. */
-static il_status agree(MPI_Comm comm, il_status st) {
+il_status il_h5i_agree(MPI_Comm comm, il_status st) {
   int rank, mine, first;
   MPI_Comm_rank(comm, &rank);
   mine = st != IL_OK ? rank : INT_MAX;
@@ -270,6 +252,7 @@ static il_status agree(MPI_Comm comm, il_status st) {
   il_error_clear();
   return IL_ERR((il_status)code, "%s", msg);
 }
+#define agree il_h5i_agree
 
 /* Broadcast rank 0's string (NULL counts as "") into a new allocation on every rank. */
 static il_status bcast_str(MPI_Comm comm, int rank, const char *s0, char **out) {
@@ -395,19 +378,19 @@ static void close_id(hid_t *id, herr_t (*fn)(hid_t)) {
   *id = -1;
 }
 
-static void close_run(il_h5_file *f) {
+void il_h5i_close_run(il_h5_file *f) {
   close_id(&f->d_epochs, H5Dclose);
   close_id(&f->d_steps, H5Dclose);
   close_id(&f->run, H5Gclose);
+  f->run_open = 0;
   f->run_id[0] = '\0';
 }
 
-/* Release everything; collective when the file is open (H5Fclose). */
+/* Release everything (rank 0 holds the HDF5 objects; the others have none). */
 static herr_t release(il_h5_file *f) {
   herr_t r = 0;
-  close_run(f);
+  il_h5i_close_run(f);
   close_id(&f->runs, H5Gclose);
-  close_id(&f->xfer, H5Pclose);
   close_id(&f->t_epoch, H5Tclose);
   close_id(&f->t_step, H5Tclose);
   close_id(&f->t_rank, H5Tclose);
@@ -419,7 +402,7 @@ static herr_t release(il_h5_file *f) {
   close_id(&f->t_event_name, H5Tclose);
   close_id(&f->t_reason, H5Tclose);
   close_id(&f->t_nanorigin, H5Tclose);
-  if (f->fid >= 0) r = H5Fclose(f->fid);
+  if (f->fid >= 0) r = H5Fclose(f->fid); /* releases the file even when its last flush fails */
   f->fid = -1;
   return r;
 }
@@ -427,6 +410,8 @@ static herr_t release(il_h5_file *f) {
 static void destroy(il_h5_file *f) {
   if (!f) return;
   release(f);
+  il_results_lock_release(f->lock);
+  f->lock = NULL;
   if (f->comm != MPI_COMM_NULL) MPI_Comm_free(&f->comm);
   free(f->path);
   free(f->host);
@@ -434,41 +419,121 @@ static void destroy(il_h5_file *f) {
   free(f);
 }
 
-static il_status flush(il_h5_file *f) {
+il_status il_h5i_flush(il_h5_file *f) {
   if (H5Fflush(f->fid, H5F_SCOPE_GLOBAL) < 0) return IL_H5_FAIL(IL_ERR_IO, f->path, "cannot flush");
   return IL_OK;
 }
+#define flush il_h5i_flush
 
-/* Root attributes and /runs of a new file. */
+/* Free bytes below which the writer stops before a write rather than let the
+ * disk fill up inside HDF5 (a write failing half-way can leave new metadata
+ * pointing at blocks that never reached the disk). ILBENCH_H5_RESERVE_BYTES
+ * overrides it (tests set 0 to exercise a real ENOSPC). */
+static uint64_t space_reserve(void) {
+  const char *e = getenv("ILBENCH_H5_RESERVE_BYTES");
+  if (e && *e) {
+    char *end;
+    unsigned long long v = strtoull(e, &end, 10);
+    if (*end == '\0') return v;
+  }
+  return 1u << 20;
+}
+
+il_status il_h5i_space_check(const il_h5_file *f, uint64_t need, int with_reserve) {
+  struct statvfs sv;
+  if (statvfs(f->path, &sv) != 0) return IL_OK; /* cannot tell: the write itself will report */
+  const uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+  const uint64_t want = need + (with_reserve ? space_reserve() : 0);
+  if (avail < want)
+    return IL_ERR(IL_ERR_IO,
+                  "results file '%s': no space left on its filesystem (%llu bytes free; the next write needs "
+                  "about %llu%s); nothing more is written, runs already in the file are intact",
+                  f->path, (unsigned long long)avail, (unsigned long long)need,
+                  with_reserve ? " plus the ILBENCH_H5_RESERVE_BYTES reserve" : "");
+  return IL_OK;
+}
+
+/* Root attributes and /runs of a new file (rank 0). */
 static il_status init_new_file(il_h5_file *f) {
   char created[32] = "";
-  char *created_all = NULL;
-  il_status st;
-  if (f->rank == 0) il_h5i_now_iso(created);
-  IL_CHECK(bcast_str(f->comm, f->rank, created, &created_all));
-  if ((st = il_h5i_set_str_attr(f->fid, "schema", IL_H5_SCHEMA, f->path)) != IL_OK ||
-      (st = il_h5i_set_i64_attr(f->fid, "schema_version", IL_H5_SCHEMA_VERSION, f->path)) != IL_OK ||
-      (st = il_h5i_set_str_attr(f->fid, "software_version", ILBENCH_GIT, f->path)) != IL_OK ||
-      (st = il_h5i_set_str_attr(f->fid, "created", created_all, f->path)) != IL_OK ||
-      (st = il_h5i_set_str_attr(f->fid, "host", f->host, f->path)) != IL_OK ||
-      (st = il_h5i_set_str_attr(f->fid, "command_line", f->cmdline, f->path)) != IL_OK ||
-      (st = il_h5i_set_i64_attr(f->fid, "world_size", f->size, f->path)) != IL_OK) {
-    free(created_all);
-    return il_error_trace(st, __FILE__, __LINE__);
-  }
-  free(created_all);
+  il_h5i_now_iso(created);
+  IL_CHECK(il_h5i_set_str_attr(f->fid, "schema", IL_H5_SCHEMA, f->path));
+  IL_CHECK(il_h5i_set_i64_attr(f->fid, "schema_version", IL_H5_SCHEMA_VERSION, f->path));
+  IL_CHECK(il_h5i_set_str_attr(f->fid, "software_version", ILBENCH_GIT, f->path));
+  IL_CHECK(il_h5i_set_str_attr(f->fid, "created", created, f->path));
+  IL_CHECK(il_h5i_set_str_attr(f->fid, "host", f->host, f->path));
+  IL_CHECK(il_h5i_set_str_attr(f->fid, "command_line", f->cmdline, f->path));
+  IL_CHECK(il_h5i_set_i64_attr(f->fid, "world_size", f->size, f->path));
   if ((f->runs = H5Gcreate2(f->fid, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0)
     return IL_H5_FAIL(IL_ERR_IO, f->path, "cannot create group /runs");
   return IL_OK;
 }
 
-/* What rank 0 finds at the path before anything is opened. */
-enum { PATH_MISSING = 0, PATH_HDF5 = 1, PATH_NOT_HDF5 = 2, PATH_NOT_FILE = 3 };
+/* File access for the writer: HDF5's serial (sec2) driver on rank 0, and HDF5's
+ * own flock off (the sibling lock of results_lock.h is the writer's lock, and
+ * it leaves readers' shared HDF5 locks alone). */
+hid_t il_h5i_writer_fapl(void) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) return -1;
+  if (H5Pset_fapl_sec2(fapl) < 0 || H5Pset_file_locking(fapl, 0, 1) < 0) {
+    H5Pclose(fapl);
+    return -1;
+  }
+  return fapl;
+}
 
-il_status il_h5_open(MPI_Comm comm, const char *path, int mode, int argc, char **argv, il_h5_file **out) {
+/* Rank 0's half of il_h5_open: lock, look at the path, create or open, check. */
+static il_status open_root(il_h5_file *f, int mode, double wait_lock_s) {
+  IL_CHECK(il_results_lock_acquire(f->path, wait_lock_s, &f->lock));
+  struct stat sb;
+  int exists = 0;
+  if (stat(f->path, &sb) == 0) {
+    if (!S_ISREG(sb.st_mode))
+      return IL_ERR(IL_ERR_IO, "results file '%s' exists and is not a regular file", f->path);
+    exists = 1;
+  } else if (errno != ENOENT) {
+    return IL_ERR(IL_ERR_IO, "results file '%s': %s", f->path, strerror(errno));
+  }
+  if (mode == IL_H5_CREATE && exists)
+    return IL_ERR(IL_ERR_ARG, "results file '%s' exists; use --append to add runs or --force to replace it",
+                  f->path);
+  if (mode == IL_H5_APPEND && exists && H5Fis_hdf5(f->path) <= 0)
+    return IL_ERR(IL_ERR_FORMAT, "results file '%s' exists and is not an HDF5 file; refusing to append to it",
+                  f->path);
+  const int creating = mode != IL_H5_APPEND || !exists;
+  hid_t fapl = il_h5i_writer_fapl();
+  if (fapl < 0) return IL_H5_FAIL(IL_ERR_INTERNAL, f->path, "cannot set up file access");
+  if (creating) {
+    IL_CHECK(il_h5i_space_check(f, 0, 1));
+    f->fid = H5Fcreate(f->path, mode == IL_H5_FORCE ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+  } else {
+    f->fid = H5Fopen(f->path, H5F_ACC_RDWR, fapl);
+  }
+  H5Pclose(fapl);
+  if (f->fid < 0)
+    return IL_H5_FAIL(IL_ERR_IO, f->path, creating ? "cannot create the file" : "cannot open the file for appending");
+  IL_CHECK(make_types(f));
+  if (creating) {
+    IL_CHECK(init_new_file(f));
+  } else {
+    IL_CHECK(il_h5i_check_schema(f->fid, f->path));
+    htri_t ex = H5Lexists(f->fid, "runs", H5P_DEFAULT);
+    if (ex > 0) {
+      H5O_info_t oi;
+      if (H5Oget_info_by_name2(f->fid, "runs", &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_GROUP)
+        return IL_ERR(IL_ERR_FORMAT, "results file '%s': /runs is not a group", f->path);
+      f->runs = H5Gopen2(f->fid, "runs", H5P_DEFAULT);
+    } else if (ex == 0) {
+      f->runs = H5Gcreate2(f->fid, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    }
+    if (f->runs < 0) return IL_H5_FAIL(IL_ERR_FORMAT, f->path, "cannot open group /runs");
+  }
+  return flush(f);
+}
+
+il_status il_h5_open_ex(MPI_Comm comm, const char *path, int mode, int argc, char **argv, const il_h5_open_opts *opts,
+                        il_h5_file **out) {
   il_status st = IL_OK;
-  il_h5_file *f = NULL;
-  hid_t fapl = -1;
   il_h5i_quiet q;
   int rank, size;
   if (!out) return IL_ERR(IL_ERR_ARG, "il_h5_open: out is NULL");
@@ -478,9 +543,11 @@ il_status il_h5_open(MPI_Comm comm, const char *path, int mode, int argc, char *
   MPI_Bcast(&mode, 1, MPI_INT, 0, comm); /* rank 0's choice, like the path */
   if (mode != IL_H5_CREATE && mode != IL_H5_APPEND && mode != IL_H5_FORCE)
     return IL_ERR(IL_ERR_ARG, "il_h5_open: unknown mode %d", mode);
+  double wait_lock_s = opts ? opts->wait_lock_s : 0;
+  MPI_Bcast(&wait_lock_s, 1, MPI_DOUBLE, 0, comm);
   il_h5i_quiet_begin(&q);
 
-  f = calloc(1, sizeof *f);
+  il_h5_file *f = calloc(1, sizeof *f);
   int ok = f != NULL, all_ok;
   MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
   if (!all_ok) {
@@ -489,93 +556,25 @@ il_status il_h5_open(MPI_Comm comm, const char *path, int mode, int argc, char *
     return IL_ERR(IL_ERR_NOMEM, "results file '%s': out of memory", path ? path : "");
   }
   f->comm = MPI_COMM_NULL;
-  f->fid = f->runs = f->xfer = f->run = f->d_epochs = f->d_steps = -1;
+  f->fid = f->runs = f->run = f->d_epochs = f->d_steps = -1;
   f->t_epoch = f->t_step = f->t_rank = f->tf_epoch = f->tf_step = f->tf_rank = -1;
   f->t_event = f->tf_event = f->t_event_name = f->t_reason = f->t_nanorigin = -1;
   MPI_Comm_dup(comm, &f->comm);
   f->rank = rank;
   f->size = size;
-
-  /* rank 0's path, host and command line everywhere (MPI-IO needs one name) */
-  char host[256] = "";
-  char *cmd = NULL;
-  if (rank == 0) {
+  /* rank 0's path everywhere (for messages); host and command line are rank 0's */
+  st = bcast_str(f->comm, rank, path, &f->path);
+  if (st == IL_OK && rank == 0) {
+    char host[256] = "";
     if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "unknown");
     host[sizeof host - 1] = '\0';
-    cmd = join_argv(argc, argv);
+    f->host = strdup(host);
+    f->cmdline = join_argv(argc, argv);
+    if (!f->host || !f->cmdline) st = IL_ERR(IL_ERR_NOMEM, "results file '%s': out of memory", f->path);
   }
-  st = bcast_str(f->comm, rank, path, &f->path);
-  if (st == IL_OK) st = bcast_str(f->comm, rank, host, &f->host);
-  if (st == IL_OK) st = bcast_str(f->comm, rank, cmd ? cmd : "", &f->cmdline);
-  free(cmd);
-  if (st != IL_OK) goto out;
-  if (!f->path[0]) {
-    st = IL_ERR(IL_ERR_ARG, "results file path is empty");
-    goto out;
-  }
-
-  /* Decide on rank 0, before anything touches the file, and share the verdict. */
-  int verdict = PATH_MISSING;
-  if (rank == 0) {
-    struct stat sb;
-    if (stat(f->path, &sb) == 0) {
-      if (!S_ISREG(sb.st_mode))
-        verdict = PATH_NOT_FILE;
-      else if (mode == IL_H5_APPEND)
-        verdict = H5Fis_hdf5(f->path) > 0 ? PATH_HDF5 : PATH_NOT_HDF5;
-      else
-        verdict = PATH_HDF5; /* exists; content does not matter for create/force */
-    }
-  }
-  MPI_Bcast(&verdict, 1, MPI_INT, 0, f->comm);
-  if (verdict == PATH_NOT_FILE) {
-    st = IL_ERR(IL_ERR_IO, "results file '%s' exists and is not a regular file", f->path);
-    goto out;
-  }
-  if (mode == IL_H5_CREATE && verdict != PATH_MISSING) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s' exists; use --append to add runs or --force to replace it", f->path);
-    goto out;
-  }
-  if (mode == IL_H5_APPEND && verdict == PATH_NOT_HDF5) {
-    st = IL_ERR(IL_ERR_FORMAT, "results file '%s' exists and is not an HDF5 file; refusing to append to it",
-                f->path);
-    goto out;
-  }
-
-  if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fapl_mpio(fapl, f->comm, MPI_INFO_NULL) < 0 ||
-      (f->xfer = H5Pcreate(H5P_DATASET_XFER)) < 0 || H5Pset_dxpl_mpio(f->xfer, H5FD_MPIO_COLLECTIVE) < 0) {
-    st = IL_H5_FAIL(IL_ERR_INTERNAL, f->path, "cannot set up MPI-IO access");
-    goto out;
-  }
-  int creating = mode != IL_H5_APPEND || verdict == PATH_MISSING;
-  if (creating) {
-    f->fid = H5Fcreate(f->path, mode == IL_H5_FORCE ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl);
-    if (f->fid < 0) st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot create the file");
-  } else {
-    f->fid = H5Fopen(f->path, H5F_ACC_RDWR, fapl);
-    if (f->fid < 0) st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot open the file for appending");
-  }
-  if ((st = agree(f->comm, st)) != IL_OK) goto out;
-  IL_CHECK_GOTO(st, make_types(f), out);
-  if (creating) {
-    IL_CHECK_GOTO(st, init_new_file(f), out);
-  } else {
-    IL_CHECK_GOTO(st, il_h5i_check_schema(f->fid, f->path), out);
-    htri_t ex = H5Lexists(f->fid, "runs", H5P_DEFAULT);
-    if (ex > 0)
-      f->runs = H5Gopen2(f->fid, "runs", H5P_DEFAULT);
-    else if (ex == 0)
-      f->runs = H5Gcreate2(f->fid, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (f->runs < 0) {
-      st = IL_H5_FAIL(IL_ERR_FORMAT, f->path, "cannot open group /runs");
-      goto out;
-    }
-  }
-  IL_CHECK_GOTO(st, flush(f), out);
-
-out:
-  if (fapl >= 0) H5Pclose(fapl);
-  st = f->comm != MPI_COMM_NULL ? agree(f->comm, st) : st;
+  if (st == IL_OK && !f->path[0]) st = IL_ERR(IL_ERR_ARG, "results file path is empty");
+  if (st == IL_OK && rank == 0) st = open_root(f, mode, wait_lock_s);
+  st = agree(f->comm, st);
   if (st != IL_OK)
     destroy(f);
   else
@@ -584,8 +583,14 @@ out:
   return st;
 }
 
+il_status il_h5_open(MPI_Comm comm, const char *path, int mode, int argc, char **argv, il_h5_file **out) {
+  return il_h5_open_ex(comm, path, mode, argc, argv, NULL, out);
+}
+
+const char *il_h5_path(const il_h5_file *f) { return f ? f->path : ""; }
+
 static const char *const reserved_run_attrs[] = {"status", "started", "finished", "software_version", "host",
-                                                  "command_line"};
+                                                  "command_line", "reason", "checkpoint", "resumes"};
 
 static il_status check_run_info(const il_h5_file *f, const il_run_info *ri) {
   const char *id = ri->run_id, *p = f->path;
@@ -602,7 +607,7 @@ static il_status check_run_info(const il_h5_file *f, const il_run_info *ri) {
     if (a->kind != 's' && a->kind != 'd' && a->kind != 'i')
       return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': attribute '%s' has unknown kind '%c'", p, id, a->key,
                     a->kind);
-    int reserved = strncmp(a->key, "peak_bytes_", 11) == 0;
+    int reserved = strncmp(a->key, "peak_bytes_", 11) == 0 || strncmp(a->key, "checkpoint_", 11) == 0;
     for (size_t r = 0; r < sizeof reserved_run_attrs / sizeof reserved_run_attrs[0]; r++)
       if (strcmp(a->key, reserved_run_attrs[r]) == 0) reserved = 1;
     if (reserved)
@@ -612,8 +617,8 @@ static il_status check_run_info(const il_h5_file *f, const il_run_info *ri) {
   return IL_OK;
 }
 
-static il_status set_status(il_h5_file *f, const char *status) {
-  return set_str_attr_sized(f->run, "status", status, STATUS_LEN, f->path);
+il_status il_h5i_set_status(il_h5_file *f, const char *status) {
+  return set_str_attr_sized(f->run, "status", status, IL_H5_STATUS_LEN, f->path);
 }
 
 static il_status create_table(il_h5_file *f, const char *name, hid_t ftype, hsize_t chunk, hid_t *out) {
@@ -628,94 +633,76 @@ static il_status create_table(il_h5_file *f, const char *name, hid_t ftype, hsiz
   return st;
 }
 
+/* Rank 0's half of il_h5_run_begin. */
+static il_status run_begin_root(il_h5_file *f, const il_run_info *r, int *ours) {
+  IL_CHECK(check_run_info(f, r));
+  htri_t ex = H5Lexists(f->runs, r->run_id, H5P_DEFAULT);
+  if (ex < 0) return IL_H5_FAIL(IL_ERR_IO, f->path, "cannot look up run '%s'", r->run_id);
+  if (ex > 0) return IL_ERR(IL_ERR_ARG, "results file '%s' already has run '%s'; use another run id", f->path, r->run_id);
+  IL_CHECK(il_h5i_space_check(f, 64u << 10, 1));
+  snprintf(f->run_id, sizeof f->run_id, "%s", r->run_id);
+  *ours = 1; /* from here on a failure closes this half-made run */
+  if ((f->run = H5Gcreate2(f->runs, r->run_id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0)
+    return IL_H5_FAIL(IL_ERR_IO, f->path, "cannot create group /runs/%s", r->run_id);
+  for (int i = 0; i < r->nattrs; i++) {
+    const il_attr *a = &r->attrs[i];
+    if (a->kind == 's')
+      IL_CHECK(il_h5i_set_str_attr(f->run, a->key, a->s, f->path));
+    else if (a->kind == 'd')
+      IL_CHECK(il_h5i_set_f64_attr(f->run, a->key, a->d, f->path));
+    else
+      IL_CHECK(il_h5i_set_i64_attr(f->run, a->key, a->i, f->path));
+  }
+  char started[32] = "";
+  il_h5i_now_iso(started);
+  IL_CHECK(il_h5i_set_str_attr(f->run, "started", started, f->path));
+  IL_CHECK(il_h5i_set_str_attr(f->run, "software_version", ILBENCH_GIT, f->path));
+  IL_CHECK(il_h5i_set_str_attr(f->run, "host", f->host, f->path));
+  IL_CHECK(il_h5i_set_str_attr(f->run, "command_line", f->cmdline, f->path));
+  IL_CHECK(il_h5i_set_status(f, "running"));
+  IL_CHECK(create_table(f, "epochs", f->tf_epoch, EPOCH_CHUNK_ROWS, &f->d_epochs));
+  IL_CHECK(create_table(f, "steps", f->tf_step, STEP_CHUNK_ROWS, &f->d_steps));
+  IL_CHECK(flush(f));
+  f->run_open = 1;
+  return IL_OK;
+}
+
 il_status il_h5_run_begin(il_h5_file *f, const il_run_info *ri) {
   if (!f) return IL_ERR(IL_ERR_ARG, "il_h5_run_begin: file is NULL");
   il_status st = IL_OK;
   int ours = 0;
   il_h5i_quiet q;
   il_h5i_quiet_begin(&q);
-  il_run_info *r = calloc(1, sizeof *r);
-  int ok = r != NULL && (f->rank != 0 || ri != NULL), all_ok;
-  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, f->comm);
-  if (!all_ok) {
-    free(r);
-    il_h5i_quiet_end(&q);
-    return IL_ERR(IL_ERR_ARG, "results file '%s': no run info on rank 0 (or out of memory)", f->path);
-  }
-  if (f->rank == 0) memcpy(r, ri, sizeof *r);
-  MPI_Bcast(r, (int)sizeof *r, MPI_BYTE, 0, f->comm);
-  if (f->run >= 0) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s' is still open; end it before starting '%s'", f->path,
-                f->run_id, r->run_id);
-    goto out;
-  }
-  IL_CHECK_GOTO(st, check_run_info(f, r), out);
-  htri_t ex = H5Lexists(f->runs, r->run_id, H5P_DEFAULT);
-  if (ex < 0) {
-    st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot look up run '%s'", r->run_id);
-    goto out;
-  }
-  if (ex > 0) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s' already has run '%s'; use another run id", f->path, r->run_id);
-    goto out;
-  }
-  snprintf(f->run_id, sizeof f->run_id, "%s", r->run_id);
-  ours = 1; /* from here on a failure closes this half-made run */
-  if ((f->run = H5Gcreate2(f->runs, r->run_id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
-    st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot create group /runs/%s", r->run_id);
-    goto out;
-  }
-  for (int i = 0; i < r->nattrs; i++) {
-    const il_attr *a = &r->attrs[i];
-    if (a->kind == 's')
-      st = il_h5i_set_str_attr(f->run, a->key, a->s, f->path);
-    else if (a->kind == 'd')
-      st = il_h5i_set_f64_attr(f->run, a->key, a->d, f->path);
+  int open_now = f->run_open;
+  MPI_Bcast(&open_now, 1, MPI_INT, 0, f->comm);
+  if (f->rank == 0) {
+    if (!ri)
+      st = IL_ERR(IL_ERR_ARG, "results file '%s': no run info on rank 0", f->path);
+    else if (open_now)
+      st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s' is still open; end it before starting '%s'", f->path,
+                  f->run_id, ri->run_id);
     else
-      st = il_h5i_set_i64_attr(f->run, a->key, a->i, f->path);
-    if (st != IL_OK) goto out;
+      st = run_begin_root(f, ri, &ours);
+    if (st != IL_OK && ours) il_h5i_close_run(f);
   }
-  char started[32] = "";
-  char *started_all = NULL;
-  if (f->rank == 0) il_h5i_now_iso(started);
-  IL_CHECK_GOTO(st, bcast_str(f->comm, f->rank, started, &started_all), out);
-  st = il_h5i_set_str_attr(f->run, "started", started_all, f->path);
-  free(started_all);
-  if (st != IL_OK) goto out;
-  IL_CHECK_GOTO(st, il_h5i_set_str_attr(f->run, "software_version", ILBENCH_GIT, f->path), out);
-  IL_CHECK_GOTO(st, il_h5i_set_str_attr(f->run, "host", f->host, f->path), out);
-  IL_CHECK_GOTO(st, il_h5i_set_str_attr(f->run, "command_line", f->cmdline, f->path), out);
-  IL_CHECK_GOTO(st, set_status(f, "running"), out);
-  IL_CHECK_GOTO(st, create_table(f, "epochs", f->tf_epoch, EPOCH_CHUNK_ROWS, &f->d_epochs), out);
-  IL_CHECK_GOTO(st, create_table(f, "steps", f->tf_step, STEP_CHUNK_ROWS, &f->d_steps), out);
-  IL_CHECK_GOTO(st, flush(f), out);
-out:
-  free(r);
   st = agree(f->comm, st);
-  if (st != IL_OK && ours) close_run(f);
   il_h5i_quiet_end(&q);
   return st;
 }
 
-/* Extend table d by n rows (collective) and write rank 0's rows into them. */
-static il_status append_rows(il_h5_file *f, hid_t d, hid_t mtype, const void *rows, hsize_t n, const char *name) {
+/* Extend table d by n rows and write them (rank 0). */
+il_status il_h5i_append_rows(il_h5_file *f, hid_t d, hid_t mtype, const void *rows, hsize_t n, const char *name) {
   il_status st = IL_OK;
   hid_t fs = -1, ms = -1;
   hsize_t cur = 0, total;
-  char dummy[8] = {0};
   if ((fs = H5Dget_space(d)) < 0 || H5Sget_simple_extent_dims(fs, &cur, NULL) < 0) goto fail;
   H5Sclose(fs);
   fs = -1;
   total = cur + n;
-  if (H5Dset_extent(d, &total) < 0 || (fs = H5Dget_space(d)) < 0 || (ms = H5Screate_simple(1, &n, NULL)) < 0)
+  if (H5Dset_extent(d, &total) < 0 || (fs = H5Dget_space(d)) < 0 || (ms = H5Screate_simple(1, &n, NULL)) < 0 ||
+      H5Sselect_hyperslab(fs, H5S_SELECT_SET, &cur, NULL, &n, NULL) < 0 ||
+      H5Dwrite(d, mtype, ms, fs, H5P_DEFAULT, rows) < 0)
     goto fail;
-  if (f->rank == 0) {
-    if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, &cur, NULL, &n, NULL) < 0) goto fail;
-  } else {
-    if (H5Sselect_none(fs) < 0 || H5Sselect_none(ms) < 0) goto fail;
-    rows = dummy;
-  }
-  if (H5Dwrite(d, mtype, ms, fs, f->xfer, rows) < 0) goto fail;
   goto out;
 fail:
   st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot append %llu rows to /runs/%s/%s", (unsigned long long)n, f->run_id,
@@ -726,106 +713,105 @@ out:
   return st;
 }
 
+/* Bytes a table append may take on disk: its rows and up to two new chunks. */
+uint64_t il_h5i_append_need(size_t row_size, int nrows, int chunk_rows) {
+  return (uint64_t)row_size * ((uint64_t)(nrows > 0 ? nrows : 0) + 2u * (uint64_t)chunk_rows) + (16u << 10);
+}
+
+il_status il_h5i_run_steps(il_h5_file *f, const il_step_row *steps, int nsteps) {
+  if (nsteps <= 0) return IL_OK;
+  IL_CHECK(il_h5i_space_check(f, il_h5i_append_need(sizeof *steps, nsteps, STEP_CHUNK_ROWS), 1));
+  IL_CHECK(il_h5i_append_rows(f, f->d_steps, f->t_step, steps, (hsize_t)nsteps, "steps"));
+  return flush(f);
+}
+
 il_status il_h5_run_epoch(il_h5_file *f, const il_epoch_row *e, const il_step_row *steps, int nsteps) {
   if (!f) return IL_ERR(IL_ERR_ARG, "il_h5_run_epoch: file is NULL");
   il_status st = IL_OK;
   il_h5i_quiet q;
   il_h5i_quiet_begin(&q);
-  int hdr[2] = {1, nsteps}; /* valid, nsteps (rank 0's) */
-  if (f->rank == 0 && (!e || nsteps < 0 || (nsteps > 0 && !steps))) hdr[0] = 0;
-  MPI_Bcast(hdr, 2, MPI_INT, 0, f->comm);
-  if (f->run < 0) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': no run is open (il_h5_run_begin first)", f->path);
-    goto out;
+  if (f->rank == 0) {
+    if (!f->run_open)
+      st = IL_ERR(IL_ERR_ARG, "results file '%s': no run is open (il_h5_run_begin first)", f->path);
+    else if (!e || nsteps < 0 || (nsteps > 0 && !steps))
+      st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': epoch row missing or bad step count %d on rank 0",
+                  f->path, f->run_id, nsteps);
+    /* Steps first, flushed, then the epoch row, flushed: HDF5 1.10 may write cached
+     * metadata in any order, so without the middle flush a kill could leave an
+     * epoch row whose steps are missing. This way an epoch row in the file means
+     * its steps are there; a kill can only leave steps of an unfinished epoch. */
+    if (st == IL_OK) st = il_h5i_run_steps(f, steps, nsteps);
+    if (st == IL_OK)
+      st = il_h5i_space_check(f, il_h5i_append_need(sizeof *e, 1, EPOCH_CHUNK_ROWS), 1);
+    if (st == IL_OK) st = il_h5i_append_rows(f, f->d_epochs, f->t_epoch, e, 1, "epochs");
+    if (st == IL_OK) st = flush(f);
   }
-  if (!hdr[0]) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': epoch row missing or bad step count %d on rank 0",
-                f->path, f->run_id, hdr[1]);
-    goto out;
-  }
-  /* Steps first, flushed, then the epoch row, flushed: HDF5 1.10 may write cached
-   * metadata in any order, so without the middle flush a kill could leave an
-   * epoch row whose steps are missing. This way an epoch row in the file means
-   * its steps are there; a kill can only leave steps of an unfinished epoch. */
-  if (hdr[1] > 0) IL_CHECK_GOTO(st, append_rows(f, f->d_steps, f->t_step, steps, (hsize_t)hdr[1], "steps"), out);
-  IL_CHECK_GOTO(st, flush(f), out);
-  IL_CHECK_GOTO(st, append_rows(f, f->d_epochs, f->t_epoch, e, 1, "epochs"), out);
-  IL_CHECK_GOTO(st, flush(f), out);
-out:
   st = agree(f->comm, st);
   il_h5i_quiet_end(&q);
   return st;
 }
 
-static il_status write_ranks(il_h5_file *f, const il_rank_row *my_row) {
+/* Every rank's row of the ranks table, gathered to rank 0. */
+static il_status write_ranks(il_h5_file *f, const il_rank_row *all) {
   il_status st = IL_OK;
-  hsize_t n = (hsize_t)f->size, one = 1, me = (hsize_t)f->rank;
-  hid_t sp = -1, ms = -1, d = -1;
-  il_rank_row row;
-  memset(&row, 0, sizeof row);
-  if (my_row) row = *my_row;
-  row.rank = f->rank;
-  if ((sp = H5Screate_simple(1, &n, NULL)) < 0 || (ms = H5Screate_simple(1, &one, NULL)) < 0 ||
-      (d = H5Dcreate2(f->run, "ranks", f->tf_rank, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+  hsize_t n = (hsize_t)f->size;
+  hid_t sp = -1, d = -1;
+  if ((sp = H5Screate_simple(1, &n, NULL)) < 0 ||
+      (d = H5Dcreate2(f->run, "ranks", f->tf_rank, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0)
     st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot create dataset /runs/%s/ranks", f->run_id);
-    goto out;
-  }
-  if (H5Sselect_hyperslab(sp, H5S_SELECT_SET, &me, NULL, &one, NULL) < 0 ||
-      H5Dwrite(d, f->t_rank, ms, sp, f->xfer, &row) < 0)
-    st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot write rank %d's row of /runs/%s/ranks", f->rank, f->run_id);
-out:
+  else if (H5Dwrite(d, f->t_rank, H5S_ALL, H5S_ALL, H5P_DEFAULT, all) < 0)
+    st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot write /runs/%s/ranks", f->run_id);
   if (d >= 0) H5Dclose(d);
-  if (ms >= 0) H5Sclose(ms);
   if (sp >= 0) H5Sclose(sp);
   return st;
 }
 
-/* Rank 0's n event rows into a new fixed-size /runs/<id>/events (n is the same
- * on every rank: the dataset's shape is metadata). Rank 0 selects every row,
- * the others nothing, in one collective write, as append_rows does. Names are
+/* Rank 0's n event rows into a new fixed-size /runs/<id>/events. Names are
  * copied into zeroed rows so that no bytes after a name's NUL reach the file. */
 static il_status write_events(il_h5_file *f, const il_event_row *rows, int n) {
   il_status st = IL_OK;
   hsize_t dims = (hsize_t)n;
-  hid_t sp = -1, ms = -1, d = -1;
-  il_event_row *buf = NULL;
-  int ok = 1, all_ok;
-  if (f->rank == 0 && n > 0) {
-    buf = calloc((size_t)n, sizeof *buf);
-    if (buf) {
-      for (int i = 0; i < n; i++) {
-        snprintf(buf[i].name, sizeof buf[i].name, "%s", rows[i].name);
-        buf[i].calls = rows[i].calls;
-        buf[i].time_max = rows[i].time_max;
-        buf[i].time_sum = rows[i].time_sum;
-        buf[i].flops = rows[i].flops;
-      }
-    } else {
-      ok = 0;
-    }
+  hid_t sp = -1, d = -1;
+  il_event_row *buf = n > 0 ? calloc((size_t)n, sizeof *buf) : NULL;
+  if (n > 0 && !buf) return IL_ERR(IL_ERR_NOMEM, "results file '%s': no memory for %d event rows", f->path, n);
+  for (int i = 0; i < n; i++) {
+    snprintf(buf[i].name, sizeof buf[i].name, "%s", rows[i].name);
+    buf[i].calls = rows[i].calls;
+    buf[i].time_max = rows[i].time_max;
+    buf[i].time_sum = rows[i].time_sum;
+    buf[i].flops = rows[i].flops;
   }
-  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, f->comm);
-  if (!all_ok) return IL_ERR(IL_ERR_NOMEM, "results file '%s': no memory for %d event rows", f->path, n);
-  if ((sp = H5Screate_simple(1, &dims, NULL)) < 0 || (ms = H5Screate_simple(1, &dims, NULL)) < 0 ||
-      (d = H5Dcreate2(f->run, "events", f->tf_event, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+  if ((sp = H5Screate_simple(1, &dims, NULL)) < 0 ||
+      (d = H5Dcreate2(f->run, "events", f->tf_event, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0)
     st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot create dataset /runs/%s/events", f->run_id);
-    goto out;
-  }
-  if (n == 0) goto out; /* an empty table: nothing to transfer (n is the same everywhere) */
-  il_event_row dummy;
-  memset(&dummy, 0, sizeof dummy);
-  if (f->rank != 0 && (H5Sselect_none(sp) < 0 || H5Sselect_none(ms) < 0)) goto fail;
-  if (H5Dwrite(d, f->t_event, ms, sp, f->xfer, f->rank == 0 ? (const void *)buf : (const void *)&dummy) < 0)
-    goto fail;
-  goto out;
-fail:
-  st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot write the %d rows of /runs/%s/events", n, f->run_id);
-out:
+  else if (n > 0 && H5Dwrite(d, f->t_event, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+    st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot write the %d rows of /runs/%s/events", n, f->run_id);
   if (d >= 0) H5Dclose(d);
-  if (ms >= 0) H5Sclose(ms);
   if (sp >= 0) H5Sclose(sp);
   free(buf);
   return st;
+}
+
+static il_status run_events_root(il_h5_file *f, const il_event_row *rows, int n, int lo, int hi) {
+  if (!f->run_open) return IL_ERR(IL_ERR_ARG, "results file '%s': no run is open (il_h5_run_begin first)", f->path);
+  if (lo != hi || n < 0)
+    return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': events row count must be >= 0 and the same on every rank "
+                  "(got %d to %d)", f->path, f->run_id, lo, hi);
+  if (n > 0 && !rows)
+    return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': %d event rows but no rows on rank 0", f->path, f->run_id,
+                  n);
+  for (int i = 0; i < n; i++)
+    if (!memchr(rows[i].name, '\0', EVENT_NAME_LEN) || !rows[i].name[0])
+      return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': event row %d has an empty name or one without a NUL "
+                    "in its %zu bytes", f->path, f->run_id, i, EVENT_NAME_LEN);
+  htri_t ex = H5Lexists(f->run, "events", H5P_DEFAULT);
+  if (ex < 0) return IL_H5_FAIL(IL_ERR_IO, f->path, "cannot look up /runs/%s/events", f->run_id);
+  if (ex > 0)
+    return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s' already has an events table (write it once per run)",
+                  f->path, f->run_id);
+  IL_CHECK(il_h5i_space_check(f, (uint64_t)n * sizeof *rows + (16u << 10), 1));
+  IL_CHECK(write_events(f, rows, n));
+  return flush(f);
 }
 
 il_status il_h5_run_events(il_h5_file *f, const il_event_row *rows, int n) {
@@ -833,110 +819,76 @@ il_status il_h5_run_events(il_h5_file *f, const il_event_row *rows, int n) {
   il_status st = IL_OK;
   il_h5i_quiet q;
   il_h5i_quiet_begin(&q);
-  /* every rank's n must be rank 0's: the table's size is collective metadata */
-  int n0 = n, lo = n, hi = n;
-  MPI_Bcast(&n0, 1, MPI_INT, 0, f->comm);
+  /* every rank must pass rank 0's count: a mismatch is a caller bug worth naming */
+  int lo = n, hi = n;
   MPI_Allreduce(&n, &lo, 1, MPI_INT, MPI_MIN, f->comm);
   MPI_Allreduce(&n, &hi, 1, MPI_INT, MPI_MAX, f->comm);
-  /* rank 0's rows are what is written: they must be there and well formed */
-  int bad_row = -2; /* -2 fine, -1 rows NULL, else the first row with a bad name */
-  if (f->rank == 0 && n0 > 0) {
-    if (!rows)
-      bad_row = -1;
-    else
-      for (int i = 0; i < n0 && bad_row == -2; i++)
-        if (!memchr(rows[i].name, '\0', EVENT_NAME_LEN) || !rows[i].name[0]) bad_row = i;
+  if (f->rank == 0) st = run_events_root(f, rows, n, lo, hi);
+  st = agree(f->comm, st);
+  il_h5i_quiet_end(&q);
+  return st;
+}
+
+static int valid_end_status(const char *s) {
+  return strcmp(s, "completed") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "interrupted") == 0;
+}
+
+/* Rank 0's half of il_h5_run_finish. A full disk still gets the status when a
+ * little room is left (no reserve: this is what the reserve was kept for). */
+static il_status run_end_root(il_h5_file *f, const char *status, const char *reason, const il_memstats *peak,
+                              const il_rank_row *all) {
+  if (!f->run_open) return IL_ERR(IL_ERR_ARG, "results file '%s': no run is open (il_h5_run_begin first)", f->path);
+  if (!valid_end_status(status))
+    return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': end status must be \"completed\", \"failed\" or "
+                  "\"interrupted\", not \"%s\"", f->path, f->run_id, status);
+  IL_CHECK(il_h5i_space_check(f, (uint64_t)f->size * sizeof *all + (32u << 10), 0));
+  IL_CHECK(write_ranks(f, all));
+  if (peak) {
+    char name[64];
+    for (int c = 0; c < IL_MEM_NCAT; c++) {
+      snprintf(name, sizeof name, "peak_bytes_%s", il_mem_category_name((il_mem_category)c));
+      IL_CHECK(il_h5i_set_i64_attr(f->run, name, (int64_t)peak->peak[c], f->path));
+    }
+    IL_CHECK(il_h5i_set_i64_attr(f->run, "peak_bytes_total", (int64_t)peak->peak_total, f->path));
   }
-  MPI_Bcast(&bad_row, 1, MPI_INT, 0, f->comm);
-  if (f->run < 0) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': no run is open (il_h5_run_begin first)", f->path);
-    goto out;
+  if (reason && reason[0]) IL_CHECK(il_h5i_set_str_attr(f->run, "reason", reason, f->path));
+  char fin[32] = "";
+  il_h5i_now_iso(fin);
+  IL_CHECK(il_h5i_set_str_attr(f->run, "finished", fin, f->path));
+  IL_CHECK(il_h5i_set_status(f, status));
+  return flush(f);
+}
+
+il_status il_h5_run_finish(il_h5_file *f, const char *status, const char *reason, const il_memstats *peak,
+                           const il_rank_row *my_row) {
+  if (!f) return IL_ERR(IL_ERR_ARG, "il_h5_run_end: file is NULL");
+  il_status st = IL_OK;
+  il_h5i_quiet q;
+  il_h5i_quiet_begin(&q);
+  il_rank_row row, *all = NULL;
+  memset(&row, 0, sizeof row);
+  if (my_row) row = *my_row;
+  row.rank = f->rank;
+  int ok = f->rank != 0 || (all = calloc((size_t)f->size, sizeof *all)) != NULL;
+  MPI_Bcast(&ok, 1, MPI_INT, 0, f->comm);
+  if (!ok) {
+    il_h5i_quiet_end(&q);
+    return agree(f->comm, IL_ERR(IL_ERR_NOMEM, "results file '%s': no memory for the ranks table", f->path));
   }
-  if (lo != hi || n0 < 0) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': events row count must be >= 0 and the same on every rank "
-                "(got %d to %d)", f->path, f->run_id, lo, hi);
-    goto out;
+  MPI_Gather(&row, (int)sizeof row, MPI_BYTE, all, (int)sizeof row, MPI_BYTE, 0, f->comm);
+  if (f->rank == 0) {
+    const int valid = status && valid_end_status(status);
+    st = run_end_root(f, status ? status : "", reason, peak, all);
+    if (valid && f->run_open) il_h5i_close_run(f); /* ended or failing to, the run takes no more rows */
   }
-  if (bad_row == -1) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': %d event rows but no rows on rank 0", f->path, f->run_id,
-                n0);
-    goto out;
-  }
-  if (bad_row >= 0) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': event row %d has an empty name or one without a NUL "
-                "in its %zu bytes", f->path, f->run_id, bad_row, EVENT_NAME_LEN);
-    goto out;
-  }
-  htri_t ex = H5Lexists(f->run, "events", H5P_DEFAULT);
-  if (ex < 0) {
-    st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot look up /runs/%s/events", f->run_id);
-    goto out;
-  }
-  if (ex > 0) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s' already has an events table (write it once per run)",
-                f->path, f->run_id);
-    goto out;
-  }
-  IL_CHECK_GOTO(st, write_events(f, rows, n0), out);
-  IL_CHECK_GOTO(st, flush(f), out);
-out:
+  free(all);
   st = agree(f->comm, st);
   il_h5i_quiet_end(&q);
   return st;
 }
 
 il_status il_h5_run_end(il_h5_file *f, const char *status, const il_memstats *peak, const il_rank_row *my_row) {
-  if (!f) return IL_ERR(IL_ERR_ARG, "il_h5_run_end: file is NULL");
-  il_status st = IL_OK;
-  il_h5i_quiet q;
-  il_h5i_quiet_begin(&q);
-  struct {
-    char status[STATUS_LEN];
-    int has_peak;
-    il_memstats peak;
-  } b;
-  memset(&b, 0, sizeof b);
-  if (f->rank == 0) {
-    snprintf(b.status, sizeof b.status, "%s", status ? status : "");
-    if (peak) {
-      b.has_peak = 1;
-      b.peak = *peak;
-    }
-  }
-  MPI_Bcast(&b, (int)sizeof b, MPI_BYTE, 0, f->comm);
-  b.status[STATUS_LEN - 1] = '\0';
-  if (f->run < 0) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': no run is open (il_h5_run_begin first)", f->path);
-    goto out;
-  }
-  if (strcmp(b.status, "completed") != 0 && strcmp(b.status, "failed") != 0) {
-    st = IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': end status must be \"completed\" or \"failed\", not \"%s\"",
-                f->path, f->run_id, b.status);
-    goto out;
-  }
-  IL_CHECK_GOTO(st, write_ranks(f, my_row), out);
-  if (b.has_peak) {
-    char name[64];
-    for (int c = 0; c < IL_MEM_NCAT; c++) {
-      snprintf(name, sizeof name, "peak_bytes_%s", il_mem_category_name((il_mem_category)c));
-      IL_CHECK_GOTO(st, il_h5i_set_i64_attr(f->run, name, (int64_t)b.peak.peak[c], f->path), out);
-    }
-    IL_CHECK_GOTO(st, il_h5i_set_i64_attr(f->run, "peak_bytes_total", (int64_t)b.peak.peak_total, f->path), out);
-  }
-  char fin[32] = "";
-  char *fin_all = NULL;
-  if (f->rank == 0) il_h5i_now_iso(fin);
-  IL_CHECK_GOTO(st, bcast_str(f->comm, f->rank, fin, &fin_all), out);
-  st = il_h5i_set_str_attr(f->run, "finished", fin_all, f->path);
-  free(fin_all);
-  if (st != IL_OK) goto out;
-  IL_CHECK_GOTO(st, set_status(f, b.status), out);
-  close_run(f);
-  IL_CHECK_GOTO(st, flush(f), out);
-out:
-  st = agree(f->comm, st);
-  il_h5i_quiet_end(&q);
-  return st;
+  return il_h5_run_finish(f, status, NULL, peak, my_row);
 }
 
 il_status il_h5_close(il_h5_file *f) {
@@ -944,7 +896,7 @@ il_status il_h5_close(il_h5_file *f) {
   il_h5i_quiet q;
   il_h5i_quiet_begin(&q);
   il_status st = IL_OK;
-  if (release(f) < 0) st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot close the file");
+  if (f->rank == 0 && release(f) < 0) st = IL_H5_FAIL(IL_ERR_IO, f->path, "cannot close the file");
   st = agree(f->comm, st);
   destroy(f);
   il_h5i_quiet_end(&q);

@@ -5,9 +5,11 @@
  * Every il_h5_* call except il_h5_merge is collective over the communicator
  * given to il_h5_open: all ranks call it, in the same order, and all ranks
  * get the same status and the same error message (the first failing rank's).
- * Row data (epochs, steps) is taken from rank 0 only; each rank gives its own
- * row of the `ranks` table. Library style: nothing here prints, exits or
- * aborts; failures return an il_status whose message names the file.
+ * Rank 0 alone touches the file (HDF5's serial driver; results_h5.c says
+ * why), holding the writer lock of results_lock.h from open to close. Row
+ * data (epochs, steps, checkpoints) is taken from rank 0 only; each rank
+ * gives its own row of the `ranks` table. Library style: nothing here prints,
+ * exits or aborts; failures return an il_status whose message names the file.
  *
  * Typical use:
  *   il_h5_open(comm, path, IL_H5_CREATE, argc, argv, &f);
@@ -16,6 +18,8 @@
  *   il_h5_run_events(f, event_rows, IL_EV_N);                            // optional
  *   il_h5_run_end(f, "completed", &peak_stats, &my_rank_row);
  *   il_h5_close(f);
+ * Checkpoints and resume: il_h5_run_checkpoint after an epoch or step;
+ * il_h5_run_resume instead of il_h5_run_begin to continue a run.
  */
 #ifndef IL_RESULTS_H5_H
 #define IL_RESULTS_H5_H
@@ -41,6 +45,16 @@ typedef struct il_h5_file il_h5_file;
  * world_size) and the /runs group. argv (may be NULL) is rank 0's command line. */
 il_status il_h5_open(MPI_Comm comm, const char *path, int mode, int argc, char **argv, il_h5_file **out);
 
+typedef struct il_h5_open_opts {
+  double wait_lock_s; /* another writer holds the file: wait up to this long for it (0: refuse at once) */
+} il_h5_open_opts;
+/* il_h5_open with options (opts may be NULL; rank 0's are used). */
+il_status il_h5_open_ex(MPI_Comm comm, const char *path, int mode, int argc, char **argv, const il_h5_open_opts *opts,
+                        il_h5_file **out);
+
+/* The file's path (rank 0's, on every rank). */
+const char *il_h5_path(const il_h5_file *f);
+
 /* Start run /runs/<ri->run_id>: its attributes, status "running", and empty
  * `epochs` and `steps` tables; flushed. Refuses a run id already in the file.
  * ri is read on rank 0 only (other ranks may pass NULL). */
@@ -59,6 +73,57 @@ il_status il_h5_run_events(il_h5_file *f, const il_event_row *rows, int n);
  * from rank 0's `peak` (NULL: none written), sets status to `status`
  * ("completed" or "failed", taken from rank 0), and flushes. */
 il_status il_h5_run_end(il_h5_file *f, const char *status, const il_memstats *peak, const il_rank_row *my_row);
+/* il_h5_run_end with status "completed", "failed" or "interrupted" and, when
+ * reason is not NULL or "", a `reason` attribute saying why (rank 0's). On a
+ * full disk the status is still written where a little room is left. */
+il_status il_h5_run_finish(il_h5_file *f, const char *status, const char *reason, const il_memstats *peak,
+                           const il_rank_row *my_row);
+
+/* ---- checkpoints and resume (results_resume.c) ---- */
+
+typedef enum il_ck_type { IL_CK_U8, IL_CK_I64, IL_CK_U64, IL_CK_F32, IL_CK_F64 } il_ck_type;
+typedef struct il_ck_item {
+  char name[32];   /* the dataset's name in the checkpoint group */
+  il_ck_type type;
+  size_t count;    /* elements */
+  void *data;      /* count elements of type */
+} il_ck_item;
+#define IL_CK_MAX_ITEMS 16
+/* Everything a run needs to continue: its position and named arrays of state
+ * (parameters, RNG state, accumulators, whatever a feature adds). */
+typedef struct il_h5_ckpt {
+  int64_t epoch;       /* the epoch in progress */
+  int64_t step;        /* batches of that epoch done */
+  int64_t global_step; /* batches done in the run */
+  uint64_t config_hash; /* the run's configuration; a resume with another one is refused */
+  int nitems;
+  il_ck_item items[IL_CK_MAX_ITEMS];
+} il_h5_ckpt;
+
+/* Append rank 0's nsteps pending step rows to the current run, then write ck
+ * (rank 0's) into the run's spare checkpoint slot and make it the current one.
+ * Atomic: the slot is complete and flushed before the run's `checkpoint`
+ * attribute names it, so a crash leaves the previous checkpoint or this one. */
+il_status il_h5_run_checkpoint(il_h5_file *f, const il_step_row *steps, int nsteps, const il_h5_ckpt *ck);
+
+/* The status of run run_id into buf ("" when the file has no such run). */
+il_status il_h5_run_status(il_h5_file *f, const char *run_id, char *buf, size_t n);
+
+/* The last run, in name order, whose status is "running" or "interrupted"
+ * into buf (n bytes); "" when there is none. */
+il_status il_h5_find_resumable(il_h5_file *f, char *buf, size_t n);
+
+/* Continue run ri->run_id (status "running" or "interrupted") instead of
+ * il_h5_run_begin. Refuses a run whose recorded configuration attributes
+ * differ from ri's (the message names them) or whose checkpoint has another
+ * config_hash or other items than ck asks for. ck names the items (name,
+ * type, count, data buffer on every rank); their data, epoch, step and
+ * global_step are filled in on every rank from the last complete checkpoint,
+ * and *have = 1. With no checkpoint, *have = 0 and the run starts over. The
+ * epochs and steps tables are cut back to the rows the checkpoint had, the
+ * ranks/events tables and end attributes are dropped, `resumes` counts up and
+ * the status is "running" again. */
+il_status il_h5_run_resume(il_h5_file *f, const il_run_info *ri, il_h5_ckpt *ck, int *have);
 
 /* Close the file (f may be NULL). A run not ended keeps status "running". */
 il_status il_h5_close(il_h5_file *f);

@@ -1,11 +1,54 @@
-/* bench/results_h5_internal.h: helpers shared by results_h5.c (parallel
- * writer) and results_merge.c (serial merge). Not part of the public API. */
+/* bench/results_h5_internal.h: helpers shared by results_h5.c (the writer),
+ * results_resume.c (checkpoints and resume) and results_merge.c (serial
+ * merge). Not part of the public API. */
 #ifndef IL_RESULTS_H5_INTERNAL_H
 #define IL_RESULTS_H5_INTERNAL_H
 
 #include <hdf5.h>
+#include <mpi.h>
+#include <stdint.h>
 
 #include "il_status.h"
+#include "results.h"
+#include "results_lock.h"
+
+#define IL_H5_STATUS_LEN 16 /* fixed size of the run `status` attribute */
+#define EVENT_NAME_LEN ((size_t)sizeof(((il_event_row *)0)->name)) /* fixed size of events.name */
+
+/* An open results file. HDF5 objects exist on rank 0 only (it alone writes). */
+struct il_h5_file {
+  MPI_Comm comm;
+  int rank, size;
+  char *path;      /* rank 0's path, on every rank */
+  char *host;      /* rank 0's hostname (rank 0) */
+  char *cmdline;   /* rank 0's argv, joined (rank 0) */
+  il_results_lock *lock; /* rank 0: the writer lock, held until close */
+  hid_t fid, runs; /* file, /runs */
+  hid_t t_epoch, t_step, t_rank, t_event;     /* memory (native struct) compound types */
+  hid_t tf_epoch, tf_step, tf_rank, tf_event; /* the same, packed, as stored in the file */
+  hid_t t_event_name;                         /* events.name: fixed-length NUL-terminated ASCII */
+  hid_t t_reason, t_nanorigin;                /* HDF5 enums over int32: il_reason, il_nan_origin */
+  /* the current run (rank 0; run_open between run_begin/resume and run_end) */
+  int run_open;
+  hid_t run, d_epochs, d_steps;
+  char run_id[sizeof(((il_run_info *)0)->run_id)];
+};
+
+/* The first failing rank's status and message, on every rank (collective). */
+il_status il_h5i_agree(MPI_Comm comm, il_status st);
+/* Rank 0: flush the file; close the current run's handles; set its status. */
+il_status il_h5i_flush(il_h5_file *f);
+void il_h5i_close_run(il_h5_file *f);
+il_status il_h5i_set_status(il_h5_file *f, const char *status);
+/* Rank 0: IL_ERR_IO naming the file when its filesystem has fewer than need
+ * bytes free (plus the writer's reserve when with_reserve). */
+il_status il_h5i_space_check(const il_h5_file *f, uint64_t need, int with_reserve);
+/* Rank 0: append n rows to table d; append steps rows to the current run and flush. */
+il_status il_h5i_append_rows(il_h5_file *f, hid_t d, hid_t mtype, const void *rows, hsize_t n, const char *name);
+uint64_t il_h5i_append_need(size_t row_size, int nrows, int chunk_rows);
+il_status il_h5i_run_steps(il_h5_file *f, const il_step_row *steps, int nsteps);
+/* The writer's file access: sec2, HDF5's own file locking off. -1 on failure. */
+hid_t il_h5i_writer_fapl(void);
 
 /* HDF5 prints its error stack by default; we turn each failure into an
  * il_status instead. Every public entry point silences the stack on entry and

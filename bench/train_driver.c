@@ -26,6 +26,7 @@
 #include "il_rng.h"
 #include "il_step_reduce.h"
 #include "results.h"
+#include "stop_signal.h"
 #include "train_driver.h"
 
 typedef il_train_opts train_opts;
@@ -46,6 +47,22 @@ typedef struct epoch_acc {
   double wait;     /* sum of per-step max over ranks of the wait for the slowest rank */
   long errors, samples, batches, nan_batches, nonconverged, maxiter_batches, diverged_batches, nonfinite_batches;
 } epoch_acc;
+
+/* epoch_acc as the doubles of a checkpoint (counts are far below 2^53: exact). */
+#define ACC_N 17
+static void acc_pack(const epoch_acc *a, double *v) {
+  const double x[ACC_N] = {a->loss, a->iters, a->bwd_iters, a->max_grad_norm, a->phase[0], a->phase[1], a->phase[2],
+                           a->phase[3], a->wait, (double)a->errors, (double)a->samples, (double)a->batches,
+                           (double)a->nan_batches, (double)a->nonconverged, (double)a->maxiter_batches,
+                           (double)a->diverged_batches, (double)a->nonfinite_batches};
+  memcpy(v, x, sizeof x);
+}
+static void acc_unpack(const double *v, epoch_acc *a) {
+  *a = (epoch_acc){.loss = v[0], .iters = v[1], .bwd_iters = v[2], .max_grad_norm = v[3],
+                   .phase = {v[4], v[5], v[6], v[7]}, .wait = v[8], .errors = (long)v[9], .samples = (long)v[10],
+                   .batches = (long)v[11], .nan_batches = (long)v[12], .nonconverged = (long)v[13],
+                   .maxiter_batches = (long)v[14], .diverged_batches = (long)v[15], .nonfinite_batches = (long)v[16]};
+}
 
 /* One batch's step-wide values into the epoch's sums. */
 static void acc_step(epoch_acc *a, const il_step_meas *m) {
@@ -191,7 +208,27 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_s(ri, "options", o->opts_text));
   IL_CHECK(il_run_attr_s(ri, "allreduce", "mpi"));
   IL_CHECK(il_run_attr_i(ri, "parameters", (int64_t)m->nparams));
+  if (o->inject_nan_rank >= 0) {
+    char inj[64];
+    snprintf(inj, sizeof inj, "%ld:%ld", o->inject_nan_rank, o->inject_nan_step);
+    IL_CHECK(il_run_attr_s(ri, "inject_nan", inj));
+  }
   return IL_OK;
+}
+
+/* FNV-1a over the run's configuration attributes (key, kind, value): what a
+ * checkpoint is valid for. */
+static uint64_t config_hash(const il_run_info *ri) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (int i = 0; i < ri->nattrs; i++) {
+    const il_attr *a = &ri->attrs[i];
+    char buf[256];
+    int n = a->kind == 's' ? snprintf(buf, sizeof buf, "%s\037s\037%s\036", a->key, a->s)
+            : a->kind == 'd' ? snprintf(buf, sizeof buf, "%s\037d\037%a\036", a->key, a->d)
+                             : snprintf(buf, sizeof buf, "%s\037i\037%lld\036", a->key, (long long)a->i);
+    for (int k = 0; k < n && k < (int)sizeof buf; k++) h = (h ^ (unsigned char)buf[k]) * 0x100000001b3ULL;
+  }
+  return h;
 }
 
 
@@ -224,6 +261,17 @@ typedef struct train_run {
   il_step_row *steps;      /* (nb) this epoch's steps table */
   il_rank_row my;          /* this rank's phase totals over the run */
   il_memstats run_peak;    /* high-water marks over the run's epochs */
+  /* training state a checkpoint holds (with the parameters) */
+  il_rng shuffle;          /* the shuffle stream, now */
+  il_rng shuffle_epoch;    /* ... at the start of the current epoch (before its permutation) */
+  double lr;               /* the learning rate in effect */
+  epoch_acc tr;            /* the current epoch's training sums */
+  long epoch, step, global_step; /* position: epoch in progress, its batches done, batches done in the run */
+  long steps_written;      /* rows of this epoch's steps already in the results file */
+  uint64_t config_hash;
+  float *ck_params;        /* (nparams) host copy for resume */
+  int stop_sig;            /* SIGTERM/SIGINT that stopped the run, agreed by every rank */
+  uint64_t resume_epoch_peak[IL_MEM_NCAT + 2]; /* a mid-epoch checkpoint's high-water marks of its epoch */
 } train_run;
 
 /* How a phase of the run ended (il_train_run turns it into its return code). */
@@ -232,6 +280,7 @@ typedef enum run_outcome {
   RUN_INVALID, /* refused, with the same verdict on every rank: return 2 */
   RUN_FAILED,  /* every rank stopped here together: mark the run failed, return 1 */
   RUN_FATAL,   /* a failure inside a collective phase: report and abort the job */
+  RUN_STOPPED, /* SIGTERM/SIGINT on some rank: every rank checkpointed here together */
 } run_outcome;
 
 /* ---- the compute backend, parameters and gradients ---- */
@@ -443,6 +492,16 @@ static run_outcome setup_data(train_run *r) {
   if (o->max_batches > 0 && o->max_batches < r->nb) r->nb = o->max_batches;
   r->ntb = (r->ntest + o->batch - 1) / o->batch;
   if (o->test_batches >= 0 && o->test_batches < r->ntb) r->ntb = o->test_batches;
+  if (o->inject_nan_rank >= r->dist.size) {
+    IL_ERR(IL_ERR_ARG, "--inject-nan %ld:%ld: there is no rank %ld in this world of %d", o->inject_nan_rank,
+           o->inject_nan_step, o->inject_nan_rank, r->dist.size);
+    return RUN_INVALID;
+  }
+  if (o->inject_nan_rank >= 0 && o->inject_nan_step >= r->nb * o->epochs) {
+    IL_ERR(IL_ERR_ARG, "--inject-nan %ld:%ld: there is no step %ld (the run has %ld steps, 0..%ld)",
+           o->inject_nan_rank, o->inject_nan_step, o->inject_nan_step, r->nb * o->epochs, r->nb * o->epochs - 1);
+    return RUN_INVALID;
+  }
   r->X = malloc((size_t)r->lb_max * 784 * sizeof *r->X);
   r->y = malloc((size_t)r->lb_max);
   r->perm = malloc(r->train->images.count * sizeof *r->perm);
@@ -628,6 +687,108 @@ static run_outcome load_order(train_run *r) {
   return il_dist_bcast(&r->dist, r->order, want, MPI_UINT32_T, 0) == IL_OK ? RUN_OK : RUN_FATAL;
 }
 
+/* ---- checkpoints ---- */
+
+/* The state a checkpoint holds, as named arrays (results_h5.h). A feature that
+ * adds training state adds its item here; a checkpoint without it is then
+ * refused on resume, never half-restored. */
+typedef struct ckpt_bufs {
+  uint64_t rng[4];
+  double acc[ACC_N], lr;
+  uint64_t peak[IL_MEM_NCAT + 1];
+  uint64_t epoch_peak[IL_MEM_NCAT + 2]; /* the epoch's high-water marks so far: categories, total, space */
+  double ev[IL_EV_N * 3];
+} ckpt_bufs;
+
+static void ckpt_layout(train_run *r, il_h5_ckpt *ck, ckpt_bufs *b, float *params) {
+  memset(ck, 0, sizeof *ck);
+  ck->config_hash = r->config_hash;
+  const il_ck_item items[] = {
+      {"params", IL_CK_F32, r->model.nparams, params},
+      {"shuffle_rng", IL_CK_U64, 4, b->rng},   /* the shuffle stream at the start of the epoch */
+      {"epoch_acc", IL_CK_F64, ACC_N, b->acc}, /* the epoch's training sums so far */
+      {"lr", IL_CK_F64, 1, &b->lr},
+      {"peak_bytes", IL_CK_U64, IL_MEM_NCAT + 1, b->peak},
+      {"epoch_peak_bytes", IL_CK_U64, IL_MEM_NCAT + 2, b->epoch_peak},
+      {"events", IL_CK_F64, IL_EV_N * 3, b->ev}, /* calls, seconds, FLOPs per event */
+  };
+  ck->nitems = (int)(sizeof items / sizeof items[0]);
+  memcpy(ck->items, items, sizeof items);
+}
+
+/* A checkpoint at the current position, with the steps rows not yet written. Collective. */
+static run_outcome write_checkpoint(train_run *r) {
+  const float *params = NULL;
+  if (params_on_host(r, &params) != IL_OK) return RUN_FATAL;
+  il_h5_ckpt ck;
+  ckpt_bufs b;
+  ckpt_layout(r, &ck, &b, (float *)params);
+  memcpy(b.rng, r->shuffle_epoch.s, sizeof b.rng);
+  acc_pack(&r->tr, b.acc);
+  b.lr = r->lr;
+  for (int c = 0; c < IL_MEM_NCAT; c++) b.peak[c] = r->run_peak.peak[c];
+  b.peak[IL_MEM_NCAT] = r->run_peak.peak_total;
+  for (int c = 0; c < IL_MEM_NCAT; c++) b.epoch_peak[c] = r->model.mem.peak[c];
+  b.epoch_peak[IL_MEM_NCAT] = r->model.mem.peak_total;
+  b.epoch_peak[IL_MEM_NCAT + 1] = r->model.mem.space_peak;
+  for (int e = 0; e < IL_EV_N; e++) {
+    b.ev[3 * e] = (double)r->ev.ev[e].calls;
+    b.ev[3 * e + 1] = r->ev.ev[e].time;
+    b.ev[3 * e + 2] = r->ev.ev[e].flops;
+  }
+  ck.epoch = r->epoch;
+  ck.step = r->step;
+  ck.global_step = r->global_step;
+  const int pending = (int)(r->step - r->steps_written);
+  if (il_h5_run_checkpoint(r->h5, r->steps + r->steps_written, pending, &ck) != IL_OK) return RUN_FAILED;
+  r->steps_written = r->step;
+  return RUN_OK;
+}
+
+/* Continue the run from its checkpoint (or from the start when it has none). Collective. */
+static run_outcome resume_run(train_run *r, const il_run_info *ri) {
+  if (!r->ck_params && !(r->ck_params = malloc(r->model.nparams * sizeof *r->ck_params))) {
+    IL_ERR(IL_ERR_NOMEM, "rank %d: no memory for the checkpoint's parameters", r->dist.rank);
+    return RUN_FATAL;
+  }
+  il_h5_ckpt ck;
+  ckpt_bufs b;
+  int have = 0;
+  ckpt_layout(r, &ck, &b, r->ck_params);
+  if (il_h5_run_resume(r->h5, ri, &ck, &have) != IL_OK) return RUN_INVALID; /* agreed: a clean refusal */
+  r->run_open = 1;
+  if (!have) {
+    if (r->root) printf("# %-18s no checkpoint yet: starting run %s over\n", "resume", r->run_id);
+    return RUN_OK;
+  }
+  if (il_model_set_params(&r->model, r->ck_params) != IL_OK) return RUN_FATAL;
+  memcpy(r->shuffle_epoch.s, b.rng, sizeof b.rng);
+  r->shuffle = r->shuffle_epoch;
+  acc_unpack(b.acc, &r->tr);
+  r->lr = b.lr;
+  for (int c = 0; c < IL_MEM_NCAT; c++) r->run_peak.peak[c] = (size_t)b.peak[c];
+  r->run_peak.peak_total = (size_t)b.peak[IL_MEM_NCAT];
+  memcpy(r->resume_epoch_peak, b.epoch_peak, sizeof b.epoch_peak);
+  for (int e = 0; e < IL_EV_N; e++) {
+    r->ev.ev[e].calls = (long)b.ev[3 * e];
+    r->ev.ev[e].time = b.ev[3 * e + 1];
+    r->ev.ev[e].flops = b.ev[3 * e + 2];
+  }
+  r->epoch = (long)ck.epoch;
+  r->step = r->steps_written = (long)ck.step;
+  r->global_step = (long)ck.global_step;
+  if (r->epoch > r->o.epochs || r->step > r->nb || r->global_step != r->epoch * r->nb + r->step) {
+    IL_ERR(IL_ERR_FORMAT, "results file '%s': run '%s''s checkpoint is at epoch %ld step %ld (global %ld), which "
+           "this configuration (%ld epochs of %ld steps) never reaches", il_h5_path(r->h5), r->run_id, r->epoch,
+           r->step, r->global_step, r->o.epochs, r->nb);
+    return RUN_FAILED;
+  }
+  if (r->root)
+    printf("# %-18s run %s from its checkpoint at epoch %ld, batch %ld (global step %ld)\n", "resume", r->run_id,
+           r->epoch, r->step, r->global_step);
+  return RUN_OK;
+}
+
 /* The configuration table (rank 0) and the run's group in the results file. */
 static run_outcome begin_run_output(train_run *r) {
   if (r->root) {
@@ -645,6 +806,11 @@ static run_outcome begin_run_output(train_run *r) {
     if (fill_run_info(&ri, &r->o, &r->dist, r->run_index, &r->model) != IL_OK) return RUN_FATAL;
     if (r->init_tag[0] && il_run_attr_s(&ri, "init_from", r->init_tag) != IL_OK) return RUN_FATAL;
     if (r->order_tag[0] && il_run_attr_s(&ri, "batch_order", r->order_tag) != IL_OK) return RUN_FATAL;
+    r->config_hash = config_hash(&ri);
+    char hx[24];
+    snprintf(hx, sizeof hx, "%016llx", (unsigned long long)r->config_hash);
+    if (il_run_attr_s(&ri, "config_hash", hx) != IL_OK) return RUN_FATAL;
+    if (r->o.resume) return resume_run(r, &ri);
     /* refusals here (e.g. the run id is taken) are agreed by every rank: a clean skip */
     if (il_h5_run_begin(r->h5, &ri) != IL_OK) return RUN_INVALID;
     r->run_open = 1;
@@ -775,15 +941,20 @@ static void step_output(train_run *r, long ep, long b, long global_step, const i
   if (r->root && r->o.log_steps) il_logfmt_row(stdout, r->pfx, &il_results_tables[IL_TABLE_STEPS], row);
 }
 
-/* The epoch's training batches: each step, reduced over ranks, accumulated and recorded. */
-static run_outcome train_pass(train_run *r, long ep, long *global_step, double lr, epoch_acc *tr, double t0,
-                              int tty) {
-  for (long b = 0; b < r->nb; b++, (*global_step)++) {
+/* The epoch's training batches from r->step on: each step, reduced over ranks,
+ * accumulated and recorded; checkpointed every --checkpoint-every steps, and
+ * after the step in which a rank got SIGTERM/SIGINT (then RUN_STOPPED). */
+static run_outcome train_pass(train_run *r, long ep, double t0, int tty) {
+  epoch_acc *tr = &r->tr;
+  long *global_step = &r->global_step;
+  const double lr = r->lr;
+  for (long b = r->step; b < r->nb; b++, (*global_step)++) {
     il_step_meas m, g;
     int finite;
     double gn;
     run_outcome out = train_step(r, b, *global_step, lr, tr, &m, &finite, &gn);
     if (out != RUN_OK) return out;
+    m.stop = il_stop_requested();
     if (il_step_reduce(&r->dist, &m, &g) != IL_OK) return RUN_FATAL;
     tr->phase[0] += g.t_forward;
     tr->phase[1] += g.t_backward;
@@ -805,6 +976,19 @@ static run_outcome train_pass(train_run *r, long ep, long *global_step, double l
       }
     }
     if (tty) progress("train", ep, b + 1, r->nb, t0, tr);
+    r->step = b + 1;
+    const int every = r->o.checkpoint_every > 0 && (*global_step + 1) % r->o.checkpoint_every == 0;
+    if (r->h5 && (g.stop || (every && r->step < r->nb))) {
+      (*global_step)++; /* the position after this step */
+      out = write_checkpoint(r);
+      (*global_step)--;
+      if (out != RUN_OK) return out;
+    }
+    if (g.stop) {
+      r->stop_sig = g.stop;
+      (*global_step)++;
+      return RUN_STOPPED;
+    }
   }
   return RUN_OK;
 }
@@ -879,43 +1063,67 @@ static run_outcome epoch_output(train_run *r, long ep, double lr, const epoch_ac
              mmm[4].max);
     fflush(stdout);
   }
-  if (r->h5 && il_h5_run_epoch(r->h5, &er, r->steps, (int)r->nb) != IL_OK) return RUN_FAILED;
+  if (r->h5 && il_h5_run_epoch(r->h5, &er, r->steps + r->steps_written, (int)(r->nb - r->steps_written)) != IL_OK)
+    return RUN_FAILED;
+  r->steps_written = 0;
   return RUN_OK;
 }
 
 /* ---- the run ---- */
 
+/* A signal that arrived outside the training steps (test pass, output), agreed at an epoch's end. */
+static run_outcome stop_between_epochs(train_run *r) {
+  double sig = il_stop_requested();
+  if (il_max_over_ranks(&r->dist, &sig, 1) != IL_OK) return RUN_FATAL;
+  r->stop_sig = (int)sig;
+  return r->stop_sig ? RUN_STOPPED : RUN_OK;
+}
+
+/* The epochs from the run's position (0, or a checkpoint's) to the end. */
 static run_outcome run_epochs(train_run *r) {
   const train_opts *o = &r->o;
-  il_rng shuffle;
-  il_rng_seed(&shuffle, (uint64_t)o->seed ^ 0x5348554646UL); /* stream apart from the init stream */
   const int tty = r->root && isatty(2); /* the progress bar: rank 0, a terminal only */
   const double t_run = il_now();
   last_summary = (il_run_summary){.train_err = NAN, .test_err = NAN, .test_loss = NAN};
-  double lr = o->lr;
-  long global_step = 0;
   il_rank_row ep_start = r->my; /* phase totals at the start of the epoch */
-  for (long ep = 0; ep < o->epochs; ep++) {
+  for (long ep = r->epoch; ep < o->epochs; ep++) {
+    r->epoch = ep;
+    if (r->step == 0) r->tr = (epoch_acc){0}; /* else: resumed mid-epoch with its sums */
     for (int i = 0; i < o->ndrops; i++)
-      if (o->drop_epoch[i] == ep) lr = o->drop_lr[i];
+      if (o->drop_epoch[i] == ep) r->lr = o->drop_lr[i];
+    r->shuffle_epoch = r->shuffle;
     if (r->order) /* --batch-order: this epoch's block of the file */
       memcpy(r->perm, r->order + (size_t)ep * (size_t)r->order_per_epoch,
              (size_t)r->order_per_epoch * sizeof *r->perm);
     else
-      il_rng_permutation(&shuffle, (size_t)r->ntrain, r->perm); /* identical on every rank */
-    epoch_acc tr = {0}, te = {0};
-    il_memstats_reset_peaks(&r->model.mem);
+      il_rng_permutation(&r->shuffle, (size_t)r->ntrain, r->perm); /* identical on every rank */
+    epoch_acc te = {0};
+    il_memstats *mem = &r->model.mem;
+    il_memstats_reset_peaks(mem);
+    if (r->step > 0) { /* resumed mid-epoch: the marks of the epoch's steps before the checkpoint */
+      for (int c = 0; c < IL_MEM_NCAT; c++)
+        if (r->resume_epoch_peak[c] > mem->peak[c]) mem->peak[c] = (size_t)r->resume_epoch_peak[c];
+      if (r->resume_epoch_peak[IL_MEM_NCAT] > mem->peak_total) mem->peak_total = (size_t)r->resume_epoch_peak[IL_MEM_NCAT];
+      if (r->resume_epoch_peak[IL_MEM_NCAT + 1] > mem->space_peak)
+        mem->space_peak = (size_t)r->resume_epoch_peak[IL_MEM_NCAT + 1];
+    }
     double t0 = il_now();
-    run_outcome out = train_pass(r, ep, &global_step, lr, &tr, t0, tty);
+    run_outcome out = train_pass(r, ep, t0, tty);
     if (out != RUN_OK) return out;
     double t1 = il_now();
     out = test_pass(r, ep, &te, t1, tty);
     if (out != RUN_OK) return out;
     double t2 = il_now();
     r->my.test_s += t2 - t1;
-    out = epoch_output(r, ep, lr, &tr, &te, t0, t1, t2, &ep_start);
+    out = epoch_output(r, ep, r->lr, &r->tr, &te, t0, t1, t2, &ep_start);
     if (out != RUN_OK) return out;
-    summary_epoch(ep, &tr, &te, t_run);
+    summary_epoch(ep, &r->tr, &te, t_run);
+    r->epoch = ep + 1;
+    r->step = 0;
+    r->shuffle_epoch = r->shuffle; /* the next epoch starts from here */
+    r->tr = (epoch_acc){0};
+    if (r->h5 && (out = write_checkpoint(r)) != RUN_OK) return out;
+    if ((out = stop_between_epochs(r)) != RUN_OK) return out;
   }
   return RUN_OK;
 }
@@ -943,7 +1151,30 @@ static void fail_run(train_run *r) {
   if (r->root) fprintf(stderr, "ilbench: error: %s\n", il_error_message());
   if (r->h5 && r->run_open) {
     r->my.peak_mem_bytes = r->run_peak.peak_total;
-    (void)il_h5_run_end(r->h5, "failed", &r->run_peak, &r->my);
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s", il_error_message());
+    if (il_h5_run_finish(r->h5, "failed", reason, &r->run_peak, &r->my) != IL_OK && r->root)
+      fprintf(stderr, "ilbench: error: %s\n", il_error_message()); /* e.g. the disk is full even for that */
+  }
+}
+
+/* SIGTERM/SIGINT: the checkpoint is written; mark the run interrupted and say where it stands. */
+static void stop_run(train_run *r) {
+  char reason[160];
+  snprintf(reason, sizeof reason, "%s after global step %ld (epoch %ld, batch %ld)", il_stop_name(r->stop_sig),
+           r->global_step, r->epoch, r->step);
+  if (r->h5 && r->run_open) {
+    r->my.peak_mem_bytes = r->run_peak.peak_total;
+    if (il_h5_run_finish(r->h5, "interrupted", reason, &r->run_peak, &r->my) != IL_OK && r->root)
+      fprintf(stderr, "ilbench: error: %s\n", il_error_message());
+  }
+  if (r->root) {
+    if (r->h5)
+      fprintf(stderr, "ilbench: interrupted by %s; run '%s' checkpointed in '%s' and marked interrupted\n", reason,
+              r->run_id, il_h5_path(r->h5));
+    else
+      fprintf(stderr, "ilbench: interrupted by %s; nothing saved (no --out)\n", reason);
+    fflush(stderr);
   }
 }
 
@@ -964,7 +1195,9 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
                  il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix) {
   train_run r = {.dist = *d, .o = *op, .root = d->rank == 0, .pfx = log_prefix ? log_prefix : "",
                  .run_id = run_id, .run_index = run_index, .train = train, .test = test, .h5 = h5,
-                 .my = {.rank = d->rank}};
+                 .my = {.rank = d->rank}, .lr = op->lr};
+  il_rng_seed(&r.shuffle, (uint64_t)op->seed ^ 0x5348554646UL); /* stream apart from the init stream */
+  r.shuffle_epoch = r.shuffle;
   run_outcome out = setup_run(&r);
   if (out == RUN_OK) out = run_epochs(&r);
   if (out == RUN_OK) out = finish_run(&r);
@@ -974,6 +1207,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
   case RUN_INVALID: rc = 2; break;
   case RUN_FAILED: fail_run(&r); rc = 1; break;
   case RUN_FATAL: abort_run(&r); rc = 1; break;
+  case RUN_STOPPED: stop_run(&r); rc = 128 + r.stop_sig; break;
   }
   free(r.X);
   free(r.y);
@@ -984,5 +1218,6 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
   if (r.model_ok) il_model_destroy(&r.model);
   il_backend_destroy(r.be);
   free(r.stage);
+  free(r.ck_params);
   return rc;
 }

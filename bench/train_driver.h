@@ -17,6 +17,9 @@ typedef struct il_train_opts {
   double tol, lr;
   long max_iter, hidden, epochs, batch, seed, max_batches, test_batches, threads, refine, check_sync;
   long inject_nan_rank, inject_nan_step;
+  long checkpoint_every;   /* --checkpoint-every N (0: epoch ends only; checkpoints need --out) */
+  double wait_lock_s;      /* --wait-lock SECONDS */
+  int resume;              /* continue run_id from its checkpoint (train --resume, sweep --resume) */
   int log_view; /* --log-view */
   int log_steps;
   const char *save_params;
@@ -61,9 +64,12 @@ void il_train_layer_config(const il_train_opts *o, il_layer_config *cfg);
 il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_split *test);
 
 /* Run one configuration. Collective over d. h5 may be NULL (no results file).
- * Returns 0 when the run completed, 2 when the configuration is invalid for
- * this world (detected identically on every rank before any collective), and
- * aborts the job (MPI_Abort) on a failure inside a collective phase. */
+ * Returns 0 when the run completed, 1 when it failed (marked so in the file),
+ * 2 when the configuration is invalid for this world (detected identically on
+ * every rank before any collective), 128 + signal when SIGTERM/SIGINT stopped
+ * it (checkpointed and marked `interrupted`), and aborts the job (MPI_Abort)
+ * on a failure inside a collective phase. With o->resume, run_id is continued
+ * from its last checkpoint in h5 instead of begun. */
 int il_train_run(il_dist *d, const il_train_opts *o, const il_mnist_split *train, const il_mnist_split *test,
                  il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix);
 

@@ -53,6 +53,9 @@ static const il_cli_spec train_spec_tail[] = {
     {"out", 1, "HDF5 results file (analysis/SCHEMA.md); refused if it exists", NULL},
     {"append", 0, "add runs to an existing --out file", NULL},
     {"force", 0, "replace an existing --out file", NULL},
+    {"wait-lock", 1, "another process is writing --out: wait up to SECONDS for it instead of refusing at once", "0"},
+    {"checkpoint-every", 1, "with --out, also checkpoint every N training steps (0: at the end of each epoch only); "
+                            "a run continues from its last checkpoint with --resume", "0"},
     {"help", 0, "show this help", NULL},
 };
 #define NHEAD ((int)(sizeof train_spec_head / sizeof train_spec_head[0]))
@@ -237,6 +240,11 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   o->batch_order = il_cli_get(cli, "batch-order", NULL);
   if (o->init_from && !o->init_from[0]) return IL_ERR(IL_ERR_ARG, "--init-from: empty file name");
   if (o->batch_order && !o->batch_order[0]) return IL_ERR(IL_ERR_ARG, "--batch-order: empty file name");
+  o->resume = 0; /* set by the commands that take --resume */
+  IL_CHECK(il_cli_int(cli, "checkpoint-every", 0, 0, 1L << 40, &o->checkpoint_every));
+  IL_CHECK(il_cli_double(cli, "wait-lock", 0, &o->wait_lock_s));
+  if (!(o->wait_lock_s >= 0 && o->wait_lock_s <= 1e7))
+    return IL_ERR(IL_ERR_ARG, "--wait-lock: %g is not a number of seconds in [0, 1e7]", o->wait_lock_s);
   o->inject_nan_rank = o->inject_nan_step = -1;
   const char *inj = il_cli_get(cli, "inject-nan", NULL);
   if (inj) {

@@ -10,7 +10,7 @@
 enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_RHO_SUM, ST_RHO_N, ST_N };
 /* Largest over ranks: one allreduce of doubles. */
 enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_FWD_ITERS, MX_WAIT, MX_FWD_RES, MX_FWD_REASON,
-       MX_BWD_REASON, MX_RHO, MX_COND, MX_NEG_COS, MX_RELERR, MX_PREACT,
+       MX_BWD_REASON, MX_STOP, MX_RHO, MX_COND, MX_NEG_COS, MX_RELERR, MX_PREACT,
        /* 1 when this rank's value is NaN: MPI_MAX has no NaN rule, so values travel as -inf and a
         * NaN on any rank is restored from its flag (a NaN must not hide behind another rank's number) */
        MX_NAN_BWD_RES, MX_NAN_RHO, MX_NAN_COND, MX_NAN_COS, MX_NAN_RELERR, MX_NAN_PREACT, MX_N };
@@ -62,6 +62,7 @@ static void pack_maxima(const il_step_meas *l, double *mx) {
   mx[MX_FWD_RES] = isfinite(l->fwd_residual) ? l->fwd_residual : INFINITY;
   mx[MX_FWD_REASON] = l->fwd_reason;
   mx[MX_BWD_REASON] = l->bwd_reason;
+  mx[MX_STOP] = l->stop;
   mx[MX_RHO] = nan_to_low(l->rho_max);
   mx[MX_COND] = nan_to_low(l->cond_max);
   mx[MX_NEG_COS] = nan_to_low(isnan(l->grad_cos) ? NAN : -l->grad_cos);
@@ -81,6 +82,7 @@ static void unpack_maxima(const double *mx, const il_step_meas *l, il_step_meas 
   g->fwd_iters = (int)mx[MX_FWD_ITERS];
   g->fwd_reason = (il_reason)mx[MX_FWD_REASON];
   g->bwd_reason = (il_reason)mx[MX_BWD_REASON];
+  g->stop = (int)mx[MX_STOP];
   g->fwd_residual = isfinite(l->fwd_residual) ? mx[MX_FWD_RES] : l->fwd_residual;
   g->bwd_residual = reduced(mx, MX_BWD_RES, MX_NAN_BWD_RES);
   g->rho_max = reduced(mx, MX_RHO, MX_NAN_RHO);

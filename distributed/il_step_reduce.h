@@ -47,6 +47,9 @@ typedef struct il_step_meas {
    * the smallest origin over ranks, and the largest iteration among the ranks
    * that report it; nan_iter is -1 when no rank reports an origin */
   int nan_origin, nan_iter;
+  /* largest over ranks: a signal number when a rank was asked to stop (SIGTERM, SIGINT), else 0;
+   * riding on the step's allreduce, every rank stops after the same step */
+  int stop;
 } il_step_meas;
 
 /* The step-wide values of *local, the same on every rank. Collective over d;
