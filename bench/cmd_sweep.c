@@ -8,11 +8,15 @@
  * stops the sweep with that point's error; a combination that cannot run (e.g.
  * more ranks than batch rows, or --adjoint-m with --adjoint-solver lu) is
  * skipped with its reason logged.
- * --array-index I --array-count N keeps the points with index % N == I. */
+ * --array-index I --array-count N keeps the points with index % N == I.
+ * With --append, points already in the file are not run again; points left
+ * running or interrupted (a kill, SIGTERM, a Slurm time limit) are continued
+ * from their checkpoints with --resume, and refused without it. */
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
+#include "stop_signal.h"
 #include "sweep_points.h"
 #include "train_driver.h"
 
@@ -61,6 +65,9 @@ int il_cmd_sweep(int argc, char **argv) {
   for (int i = 0; i < ntrain && nspec < MAX_SPEC - 2; i++) spec[nspec++] = train_spec[i];
   spec[nspec++] = (il_cli_spec){"array-index", 1, "run only points with index % array-count == array-index", "0"};
   spec[nspec++] = (il_cli_spec){"array-count", 1, "number of job-array tasks sharing the sweep", "1"};
+  spec[nspec++] = (il_cli_spec){"resume", 0,
+                                "with --append: continue points left running or interrupted from their checkpoints",
+                                NULL};
 
   il_dist d;
   il_cli cli;
@@ -186,12 +193,40 @@ int il_cmd_sweep(int argc, char **argv) {
     }
     goto end;
   }
-  if (out && il_h5_open(d.comm, out, mode, il_main_argc, il_main_argv, &h5) != IL_OK) goto fail;
+  const int resume = il_cli_has(&cli, "resume");
+  if (resume && mode != IL_H5_APPEND) {
+    IL_ERR(IL_ERR_ARG, "--resume needs --append (it continues runs already in the --out file)");
+    goto fail;
+  }
+  double wait_lock = 0;
+  if (il_cli_double(&cli, "wait-lock", 0, &wait_lock) != IL_OK) goto fail;
+  il_stop_install();
+  const il_h5_open_opts hopts = {.wait_lock_s = wait_lock};
+  if (out && il_h5_open_ex(d.comm, out, mode, il_main_argc, il_main_argv, &hopts, &h5) != IL_OK) goto fail;
+  /* what the file already holds of this slice: unfinished points need --resume */
+  if (h5 && mode == IL_H5_APPEND) {
+    long unfinished = 0;
+    char first[IL_SWEEP_RUN_ID_MAX] = "";
+    for (long i = 0; i < sw.npoints; i++) {
+      if (!il_sweep_in_slice(i, aidx, acnt)) continue;
+      char id[IL_SWEEP_RUN_ID_MAX], st[32];
+      il_sweep_run_id(&sw, i, id, sizeof id);
+      if (il_h5_run_status(h5, id, st, sizeof st) != IL_OK) goto fail;
+      if (strcmp(st, "running") == 0 || strcmp(st, "interrupted") == 0) {
+        if (!unfinished++) snprintf(first, sizeof first, "%s", id);
+      }
+    }
+    if (unfinished && !resume) {
+      IL_ERR(IL_ERR_ARG, "results file '%s' has %ld point(s) of this sweep left running or interrupted (first: %s); "
+             "add --resume to continue them from their checkpoints", out, unfinished, first);
+      goto fail;
+    }
+  }
   if (root) {
     printf("# sweep: %ld points, this task (%ld of %ld) runs %ld\n", sw.npoints, aidx, acnt, mine);
     fflush(stdout);
   }
-  long done = 0, skipped = 0;
+  long done = 0, skipped = 0, earlier = 0;
   const double t_sweep = il_now();
   double t_runs = 0; /* seconds in the completed runs, for the ETA */
   for (long i = 0; i < sw.npoints; i++) {
@@ -202,9 +237,30 @@ int il_cmd_sweep(int argc, char **argv) {
     il_cli pc;
     static il_train_opts o;
     if (point_cli(&cli, &sw, i, &pc) != IL_OK) goto fail;
+    char status[32] = "";
+    if (h5 && mode == IL_H5_APPEND && il_h5_run_status(h5, run_id, status, sizeof status) != IL_OK) goto fail;
+    if (status[0] && strcmp(status, "running") != 0 && strcmp(status, "interrupted") != 0) {
+      earlier++;
+      if (root) printf("# sweep [%ld/%ld] %s: %s earlier, in the file\n", done + skipped + earlier, mine, run_id, status);
+      continue;
+    }
     double t0 = il_now();
-    int r = il_train_parse_ex(&pc, &o, 1) == IL_OK ? il_train_run(&d, &o, &train, &test, h5, run_id, i, prefix) : 2;
+    int r = il_train_parse_ex(&pc, &o, 1) == IL_OK ? (o.resume = status[0] != '\0',
+                                                      il_train_run(&d, &o, &train, &test, h5, run_id, i, prefix))
+                                                   : 2;
     const double t1 = il_now();
+    if (r == 1 && h5 && il_h5_storage_failed(h5)) { /* a full disk: the next points would fail the same way */
+      if (root) fprintf(stderr, "ilbench sweep: stopped at point %s: the results file takes no more runs\n", run_id);
+      rc = 1;
+      goto end;
+    }
+    if (r > 128) { /* SIGTERM/SIGINT: the point is checkpointed; the sweep stops here */
+      if (root)
+        fprintf(stderr, "ilbench sweep: stopped at point %s; continue with the same command and --append --resume\n",
+                run_id);
+      rc = r;
+      goto end;
+    }
     if (r == 2) { /* invalid combination: same verdict on every rank */
       skipped++;
     } else {
@@ -213,15 +269,15 @@ int il_cmd_sweep(int argc, char **argv) {
     }
     if (root) { /* [k/N], the elapsed time and an ETA from the mean time of the runs so far */
       char el[32], eta[32];
-      const long left = mine - done - skipped;
+      const long left = mine - done - skipped - earlier;
       fmt_duration(t1 - t_sweep, el, sizeof el);
       if (done > 0) fmt_duration(t_runs / done * left, eta, sizeof eta);
       else snprintf(eta, sizeof eta, "?");
       if (r == 2)
-        printf("# sweep [%ld/%ld] skip %s: %s (elapsed %s, ETA %s)\n", done + skipped, mine, run_id,
+        printf("# sweep [%ld/%ld] skip %s: %s (elapsed %s, ETA %s)\n", done + skipped + earlier, mine, run_id,
                il_error_message(), el, eta);
       else
-        printf("# sweep [%ld/%ld] done %s in %.1f s, test_err=%.4f (elapsed %s, ETA %s)\n", done + skipped, mine,
+        printf("# sweep [%ld/%ld] done %s in %.1f s, test_err=%.4f (elapsed %s, ETA %s)\n", done + skipped + earlier, mine,
                run_id, t1 - t0, il_train_last_summary()->test_err, el, eta);
     }
     if (r == 2) il_error_clear();
@@ -230,7 +286,7 @@ int il_cmd_sweep(int argc, char **argv) {
   if (root) {
     char el[32];
     fmt_duration(il_now() - t_sweep, el, sizeof el);
-    printf("# sweep: %ld runs completed, %ld skipped in %s", done, skipped, el);
+    printf("# sweep: %ld runs completed, %ld skipped, %ld in the file earlier, in %s", done, skipped, earlier, el);
     if (out) printf("; results in %s", out);
     printf("\n");
   }

@@ -80,17 +80,17 @@ int il_cmd_train(int argc, char **argv) {
     rc = 0;
     goto end;
   }
+  const char *resume = il_cli_get(&cli, "resume", NULL);
+  if (resume && il_cli_has(&cli, "force")) {
+    IL_ERR(IL_ERR_ARG, "--resume and --force exclude each other (--force would replace the file being resumed)");
+    goto fail;
+  }
   if (il_train_parse(&cli, &o) != IL_OK || il_results_mode(&cli, &mode, &out) != IL_OK) goto fail;
   static char resume_file[4096], resume_run[96];
-  const char *resume = il_cli_get(&cli, "resume", NULL);
   if (resume) {
     if (split_resume(resume, resume_file, sizeof resume_file, resume_run, sizeof resume_run) != IL_OK) goto fail;
     if (out && strcmp(out, resume_file) != 0) {
       IL_ERR(IL_ERR_ARG, "--resume %s continues a run in '%s', but --out names '%s'", resume, resume_file, out);
-      goto fail;
-    }
-    if (il_cli_has(&cli, "force")) {
-      IL_ERR(IL_ERR_ARG, "--resume and --force exclude each other (--force would replace the file being resumed)");
       goto fail;
     }
     struct stat sb;

@@ -9,6 +9,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "results_h5.h"
 #include "il_status.h"
 
 int il_main_argc;
@@ -104,6 +105,10 @@ int main(int argc, char **argv) {
     } else if (rank == 0) {
       unknown_command(argv[1]);
     }
+  }
+  if (il_h5_unclosed()) { /* see results_h5.h: the error is reported; HDF5 must not see MPI_Finalize */
+    fflush(NULL);
+    _exit(rc ? rc : 1);
   }
   MPI_Finalize();
   return rc;

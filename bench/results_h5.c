@@ -9,9 +9,11 @@
  * Each public call ends by agreeing on a status, so all ranks return the same
  * status and the first failing rank's message, and no rank ever waits inside
  * HDF5 for another. */
+#define _GNU_SOURCE /* fallocate */
 #include "results_h5.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,6 +63,16 @@ static herr_t walk_cb(unsigned k, const H5E_error2_t *e, void *p) {
     d = minor;
   }
   if (!d[0]) return 0;
+  /* the sec2 driver's "file write failed: time = ..., buf = 0x..., error message = 'X', ...": keep X */
+  char sys[160];
+  const char *em = strstr(d, "error message = '");
+  if (em) {
+    em += strlen("error message = '");
+    const char *q = strchr(em, '\'');
+    snprintf(sys, sizeof sys, "%s: %.*s", strstr(d, "read") && !strstr(d, "write") ? "read failed" : "write failed",
+             q ? (int)(q - em) : (int)strlen(em), em);
+    d = sys;
+  }
   size_t used = strlen(w->buf);
   if (used + 4 >= w->n) return 0;
   snprintf(w->buf + used, w->n - used, "%s%s", w->count ? "; " : "", d);
@@ -254,6 +266,14 @@ il_status il_h5i_agree(MPI_Comm comm, il_status st) {
 }
 #define agree il_h5i_agree
 
+il_status il_h5i_settle(il_h5_file *f, il_status st) {
+  st = il_h5i_agree(f->comm, st);
+  if (st == IL_ERR_IO) f->storage_failed = 1;
+  return st;
+}
+
+int il_h5_storage_failed(const il_h5_file *f) { return f && f->storage_failed; }
+
 /* Broadcast rank 0's string (NULL counts as "") into a new allocation on every rank. */
 static il_status bcast_str(MPI_Comm comm, int rank, const char *s0, char **out) {
   unsigned long long len = (rank == 0 && s0) ? strlen(s0) : 0;
@@ -386,6 +406,10 @@ void il_h5i_close_run(il_h5_file *f) {
   f->run_id[0] = '\0';
 }
 
+/* A file whose H5Fclose failed (its last flush met an I/O error) stays in
+ * HDF5's tables, and HDF5 1.10 crashes closing it again at MPI_Finalize. */
+static int g_unclosed;
+
 /* Release everything (rank 0 holds the HDF5 objects; the others have none). */
 static herr_t release(il_h5_file *f) {
   herr_t r = 0;
@@ -402,10 +426,13 @@ static herr_t release(il_h5_file *f) {
   close_id(&f->t_event_name, H5Tclose);
   close_id(&f->t_reason, H5Tclose);
   close_id(&f->t_nanorigin, H5Tclose);
-  if (f->fid >= 0) r = H5Fclose(f->fid); /* releases the file even when its last flush fails */
+  if (f->fid >= 0) r = H5Fclose(f->fid);
+  if (r < 0) g_unclosed = 1;
   f->fid = -1;
   return r;
 }
+
+int il_h5_unclosed(void) { return g_unclosed; }
 
 static void destroy(il_h5_file *f) {
   if (!f) return;
@@ -425,10 +452,11 @@ il_status il_h5i_flush(il_h5_file *f) {
 }
 #define flush il_h5i_flush
 
-/* Free bytes below which the writer stops before a write rather than let the
- * disk fill up inside HDF5 (a write failing half-way can leave new metadata
- * pointing at blocks that never reached the disk). ILBENCH_H5_RESERVE_BYTES
- * overrides it (tests set 0 to exercise a real ENOSPC). */
+/* Free bytes below which the writer refuses to start a write where it cannot
+ * reserve the space for it (no fallocate): a write that fails inside HDF5
+ * half-way leaves metadata pointing at blocks that never reached the disk,
+ * and HDF5 1.10 then crashes at MPI_Finalize closing the file.
+ * ILBENCH_H5_RESERVE_BYTES overrides it. */
 static uint64_t space_reserve(void) {
   const char *e = getenv("ILBENCH_H5_RESERVE_BYTES");
   if (e && *e) {
@@ -439,17 +467,41 @@ static uint64_t space_reserve(void) {
   return 1u << 20;
 }
 
+static il_status no_space(const il_h5_file *f, uint64_t avail, uint64_t need, const char *how) {
+  return IL_ERR(IL_ERR_IO,
+                "results file '%s': no space left on its filesystem for the next write (about %llu bytes; %s%llu "
+                "free); nothing more is written, runs already in the file are intact",
+                f->path, (unsigned long long)need, how, (unsigned long long)avail);
+}
+
+/* Make sure the next write of about `need` bytes cannot meet a full disk
+ * inside HDF5. With the file open, the blocks past its end are allocated now
+ * (fallocate, FALLOC_FL_KEEP_SIZE: the size HDF5 sees is unchanged), so that
+ * another process filling the disk afterwards cannot take them; a refusal
+ * here is clean. Where fallocate is not supported (or the file is not open
+ * yet), the filesystem's free space must exceed need plus the reserve. */
 il_status il_h5i_space_check(const il_h5_file *f, uint64_t need, int with_reserve) {
+  const char *off = getenv("ILBENCH_H5_NO_SPACE_CHECK"); /* fault testing: let HDF5 meet ENOSPC itself */
+  if (off && strcmp(off, "1") == 0) return IL_OK;
+  const uint64_t want = 2 * need + (256u << 10); /* HDF5's metadata and aggregators overshoot the data */
+  void *h = NULL;
+  if (f->fid >= 0 && H5Fget_vfd_handle(f->fid, H5P_DEFAULT, &h) >= 0 && h) {
+    const int fd = *(int *)h;
+    struct stat sb;
+    if (fstat(fd, &sb) == 0) {
+      if (fallocate(fd, FALLOC_FL_KEEP_SIZE, sb.st_size, (off_t)want) == 0) return IL_OK;
+      if (errno == ENOSPC || errno == EDQUOT) {
+        struct statvfs sv;
+        const uint64_t avail = statvfs(f->path, &sv) == 0 ? (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize : 0;
+        return no_space(f, avail, want, errno == EDQUOT ? "the quota is exhausted; " : "");
+      }
+    } /* not supported here (e.g. NFS before 4.2): judge by the free space */
+  }
   struct statvfs sv;
   if (statvfs(f->path, &sv) != 0) return IL_OK; /* cannot tell: the write itself will report */
   const uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-  const uint64_t want = need + (with_reserve ? space_reserve() : 0);
-  if (avail < want)
-    return IL_ERR(IL_ERR_IO,
-                  "results file '%s': no space left on its filesystem (%llu bytes free; the next write needs "
-                  "about %llu%s); nothing more is written, runs already in the file are intact",
-                  f->path, (unsigned long long)avail, (unsigned long long)need,
-                  with_reserve ? " plus the ILBENCH_H5_RESERVE_BYTES reserve" : "");
+  if (avail < want + (with_reserve ? space_reserve() : 0))
+    return no_space(f, avail, want, with_reserve ? "keeping the ILBENCH_H5_RESERVE_BYTES reserve, " : "");
   return IL_OK;
 }
 
@@ -685,7 +737,7 @@ il_status il_h5_run_begin(il_h5_file *f, const il_run_info *ri) {
       st = run_begin_root(f, ri, &ours);
     if (st != IL_OK && ours) il_h5i_close_run(f);
   }
-  st = agree(f->comm, st);
+  st = il_h5i_settle(f, st);
   il_h5i_quiet_end(&q);
   return st;
 }
@@ -746,7 +798,7 @@ il_status il_h5_run_epoch(il_h5_file *f, const il_epoch_row *e, const il_step_ro
     if (st == IL_OK) st = il_h5i_append_rows(f, f->d_epochs, f->t_epoch, e, 1, "epochs");
     if (st == IL_OK) st = flush(f);
   }
-  st = agree(f->comm, st);
+  st = il_h5i_settle(f, st);
   il_h5i_quiet_end(&q);
   return st;
 }
@@ -824,7 +876,7 @@ il_status il_h5_run_events(il_h5_file *f, const il_event_row *rows, int n) {
   MPI_Allreduce(&n, &lo, 1, MPI_INT, MPI_MIN, f->comm);
   MPI_Allreduce(&n, &hi, 1, MPI_INT, MPI_MAX, f->comm);
   if (f->rank == 0) st = run_events_root(f, rows, n, lo, hi);
-  st = agree(f->comm, st);
+  st = il_h5i_settle(f, st);
   il_h5i_quiet_end(&q);
   return st;
 }
@@ -882,7 +934,7 @@ il_status il_h5_run_finish(il_h5_file *f, const char *status, const char *reason
     if (valid && f->run_open) il_h5i_close_run(f); /* ended or failing to, the run takes no more rows */
   }
   free(all);
-  st = agree(f->comm, st);
+  st = il_h5i_settle(f, st);
   il_h5i_quiet_end(&q);
   return st;
 }

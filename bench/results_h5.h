@@ -54,6 +54,14 @@ il_status il_h5_open_ex(MPI_Comm comm, const char *path, int mode, int argc, cha
 
 /* The file's path (rank 0's, on every rank). */
 const char *il_h5_path(const il_h5_file *f);
+/* 1 when a write into the file failed for storage reasons (a full disk, an
+ * I/O error): the file takes no more runs. The same on every rank. */
+int il_h5_storage_failed(const il_h5_file *f);
+
+/* 1 when this process failed to close a results file (an I/O error in its
+ * last flush). HDF5 1.10 would then crash inside MPI_Finalize, so the program
+ * ends with _exit after flushing its output instead (bench/ilbench.c). */
+int il_h5_unclosed(void);
 
 /* Start run /runs/<ri->run_id>: its attributes, status "running", and empty
  * `epochs` and `steps` tables; flushed. Refuses a run id already in the file.

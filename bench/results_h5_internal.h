@@ -30,12 +30,15 @@ struct il_h5_file {
   hid_t t_reason, t_nanorigin;                /* HDF5 enums over int32: il_reason, il_nan_origin */
   /* the current run (rank 0; run_open between run_begin/resume and run_end) */
   int run_open;
+  int storage_failed; /* a write failed for storage reasons (every rank knows) */
   hid_t run, d_epochs, d_steps;
   char run_id[sizeof(((il_run_info *)0)->run_id)];
 };
 
 /* The first failing rank's status and message, on every rank (collective). */
 il_status il_h5i_agree(MPI_Comm comm, il_status st);
+/* il_h5i_agree for a call that writes: an IL_ERR_IO verdict marks the file storage_failed. */
+il_status il_h5i_settle(il_h5_file *f, il_status st);
 /* Rank 0: flush the file; close the current run's handles; set its status. */
 il_status il_h5i_flush(il_h5_file *f);
 void il_h5i_close_run(il_h5_file *f);

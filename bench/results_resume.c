@@ -237,7 +237,7 @@ il_status il_h5_run_checkpoint(il_h5_file *f, const il_step_row *steps, int nste
   il_h5i_quiet_begin(&q);
   il_status st = IL_OK;
   if (f->rank == 0) st = ck ? checkpoint_root(f, steps, nsteps, ck) : IL_ERR(IL_ERR_ARG, "checkpoint is NULL");
-  st = il_h5i_agree(f->comm, st);
+  st = il_h5i_settle(f, st);
   il_h5i_quiet_end(&q);
   return st;
 }
@@ -511,7 +511,7 @@ il_status il_h5_run_resume(il_h5_file *f, const il_run_info *ri, il_h5_ckpt *ck,
     st = ri ? resume_root(f, ri, ck, have) : IL_ERR(IL_ERR_ARG, "results file '%s': no run info on rank 0", f->path);
     if (st != IL_OK) il_h5i_close_run(f);
   }
-  st = il_h5i_agree(f->comm, st);
+  st = il_h5i_settle(f, st);
   if (st == IL_OK) {
     int64_t pos[4] = {*have, ck->epoch, ck->step, ck->global_step};
     MPI_Bcast(pos, 4, MPI_INT64_T, 0, f->comm);

@@ -8,12 +8,12 @@
 static volatile sig_atomic_t g_stop;
 
 static void on_signal(int sig) {
-  if (g_stop) { /* the second request: do not wait for the step to end */
+  if (g_stop == SIGINT && sig == SIGINT) { /* Ctrl-C twice: do not wait for the step to end */
     signal(sig, SIG_DFL);
     raise(sig);
     return;
   }
-  g_stop = sig;
+  if (!g_stop) g_stop = sig;
 }
 
 void il_stop_install(void) {

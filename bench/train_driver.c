@@ -755,7 +755,8 @@ static run_outcome resume_run(train_run *r, const il_run_info *ri) {
   ckpt_bufs b;
   int have = 0;
   ckpt_layout(r, &ck, &b, r->ck_params);
-  if (il_h5_run_resume(r->h5, ri, &ck, &have) != IL_OK) return RUN_INVALID; /* agreed: a clean refusal */
+  const il_status rs = il_h5_run_resume(r->h5, ri, &ck, &have); /* agreed by every rank */
+  if (rs != IL_OK) return rs == IL_ERR_ARG ? RUN_INVALID : RUN_FAILED;
   r->run_open = 1;
   if (!have) {
     if (r->root) printf("# %-18s no checkpoint yet: starting run %s over\n", "resume", r->run_id);
@@ -811,8 +812,9 @@ static run_outcome begin_run_output(train_run *r) {
     snprintf(hx, sizeof hx, "%016llx", (unsigned long long)r->config_hash);
     if (il_run_attr_s(&ri, "config_hash", hx) != IL_OK) return RUN_FATAL;
     if (r->o.resume) return resume_run(r, &ri);
-    /* refusals here (e.g. the run id is taken) are agreed by every rank: a clean skip */
-    if (il_h5_run_begin(r->h5, &ri) != IL_OK) return RUN_INVALID;
+    /* refusals here are agreed by every rank: a taken run id is a clean skip, a storage failure a failure */
+    const il_status bs = il_h5_run_begin(r->h5, &ri);
+    if (bs != IL_OK) return bs == IL_ERR_ARG ? RUN_INVALID : RUN_FAILED;
     r->run_open = 1;
   }
   return RUN_OK;
@@ -1153,8 +1155,10 @@ static void fail_run(train_run *r) {
     r->my.peak_mem_bytes = r->run_peak.peak_total;
     char reason[512];
     snprintf(reason, sizeof reason, "%s", il_error_message());
-    if (il_h5_run_finish(r->h5, "failed", reason, &r->run_peak, &r->my) != IL_OK && r->root)
-      fprintf(stderr, "ilbench: error: %s\n", il_error_message()); /* e.g. the disk is full even for that */
+    il_error_clear();
+    if (il_h5_run_finish(r->h5, "failed", reason, &r->run_peak, &r->my) != IL_OK && r->root) /* a full disk, say */
+      fprintf(stderr, "ilbench: error: the run could not be marked failed in the file either: %s\n",
+              il_error_message());
   }
 }
 

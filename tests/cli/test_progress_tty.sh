@@ -102,7 +102,7 @@ done
 check "sweep keeps the per-run logfmt lines" "$(yes_if test "$(grep -c '^run=p000[01]-[a-z]* epoch=0 ' "$T/sweep.out")" -eq 2)"
 last=$(tail -1 "$T/sweep.out")
 check "sweep ends with its summary and results file" \
-  "$(yes_if grep -qE "^# sweep: 2 runs completed, 0 skipped in [0-9]+:[0-9]{2}; results in $T/sweep.h5\$" <<<"$last")" "$last"
+  "$(yes_if grep -qE "^# sweep: 2 runs completed, 0 skipped, 0 in the file earlier, in [0-9]+:[0-9]{2}; results in $T/sweep.h5\$" <<<"$last")" "$last"
 check "piped sweep: nothing on stderr" "$(yes_if test ! -s "$T/sweep.err")" "$(head -c 200 "$T/sweep.err" | cat -v)"
 
 if [[ $nfail -gt 0 ]]; then
