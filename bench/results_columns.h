@@ -102,7 +102,9 @@
   X(allreduce_s, F64, "%.6f", "s", 3, "gradient allreduce time after the barrier, summed over the run (t_allreduce before version 3)") \
   X(update_s, F64, "%.6f", "s", 3, "update time, summed over the run (t_update before version 3)")                  \
   X(test_s, F64, "%.6f", "s", 3, "test-pass time, summed over the run (t_test before version 3)")                    \
-  X(peak_mem_bytes, U64, "%llu", "bytes", 1, "this rank's high-water mark of total arena memory over the run")
+  X(peak_mem_bytes, U64, "%llu", "bytes", 1, "this rank's high-water mark of total arena memory over the run")     \
+  X(nan_steps, I64, "%lld", "steps", 3, "steps in which a non-finite value appeared on this rank before the gradient allreduce (its forward, backward or gradient; --inject-nan counts)") \
+  X(first_nan_step, I64, "%lld", "", 3, "global_step of the first of those steps, −1 when none")
 
 /* ---- events (optional): the run's named events, reduced over ranks ---- */
 #define IL_EVENT_COLUMNS(X)                                                                                          \

@@ -698,6 +698,7 @@ typedef struct ckpt_bufs {
   uint64_t peak[IL_MEM_NCAT + 1];
   uint64_t epoch_peak[IL_MEM_NCAT + 2]; /* the epoch's high-water marks so far: categories, total, space */
   double ev[IL_EV_N * 3];
+  int64_t *rank_nan; /* (2 * ranks) every rank's nan_steps, first_nan_step */
 } ckpt_bufs;
 
 static void ckpt_layout(train_run *r, il_h5_ckpt *ck, ckpt_bufs *b, float *params) {
@@ -711,6 +712,7 @@ static void ckpt_layout(train_run *r, il_h5_ckpt *ck, ckpt_bufs *b, float *param
       {"peak_bytes", IL_CK_U64, IL_MEM_NCAT + 1, b->peak},
       {"epoch_peak_bytes", IL_CK_U64, IL_MEM_NCAT + 2, b->epoch_peak},
       {"events", IL_CK_F64, IL_EV_N * 3, b->ev}, /* calls, seconds, FLOPs per event */
+      {"rank_nan", IL_CK_I64, 2 * (size_t)r->dist.size, b->rank_nan}, /* per rank: nan_steps, first_nan_step */
   };
   ck->nitems = (int)(sizeof items / sizeof items[0]);
   memcpy(ck->items, items, sizeof items);
@@ -722,6 +724,16 @@ static run_outcome write_checkpoint(train_run *r) {
   if (params_on_host(r, &params) != IL_OK) return RUN_FATAL;
   il_h5_ckpt ck;
   ckpt_bufs b;
+  int64_t mine[2] = {r->my.nan_steps, r->my.first_nan_step};
+  if (!(b.rank_nan = malloc(2 * (size_t)r->dist.size * sizeof *b.rank_nan))) {
+    IL_ERR(IL_ERR_NOMEM, "rank %d: no memory for a checkpoint", r->dist.rank);
+    return RUN_FATAL;
+  }
+  if (MPI_Allgather(mine, 2, MPI_INT64_T, b.rank_nan, 2, MPI_INT64_T, r->dist.comm) != MPI_SUCCESS) {
+    free(b.rank_nan);
+    IL_ERR(IL_ERR_INTERNAL, "MPI_Allgather of the NaN counters failed");
+    return RUN_FATAL;
+  }
   ckpt_layout(r, &ck, &b, (float *)params);
   memcpy(b.rng, r->shuffle_epoch.s, sizeof b.rng);
   acc_pack(&r->tr, b.acc);
@@ -740,7 +752,9 @@ static run_outcome write_checkpoint(train_run *r) {
   ck.step = r->step;
   ck.global_step = r->global_step;
   const int pending = (int)(r->step - r->steps_written);
-  if (il_h5_run_checkpoint(r->h5, r->steps + r->steps_written, pending, &ck) != IL_OK) return RUN_FAILED;
+  const il_status cs = il_h5_run_checkpoint(r->h5, r->steps + r->steps_written, pending, &ck);
+  free(b.rank_nan);
+  if (cs != IL_OK) return RUN_FAILED;
   r->steps_written = r->step;
   return RUN_OK;
 }
@@ -754,8 +768,19 @@ static run_outcome resume_run(train_run *r, const il_run_info *ri) {
   il_h5_ckpt ck;
   ckpt_bufs b;
   int have = 0;
+  int64_t *rank_nan = malloc(2 * (size_t)r->dist.size * sizeof *rank_nan);
+  if (!rank_nan) {
+    IL_ERR(IL_ERR_NOMEM, "rank %d: no memory for the checkpoint", r->dist.rank);
+    return RUN_FATAL;
+  }
+  b.rank_nan = rank_nan;
   ckpt_layout(r, &ck, &b, r->ck_params);
   const il_status rs = il_h5_run_resume(r->h5, ri, &ck, &have); /* agreed by every rank */
+  if (have) {
+    r->my.nan_steps = rank_nan[2 * r->dist.rank];
+    r->my.first_nan_step = rank_nan[2 * r->dist.rank + 1];
+  }
+  free(rank_nan);
   if (rs != IL_OK) return rs == IL_ERR_ARG ? RUN_INVALID : RUN_FAILED;
   r->run_open = 1;
   if (!have) {
@@ -874,6 +899,11 @@ static run_outcome train_step(train_run *r, long b, long global_step, double lr,
   if (il_model_backward(&r->model, &st) != IL_OK) return RUN_FATAL;
   if (o->inject_nan_step == global_step && o->inject_nan_rank == d->rank && inject_nan_grad(r) != IL_OK)
     return RUN_FATAL;
+  int local_finite = 1; /* where a NaN was seen: this rank's own gradient, before the sum hides whose it was */
+  if (IL_BE(r->be, all_finite, r->model.nparams, r->model.grads, &local_finite) != IL_OK) return RUN_FATAL;
+  if (!local_finite || st.nan_origin != IL_NAN_NONE) {
+    if (r->my.nan_steps++ == 0) r->my.first_nan_step = global_step;
+  }
   double tw = il_now();
   /* The barrier separates load imbalance (time waiting for the slowest
    * rank) from the cost of the allreduce itself; it costs ~10 us. */
@@ -1199,7 +1229,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
                  il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix) {
   train_run r = {.dist = *d, .o = *op, .root = d->rank == 0, .pfx = log_prefix ? log_prefix : "",
                  .run_id = run_id, .run_index = run_index, .train = train, .test = test, .h5 = h5,
-                 .my = {.rank = d->rank}, .lr = op->lr};
+                 .my = {.rank = d->rank, .first_nan_step = -1}, .lr = op->lr};
   il_rng_seed(&r.shuffle, (uint64_t)op->seed ^ 0x5348554646UL); /* stream apart from the init stream */
   r.shuffle_epoch = r.shuffle;
   run_outcome out = setup_run(&r);

@@ -10,6 +10,10 @@ foreach(t full_disk resume concurrent_writers)
   add_test(NAME reliability_${t}
            COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_${t}.sh $<TARGET_FILE:ilbench> ${MPIEXEC_EXECUTABLE}
                    ${CMAKE_SOURCE_DIR}/data/mnist)
-  set_tests_properties(reliability_${t} PROPERTIES ENVIRONMENT "${IL_RELIABILITY_ENV}" LABELS "mpi;results;reliability"
+  set(labels "mpi;results;reliability")
+  if(NOT t STREQUAL "resume")
+    list(APPEND labels e2e) # the sanitizer build runs the resume test only: these take a minute each
+  endif()
+  set_tests_properties(reliability_${t} PROPERTIES ENVIRONMENT "${IL_RELIABILITY_ENV}" LABELS "${labels}"
                        TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
 endforeach()

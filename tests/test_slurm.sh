@@ -181,6 +181,46 @@ if (( have_report )); then
 else
     echo "analysis/report.py not present yet: report not checked"
 fi
+# ---- a requeued task continues its part file from the checkpoint ----------
+t_rq=$SECONDS
+out=$(cd "$repo" && timeout 60 bash slurm/submit-sweep --config "${ILBENCH_SLURM_TEST_CONFIG:-local}" --tasks 1 -- \
+        --solver fp --backward unroll --epochs 2 --max-batches 400 --checkpoint-every 25 --test-batches 1 \
+        --data "$data" 2>&1)
+echo "$out" | sed 's/^/  (requeue) /'
+arr=$(sed -n 's/^array job: *\([0-9]*\).*/\1/p' <<<"$out")
+[[ -n $arr ]] || fail "requeue: no array job id"
+part=$RESULTS_ROOT/$arr/part-0.h5
+rows() { /usr/bin/python3 -c 'import h5py,sys
+try:
+  r=h5py.File(sys.argv[1],"r")["runs"]; print(len(r[sorted(r)[-1]]["steps"]))
+except Exception: print(0)' "$1" 2>/dev/null; }
+for (( n = 0; n < 600; n++ )); do (( $(rows "$part") >= 100 )) && break; sleep 0.1; done
+(( $(rows "$part") >= 100 )) || { dump_logs; fail "requeue: the task wrote no checkpointed steps in 60 s"; }
+scontrol requeue "${arr}_0" || fail "requeue: scontrol requeue ${arr}_0 failed"
+echo "requeued ${arr}_0 after $(rows "$part") step rows"
+# Slurm holds a requeued job back for a while (its BeginTime); this test need not wait for that
+for (( n = 0; n < 100; n++ )); do
+    [[ $(squeue -h -j "$arr" -o %T 2>/dev/null) == PENDING ]] && scontrol update JobId="${arr}_0" StartTime=now 2>/dev/null && break
+    sleep 0.2
+done
+for (( n = 0; n < 900; n++ )); do
+    [[ -z $(squeue -h -j "$arr" 2>/dev/null) ]] && break
+    sleep 0.2
+done
+[[ -z $(squeue -h -j "$arr" 2>/dev/null) ]] || { squeue; fail "requeue: the array job did not finish in 180 s"; }
+cat "$RESULTS_ROOT"/logs/ilbench-sweep_${arr}_0.out
+/usr/bin/python3 - "$part" <<'PY' || fail "requeue: the part file is not one completed, resumed run of 800 steps"
+import sys, h5py
+r = h5py.File(sys.argv[1], "r")["runs"]
+assert len(r) == 1, list(r)
+g = r[list(r)[0]]
+print("requeue:", g.attrs["status"], "resumes", g.attrs.get("resumes"), "steps", len(g["steps"]))
+assert g.attrs["status"] == b"completed" and g.attrs.get("resumes", 0) >= 1 and len(g["steps"]) == 800
+assert list(g["steps"]["global_step"]) == list(range(800))
+PY
+grep -q "run 2" "$RESULTS_ROOT"/logs/ilbench-sweep_${arr}_0.out || fail "requeue: the task log does not show a second run"
+echo "requeue: the requeued task resumed its part file and completed it in $((SECONDS - t_rq)) s"
+
 # ---- a failing sweep: --wait must report it, not hang ---------------------
 t_bad=$SECONDS
 out=$(cd "$repo" && timeout 120 bash slurm/submit-sweep --tasks 1 --wait -- \
