@@ -142,5 +142,30 @@ else fail "sweep --append --resume: $(tail -3 "$T/s2.log")"; fi
 "$ilbench" sweep "${S[@]}" --out "$T/s.h5" --append --resume > "$T/s3.log" 2>&1
 grep -q "0 runs completed, 0 skipped, 2 in the file earlier" "$T/s3.log" && ok "sweep --append again: both points already in the file" ||
     fail "sweep --append again: $(tail -1 "$T/s3.log")"
+# one rank SIGKILLed mid-run: the job ends within seconds, the file stays readable, and the run resumes
+"$mpiexec" -n 2 --oversubscribe "$ilbench" train "${O[@]}" --out "$T/r.h5" > "$T/r1.log" 2>&1 &
+pid=$!
+wait_steps "$T/r.h5" 20
+victim=
+for p in $(pgrep -f "ilbench train .*$T/r.h5"); do
+    tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
+done
+t0=$SECONDS
+[[ -n $victim ]] && kill -KILL "$victim"
+wait $pid
+rc=$?
+took=$((SECONDS - t0))
+st=$(attr "$T/r.h5" status)
+if [[ -n $victim ]] && (( rc != 0 && took <= 10 )) && [[ $st == running || $st == failed ]]; then
+    ok "rank 1 killed: the job ended in ${took} s (exit $rc), the file is readable, run $st"
+else
+    fail "rank 1 killed (pid ${victim:-not found}): exit $rc after ${took} s, status '$st'"
+fi
+if "$mpiexec" -n 2 --oversubscribe "$ilbench" train "${O[@]}" --resume "$T/r.h5" > "$T/r2.log" 2>&1 &&
+   [[ $(attr "$T/r.h5" status) == completed ]]; then
+    ok "the run of the killed rank resumes to completion"
+else
+    fail "resume after a killed rank: $(tail -2 "$T/r2.log")"
+fi
 echo "== $fails failed"
 (( fails == 0 ))
