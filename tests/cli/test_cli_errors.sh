@@ -406,6 +406,19 @@ else
   skip "train on a copy of good data" "no MNIST data"
 fi
 
+if [[ $have_data -eq 1 ]]; then # issue 13: --inject-nan for a rank or step that does not exist ran silently
+  expect_err "--inject-nan for a rank that does not exist" 2 "--inject-nan 3:1" "no rank 3 in this world of 1" -- \
+    train --max-batches 2 --test-batches 1 --epochs 1 --data "$MNIST" --inject-nan 3:1
+  expect_err "--inject-nan for a step that does not exist" 2 "--inject-nan 0:4" "no step 4 (the run has 4 steps, 0..3)" -- \
+    train --max-batches 2 --test-batches 1 --epochs 2 --data "$MNIST" --inject-nan 0:4
+  expect_err "--wait-lock that is not a number of seconds" 2 "--wait-lock" -- \
+    train --max-batches 2 --epochs 1 --data "$MNIST" --wait-lock -3
+  expect_err "--checkpoint-every negative" 2 "--checkpoint-every" -- \
+    train --max-batches 2 --epochs 1 --data "$MNIST" --checkpoint-every -1
+else
+  skip "--inject-nan for a rank or step that does not exist" "no MNIST data"
+fi
+
 run gradcheck --solver newton
 if [[ $rc -eq 0 ]] && grep -q 'PASS' <<<"$out" && ! grep -q 'FAIL' <<<"$out"; then
   pass "gradcheck --solver newton"
