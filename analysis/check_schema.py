@@ -52,11 +52,17 @@ under the version-3 names. A version-1 or version-2 file gets a note saying
 so. In version 3, fwd_reason, bwd_reason and nan_origin MUST be HDF5 enums
 with the names of schema.json. Any other version is an error.
 
+Damaged files: every structural problem (a missing or unopenable object, a
+dangling or external link, a run that is not a group, a table of the wrong
+type or shape, an attribute that cannot be read) is a counted ERROR at its
+location, never a traceback. Each run, and within a run each table, is
+checked on its own, so one damaged object does not hide the others' problems.
+
 Importable: `check_file(path, notes=None) -> (errors, warnings)` returns two
 lists of messages of the form "LOCATION: text" (LOCATION is an HDF5 path, "/"
 for the root) and appends the notes to `notes` when given a list;
 `main(argv)` is the command line. `check_file` raises `Unreadable` when the
-file cannot be opened as HDF5.
+file cannot be opened as HDF5, and nothing else.
 """
 
 import argparse
@@ -103,7 +109,7 @@ RUN_CONFIG_ATTRS = {a["name"]: a["kind"] for a in SCHEMA["run_config_attrs"] if 
 PEAK_CATEGORIES = ("params", "grads", "activations", "saved", "workspace")
 PEAK_TOTAL = "peak_bytes_total"
 
-STATUSES = ("running", "completed", "failed")
+STATUSES = ("running", "completed", "failed", "interrupted")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("float32", "float64")
 ENUMS = {k: {e["value"]: e["name"] for e in v} for k, v in SCHEMA["enums"].items()}
@@ -225,6 +231,37 @@ class Report:
         self.warnings.append(f"{loc}: {msg}")
 
 
+def guarded(rep, loc, what, fn, *args, default=None):
+    """fn(*args), with any exception from it reported as an error at `loc`
+    ("<what>: <exception>") and `default` returned: h5py and numpy raise all
+    sorts of exceptions on damaged objects, and one of them must not stop the
+    check of the rest of the file."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001  (on purpose: anything a damaged file makes h5py raise)
+        rep.error(loc, f"{what} ({type(e).__name__}: {e})")
+        return default
+
+
+def open_child(rep, g, name, loc):
+    """g[name], or None with an error at loc when the link is there but does
+    not open (a dangling soft link, an external link to a missing file, a
+    damaged object header)."""
+    try:
+        return g[name]
+    except Exception as e:  # noqa: BLE001
+        rep.error(loc, f"cannot open: {type(e).__name__}: {e}")
+        return None
+
+
+def has_link(g, name):
+    """True when g has a link called name, whether or not it resolves."""
+    try:
+        return g.get(name, getlink=True) is not None
+    except Exception:  # noqa: BLE001
+        return False
+
+
 # ---------------------------------------------------------------------------
 # Attribute helpers
 # ---------------------------------------------------------------------------
@@ -235,8 +272,11 @@ def attr_kind(obj, name):
     absent. Returns (kind, numpy dtype or None)."""
     if name not in obj.attrs:
         return None, None
-    aid = obj.attrs.get_id(name)
-    dt, shape = aid.dtype, aid.shape
+    try:
+        aid = obj.attrs.get_id(name)
+        dt, shape = aid.dtype, aid.shape
+    except Exception:  # noqa: BLE001  (a type h5py cannot map, a damaged message)
+        return "unreadable", None
     if shape is None:
         return "empty", dt
     if h5py.check_string_dtype(dt) is not None:
@@ -268,13 +308,16 @@ def check_typed_attr(rep, obj, loc, name, want, what="attribute"):
     if kind is None:
         rep.error(loc, f"missing required {what} '{name}'")
         return None
+    if kind == "unreadable":
+        rep.error(loc, f"cannot read {what} '{name}' (its type or dataspace does not open)")
+        return None
     if kind != want:
-        shown = "a non-scalar" if kind == "array" else ("an empty" if kind == "empty" else f"of type {dt}")
+        shown = {"array": "a non-scalar", "empty": "an empty", "str": "a string"}.get(kind, f"of type {dt}")
         rep.error(loc, f"{what} '{name}' is {shown}, expected a scalar {want_text(want)}")
         return None
     try:
         v = obj.attrs[name]
-    except (OSError, TypeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001
         rep.error(loc, f"cannot read {what} '{name}': {e}")
         return None
     if want == "int" and (dt.kind != "i" or dt.itemsize != 8):
@@ -359,6 +402,10 @@ def check_merged_from(rep, f):
     """`merged_from` (only in merged files): a 1-D array of strings."""
     if "merged_from" not in f.attrs:
         return
+    kind, _ = attr_kind(f, "merged_from")
+    if kind == "unreadable":
+        rep.error("/", "cannot read root attribute 'merged_from'")
+        return
     aid = f.attrs.get_id("merged_from")
     if h5py.check_string_dtype(aid.dtype) is None or aid.shape is None or len(aid.shape) != 1:
         rep.error("/", f"root attribute 'merged_from' must be a 1-D array of strings, "
@@ -373,20 +420,21 @@ def check_merged_from(rep, f):
 
 def check_runs_group(rep, f):
     """/runs exists and is a group; returns its (run_id, group) pairs."""
-    if "runs" not in f:
+    if not has_link(f, "runs"):
         rep.error("/", "missing group /runs")
         return []
-    runs = f["runs"]
+    runs = open_child(rep, f, "runs", "/runs")
+    if runs is None:
+        return []
     if not isinstance(runs, h5py.Group):
         rep.error("/runs", "is not a group")
         return []
+    names = guarded(rep, "/runs", "cannot list the runs", lambda: list(runs), default=[])
     out = []
-    for run_id in runs:
+    for run_id in names:
         loc = f"/runs/{run_id}"
-        try:
-            g = runs[run_id]
-        except (KeyError, OSError) as e:  # e.g. a dangling link
-            rep.error(loc, f"cannot open: {e}")
+        g = open_child(rep, runs, run_id, loc)  # e.g. a dangling link
+        if g is None:
             continue
         if not isinstance(g, h5py.Group):
             rep.error(loc, "is not a group (every member of /runs is a run group)")
@@ -448,7 +496,7 @@ def check_run_status(rep, g, loc, status, started, has_ranks):
         present = (["finished"] if "finished" in g.attrs else []) + (["ranks"] if has_ranks else []) + peaks
         if present:
             rep.error(loc, f"status 'running' but has {', '.join(present)} (only written when a run ends)")
-    elif status in ("completed", "failed"):
+    elif status in ("completed", "failed", "interrupted"):
         finished = check_timestamp(rep, loc, "finished", check_typed_attr(rep, g, loc, "finished", "str"))
         if finished and started and finished < started:
             rep.warn(loc, f"finished ({finished:%Y-%m-%dT%H:%M:%SZ}) is before started "
@@ -498,7 +546,9 @@ def check_table_layout(rep, g, loc, name, version=SCHEMA_VERSION, members=None):
     if members is None:
         members = TABLES_BY_VERSION[version][name]
     tloc = f"{loc}/{name}"
-    ds = g[name]
+    ds = open_child(rep, g, name, tloc)
+    if ds is None:
+        return None, set()
     if not isinstance(ds, h5py.Dataset):
         rep.error(tloc, "is not a dataset")
         return None, set()
@@ -539,8 +589,11 @@ def check_table_layout(rep, g, loc, name, version=SCHEMA_VERSION, members=None):
         usable.add(member)
     try:
         data = ds[()]
-    except (OSError, TypeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  (a damaged chunk, a filter this HDF5 lacks)
         rep.error(tloc, f"cannot read the table: {e}")
+        return None, set()
+    if not isinstance(data, np.ndarray) or data.ndim != 1:
+        rep.error(tloc, f"cannot read the table as one-dimensional rows (got {type(data).__name__})")
         return None, set()
     return data, usable
 
@@ -706,9 +759,11 @@ def check_steps_vs_epochs(rep, tloc, st, s_usable, ep, e_usable, status=None):
         return
     n = len(ep)
     se = st["epoch"]
-    if status == "running" and np.any(se == n):
+    if status in ("running", "interrupted", "failed") and np.any(se == n):
+        # a run that stopped mid-epoch keeps the steps flushed or checkpointed before it stopped
         k = int(np.sum(se == n))
-        rep.warn(tloc, f"{k} step rows of unfinished epoch {n} (the run stopped before that epoch ended)")
+        (rep.warn if status == "running" else rep.note)(
+            tloc, f"{k} step rows of unfinished epoch {n} (the run stopped before that epoch ended)")
         keep = se != n
         st, se = st[keep], se[keep]
     if "global_step" in s_usable and not np.array_equal(st["global_step"], np.arange(len(st))):
@@ -812,41 +867,54 @@ def check_events_values(rep, tloc, ev, usable):
 # ---------------------------------------------------------------------------
 
 def check_run(rep, run_id, g, root_world, version=SCHEMA_VERSION):
-    """All rules for /runs/<run_id>, against the tables of major `version`."""
+    """All rules for /runs/<run_id>, against the tables of major `version`.
+    Each part (attributes, each table, each cross-table rule) is guarded: an
+    exception a damaged object raises is an error there, and the rest goes on."""
     loc = f"/runs/{run_id}"
-    status, started = check_run_writer_attrs(rep, g, loc)
-    cfg = check_run_config(rep, g, loc)
-    check_run_status(rep, g, loc, status, started, "ranks" in g)
+    status, started = guarded(rep, loc, "cannot check the run's attributes",
+                              check_run_writer_attrs, rep, g, loc, default=(None, None))
+    cfg = guarded(rep, loc, "cannot check the run's configuration", check_run_config, rep, g, loc, default={})
+    has_ranks = has_link(g, "ranks")
+    guarded(rep, loc, "cannot check the run's status", check_run_status, rep, g, loc, status, started, has_ranks)
 
     tables = {}
     for name in ("epochs", "steps"):
-        if name not in g:
+        if not has_link(g, name):
             rep.error(loc, f"missing table '{name}'")
-    for name in TABLES:
-        if name in g:
-            data, usable = check_table_layout(rep, g, loc, name, version)
-            if data is not None:
+
+    def layout(name, members=None):
+        tloc = f"{loc}/{name}"
+        data, usable = check_table_layout(rep, g, loc, name, version, members)
+        if data is not None:
+            if members is None:
                 data, usable = migrate_table(name, data, usable, version)
-                tables[name] = (data, usable)
-                check_units(rep, f"{loc}/{name}", name, data, usable)
+            tables[name] = (data, usable)
+            check_units(rep, tloc, name, data, usable)
+
+    for name in TABLES:
+        if has_link(g, name):
+            guarded(rep, f"{loc}/{name}", "cannot check the table", layout, name)
     for name, members in OPTIONAL_TABLES_BY_VERSION.get(version, {}).items():
-        if name in g:  # optional: absence is fine
-            data, usable = check_table_layout(rep, g, loc, name, version, members)
-            if data is not None:
-                tables[name] = (data, usable)
-                check_units(rep, f"{loc}/{name}", name, data, usable)
+        if has_link(g, name):  # optional: absence is fine
+            guarded(rep, f"{loc}/{name}", "cannot check the table", layout, name, members)
 
     epochs_ok = False
     if "epochs" in tables:
-        epochs_ok = check_epochs_values(rep, f"{loc}/epochs", *tables["epochs"], cfg, status)
+        epochs_ok = guarded(rep, f"{loc}/epochs", "cannot check the values", check_epochs_values, rep,
+                            f"{loc}/epochs", *tables["epochs"], cfg, status, default=False)
     if "steps" in tables:
-        check_steps_values(rep, f"{loc}/steps", *tables["steps"], cfg)
+        guarded(rep, f"{loc}/steps", "cannot check the values", check_steps_values, rep, f"{loc}/steps",
+                *tables["steps"], cfg)
         if epochs_ok:
-            check_steps_vs_epochs(rep, f"{loc}/steps", *tables["steps"], *tables["epochs"], status=status)
+            guarded(rep, f"{loc}/steps", "cannot check the steps against the epochs",
+                    lambda: check_steps_vs_epochs(rep, f"{loc}/steps", *tables["steps"], *tables["epochs"],
+                                                  status=status))
     if "ranks" in tables:
-        check_ranks_values(rep, f"{loc}/ranks", *tables["ranks"], cfg, root_world)
+        guarded(rep, f"{loc}/ranks", "cannot check the values", check_ranks_values, rep, f"{loc}/ranks",
+                *tables["ranks"], cfg, root_world)
     if "events" in tables:
-        check_events_values(rep, f"{loc}/events", *tables["events"])
+        guarded(rep, f"{loc}/events", "cannot check the values", check_events_values, rep, f"{loc}/events",
+                *tables["events"])
 
 
 def check_file(path, notes=None):
@@ -855,15 +923,19 @@ def check_file(path, notes=None):
     Unreadable when the file cannot be opened as HDF5."""
     try:
         f = h5py.File(path, "r")
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  (OSError mostly; anything else is unreadable too)
         raise Unreadable(f"cannot open as HDF5: {e}") from e
     rep = Report()
-    with f:
-        version = check_root(rep, f, path)
+    try:
+        version = guarded(rep, "/", "cannot check the root attributes", check_root, rep, f, path)
         if version is not None:
-            root_world = f.attrs["world_size"] if attr_kind(f, "world_size")[0] == "int" else None
-            for run_id, g in check_runs_group(rep, f):
-                check_run(rep, run_id, g, root_world, version)
+            root_world = guarded(rep, "/", "cannot read root attribute 'world_size'",
+                                 lambda: f.attrs["world_size"] if attr_kind(f, "world_size")[0] == "int" else None)
+            for run_id, g in guarded(rep, "/runs", "cannot check the runs", check_runs_group, rep, f, default=[]):
+                guarded(rep, f"/runs/{run_id}", "cannot check the run", check_run, rep, run_id, g, root_world,
+                        version)
+    finally:
+        guarded(rep, "/", "cannot close the file", f.close)
     if notes is not None:
         notes.extend(rep.notes)
     return rep.errors, rep.warnings
@@ -884,13 +956,15 @@ def main(argv=None):
 
     rc = 0
     for path in args.files:
+        notes = []
         try:
-            notes = []
             errors, warnings = check_file(path, notes)
         except Unreadable as e:
             print(f"{path}: {e}", file=sys.stderr)
             rc = 2
             continue
+        except Exception as e:  # noqa: BLE001  (a checker bug: still a counted error, not a traceback)
+            errors, warnings = [f"/: the checker stopped ({type(e).__name__}: {e})"], []
         for msg in errors:
             print(f"{path}: ERROR: {msg}")
         for msg in warnings:

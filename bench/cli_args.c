@@ -221,6 +221,8 @@ static il_status unknown_option(const il_cli *cli, const char *shown, const char
   return IL_ERR(IL_ERR_ARG, "unknown option '%s' (ilbench %s --help lists the options)", shown, cli->command);
 }
 
+static il_status parse_args(il_cli *cli, const il_cli_spec *spec, int argc, char **argv, int max_positional);
+
 il_status il_cli_parse(il_cli *cli, const char *command, const il_cli_spec *spec, int nspec, int argc,
                        char **argv, int max_positional) {
   memset(cli, 0, sizeof *cli);
@@ -228,6 +230,19 @@ il_status il_cli_parse(il_cli *cli, const char *command, const il_cli_spec *spec
   cli->nspec = nspec;
   cli->command = command;
   if (nspec > IL_CLI_MAX) return IL_ERR(IL_ERR_INTERNAL, "too many options in spec");
+  il_status st = parse_args(cli, spec, argc, argv, max_positional);
+  if (st != IL_OK) il_cli_free(cli); /* callers that fail need not free */
+  return st;
+}
+
+void il_cli_free(il_cli *cli) {
+  if (!cli) return;
+  free(cli->positional);
+  cli->positional = NULL;
+  cli->npositional = 0;
+}
+
+static il_status parse_args(il_cli *cli, const il_cli_spec *spec, int argc, char **argv, int max_positional) {
   for (int a = 0; a < argc; a++) {
     const char *arg = argv[a];
     if (strcmp(arg, "-h") == 0 && find_spec(cli, "help", 4) >= 0) {
@@ -243,8 +258,10 @@ il_status il_cli_parse(il_cli *cli, const char *command, const il_cli_spec *spec
                         (int)l1, nm);
         return IL_ERR(IL_ERR_ARG, "unknown option '%s' (options are long: --name value; -h is --help)", arg);
       }
-      if (cli->npositional >= max_positional || cli->npositional >= 16)
+      if (max_positional >= 0 && cli->npositional >= max_positional)
         return IL_ERR(IL_ERR_ARG, "unexpected argument '%s'", arg);
+      if (!cli->positional && !(cli->positional = malloc((size_t)argc * sizeof *cli->positional)))
+        return IL_ERR(IL_ERR_NOMEM, "out of memory for %d arguments", argc);
       cli->positional[cli->npositional++] = arg;
       continue;
     }
@@ -312,7 +329,7 @@ static const struct {
     {"diag", "N"},            {"save-params", "FILE"},     {"check-sync", "N"},        {"inject-nan", "RANK:STEP"},
     {"out", "FILE"},          {"array-index", "I"},        {"array-count", "N"},       {"cell", "NAME"},
     {"warmup", "N"},          {"repeat", "N"},             {"precision", "BITS"},      {"adjoint-solver", "NAME"},
-    {"scale", "S"},           {"threshold", "REL"},
+    {"scale", "S"},           {"threshold", "REL"},        {"from-list", "FILE"},      {"wait-lock", "SECONDS"},
 };
 
 const char *il_cli_metavar(const il_cli_spec *spec) {

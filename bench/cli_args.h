@@ -28,16 +28,23 @@ typedef struct il_cli {
   const il_cli_spec *spec;
   int nspec;
   const char *value[IL_CLI_MAX]; /* NULL when not given; flags get "1" */
-  const char *positional[16];
+  /* npositional pointers into argv, in order; NULL when none. Allocated by il_cli_parse
+   * (freed by il_cli_free), read-only, so copies of the struct may share it. */
+  const char **positional;
   int npositional;
   const char *command;
 } il_cli;
 
 /* argv excludes the program and the subcommand. -h is --help where the spec has "help". An
  * unknown option is an error that suggests the nearest valid ones (il_cli_suggest) and points
- * to --help, instead of listing every option. */
+ * to --help, instead of listing every option. At most max_positional arguments that are not
+ * options are accepted (IL_CLI_ANY_POSITIONAL: any number); with max_positional > 0 call
+ * il_cli_free when done (a failed parse has freed everything already). */
+#define IL_CLI_ANY_POSITIONAL (-1)
 il_status il_cli_parse(il_cli *cli, const char *command, const il_cli_spec *spec, int nspec, int argc,
                        char **argv, int max_positional);
+/* Free the positional list (cli may be NULL; safe to call twice, or after a parse that took none). */
+void il_cli_free(il_cli *cli);
 /* Value of an option, or def when absent. */
 const char *il_cli_get(const il_cli *cli, const char *name, const char *def);
 int il_cli_has(const il_cli *cli, const char *name);

@@ -163,8 +163,17 @@ il_status il_h5i_get_str_attr(hid_t obj, const char *name, char *buf, size_t n, 
     st = IL_ERR(IL_ERR_FORMAT, "results file '%s': attribute '%s' is not a string", path, name);
     goto out;
   }
+  hid_t sp = H5Aget_space(a);
+  const hssize_t npts = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+  if (sp >= 0) H5Sclose(sp);
+  if (npts != 1) { /* an array of strings would be read past buf */
+    st = IL_ERR(IL_ERR_FORMAT, "results file '%s': attribute '%s' is not a single string (%lld elements)", path, name,
+                (long long)npts);
+    goto out;
+  }
   htri_t vl = H5Tis_variable_str(ft);
-  if (vl < 0 || (mt = H5Tcopy(H5T_C_S1)) < 0) {
+  const H5T_cset_t cset = H5Tget_cset(ft); /* ASCII or UTF-8 (h5py writes UTF-8): read it as it is */
+  if (vl < 0 || cset < 0 || (mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_cset(mt, cset) < 0) {
     st = IL_H5_FAIL(IL_ERR_FORMAT, path, "cannot read attribute '%s'", name);
     goto out;
   }

@@ -142,11 +142,15 @@ il_status il_results_lock_acquire(const char *path, double wait_s, il_results_lo
   il_status st = il_results_lock_path(path, l->lock_path, cap);
   if (st != IL_OK) goto fail;
   const double deadline = now_s() + wait_s;
-  for (;;) {
+  for (int replaced = 0;;) {
     int fd = open(l->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-      st = IL_ERR(IL_ERR_IO, "results file '%s': cannot open its lock file '%s' (%s)", path, l->lock_path,
-                  strerror(errno));
+      int e = errno;
+      st = IL_ERR(IL_ERR_IO, "results file '%s': cannot create or open its lock file '%s' (%s)%s", path, l->lock_path,
+                  strerror(e),
+                  e == EACCES || e == EPERM || e == EROFS
+                      ? "; ILBENCH_NO_LOCK=1 writes without the lock, if no other process writes the file"
+                      : "");
       goto fail;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
@@ -155,7 +159,10 @@ il_status il_results_lock_acquire(const char *path, double wait_s, il_results_lo
       struct stat fs, ps;
       if (fstat(fd, &fs) != 0 || stat(l->lock_path, &ps) != 0 || fs.st_dev != ps.st_dev || fs.st_ino != ps.st_ino) {
         close(fd);
-        continue;
+        if (++replaced < 10000) continue;
+        st = IL_ERR(IL_ERR_IO, "results file '%s': its lock file '%s' keeps being replaced; giving up", path,
+                    l->lock_path);
+        goto fail;
       }
       l->fd = fd;
       st = write_holder(fd, path, l->lock_path);

@@ -33,3 +33,11 @@ add_test(NAME test_h5_killsafe
                  ${MPIEXEC_EXECUTABLE})
 set_tests_properties(test_h5_killsafe PROPERTIES ENVIRONMENT "${IL_RESULTS_TEST_ENV}" LABELS "mpi;results"
                      TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+
+# The writer lock of a results file (bench/results_lock.h): a second writer (a
+# forked child) is refused with the holder's pid, --wait-lock waits, a lock
+# file left by a SIGKILLed holder is taken, an overlong base name gets the
+# hashed lock name, ILBENCH_NO_LOCK=1 takes none. Serial, no MPI.
+il_results_exe(test_results_lock ${CMAKE_CURRENT_LIST_DIR}/test_results_lock.c)
+add_test(NAME test_results_lock COMMAND test_results_lock)
+set_tests_properties(test_results_lock PROPERTIES LABELS "results" TIMEOUT 60)

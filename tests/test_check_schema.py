@@ -873,6 +873,187 @@ def test_cli_usage_error_exits_2():
 
 
 # ---------------------------------------------------------------------------
+# Damaged files: every structural problem is a counted error, never a traceback
+# ---------------------------------------------------------------------------
+
+def _replace(g, name, make):
+    """Replace g[name] (whatever it is) with what make(g, name) creates."""
+    if name in g or g.get(name, getlink=True) is not None:
+        del g[name]
+    make(g, name)
+
+
+def _corrupt_first_chunk(path, run=RUN, table="steps"):
+    """Rewrite a table gzip-compressed, then overwrite its first chunk's bytes:
+    reading it fails inside HDF5 (inflate() failed)."""
+    with h5py.File(path, "r+") as f:
+        g = f["runs"][run]
+        data = g[table][()]
+        del g[table]
+        ds = g.create_dataset(table, data=data, chunks=(64,), maxshape=(None,), compression="gzip")
+        info = ds.id.get_chunk_info(0)
+        off, size = info.byte_offset, info.size
+    with open(path, "r+b") as fh:
+        fh.seek(off)
+        fh.write(b"\xde\xad" * (size // 2))
+
+
+def _table_dtype(f, table, run="r1"):
+    return f["runs"][run][table].dtype
+
+
+DAMAGE = {
+    # name: (damage(f), words one error holds)
+    "runs is a dataset": (lambda f: _replace(f, "runs", lambda g, n: g.create_dataset(n, data=[1, 2])),
+                          ("/runs:", "is not a group")),
+    "runs is a dangling link": (lambda f: _replace(f, "runs", lambda g, n: g.__setitem__(n, h5py.SoftLink("/gone"))),
+                                ("/runs:", "cannot open")),
+    "runs is an external link to a missing file": (
+        lambda f: _replace(f, "runs", lambda g, n: g.__setitem__(n, h5py.ExternalLink("/nonexistent.h5", "/runs"))),
+        ("/runs:", "cannot open", "external")),
+    "a run is a dataset": (lambda f: _replace(f["runs"], "r1", lambda g, n: g.create_dataset(n, data=[1])),
+                           ("/runs/r1:", "is not a group")),
+    "a run is a dangling link": (lambda f: f["runs"].__setitem__("r2", h5py.SoftLink("/nowhere")),
+                                 ("/runs/r2:", "cannot open")),
+    "a run is an external link": (lambda f: f["runs"].__setitem__("r2", h5py.ExternalLink("/nonexistent.h5", "/x")),
+                                  ("/runs/r2:", "cannot open")),
+    "a table is a group": (lambda f: _replace(f["runs/r0"], "epochs", lambda g, n: g.create_group(n)),
+                           ("/runs/r0/epochs:", "is not a dataset")),
+    "a table is 2-D": (lambda f: _replace(f["runs/r0"], "steps", lambda g, n: g.create_dataset(
+        n, data=np.zeros((2, 3), dtype=_table_dtype(f, "steps")))), ("/runs/r0/steps:", "2 dimensions")),
+    "a table is a scalar": (lambda f: _replace(f["runs/r0"], "epochs", lambda g, n: g.create_dataset(
+        n, data=np.zeros((), dtype=_table_dtype(f, "epochs")))), ("/runs/r0/epochs:", "0 dimensions")),
+    "a table has a null dataspace": (lambda f: _replace(f["runs/r0"], "ranks", lambda g, n: g.create_dataset(
+        n, data=h5py.Empty(_table_dtype(f, "ranks")))), ("/runs/r0/ranks:", "0 dimensions")),
+    "a table is not compound": (lambda f: _replace(f["runs/r0"], "steps", lambda g, n: g.create_dataset(
+        n, data=np.zeros(6))), ("/runs/r0/steps:", "not a compound table")),
+    "a table is a dangling link": (
+        lambda f: _replace(f["runs/r0"], "epochs", lambda g, n: g.__setitem__(n, h5py.SoftLink("/gone"))),
+        ("/runs/r0/epochs:", "cannot open")),
+    "a table is an external link": (
+        lambda f: _replace(f["runs/r0"], "steps", lambda g, n: g.__setitem__(n, h5py.ExternalLink("/no.h5", "/x"))),
+        ("/runs/r0/steps:", "cannot open")),
+    "events is a group": (lambda f: f["runs/r0"].create_group("events"), ("/runs/r0/events:", "is not a dataset")),
+    "events is 2-D": (lambda f: f["runs/r0"].create_dataset("events", data=np.zeros((2, 2), dtype=EVENT_DTYPE)),
+                      ("/runs/r0/events:", "2 dimensions")),
+    "status is an array": (lambda f: f["runs/r0"].attrs.__setitem__("status", [b"completed", b"failed"]),
+                           ("/runs/r0:", "'status'", "non-scalar")),
+    "status is empty": (lambda f: f["runs/r0"].attrs.__setitem__("status", h5py.Empty("S10")),
+                        ("/runs/r0:", "'status'", "empty")),
+    "status is compound": (lambda f: f["runs/r0"].attrs.__setitem__("status", np.zeros((), dtype=[("a", "<i4")])),
+                           ("/runs/r0:", "'status'", "expected a scalar string")),
+    "status is a bool": (lambda f: f["runs/r0"].attrs.__setitem__("status", True),
+                         ("/runs/r0:", "'status'", "bool")),
+    "schema_version is a string": (lambda f: f.attrs.__setitem__("schema_version", "3"),
+                                   ("/:", "'schema_version'", "is a string", "integer")),
+    "schema is empty": (lambda f: f.attrs.__setitem__("schema", h5py.Empty("S10")), ("/:", "'schema'", "empty")),
+    "world_size is an array": (lambda f: f.attrs.__setitem__("world_size", [1, 2]),
+                               ("/:", "'world_size'", "non-scalar")),
+    "merged_from is an integer array": (lambda f: f.attrs.__setitem__("merged_from", np.arange(3)),
+                                        ("/:", "merged_from", "1-D array of strings")),
+    "peak_bytes_total is an array": (lambda f: f["runs/r0"].attrs.__setitem__("peak_bytes_total", [1, 2]),
+                                     ("/runs/r0:", "peak_bytes_total", "non-scalar")),
+}
+
+
+def _check_damaged(path, words):
+    """check_file and the command line on a damaged file: the problem is a
+    counted error with `words`, no exception escapes, exit status 1 and the
+    summary counts what check_file returns."""
+    errors, warnings = cs.check_file(str(path))
+    assert has(errors, *words), errors
+    p = run_cli(path)
+    assert "Traceback" not in p.stdout + p.stderr, p.stdout + p.stderr
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert p.stdout.endswith(f"{path}: {len(errors)} errors, {len(warnings)} warnings\n"), p.stdout
+    assert sum(1 for line in p.stdout.splitlines() if ": ERROR: " in line) == len(errors)
+    return errors, warnings
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damaged_file_is_a_counted_error(tmp_path, case):
+    damage, words = DAMAGE[case]
+    path = make_valid(tmp_path / "d.h5", statuses=("completed", "completed"))
+    with h5py.File(path, "r+") as f:
+        damage(f)
+    _check_damaged(path, words)
+
+
+def test_unreadable_table_chunk_is_an_error(tmp_path):
+    path = make_valid(tmp_path / "c.h5", statuses=("completed", "completed"))
+    _corrupt_first_chunk(path)
+    errors, _ = _check_damaged(path, (f"/runs/{RUN}/steps:", "cannot read the table", "inflate"))
+    # only that table is lost: the other run and the run's other tables are clean
+    assert [e for e in errors if not e.startswith(f"/runs/{RUN}/steps")] == []
+
+
+def test_one_damaged_run_does_not_hide_the_others(tmp_path):
+    path = make_valid(tmp_path / "m.h5", statuses=("completed", "completed", "completed"))
+    _corrupt_first_chunk(path, run="r0")
+    with h5py.File(path, "r+") as f:
+        _replace(f["runs"], "r1", lambda g, n: g.create_dataset(n, data=[1]))
+    with_member(path, "epochs", "test_err", drop=True, run="r2")
+    errors, _ = _check_damaged(path, ("/runs/r0/steps:", "cannot read the table"))
+    assert has(errors, "/runs/r1:", "is not a group")
+    assert has(errors, "/runs/r2/epochs:", "missing member 'test_err'")
+    assert len(errors) == 3, errors
+
+
+def test_exception_in_a_check_is_an_error_and_the_rest_goes_on(tmp_path, monkeypatch):
+    # a check that raises (a checker bug, or a damage no rule foresaw) costs only its own part
+    path = make_valid(tmp_path / "x.h5", statuses=("completed", "completed"))
+    with_member(path, "epochs", "test_err", drop=True, run="r1")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated")
+    monkeypatch.setattr(cs, "check_steps_values", boom)
+    errors, _ = cs.check_file(str(path))
+    assert has(errors, "/runs/r0/steps:", "cannot check the values", "RuntimeError", "simulated")
+    assert has(errors, "/runs/r1/steps:", "RuntimeError")
+    assert has(errors, "/runs/r1/epochs:", "missing member 'test_err'")
+    monkeypatch.setattr(cs, "check_run_writer_attrs", boom)
+    errors, _ = cs.check_file(str(path))
+    assert has(errors, "/runs/r0:", "cannot check the run's attributes")
+    assert has(errors, "/runs/r1/epochs:", "missing member 'test_err'")
+
+
+def test_main_counts_an_unexpected_exception(tmp_path, monkeypatch, capsys):
+    path = make_valid(tmp_path / "y.h5")
+
+    def boom(*args, **kwargs):
+        raise ValueError("simulated")
+    monkeypatch.setattr(cs, "check_file", boom)
+    assert cs.main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}: ERROR: /: the checker stopped (ValueError: simulated)" in out
+    assert out.endswith(f"{path}: 1 errors, 0 warnings\n")
+
+
+@pytest.mark.parametrize("kind", ["vlen", "fixed-utf8", "fixed-nullpad"])
+def test_string_attributes_of_every_kind_are_accepted(valid, kind):
+    # SCHEMA.md: readers MUST accept fixed- and variable-length strings, here
+    # the root `schema` and a run's `status`, as h5py or another writer stores them
+    def put(obj, name, value):
+        if kind == "vlen":
+            obj.attrs[name] = value  # h5py: variable-length UTF-8
+        elif kind == "fixed-utf8":
+            obj.attrs.create(name, value.encode(), dtype=h5py.string_dtype("utf-8", len(value) + 4))
+        else:
+            obj.attrs[name] = np.bytes_(value)  # h5py: fixed-length, NULLPAD, no terminator
+
+    def fn(f):
+        put(f, "schema", "ilbench-results")
+        put(f["runs"][RUN], "status", "completed")
+        put(f["runs"][RUN], "solver", "newton")
+    errors, warnings = mutate(valid, fn)
+    assert errors == [] and warnings == []
+    with h5py.File(valid, "r") as f:
+        info = h5py.check_string_dtype(f.attrs.get_id("schema").dtype)
+        assert (info.length is None) == (kind == "vlen")  # the file really holds that kind
+        assert info.encoding == ("ascii" if kind == "fixed-nullpad" else "utf-8")
+
+
+# ---------------------------------------------------------------------------
 # A real file written by ilbench (optional)
 # ---------------------------------------------------------------------------
 

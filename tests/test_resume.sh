@@ -21,7 +21,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yi
 fails=0
 ok() { echo "ok   $*"; }
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-O=(--data "$data" --epochs 2 --max-batches 120 --test-batches 2 --checkpoint-every 9)
+O=(--data "$data" --epochs 2 --max-batches 400 --test-batches 2 --checkpoint-every 9)
 
 cat > "$T/same.py" <<'PY'
 # same.py A B: the last run of A and of B have equal epochs and steps rows (columns ending in _s aside)
@@ -87,7 +87,7 @@ for ranks in 1 2; do
     pkill -KILL -f "ilbench train .*k$ranks.h5" 2>/dev/null
     "${L[@]}" train "${O[@]}" --resume "$T/k$ranks.h5" --save-params "$T/k$ranks.bin" > "$T/k2.log" 2>&1 &
     pid=$!
-    wait_steps "$T/k$ranks.h5" 150
+    wait_steps "$T/k$ranks.h5" 450
     kill -KILL $pid; wait $pid 2>/dev/null
     pkill -KILL -f "ilbench train .*k$ranks.h5" 2>/dev/null
     sleep 0.2

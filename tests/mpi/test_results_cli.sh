@@ -105,7 +105,7 @@ else pass "merge refuses duplicate run ids: $(grep -m1 error "$tmp/d.log")"; fi
 
 # 5b. Re-running a sweep into the same file skips the points it already holds (job-array resume).
 if mpi2 sweep --solver fp,newton --backward implicit --tol 1e-2,1e-4 "${quick[@]}" --out "$tmp/s.h5" --append \
-     >"$tmp/re.log" 2>&1 && [[ $(grep -c "skip p000.*already has run" "$tmp/re.log") == 4 ]] &&
+     >"$tmp/re.log" 2>&1 && [[ $(grep -c "p000.*: completed earlier, in the file" "$tmp/re.log") == 4 ]] &&
    "$py" "$src/analysis/check_schema.py" "$tmp/s.h5" | grep -q " 0 errors"; then
   pass "repeating a sweep with --append skips its 4 existing points, file still valid"
 else bad "sweep --append over existing points"; cat "$tmp/re.log"; fi
