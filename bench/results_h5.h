@@ -1,5 +1,5 @@
 /* bench/results_h5.h: the HDF5 results file (schema "ilbench-results",
- * documented in analysis/SCHEMA.md), written with parallel HDF5 over an MPI
+ * documented in analysis/SCHEMA.md), written for the ranks of an MPI
  * communicator.
  *
  * Every il_h5_* call except il_h5_merge is collective over the communicator
@@ -144,7 +144,10 @@ il_status il_h5_close(il_h5_file *f);
  * present in two inputs; nothing is written when refused. Copies every
  * /runs/<id> and the first input's root attributes (so the output keeps the
  * inputs' common major version), with command_line noting the merge and
- * `merged_from` listing the inputs. */
+ * `merged_from` listing the inputs. Atomic (results_merge.c): the output is
+ * built in memory, written to a temporary beside out_path, synced and renamed
+ * over it, so a failure or kill leaves the old output (or none) intact; the
+ * writer lock of out_path is held throughout. */
 il_status il_h5_merge(const char *out_path, int force, const char *const *inputs, int ninputs);
 
 #endif
