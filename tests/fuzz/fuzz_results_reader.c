@@ -517,11 +517,101 @@ static const char *const run_names[] = {"r0", "good-run", "r1", "run with spaces
                                         LONG_NAME};
 #define NRUN_NAMES (sizeof run_names / sizeof run_names[0])
 
+/* The good file's real checkpoint slots copied into run, then damaged: items deleted, replaced
+ * with other types or sizes, overwritten with junk (the digests no longer match), the slot's
+ * attributes reshaped or changed, an extra item added, a slot made a dataset; and the run's
+ * `checkpoint` attribute set to anything. */
+static void put_ckpt(hid_t run, prog *g) {
+  hid_t good = H5Fopen(g_good, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (good < 0) return;
+  static const char *const slot[2] = {"checkpoint_0", "checkpoint_1"};
+  static const char *const items[] = {"params", "shuffle_rng", "epoch_acc", "position", "digest", "config_hash"};
+  for (int k = 0; k < 2; k++) {
+    char src[64];
+    snprintf(src, sizeof src, "/runs/ckpt-run/%s", slot[k]);
+    if (pick(g, 5) == 0) continue; /* a missing slot */
+    if (pick(g, 8) == 0) { /* a dataset in its place */
+      hsize_t n = 4;
+      hid_t sp = H5Screate_simple(1, &n, NULL);
+      put_dataset(run, slot[k], H5T_NATIVE_INT64, sp, H5P_DEFAULT, 0, u8(g));
+      H5Sclose(sp);
+      continue;
+    }
+    if (H5Ocopy(good, src, run, slot[k], H5P_DEFAULT, H5P_DEFAULT) < 0) continue;
+    hid_t sg = H5Gopen2(run, slot[k], H5P_DEFAULT);
+    if (sg < 0) continue;
+    for (unsigned d = 0, nd = pick(g, 4); d < nd; d++) {
+      const char *it = items[pick(g, 6)];
+      const int is_attr = H5Aexists(sg, it) > 0;
+      switch (pick(g, 5)) {
+      case 0: /* gone */
+        if (is_attr) H5Adelete(sg, it);
+        else H5Ldelete(sg, it, H5P_DEFAULT);
+        break;
+      case 1: { /* another type and size */
+        if (is_attr) H5Adelete(sg, it);
+        else H5Ldelete(sg, it, H5P_DEFAULT);
+        hsize_t n = 1 + pick(g, 9);
+        hid_t sp = H5Screate_simple(1, &n, NULL);
+        int vl = 0;
+        hid_t t = odd_type(pick(g, 10), &vl);
+        if (is_attr) {
+          if (!vl) {
+            uint8_t junk[256];
+            fill(junk, sizeof junk, u8(g));
+            attr_write(sg, it, t, sp, junk);
+          }
+        } else {
+          put_dataset(sg, it, t, sp, H5P_DEFAULT, vl, u8(g));
+        }
+        H5Tclose(t);
+        H5Sclose(sp);
+        break;
+      }
+      case 2: { /* same shape, junk bytes: a torn write */
+        if (is_attr) break;
+        hid_t ds = H5Dopen2(sg, it, H5P_DEFAULT);
+        if (ds < 0) break;
+        hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
+        const hssize_t np = H5Sget_simple_extent_npoints(sp);
+        const size_t bytes = (size_t)(np > 0 ? np : 0) * H5Tget_size(t);
+        uint8_t *junk = bytes && bytes < (1u << 20) ? malloc(bytes) : NULL;
+        if (junk) {
+          fill(junk, bytes, u8(g));
+          H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, junk);
+        }
+        free(junk);
+        H5Tclose(t);
+        H5Sclose(sp);
+        H5Dclose(ds);
+        break;
+      }
+      case 3: /* an extra item */
+        put_attr(sg, "extra_attr", g, "x", 3, (int)(u8(g) & 1));
+        {
+          hsize_t n = 2;
+          hid_t sp = H5Screate_simple(1, &n, NULL);
+          put_dataset(sg, "extra_item", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, 0, u8(g));
+          H5Sclose(sp);
+        }
+        break;
+      default: /* an attribute rewritten with a near value */
+        if (is_attr) put_attr(sg, it, g, "", gen_int(g, 2), 1);
+        break;
+      }
+    }
+    H5Gclose(sg);
+  }
+  H5Fclose(good);
+  if (pick(g, 4)) put_attr(run, "checkpoint", g, "", gen_int(g, pick(g, 2)), 1);
+}
+
 static void put_run_group(hid_t runs, const char *name, prog *g, const char *good_path) {
   hid_t run = H5Gcreate2(runs, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (run < 0) return;
-  static const char *const statuses[] = {"completed", "running", "failed", "done"};
-  put_attr(run, "status", g, statuses[pick(g, 4)], 0, 0);
+  static const char *const statuses[] = {"completed", "running", "failed", "done", "interrupted", "interrupted"};
+  put_attr(run, "status", g, statuses[pick(g, 6)], 0, 0);
+  if (u8(g) % 3 == 0) put_ckpt(run, g);
   static const char *const keys[] = {"solver", "epochs", "run_index", "started", "world_size", "peak_bytes_total"};
   for (unsigned i = 0, n = pick(g, 4); i < n; i++) {
     unsigned k = pick(g, 6);
@@ -831,6 +921,42 @@ static void cleanup(void) {
   rmdir(g_dir);
 }
 
+/* The checkpoint items the harness's "trainer" keeps: what il_h5_run_resume is asked for. */
+#define FZ_CONFIG_HASH 0x1234abcdULL
+static float fz_params[8];
+static uint64_t fz_rng[4];
+static double fz_acc[3];
+static void fz_layout(il_h5_ckpt *ck) {
+  memset(ck, 0, sizeof *ck);
+  ck->config_hash = FZ_CONFIG_HASH;
+  const il_ck_item items[] = {{"params", IL_CK_F32, 8, fz_params}, {"shuffle_rng", IL_CK_U64, 4, fz_rng},
+                              {"epoch_acc", IL_CK_F64, 3, fz_acc}};
+  ck->nitems = 3;
+  memcpy(ck->items, items, sizeof items);
+}
+
+/* An interrupted run with a real checkpoint, for the fuzzed files to copy and damage. */
+static int make_ckpt_run(il_h5_file *f) {
+  il_run_info ri;
+  il_run_info_init(&ri, "ckpt-run");
+  il_run_attr_s(&ri, "solver", "fp");
+  il_h5_ckpt ck;
+  fz_layout(&ck);
+  for (int i = 0; i < 8; i++) fz_params[i] = (float)i / 3;
+  fz_rng[0] = 42;
+  ck.epoch = 0;
+  ck.step = 2;
+  ck.global_step = 2;
+  il_step_row steps[2];
+  for (int i = 0; i < 2; i++) {
+    il_step_row_init(&steps[i]);
+    steps[i].global_step = steps[i].step = i;
+  }
+  return il_h5_run_begin(f, &ri) == IL_OK && il_h5_run_checkpoint(f, steps, 2, &ck) == IL_OK &&
+         il_h5_run_checkpoint(f, NULL, 0, &ck) == IL_OK && /* both slots filled */
+         il_h5_run_finish(f, "interrupted", "SIGTERM (fuzz)", NULL, NULL) == IL_OK;
+}
+
 static void make_good_file(void) {
   il_h5_file *f = NULL;
   il_run_info ri;
@@ -854,7 +980,7 @@ static void make_good_file(void) {
   ev.calls = 2;
   if (il_h5_open(MPI_COMM_SELF, g_good, IL_H5_CREATE, 0, NULL, &f) != IL_OK || il_h5_run_begin(f, &ri) != IL_OK ||
       il_h5_run_epoch(f, &e, steps, 2) != IL_OK || il_h5_run_events(f, &ev, 1) != IL_OK ||
-      il_h5_run_end(f, "completed", NULL, NULL) != IL_OK || il_h5_close(f) != IL_OK) {
+      il_h5_run_end(f, "completed", NULL, NULL) != IL_OK || !make_ckpt_run(f) || il_h5_close(f) != IL_OK) {
     fprintf(stderr, "fuzz_results_reader: cannot write the good file %s: %s\n", g_good, il_error_message());
     abort();
   }
@@ -933,6 +1059,28 @@ static int append_and_query(const char *path) {
     } else {
       PROP(message_names_a_file(), "il_h5_run_status of '%s' failed with a message that names no file", id);
     }
+  }
+  /* continue every listed run from its checkpoint, as train --resume would, then checkpoint and end it */
+  for (int i = 0; listed && i < l.n; i++) {
+    if (strlen(l.v[i]) >= sizeof(((il_run_info *)0)->run_id)) continue;
+    il_run_info ri;
+    il_run_info_init(&ri, l.v[i]);
+    il_h5_ckpt ck;
+    fz_layout(&ck);
+    int have = -1;
+    il_error_clear();
+    il_status rs = il_h5_run_resume(f, &ri, &ck, &have);
+    said("il_h5_run_resume", rs);
+    if (rs != IL_OK) {
+      PROP(message_names_a_file(), "il_h5_run_resume of '%s' failed with a message that names no file", l.v[i]);
+      continue;
+    }
+    PROP(have == 0 || have == 1, "il_h5_run_resume of '%s' gave have = %d", l.v[i], have);
+    PROP(!have || (ck.step >= 0 && ck.global_step >= 0), "il_h5_run_resume of '%s' gave a negative position", l.v[i]);
+    il_error_clear();
+    (void)il_h5_run_checkpoint(f, NULL, 0, &ck);
+    il_error_clear();
+    (void)il_h5_run_finish(f, "interrupted", "fuzz", NULL, NULL);
   }
   char id[128];
   memset(id, 'x', sizeof id);
