@@ -3,14 +3,17 @@
  * tolerance in the lists. grad_relerr is the relative error of the layer's
  * gradient (dx, dW) against the exact IFT gradient at the solver's z*, from one
  * extra diagnosed step (float32, so about 1e-6 is exact).
- * Times are the median of --repeat runs after --warmup runs. GFLOP/s come from
+ * Times are the min, median and max of --repeat runs after --warmup runs, taken in
+ * --rounds interleaved rounds over all cases. GFLOP/s come from
  * an analytic count of the work done (see flops_* below), not from a profiler;
  * sgemm_GF/s is the measured rate of the (B, n) x (n, n) GEMM itself, the
  * machine's limit for these shapes. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_args.h"
 #include "commands.h"
@@ -27,7 +30,9 @@ static const il_cli_spec layer_spec_fixed[] = {
     {"max-iter", 1, "solver iteration limit", "solver default"},
     {"scale", 1, "W = scale * U(-1,1)/sqrt(n) (PyTorch Linear init at 1)", "1"},
     {"warmup", 1, "untimed runs", "2"},
-    {"repeat", 1, "timed runs (median reported)", "10"},
+    {"repeat", 1, "timed runs per case (min, median and max reported)", "10"},
+    {"rounds", 1, "interleave the cases: every case runs --repeat/ROUNDS timed runs in each of ROUNDS rounds", "5"},
+    {"csv", 1, "also write the table as CSV to FILE (same columns)", NULL},
     {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
     {"seed", 1, "random seed", "0"},
     {"device", 1, "compute backend (ilbench info lists them)", "cpu"},
@@ -125,7 +130,7 @@ static void print_case_events(const il_events *ev, long repeat, double model_fwd
   }
 }
 
-/* One case of the table: one pair, hidden size and tolerance. Returns 0, or the command's exit code. */
+/* The options every case shares. */
 typedef struct layer_case {
   const il_cli *cli;
   il_backend *be;
@@ -135,29 +140,43 @@ typedef struct layer_case {
   int log_view;
 } layer_case;
 
-static int run_case(const layer_case *lc, const char *solver, const char *backward, int n, double tol, double limit) {
+/* One row of the table: one pair, hidden size and tolerance, measured over the rounds. */
+typedef struct case_row {
+  const char *solver, *backward;
+  int n, hidden_index;
+  double tol;
+  double *tf, *tb; /* (repeat) timed forward and backward runs, filled round by round */
+  long done;       /* timed runs so far */
+  il_events ev;    /* the timed runs' events (--log-view) */
+  /* from the last round */
+  int iters, bits;
+  double residual, grad_relerr, model_fwd, model_bwd;
+  il_reason reason;
+  size_t saved, work;
+} case_row;
+
+/* One round of a case: build the layer on the case's seeded data, `warmup` untimed runs, `nk`
+ * timed runs into row->tf/tb, and (last round) one more, diagnosed step for the gradient error.
+ * Returns 0, or the command's exit code. */
+static int run_round(const layer_case *lc, case_row *row, long warmup, long nk, int last) {
   const il_cli *cli = lc->cli;
   il_backend *be = lc->be;
-  const char *cell = lc->cell;
-  const long B = lc->B, max_iter = lc->max_iter, warmup = lc->warmup, repeat = lc->repeat, seed = lc->seed;
-  const double scale = lc->scale;
-  const int log_view = lc->log_view;
-  const il_solver_ops *so = il_solver_find(solver);
-  const il_backward_ops *bo = il_backward_find(backward);
-  
+  const long B = lc->B;
+  const int n = row->n;
+  const il_solver_ops *so = il_solver_find(row->solver);
+  const il_backward_ops *bo = il_backward_find(row->backward);
   const size_t len = (size_t)B * n, nn = (size_t)n * n;
   float *hW = malloc(nn * sizeof *hW), *hx = malloc(len * sizeof *hx), *hC = malloc(len * sizeof *hC);
-  double *tf = malloc((size_t)repeat * sizeof *tf), *tb = malloc((size_t)repeat * sizeof *tb);
   float *W, *x, *C, *out, *dx, *dW; /* in the backend's space, not counted as the layer's memory */
   il_arena data;
   il_arena_init_for(&data, be, IL_MEM_PARAMS, NULL, 0);
-  if (!hW || !hx || !hC || !tf || !tb) {
+  if (!hW || !hx || !hC) {
     fprintf(stderr, "ilbench layer: error: out of memory at hidden %d\n", n);
     return 1;
   }
   il_rng r;
-  il_rng_seed(&r, (uint64_t)seed);
-  for (size_t i = 0; i < nn; i++) hW[i] = (float)(scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
+  il_rng_seed(&r, (uint64_t)lc->seed);
+  for (size_t i = 0; i < nn; i++) hW[i] = (float)(lc->scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
   for (size_t i = 0; i < len; i++) hx[i] = (float)il_rng_normal(&r);
   for (size_t i = 0; i < len; i++) hC[i] = (float)il_rng_normal(&r);
   if (to_space(be, &data, hW, nn, &W) != IL_OK || to_space(be, &data, hx, len, &x) != IL_OK ||
@@ -177,20 +196,18 @@ static int run_case(const layer_case *lc, const char *solver, const char *backwa
     if (v && (il_option_decl_find(so->options, option_flags[f]) || il_option_decl_find(bo->options, option_flags[f])))
       (void)il_options_set(&opts, option_flags[f], v);
   }
-  il_layer_config cfg = {.cell = cell, .solver = solver, .backward = backward, .tol = tol,
-                         .max_iter = (int)max_iter, .zero_nonconverged = IL_ZERO_AUTO, .opts = &opts};
+  il_layer_config cfg = {.cell = lc->cell, .solver = row->solver, .backward = row->backward, .tol = row->tol,
+                         .max_iter = (int)lc->max_iter, .zero_nonconverged = IL_ZERO_AUTO, .opts = &opts};
   if (il_layer_create(&L, &cfg, be, n, W, &mem) != IL_OK || il_layer_reserve(&L, (int)B) != IL_OK) {
     il_report_error("layer");
     return 2;
   }
-  il_events ev;
-  il_events_reset(&ev);
-  for (long k = 0; k < warmup + repeat; k++) {
+  for (long k = 0; k < warmup + nk; k++) {
     if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK) {
       il_report_error("layer");
       return 1;
     }
-    if (log_view && k == warmup) be->events = &ev; /* the timed runs only */
+    if (lc->log_view && k == warmup) be->events = &row->ev; /* the timed runs only */
     double t0 = il_now();
     if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_sync(be) != IL_OK) {
       il_report_error("layer");
@@ -203,41 +220,99 @@ static int run_case(const layer_case *lc, const char *solver, const char *backwa
     }
     double t2 = il_now();
     if (k >= warmup) {
-      tf[k - warmup] = t1 - t0;
-      tb[k - warmup] = t2 - t1;
+      row->tf[row->done] = t1 - t0;
+      row->tb[row->done] = t2 - t1;
+      row->done++;
     }
   }
   be->events = NULL;
-  qsort(tf, (size_t)repeat, sizeof *tf, cmp_double);
-  qsort(tb, (size_t)repeat, sizeof *tb, cmp_double);
-  double mf = tf[repeat / 2], mb = tb[repeat / 2];
-  int it = L.fres.iters;
-  const double gf = flops_forward(so, (int)B, n, it) / mf * 1e-9, gb = flops_backward(&L, (int)B, n) / mb * 1e-9;
-  const size_t saved = mem.peak[IL_MEM_SAVED], work = mem.peak[IL_MEM_WORKSPACE];
-  const int bits = L.bres.iters;
-  /* one more step, diagnosed, for the gradient error (not timed; its exact-IFT LU would be) */
-  L.diag_now = 1;
-  if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK ||
-      il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_layer_backward(&L, C, dx, dW) != IL_OK) {
-    il_report_error("layer");
-    return 1;
+  if (last) {
+    row->iters = L.fres.iters;
+    row->bits = L.bres.iters;
+    row->residual = L.fres.residual;
+    row->reason = L.fres.reason;
+    row->model_fwd = flops_forward(so, (int)B, n, row->iters);
+    row->model_bwd = flops_backward(&L, (int)B, n);
+    row->saved = mem.peak[IL_MEM_SAVED];
+    row->work = mem.peak[IL_MEM_WORKSPACE];
+    /* one more step, diagnosed, for the gradient error (not timed; its exact-IFT LU would be) */
+    L.diag_now = 1;
+    if (IL_BE(be, zero, dx, len * sizeof *dx) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK ||
+        il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_layer_backward(&L, C, dx, dW) != IL_OK) {
+      il_report_error("layer");
+      return 1;
+    }
+    row->grad_relerr = L.diag.grad_relerr;
   }
-  printf("%-9s %-11s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %6d %9.2f %9.2f %9.2f %12zu %12zu %10.2e\n",
-         solver, backward, n, B, tol, 1e3 * mf, 1e3 * mb, it, L.fres.residual,
-         il_reason_name(L.fres.reason), bits, gf, gb, limit, saved, work, L.diag.grad_relerr);
-  if (log_view) print_case_events(&ev, repeat, flops_forward(so, (int)B, n, it), flops_backward(&L, (int)B, n));
-  fflush(stdout);
   il_layer_destroy(&L);
   il_arena_destroy(&data);
-  free(hW); free(hx); free(hC); free(tf); free(tb);
+  free(hW); free(hx); free(hC);
   return 0;
+}
+
+/* min, median, max of v[0..n) (sorted in place). */
+static void mmm(double *v, long n, double *lo, double *med, double *hi) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  *lo = v[0];
+  *med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  *hi = v[n - 1];
+}
+
+/* The table's columns, in order: the text table and --csv share them. */
+static const char *const layer_cols[] = {
+    "solver", "backward", "hidden", "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "b_its",
+    "fwd_GF/s", "bwd_GF/s", "sgemm_GF/s", "saved_bytes", "workspace_B", "grad_relerr", "fwd_ms_min", "fwd_ms_max",
+    "bwd_ms_min", "bwd_ms_max", "sgemm_min", "sgemm_max", "fwd_frac", "bwd_frac"};
+#define NCOLS ((int)(sizeof layer_cols / sizeof layer_cols[0]))
+
+/* One row as text (sep ' ', aligned) or CSV (sep ','). Times in ms are medians over the timed
+ * runs, GFLOP/s from the medians; fwd_frac, bwd_frac: those rates over the median ceiling. */
+static void print_row(FILE *f, const case_row *row, long B, const double ceil3[3], int csv) {
+  double f0, f1, f2, b0, b1, b2;
+  mmm(row->tf, row->done, &f0, &f1, &f2);
+  mmm(row->tb, row->done, &b0, &b1, &b2);
+  const double gf = row->model_fwd / f1 * 1e-9, gb = row->model_bwd / b1 * 1e-9;
+  if (csv)
+    fprintf(f, "%s,%s,%d,%ld,%.3g,%.6g,%.6g,%d,%.6e,%s,%d,%.4g,%.4g,%.4g,%zu,%zu,%.3e,%.6g,%.6g,%.6g,%.6g,%.4g,%.4g,%.4f,"
+            "%.4f\n", row->solver, row->backward, row->n, B, row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual,
+            il_reason_name(row->reason), row->bits, gf, gb, ceil3[1], row->saved, row->work, row->grad_relerr,
+            1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0], ceil3[2], gf / ceil3[1], gb / ceil3[1]);
+  else
+    fprintf(f, "%-9s %-11s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %6d %9.2f %9.2f %10.2f %12zu %12zu "
+            "%11.2e %10.3f %10.3f %10.3f %10.3f %9.2f %9.2f %8.3f %8.3f\n", row->solver, row->backward, row->n, B,
+            row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual, il_reason_name(row->reason), row->bits, gf, gb,
+            ceil3[1], row->saved, row->work, row->grad_relerr, 1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0],
+            ceil3[2], gf / ceil3[1], gb / ceil3[1]);
+}
+
+/* "1.23 0.98 0.50" from /proc/loadavg, or "unknown". */
+static void load_average(char *buf, size_t cap) {
+  FILE *f = fopen("/proc/loadavg", "r");
+  double a = 0, b = 0, c = 0;
+  if (f && fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3) snprintf(buf, cap, "%.2f %.2f %.2f", a, b, c);
+  else snprintf(buf, cap, "unknown");
+  if (f) fclose(f);
+}
+
+/* The CPU model from /proc/cpuinfo, or "unknown". */
+static void cpu_model(char *buf, size_t cap) {
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  char line[512];
+  snprintf(buf, cap, "unknown");
+  while (f && fgets(line, sizeof line, f))
+    if (strncmp(line, "model name", 10) == 0) {
+      const char *c = strchr(line, ':');
+      if (c) snprintf(buf, cap, "%.*s", (int)strcspn(c + 2, "\n"), c + 2);
+      break;
+    }
+  if (f) fclose(f);
 }
 
 int il_cmd_layer(int argc, char **argv) {
   il_cli cli;
   char solvers[8][64], backwards[8][64];
   int ns = 0, nbk = 0, nh, nt;
-  long hidden[64], B, max_iter, warmup, repeat, threads, seed;
+  long hidden[64], B, max_iter, warmup, repeat, rounds, threads, seed;
   double tols[64], scale;
   static il_cli_spec layer_spec[NSPEC_MAX];
   int nspec = 0;
@@ -280,6 +355,7 @@ int il_cmd_layer(int argc, char **argv) {
       il_cli_positive_double(&cli, "scale", 1, &scale) != IL_OK ||
       il_cli_int(&cli, "warmup", 2, 0, 1000, &warmup) != IL_OK ||
       il_cli_int(&cli, "repeat", 10, 1, 100000, &repeat) != IL_OK ||
+      il_cli_int(&cli, "rounds", 5, 1, 1000, &rounds) != IL_OK ||
       il_cli_int(&cli, "threads", il_default_threads(), 1, 256, &threads) != IL_OK ||
       il_cli_int(&cli, "seed", 0, 0, 0x7fffffffffffffffL, &seed) != IL_OK)
     goto usage_err;
@@ -293,6 +369,8 @@ int il_cmd_layer(int argc, char **argv) {
   }
   if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bo_opts, &be) != IL_OK) goto usage_err;
   const int log_view = il_cli_has(&cli, "log-view");
+  const char *csv_path = il_cli_get(&cli, "csv", NULL);
+  if (csv_path && il_cli_check_out_path(csv_path, "--csv") != IL_OK) goto usage_err;
   /* refuse impossible sizes before printing or allocating anything: unrolled Newton keeps one LU per step */
   for (int si = 0; si < ns; si++)
     for (int hi = 0; hi < nh; hi++) {
@@ -314,11 +392,12 @@ int il_cmd_layer(int argc, char **argv) {
       goto usage_err;
     }
   }
-  printf("%-9s %-11s %6s %5s %8s %10s %10s %6s %10s %-10s %6s %9s %9s %9s %12s %12s %10s\n", "solver", "backward",
-         "hidden", "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "b_its", "fwd_GF/s", "bwd_GF/s",
-         "sgemm_GF/s", "saved_bytes", "workspace_B", "grad_relerr");
-  double limits[64];
-  for (int hi = 0; hi < nh; hi++) limits[hi] = gemm_limit(be, (int)B, (int)hidden[hi]);
+  /* the cases, then the rounds: every case (and the GEMM ceiling of every hidden size) is timed in
+   * every round, A B C A B C ..., so that a machine that speeds up or slows down during the
+   * table spreads over all of its rows instead of favouring some */
+  const long nrounds = rounds < repeat ? rounds : repeat;
+  static case_row rows[512];
+  int nrows = 0;
   for (int si = 0; si < ns; si++)
     for (int bi = 0; bi < nbk; bi++) {
       const il_solver_ops *so = il_solver_find(solvers[si]);
@@ -329,12 +408,67 @@ int il_cmd_layer(int argc, char **argv) {
       }
       for (int hi = 0; hi < nh; hi++)
         for (int ti = 0; ti < nt; ti++) {
-          const layer_case lc = {.cli = &cli, .be = be, .cell = cell, .B = B, .max_iter = max_iter, .warmup = warmup,
-                                 .repeat = repeat, .seed = seed, .scale = scale, .log_view = log_view};
-          const int rc = run_case(&lc, solvers[si], backwards[bi], (int)hidden[hi], tols[ti], limits[hi]);
-          if (rc) return rc;
+          if (nrows == (int)(sizeof rows / sizeof rows[0])) {
+            IL_ERR(IL_ERR_ARG, "more than %d cases in one table", nrows);
+            goto usage_err;
+          }
+          case_row *row = &rows[nrows++];
+          *row = (case_row){.solver = solvers[si], .backward = backwards[bi], .n = (int)hidden[hi],
+                            .hidden_index = hi, .tol = tols[ti]};
+          il_events_reset(&row->ev);
+          if (!(row->tf = malloc((size_t)repeat * sizeof *row->tf)) ||
+              !(row->tb = malloc((size_t)repeat * sizeof *row->tb))) {
+            IL_ERR(IL_ERR_NOMEM, "out of memory for the timings");
+            goto usage_err;
+          }
         }
     }
+  char cpu[256], load0[64], load1[64];
+  cpu_model(cpu, sizeof cpu);
+  load_average(load0, sizeof load0);
+  static double limits[64][64]; /* [hidden][round] the GEMM ceiling, GFLOP/s */
+  const layer_case lc = {.cli = &cli, .be = be, .cell = cell, .B = B, .max_iter = max_iter, .warmup = warmup,
+                         .repeat = repeat, .seed = seed, .scale = scale, .log_view = log_view};
+  for (long rd = 0; rd < nrounds; rd++) {
+    for (int hi = 0; hi < nh; hi++) limits[hi][rd] = gemm_limit(be, (int)B, (int)hidden[hi]);
+    const long nk = repeat / nrounds + (rd < repeat % nrounds); /* timed runs of each case this round */
+    for (int i = 0; i < nrows; i++) {
+      const int rc = run_round(&lc, &rows[i], rd == 0 ? warmup : 1, nk, rd == nrounds - 1);
+      if (rc) return rc;
+    }
+    if (isatty(2)) fprintf(stderr, "\rilbench layer: round %ld of %ld done", rd + 1, nrounds);
+  }
+  if (isatty(2)) fprintf(stderr, "\n");
+  load_average(load1, sizeof load1);
+  printf("# cpu %s; %ld threads; load average %s at the start, %s at the end\n", cpu, threads, load0, load1);
+  printf("# %ld timed runs per case in %ld interleaved rounds (after %ld warm-up runs); ms: median (min, max); "
+         "sgemm: the (B, n) x (n, n) GEMM ceiling measured in each round, median (min, max); fwd_frac, bwd_frac: "
+         "GFLOP/s over that median ceiling\n", repeat, nrounds, warmup);
+  for (int c = 0; c < NCOLS; c++) printf("%s%s", c ? " " : "", layer_cols[c]);
+  printf("\n");
+  FILE *csvf = NULL;
+  if (csv_path && !(csvf = fopen(csv_path, "w"))) {
+    IL_ERR(IL_ERR_IO, "--csv: cannot write '%s': %s", csv_path, strerror(errno));
+    il_report_error("layer");
+    return 1;
+  }
+  if (csvf)
+    for (int c = 0; c < NCOLS; c++) fprintf(csvf, "%s%s", layer_cols[c], c + 1 < NCOLS ? "," : "\n");
+  for (int i = 0; i < nrows; i++) {
+    double c3[3];
+    mmm(limits[rows[i].hidden_index], nrounds, &c3[0], &c3[1], &c3[2]);
+    print_row(stdout, &rows[i], B, c3, 0);
+    if (csvf) print_row(csvf, &rows[i], B, c3, 1);
+    if (log_view) print_case_events(&rows[i].ev, repeat, rows[i].model_fwd, rows[i].model_bwd);
+    free(rows[i].tf);
+    free(rows[i].tb);
+  }
+  if (csvf && fclose(csvf) != 0) {
+    IL_ERR(IL_ERR_IO, "--csv: cannot write '%s': %s", csv_path, strerror(errno));
+    il_report_error("layer");
+    return 1;
+  }
+  fflush(stdout);
   il_backend_destroy(be);
   return 0;
 usage_err:

@@ -53,7 +53,9 @@ check_solver() {
   fi
   # Rows "backward tol iters saved_bytes", columns found by header name.
   awk '
-    NR == 1 {
+    /^#/ { next }
+    !hdr && $1 == "solver" {
+      hdr = 1
       for (i = 1; i <= NF; i++) col[$i] = i
       if (!("backward" in col) || !("tol" in col) || !("iters" in col) || !("saved_bytes" in col)) {
         print "header lacks one of backward, tol, iters, saved_bytes: " $0 > "/dev/stderr"
@@ -61,7 +63,7 @@ check_solver() {
       }
       next
     }
-    NF > 0 && $1 !~ /^#/ { print $col["backward"], $col["tol"], $col["iters"], $col["saved_bytes"] }
+    hdr && NF > 0 { print $col["backward"], $col["tol"], $col["iters"], $col["saved_bytes"] }
   ' "$T/out" >"$T/rows"
   if [[ $? -ne 0 ]]; then
     bad "$solver: cannot find the columns in the table header"
