@@ -80,7 +80,7 @@ def bench_ilbench(layer_name, args):
     cmd = [exe, "train", "--solver", solver, "--backward", backward, "--epochs", "1",
            "--max-batches", str(args.batches), "--threads", str(args.threads),
            "--data", args.data, "--tol", "1e-4", "--max-iter", str(max_iter),
-           "--seed", str(args.seed)]
+           "--seed", str(args.seed), "--log-steps", "--test-batches", "0"]
     print(f"  running: {shlex.join(cmd)}", flush=True)
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -90,11 +90,17 @@ def bench_ilbench(layer_name, args):
     if p.returncode != 0:
         tail = (p.stderr or p.stdout).strip().splitlines()[-5:]
         return None, f"ilbench exited {p.returncode}: " + " | ".join(tail)
-    found = None
+    found, step_s = None, []
     for line in (p.stdout + "\n" + p.stderr).splitlines():
         kv = parse_logfmt(line)
         if "train_s" in kv:
             found = kv                       # keep the last epoch line
+        elif "global_step" in kv:           # a --log-steps line: the step's phases
+            try:
+                step_s.append(sum(float(kv[k]) for k in ("forward_s", "backward_s", "wait_s", "allreduce_s",
+                                                         "update_s")))
+            except (KeyError, ValueError):
+                pass
     if found is None:
         return None, "ilbench output has no line with train_s=<seconds>"
     try:
@@ -102,7 +108,13 @@ def bench_ilbench(layer_name, args):
         nb = next((int(found[k]) for k in ("train_batches", "batches", "steps") if k in found), args.batches)
     except ValueError as e:
         return None, f"cannot parse ilbench epoch line: {e}"
-    return train_s / nb, f"train_s={train_s:g} over {nb} batches"
+    # the steps' phase times (printed to the microsecond; train_s has milliseconds only), after
+    # the same warm-up as torch's and, like torch's, without the batch fetch
+    timed = step_s[args.warmup:] or step_s
+    if timed:
+        return (sum(timed) / len(timed), statistics.median(timed)), \
+            f"mean of {len(timed)} steps' phase times (train_s={train_s:g} over {nb} batches)"
+    return (train_s / nb, None), f"train_s={train_s:g} over {nb} batches"
 
 
 def main():
@@ -122,6 +134,9 @@ def main():
                     help="ilbench binary (default $ILBENCH or build/release/bench/ilbench)")
     ap.add_argument("--ilbench-timeout", type=float, default=3600)
     ap.add_argument("--torch-only", action="store_true", help="do not run ilbench")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="measure each layer this many times, torch and ilbench interleaved (T I T I ...), and "
+                         "report min/median/max over the repeats (default 3)")
     args = ap.parse_args()
 
     layers = [s.strip() for s in args.layers.split(",") if s.strip()]
@@ -144,36 +159,88 @@ def main():
         print(f"bench-vs-torch: NOTE: no ilbench binary at {args.ilbench}; reporting torch numbers only "
               "(build with the release preset, or set ILBENCH=/path/to/ilbench)", flush=True)
 
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
+
+    def loadavg():
+        try:
+            with open("/proc/loadavg") as fh:
+                return " ".join(fh.read().split()[:3])
+        except OSError:
+            return "unknown"
+
+    def cpu_model():
+        try:
+            with open("/proc/cpuinfo") as fh:
+                for ln in fh:
+                    if ln.startswith("model name"):
+                        return ln.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return "unknown"
+
+    load0 = loadavg()
     rows = []
     for name in layers:
-        print(f"{name}: torch ...", flush=True)
-        r = {"layer": name, "threads": args.threads, "batches": args.batches}
-        r.update(bench_torch(name, X, y, args))
-        print(f"  torch {r['torch_s_per_batch']:.4f} s/batch (median {r['torch_median_s']:.4f}), "
-              f"mean iters {r['torch_mean_iters']:.2f}, NaN batches {r['torch_nan_batches']}", flush=True)
-        il, note = (None, "skipped (--torch-only)") if args.torch_only else bench_ilbench(name, args)
-        if il is None and not args.torch_only and os.path.isfile(args.ilbench):
-            print(f"  ilbench: {note}", flush=True)
-        r["ilbench_s_per_batch"] = il
-        r["speedup"] = r["torch_s_per_batch"] / il if il else None
-        r["ilbench_note"] = note
+        r = {"layer": name, "threads": args.threads, "batches": args.batches, "repeats": args.repeats}
+        tm, tmed, im, imed, notes = [], [], [], [], []
+        for k in range(args.repeats):  # T I T I ...: drift on the machine hits both alike
+            print(f"{name}: torch, repeat {k + 1} of {args.repeats} ...", flush=True)
+            t = bench_torch(name, X, y, args)
+            tm.append(t["torch_s_per_batch"])
+            tmed.append(t["torch_median_s"])
+            r.update({k2: v for k2, v in t.items() if k2 not in ("torch_s_per_batch", "torch_median_s")})
+            print(f"  torch {t['torch_s_per_batch']:.4f} s/batch (median {t['torch_median_s']:.4f}), "
+                  f"mean iters {t['torch_mean_iters']:.2f}, NaN batches {t['torch_nan_batches']}", flush=True)
+            if args.torch_only:
+                notes.append("skipped (--torch-only)")
+                continue
+            il, note = bench_ilbench(name, args)
+            notes.append(note)
+            if il is None:
+                if os.path.isfile(args.ilbench):
+                    print(f"  ilbench: {note}", flush=True)
+                continue
+            im.append(il[0])
+            if il[1] is not None:
+                imed.append(il[1])
+        r["torch_s_per_batch"] = statistics.median(tm)
+        r["torch_min_s"], r["torch_max_s"] = min(tm), max(tm)
+        r["torch_median_s"] = statistics.median(tmed)
+        r["ilbench_s_per_batch"] = statistics.median(im) if im else None
+        r["ilbench_min_s"], r["ilbench_max_s"] = (min(im), max(im)) if im else (None, None)
+        r["ilbench_median_s"] = statistics.median(imed) if imed else None
+        # ratios per repeat (each torch run against the ilbench run right after it)
+        ratios = [a / b for a, b in zip(tm, im)] if len(im) == len(tm) else []
+        r["speedup"] = statistics.median(ratios) if ratios else None
+        r["speedup_min"], r["speedup_max"] = (min(ratios), max(ratios)) if ratios else (None, None)
+        r["speedup_median_based"] = (r["torch_median_s"] / r["ilbench_median_s"]
+                                     if r["ilbench_median_s"] else None)
+        r["ilbench_note"] = notes[-1] if notes else ""
         rows.append(r)
+    load1 = loadavg()
 
     def f(v, spec):
         return "-" if v is None else format(v, spec)
     print()
-    print(f"{'layer':<16} {'torch s/batch':>14} {'(median)':>9} {'ilbench s/batch':>16} {'speed-up':>9}   "
-          f"(threads={args.threads}, batches={args.batches})")
+    print(f"# cpu {cpu_model()}; load average {load0} at the start, {load1} at the end")
+    print(f"{'layer':<16} {'torch s/batch':>14} {'(min':>8} {'max)':>8} {'ilbench s/batch':>16} {'(min':>8} "
+          f"{'max)':>8} {'speed-up':>9} {'(min':>6} {'max)':>6} {'median-based':>13}   "
+          f"(threads={args.threads}, batches={args.batches}, repeats={args.repeats})")
     for r in rows:
-        print(f"{r['layer']:<16} {f(r['torch_s_per_batch'], '.5f'):>14} {f(r['torch_median_s'], '.5f'):>9} "
-              f"{f(r['ilbench_s_per_batch'], '.5f'):>16} {f(r['speedup'], '.2f'):>9}")
-    print("torch s/batch: mean (and median) over batches after the warm-up, DataLoader fetch excluded; "
-          "ilbench s/batch: train_s / batches; speed-up = torch / ilbench")
+        print(f"{r['layer']:<16} {f(r['torch_s_per_batch'], '.5f'):>14} {f(r['torch_min_s'], '.5f'):>8} "
+              f"{f(r['torch_max_s'], '.5f'):>8} {f(r['ilbench_s_per_batch'], '.5f'):>16} "
+              f"{f(r['ilbench_min_s'], '.5f'):>8} {f(r['ilbench_max_s'], '.5f'):>8} {f(r['speedup'], '.2f'):>9} "
+              f"{f(r['speedup_min'], '.2f'):>6} {f(r['speedup_max'], '.2f'):>6} {f(r['speedup_median_based'], '.2f'):>13}")
+    print("s/batch: the median over the repeats of each run's mean per batch (torch: after the warm-up, "
+          "DataLoader fetch excluded; ilbench: its steps' phase times, batch gather excluded); speed-up: the median (min, max) of torch / "
+          "ilbench over the interleaved repeats; median-based: torch's median batch over ilbench's median step")
 
     if args.out:
-        cols = ["layer", "threads", "batches", "torch_s_per_batch", "torch_median_s",
-                "ilbench_s_per_batch", "speedup", "torch_mean_iters", "torch_nan_batches",
-                "torch_last_loss", "ilbench_note"]
+        cols = ["layer", "threads", "batches", "repeats", "torch_s_per_batch", "torch_min_s", "torch_max_s",
+                "torch_median_s", "ilbench_s_per_batch", "ilbench_min_s", "ilbench_max_s", "ilbench_median_s",
+                "speedup", "speedup_min", "speedup_max", "speedup_median_based", "torch_mean_iters",
+                "torch_nan_batches", "torch_last_loss", "ilbench_note"]
         with open(args.out, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
             w.writeheader()
