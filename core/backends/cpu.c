@@ -3,7 +3,9 @@
  * memory. Compiled once per precision (IL_PREC). LAPACK is column-major: a
  * row-major matrix is its transpose, so "solve with A" is getrs with 'T' and
  * vice versa. Loops keep the exact operation order of the code they replaced,
- * so results are bit-identical to the pre-backend core. */
+ * so results are bit-identical to the pre-backend core, except the batched LU
+ * for n <= IL_LUC_MAX_N: it runs across the batch in the compact layout of
+ * cpu_lu_compact.c (the same factorisation up to rounding, several times faster). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200112L /* posix_memalign under -std=c11 */
 #endif
@@ -13,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_lu_compact.h"
+#include "cpu_map_fused.h"
 #include "il_backend.h"
 #include "il_math.h"
 
@@ -159,6 +163,11 @@ static il_status cpu_fill(void *ctx, size_t len, il_real v, il_real *out);
 static il_status cpu_gemm_ep(void *ctx, int B, int N, int K, const il_real *A, const il_real *W, const il_epilogue *ep,
                              il_real *out) {
   const size_t len = (size_t)B * N;
+  /* the fused kernel (cpu_map_fused.c) where it is built and faster; the FLOPs this path counts */
+  if (il_cpu_map_fused_use(B, N, K)) {
+    FLOPS(ctx, 2.0 * B * N * K + (ep->act != IL_ACT_NONE ? (double)len : 0) + (ep->res_rows ? 3.0 * (double)len : 0));
+    return il_cpu_map_fused(THREADS(ctx), B, N, K, A, W, ep, out);
+  }
   if (ep->add) memcpy(out, ep->add, len * sizeof *out);
   if (ep->bias) {
     for (int r = 0; r < B; r++) {
@@ -516,9 +525,17 @@ static il_status cpu_xent_bwd(void *ctx, int B, int c, const unsigned char *labe
   return IL_OK;
 }
 
-/* ---- batched LU: row-major n x n blocks, then (B, n) pivots ---- */
+/* ---- batched LU: the compact layout (cpu_lu_compact.h) for n <= IL_LUC_MAX_N, else
+ * row-major n x n blocks, then (B, n) pivots, factored by LAPACK per sample. The choice
+ * depends on n only, so every op recomputes it. ---- */
 static void cpu_lu_layout(void *ctx, int B, int n, size_t *bytes_a, size_t *bytes_p) {
   (void)ctx;
+  if (il_luc_use(n)) {
+    const size_t lanes = il_luc_groups(B) * IL_LUC_VL;
+    *bytes_a = lanes * n * n * sizeof(il_real);
+    *bytes_p = lanes * n * sizeof(il_luc_int);
+    return;
+  }
   *bytes_a = (size_t)B * n * n * sizeof(il_real);
   *bytes_p = (size_t)B * n * sizeof(int);
 }
@@ -526,7 +543,7 @@ static void cpu_lu_layout(void *ctx, int B, int n, size_t *bytes_a, size_t *byte
 static il_status cpu_jac_eye_minus_diag_w(void *ctx, int B, int n, const il_real *restrict s,
                                           const il_real *restrict W, il_lu *lu) {
   FLOPS(ctx, (double)B * n * n);
-  (void)ctx;
+  if (il_luc_use(n)) return il_luc_jac(THREADS(ctx), B, n, s, W, lu->a);
   il_real *restrict J = lu->a;
   for (int b = 0; b < B; b++) {
     il_real *Jb = J + (size_t)b * n * n;
@@ -547,6 +564,7 @@ static il_status cpu_lu_norm_inf(void *ctx, const il_lu *lu, double *out) {
   (void)ctx;
   const int B = lu->B, n = lu->n;
   const il_real *A = lu->a;
+  if (il_luc_use(n)) return il_luc_norm_inf(B, n, A, out);
   for (int b = 0; b < B; b++) {
     const il_real *Ab = A + (size_t)b * n * n;
     double mx = 0;
@@ -568,7 +586,7 @@ static il_status cpu_lu_factor(void *ctx, il_lu *lu, int *info) {
   const size_t nn = (size_t)n * n;
   il_real *A = lu->a;
   int *ipiv = lu->p;
-  (void)T;
+  if (il_luc_use(n)) return il_luc_factor(T, B, n, A, lu->p, info);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && B > 1)
 #endif
@@ -587,7 +605,7 @@ static il_status cpu_lu_solve(void *ctx, int trans, const il_lu *lu, il_real *R)
   const char t = trans ? 'N' : 'T'; /* row-major A is column-major A^T */
   const int one = 1;
   int bad = 0;
-  (void)T;
+  if (il_luc_use(n)) return il_luc_solve(T, trans, B, n, LU, lu->p, R);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && B > 1) reduction(| : bad)
 #endif
@@ -607,6 +625,7 @@ static il_status cpu_lu_rcond(void *ctx, const il_lu *lu, const double *anorm, d
   (void)ctx;
   const int B = lu->B, n = lu->n;
   const il_real *LU = lu->a;
+  if (il_luc_use(n)) return il_luc_rcond(B, n, LU, anorm, rcond);
   il_real *work = malloc((size_t)4 * n * sizeof *work);
   int *iwork = malloc((size_t)n * sizeof *iwork);
   if (!work || !iwork) {

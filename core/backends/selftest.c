@@ -19,6 +19,11 @@
  *   LU      (20 n kappa eps)^2 per matrix, kappa = ||J||_inf ||J^-1||_inf of the
  *           reference; the Jacobians are built with ||diag(s) W||_inf <= 0.85,
  *           so kappa <= 1.85 / 0.15
+ *   LU residual (pivoting-heavy J, any conditioning): per matrix
+ *           ||J x - r||^2 / || (I + |diag(s) W|) |x| + |r| ||^2 <= (2 n eps)^2 (the
+ *           terms of J, each rounded once where J is built); partial pivoting is
+ *           backward stable, |dJ| <= 3 n eps |L| |U| with small growth on these
+ *           inputs (seen: at most 0.04 of the bound, both layouts of the cpu backend)
  *   rcond   within a factor of 10 of 1 / (||J||_inf ||J^-1||_inf) (an estimate),
  *           and in [0, 1 + 4 eps] (LAPACK's gecon returns 1 + 1 ulp for some 1 x 1)
  *   exact   fill, row_select, row_fill, absmax, all_finite, lu_factor's info,
@@ -38,6 +43,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cpu_lu_compact.h" /* the cpu backend's LU crossover: its cases cover both sides */
 #include "il_backend.h"
 #include "il_rng.h"
 #include "il_selftest.h"
@@ -898,6 +904,92 @@ static void case_gemm_ep(T *t, int B, int N, int K, int mask) {
   if (ep.res_rows) chk(t, OP_GEMM_EP, "res_rows", ep.res_rows, rres, (size_t)B, B_SUM, NULL);
 }
 
+/* ---- gemm_ep: the CPU backend's fused kernel (core/backends/cpu_map_fused.c) ----
+ * Its tiles are row blocks of 8..12 rows and column panels of 32, then 16, then a
+ * narrow tail (<= 8 columns) whose lanes hold g = 2, 4, 8 or 16 consecutive k each.
+ * The shapes below hit each edge: B < 8 and B = 1, row blocks of 6/7 rows, N = 32 + 1..31
+ * (every tail kind), N a multiple of 16, K not a multiple of 16 or of g, K = 1. Any
+ * backend must pass them. The bound stays B_SUM: each dot product is a sum of K <= 300
+ * terms (the tail's g partial sums are added in a tree at the end), so its error is
+ * at most ~K eps of the terms' magnitude, and act, act' have slopes <= 1. */
+static void case_gemm_ep_special(T *t, int B, int N, int K, il_act act);
+static void run_gemm_ep_fused(T *t) {
+  static const int shp[][3] = {{13, 100, 100}, {25, 36, 17}, {12, 40, 9}, {9, 47, 31}, {8, 50, 5},
+                               {100, 97, 33}, {17, 16, 64}, {24, 64, 48}, {1, 1, 300}, {3, 6, 300},
+                               {100, 3, 2}, {7, 33, 1}, {100, 100, 100}, {1, 61, 19}};
+  for (size_t si = 0; si < sizeof shp / sizeof *shp; si++)
+    for (int mask = 0; mask < 96; mask++) case_gemm_ep(t, shp[si][0], shp[si][1], shp[si][2], mask);
+  static const int nshp[][3] = {{13, 100, 100}, {1, 36, 17}, {25, 47, 31}, {100, 100, 100}};
+  for (size_t si = 0; si < sizeof nshp / sizeof *nshp; si++)
+    for (int a = 0; a < 3; a++) case_gemm_ep_special(t, nshp[si][0], nshp[si][1], nshp[si][2], ACTS[a]);
+}
+
+/* NaN and infinities through every output: a NaN in a row of A makes the row NaN, an
+ * infinity makes it +-inf; planted add values are +-inf, NaN, +-50 (tanh saturates,
+ * sech^2 underflows) and +-1e30. act' of a NaN is not specified and is skipped. */
+static void case_gemm_ep_special(T *t, int B, int N, int K, il_act act) {
+  if (!begin(t, OP_GEMM_EP, "B=%d N=%d K=%d act=%s, NaN/inf planted in A and add, all outputs", B, N, K,
+             act_name(act)))
+    return;
+  const size_t len = (size_t)B * N;
+  il_real *hA = hreal(t, (size_t)B * K), *hadd = hreal(t, len), *hW, *hbias, *hres;
+  NN(hA && hadd);
+  rfill(t, hA, (size_t)B * K, -1, 1);
+  rfill(t, hadd, len, -1, 1);
+  hA[(size_t)il_rng_below(&t->rng, (uint64_t)K)] = (il_real)NAN;                           /* row 0 */
+  if (B > 1) hA[(size_t)(B - 1) * K + il_rng_below(&t->rng, (uint64_t)K)] = (il_real)INFINITY; /* last row */
+  static const double planted[] = {INFINITY, -INFINITY, NAN, 50, -50, 1e30, -1e30};
+  for (size_t i = 0; i < sizeof planted / sizeof *planted; i++)
+    hadd[il_rng_below(&t->rng, (uint64_t)len)] = (il_real)planted[i];
+  il_real *A = in_host(t, "A", hA, (size_t)B * K), *add = in_host(t, "add", hadd, len);
+  il_real *W = in_rand(t, "W", (size_t)N * K, -1.5 / sqrt(K), 1.5 / sqrt(K), &hW);
+  il_real *bias = in_rand(t, "bias", (size_t)N, -0.5, 0.5, &hbias), *res_ref = in_rand(t, "res_ref", len, -1, 1, &hres);
+  il_real *out = out_nan(t, "out", len), *pre = out_nan(t, "pre", len), *deriv = out_nan(t, "deriv", len);
+  double *res = dnan(t, (size_t)B);
+  NN(A && add && W && bias && res_ref && out && pre && deriv && res);
+  const il_epilogue ep = {.add = add, .bias = bias, .act = act, .pre = pre, .deriv = deriv, .res_ref = res_ref,
+                          .res_rows = res};
+  CALL(OP_GEMM_EP, OPS->gemm_ep(CTX, B, N, K, A, W, &ep, out));
+  double *rpre = hdbl(t, len), *rout = hdbl(t, len), *rder = hdbl(t, len), *rres = hdbl(t, (size_t)B);
+  double *rmag = hdbl(t, len), *omag = hdbl(t, len), *dmag = hdbl(t, len);
+  unsigned char *skip = hnew(t, len);
+  NN(rpre && rout && rder && rres && rmag && omag && dmag && skip);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < N; j++) {
+      const size_t i = (size_t)b * N + j;
+      double acc = 0, mag = 0;
+      for (int k = 0; k < K; k++) {
+        const double p = (double)hA[(size_t)b * K + k] * (double)hW[(size_t)j * K + k];
+        acc += p;
+        mag += fabs(p);
+      }
+      acc += (double)hadd[i] + (double)hbias[j]; /* (add + bias) is exact in double */
+      mag += fabs((double)hadd[i]) + fabs((double)hbias[j]);
+      rpre[i] = acc;
+      rout[i] = r_act(act, acc);
+      rder[i] = r_dact_a(act, acc);
+      rmag[i] = mag;
+      omag[i] = fabs(rout[i]) + mag;
+      dmag[i] = fabs(rder[i]) + mag;
+      skip[i] = isnan(acc) || (act == IL_ACT_RELU && fabs(acc) <= 1e3 * EPS * mag);
+    }
+  double *o = get(t, "out", out, len), *p = get(t, "pre", pre, len), *d = get(t, "deriv", deriv, len);
+  NN(o && p && d);
+  chk_m(t, OP_GEMM_EP, "out", o, rout, omag, len, B_SUM, NULL);
+  chk_m(t, OP_GEMM_EP, "pre", p, rpre, rmag, len, B_SUM, NULL);
+  chk_m(t, OP_GEMM_EP, "deriv", d, rder, dmag, len, B_SUM, skip);
+  for (int b = 0; b < B; b++) { /* of the out the op returned, as in case_gemm_ep */
+    double r = 0;
+    for (int j = 0; j < N; j++) {
+      const double e = (double)hres[(size_t)b * N + j] - o[(size_t)b * N + j];
+      r += e * e;
+    }
+    rres[b] = r;
+  }
+  chk(t, OP_GEMM_EP, "res_rows", res, rres, (size_t)B, B_SUM, NULL);
+}
+/* ---- end of the fused kernel's cases ---- */
+
 /* ======================= elementwise ======================= */
 static const size_t LENS[] = {1, 2, 3, 7, 17, 33, 100, 561, 3300, 10000};
 #define NLENS (sizeof LENS / sizeof *LENS)
@@ -1687,6 +1779,265 @@ static void case_lu_norm_nan(T *t, int B, int n) {
   chk(t, OP_LU_NORM, "norm", norm, rnorm, (size_t)B, B_ELEM, NULL);
 }
 
+/* Per matrix: NMSE of J_b x_b - r_b (trans: J_b^T) against the magnitude of its terms,
+ * (I + |diag(s_b) W|) |x_b| + |r_b|, within (2 n eps)^2 (see the bounds at the top). */
+static void lu_check_residual(T *t, int B, int n, const il_real *hs, const il_real *hW, const il_real *r,
+                              const double *x, int tr) {
+  const double bound = (2.0 * n * EPS) * (2.0 * n * EPS);
+  for (int b = 0; b < B; b++) {
+    double num = 0, den = 0;
+    int finite = 1;
+    for (int i = 0; i < n; i++) {
+      double acc = -(double)r[(size_t)b * n + i], m = fabs((double)r[(size_t)b * n + i]);
+      for (int j = 0; j < n; j++) {
+        const size_t ij = tr ? (size_t)j * n + i : (size_t)i * n + j; /* element of J_b */
+        const double sw = (double)hs[(size_t)b * n + ij / n] * hW[ij], xj = x[(size_t)b * n + j];
+        acc += ((ij / n == ij % n) - sw) * xj;
+        m += (fabs(sw) + (i == j)) * fabs(xj);
+        finite &= isfinite(xj) != 0;
+      }
+      num += acc * acc;
+      den += m * m;
+    }
+    const double nmse = finite ? num / den : INFINITY;
+    note_nmse(t, OP_LU_SOLVE, nmse, bound);
+    note_nmse(t, OP_LU_FACTOR, nmse, bound);
+    if (!(nmse <= bound)) {
+      fail(t, OP_LU_SOLVE, "trans %d, J_%d: residual NMSE %.3e > bound %.3e", tr, b, nmse, bound);
+      return;
+    }
+  }
+}
+
+/* J = I - diag(s) W with pivots that differ per sample: W ~ U(-1, 1), s log-uniform in
+ * [1/4, 4], so the largest |J_ik| of a column is rarely on the diagonal and depends on s_b.
+ * Checked by the residual (any conditioning); the inputs are checked to pivot in most steps
+ * and differently across the first IL_LUC_VL samples (one compact group of the cpu backend). */
+static void case_lu_pivot(T *t, int B, int n) {
+  if (!begin(t, OP_LU_FACTOR, "B=%d n=%d pivoting per sample (residual of trans 0 and 1)", B, n)) return;
+  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  il_real *hs = hreal(t, len), *hW = hreal(t, nn), *hr0, *hr1;
+  NN(hs && hW);
+  for (size_t i = 0; i < len; i++) hs[i] = (il_real)pow(4, unif(t, -1, 1));
+  rfill(t, hW, nn, -1, 1);
+  il_real *s = in_host(t, "s", hs, len), *W = in_host(t, "W", hW, nn);
+  il_real *R0 = io_rand(t, "R0", len, -1, 1, &hr0), *R1 = io_rand(t, "R1", len, -1, 1, &hr1);
+  int *info = hnew(t, (size_t)B * sizeof(int));
+  NN(s && W && R0 && R1 && info);
+  for (int b = 0; b < B; b++) info[b] = INT_MIN + 7;
+  il_lu lu;
+  t->touched[OP_LU_LAYOUT] = 1;
+  il_status st = il_lu_alloc(t->be, &t->sp, B, n, &lu);
+  if (st != IL_OK) {
+    fail_status(t, OP_LU_LAYOUT, st, "il_lu_alloc (lu_layout)");
+    return;
+  }
+  CALL(OP_JAC, OPS->jac_eye_minus_diag_w(CTX, B, n, s, W, &lu));
+  CALL(OP_LU_FACTOR, OPS->lu_factor(CTX, &lu, info));
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 0, &lu, R0));
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 1, &lu, R1));
+  double *J = hdbl(t, nn), *d0 = get(t, "R0", R0, len), *d1 = get(t, "R1", R1, len);
+  int *piv = hnew(t, (size_t)n * sizeof(int)), *piv0 = hnew(t, (size_t)n * sizeof(int));
+  int *zero = hnew(t, (size_t)B * sizeof(int));
+  NN(J && d0 && d1 && piv && piv0 && zero);
+  /* the inputs: pivoting in most steps, and per sample */
+  const int nlanes = n > 100 ? 4 : IL_LUC_VL, ng = B < nlanes ? B : nlanes; /* large n: the reference's time */
+  int swaps = 0, differ = 0;
+  for (int b = 0; b < ng; b++) {
+    ref_jac(n, hs + (size_t)b * n, hW, J);
+    (void)ref_getrf(n, J, b ? piv : piv0);
+    int d = 0;
+    for (int k = 0; k < n; k++) swaps += (b ? piv : piv0)[k] != k, d |= b && piv[k] != piv0[k];
+    differ += d;
+  }
+  /* interchanges seen (seeds 0-15): >= 28% of the steps at n = 7, >= 78% from n = 33 */
+  if (n >= 7 && (swaps * 5 < ng * (n - 1) || (ng > 1 && differ * 2 < ng - 1)))
+    fail(t, OP_LU_FACTOR, "test inputs: %d interchanges in %d samples of n = %d, %d of %d samples pivot unlike the first",
+         swaps, ng, n, differ, ng - 1);
+  for (int b = 0; b < B; b++) zero[b] = 0;
+  chk_int(t, OP_LU_FACTOR, "info", info, zero, (size_t)B);
+  lu_check_residual(t, B, n, hs, hW, hr0, d0, 0);
+  lu_check_residual(t, B, n, hs, hW, hr1, d1, 1);
+}
+
+/* Pivots forced per sample: W pairs the indices by a random matching, W_ii = 1, W_ii' = -1
+ * (+ noise of size d = sqrt(eps)), so row i of J_b is (1 - s_i) e_i + s_i e_i'. Per sample
+ * and pair, s = 1 - d..2d (the partner row must become the pivot: the diagonal is ~d) or
+ * s in [0, 0.4] (no interchange). A pivot other than each lane's own max |a| has size ~d
+ * and grows the factors by 1/d: a residual ~sqrt(eps), far above (2 n eps)^2 as NMSE. */
+static void case_lu_perm(T *t, int B, int n) {
+  if (!begin(t, OP_LU_FACTOR, "B=%d n=%d forced pivots per sample (residual of trans 0 and 1)", B, n)) return;
+  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  const double d = sqrt(EPS);
+  il_real *hs = hreal(t, len), *hW = hreal(t, nn), *hr0, *hr1;
+  int *mate = hnew(t, (size_t)n * sizeof(int)), *perm = hnew(t, (size_t)n * sizeof(int));
+  NN(hs && hW && mate && perm);
+  for (int i = 0; i < n; i++) perm[i] = i;
+  for (int i = n - 1; i > 0; i--) { /* Fisher-Yates, then consecutive entries are mates */
+    const int j = (int)il_rng_below(&t->rng, (uint64_t)i + 1), tmp = perm[i];
+    perm[i] = perm[j], perm[j] = tmp;
+  }
+  for (int i = 0; i < n; i++) mate[perm[i]] = (i ^ 1) < n ? perm[i ^ 1] : perm[i];
+  for (size_t i = 0; i < nn; i++) hW[i] = (il_real)(d * unif(t, -1, 1));
+  for (int i = 0; i < n; i++) {
+    hW[(size_t)i * n + i] = 1;
+    if (mate[i] != i) hW[(size_t)i * n + mate[i]] = -1;
+  }
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < n; i++) {
+      if (mate[i] < i) continue; /* set with its mate */
+      const int swap = mate[i] != i && il_rng_uniform(&t->rng) < 0.5;
+      hs[(size_t)b * n + i] = (il_real)(swap ? 1 - d * unif(t, 1, 2) : unif(t, 0, 0.4));
+      hs[(size_t)b * n + mate[i]] = (il_real)(swap ? 1 - d * unif(t, 1, 2) : unif(t, 0, 0.4));
+    }
+  il_real *s = in_host(t, "s", hs, len), *W = in_host(t, "W", hW, nn);
+  il_real *R0 = io_rand(t, "R0", len, -1, 1, &hr0), *R1 = io_rand(t, "R1", len, -1, 1, &hr1);
+  int *info = hnew(t, (size_t)B * sizeof(int)), *zero = hnew(t, (size_t)B * sizeof(int));
+  NN(s && W && R0 && R1 && info && zero);
+  for (int b = 0; b < B; b++) info[b] = INT_MIN + 7, zero[b] = 0;
+  il_lu lu;
+  t->touched[OP_LU_LAYOUT] = 1;
+  il_status st = il_lu_alloc(t->be, &t->sp, B, n, &lu);
+  if (st != IL_OK) {
+    fail_status(t, OP_LU_LAYOUT, st, "il_lu_alloc (lu_layout)");
+    return;
+  }
+  CALL(OP_JAC, OPS->jac_eye_minus_diag_w(CTX, B, n, s, W, &lu));
+  CALL(OP_LU_FACTOR, OPS->lu_factor(CTX, &lu, info));
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 0, &lu, R0));
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 1, &lu, R1));
+  chk_int(t, OP_LU_FACTOR, "info", info, zero, (size_t)B);
+  double *d0 = get(t, "R0", R0, len), *d1 = get(t, "R1", R1, len);
+  NN(d0 && d1);
+  lu_check_residual(t, B, n, hs, hW, hr0, d0, 0);
+  lu_check_residual(t, B, n, hs, hW, hr1, d1, 1);
+}
+
+/* info exactly: row and column i of J_b are zero for i in a per-sample subset of the
+ * indices {0, n/2, n-1} (W's rows and columns there are e_i, s_b[i] = 1; else 0.5), so
+ * with any row or column pivoting U(i+1, i+1) is the first zero pivot: info = min + 1.
+ * The other samples, in the same groups, must still solve correctly. */
+static void case_lu_info(T *t, int B, int n) {
+  if (!begin(t, OP_LU_FACTOR, "B=%d n=%d exact info per sample", B, n)) return;
+  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  il_real *hs, *hW;
+  NN(lu_inputs(t, B, n, &hs, &hW));
+  const int S[3] = {0, n / 2, n - 1};
+  for (int q = 0; q < 3; q++)
+    for (int j = 0; j < n; j++) hW[(size_t)S[q] * n + j] = hW[(size_t)j * n + S[q]] = 0;
+  for (int q = 0; q < 3; q++) hW[(size_t)S[q] * n + S[q]] = 1;
+  int *rinfo = hnew(t, (size_t)B * sizeof(int)), *info = hnew(t, (size_t)B * sizeof(int));
+  NN(rinfo && info);
+  for (int b = 0; b < B; b++) {
+    const unsigned sub = b % 3 == 0 ? 0 : 1 + (unsigned)il_rng_below(&t->rng, 7); /* a third nonsingular */
+    il_real *sb = hs + (size_t)b * n;
+    for (int q = 0; q < 3; q++) sb[S[q]] = (il_real)0.5;
+    for (int q = 0; q < 3; q++) /* n < 3 repeats an index */
+      if ((sub >> q) & 1) sb[S[q]] = 1;
+    rinfo[b] = 0;
+    for (int q = 2; q >= 0; q--)
+      if (sb[S[q]] == 1) rinfo[b] = S[q] + 1;
+  }
+  il_real *s = in_host(t, "s", hs, len), *W = in_host(t, "W", hW, nn), *hr0;
+  il_real *R0 = io_rand(t, "R0", len, -1, 1, &hr0);
+  NN(s && W && R0);
+  for (int b = 0; b < B; b++) info[b] = INT_MIN + 7;
+  il_lu lu;
+  t->touched[OP_LU_LAYOUT] = 1;
+  il_status st = il_lu_alloc(t->be, &t->sp, B, n, &lu);
+  if (st != IL_OK) {
+    fail_status(t, OP_LU_LAYOUT, st, "il_lu_alloc (lu_layout)");
+    return;
+  }
+  CALL(OP_JAC, OPS->jac_eye_minus_diag_w(CTX, B, n, s, W, &lu));
+  CALL(OP_LU_FACTOR, OPS->lu_factor(CTX, &lu, info));
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 0, &lu, R0));
+  chk_int(t, OP_LU_FACTOR, "info", info, rinfo, (size_t)B);
+  double *J = hdbl(t, nn), *y = hdbl(t, len), *d = get(t, "R0", R0, len);
+  int *piv = hnew(t, (size_t)n * sizeof(int));
+  unsigned char *skip = hnew(t, len);
+  NN(J && y && d && piv && skip);
+  for (int b = 0; b < B; b++) {
+    for (int j = 0; j < n; j++) y[(size_t)b * n + j] = hr0[(size_t)b * n + j], skip[(size_t)b * n + j] = rinfo[b] != 0;
+    if (rinfo[b]) continue;
+    ref_jac(n, hs + (size_t)b * n, hW, J);
+    (void)ref_getrf(n, J, piv);
+    ref_getrs(n, J, piv, y + (size_t)b * n);
+  }
+  /* kappa <= 1.85 / 0.15 as for lu_inputs: the zeroed rows are 0.5 e_i */
+  const double kb = 20.0 * n * (1.85 / 0.15) * EPS;
+  chk(t, OP_LU_SOLVE, "J^-1 R (trans 0) beside singular samples", d, y, len, kb * kb, skip);
+}
+
+/* NaN in s_b for every third sample: its norm is NaN and its solutions are not finite,
+ * while the other samples (sharing groups with it) factor and solve as without it. */
+static void case_lu_nan(T *t, int B, int n) {
+  if (!begin(t, OP_LU_SOLVE, "B=%d n=%d NaN in every third J_b", B, n)) return;
+  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  il_real *hs, *hW, *hr0, *hr1;
+  NN(lu_inputs(t, B, n, &hs, &hW));
+  for (int b = 1; b < B; b += 3) hs[(size_t)b * n + il_rng_below(&t->rng, (uint64_t)n)] = (il_real)NAN;
+  il_real *s = in_host(t, "s", hs, len), *W = in_host(t, "W", hW, nn);
+  il_real *R0 = io_rand(t, "R0", len, -1, 1, &hr0), *R1 = io_rand(t, "R1", len, -1, 1, &hr1);
+  int *info = hnew(t, (size_t)B * sizeof(int));
+  double *norm = dnan(t, (size_t)B);
+  NN(s && W && R0 && R1 && info && norm);
+  for (int b = 0; b < B; b++) info[b] = INT_MIN + 7;
+  il_lu lu;
+  t->touched[OP_LU_LAYOUT] = 1;
+  il_status st = il_lu_alloc(t->be, &t->sp, B, n, &lu);
+  if (st != IL_OK) {
+    fail_status(t, OP_LU_LAYOUT, st, "il_lu_alloc (lu_layout)");
+    return;
+  }
+  CALL(OP_JAC, OPS->jac_eye_minus_diag_w(CTX, B, n, s, W, &lu));
+  CALL(OP_LU_NORM, OPS->lu_norm_inf(CTX, &lu, norm));
+  CALL(OP_LU_FACTOR, OPS->lu_factor(CTX, &lu, info));
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 0, &lu, R0));
+  CALL(OP_LU_SOLVE, OPS->lu_solve(CTX, 1, &lu, R1));
+  double *J = hdbl(t, nn), *Jt = hdbl(t, nn), *y0 = hdbl(t, len), *y1 = hdbl(t, len), *rnorm = hdbl(t, (size_t)B);
+  double *d0 = get(t, "R0", R0, len), *d1 = get(t, "R1", R1, len);
+  int *piv = hnew(t, (size_t)n * sizeof(int));
+  unsigned char *skip = hnew(t, len);
+  NN(J && Jt && y0 && y1 && rnorm && d0 && d1 && piv && skip);
+  for (int b = 0; b < B; b++) {
+    const int bad = b % 3 == 1;
+    ref_jac(n, hs + (size_t)b * n, hW, J);
+    rnorm[b] = ref_norm_inf(n, J);
+    for (int j = 0; j < n; j++) {
+      skip[(size_t)b * n + j] = (unsigned char)bad;
+      y0[(size_t)b * n + j] = hr0[(size_t)b * n + j];
+      y1[(size_t)b * n + j] = hr1[(size_t)b * n + j];
+    }
+    if (bad) {
+      int fin0 = 1, fin1 = 1;
+      for (int j = 0; j < n; j++) {
+        fin0 &= isfinite(d0[(size_t)b * n + j]) != 0;
+        fin1 &= isfinite(d1[(size_t)b * n + j]) != 0;
+      }
+      if (fin0 || fin1) {
+        fail(t, OP_LU_SOLVE, "J_%d has a NaN, but its solution (trans %d) is finite", b, fin0 ? 0 : 1);
+        return;
+      }
+      continue;
+    }
+    if (info[b] != 0) {
+      fail(t, OP_LU_FACTOR, "info[%d] = %d beside a NaN sample, expected 0", b, info[b]);
+      return;
+    }
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < n; j++) Jt[(size_t)j * n + i] = J[(size_t)i * n + j];
+    (void)ref_getrf(n, J, piv);
+    ref_getrs(n, J, piv, y0 + (size_t)b * n);
+    (void)ref_getrf(n, Jt, piv);
+    ref_getrs(n, Jt, piv, y1 + (size_t)b * n);
+  }
+  chk(t, OP_LU_NORM, "norm", norm, rnorm, (size_t)B, B_ELEM, NULL);
+  const double kb = 20.0 * n * (1.85 / 0.15) * EPS;
+  chk(t, OP_LU_SOLVE, "J^-1 R (trans 0) beside NaN samples", d0, y0, len, kb * kb, skip);
+  chk(t, OP_LU_SOLVE, "J^-T R (trans 1) beside NaN samples", d1, y1, len, kb * kb, skip);
+}
+
 /* ======================= the run ======================= */
 static void check_ops_table(T *t) {
   const il_backend_ops *o = OPS;
@@ -1742,6 +2093,7 @@ static void run_all(T *t) {
   static const int ep[][3] = {{1, 1, 1}, {3, 7, 2}, {17, 33, 7}, {100, 100, 100}, {1, 100, 33}, {100, 1, 7}, {17, 2, 100}};
   for (size_t si = 0; si < sizeof ep / sizeof *ep; si++)
     for (int mask = 0; mask < 96; mask++) case_gemm_ep(t, ep[si][0], ep[si][1], ep[si][2], mask);
+  run_gemm_ep_fused(t); /* tile edges and NaN/inf of the CPU fused kernel */
 
   /* elementwise */
   for (size_t li = 0; li < NLENS; li++) {
@@ -1813,6 +2165,27 @@ static void run_all(T *t) {
     }
   case_lu(t, 100, 7);
   case_lu(t, 100, 33);
+  /* lanes: B not a multiple of the cpu backend's group (16 floats, 8 doubles), groups that
+   * mix singular, NaN and regular samples, pivots that differ per sample; n on both sides
+   * of its crossover between the compact layout and LAPACK per sample */
+  static const int pb[] = {1, 17, 100}, pn[] = {1, 2, 7, 33, 100};
+  for (int ni = 0; ni < 5; ni++)
+    for (int bi = 0; bi < 3; bi++) {
+      case_lu_pivot(t, pb[bi], pn[ni]);
+      case_lu_perm(t, pb[bi] + 1, pn[ni]);
+      case_lu_info(t, pb[bi] + 2, pn[ni]);
+      case_lu_nan(t, pb[bi] + 3, pn[ni]);
+    }
+  for (int n = IL_LUC_MAX_N; n <= IL_LUC_MAX_N + 1; n++) { /* small B: the reference's time */
+    case_lu_pivot(t, 1, n);
+    case_lu_pivot(t, 17, n);
+    case_lu_perm(t, 18, n);
+    case_lu_info(t, 3, n);
+    case_lu_nan(t, 4, n);
+    case_lu_singular(t, 17, n);
+  }
+  case_lu(t, 2, IL_LUC_MAX_N + 1); /* the cpu backend's LAPACK path; the compact one has n <= 100 above */
+  case_lu_rcond_ill(t, 4, IL_LUC_MAX_N + 1);
   end_case(t);
 }
 
