@@ -373,70 +373,6 @@ static il_status write_image(const char *tmp, const void *image, size_t n, const
   return IL_OK;
 }
 
-/* A scalar string attribute, fixed- or variable-length, in any character set,
- * into buf (truncated to n-1 characters); *found = 0 when absent. The memory
- * type takes the attribute's character set: HDF5 converts no string between
- * ASCII and UTF-8 (h5py writes str attributes as variable-length UTF-8). */
-static il_status read_str_attr(hid_t obj, const char *name, char *buf, size_t n, int *found, const char *path) {
-  il_status st = IL_OK;
-  hid_t a = -1, ft = -1, mt = -1, sp = -1;
-  *found = 0;
-  buf[0] = '\0';
-  htri_t ex = H5Aexists(obj, name);
-  if (ex < 0) return IL_H5_FAIL(IL_ERR_FORMAT, path, "cannot look up attribute '%s'", name);
-  if (ex == 0) return IL_OK;
-  *found = 1;
-  if ((a = H5Aopen(obj, name, H5P_DEFAULT)) < 0 || (ft = H5Aget_type(a)) < 0 || (sp = H5Aget_space(a)) < 0) {
-    st = IL_H5_FAIL(IL_ERR_FORMAT, path, "cannot open attribute '%s'", name);
-    goto out;
-  }
-  if (H5Tget_class(ft) != H5T_STRING || H5Sget_simple_extent_npoints(sp) != 1) {
-    st = IL_ERR(IL_ERR_FORMAT, "results file '%s': attribute '%s' is not a single string", path, name);
-    goto out;
-  }
-  htri_t vl = H5Tis_variable_str(ft);
-  H5T_cset_t cs = H5Tget_cset(ft);
-  if (vl < 0 || cs < 0 || (mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_cset(mt, cs) < 0) {
-    st = IL_H5_FAIL(IL_ERR_FORMAT, path, "cannot read attribute '%s'", name);
-    goto out;
-  }
-  if (vl > 0) {
-    char *v = NULL;
-    if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, &v) < 0) {
-      st = IL_H5_FAIL(IL_ERR_FORMAT, path, "cannot read attribute '%s'", name);
-      goto out;
-    }
-    snprintf(buf, n, "%s", v ? v : "");
-    H5free_memory(v);
-  } else {
-    if (H5Tset_size(mt, n) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 || H5Aread(a, mt, buf) < 0) {
-      st = IL_H5_FAIL(IL_ERR_FORMAT, path, "cannot read attribute '%s'", name);
-      goto out;
-    }
-    buf[n - 1] = '\0';
-  }
-out:
-  if (mt >= 0) H5Tclose(mt);
-  if (sp >= 0) H5Sclose(sp);
-  if (ft >= 0) H5Tclose(ft);
-  if (a >= 0) H5Aclose(a);
-  return st;
-}
-
-/* The file's schema name and major version (as il_h5i_read_schema, with read_str_attr). */
-static il_status read_schema(hid_t fid, const char *path, int64_t *version) {
-  char name[128];
-  int found;
-  IL_CHECK(read_str_attr(fid, "schema", name, sizeof name, &found, path));
-  if (!found)
-    return IL_ERR(IL_ERR_FORMAT, "results file '%s' is not an ilbench results file (no 'schema' attribute)", path);
-  if (strcmp(name, IL_H5_SCHEMA) != 0)
-    return IL_ERR(IL_ERR_FORMAT, "results file '%s' has schema '%s', expected '%s'", path, name, IL_H5_SCHEMA);
-  IL_CHECK(il_h5i_get_i64_attr(fid, "schema_version", version, &found, path));
-  if (!found) return IL_ERR(IL_ERR_FORMAT, "results file '%s' has no 'schema_version' attribute", path);
-  return IL_OK;
-}
-
 /* Bob Jenkins' lookup3 (hashlittle, public domain): the checksum HDF5 puts
  * on its metadata. */
 #define L3_ROT(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
@@ -498,7 +434,7 @@ static il_status verify_written(const char *tmp, const char *out_path, size_t nr
     st = IL_H5_FAIL(IL_ERR_INTERNAL, out_path, "the merged temporary file '%s' does not open", tmp);
     goto out;
   }
-  if ((st = read_schema(fid, tmp, &ver)) != IL_OK) goto out;
+  if ((st = il_h5i_read_schema(fid, tmp, &ver)) != IL_OK) goto out;
   if ((g = H5Gopen2(fid, "runs", H5P_DEFAULT)) < 0 || H5Gget_info(g, &gi) < 0 || gi.nlinks != (hsize_t)nruns)
     st = IL_ERR(IL_ERR_INTERNAL, "results file '%s': the merged temporary file '%s' does not hold the %zu runs merged",
                 out_path, tmp, nruns);
@@ -568,7 +504,7 @@ il_status il_h5_merge(const char *out_path, int force, const char *const *inputs
     }
     IL_CHECK_GOTO(st, open_input(inputs[i], &fid), done);
     int64_t ver = 0;
-    IL_CHECK_GOTO(st, read_schema(fid, inputs[i], &ver), done);
+    IL_CHECK_GOTO(st, il_h5i_read_schema(fid, inputs[i], &ver), done);
     if (ver < IL_H5_SCHEMA_VERSION_OLDEST || ver > IL_H5_SCHEMA_VERSION) {
       st = IL_ERR(IL_ERR_FORMAT,
                   "results file '%s' has schema version %lld; this ilbench merges versions %d to %d "
@@ -640,7 +576,7 @@ il_status il_h5_merge(const char *out_path, int force, const char *const *inputs
     st = IL_ERR(IL_ERR_NOMEM, "merge: out of memory");
     goto done;
   }
-  IL_CHECK_GOTO(st, read_str_attr(fid, "command_line", first_cmd, 4096, &found, inputs[0]), done);
+  IL_CHECK_GOTO(st, il_h5i_get_str_attr(fid, "command_line", first_cmd, 4096, &found, inputs[0]), done);
   if (!(cmd = merge_command_line(out_path, inputs, ninputs, first_cmd))) {
     st = IL_ERR(IL_ERR_NOMEM, "merge: out of memory");
     goto done;
