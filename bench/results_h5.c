@@ -93,20 +93,27 @@ il_status il_h5i_fail(il_status s, const char *path, const char *file, int line,
   return il_error_set(s, file, line, "results file '%s': %s", path, what);
 }
 
-static il_status delete_if_exists(hid_t obj, const char *name, const char *path) {
+il_status il_h5i_put_attr(hid_t obj, const char *name, hid_t type, hsize_t n, const void *v, const char *path) {
+  il_status st = IL_OK;
+  hid_t a = -1, sp = -1, ft = -1;
   htri_t ex = H5Aexists(obj, name);
   if (ex < 0) return IL_H5_FAIL(IL_ERR_IO, path, "cannot look up attribute '%s'", name);
-  if (ex > 0 && H5Adelete(obj, name) < 0)
-    return IL_H5_FAIL(IL_ERR_IO, path, "cannot replace attribute '%s'", name);
-  return IL_OK;
-}
-
-/* Scalar attribute of type `type` holding *v. */
-static il_status set_attr(hid_t obj, const char *name, hid_t type, const void *v, const char *path) {
-  il_status st = IL_OK;
-  hid_t sp = -1, a = -1;
-  IL_CHECK(delete_if_exists(obj, name, path));
-  if ((sp = H5Screate(H5S_SCALAR)) < 0 || (a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+  if (ex > 0) { /* the same shape and type: write the bytes in place */
+    int same = 0;
+    if ((a = H5Aopen(obj, name, H5P_DEFAULT)) >= 0 && (sp = H5Aget_space(a)) >= 0 && (ft = H5Aget_type(a)) >= 0)
+      same = H5Sget_simple_extent_npoints(sp) == (hssize_t)n && H5Tequal(ft, type) > 0 &&
+             (n > 1) == (H5Sget_simple_extent_type(sp) == H5S_SIMPLE);
+    if (ft >= 0) H5Tclose(ft);
+    if (sp >= 0) H5Sclose(sp);
+    sp = ft = -1;
+    if (!same) {
+      if (a >= 0) H5Aclose(a);
+      a = -1;
+      if (H5Adelete(obj, name) < 0) return IL_H5_FAIL(IL_ERR_IO, path, "cannot replace attribute '%s'", name);
+    }
+  }
+  if (a < 0 && ((sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL)) < 0 ||
+                (a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0)) {
     st = IL_H5_FAIL(IL_ERR_IO, path, "cannot create attribute '%s'", name);
     goto out;
   }
@@ -115,6 +122,10 @@ out:
   if (a >= 0) H5Aclose(a);
   if (sp >= 0) H5Sclose(sp);
   return st;
+}
+
+static il_status set_attr(hid_t obj, const char *name, hid_t type, const void *v, const char *path) {
+  return il_h5i_put_attr(obj, name, type, 1, v, path);
 }
 
 /* Fixed-length string of `size` bytes (>= strlen(v) + 1), NUL-terminated. */

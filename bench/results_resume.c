@@ -57,39 +57,7 @@ static uint64_t pos_digest(const int64_t pos[NPOS], uint64_t config_hash) {
   return fnv(fnv(FNV0, pos, NPOS * sizeof *pos), &config_hash, sizeof config_hash);
 }
 
-/* Write attribute `name` (n elements of type) in place when it exists with
- * that shape, so that updating it rewrites bytes rather than the header. */
-static il_status put_attr(hid_t obj, const char *name, hid_t type, hsize_t n, const void *v, const char *path) {
-  il_status st = IL_OK;
-  hid_t a = -1, sp = -1, ft = -1;
-  htri_t ex = H5Aexists(obj, name);
-  if (ex < 0) return IL_H5_FAIL(IL_ERR_IO, path, "cannot look up attribute '%s'", name);
-  if (ex > 0) {
-    int same = 0;
-    if ((a = H5Aopen(obj, name, H5P_DEFAULT)) >= 0 && (sp = H5Aget_space(a)) >= 0 && (ft = H5Aget_type(a)) >= 0)
-      same = H5Sget_simple_extent_npoints(sp) == (hssize_t)n && H5Tequal(ft, type) > 0;
-    if (ft >= 0) H5Tclose(ft);
-    if (sp >= 0) H5Sclose(sp);
-    sp = ft = -1;
-    if (!same) {
-      if (a >= 0) H5Aclose(a);
-      a = -1;
-      if (H5Adelete(obj, name) < 0) return IL_H5_FAIL(IL_ERR_IO, path, "cannot replace attribute '%s'", name);
-    }
-  }
-  if (a < 0) {
-    if ((sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL)) < 0 ||
-        (a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
-      st = IL_H5_FAIL(IL_ERR_IO, path, "cannot create attribute '%s'", name);
-      goto out;
-    }
-  }
-  if (H5Awrite(a, type, v) < 0) st = IL_H5_FAIL(IL_ERR_IO, path, "cannot write attribute '%s'", name);
-out:
-  if (a >= 0) H5Aclose(a);
-  if (sp >= 0) H5Sclose(sp);
-  return st;
-}
+#define put_attr il_h5i_put_attr
 
 /* Read attribute `name` of exactly n elements as type; *found = 0 when absent
  * or of another shape or class (a damaged slot reads as no slot). */
