@@ -93,8 +93,8 @@ int il_cli_suggest(const char *word, const char *candidates, const char *prefix,
 int il_cli_hint(const char *msg, char *buf, size_t cap);
 
 /* The directory part of an output path (--out FILE, merge -o FILE) must exist and be a writable
- * directory, and path must not itself be a directory; checked before MPI-IO or HDF5 touch it, so
- * that the message says "directory 'x/' of --out does not exist" rather than an MPI-IO error
+ * directory, and path must not itself be a directory; checked before HDF5 touches it, so
+ * that the message says "directory 'x/' of --out does not exist" rather than an HDF5 error
  * string. what names the option in the message ("--out"). IL_ERR_ARG (a usage error) when not. */
 il_status il_cli_check_out_path(const char *path, const char *what);
 

@@ -70,13 +70,11 @@ il_status il_h5i_fail(il_status s, const char *path, const char *file, int line,
     __attribute__((format(printf, 5, 6)));
 #define IL_H5_FAIL(s, path, ...) il_h5i_fail((s), (path), __FILE__, __LINE__, __VA_ARGS__)
 
-/* Create or replace an attribute on obj (a fixed-length, NUL-terminated
- * string; an int64 scalar; a double scalar). In parallel HDF5 all ranks must
- * call these with identical values. */
 /* Attribute `name` of n elements of type holding v (a scalar when n = 1): written in place when
  * it exists with that shape and type (an update then rewrites bytes, not the object header),
  * else replaced. */
 il_status il_h5i_put_attr(hid_t obj, const char *name, hid_t type, hsize_t n, const void *v, const char *path);
+/* The same for a fixed-length, NUL-terminated string, an int64 scalar, a double scalar. */
 il_status il_h5i_set_str_attr(hid_t obj, const char *name, const char *v, const char *path);
 il_status il_h5i_set_i64_attr(hid_t obj, const char *name, int64_t v, const char *path);
 il_status il_h5i_set_f64_attr(hid_t obj, const char *name, double v, const char *path);
