@@ -84,7 +84,7 @@ CONFIG_KEYS = ("solver", "backward", "tol", "hidden", "batch", "world_size", "st
 NOT_CONFIG = {"seed", "status", "started", "finished", "command_line", "run_index", "software_version",
               "host", "data", "parameters", "config_hash", "reason", "checkpoint", "resumes"}
 PAIR_KEYS = ("solver", "backward", "options")
-SOLVER_OWNED = {"max_iter", "zero_nonconverged"}  # their defaults depend on the solver
+SOLVER_OWNED = {"max_iter", "eval_max_iter", "zero_nonconverged"}  # their defaults depend on the solver
 DIMENSION_KEYS = ("tol", "hidden", "world_size", "stop", "stop_mode", "divtol", "best", "adjoint_refine",
                   "allreduce", "cell", "max_iter")
 TIMING_KEYS = ("threads", "device", "world_size", "diag")

@@ -330,6 +330,8 @@ static const struct {
     {"out", "FILE"},          {"array-index", "I"},        {"array-count", "N"},       {"cell", "NAME"},
     {"warmup", "N"},          {"repeat", "N"},             {"precision", "BITS"},      {"adjoint-solver", "NAME"},
     {"scale", "S"},           {"threshold", "REL"},        {"from-list", "FILE"},      {"wait-lock", "SECONDS"},
+    {"checkpoint-every", "N"}, {"resume", "FILE[:RUN]"},   {"eval-tol", "TOL"},        {"eval-max-iter", "N"},
+    {"rounds", "N"},          {"csv", "FILE"},
 };
 
 const char *il_cli_metavar(const il_cli_spec *spec) {

@@ -71,7 +71,7 @@ int il_cmd_train(int argc, char **argv) {
   int nspec = 0;
   for (int i = 0; i < ntrain && nspec < 127; i++) spec[nspec++] = train_spec[i];
   spec[nspec++] = (il_cli_spec){"resume", 1,
-                                "FILE[:RUN] continue a running or interrupted run of FILE (the last one, or RUN) from "
+                                "continue a running or interrupted run of FILE (the last one, or RUN) from "
                                 "its last checkpoint, with the options it was started with; implies --out FILE --append",
                                 NULL};
   if (il_cli_parse(&cli, "train", spec, nspec, argc, argv, 0) != IL_OK) goto fail;

@@ -136,6 +136,8 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
   printf("# %-18s %s\n", "backward", o->backward);
   printf("# %-18s %g (stop: %s)\n", "tol", o->tol, o->stop);
   printf("# %-18s %ld\n", "max_iter", o->max_iter);
+  if (o->eval_tol != o->tol || o->eval_max_iter != o->max_iter)
+    printf("# %-18s tol %g, max_iter %ld (the test pass)\n", "eval", o->eval_tol, o->eval_max_iter);
   printf("# %-18s 784 -> %ld (implicit) -> 10\n", "model", o->hidden);
   printf("# %-18s %zu\n", "parameters", m->nparams);
   printf("# %-18s %ld\n", "batch", o->batch);
@@ -183,6 +185,8 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_s(ri, "backward", o->backward));
   IL_CHECK(il_run_attr_d(ri, "tol", o->tol));
   IL_CHECK(il_run_attr_i(ri, "max_iter", o->max_iter));
+  IL_CHECK(il_run_attr_d(ri, "eval_tol", o->eval_tol));
+  IL_CHECK(il_run_attr_i(ri, "eval_max_iter", o->eval_max_iter));
   IL_CHECK(il_run_attr_i(ri, "hidden", o->hidden));
   IL_CHECK(il_run_attr_i(ri, "batch", o->batch));
   IL_CHECK(il_run_attr_i(ri, "epochs", o->epochs));

@@ -15,6 +15,8 @@
 typedef struct il_train_opts {
   const char *solver, *backward, *data, *device, *stop;
   double tol, lr;
+  double eval_tol;         /* --eval-tol: the test pass's tolerance (default --tol) */
+  long eval_max_iter;      /* --eval-max-iter (default --max-iter) */
   long max_iter, hidden, epochs, batch, seed, max_batches, test_batches, threads, refine, check_sync;
   long inject_nan_rank, inject_nan_step;
   long checkpoint_every;   /* --checkpoint-every N (0: epoch ends only; checkpoints need --out) */

@@ -15,6 +15,8 @@ static const il_cli_spec train_spec_head[] = {
     {"backward", 1, "backward mode", "unroll"},
     {"tol", 1, "stop when the batch residual Frobenius norm < tol", "1e-4"},
     {"max-iter", 1, "solver iteration limit", "200 for fp, 40 for newton"},
+    {"eval-tol", 1, "the test pass's tolerance (DEQ papers often evaluate with a tighter one)", "--tol"},
+    {"eval-max-iter", 1, "the test pass's iteration limit", "--max-iter"},
     {"stop", 1, "batch: stop on the whole global batch's residual norm (the seed; one allreduce per iteration); "
                 "sample: each row stops on its own norm (no communication)", "batch"},
     {"hidden", 1, "hidden size of the implicit layer", "100"},
@@ -147,6 +149,7 @@ static il_status parse_drops(const char *s, train_opts *o) {
 /* The implicit layer's configuration; cfg->opts points into o. */
 void il_train_layer_config(const train_opts *o, il_layer_config *cfg) {
   *cfg = (il_layer_config){.solver = o->solver, .backward = o->backward, .tol = o->tol, .max_iter = (int)o->max_iter,
+                           .eval_tol = o->eval_tol, .eval_max_iter = (int)o->eval_max_iter,
                            .zero_nonconverged = o->zero, .adjoint_refine = o->refine ? (int)o->refine : -1,
                            .stop_per_sample = strcmp(o->stop, "sample") == 0,
                            .stop_rel = strcmp(o->stop_mode, "rel") == 0, .divtol = o->divtol, .keep_best = o->best,
@@ -169,6 +172,8 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   IL_CHECK(il_cli_positive_double(cli, "tol", 1e-4, &o->tol));
   IL_CHECK(il_cli_choice(cli, "stop", "batch", "batch|sample", &o->stop));
   IL_CHECK(il_cli_int(cli, "max-iter", so->default_max_iter, 1, 1000000, &o->max_iter));
+  IL_CHECK(il_cli_positive_double(cli, "eval-tol", o->tol, &o->eval_tol));
+  IL_CHECK(il_cli_int(cli, "eval-max-iter", o->max_iter, 1, 1000000, &o->eval_max_iter));
   IL_CHECK(il_cli_int(cli, "hidden", 100, 1, 1L << 30, &o->hidden));
   IL_CHECK(il_cli_int(cli, "epochs", 10, 1, 100000, &o->epochs));
   IL_CHECK(il_cli_int(cli, "batch", 100, 1, 60000, &o->batch));

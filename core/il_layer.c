@@ -35,8 +35,11 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
     return IL_ERR(IL_ERR_UNSUPPORTED, "the seed's sech^2 changes only the Jacobian a Newton solver builds; solver "
                                       "'%s' builds none", L->sops->name);
   if (!(cfg->divtol >= 0)) return IL_ERR(IL_ERR_ARG, "divtol must be >= 0 (0: off), got %g", cfg->divtol);
+  if (cfg->eval_tol != cfg->eval_tol) return IL_ERR(IL_ERR_ARG, "evaluation tolerance is NaN");
   L->cfg = *cfg;
   if (L->cfg.max_iter <= 0) L->cfg.max_iter = L->sops->default_max_iter;
+  if (L->cfg.eval_tol <= 0) L->cfg.eval_tol = L->cfg.tol;
+  if (L->cfg.eval_max_iter <= 0) L->cfg.eval_max_iter = L->cfg.max_iter;
   if (L->cfg.adjoint_refine == 0) L->cfg.adjoint_refine = 3;
   if (L->cfg.adjoint_refine < 0) L->cfg.adjoint_refine = 0;
   if (cfg->zero_nonconverged < IL_ZERO_AUTO || cfg->zero_nonconverged > IL_ZERO_NO)
@@ -77,6 +80,8 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
 size_t il_layer_ws_bytes(const il_layer *L, int B) {
   const size_t len = il_ws_round((size_t)B * L->cell.n * sizeof(il_real));
   size_t fwd = L->sops->ws_bytes(L->sstate, &L->cell, B, L->cfg.max_iter, L->bops->needs_tape);
+  const size_t fwd_eval = L->sops->ws_bytes(L->sstate, &L->cell, B, L->cfg.eval_max_iter, 0);
+  if (fwd_eval > fwd) fwd = fwd_eval;
   size_t bwd = L->bops->ws_bytes ? L->bops->ws_bytes(L->bstate, &L->cell, B) : 0;
   const size_t diag = 3 * len + L->cell.ops->ws_bytes(&L->cell, B); /* diag_rho, f(z*) */
   if (bwd < diag) bwd = diag;
@@ -169,8 +174,9 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
                             .preact_max = NAN};
   L->bwd_nan_iter = -1;
   const int taped = train && L->bops->needs_tape;
-  L->prob = (il_problem){.cell = &L->cell, .be = be, .B = B, .x = x, .z0 = z0, .tol = L->cfg.tol,
-                         .max_iter = L->cfg.max_iter, .ws = &L->ws, .hws = &L->hws,
+  L->prob = (il_problem){.cell = &L->cell, .be = be, .B = B, .x = x, .z0 = z0,
+                         .tol = train ? L->cfg.tol : L->cfg.eval_tol,
+                         .max_iter = train ? L->cfg.max_iter : L->cfg.eval_max_iter, .ws = &L->ws, .hws = &L->hws,
                          .saved = taped ? &L->saved : NULL, .hsaved = taped ? &L->hsaved : NULL,
                          .keep = (train && L->keep_lu) ? &L->saved : NULL, .reduce = L->prob.reduce,
                          .per_sample = L->cfg.stop_per_sample, .stop_rel = L->cfg.stop_rel,

@@ -91,6 +91,10 @@ typedef struct il_layer_config {
   const char *backward; /* "unroll", "implicit", ... */
   double tol;           /* > 0 */
   int max_iter;         /* <= 0: the solver's default (fp 200, newton 40) */
+  /* evaluation forwards (train = 0): their own tolerance and iteration limit, as DEQ papers
+   * evaluate with more (or fewer) iterations than they train with; <= 0: the training values */
+  double eval_tol;
+  int eval_max_iter;
   /* IL_ZERO_AUTO (0): zero Newton's non-converged rows, as the seed's TanhNewtonLayer does.
    * The seed's implicit layer skips this; we do not, because the IFT gradient of a row
    * that is not at a fixed point is meaningless and, in float32 training, a few such

@@ -415,6 +415,19 @@ if [[ $have_data -eq 1 ]]; then # issue 13: --inject-nan for a rank or step that
     train --max-batches 2 --epochs 1 --data "$MNIST" --wait-lock -3
   expect_err "--checkpoint-every negative" 2 "--checkpoint-every" -- \
     train --max-batches 2 --epochs 1 --data "$MNIST" --checkpoint-every -1
+  expect_err "--eval-tol zero" 2 "--eval-tol" -- train --max-batches 2 --epochs 1 --data "$MNIST" --eval-tol 0
+  expect_err "--eval-max-iter zero" 2 "--eval-max-iter" -- train --max-batches 2 --epochs 1 --data "$MNIST" --eval-max-iter 0
+  # the test pass takes its own limit; training does not change
+  run train --max-batches 5 --test-batches 2 --epochs 1 --data "$MNIST"
+  base_train=$(grep -o 'train_iters=[0-9.]*' <<<"$out")
+  run train --max-batches 5 --test-batches 2 --epochs 1 --data "$MNIST" --eval-max-iter 3
+  if [[ $rc -eq 0 ]] && grep -q 'test_iters=3.00 ' <<<"$out" && [[ -n $base_train ]] &&
+     [[ $(grep -o 'train_iters=[0-9.]*' <<<"$out") == "$base_train" ]] && grep -q '^# eval .*max_iter 3' <<<"$out"; then
+    pass "--eval-max-iter 3: the test pass stops at 3 iterations, training is unchanged ($base_train)"
+  else
+    fail "--eval-max-iter 3" "exit $rc, or test_iters is not 3.00, or train_iters changed from '$base_train'"
+    show train --max-batches 5 --test-batches 2 --epochs 1 --data "$MNIST" --eval-max-iter 3
+  fi
 else
   skip "--inject-nan for a rank or step that does not exist" "no MNIST data"
 fi
