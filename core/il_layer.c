@@ -1,6 +1,7 @@
 /* core/il_layer.c: glue of cell, solver and backward mode for one batch, plus
  * the per-step diagnostics (--diag) that need all three. */
 #include "il_layer.h"
+#include "il_layer_team.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -70,6 +71,7 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
   char ctx[96];
   snprintf(ctx, sizeof ctx, "solver %s / backward %s", L->sops->name, L->bops->name);
   if (s == IL_OK) s = il_options_check_all_used(&L->opts, ctx);
+  if (s == IL_OK && il_layer_team_wanted(be)) s = il_layer_team_create(L, cfg, n, W, stats);
   if (s != IL_OK) {
     il_layer_destroy(L);
     return il_error_trace(s, __FILE__, __LINE__);
@@ -78,6 +80,7 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
 }
 
 size_t il_layer_ws_bytes(const il_layer *L, int B) {
+  if (L->team) return il_layer_team_ws_bytes(L, B);
   const size_t len = il_ws_round((size_t)B * L->cell.n * sizeof(il_real));
   size_t fwd = L->sops->ws_bytes(L->sstate, &L->cell, B, L->cfg.max_iter, L->bops->needs_tape);
   const size_t fwd_eval = L->sops->ws_bytes(L->sstate, &L->cell, B, L->cfg.eval_max_iter, 0);
@@ -90,6 +93,7 @@ size_t il_layer_ws_bytes(const il_layer *L, int B) {
 
 il_status il_layer_reserve(il_layer *L, int max_B) {
   if (max_B <= 0) return IL_ERR(IL_ERR_ARG, "layer reserve: batch must be positive, got %d", max_B);
+  if (L->team) return il_layer_team_reserve(L, max_B);
   const size_t need = il_layer_ws_bytes(L, max_B);
   L->ws_reserve = need;
   if (need > L->ws.block_bytes) L->ws.block_bytes = need; /* one block: the arena is not grown in a solve */
@@ -166,6 +170,7 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
   const int n = L->cell.n;
   const size_t len = (size_t)B * n;
   if (B <= 0) return IL_ERR(IL_ERR_ARG, "layer forward: batch must be positive, got %d", B);
+  if (L->team) return il_layer_team_forward(L, B, x, z0, out, train);
   il_arena_reset(&L->saved);
   il_arena_reset(&L->hsaved);
   L->B = B;
@@ -249,6 +254,7 @@ static il_status exact_ift(il_layer *L, const il_real *dout, il_real *dx, il_rea
 
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
   if (!L->train) return IL_ERR(IL_ERR_ARG, "layer backward without a training forward");
+  if (L->team) return il_layer_team_backward(L, dout, dx, dW);
   const il_backend *be = L->be;
   const size_t len = (size_t)L->B * L->cell.n, nw = L->cell.ntheta;
   L->bwd_nan_iter = -1;
@@ -267,13 +273,8 @@ il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_re
     il_ev_close(be, ev, IL_EV_BWD_SOLVE);
     IL_CHECK(exact_ift(L, dout, ge, ge + len));
     IL_CHECK(IL_BE(be, compare, len + nw, g, ge, cmp)); /* sync point: diagnostics */
-    const double dot = cmp[0], nn = cmp[1], ne = cmp[2], nd = cmp[3];
-    if (!isfinite(nn) || !isfinite(ne) || (nn == 0 && ne == 0)) { /* a non-finite gradient, or nothing to compare */
-      L->diag.grad_cos = L->diag.grad_relerr = NAN;
-    } else { /* one of them zero: no alignment (cos 0); an exact zero makes the error infinite */
-      L->diag.grad_cos = nn > 0 && ne > 0 ? dot / sqrt(nn * ne) : 0.0;
-      L->diag.grad_relerr = ne > 0 ? sqrt(nd / ne) : INFINITY;
-    }
+    memcpy(L->diag_cmp, cmp, sizeof cmp);
+    il_layer_grad_diag(L, cmp);
     IL_CHECK(IL_BE(be, axpby, len, 1, g, 1, dx));
     IL_CHECK(IL_BE(be, axpby, nw, 1, g + len, 1, dW));
     il_arena_rewind(&L->ws, m);
@@ -283,9 +284,23 @@ il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_re
   return IL_OK;
 }
 
-void il_layer_set_reducer(il_layer *L, il_reducer r) { L->prob.reduce = r; }
+void il_layer_grad_diag(il_layer *L, const double cmp[4]) {
+  const double dot = cmp[0], nn = cmp[1], ne = cmp[2], nd = cmp[3];
+  if (!isfinite(nn) || !isfinite(ne) || (nn == 0 && ne == 0)) { /* a non-finite gradient, or nothing to compare */
+    L->diag.grad_cos = L->diag.grad_relerr = NAN;
+  } else { /* one of them zero: no alignment (cos 0); an exact zero makes the error infinite */
+    L->diag.grad_cos = nn > 0 && ne > 0 ? dot / sqrt(nn * ne) : 0.0;
+    L->diag.grad_relerr = ne > 0 ? sqrt(nd / ne) : INFINITY;
+  }
+}
+
+void il_layer_set_reducer(il_layer *L, il_reducer r) {
+  L->prob.reduce = r;
+  if (L->team) il_layer_team_set_reducer(L, r);
+}
 
 void il_layer_destroy(il_layer *L) {
+  il_layer_team_destroy(L);
   if (L->sops && L->sstate) L->sops->destroy(L->sstate);
   L->sstate = NULL;
   if (L->bops && L->bops->destroy && L->bstate) L->bops->destroy(L->bstate);

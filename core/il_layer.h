@@ -11,6 +11,7 @@
 #include "il_solver.h"
 
 typedef struct il_layer il_layer;
+typedef struct il_layer_team il_layer_team; /* row shards on threads (il_layer_team.c) */
 
 /* What a backward mode works on: the adjoint problem at the forward's z*.
  * Tensors are in be's space; zeroed has a host twin for host-side decisions. */
@@ -138,6 +139,8 @@ struct il_layer {
   int bwd_nan_iter;      /* backward: step/iteration where the layer's cotangent first went non-finite, -1 */
   int diag_now;          /* set by the caller before forward: measure diagnostics on this step */
   il_layer_diag diag;
+  double diag_cmp[4];    /* with diag_now: the mode's gradient against the exact one (backend compare) */
+  il_layer_team *team;   /* NULL: the ops thread themselves (or one thread) */
 };
 
 #define il_layer_create IL_P(il_layer_create)
@@ -162,6 +165,9 @@ void il_layer_destroy(il_layer *L);
 size_t il_layer_ws_bytes(const il_layer *L, int B);
 /* Size the workspace arena once for batches up to max_B, so no solve grows it. */
 il_status il_layer_reserve(il_layer *L, int max_B);
+#define il_layer_grad_diag IL_P(il_layer_grad_diag)
+/* grad_cos and grad_relerr from {g.e, g.g, e.e, (g-e).(g-e)} of the mode's and the exact gradient. */
+void il_layer_grad_diag(il_layer *L, const double cmp[4]);
 #define il_layer_set_reducer IL_P(il_layer_set_reducer)
 /* Make the solvers' stopping test global: r.sum adds a local double over all
  * cooperating processes (the batch is sharded across them). */

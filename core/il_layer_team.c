@@ -1,0 +1,390 @@
+/* core/il_layer_team.c: --threads T > 1 on a host-memory backend. The batch is
+ * cut into T row shards; each OpenMP thread runs the whole layer (solver,
+ * backward mode, cell) on its shard with its own single-threaded backend
+ * instance, workspace and events, as data-parallel ranks do. The threads meet
+ * once per solver iteration, in the stopping test's reduction (two spin
+ * barriers), instead of forking and joining inside every small op. dW is summed
+ * over the shards in shard order, so a run is deterministic for a given T;
+ * against T = 1 it differs by float rounding, as a different rank count does. */
+#include "il_layer_team.h"
+
+#include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "il_layer.h"
+
+#define TEAM_MAX 64
+#define TEAM_VALS 16
+#define TEAM_MIN_ROWS 8 /* below this a shard's GEMMs lose more than the team gains */
+
+typedef struct shard_ctx {
+  struct il_layer_team *tm;
+  int t;
+} shard_ctx;
+
+struct il_layer_team {
+  int T;      /* shards created */
+  int active; /* shards of the current call */
+  il_backend *be[TEAM_MAX];
+  il_events ev[TEAM_MAX];
+  il_memstats st[TEAM_MAX];
+  il_layer L[TEAM_MAX];
+  il_arena grad[TEAM_MAX]; /* each shard's dW (ntheta), in its backend's space */
+  il_real *dW[TEAM_MAX];
+  shard_ctx sc[TEAM_MAX];
+  int r0[TEAM_MAX + 1];
+  il_memstats *parent_stats;
+  il_reducer outer; /* across ranks; called by thread 0 (the MPI thread) only */
+  /* the barrier and the reduction slots */
+  atomic_int count, gen, abort;
+  double vals[TEAM_MAX][TEAM_VALS];
+  double res[TEAM_VALS];
+  il_status status[TEAM_MAX];
+};
+
+/* Sense-free generation barrier. Spins (the team owns its cores), yields after a while so an
+ * oversubscribed machine still makes progress. Returns 0 once any shard has failed. */
+static int team_barrier(il_layer_team *tm) {
+  const int g = atomic_load_explicit(&tm->gen, memory_order_acquire);
+  if (atomic_fetch_add_explicit(&tm->count, 1, memory_order_acq_rel) == tm->active - 1) {
+    atomic_store_explicit(&tm->count, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tm->gen, 1, memory_order_release);
+  } else {
+    for (long spin = 0; atomic_load_explicit(&tm->gen, memory_order_acquire) == g; spin++) {
+      if (atomic_load_explicit(&tm->abort, memory_order_relaxed)) return 0;
+      if (spin > 4000) sched_yield();
+    }
+  }
+  return !atomic_load_explicit(&tm->abort, memory_order_relaxed);
+}
+
+/* Combine n values of every shard in shard order (then over ranks); NaN wins a max. */
+static il_status team_reduce(shard_ctx *c, double *buf, int n, il_reduce_op op) {
+  il_layer_team *tm = c->tm;
+  if (n > TEAM_VALS) return IL_ERR(IL_ERR_ARG, "thread team: reduction of %d values (at most %d)", n, TEAM_VALS);
+  memcpy(tm->vals[c->t], buf, (size_t)n * sizeof *buf);
+  if (!team_barrier(tm)) goto aborted;
+  if (c->t == 0) {
+    for (int i = 0; i < n; i++) {
+      double v = tm->vals[0][i];
+      for (int s = 1; s < tm->active; s++) {
+        const double w = tm->vals[s][i];
+        v = op == IL_REDUCE_SUM ? v + w : (isnan(v) || isnan(w)) ? NAN : (w > v ? w : v);
+      }
+      tm->res[i] = v;
+    }
+    il_status s = IL_OK;
+    if (tm->outer.allreduce) s = tm->outer.allreduce(tm->outer.ctx, tm->res, n, op);
+    else if (n == 1 && op == IL_REDUCE_SUM && tm->outer.sum) tm->res[0] = tm->outer.sum(tm->outer.ctx, tm->res[0]);
+    else if (n == 1 && op == IL_REDUCE_MAX && tm->outer.max) tm->res[0] = tm->outer.max(tm->outer.ctx, tm->res[0]);
+    if (s != IL_OK) {
+      atomic_store(&tm->abort, 1);
+      return il_error_trace(s, __FILE__, __LINE__);
+    }
+  }
+  if (!team_barrier(tm)) goto aborted;
+  memcpy(buf, tm->res, (size_t)n * sizeof *buf);
+  return IL_OK;
+aborted: /* another shard failed: end this solve quickly (a NaN residual stops every solver) */
+  for (int i = 0; i < n; i++) buf[i] = NAN;
+  return IL_OK;
+}
+
+static double team_sum(void *ctx, double local) {
+  (void)team_reduce(ctx, &local, 1, IL_REDUCE_SUM);
+  return local;
+}
+static double team_max(void *ctx, double local) {
+  (void)team_reduce(ctx, &local, 1, IL_REDUCE_MAX);
+  return local;
+}
+static il_status team_allreduce(void *ctx, double *buf, int n, il_reduce_op op) {
+  return team_reduce(ctx, buf, n, op);
+}
+
+int il_layer_team_wanted(const il_backend *be) { return be->threads > 1 && be->ops->host_accessible; }
+
+il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, const il_real *W,
+                               il_memstats *stats) {
+  const int T = L->be->threads < TEAM_MAX ? L->be->threads : TEAM_MAX;
+  il_layer_team *tm = calloc(1, sizeof *tm);
+  if (!tm) return IL_ERR(IL_ERR_NOMEM, "layer: cannot allocate its thread team");
+  L->team = tm;
+  tm->parent_stats = stats;
+  const il_backend_options bo = {.threads = 1};
+  for (int t = 0; t < T; t++) {
+    IL_CHECK(il_backend_create(L->be->ops->name, &bo, &tm->be[t]));
+    tm->T = t + 1; /* what destroy must undo */
+    tm->be[t]->events = &tm->ev[t];
+    IL_CHECK(il_layer_create(&tm->L[t], cfg, tm->be[t], n, W, &tm->st[t]));
+    IL_CHECK(il_arena_init_for(&tm->grad[t], tm->be[t], IL_MEM_GRADS, &tm->st[t], 0));
+    IL_CHECK(il_arena_alloc_n(&tm->grad[t], L->cell.ntheta, sizeof(il_real), (void **)&tm->dW[t]));
+    tm->sc[t] = (shard_ctx){.tm = tm, .t = t};
+  }
+  return IL_OK;
+}
+
+void il_layer_team_destroy(il_layer *L) {
+  il_layer_team *tm = L->team;
+  if (!tm) return;
+  for (int t = 0; t < tm->T; t++) {
+    il_layer_destroy(&tm->L[t]);
+    il_arena_destroy(&tm->grad[t]);
+    il_backend_destroy(tm->be[t]);
+  }
+  free(tm);
+  L->team = NULL;
+}
+
+static int shards_for(const il_layer_team *tm, int B) {
+  int S = B / TEAM_MIN_ROWS;
+  if (S > tm->T) S = tm->T;
+  return S < 1 ? 1 : S;
+}
+
+static int shard_rows(int B, int S, int t) { return (int)((long)B * (t + 1) / S) - (int)((long)B * t / S); }
+
+size_t il_layer_team_ws_bytes(const il_layer *L, int B) {
+  const il_layer_team *tm = L->team;
+  const int S = shards_for(tm, B);
+  size_t sum = 0;
+  for (int t = 0; t < S; t++) sum += il_layer_ws_bytes(&tm->L[t], shard_rows(B, S, t));
+  return sum;
+}
+
+il_status il_layer_team_reserve(il_layer *L, int max_B) {
+  il_layer_team *tm = L->team;
+  for (int t = 0; t < tm->T; t++) { /* the most rows shard t gets at any batch up to max_B */
+    int most = 1;
+    for (int B = 1; B <= max_B; B++) {
+      const int S = shards_for(tm, B);
+      if (t < S && shard_rows(B, S, t) > most) most = shard_rows(B, S, t);
+    }
+    IL_CHECK(il_layer_reserve(&tm->L[t], most));
+  }
+  return IL_OK;
+}
+
+void il_layer_team_set_reducer(il_layer *L, il_reducer r) { L->team->outer = r; }
+
+/* Fold what the shards allocated during a call into the caller's counters: their growth adds
+ * up, and their peaks are taken as concurrent (an upper bound of what was live at once). */
+static void merge_stats(il_layer_team *tm, const il_memstats *before) {
+  il_memstats *p = tm->parent_stats;
+  if (!p) return;
+  size_t dcur = 0, dpeak = 0, scur = 0, speak = 0;
+  for (int c = 0; c < IL_MEM_NCAT; c++) {
+    size_t grow = 0, high = 0;
+    for (int t = 0; t < tm->T; t++) {
+      grow += tm->st[t].current[c] - before[t].current[c];
+      high += tm->st[t].peak[c] - before[t].current[c];
+    }
+    if (p->current[c] + high > p->peak[c]) p->peak[c] = p->current[c] + high;
+    p->current[c] += grow;
+    dcur += grow;
+    dpeak += high;
+  }
+  for (int t = 0; t < tm->T; t++) {
+    scur += tm->st[t].space_current - before[t].space_current;
+    speak += tm->st[t].space_peak - before[t].space_current;
+  }
+  if (p->current_total + dpeak > p->peak_total) p->peak_total = p->current_total + dpeak;
+  if (p->space_current + speak > p->space_peak) p->space_peak = p->space_current + speak;
+  p->current_total += dcur;
+  p->space_current += scur;
+}
+
+static void begin_call(il_layer_team *tm, int S, il_memstats *before) {
+  tm->active = S;
+  atomic_store(&tm->count, 0);
+  atomic_store(&tm->abort, 0);
+  for (int t = 0; t < tm->T; t++) {
+    il_memstats_reset_peaks(&tm->st[t]);
+    before[t] = tm->st[t];
+    il_events_reset(&tm->ev[t]);
+    tm->status[t] = IL_OK;
+  }
+}
+
+static il_status end_call(il_layer *L, const il_memstats *before) {
+  il_layer_team *tm = L->team;
+  const int S = tm->active;
+  merge_stats(tm, before);
+  if (L->be->events)
+    for (int id = 0; id < IL_EV_N; id++) {
+      double tmax = 0, fl = 0;
+      for (int t = 0; t < S; t++) {
+        if (tm->ev[t].ev[id].time > tmax) tmax = tm->ev[t].ev[id].time;
+        fl += tm->ev[t].ev[id].flops;
+      }
+      il_event_stat *d = &L->be->events->ev[id];
+      d->calls += tm->ev[0].ev[id].calls;
+      d->time += tmax;
+      d->flops += fl;
+    }
+  for (int t = 0; t < S; t++)
+    if (tm->status[t] != IL_OK) return tm->status[t];
+  return IL_OK;
+}
+
+/* Run fn(L, t, arg) on S threads, one parallel region per layer call. */
+typedef void (*shard_fn)(il_layer *L, int t, void *arg);
+static il_status run_team(il_layer *L, int S, shard_fn fn, void *arg) {
+  int got = 1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(S)
+  {
+    const int t = omp_get_thread_num();
+#pragma omp single
+    got = omp_get_num_threads();
+    if (got == S) fn(L, t, arg);
+  }
+#else
+  got = S == 1;
+  if (got) fn(L, 0, arg);
+#endif
+  if (got != S) return IL_ERR(IL_ERR_UNSUPPORTED, "layer: OpenMP gave %d of the %d threads asked for", got, S);
+  return IL_OK;
+}
+
+static double max_nan(double a, double b) { return isnan(a) ? b : isnan(b) ? a : (b > a ? b : a); }
+
+/* One solve result of the whole batch from the shards' (batch stopping makes most fields equal). */
+static il_solve_result merge_result(const il_layer *L, const il_solve_result *r, int S) {
+  il_solve_result m = r[0];
+  double sq = 0;
+  m.nonconverged_rows = 0;
+  for (int t = 0; t < S; t++) {
+    if (r[t].iters > m.iters) m.iters = r[t].iters;
+    if (m.reason == IL_REASON_CONVERGED && r[t].reason != IL_REASON_CONVERGED) m.reason = r[t].reason;
+    m.nonconverged_rows += r[t].nonconverged_rows;
+    if (r[t].nonfinite_iter >= 0 && (m.nonfinite_iter < 0 || r[t].nonfinite_iter < m.nonfinite_iter))
+      m.nonfinite_iter = r[t].nonfinite_iter;
+    m.cond_max = max_nan(m.cond_max, r[t].cond_max);
+    m.preact_max = max_nan(m.preact_max, r[t].preact_max);
+    sq += r[t].residual * r[t].residual;
+  }
+  if (L->cfg.stop_per_sample) m.residual = sqrt(sq); /* rows stop on their own: the shards' norms combine */
+  return m;
+}
+
+typedef struct fwd_args {
+  int B, train;
+  const il_real *x, *z0;
+  il_real *out;
+} fwd_args;
+
+static void fwd_shard(il_layer *L, int t, void *arg) {
+  il_layer_team *tm = L->team;
+  const fwd_args *a = arg;
+  const size_t off = (size_t)tm->r0[t] * L->cell.n;
+  il_layer *Ls = &tm->L[t];
+  Ls->diag_now = L->diag_now;
+  tm->status[t] = il_layer_forward_from(Ls, tm->r0[t + 1] - tm->r0[t], a->x + off, a->z0 ? a->z0 + off : NULL,
+                                        a->out + off, a->train);
+  if (tm->status[t] != IL_OK) atomic_store(&tm->abort, 1);
+}
+
+il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train) {
+  il_layer_team *tm = L->team;
+  const int S = shards_for(tm, B);
+  il_memstats before[TEAM_MAX];
+  for (int t = 0; t <= S; t++) tm->r0[t] = (int)((long)B * t / S);
+  for (int t = 0; t < S; t++)
+    il_layer_set_reducer(&tm->L[t], S > 1 ? (il_reducer){.sum = team_sum, .max = team_max,
+                                                          .allreduce = team_allreduce, .ctx = &tm->sc[t]}
+                                          : tm->outer);
+  begin_call(tm, S, before);
+  fwd_args a = {.B = B, .train = train, .x = x, .z0 = z0, .out = out};
+  il_status s = run_team(L, S, fwd_shard, &a);
+  const il_status se = end_call(L, before);
+  IL_CHECK(s);
+  IL_CHECK(se);
+  /* the layer's view of the step, as callers read it */
+  il_arena_reset(&L->hsaved);
+  L->B = B;
+  L->train = train;
+  IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
+  IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));
+  il_solve_result r[TEAM_MAX];
+  double rho_sum = 0;
+  int rho_n = 0;
+  L->diag = tm->L[0].diag;
+  for (int t = 0; t < S; t++) {
+    const il_layer *Ls = &tm->L[t];
+    const int Bt = tm->r0[t + 1] - tm->r0[t];
+    memcpy(L->row_res + tm->r0[t], Ls->row_res, (size_t)Bt * sizeof *L->row_res);
+    memcpy(L->zeroed + tm->r0[t], Ls->zeroed, (size_t)Bt);
+    r[t] = Ls->fres;
+    if (Ls->diag.rho_samples > 0) {
+      rho_sum += Ls->diag.rho_mean * Ls->diag.rho_samples;
+      rho_n += Ls->diag.rho_samples;
+      L->diag.rho_max = t == 0 ? Ls->diag.rho_max : (isnan(Ls->diag.rho_max) ? NAN : max_nan(L->diag.rho_max, Ls->diag.rho_max));
+    }
+    L->diag.cond_max = max_nan(L->diag.cond_max, Ls->diag.cond_max);
+    L->diag.preact_max = max_nan(L->diag.preact_max, Ls->diag.preact_max);
+  }
+  L->diag.rho_samples = rho_n;
+  L->diag.rho_mean = rho_n ? rho_sum / rho_n : NAN;
+  L->fres = merge_result(L, r, S);
+  return IL_OK;
+}
+
+typedef struct bwd_args {
+  const il_real *dout;
+  il_real *dx, *dW;
+} bwd_args;
+
+static void bwd_shard(il_layer *L, int t, void *arg) {
+  il_layer_team *tm = L->team;
+  const bwd_args *a = arg;
+  const int S = tm->active;
+  const size_t off = (size_t)tm->r0[t] * L->cell.n, nw = L->cell.ntheta;
+  const il_backend *be = tm->be[t];
+  il_status s = IL_BE(be, zero, tm->dW[t], nw * sizeof *tm->dW[t]);
+  if (s == IL_OK) s = il_layer_backward(&tm->L[t], a->dout + off, a->dx + off, tm->dW[t]);
+  tm->status[t] = s;
+  if (s != IL_OK) atomic_store(&tm->abort, 1);
+  if (!team_barrier(tm)) return;
+  /* dW += sum over shards in shard order, each thread on its slice of dW */
+  const size_t lo = nw * (size_t)t / (size_t)S, hi = nw * (size_t)(t + 1) / (size_t)S;
+  for (int u = 0; u < S && hi > lo; u++) {
+    s = IL_BE(be, axpby, hi - lo, 1, tm->dW[u] + lo, 1, a->dW + lo);
+    if (s != IL_OK) {
+      tm->status[t] = s;
+      return;
+    }
+  }
+}
+
+il_status il_layer_team_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
+  il_layer_team *tm = L->team;
+  const int S = tm->active;
+  il_memstats before[TEAM_MAX];
+  begin_call(tm, S, before);
+  bwd_args a = {.dout = dout, .dx = dx, .dW = dW};
+  il_status s = run_team(L, S, bwd_shard, &a);
+  const il_status se = end_call(L, before);
+  IL_CHECK(s);
+  IL_CHECK(se);
+  il_solve_result r[TEAM_MAX];
+  double cmp[4] = {0, 0, 0, 0};
+  L->bwd_nan_iter = -1;
+  for (int t = 0; t < S; t++) {
+    const il_layer *Ls = &tm->L[t];
+    r[t] = Ls->bres;
+    if (Ls->bwd_nan_iter >= 0 && (L->bwd_nan_iter < 0 || Ls->bwd_nan_iter < L->bwd_nan_iter))
+      L->bwd_nan_iter = Ls->bwd_nan_iter;
+    for (int i = 0; i < 4; i++) cmp[i] += Ls->diag_cmp[i];
+    L->diag.cond_max = max_nan(L->diag.cond_max, Ls->diag.cond_max);
+  }
+  L->bres = merge_result(L, r, S);
+  if (L->diag_now) il_layer_grad_diag(L, cmp);
+  return IL_OK;
+}
