@@ -17,6 +17,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "il_bind.h"
 #include "il_layer.h"
 #include "il_rng.h"
 #include "train_driver.h"
@@ -33,7 +34,7 @@ static const il_cli_spec layer_spec_fixed[] = {
     {"repeat", 1, "timed runs per case (min, median and max reported)", "10"},
     {"rounds", 1, "interleave the cases: every case runs --repeat/ROUNDS timed runs in each of ROUNDS rounds", "5"},
     {"csv", 1, "also write the table as CSV to FILE (same columns)", NULL},
-    {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)", "1"},
+    {"threads", 1, "thread counts, comma list, interleaved in the same rounds (par_eff: against T = 1); T > 1 runs the layer on T row shards that meet once per iteration, threads bound to CPUs", "1"},
     {"seed", 1, "random seed", "0"},
     {"device", 1, "compute backend (ilbench info lists them)", "cpu"},
     {"cell", 1, "implicit function: tanh or relu", "tanh"},
@@ -133,7 +134,7 @@ static void print_case_events(const il_events *ev, long repeat, double model_fwd
 /* The options every case shares. */
 typedef struct layer_case {
   const il_cli *cli;
-  il_backend *be;
+  il_backend *const *be; /* one per thread count */
   const char *cell;
   long B, max_iter, warmup, repeat, seed;
   double scale;
@@ -143,7 +144,8 @@ typedef struct layer_case {
 /* One row of the table: one pair, hidden size and tolerance, measured over the rounds. */
 typedef struct case_row {
   const char *solver, *backward;
-  int n, hidden_index;
+  int n, hidden_index, threads_index, threads;
+  const struct case_row *t1; /* the same case at one thread, for par_eff; NULL if not measured */
   double tol;
   double *tf, *tb; /* (repeat) timed forward and backward runs, filled round by round */
   long done;       /* timed runs so far */
@@ -160,7 +162,7 @@ typedef struct case_row {
  * Returns 0, or the command's exit code. */
 static int run_round(const layer_case *lc, case_row *row, long warmup, long nk, int last) {
   const il_cli *cli = lc->cli;
-  il_backend *be = lc->be;
+  il_backend *be = lc->be[row->threads_index];
   const long B = lc->B;
   const int n = row->n;
   const il_solver_ops *so = il_solver_find(row->solver);
@@ -262,7 +264,7 @@ static void mmm(double *v, long n, double *lo, double *med, double *hi) {
 static const char *const layer_cols[] = {
     "solver", "backward", "hidden", "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "b_its",
     "fwd_GF/s", "bwd_GF/s", "sgemm_GF/s", "saved_bytes", "workspace_B", "grad_relerr", "fwd_ms_min", "fwd_ms_max",
-    "bwd_ms_min", "bwd_ms_max", "sgemm_min", "sgemm_max", "fwd_frac", "bwd_frac"};
+    "bwd_ms_min", "bwd_ms_max", "sgemm_min", "sgemm_max", "fwd_frac", "bwd_frac", "threads", "par_eff"};
 #define NCOLS ((int)(sizeof layer_cols / sizeof layer_cols[0]))
 
 /* One row as text (sep ' ', aligned) or CSV (sep ','). Times in ms are medians over the timed
@@ -272,17 +274,32 @@ static void print_row(FILE *f, const case_row *row, long B, const double ceil3[3
   mmm(row->tf, row->done, &f0, &f1, &f2);
   mmm(row->tb, row->done, &b0, &b1, &b2);
   const double gf = row->model_fwd / f1 * 1e-9, gb = row->model_bwd / b1 * 1e-9;
+  double eff = NAN; /* T = 1 time over T times this time, forward + backward medians */
+  if (row->t1 && row->t1 != row) {
+    double *v = malloc(2 * (size_t)row->t1->done * sizeof *v);
+    if (v) {
+      double a0, a1, a2, c1;
+      memcpy(v, row->t1->tf, (size_t)row->t1->done * sizeof *v);
+      memcpy(v + row->t1->done, row->t1->tb, (size_t)row->t1->done * sizeof *v);
+      mmm(v, row->t1->done, &a0, &a1, &a2);
+      mmm(v + row->t1->done, row->t1->done, &a0, &c1, &a2);
+      eff = (a1 + c1) / (row->threads * (f1 + b1));
+      free(v);
+    }
+  } else if (row->threads == 1) {
+    eff = 1;
+  }
   if (csv)
     fprintf(f, "%s,%s,%d,%ld,%.3g,%.6g,%.6g,%d,%.6e,%s,%d,%.4g,%.4g,%.4g,%zu,%zu,%.3e,%.6g,%.6g,%.6g,%.6g,%.4g,%.4g,%.4f,"
-            "%.4f\n", row->solver, row->backward, row->n, B, row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual,
+            "%.4f,%d,%.4f\n", row->solver, row->backward, row->n, B, row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual,
             il_reason_name(row->reason), row->bits, gf, gb, ceil3[1], row->saved, row->work, row->grad_relerr,
-            1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0], ceil3[2], gf / ceil3[1], gb / ceil3[1]);
+            1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0], ceil3[2], gf / ceil3[1], gb / ceil3[1], row->threads, eff);
   else
     fprintf(f, "%-9s %-11s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %6d %9.2f %9.2f %10.2f %12zu %12zu "
-            "%11.2e %10.3f %10.3f %10.3f %10.3f %9.2f %9.2f %8.3f %8.3f\n", row->solver, row->backward, row->n, B,
+            "%11.2e %10.3f %10.3f %10.3f %10.3f %9.2f %9.2f %8.3f %8.3f %7d %7.3f\n", row->solver, row->backward, row->n, B,
             row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual, il_reason_name(row->reason), row->bits, gf, gb,
             ceil3[1], row->saved, row->work, row->grad_relerr, 1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0],
-            ceil3[2], gf / ceil3[1], gb / ceil3[1]);
+            ceil3[2], gf / ceil3[1], gb / ceil3[1], row->threads, eff);
 }
 
 /* "1.23 0.98 0.50" from /proc/loadavg, or "unknown". */
@@ -312,7 +329,9 @@ int il_cmd_layer(int argc, char **argv) {
   il_cli cli;
   char solvers[8][64], backwards[8][64];
   int ns = 0, nbk = 0, nh, nt;
-  long hidden[64], B, max_iter, warmup, repeat, rounds, threads, seed;
+  long hidden[64], B, max_iter, warmup, repeat, rounds, thr[8], seed;
+  int nthr;
+  char thr_def[24];
   double tols[64], scale;
   static il_cli_spec layer_spec[NSPEC_MAX];
   int nspec = 0;
@@ -356,18 +375,36 @@ int il_cmd_layer(int argc, char **argv) {
       il_cli_int(&cli, "warmup", 2, 0, 1000, &warmup) != IL_OK ||
       il_cli_int(&cli, "repeat", 10, 1, 100000, &repeat) != IL_OK ||
       il_cli_int(&cli, "rounds", 5, 1, 1000, &rounds) != IL_OK ||
-      il_cli_int(&cli, "threads", il_default_threads(), 1, 256, &threads) != IL_OK ||
+      (snprintf(thr_def, sizeof thr_def, "%ld", il_default_threads()),
+       il_cli_int_list(&cli, "threads", thr_def, 1, IL_BIND_MAX, thr, 8, &nthr)) != IL_OK ||
       il_cli_int(&cli, "seed", 0, 0, 0x7fffffffffffffffL, &seed) != IL_OK)
     goto usage_err;
 
-  il_backend *be;
-  const il_backend_options bo_opts = {.threads = (int)threads};
   const char *cell = il_cli_get(&cli, "cell", "tanh");
   if (!il_cell_find(cell)) {
     IL_ERR(IL_ERR_ARG, "--cell: unknown cell '%s' (valid: %s)", cell, il_cell_names());
     goto usage_err;
   }
-  if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bo_opts, &be) != IL_OK) goto usage_err;
+  /* one backend per thread count, its threads bound to CPUs of their own */
+  static il_backend *bes[8];
+  static char bind_desc[8][256];
+  {
+    il_dist d;
+    if (il_dist_init(&d, MPI_COMM_WORLD) != IL_OK) goto usage_err;
+    for (int k = 0; k < nthr; k++) {
+      int cpus[IL_BIND_MAX], bound;
+      if (il_bind_cpus(&d, (int)thr[k], cpus, &bound, bind_desc[k], sizeof bind_desc[k]) != IL_OK) {
+        il_dist_free(&d);
+        goto usage_err;
+      }
+      const il_backend_options bo_opts = {.threads = (int)thr[k], .cpus = bound ? cpus : NULL};
+      if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bo_opts, &bes[k]) != IL_OK) {
+        il_dist_free(&d);
+        goto usage_err;
+      }
+    }
+    il_dist_free(&d);
+  }
   const int log_view = il_cli_has(&cli, "log-view");
   const char *csv_path = il_cli_get(&cli, "csv", NULL);
   if (csv_path && il_cli_check_out_path(csv_path, "--csv") != IL_OK) goto usage_err;
@@ -407,30 +444,35 @@ int il_cmd_layer(int argc, char **argv) {
         continue;
       }
       for (int hi = 0; hi < nh; hi++)
-        for (int ti = 0; ti < nt; ti++) {
-          if (nrows == (int)(sizeof rows / sizeof rows[0])) {
-            IL_ERR(IL_ERR_ARG, "more than %d cases in one table", nrows);
-            goto usage_err;
+        for (int ti = 0; ti < nt; ti++)
+          for (int k = 0; k < nthr; k++) {
+            if (nrows == (int)(sizeof rows / sizeof rows[0])) {
+              IL_ERR(IL_ERR_ARG, "more than %d cases in one table", nrows);
+              goto usage_err;
+            }
+            case_row *row = &rows[nrows++];
+            *row = (case_row){.solver = solvers[si], .backward = backwards[bi], .n = (int)hidden[hi],
+                              .hidden_index = hi, .tol = tols[ti], .threads_index = k, .threads = (int)thr[k]};
+            il_events_reset(&row->ev);
+            if (!(row->tf = malloc((size_t)repeat * sizeof *row->tf)) ||
+                !(row->tb = malloc((size_t)repeat * sizeof *row->tb))) {
+              IL_ERR(IL_ERR_NOMEM, "out of memory for the timings");
+              goto usage_err;
+            }
           }
-          case_row *row = &rows[nrows++];
-          *row = (case_row){.solver = solvers[si], .backward = backwards[bi], .n = (int)hidden[hi],
-                            .hidden_index = hi, .tol = tols[ti]};
-          il_events_reset(&row->ev);
-          if (!(row->tf = malloc((size_t)repeat * sizeof *row->tf)) ||
-              !(row->tb = malloc((size_t)repeat * sizeof *row->tb))) {
-            IL_ERR(IL_ERR_NOMEM, "out of memory for the timings");
-            goto usage_err;
-          }
-        }
     }
+  for (int i = 0; i < nrows; i++) /* the same case at one thread: rows i - threads_index ... + nthr */
+    for (int j = i - rows[i].threads_index; j < i - rows[i].threads_index + nthr; j++)
+      if (rows[j].threads == 1) rows[i].t1 = &rows[j];
   char cpu[256], load0[64], load1[64];
   cpu_model(cpu, sizeof cpu);
   load_average(load0, sizeof load0);
-  static double limits[64][64]; /* [hidden][round] the GEMM ceiling, GFLOP/s */
-  const layer_case lc = {.cli = &cli, .be = be, .cell = cell, .B = B, .max_iter = max_iter, .warmup = warmup,
+  static double limits[8][64][64]; /* [threads][hidden][round] the GEMM ceiling, GFLOP/s */
+  const layer_case lc = {.cli = &cli, .be = bes, .cell = cell, .B = B, .max_iter = max_iter, .warmup = warmup,
                          .repeat = repeat, .seed = seed, .scale = scale, .log_view = log_view};
   for (long rd = 0; rd < nrounds; rd++) {
-    for (int hi = 0; hi < nh; hi++) limits[hi][rd] = gemm_limit(be, (int)B, (int)hidden[hi]);
+    for (int k = 0; k < nthr; k++)
+      for (int hi = 0; hi < nh; hi++) limits[k][hi][rd] = gemm_limit(bes[k], (int)B, (int)hidden[hi]);
     const long nk = repeat / nrounds + (rd < repeat % nrounds); /* timed runs of each case this round */
     for (int i = 0; i < nrows; i++) {
       const int rc = run_round(&lc, &rows[i], rd == 0 ? warmup : 1, nk, rd == nrounds - 1);
@@ -440,10 +482,14 @@ int il_cmd_layer(int argc, char **argv) {
   }
   if (isatty(2)) fprintf(stderr, "\n");
   load_average(load1, sizeof load1);
-  printf("# cpu %s; %ld threads; load average %s at the start, %s at the end\n", cpu, threads, load0, load1);
+  printf("# cpu %s; threads", cpu);
+  for (int k = 0; k < nthr; k++) printf("%s %ld%s%s%s", k ? "," : "", thr[k], bind_desc[k][0] ? " (" : "", bind_desc[k],
+                                        bind_desc[k][0] ? ")" : "");
+  printf("; load average %s at the start, %s at the end\n", load0, load1);
   printf("# %ld timed runs per case in %ld interleaved rounds (after %ld warm-up runs); ms: median (min, max); "
          "sgemm: the (B, n) x (n, n) GEMM ceiling measured in each round, median (min, max); fwd_frac, bwd_frac: "
-         "GFLOP/s over that median ceiling\n", repeat, nrounds, warmup);
+         "GFLOP/s over that median ceiling (the sgemm at the row's thread count); par_eff: the case's forward + backward "
+         "median at 1 thread over threads x its own\n", repeat, nrounds, warmup);
   for (int c = 0; c < NCOLS; c++) printf("%s%s", c ? " " : "", layer_cols[c]);
   printf("\n");
   FILE *csvf = NULL;
@@ -456,7 +502,7 @@ int il_cmd_layer(int argc, char **argv) {
     for (int c = 0; c < NCOLS; c++) fprintf(csvf, "%s%s", layer_cols[c], c + 1 < NCOLS ? "," : "\n");
   for (int i = 0; i < nrows; i++) {
     double c3[3];
-    mmm(limits[rows[i].hidden_index], nrounds, &c3[0], &c3[1], &c3[2]);
+    mmm(limits[rows[i].threads_index][rows[i].hidden_index], nrounds, &c3[0], &c3[1], &c3[2]);
     print_row(stdout, &rows[i], B, c3, 0);
     if (csvf) print_row(csvf, &rows[i], B, c3, 1);
     if (log_view) print_case_events(&rows[i].ev, repeat, rows[i].model_fwd, rows[i].model_bwd);
@@ -469,7 +515,7 @@ int il_cmd_layer(int argc, char **argv) {
     return 1;
   }
   fflush(stdout);
-  il_backend_destroy(be);
+  for (int k = 0; k < nthr; k++) il_backend_destroy(bes[k]);
   return 0;
 usage_err:
   il_report_error("layer");

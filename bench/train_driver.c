@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "il_bind.h"
 #include "il_model.h"
 #include "il_rng.h"
 #include "il_step_reduce.h"
@@ -130,7 +131,7 @@ static void summary_epoch(long ep, const epoch_acc *tr, const epoch_acc *te, dou
   last_summary.epochs_s = il_now() - t_run;
 }
 
-static void print_config(const train_opts *o, const il_model *m, size_t est) {
+static void print_config(const train_opts *o, const il_model *m, size_t est, const char *binding) {
   printf("# ilbench train (git %s)\n", ILBENCH_GIT);
   printf("# %-18s %s\n", "solver", o->solver);
   printf("# %-18s %s\n", "backward", o->backward);
@@ -152,7 +153,7 @@ static void print_config(const train_opts *o, const il_model *m, size_t est) {
   printf("# %-18s %s\n", "sech2", o->sech2);
   if (o->diag) printf("# %-18s every %ld steps\n", "diag", o->diag);
   printf("# %-18s %s (%s)\n", "device", o->device, IL_REAL_NAME);
-  printf("# %-18s %ld\n", "threads", o->threads);
+  printf("# %-18s %ld%s%s%s\n", "threads", o->threads, binding[0] ? " (rank 0: " : "", binding, binding[0] ? ")" : "");
   printf("# %-18s %s\n", "data", o->data);
   printf("# %-18s %zu\n", "est_bytes", est);
   fflush(stdout);
@@ -276,6 +277,8 @@ typedef struct train_run {
   float *ck_params;        /* (nparams) host copy for resume */
   int stop_sig;            /* SIGTERM/SIGINT that stopped the run, agreed by every rank */
   uint64_t resume_epoch_peak[IL_MEM_NCAT + 2]; /* a mid-epoch checkpoint's high-water marks of its epoch */
+  int cpus[IL_BIND_MAX], bound; /* --threads T > 1: the CPUs this rank's threads are pinned to */
+  char bind_desc[256];
 } train_run;
 
 /* How a phase of the run ended (il_train_run turns it into its return code). */
@@ -290,7 +293,7 @@ typedef enum run_outcome {
 /* ---- the compute backend, parameters and gradients ---- */
 
 static il_status setup_backend(train_run *r) {
-  const il_backend_options bo = {.threads = (int)r->o.threads};
+  const il_backend_options bo = {.threads = (int)r->o.threads, .cpus = r->bound ? r->cpus : NULL};
   IL_CHECK(il_backend_create(r->o.device, &bo, &r->be));
   il_events_reset(&r->ev);
   r->be->events = &r->ev; /* two clock reads per event: always on */
@@ -469,6 +472,9 @@ static run_outcome validate_run(train_run *r, il_model_config *mc, int *local_ok
 /* The backend and the model on every rank where the checks passed, then the
  * ranks agree: when any rank failed, every rank refuses the run. */
 static run_outcome create_model(train_run *r, const il_model_config *mc, int local_ok) {
+  /* collective, so every rank takes part whatever its own checks said */
+  if (il_bind_cpus(&r->dist, (int)r->o.threads, r->cpus, &r->bound, r->bind_desc, sizeof r->bind_desc) != IL_OK)
+    local_ok = 0;
   if (local_ok) {
     if (setup_backend(r) != IL_OK) local_ok = 0;
     else if (il_model_create(&r->model, mc, r->be) != IL_OK) {
@@ -823,7 +829,7 @@ static run_outcome resume_run(train_run *r, const il_run_info *ri) {
 static run_outcome begin_run_output(train_run *r) {
   if (r->root) {
     if (r->run_id) printf("# %-18s %s\n", "run", r->run_id);
-    print_config(&r->o, &r->model, r->est);
+    print_config(&r->o, &r->model, r->est, r->bind_desc);
     if (r->init_tag[0]) printf("# %-18s %s\n", "init_from", r->init_tag);
     if (r->order_tag[0]) printf("# %-18s %s\n", "batch_order", r->order_tag);
     printf("# %-18s %d (%d on this node), batch shard %ld..%ld rows\n", "ranks", r->dist.size, r->dist.node_size,

@@ -37,6 +37,7 @@ typedef enum il_copy_kind {
 
 typedef struct il_backend_options {
   int threads; /* >= 1: threads over rows and samples (CPU); ignored where meaningless */
+  const int *cpus; /* NULL, or threads CPU numbers: thread t is pinned to cpus[t] (CPU) */
 } il_backend_options;
 
 /* Batched LU factors of B n x n matrices, in a layout only the backend knows

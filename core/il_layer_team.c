@@ -268,9 +268,12 @@ static il_solve_result merge_result(const il_layer *L, const il_solve_result *r,
       m.nonfinite_iter = r[t].nonfinite_iter;
     m.cond_max = max_nan(m.cond_max, r[t].cond_max);
     m.preact_max = max_nan(m.preact_max, r[t].preact_max);
-    sq += r[t].residual * r[t].residual;
   }
-  if (L->cfg.stop_per_sample) m.residual = sqrt(sq); /* rows stop on their own: the shards' norms combine */
+  /* rows stop on their own: the residual is that of the last step's moving rows, all of which sit in
+   * the shards that ran longest */
+  for (int t = 0; t < S; t++)
+    if (r[t].iters == m.iters) sq += r[t].residual * r[t].residual;
+  if (L->cfg.stop_per_sample) m.residual = sqrt(sq);
   return m;
 }
 

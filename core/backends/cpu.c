@@ -9,6 +9,9 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200112L /* posix_memalign under -std=c11 */
 #endif
+#define _GNU_SOURCE /* pthread_setaffinity_np */
+#include <pthread.h>
+#include <sched.h>
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -51,11 +54,41 @@ void openblas_set_num_threads(int);
 
 typedef struct cpu_ctx {
   int threads;
+  char bound[160]; /* "cpus 0,1", or empty */
   size_t live, peak; /* bytes allocated through alloc */
   double flops;      /* counted by the ops, for events */
 } cpu_ctx;
 #define FLOPS(ctx, n) (((cpu_ctx *)(ctx))->flops += (double)(n))
 #define THREADS(ctx) (((const cpu_ctx *)(ctx))->threads)
+
+/* Pin OpenMP thread t (the pool every later parallel region reuses) to cpus[t]. */
+static il_status pin_threads(int T, const int *cpus, char *desc, size_t cap) {
+  int bad = -1, err = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(T)
+  {
+    const int t = omp_get_thread_num();
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpus[t], &set);
+    const int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    if (rc != 0 || omp_get_num_threads() != T)
+#pragma omp critical
+    {
+      bad = t;
+      err = rc;
+    }
+  }
+#else
+  (void)T, (void)cpus;
+#endif
+  if (bad >= 0)
+    return IL_ERR(IL_ERR_ARG, "cpu backend: cannot pin thread %d to CPU %d (%s)", bad, cpus[bad],
+                  err ? strerror(err) : "OpenMP gave fewer threads");
+  size_t len = (size_t)snprintf(desc, cap, "cpus ");
+  for (int t = 0; t < T && len + 8 < cap; t++) len += (size_t)snprintf(desc + len, cap - len, "%s%d", t ? "," : "", cpus[t]);
+  return IL_OK;
+}
 
 static il_status cpu_create(const il_backend_options *o, void **ctx) {
   const int threads = o ? o->threads : 1;
@@ -63,6 +96,13 @@ static il_status cpu_create(const il_backend_options *o, void **ctx) {
   cpu_ctx *c = calloc(1, sizeof *c);
   if (!c) return IL_ERR(IL_ERR_NOMEM, "cpu backend: cannot allocate its context");
   c->threads = threads;
+  if (o && o->cpus) {
+    il_status s = pin_threads(threads, o->cpus, c->bound, sizeof c->bound);
+    if (s != IL_OK) {
+      free(c);
+      return s;
+    }
+  }
 #ifdef IL_HAVE_OPENBLAS_THREADS
 #ifdef _OPENMP
   openblas_set_num_threads(1); /* we thread over rows and samples ourselves */
@@ -77,8 +117,10 @@ static il_status cpu_create(const il_backend_options *o, void **ctx) {
 static void cpu_destroy(void *ctx) { free(ctx); }
 
 static void cpu_describe(void *ctx, char *buf, size_t cap) {
-  snprintf(buf, cap, "host memory, %d thread(s) over rows and samples, single-threaded BLAS/LAPACK calls",
-           THREADS(ctx));
+  const cpu_ctx *c = ctx;
+  snprintf(buf, cap, "host memory, %d thread(s)%s%s%s, single-threaded BLAS/LAPACK calls", c->threads,
+           c->threads > 1 ? " (layer: row shards, one sync per iteration; other ops: rows)" : "",
+           c->bound[0] ? " bound to " : "", c->bound);
 }
 
 /* ---- memory ---- */

@@ -301,6 +301,10 @@ expect_err "layer --tol 1e-2,,1e-4" 2 "--tol" "empty item" -- layer --tol 1e-2,,
 expect_err "layer --solver trailing comma" 2 "--solver" -- layer --solver fp, --hidden 8 --repeat 1 --warmup 0
 expect_err "layer --tol -1" 2 "--tol" "positive" -- layer --tol -1
 expect_err "layer --batch 0" 2 "--batch" -- layer --batch 0
+expect_err "layer --threads 1,0" 2 "--threads" "0 is out of range" -- layer --threads 1,0
+# shellcheck disable=SC2054 # commas are inside option values
+expect_ok "layer --threads 1,2: par_eff against T = 1" "threads 1, 2 (threads bound to cpus" "par_eff" \
+  -- layer --hidden 16 --batch 32 --repeat 2 --rounds 2 --warmup 0 --threads 1,2
 expect_err "gradcheck --backward nope" 2 "'nope'" "all, unroll, implicit" -- gradcheck --backward nope
 expect_err "gradcheck --solver nope" 2 "'nope'" "fp, newton" -- gradcheck --solver nope
 expect_err "gradcheck --tol abc" 2 "--tol" "'abc'" -- gradcheck --tol abc

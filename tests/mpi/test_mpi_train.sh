@@ -24,9 +24,10 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 py=/usr/bin/python3
 fail=0
 
+mpi_map=(--oversubscribe)
 run() { # P, tag, extra args...
   local P=$1 tag=$2; shift 2
-  "$mpiexec" --oversubscribe -np "$P" "$ilbench" train --data "$data" --epochs 1 --test-batches 0 \
+  "$mpiexec" "${mpi_map[@]}" -np "$P" "$ilbench" train --data "$data" --epochs 1 --test-batches 0 \
     --check-sync 1 --log-steps --save-params "$tmp/$tag.params" "$@" >"$tmp/$tag.out" 2>"$tmp/$tag.err" || {
     echo "FAIL: P=$P $tag exited non-zero"; cat "$tmp/$tag.err"; return 1; }
   grep '^global_step=' "$tmp/$tag.out" | sed 's/.* loss=\([^ ]*\).*/\1/' >"$tmp/$tag.loss"
@@ -100,6 +101,40 @@ for sb in "fp unroll" "newton implicit"; do
     fi
   done
 done
+
+# --threads 2 on one rank (the layer's thread team: row shards meeting once per iteration) gives
+# the one-thread run within the same bounds as more ranks, and is reproducible bit for bit. The
+# rank gets two cores of its own (mpirun binds a lone rank to one core otherwise, and that is refused).
+mpi_map=(--map-by slot:PE=2)
+run 1 t2a --max-batches 100 --threads 2 && run 1 t2b --max-batches 100 --threads 2 || fail=1
+mpi_map=(--oversubscribe)
+if "$py" - "$tmp/p1" "$tmp/t2a" <<'PY'
+import sys, numpy as np
+a, b = sys.argv[1], sys.argv[2]
+la, lb = np.loadtxt(a + ".loss"), np.loadtxt(b + ".loss")
+dl = np.max(np.abs(lb - la) / np.abs(la))
+pa = np.fromfile(a + ".params", dtype=np.float32).astype(np.float64)
+pb = np.fromfile(b + ".params", dtype=np.float32).astype(np.float64)
+dp = np.linalg.norm(pb - pa) / np.linalg.norm(pa)
+print(f"  --threads 2: max rel loss diff {dl:.2e}, final params rel L2 diff {dp:.2e}")
+sys.exit(0 if la.shape == lb.shape == (100,) and dl <= 1e-5 and dp <= 1e-5 else 1)
+PY
+then
+  if cmp -s "$tmp/t2a.params" "$tmp/t2b.params" && cmp -s "$tmp/t2a.loss" "$tmp/t2b.loss"; then
+    echo "PASS: --threads 2 matches --threads 1 over 100 steps and repeats bit for bit"
+  else echo "FAIL: two --threads 2 runs differ"; fail=1; fi
+else echo "FAIL: --threads 2 differs from --threads 1"; fail=1; fi
+if ! grep -q '^# threads  *2 (rank 0: threads bound to cpus ' "$tmp/t2a.out"; then
+  echo "FAIL: --threads 2 does not report its binding"; grep '^# threads' "$tmp/t2a.out"; fail=1
+fi
+
+# Two ranks of T = nproc threads cannot have cores of their own here: refused, naming the fix.
+T=$(nproc); ((T >= 2)) || T=2
+if "$mpiexec" --oversubscribe -np 2 "$ilbench" train --data "$data" --max-batches 2 --threads "$T" >"$tmp/bind.out" 2>&1; then
+  echo "FAIL: 2 ranks x $T threads on $(nproc) CPUs accepted"; fail=1
+elif grep -q 'threads would share cores' "$tmp/bind.out" && grep -q 'map-by slot:PE=' "$tmp/bind.out"; then
+  echo "PASS: 2 ranks x $T threads on $(nproc) CPUs refused with the mpirun fix"
+else echo "FAIL: unclear message for oversubscribed threads"; cat "$tmp/bind.out"; fail=1; fi
 
 # More ranks than rows is refused with a clear message.
 if "$mpiexec" --oversubscribe -np 3 "$ilbench" train --data "$data" --batch 2 >"$tmp/small.out" 2>&1; then

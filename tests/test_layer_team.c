@@ -1,0 +1,172 @@
+/* tests/test_layer_team.c: the layer's thread team (core/il_layer_team.c). With
+ * --threads T > 1 every pair must give the one-thread answer up to float64
+ * rounding (shards meet in the stopping test, so iteration counts are equal),
+ * be bitwise reproducible run to run, merge per-row state and diagnostics into
+ * the caller's view, and count the shards' memory. */
+#include "test_util.h"
+#include "test_problem.h"
+
+#include "il_events.h"
+
+static il_backend *be1, *be3; /* one thread; three threads (a team of three shards) */
+
+static int team_setup(void **state) {
+  (void)state;
+  const il_backend_options o1 = {.threads = 1}, o3 = {.threads = 3};
+  if (il_backend_create("cpu", &o1, &be1) != IL_OK || il_backend_create("cpu", &o3, &be3) != IL_OK) return -1;
+  be = be1;
+  return il_arena_init_for(&tspace, be, IL_MEM_WORKSPACE, NULL, 0) == IL_OK ? 0 : -1;
+}
+
+static int team_teardown(void **state) {
+  (void)state;
+  il_arena_destroy(&tspace);
+  il_backend_destroy(be1);
+  il_backend_destroy(be3);
+  return 0;
+}
+
+typedef struct run_out {
+  double *out, *dx, *dW, *row_res;
+  unsigned char *zeroed;
+  il_solve_result fres, bres;
+  il_layer_diag diag;
+  int team;
+  il_memstats mem;
+  il_events ev;
+} run_out;
+
+/* One training step of solver/mode on backend b; C is the output cotangent. */
+static void step(il_backend *b, const il_layer_config *cfg, int n, int B, const double *W, const double *x,
+                 const double *C, int diag, run_out *r) {
+  be = b; /* dev() and host() go through the global instance; the cpu space is plain memory */
+  il_layer L;
+  memset(&r->mem, 0, sizeof r->mem);
+  il_events_reset(&r->ev);
+  r->out = calloc((size_t)B * n, sizeof *r->out);
+  r->dx = calloc((size_t)B * n, sizeof *r->dx);
+  r->dW = calloc((size_t)n * n, sizeof *r->dW);
+  r->row_res = calloc((size_t)B, sizeof *r->row_res);
+  r->zeroed = calloc((size_t)B, 1);
+  assert_ok(layer_create_h(&L, cfg, n, W, &r->mem));
+  assert_ok(il_layer_reserve(&L, B));
+  r->team = L.team != NULL;
+  b->events = &r->ev;
+  L.diag_now = diag;
+  layer_forward_h(&L, B, x, r->out, 1);
+  memcpy(r->row_res, L.row_res, (size_t)B * sizeof *r->row_res);
+  memcpy(r->zeroed, L.zeroed, (size_t)B);
+  layer_backward_h(&L, C, r->dx, r->dW);
+  b->events = NULL;
+  r->fres = L.fres;
+  r->bres = L.bres;
+  r->diag = L.diag;
+  il_layer_destroy(&L);
+  be = be1;
+}
+
+static void run_free(run_out *r) {
+  free(r->out), free(r->dx), free(r->dW), free(r->row_res), free(r->zeroed);
+}
+
+static void compare_pair(const char *solver, const char *mode, int B, int diag) {
+  enum { n = 16 };
+  double W[n * n], *x = malloc(sizeof(double) * (size_t)B * n), *C = malloc(sizeof(double) * (size_t)B * n);
+  make_problem(n, B, 0.9, 1.0, 11, W, x);
+  il_rng r;
+  il_rng_seed(&r, 5);
+  for (int i = 0; i < B * n; i++) C[i] = il_rng_normal(&r);
+  il_layer_config cfg = {.solver = solver, .backward = mode, .tol = 1e-10, .max_iter = 300,
+                         .zero_nonconverged = IL_ZERO_AUTO};
+  run_out a, t, u;
+  step(be1, &cfg, n, B, W, x, C, diag, &a);
+  step(be3, &cfg, n, B, W, x, C, diag, &t);
+  step(be3, &cfg, n, B, W, x, C, diag, &u);
+  print_message("%s/%s B=%d: iters %d vs %d, bwd %d vs %d\n", solver, mode, B, a.fres.iters, t.fres.iters,
+                a.bres.iters, t.bres.iters);
+  assert_false(a.team);
+  assert_true(t.team); /* a batch too small for two shards runs on one shard */
+  assert_int_equal(a.fres.iters, t.fres.iters);
+  assert_int_equal(a.fres.reason, t.fres.reason);
+  assert_int_equal(a.fres.nonconverged_rows, t.fres.nonconverged_rows);
+  assert_int_equal(a.bres.iters, t.bres.iters);
+  assert_allclose(t.out, a.out, (size_t)B * n, 1e-12, 1e-9);
+  assert_allclose(t.dx, a.dx, (size_t)B * n, 1e-12, 1e-9);
+  assert_allclose(t.dW, a.dW, (size_t)n * n, 1e-12, 1e-9);
+  assert_allclose(t.row_res, a.row_res, (size_t)B, 1e-15, 1e-6);
+  assert_memory_equal(t.zeroed, a.zeroed, (size_t)B);
+  assert_true(fabs(t.fres.residual - a.fres.residual) <= 1e-6 * a.fres.residual + 1e-15);
+  /* the same T twice: bitwise */
+  assert_memory_equal(t.out, u.out, sizeof(double) * (size_t)B * n);
+  assert_memory_equal(t.dx, u.dx, sizeof(double) * (size_t)B * n);
+  assert_memory_equal(t.dW, u.dW, sizeof(double) * (size_t)n * n);
+  /* the caller sees the shards' memory and events */
+  assert_true(t.mem.peak_total > 0);
+  assert_true(t.mem.peak[IL_MEM_WORKSPACE] > 0);
+  assert_int_equal(t.ev.ev[IL_EV_FWD_SOLVE].calls, 1);
+  assert_int_equal(t.ev.ev[IL_EV_BWD_SOLVE].calls, 1);
+  assert_true(fabs(t.ev.ev[IL_EV_FWD_SOLVE].flops - a.ev.ev[IL_EV_FWD_SOLVE].flops) <=
+              1e-9 * a.ev.ev[IL_EV_FWD_SOLVE].flops);
+  if (diag) {
+    assert_int_equal(t.diag.rho_samples, a.diag.rho_samples);
+    assert_true(fabs(t.diag.rho_max - a.diag.rho_max) <= 1e-9);
+    assert_true(fabs(t.diag.rho_mean - a.diag.rho_mean) <= 1e-9);
+    assert_true(fabs(t.diag.grad_cos - a.diag.grad_cos) <= 1e-9);
+    assert_true(isfinite(t.diag.grad_relerr));
+  }
+  run_free(&a), run_free(&t), run_free(&u);
+  free(x), free(C);
+}
+
+static void test_team_fp(void **state) {
+  (void)state;
+  compare_pair("fp", "unroll", 37, 0);
+  compare_pair("fp", "implicit", 37, 1);
+  compare_pair("fp", "phantom:3", 30, 0);
+}
+
+static void test_team_newton(void **state) {
+  (void)state;
+  compare_pair("newton", "unroll", 37, 0);
+  compare_pair("newton", "implicit", 37, 1);
+  compare_pair("newton-ls", "implicit", 25, 0);
+}
+
+static void test_team_anderson_broyden(void **state) {
+  (void)state;
+  compare_pair("anderson", "implicit", 37, 0);
+  compare_pair("broyden", "jfb", 37, 0);
+}
+
+/* A batch of 10 rows is below two shards' minimum: one shard, the caller's own layer path. */
+static void test_team_small_batch(void **state) {
+  (void)state;
+  compare_pair("fp", "unroll", 10, 0);
+}
+
+/* Per-sample stopping: no communication; the shards finish at their own iteration. */
+static void test_team_per_sample(void **state) {
+  (void)state;
+  enum { n = 12, B = 40 };
+  double W[n * n], x[B * n], C[B * n];
+  make_problem(n, B, 0.9, 1.0, 3, W, x);
+  for (int i = 0; i < B * n; i++) C[i] = 0.01 * (i % 7);
+  il_layer_config cfg = {.solver = "fp", .backward = "implicit", .tol = 1e-9, .max_iter = 300,
+                         .zero_nonconverged = IL_ZERO_AUTO, .stop_per_sample = 1};
+  run_out a, t;
+  step(be1, &cfg, n, B, W, x, C, 0, &a);
+  step(be3, &cfg, n, B, W, x, C, 0, &t);
+  assert_int_equal(a.fres.iters, t.fres.iters); /* the slowest row decides, wherever it is */
+  assert_allclose(t.out, a.out, (size_t)B * n, 1e-12, 1e-9);
+  assert_allclose(t.dW, a.dW, (size_t)n * n, 1e-12, 1e-9);
+  assert_true(fabs(t.fres.residual - a.fres.residual) <= 1e-6 * a.fres.residual + 1e-15);
+  run_free(&a), run_free(&t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      IL_TEST(test_team_fp),          IL_TEST(test_team_newton),   IL_TEST(test_team_anderson_broyden),
+      IL_TEST(test_team_small_batch), IL_TEST(test_team_per_sample),
+  };
+  return cmocka_run_group_tests(tests, team_setup, team_teardown);
+}
