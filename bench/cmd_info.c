@@ -101,7 +101,8 @@ int il_cmd_info(int argc, char **argv) {
 #endif
 #ifdef IL_HAVE_OPENBLAS_INFO
   printf("BLAS config      OpenBLAS: %s\n", openblas_get_config());
-  printf("threads          BLAS runs single-threaded; --threads T splits GEMM rows and batched LUs over T OpenMP threads\n");
+  printf("threads          BLAS runs single-threaded; --threads T runs the implicit layer on T row shards (one sync per\n"
+         "                 solver iteration) and splits the linear layers' GEMM rows; threads are bound to CPUs of their own\n");
 #endif
   printf("solvers          %s\n", il_solver_names());
   printf("backward modes   %s\n", il_backward_names());

@@ -29,7 +29,7 @@ static const il_cli_spec train_spec_head[] = {
     {"device", 1, "compute backend: cpu, or another that `ilbench info` lists (cpu-guard: a test backend)", "cpu"},
     {"max-batches", 1, "limit training batches per epoch", "all"},
     {"test-batches", 1, "limit test batches per epoch (0: no test)", "all"},
-    {"threads", 1, "threads over GEMM rows and over the batch in batched LU (BLAS itself stays single-threaded)",
+    {"threads", 1, "threads of each rank, bound to CPUs of their own: the implicit layer runs on T row shards that meet once per solver iteration; the linear layers split GEMM rows (BLAS itself stays single-threaded)",
      "1, or SLURM_CPUS_PER_TASK under Slurm"},
     {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: yes for newton, as the seed)", "auto"},
     {"adjoint-refine", 1, "implicit with adjoint-solver lu: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
