@@ -66,7 +66,7 @@ def sig(x):
         return f"{x:.1f}"
     if a >= 1:
         return f"{x:.2f}"
-    return f"{x:.3g}"
+    return f"{x:#.3g}".rstrip(".")   # 0.660, not 0.66
 
 
 def mmm(med, lo, hi, scale=1.0):

@@ -10,8 +10,9 @@
 #   layer (default)  everything above; needs no torch. The training part needs <source dir>/data/mnist:
 #                    without it the test fails, unless ILBENCH_ALLOW_NO_DATA=1, which checks instead
 #                    that the script skips that part with a note.
-#   torch            the bench-vs-torch part (--parts torch): the torch table at threads 1 and 2.
-#                    Exits 77 (skipped) when torch is not importable by /usr/bin/python3; needs MNIST
+#   torch            the bench-vs-torch part (--parts torch): the torch table at threads 1 and 2, and
+#                    a failure of ilbench inside bench-vs-torch failing the step.
+#                    Exits 77 (skipped) when torch is not importable by ${PYTHON:-/usr/bin/python3}; needs MNIST
 #                    as above (without it and with ILBENCH_ALLOW_NO_DATA=1: 77).
 set -u
 ILB=${1:?usage: test_speed_report.sh <ilbench> <source dir> [layer|torch]}
@@ -37,8 +38,9 @@ fi
 check_md() { if grep -Eq -- "$2" "$1"; then ok "$3"; else fail "$3: no line matching /$2/ in $1"; fi; }
 
 if [[ $MODE == torch ]]; then
-  if ! $PY -c 'import torch' >/dev/null 2>&1; then
-    echo "SKIP: torch is not importable by $PY (scripts/install-deps --torch); the torch part is not checked"
+  tpy=${PYTHON:-/usr/bin/python3}   # the interpreter bench-vs-torch and speed-report use for torch
+  if ! "$tpy" -c 'import torch' >/dev/null 2>&1; then
+    echo "SKIP: torch is not importable by $tpy (scripts/install-deps --torch); the torch part is not checked"
     exit 77
   fi
   if ((have_data == 0)); then echo "SKIP: no MNIST in $SRC/data/mnist; the torch part needs it"; exit 77; fi
@@ -55,6 +57,17 @@ if [[ $MODE == torch ]]; then
     [[ -s $tmp/t/torch-t$t.csv ]] && ok "torch-t$t.csv written" || fail "no $tmp/t/torch-t$t.csv"
   done
   check_md "$md" '^scripts/bench-vs-torch --batches 5 --layers fp/unroll,newton/implicit --repeats 1 --threads 2 ' "torch command listed"
+  # ilbench failing inside bench-vs-torch (which carries on with torch's numbers alone): the step fails
+  printf '#!/usr/bin/env bash\nif [[ $1 == train ]]; then echo "ilbench train: error: injected" >&2; exit 1; fi\nexec "%s" "$@"\n' \
+    "$ILB" >"$tmp/ilbench-train-fails"
+  chmod +x "$tmp/ilbench-train-fails"
+  out=$(ILBENCH=$tmp/ilbench-train-fails "$SR" --quick --parts torch --threads 1 --out "$tmp/tf" 2>&1); rc=$?
+  if [[ $rc == 1 && $out == *"step 'torch (bench-vs-torch, threads 1)' failed: no ilbench time"*"injected"* ]]; then
+    ok "ilbench failing inside bench-vs-torch fails the torch step"
+  else
+    fail "ilbench failing inside bench-vs-torch: exit $rc: $out"
+  fi
+  [[ ! -e $tmp/tf/speed.md ]] || fail "speed.md written after the torch step failed"
   ((fails == 0)) || { echo "--- speed-report output:"; cat "$tmp/t.log"; echo "$fails check(s) failed"; exit 1; }
   echo "all torch checks passed"
   exit 0
