@@ -506,6 +506,8 @@ int il_cmd_layer(int argc, char **argv) {
     print_row(stdout, &rows[i], B, c3, 0);
     if (csvf) print_row(csvf, &rows[i], B, c3, 1);
     if (log_view) print_case_events(&rows[i].ev, repeat, rows[i].model_fwd, rows[i].model_bwd);
+  }
+  for (int i = 0; i < nrows; i++) { /* after every row: par_eff reads the 1-thread row's timings */
     free(rows[i].tf);
     free(rows[i].tb);
   }
