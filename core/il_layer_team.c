@@ -108,6 +108,8 @@ static il_status team_allreduce(void *ctx, double *buf, int n, il_reduce_op op) 
   return team_reduce(ctx, buf, n, op);
 }
 
+static void merge_stats(il_layer_team *tm, const il_memstats *before);
+
 int il_layer_team_wanted(const il_backend *be) { return be->threads > 1 && be->ops->host_accessible; }
 
 il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, const il_real *W,
@@ -127,12 +129,20 @@ il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, c
     IL_CHECK(il_arena_alloc_n(&tm->grad[t], L->cell.ntheta, sizeof(il_real), (void **)&tm->dW[t]));
     tm->sc[t] = (shard_ctx){.tm = tm, .t = t};
   }
+  static const il_memstats none[TEAM_MAX];
+  merge_stats(tm, none); /* the shards' dW buffers are the caller's memory from now on */
   return IL_OK;
 }
 
 void il_layer_team_destroy(il_layer *L) {
   il_layer_team *tm = L->team;
   if (!tm) return;
+  il_memstats *p = tm->parent_stats;
+  for (int t = 0; p && t < tm->T; t++) { /* hand back what the shards still hold */
+    for (int c = 0; c < IL_MEM_NCAT; c++) p->current[c] -= tm->st[t].current[c];
+    p->current_total -= tm->st[t].current_total;
+    p->space_current -= tm->st[t].space_current;
+  }
   for (int t = 0; t < tm->T; t++) {
     il_layer_destroy(&tm->L[t]);
     il_arena_destroy(&tm->grad[t]);

@@ -33,6 +33,7 @@ typedef struct run_out {
   il_layer_diag diag;
   int team;
   il_memstats mem;
+  size_t grads_held, left; /* GRADS bytes while the layer lives; bytes still counted after destroy */
   il_events ev;
 } run_out;
 
@@ -61,7 +62,9 @@ static void step(il_backend *b, const il_layer_config *cfg, int n, int B, const 
   r->fres = L.fres;
   r->bres = L.bres;
   r->diag = L.diag;
+  r->grads_held = r->mem.current[IL_MEM_GRADS];
   il_layer_destroy(&L);
+  r->left = r->mem.current_total;
   be = be1;
 }
 
@@ -102,6 +105,9 @@ static void compare_pair(const char *solver, const char *mode, int B, int diag) 
   assert_memory_equal(t.dW, u.dW, sizeof(double) * (size_t)n * n);
   /* the caller sees the shards' memory and events */
   assert_true(t.mem.peak_total > 0);
+  assert_true(t.grads_held >= 3 * sizeof(double) * n * n); /* the shards' dW buffers */
+  assert_int_equal(a.left, 0);
+  assert_int_equal(t.left, 0); /* destroy hands everything back */
   assert_true(t.mem.peak[IL_MEM_WORKSPACE] > 0);
   assert_int_equal(t.ev.ev[IL_EV_FWD_SOLVE].calls, 1);
   assert_int_equal(t.ev.ev[IL_EV_BWD_SOLVE].calls, 1);
