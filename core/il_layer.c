@@ -24,8 +24,9 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
     return IL_ERR(IL_ERR_UNSUPPORTED, "solver '%s' does not support per-sample stopping (use --stop batch)",
                   L->sops->name);
   if (cfg->stop_per_sample && cfg->stop_rel)
-    return IL_ERR(IL_ERR_UNSUPPORTED, "per-sample stopping uses absolute row norms: it cannot be combined with a "
-                                      "relative stop mode");
+    return IL_ERR(IL_ERR_UNSUPPORTED, "per-sample stopping judges each row on its own: it cannot be combined with a "
+                                      "threshold relative to the batch's first residual (rel; relf, relative to each "
+                                      "row's ||f(z)||, can)");
   if (cfg->stop_norm < IL_STOP_FROB || cfg->stop_norm > IL_STOP_MEAN)
     return IL_ERR(IL_ERR_ARG, "stop norm must be frob, max or mean (%d)", cfg->stop_norm);
   if (cfg->stop_per_sample && cfg->stop_norm != IL_STOP_FROB)

@@ -91,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     assert(cli.npositional == 0);
     for (int i = 0; i < nspec; i++) {
       if (!cli.value[i]) continue;
-      assert(points_into(cli.value[i], argv, argc));
+      assert(points_into(cli.value[i], argv, argc) || cli.value[i] == spec[i].def); /* a bare optional */
       if (spec[i].takes_value) assert(cli.value[i][0] != '\0');
       assert(il_cli_has(&cli, spec[i].name));
     }
