@@ -165,7 +165,10 @@
   X(data, "str", 1, "data directory")                                                                                \
   X(run_index, "int", 1, "index of the run within its sweep (0 for train)")                                          \
   X(init_from, "str", 0, "train --init-from FILE: \"fnv1a64:<16 hex digits> <path>\"")                               \
-  X(batch_order, "str", 0, "train --batch-order FILE: as init_from")
+  X(batch_order, "str", 0, "train --batch-order FILE: as init_from")                                                 \
+  X(stop_mode, "str", 0, "abs, rel (tol times the first residual) or relf (rows relative to ||f(z)||); absent: abs")  \
+  X(stop_norm, "str", 0, "frob, max or mean: the norm of fwd_residual over the rows; absent: frob")                   \
+  X(best_rule, "str", 0, "off, batch or sample: the lowest-residual iterate returned; absent: batch if best, else off")
 
 /* C types of the column types */
 #define IL_CT_I32 int32_t
