@@ -8,7 +8,8 @@
  * file is simply one argument per line, e.g. "--solver\nnewton\n--tol=1e-3\n".
  * Properties checked besides "no crash, no sanitizer report":
  *   - a failure records a non-empty message;
- *   - after a successful parse, every given value points into argv (or is the flag value "1"),
+ *   - after a successful parse, every given value points into argv (or is the flag value "1", or
+ *     the def of an optional-value option given bare),
  *     and options that take a value never get an empty one;
  *   - suggestion and hint buffers are always NUL-terminated within their capacity. */
 #include <assert.h>
