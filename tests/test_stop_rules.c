@@ -294,6 +294,8 @@ static void test_layer_validation(void **state) {
       {{.solver = "fp", .backward = "implicit", .tol = 1e-6, .stop_per_sample = 1, .stop_norm = IL_STOP_MAX},
        IL_ERR_UNSUPPORTED, "per-sample"},
       {{.solver = "fp", .backward = "implicit", .tol = 1e-6, .stop_rel = 1, .stop_relf = 1}, IL_ERR_ARG, "relf"},
+      {{.solver = "fp", .backward = "implicit", .tol = 1e-6, .stop_per_sample = 1, .stop_rel = 1}, IL_ERR_UNSUPPORTED,
+       "first residual"},
       {{.solver = "fp", .backward = "implicit", .tol = 1e-6, .stop_norm = 3}, IL_ERR_ARG, "stop norm"},
       {{.solver = "fp", .backward = "implicit", .tol = 1e-6, .keep_best = 3}, IL_ERR_ARG, "best-iterate"},
       {{.solver = "fp", .backward = "unroll", .tol = 1e-6, .keep_best = IL_BEST_SAMPLE}, IL_ERR_UNSUPPORTED,
