@@ -484,6 +484,35 @@ def check_run_config(rep, g, loc):
     return cfg
 
 
+# Stop rules (SCHEMA.md, "Stop rules"): optional string attributes and their values. A run without
+# them is read as stop_mode "abs", stop_norm "frob", best_rule from `best`; stop_mode "rel" keeps its
+# meaning (relative to the first residual) in every file.
+STOP_RULES = {"stop_mode": ("abs", "rel", "relf"), "stop_norm": ("frob", "max", "mean"),
+              "best_rule": ("off", "batch", "sample")}
+
+
+def check_stop_rules(rep, g, loc):
+    """stop_mode, stop_norm and best_rule where present: strings (else an error), of the documented
+    values, consistent with `best` and `stop` (else warnings)."""
+    vals = {}
+    for key, allowed in STOP_RULES.items():
+        if key not in g.attrs:
+            continue
+        v = check_typed_attr(rep, g, loc, key, "str", "configuration attribute")
+        if v is None:
+            continue
+        v = vals[key] = v.rstrip("\0")
+        if v not in allowed:
+            rep.warn(loc, f"{key} {v!r} is not one of {', '.join(allowed)}")
+    best = g.attrs.get("best")
+    if "best_rule" in vals and best is not None and np.ndim(best) == 0:
+        if bool(np.asarray(best).item()) != (vals["best_rule"] != "off"):
+            rep.warn(loc, f"best is {np.asarray(best).item()} but best_rule is {vals['best_rule']!r}")
+    stop = g.attrs.get("stop")
+    if vals.get("stop_norm", "frob") != "frob" and stop is not None and text(stop).rstrip("\0") == "sample":
+        rep.warn(loc, f"stop_norm {vals['stop_norm']!r} with stop 'sample': the norm applies to batch stopping only")
+
+
 def check_run_status(rep, g, loc, status, started, has_ranks):
     """What the Status table says each status has: `finished`, `ranks` and
     `peak_bytes_*` are present for completed runs, `finished` and `ranks` for
@@ -874,6 +903,7 @@ def check_run(rep, run_id, g, root_world, version=SCHEMA_VERSION):
     status, started = guarded(rep, loc, "cannot check the run's attributes",
                               check_run_writer_attrs, rep, g, loc, default=(None, None))
     cfg = guarded(rep, loc, "cannot check the run's configuration", check_run_config, rep, g, loc, default={})
+    guarded(rep, loc, "cannot check the run's stop rules", check_stop_rules, rep, g, loc)
     has_ranks = has_link(g, "ranks")
     guarded(rep, loc, "cannot check the run's status", check_run_status, rep, g, loc, status, started, has_ranks)
 

@@ -16,6 +16,10 @@ run has none, `name` decoded to str; see `event_totals`) and the file's root
 attributes (`software_version`, `host`, `root_attrs`) and its major
 `schema_version`.
 
+Stop-rule attributes an older run lacks (stop_mode, stop_norm, best_rule) are
+filled in as that run meant them (`stop_rule_defaults`: abs, frob, and batch
+or off from `best`); values present are kept as they are.
+
 Version 1 and 2 files are migrated to version 3 names as they load
 (`migrate`): t_forward ... t_test become forward_s ... test_s, steps get
 global_step, epochs get their phase times (sums over their steps) and ranks.
@@ -158,6 +162,24 @@ def decode_attrs(obj):
         except (OSError, TypeError, ValueError):
             continue
     return out
+
+
+# Stop-rule attributes newer than the first files (SCHEMA.md, "Stop rules"). A run that lacks one
+# was written while it had a single value, and reads as that value; a value present is kept as it
+# is (stop_mode "rel" stays relative to the first residual, PETSc's rtol).
+STOP_RULE_DEFAULTS = {"stop_mode": "abs", "stop_norm": "frob"}
+
+
+def stop_rule_defaults(attrs):
+    """attrs (a run's decoded attributes) with the stop-rule keys an older file lacks filled in
+    as that file meant them: stop_mode "abs", stop_norm "frob" (the batch's Frobenius norm, the
+    norm of its fwd_residual), best_rule "batch" where the int `best` is 1, else "off".
+    Returns attrs."""
+    for k, v in STOP_RULE_DEFAULTS.items():
+        attrs.setdefault(k, v)
+    if "best_rule" not in attrs:
+        attrs["best_rule"] = "batch" if attrs.get("best") else "off"
+    return attrs
 
 
 @dataclass
@@ -330,7 +352,7 @@ def load_runs(path) -> list:
                 g = runs_group[run_id]
                 if not isinstance(g, h5py.Group):
                     continue  # unknown member of /runs: ignore
-                attrs = decode_attrs(g)
+                attrs = stop_rule_defaults(decode_attrs(g))
                 epochs, steps, ranks = migrate(version, _read_table(g, "epochs", _EPOCH_DTYPE),
                                                _read_table(g, "steps", _STEP_DTYPE),
                                                _read_table(g, "ranks", None), attrs)

@@ -70,7 +70,7 @@
   X(loss, F64, "%.9g", "nats", 1, "mean loss over the global batch")                                                 \
   X(err, F64, "%.4f", "fraction", 1, "fraction of the global batch misclassified")                                   \
   X(fwd_iters, I32, "%d", "iterations", 1, "forward solver iterations: map evaluations for fp, anderson and broyden; Newton steps for newton and newton-ls (line-search maps not counted)") \
-  X(fwd_residual, F64, "%.6g", "", 1, "final value of the forward stopping test's norm")                             \
+  X(fwd_residual, F64, "%.6g", "", 1, "final value of the forward stopping test's norm (the run's stop_norm, stop_mode)") \
   X(fwd_reason, REASON, "%s", "enum", 1, "why the forward solve stopped (an il_reason name; see Reasons)")            \
   X(bwd_iters, I32, "%d", "iterations", 1, "backward iterations, max over ranks: unroll the forward's count; implicit with lu 1 + refinement steps, with fp/anderson/gmres the vjps (GEMMs) of the adjoint solve; phantom:K K; jfb 1") \
   X(bwd_residual, F64, "%.3g", "", 1, "relative residual ‖∂L/∂z* − (I − ∂f/∂z)ᵀu‖ / ‖∂L/∂z*‖ of the implicit adjoint solve, max over ranks; 0 for unroll, NaN for phantom/jfb (no system is solved)") \
@@ -165,7 +165,10 @@
   X(data, "str", 1, "data directory")                                                                                \
   X(run_index, "int", 1, "index of the run within its sweep (0 for train)")                                          \
   X(init_from, "str", 0, "train --init-from FILE: \"fnv1a64:<16 hex digits> <path>\"")                               \
-  X(batch_order, "str", 0, "train --batch-order FILE: as init_from")
+  X(batch_order, "str", 0, "train --batch-order FILE: as init_from")                                                 \
+  X(stop_mode, "str", 0, "abs, rel (tol times the first residual) or relf (rows relative to ||f(z)||); absent: abs")  \
+  X(stop_norm, "str", 0, "frob, max or mean: the norm of fwd_residual over the rows; absent: frob")                   \
+  X(best_rule, "str", 0, "off, batch or sample: the lowest-residual iterate returned; absent: batch if best, else off")
 
 /* C types of the column types */
 #define IL_CT_I32 int32_t

@@ -148,7 +148,9 @@ static void print_config(const train_opts *o, const il_model *m, size_t est, con
   printf("\n# %-18s %ld\n", "seed", o->seed);
   printf("# %-18s %s\n", "zero_nonconverged", m->layer.zero_rows ? "yes" : "no");
   if (strcmp(o->backward, "implicit") == 0) printf("# %-18s %ld\n", "adjoint_refine", o->refine);
-  printf("# %-18s %s (divtol %g%s)\n", "stop_mode", o->stop_mode, o->divtol, o->best ? ", lowest-residual iterate" : "");
+  printf("# %-18s %s (divtol %g%s%s%s)\n", "stop_mode", o->stop_mode, o->divtol,
+         o->best == IL_BEST_SAMPLE ? ", each row's lowest-residual iterate" : o->best ? ", lowest-residual iterate" : "",
+         strcmp(o->stop_norm, "frob") != 0 ? ", norm " : "", strcmp(o->stop_norm, "frob") != 0 ? o->stop_norm : "");
   if (o->opts_text[0]) printf("# %-18s %s\n", "options", o->opts_text);
   printf("# %-18s %s\n", "sech2", o->sech2);
   if (o->diag) printf("# %-18s every %ld steps\n", "diag", o->diag);
@@ -207,12 +209,15 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_i(ri, "adjoint_refine", o->refine));
   IL_CHECK(il_run_attr_s(ri, "stop_mode", o->stop_mode));
   IL_CHECK(il_run_attr_d(ri, "divtol", o->divtol));
-  IL_CHECK(il_run_attr_i(ri, "best", o->best));
+  IL_CHECK(il_run_attr_i(ri, "best", o->best != IL_BEST_OFF));
   IL_CHECK(il_run_attr_s(ri, "sech2", o->sech2));
   IL_CHECK(il_run_attr_i(ri, "diag", o->diag));
   IL_CHECK(il_run_attr_s(ri, "options", o->opts_text));
   IL_CHECK(il_run_attr_s(ri, "allreduce", "mpi"));
   IL_CHECK(il_run_attr_i(ri, "parameters", (int64_t)m->nparams));
+  /* the stopping norm fwd_residual is measured in, and which lowest-residual iterate is returned */
+  IL_CHECK(il_run_attr_s(ri, "stop_norm", o->stop_norm));
+  IL_CHECK(il_run_attr_s(ri, "best_rule", o->best_rule));
   if (o->inject_nan_rank >= 0) {
     char inj[64];
     snprintf(inj, sizeof inj, "%ld:%ld", o->inject_nan_rank, o->inject_nan_step);

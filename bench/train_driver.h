@@ -35,7 +35,9 @@ typedef struct il_train_opts {
   /* solver zoo and diagnostics */
   const char *stop_mode, *sech2;
   double divtol;
-  int best;
+  int best;                /* il_best_rule of --best */
+  const char *best_rule;   /* "off", "batch", "sample" */
+  const char *stop_norm;   /* --stop-norm: "frob", "max", "mean" */
   long diag;               /* measure diagnostics every diag steps (0: never) */
   il_options lopts;        /* per-solver / per-backward options (--anderson-m ...) */
   char opts_text[512];     /* "key=value,..." as recorded in the results */

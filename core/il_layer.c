@@ -24,8 +24,19 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
     return IL_ERR(IL_ERR_UNSUPPORTED, "solver '%s' does not support per-sample stopping (use --stop batch)",
                   L->sops->name);
   if (cfg->stop_per_sample && cfg->stop_rel)
-    return IL_ERR(IL_ERR_UNSUPPORTED, "per-sample stopping uses absolute row norms: it cannot be combined with a "
-                                      "relative stop mode");
+    return IL_ERR(IL_ERR_UNSUPPORTED, "per-sample stopping judges each row on its own: it cannot be combined with a "
+                                      "threshold relative to the batch's first residual (rel; relf, relative to each "
+                                      "row's ||f(z)||, can)");
+  if (cfg->stop_norm < IL_STOP_FROB || cfg->stop_norm > IL_STOP_MEAN)
+    return IL_ERR(IL_ERR_ARG, "stop norm must be frob, max or mean (%d)", cfg->stop_norm);
+  if (cfg->stop_per_sample && cfg->stop_norm != IL_STOP_FROB)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "the %s norm reduces the batch's rows for batch stopping: per-sample "
+                  "stopping judges each row on its own (use --stop batch)", il_stop_norm_name(cfg->stop_norm));
+  if (cfg->stop_rel && cfg->stop_relf)
+    return IL_ERR(IL_ERR_ARG, "relative to the first residual (rel) and to ||f(z)|| (relf) are two stop modes: "
+                              "choose one");
+  if (cfg->keep_best < IL_BEST_OFF || cfg->keep_best > IL_BEST_SAMPLE)
+    return IL_ERR(IL_ERR_ARG, "best-iterate rule must be off, batch or sample (%d)", cfg->keep_best);
   if (cfg->keep_best && L->bops->needs_tape)
     return IL_ERR(IL_ERR_UNSUPPORTED, "returning the lowest-residual iterate is not supported with backward '%s': "
                                       "the tape ends at the last iterate", L->bops->name);
@@ -185,7 +196,8 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
                          .saved = taped ? &L->saved : NULL, .hsaved = taped ? &L->hsaved : NULL,
                          .keep = (train && L->keep_lu) ? &L->saved : NULL, .reduce = L->prob.reduce,
                          .per_sample = L->cfg.stop_per_sample, .stop_rel = L->cfg.stop_rel,
-                         .divtol = L->cfg.divtol, .keep_best = L->cfg.keep_best, .diag = L->diag_now};
+                         .divtol = L->cfg.divtol, .keep_best = L->cfg.keep_best, .diag = L->diag_now,
+                         .stop_norm = L->cfg.stop_norm, .stop_relf = L->cfg.stop_relf};
   IL_CHECK(il_arena_calloc(&L->saved, len, sizeof *L->zstar, (void **)&L->zstar));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));

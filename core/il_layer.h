@@ -106,7 +106,10 @@ typedef struct il_layer_config {
   int stop_per_sample;  /* 0: batch norm (the seed), 1: each row on its own (see il_problem) */
   int stop_rel;         /* 1: tol is relative to the first residual (--stop-mode rel) */
   double divtol;        /* > 0: diverged when residual > divtol * first residual; 0: off */
-  int keep_best;        /* 1: an unconverged solve returns its lowest-residual iterate */
+  int keep_best;        /* il_best_rule: 1 (batch) an unconverged solve returns its lowest-residual iterate;
+                           2 (sample) each row returns its own lowest-residual iterate (TorchDEQ) */
+  int stop_norm;        /* il_stop_norm_kind: how batch stopping reduces the rows (0: Frobenius, the seed) */
+  int stop_relf;        /* 1: each row's residual relative to ||f(z_b)|| (--stop-mode relf, TorchDEQ's rel) */
   int sech2_seed;       /* 1: Newton's Jacobian uses the seed's 1/cosh^2 (see cell_tanh.c) */
   il_options *opts;     /* solver/backward options; unknown keys are errors */
 } il_layer_config;

@@ -822,6 +822,64 @@ def test_loader_reads_events(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# Stop rules: stop_mode, stop_norm, best_rule (optional; older files lack some)
+# ---------------------------------------------------------------------------
+
+def load_module_ir():
+    spec = importlib.util.spec_from_file_location("ilbench_results", ROOT / "analysis" / "ilbench_results.py")
+    ir = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ir)
+    return ir
+
+
+def test_stop_rules_of_older_files_read_as_meant(tmp_path):
+    # r0: a file from before stop_norm and best_rule, with stop_mode rel (PETSc's rtol) and --best;
+    # r1: from before stop_mode existed at all. Both are valid and read as they were meant.
+    path = make_valid(tmp_path / "old.h5", statuses=("completed", "completed"))
+    with h5py.File(path, "r+") as f:
+        f["runs/r0"].attrs["stop_mode"] = s("rel")
+        f["runs/r0"].attrs["best"] = np.int64(1)
+    errors, warnings = cs.check_file(str(path))
+    assert errors == [] and warnings == []
+    runs = {r.run_id: r for r in load_module_ir().load_runs(path)}
+    a, b = runs["r0"].attrs, runs["r1"].attrs
+    assert (a["stop_mode"], a["stop_norm"], a["best_rule"], a["best"]) == ("rel", "frob", "batch", 1)
+    assert (b["stop_mode"], b["stop_norm"], b["best_rule"]) == ("abs", "frob", "off")
+
+
+def test_stop_rules_of_new_files_are_kept(tmp_path):
+    path = make_valid(tmp_path / "new.h5")
+    with h5py.File(path, "r+") as f:
+        g = f["runs"][RUN]
+        for k, v in (("stop_mode", "relf"), ("stop_norm", "max"), ("best_rule", "sample")):
+            g.attrs[k] = s(v)
+        g.attrs["best"] = np.int64(1)
+    errors, warnings = cs.check_file(str(path))
+    assert errors == [] and warnings == []
+    a = load_module_ir().load_runs(path)[0].attrs
+    assert (a["stop_mode"], a["stop_norm"], a["best_rule"]) == ("relf", "max", "sample")
+
+
+@pytest.mark.parametrize("attrs, kind, words", [
+    ({"stop_norm": s("l2")}, "warning", ("stop_norm", "'l2'", "frob, max, mean")),
+    ({"stop_mode": s("relative")}, "warning", ("stop_mode", "'relative'")),
+    ({"best_rule": s("rows")}, "warning", ("best_rule", "'rows'")),
+    ({"stop_norm": np.int64(1)}, "error", ("stop_norm", "expected a scalar string")),
+    ({"best": np.int64(0), "best_rule": s("sample")}, "warning", ("best is 0", "'sample'")),
+    ({"stop": s("sample"), "stop_norm": s("max")}, "warning", ("stop_norm 'max'", "stop 'sample'")),
+])
+def test_stop_rule_values_are_checked(valid, attrs, kind, words):
+    def fn(f):
+        for k, v in attrs.items():
+            f["runs"][RUN].attrs[k] = v
+    errors, warnings = mutate(valid, fn)
+    msgs = errors if kind == "error" else warnings
+    assert has(msgs, *words), (errors, warnings)
+    if kind == "warning":
+        assert errors == []
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
