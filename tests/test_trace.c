@@ -28,8 +28,10 @@ static il_trace copy_trace(const il_trace *t) {
   il_trace c = *t;
   c.res = malloc(sizeof(double) * (size_t)(t->n + 1));
   c.iter = malloc(sizeof(int) * (size_t)(t->n + 1));
-  memcpy(c.res, t->res, sizeof(double) * (size_t)t->n);
-  memcpy(c.iter, t->iter, sizeof(int) * (size_t)t->n);
+  if (t->n > 0) {
+    memcpy(c.res, t->res, sizeof(double) * (size_t)t->n);
+    memcpy(c.iter, t->iter, sizeof(int) * (size_t)t->n);
+  }
   return c;
 }
 
