@@ -338,6 +338,7 @@ static const struct {
     {"checkpoint-every", "N"}, {"resume", "FILE[:RUN]"},   {"eval-tol", "TOL"},        {"eval-max-iter", "N"},
     {"rounds", "N"},          {"csv", "FILE"},
     {"best", "RULE"},
+    {"trace", "N"},
 };
 
 const char *il_cli_metavar(const il_cli_spec *spec) {

@@ -1,6 +1,7 @@
 /* bench/train_options.c: the options of one training run (`train`, and each point
  * of `sweep`): their table, strict parsing, and the implicit-layer configuration
  * they make. Nothing here touches MPI or data; bench/train_driver.c runs the result. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ static const il_cli_spec train_spec_head[] = {
                  "backward (NaN where cosh overflows, |a| > 89.4 in float32)", "stable"},
     {"diag", 1, "every N steps measure spectral radius, LU condition, gradient vs exact IFT (0: never)", "0"},
     {"log-view", 0, "print the run's events table at the end (time, calls, FLOPs per event, as PETSc's -log_view)", NULL},
+    {"trace", 1, "every N training steps record the residual of every forward and backward iteration in the --out "
+                 "file's trace table (analysis/SCHEMA.md; report.py draws convergence.png from it)", "off"},
 };
 /* then the per-solver / per-backward options, from the registries' declarations (il_option_decl) */
 static const il_cli_spec train_spec_tail[] = {
@@ -220,6 +223,18 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
                                                                                                        : IL_BEST_OFF;
   IL_CHECK(il_cli_choice(cli, "sech2", "stable", "stable|seed", &o->sech2));
   IL_CHECK(il_cli_int(cli, "diag", 0, 0, 1L << 40, &o->diag));
+  o->trace = 0;
+  if (il_cli_has(cli, "trace")) {
+    const char *v = il_cli_get(cli, "trace", "");
+    if (il_parse_int(v, "--trace", 1, INT32_MAX, &o->trace) != IL_OK) {
+      il_error_clear();
+      return IL_ERR(IL_ERR_ARG, "--trace N: N must be a positive integer, the step interval (every N-th training "
+                    "step is traced), got '%s'", v);
+    }
+    if (!il_cli_get(cli, "out", NULL) && !il_cli_get(cli, "resume", NULL)) /* train --resume FILE is an --out */
+      return IL_ERR(IL_ERR_ARG, "--trace needs --out FILE: the residuals are written to the results file's trace "
+                    "table");
+  }
   il_options_init(&o->lopts);
   o->opts_text[0] = '\0';
   const char *const *flags = il_train_layer_option_flags();

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_backend *be, int n, const il_real *W,
@@ -102,6 +103,25 @@ size_t il_layer_ws_bytes(const il_layer *L, int B) {
   return (fwd > bwd ? fwd : bwd) + 2 * len; /* + the diagnostics' f(z*) and margin */
 }
 
+il_status il_layer_trace_init(il_layer *L) {
+  if (L->team) return il_layer_team_trace_init(L);
+  if (L->trace_mem) return IL_OK;
+  const int fcap = L->cfg.max_iter + 1; /* Newton checks its start as well */
+  int bcap = 0;
+  L->btrace_solver = NULL;
+  if (L->bops->trace_info) bcap = L->bops->trace_info(L->bstate, L->cfg.max_iter, L->cfg.adjoint_refine,
+                                                      &L->btrace_solver);
+  const size_t total = (size_t)fcap + (size_t)bcap;
+  char *mem = malloc(total * (sizeof(double) + sizeof(int)));
+  if (!mem) return IL_ERR(IL_ERR_NOMEM, "layer: cannot allocate the residual traces (%zu entries)", total);
+  L->trace_mem = mem;
+  double *res = (double *)(void *)mem;
+  int *it = (int *)(void *)(res + total);
+  L->ftrace = (il_trace){.res = res, .iter = it, .cap = fcap};
+  L->btrace = (il_trace){.res = res + fcap, .iter = it + fcap, .cap = bcap};
+  return IL_OK;
+}
+
 il_status il_layer_reserve(il_layer *L, int max_B) {
   if (max_B <= 0) return IL_ERR(IL_ERR_ARG, "layer reserve: batch must be positive, got %d", max_B);
   if (L->team) return il_layer_team_reserve(L, max_B);
@@ -190,6 +210,8 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
                             .preact_max = NAN};
   L->bwd_nan_iter = -1;
   const int taped = train && L->bops->needs_tape;
+  const int traced = train && L->trace_now && L->trace_mem; /* --trace: this step's residuals */
+  L->ftrace.n = L->ftrace.lost = L->btrace.n = L->btrace.lost = 0;
   L->prob = (il_problem){.cell = &L->cell, .be = be, .B = B, .x = x, .z0 = z0,
                          .tol = train ? L->cfg.tol : L->cfg.eval_tol,
                          .max_iter = train ? L->cfg.max_iter : L->cfg.eval_max_iter, .ws = &L->ws, .hws = &L->hws,
@@ -197,7 +219,8 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
                          .keep = (train && L->keep_lu) ? &L->saved : NULL, .reduce = L->prob.reduce,
                          .per_sample = L->cfg.stop_per_sample, .stop_rel = L->cfg.stop_rel,
                          .divtol = L->cfg.divtol, .keep_best = L->cfg.keep_best, .diag = L->diag_now,
-                         .stop_norm = L->cfg.stop_norm, .stop_relf = L->cfg.stop_relf};
+                         .stop_norm = L->cfg.stop_norm, .stop_relf = L->cfg.stop_relf,
+                         .trace = traced ? &L->ftrace : NULL};
   IL_CHECK(il_arena_calloc(&L->saved, len, sizeof *L->zstar, (void **)&L->zstar));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));
@@ -221,7 +244,8 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
                         .hzeroed = L->zeroed, .ws = &L->ws, .hws = &L->hws, .saved = train ? &L->saved : NULL,
                         .hsaved = train ? &L->hsaved : NULL, .reduce = L->prob.reduce, .lu = lu,
                         .diag = L->diag_now, .adjoint_refine = L->cfg.adjoint_refine, .fwd_iters = L->fres.iters,
-                        .sops = L->sops, .sstate = L->sstate, .fprob = &L->prob};
+                        .sops = L->sops, .sstate = L->sstate, .fprob = &L->prob,
+                        .trace = traced && L->btrace.cap ? &L->btrace : NULL};
   IL_CHECK(L->bops->finish_forward(L->bstate, &L->adj, out));
   if (nzero) /* a zeroed row is a constant 0 output, whatever the mode re-engages */
     IL_CHECK(IL_BE(be, row_fill, B, n, L->zeroed_d, 1, 0, out));
@@ -321,4 +345,6 @@ void il_layer_destroy(il_layer *L) {
   il_arena_destroy(&L->hsaved);
   il_arena_destroy(&L->ws);
   il_arena_destroy(&L->hws);
+  free(L->trace_mem);
+  L->trace_mem = NULL;
 }

@@ -34,6 +34,7 @@ typedef struct il_adjoint {
   const struct il_solver_ops *sops;
   void *sstate;
   const il_problem *fprob;
+  il_trace *trace;               /* non-NULL: record the backward's residuals here (--trace) */
 } il_adjoint;
 
 typedef struct il_backward_ops {
@@ -55,6 +56,10 @@ typedef struct il_backward_ops {
   /* The options it consumes, with help and defaults (the CLI builds its flags from these);
    * NULL-terminated (key == NULL), or NULL for none. */
   const il_option_decl *options;
+  /* Optional (--trace): the most residuals one backward records into a->trace, and in *solver
+   * the name of what iterates ("unroll", or the adjoint solver). NULL: it records none (it
+   * solves no system: phantom, jfb). */
+  int (*trace_info)(void *state, int fwd_max_iter, int adjoint_refine, const char **solver);
 } il_backward_ops;
 
 #define il_backward_find IL_P(il_backward_find)
@@ -144,6 +149,12 @@ struct il_layer {
   il_layer_diag diag;
   double diag_cmp[4];    /* with diag_now: the mode's gradient against the exact one (backend compare) */
   il_layer_team *team;   /* NULL: the ops thread themselves (or one thread) */
+  /* --trace (il_layer_trace_init): with trace_now set by the caller, a training forward and its
+   * backward record every residual they check (host memory, sized once) */
+  int trace_now;
+  il_trace ftrace, btrace;
+  const char *btrace_solver; /* what the backward iterates ("unroll", "lu", ...), NULL: nothing */
+  void *trace_mem;           /* the traces' arrays (with a team, shard 0's arrays are shown instead) */
 };
 
 #define il_layer_create IL_P(il_layer_create)
@@ -162,6 +173,11 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
 /* dout (B, n) -> dx (B, n) += ..., dW (n, n) += ... (space tensors) */
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW);
 void il_layer_destroy(il_layer *L);
+#define il_layer_trace_init IL_P(il_layer_trace_init)
+/* Room for the residual traces (--trace): forward max_iter + 1 checks (Newton also checks its
+ * start), and what the backward mode's trace_info says. With a thread team every shard records
+ * (their reductions meet) and L's traces show shard 0's: the batch residual is the same in all. */
+il_status il_layer_trace_init(il_layer *L);
 #define il_layer_ws_bytes IL_P(il_layer_ws_bytes)
 #define il_layer_reserve IL_P(il_layer_reserve)
 /* Space workspace bytes a forward + backward at batch B takes (upper bound). */

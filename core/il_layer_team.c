@@ -299,6 +299,7 @@ static void fwd_shard(il_layer *L, int t, void *arg) {
   const size_t off = (size_t)tm->r0[t] * L->cell.n;
   il_layer *Ls = &tm->L[t];
   Ls->diag_now = L->diag_now;
+  Ls->trace_now = L->trace_now;
   tm->status[t] = il_layer_forward_from(Ls, tm->r0[t + 1] - tm->r0[t], a->x + off, a->z0 ? a->z0 + off : NULL,
                                         a->out + off, a->train);
   if (tm->status[t] != IL_OK) atomic_store(&tm->abort, 1);
@@ -346,6 +347,8 @@ il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_r
   L->diag.rho_samples = rho_n;
   L->diag.rho_mean = rho_n ? rho_sum / rho_n : NAN;
   L->fres = merge_result(L, r, S);
+  L->ftrace = tm->L[0].ftrace; /* --trace: shard 0's stand for the batch (its residuals are the team's) */
+  L->btrace = tm->L[0].btrace;
   return IL_OK;
 }
 
@@ -399,5 +402,15 @@ il_status il_layer_team_backward(il_layer *L, const il_real *dout, il_real *dx, 
   }
   L->bres = merge_result(L, r, S);
   if (L->diag_now) il_layer_grad_diag(L, cmp);
+  L->btrace = tm->L[0].btrace;
+  return IL_OK;
+}
+
+il_status il_layer_team_trace_init(il_layer *L) {
+  il_layer_team *tm = L->team;
+  for (int t = 0; t < tm->T; t++) IL_CHECK(il_layer_trace_init(&tm->L[t]));
+  L->btrace_solver = tm->L[0].btrace_solver;
+  L->ftrace = tm->L[0].ftrace;
+  L->btrace = tm->L[0].btrace;
   return IL_OK;
 }

@@ -44,6 +44,24 @@ typedef struct il_reducer {
   void *ctx;
 } il_reducer;
 
+/* The residuals one solve checked, in host memory (--trace). Sized before the solve
+ * and never grown inside it: a check that finds it full only counts in `lost`. */
+typedef struct il_trace {
+  int *iter;   /* (cap) the solve's iteration count when the residual was checked */
+  double *res; /* (cap) that residual, the norm the solve's stopping test uses */
+  int n, cap;
+  int lost;    /* checks that found it full (0 when sized right) */
+} il_trace;
+static inline void il_trace_add(il_trace *t, int iter, double res) {
+  if (!t) return;
+  if (t->n >= t->cap) {
+    t->lost++;
+    return;
+  }
+  t->iter[t->n] = iter;
+  t->res[t->n++] = res;
+}
+
 /* One batch to solve. Tensors (x, z0, the solvers' iterates) live in be's
  * space and are touched only through its ops; per-row scalars and flags that
  * steer control flow live in host arenas. */
@@ -73,6 +91,7 @@ typedef struct il_problem {
   int stop_norm;      /* il_stop_norm_kind: IL_STOP_FROB (0, the seed), IL_STOP_MAX, IL_STOP_MEAN */
   int stop_relf;      /* 1: a row's value is ||z_b - f_b|| / (||f_b|| + 1e-9), TorchDEQ's rel */
   int diag;           /* 1: fill cond_max (condition estimates of every LU) */
+  il_trace *trace;    /* non-NULL: il_stop_judge appends every residual it checks here */
 } il_problem;
 
 /* The batch residual from the rows' values v_b (il_stop_row), over every row of every process:
@@ -135,6 +154,7 @@ typedef struct il_solver_ops {
 #define il_stop_norm IL_P(il_stop_norm)
 #define il_stop_local IL_P(il_stop_local)
 #define il_stop_norm_name IL_P(il_stop_norm_name)
+#define il_trace_vec IL_P(il_trace_vec)
 #define il_best_init IL_P(il_best_init)
 #define il_best_offer IL_P(il_best_offer)
 #define il_best_restore IL_P(il_best_restore)
@@ -171,8 +191,13 @@ void il_stop_begin(il_stop *st, il_solve_result *res);
  * non-finite (res->nonfinite_iter = iter), converged (err < tol_abs), or
  * diverged (err > divtol * r0). Max-iter is the caller's loop bound. */
 int il_stop_check(il_stop *st, const il_problem *p, double err, int iter, il_solve_result *res);
-/* The same with convergence decided by the caller (per-sample stopping: every row below tol). */
+/* The same with convergence decided by the caller (per-sample stopping: every row below tol).
+ * With p->trace, err is appended there with res->iters as its iteration. */
 int il_stop_judge(il_stop *st, const il_problem *p, double err, int converged, int iter, il_solve_result *res);
+/* With p->trace: append the batch norm of v (B, n), reduced over processes as the stopping test
+ * is (local with per-sample stopping), as iteration iter. Unrolled backward records its cotangents
+ * with it. A sync point; nothing happens without p->trace. */
+il_status il_trace_vec(const il_problem *p, const il_real *v, int iter);
 
 /* One row's value of the stopping test from r2 = ||z_b - f_b||^2 and f2 = ||f_b||^2 (read only
  * with p->stop_relf): ||z_b - f_b||, or with stop_relf ||z_b - f_b|| / (||f_b|| + 1e-9). */

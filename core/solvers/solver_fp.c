@@ -187,6 +187,7 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
     for (int k = end - 1; k >= k0; k--) {
       il_real *out = k > k0 ? U + (size_t)(k - 1 - k0) * len : carry, *u = U + (size_t)(k - k0) * len;
       const unsigned char *mv = st->moved ? st->moved[k] : NULL;
+      IL_CHECK(il_trace_vec(p, u, st->K - k)); /* --trace: dL/dz_{k+1}, entering replayed step K - k */
       if (mv) { /* a frozen row is the identity at this step: its cotangent passes through untouched */
         IL_CHECK(IL_BE(be, row_select, B, n, mv, 0, u, keep));
         IL_CHECK(IL_BE(be, row_fill, B, n, mv, 0, 0, u));

@@ -279,6 +279,7 @@ static il_status newton_unroll_backward(void *state, const il_problem *p, const 
   st->nan_step = -1;
   for (int k = st->K - 1; k >= 0; k--) {
     const newton_step *t = &st->tape[k];
+    IL_CHECK(il_trace_vec(p, u, st->K - k)); /* --trace: dL/dz_{k+1}, entering replayed step K - k */
     IL_CHECK(IL_BE(be, row_lincomb, B, n, 1, t->alpha, u, 0, NULL, w)); /* w = a u */
     IL_CHECK(il_lu_solve(be, 1, &t->lu, w));                        /* w = J^{-T} (a u) */
     IL_CHECK(il_copy(be, nw, w, len));

@@ -95,6 +95,7 @@ int il_stop_check(il_stop *st, const il_problem *p, double err, int iter, il_sol
 
 int il_stop_judge(il_stop *st, const il_problem *p, double err, int converged, int iter, il_solve_result *res) {
   res->residual = err;
+  if (p->trace) il_trace_add(p->trace, res->iters, err);
   if (st->nchecks++ == 0) {
     st->r0 = err;
     res->tol_abs = p->stop_rel ? p->tol * err : p->tol;
@@ -114,6 +115,14 @@ int il_stop_judge(il_stop *st, const il_problem *p, double err, int converged, i
     return 1;
   }
   return 0;
+}
+
+il_status il_trace_vec(const il_problem *p, const il_real *v, int iter) {
+  if (!p->trace) return IL_OK;
+  double sq;
+  IL_CHECK(IL_BE(p->be, sqdist, (size_t)p->B * p->cell->n, v, NULL, &sq)); /* sync point: --trace only */
+  il_trace_add(p->trace, iter, p->per_sample ? sqrt(sq) : il_problem_norm(p, sq));
+  return IL_OK;
 }
 
 il_status il_best_init(il_best *b, const il_problem *p) {
