@@ -15,8 +15,8 @@ il_status il_warm_start_init(il_warm_start *w, const il_backend *be, long count,
   w->max_B = max_B;
   IL_CHECK(il_arena_init_for(&w->state, be, IL_MEM_STATE, stats, 0));
   IL_CHECK(il_arena_init(&w->hstate, IL_MEM_STATE, stats, 0));
-  IL_CHECK(il_arena_init_for(&w->ws, be, IL_MEM_WORKSPACE, stats, 0));
-  IL_CHECK(il_arena_init(&w->hws, IL_MEM_WORKSPACE, stats, 0));
+  IL_CHECK(il_arena_init_for(&w->ws, be, IL_MEM_STATE, stats, 0));
+  IL_CHECK(il_arena_init(&w->hws, IL_MEM_STATE, stats, 0));
   size_t cells;
   IL_CHECK(il_size_mul((size_t)count, (size_t)n, &cells, "the warm-start table"));
   IL_CHECK(il_arena_calloc(&w->state, cells, sizeof *w->table, (void **)&w->table)); /* 0: fp's own start */

@@ -1,9 +1,10 @@
 /* core/il_warm_start.h: per-sample warm starts (train --warm-start). Each training sample's
  * last fixed point is kept, by dataset index across epochs, in a (count, n) table in the
- * backend's space (its own arena, counted as IL_MEM_STATE), with a host flag per sample that
- * says whether one was stored. A batch starts from its samples' stored rows; a sample never
- * seen (or forgotten) starts where the solver starts on its own (il_layer_cold_start), and a
- * batch of only such samples passes no start at all, exactly as without --warm-start.
+ * backend's space (an arena of its own; the table, the batch buffers and a host flag per
+ * sample saying whether one was stored are all counted as IL_MEM_STATE). A batch starts from
+ * its samples' stored rows; a sample never seen (or forgotten) starts where the solver starts
+ * on its own (il_layer_cold_start), and a batch of only such samples passes no start at all,
+ * exactly as without --warm-start.
  * Compiled once per precision. */
 #ifndef IL_WARM_START_H
 #define IL_WARM_START_H
@@ -20,7 +21,7 @@ typedef struct il_warm_start {
   int n, max_B;          /* row size; rows a call takes at most */
   il_arena state;        /* the table (space, IL_MEM_STATE) */
   il_arena hstate;       /* the flags (host, IL_MEM_STATE) */
-  il_arena ws, hws;      /* the batch buffers (space, host; IL_MEM_WORKSPACE) */
+  il_arena ws, hws;      /* the batch buffers (space, host; IL_MEM_STATE too) */
   il_real *table;        /* (count, n) */
   unsigned char *seen;   /* host (count): 1 when the sample's row holds a fixed point */
   il_real *z0;           /* (max_B, n) the batch's start */
