@@ -7,7 +7,8 @@
 #    where every sample starts from its own fixed point of epoch 0, fp's mean forward iterations
 #    fall below a fifth of epoch 0's, while without --warm-start they stay; newton/implicit over
 #    batches of half seen, half never-seen samples (those start from Newton's own f(0)) trains
-#    and takes no more iterations than without;
+#    and takes no more iterations than without; a NaN-skipped step (--inject-nan) stores nothing,
+#    so that batch starts cold again in epoch 1 while the others start warm;
 #  - the results file: run attributes warm_start, w_norm and options (broyden-ls=1), the state
 #    category's peak memory at least the table's bytes, analysis/check_schema.py passes;
 #  - --w-norm weight: --save-params holds g after the other parameters; spectral and weight
@@ -74,6 +75,15 @@ run "$T/cold.log" --solver fp --backward implicit --batch-order "$T/same.txt" &&
     grep -q "^# warm_start " "$T/warm.log" && ok "the configuration table names warm_start" ||
       bad "no warm_start line in the configuration table"
   }
+run "$T/nan.log" --solver fp --backward implicit --batch-order "$T/same.txt" --warm-start --inject-nan 0:3 \
+  --log-steps && {
+  it() { grep "^global_step=$1 " "$T/nan.log" | tr ' ' '\n' | sed -n 's/^fwd_iters=//p'; }
+  s3=$(it 3) e3=$(it 23) e4=$(it 24) e2=$(it 22)
+  skipped=$(grep "^global_step=3 " "$T/nan.log" | grep -c "nan_skipped=1")
+  ((skipped == 1 && e3 >= s3 && 3 * e4 < s3 && 3 * e2 < s3)) &&
+    ok "NaN-skipped step 3 stored nothing: epoch 1 batch 3 took $e3 maps (epoch 0: $s3), batches 2 and 4 $e2 and $e4" ||
+    bad "NaN-skipped step 3 (skipped=$skipped): epoch 1 batch 3 $e3 maps (epoch 0: $s3), batches 2 and 4 $e2 and $e4"
+}
 run "$T/ncold.log" --solver newton --backward implicit --batch-order "$T/mixed.txt" &&
   run "$T/nwarm.log" --solver newton --backward implicit --batch-order "$T/mixed.txt" --warm-start &&
   {
