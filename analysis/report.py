@@ -89,7 +89,7 @@ PAIR_KEYS = ("solver", "backward", "options")
 SOLVER_OWNED = {"max_iter", "eval_max_iter", "zero_nonconverged"}  # their defaults depend on the solver
 DIMENSION_KEYS = ("tol", "hidden", "world_size", "stop", "stop_mode", "divtol", "best", "adjoint_refine",
                   "allreduce", "cell", "max_iter",
-                  "stop_norm", "best_rule")
+                  "stop_norm", "best_rule", "warm_start", "w_norm")
 TIMING_KEYS = ("threads", "device", "world_size", "diag")
 CSV_COLUMNS = (("run_id", "file") + CONFIG_KEYS +
                ("status", "flag", "epochs_done", "epochs_requested",

@@ -378,7 +378,7 @@ int il_cli_add_decls(il_cli_spec *spec, int nspec, int cap, const char *owner, c
       IL_ERR(IL_ERR_INTERNAL, "option help pool full at --%s", d->key);
       return -1;
     }
-    spec[nspec++] = (il_cli_spec){.name = d->key, .takes_value = 1, .help = pool + used, .def = d->def};
+    spec[nspec++] = (il_cli_spec){.name = d->key, .takes_value = d->metavar != NULL, .help = pool + used, .def = d->def};
     used += (size_t)len + 1;
   }
   return nspec;

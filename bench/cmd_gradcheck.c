@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "il_layer.h"
 #include "il_gradcheck.h"
+#include "il_wnorm.h"
 
 /* adjoint-solver / adjoint-tol are gradcheck's own (with --backward all it checks every adjoint solver,
  * and its default tolerance is tighter); the solvers' options follow from their declarations. */
@@ -32,6 +33,8 @@ static const il_cli_spec gc_spec_fixed[] = {
     {"cell", 1, "implicit function: tanh or relu", "tanh"},
     {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres (with --backward all: every one)", "lu"},
     {"adjoint-tol", 1, "implicit, matrix-free adjoint: relative tolerance", "1e-12"},
+    {"w-norm", 1, "none|weight|spectral: W's parameterisation; relerr_W then checks dL/dV (and dL/dg) through "
+                  "W(V, g), spectral's u, v held fixed", "none"},
     {"help", 0, "show this help", NULL},
 };
 #define NFIXED ((int)(sizeof gc_spec_fixed / sizeof gc_spec_fixed[0]))
@@ -114,6 +117,8 @@ int il_cmd_gradcheck(int argc, char **argv) {
     IL_ERR(IL_ERR_UNSUPPORTED, "nothing to check for solver %s with --backward %s", solver, backward);
     goto usage_err;
   }
+  const char *wn;
+  if (il_cli_choice(&cli, "w-norm", "none", IL_WNORM_CHOICES, &wn) != IL_OK) goto usage_err;
   const char *cell = il_cli_get(&cli, "cell", "tanh");
   if (!il_cell_find(cell)) {
     IL_ERR(IL_ERR_ARG, "--cell: unknown cell '%s' (valid: %s)", cell, il_cell_names());
@@ -139,7 +144,8 @@ int il_cmd_gradcheck(int argc, char **argv) {
     il_gradcheck_config gc = {.layer = {.cell = cell, .solver = solver, .backward = modes[i], .tol = tol, .max_iter = (int)max_iter,
                                         .zero_nonconverged = IL_ZERO_AUTO,
                                         .stop_per_sample = strcmp(stop, "sample") == 0, .opts = &opts},
-                              .n = (int)n, .B = (int)B, .scale = scale, .eps = eps, .seed = (uint64_t)seed};
+                              .n = (int)n, .B = (int)B, .scale = scale, .eps = eps, .seed = (uint64_t)seed,
+                              .w_norm = (il_wnorm_kind)il_wnorm_from_name(wn)};
     il_gradcheck_result gr;
     il_status gs = il_gradcheck(&gc, be, &gr);
     if (gs == IL_ERR_ARG || gs == IL_ERR_UNSUPPORTED) { /* options the pair does not take */

@@ -43,6 +43,8 @@ typedef struct il_train_opts {
   il_options lopts;        /* per-solver / per-backward options (--anderson-m ...) */
   char opts_text[512];     /* "key=value,..." as recorded in the results */
   int refine_applies;      /* --adjoint-refine means something for this configuration */
+  int warm_start;          /* --warm-start: each training sample starts from its last fixed point */
+  const char *w_norm;      /* --w-norm none|weight|spectral: W's parameterisation (core/il_wnorm.h) */
 } il_train_opts;
 
 /* The per-solver and per-backward option flags (--fp-tau, --anderson-m, ...), NULL-terminated:

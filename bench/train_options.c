@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "il_wnorm.h"
 #include "train_driver.h"
 
 #define MAX_DROPS IL_TRAIN_MAX_DROPS
@@ -49,6 +50,10 @@ static const il_cli_spec train_spec_head[] = {
     {"log-view", 0, "print the run's events table at the end (time, calls, FLOPs per event, as PETSc's -log_view)", NULL},
     {"trace", 1, "every N training steps record the residual of every forward and backward iteration in the --out "
                  "file's trace table (analysis/SCHEMA.md; report.py draws convergence.png from it)", "off"},
+    {"warm-start", 0, "start each training sample's solve from its fixed point of the last step that saw it (per "
+                      "dataset index, across epochs; the test pass starts cold)", NULL},
+    {"w-norm", 1, "none|weight|spectral: W's parameterisation; weight: W_i = g_i V_i / ||V_i|| per row, spectral: "
+                  "W = V / sigma(V), one power iteration per training step", "none"},
 };
 /* then the per-solver / per-backward options, from the registries' declarations (il_option_decl) */
 static const il_cli_spec train_spec_tail[] = {
@@ -270,6 +275,8 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
     il_backend_destroy(be);
     if (s != IL_OK) return s;
   }
+  o->warm_start = il_cli_has(cli, "warm-start");
+  IL_CHECK(il_cli_choice(cli, "w-norm", "none", IL_WNORM_CHOICES, &o->w_norm));
   o->log_steps = il_cli_has(cli, "log-steps");
   o->log_view = il_cli_has(cli, "log-view");
   o->save_params = il_cli_get(cli, "save-params", NULL);

@@ -7,10 +7,14 @@
 
 #include "il_rng.h"
 
-/* The loss sum(C * out) on the host, in index order: out (space) is downloaded into hout. */
-static il_status loss_at(il_layer *L, int B, const il_real *x, const il_real *C, il_real *out, il_real *hout,
-                         double *loss) {
+#define GC_POWER_ITERS 5 /* spectral: u, v moved this far before they are held fixed */
+
+/* The loss sum(C * out) on the host, in index order: out (space) is downloaded into hout.
+ * wn: W re-formed from its parameters first (u, v fixed), or NULL. */
+static il_status loss_at(il_layer *L, il_wnorm *wn, const il_real *V, const il_real *g, il_real *Wl, int B,
+                         const il_real *x, const il_real *C, il_real *out, il_real *hout, double *loss) {
   const size_t len = (size_t)B * L->cell.n;
+  if (wn) IL_CHECK(il_wnorm_forward(wn, V, g, 0, Wl));
   IL_CHECK(il_layer_forward(L, B, x, out, 0));
   IL_CHECK(il_download(L->be, hout, out, len)); /* sync point: the loss */
   double s = 0;
@@ -35,62 +39,85 @@ il_status il_gradcheck(const il_gradcheck_config *cfg, const il_backend *be, il_
   const int n = cfg->n, B = cfg->B;
   if (n <= 0 || B <= 0 || !(cfg->eps > 0)) return IL_ERR(IL_ERR_ARG, "gradcheck: bad sizes or eps");
   const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  const int wnk = cfg->w_norm != IL_WNORM_NONE;
+  const size_t np = nn + il_wnorm_extra(cfg->w_norm, n); /* the weight's parameters: W, or V (and g) */
   /* host: the problem, the analytic gradients downloaded, the finite differences */
-  il_real *W = calloc(nn, sizeof *W), *x = calloc(len, sizeof *x), *C = calloc(len, sizeof *C);
-  il_real *dx = calloc(len, sizeof *dx), *dW = calloc(nn, sizeof *dW);
-  il_real *fx = calloc(len, sizeof *fx), *fW = calloc(nn, sizeof *fW), *hout = calloc(len, sizeof *hout);
-  il_arena sp; /* space tensors: W, x, C, out, dx, dW */
-  il_real *dW_, *dx_, *dC, *dout, *ddx, *ddW;
+  il_real *P = calloc(np, sizeof *P), *x = calloc(len, sizeof *x), *C = calloc(len, sizeof *C);
+  il_real *dx = calloc(len, sizeof *dx), *dP = calloc(np, sizeof *dP);
+  il_real *fx = calloc(len, sizeof *fx), *fP = calloc(np, sizeof *fP), *hout = calloc(len, sizeof *hout);
+  il_arena sp; /* space tensors: P, W, x, C, out, dx, dW, dP */
+  il_real *dP_, *dW_, *dx_, *dC, *dout, *ddx, *ddW, *ddP;
   il_layer L;
-  int have_layer = 0;
+  il_wnorm wn;
+  int have_layer = 0, have_wn = 0;
   il_status s = il_arena_init_for(&sp, be, IL_MEM_WORKSPACE, NULL, 0);
-  if (!W || !x || !C || !dx || !dW || !fx || !fW || !hout) {
+  if (!P || !x || !C || !dx || !dP || !fx || !fP || !hout) {
     s = IL_ERR(IL_ERR_NOMEM, "gradcheck: out of memory");
     goto out;
   }
-  IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, nn, sizeof *dW_, (void **)&dW_), out);
+  IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, np, sizeof *dP_, (void **)&dP_), out);
+  dW_ = dP_;
+  if (wnk) IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, nn, sizeof *dW_, (void **)&dW_), out);
   IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, len, sizeof *dx_, (void **)&dx_), out);
   IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, len, sizeof *dC, (void **)&dC), out);
   IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, len, sizeof *dout, (void **)&dout), out);
   IL_CHECK_GOTO(s, il_arena_calloc(&sp, len, sizeof *ddx, (void **)&ddx), out);
   IL_CHECK_GOTO(s, il_arena_calloc(&sp, nn, sizeof *ddW, (void **)&ddW), out);
+  ddP = ddW;
+  if (wnk) IL_CHECK_GOTO(s, il_arena_calloc(&sp, np, sizeof *ddP, (void **)&ddP), out);
   il_rng r;
   il_rng_seed(&r, cfg->seed);
-  for (size_t i = 0; i < nn; i++) W[i] = (il_real)(cfg->scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
+  for (size_t i = 0; i < nn; i++) P[i] = (il_real)(cfg->scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
   for (size_t i = 0; i < len; i++) x[i] = (il_real)il_rng_normal(&r);
   for (size_t i = 0; i < len; i++) C[i] = (il_real)il_rng_normal(&r);
-  IL_CHECK_GOTO(s, il_upload(be, dW_, W, nn), out);
+  IL_CHECK_GOTO(s, il_upload(be, dP_, P, np), out);
+  if (wnk) { /* W = W(V, g): g = ||V_i|| times a factor in [0.5, 1.5), so that it matters; u, v moved */
+    IL_CHECK_GOTO(s, il_wnorm_init(&wn, cfg->w_norm, be, n, cfg->seed ^ 0x574e4f524dULL, NULL), out);
+    have_wn = 1;
+    if (cfg->w_norm == IL_WNORM_WEIGHT) {
+      IL_CHECK_GOTO(s, il_wnorm_init_g(&wn, dP_, dP_ + nn), out);
+      IL_CHECK_GOTO(s, il_download(be, P + nn, dP_ + nn, np - nn), out);
+      for (size_t i = nn; i < np; i++) P[i] = (il_real)(P[i] * (0.5 + il_rng_uniform(&r)));
+      IL_CHECK_GOTO(s, il_upload(be, dP_ + nn, P + nn, np - nn), out);
+    }
+    for (int k = 0; k < GC_POWER_ITERS; k++) IL_CHECK_GOTO(s, il_wnorm_forward(&wn, dP_, dP_ + nn, 1, dW_), out);
+  }
   IL_CHECK_GOTO(s, il_upload(be, dx_, x, len), out);
   IL_CHECK_GOTO(s, il_upload(be, dC, C, len), out);
   IL_CHECK_GOTO(s, il_layer_create(&L, &cfg->layer, be, n, dW_, NULL), out);
   have_layer = 1;
+  il_wnorm *w = have_wn ? &wn : NULL;
+  const il_real *gp = np > nn ? dP_ + nn : NULL;
+  if (w) IL_CHECK_GOTO(s, il_wnorm_forward(w, dP_, gp, 0, dW_), out);
   IL_CHECK_GOTO(s, il_layer_forward(&L, B, dx_, dout, 1), out);
   res->fwd = L.fres;
   IL_CHECK_GOTO(s, il_layer_backward(&L, dC, ddx, ddW), out);
+  if (w) IL_CHECK_GOTO(s, il_wnorm_backward(w, dP_, ddW, ddP, np > nn ? ddP + nn : NULL), out);
   IL_CHECK_GOTO(s, il_download(be, dx, ddx, len), out);
-  IL_CHECK_GOTO(s, il_download(be, dW, ddW, nn), out);
+  IL_CHECK_GOTO(s, il_download(be, dP, ddP, np), out);
   for (int which = 0; which < 2; which++) {
-    il_real *v = which ? W : x, *dv = which ? dW_ : dx_, *fd = which ? fW : fx;
-    const size_t cnt = which ? nn : len;
+    il_real *v = which ? P : x, *dv = which ? dP_ : dx_, *fd = which ? fP : fx;
+    const size_t cnt = which ? np : len;
     for (size_t i = 0; i < cnt; i++) {
       const il_real keep = v[i];
       double lp = 0, lm = 0;
       v[i] = (il_real)(keep + cfg->eps);
       IL_CHECK_GOTO(s, il_upload(be, dv + i, v + i, 1), out);
-      IL_CHECK_GOTO(s, loss_at(&L, B, dx_, C, dout, hout, &lp), out);
+      IL_CHECK_GOTO(s, loss_at(&L, w, dP_, gp, dW_, B, dx_, C, dout, hout, &lp), out);
       v[i] = (il_real)(keep - cfg->eps);
       IL_CHECK_GOTO(s, il_upload(be, dv + i, v + i, 1), out);
-      IL_CHECK_GOTO(s, loss_at(&L, B, dx_, C, dout, hout, &lm), out);
+      IL_CHECK_GOTO(s, loss_at(&L, w, dP_, gp, dW_, B, dx_, C, dout, hout, &lm), out);
       v[i] = keep;
       IL_CHECK_GOTO(s, il_upload(be, dv + i, v + i, 1), out);
       fd[i] = (il_real)((lp - lm) / (2 * cfg->eps));
     }
   }
   res->relerr_x = rel_err(dx, fx, len, &res->maxabs_x);
-  res->relerr_W = rel_err(dW, fW, nn, &res->maxabs_W);
+  res->relerr_W = rel_err(dP, fP, np, &res->maxabs_W);
 out:
   if (have_layer) il_layer_destroy(&L);
+  if (have_wn) il_wnorm_destroy(&wn);
   il_arena_destroy(&sp);
-  free(W); free(x); free(C); free(dx); free(dW); free(fx); free(fW); free(hout);
+  free(P); free(x); free(C); free(dx); free(dP); free(fx); free(fP); free(hout);
   return s;
 }

@@ -260,6 +260,31 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
   return IL_OK;
 }
 
+il_status il_layer_cold_start(il_layer *L, int B, const il_real *x, const unsigned char *rows, il_real *z) {
+  const il_backend *be = L->be;
+  const int n = L->cell.n;
+  il_marks m = il_marks_get(&L->ws, &L->hws);
+  unsigned char *mask;
+  il_status s = il_arena_alloc_n(&L->ws, (size_t)B, 1, (void **)&mask);
+  if (s == IL_OK) s = IL_BE(be, copy, IL_COPY_TO_SPACE, mask, rows, (size_t)B);
+  if (s == IL_OK && L->sops->start) {
+    il_real *z0;
+    const il_problem p = {.cell = &L->cell, .be = be, .B = B, .x = x, .ws = &L->ws, .hws = &L->hws};
+    s = il_arena_alloc_n(&L->ws, (size_t)B * n, sizeof *z0, (void **)&z0);
+    if (s == IL_OK) s = L->sops->start(L->sstate, &p, z0);
+    if (s == IL_OK) s = IL_BE(be, row_select, B, n, mask, 1, z0, z);
+  } else if (s == IL_OK) {
+    s = IL_BE(be, row_fill, B, n, mask, 1, 0, z);
+  }
+  il_marks_rewind(&L->ws, &L->hws, m);
+  return s;
+}
+
+il_status il_layer_get_zstar(const il_layer *L, il_real *dst) {
+  if (L->team) return il_layer_team_get_zstar(L, dst);
+  return il_copy(L->be, dst, L->zstar, (size_t)L->B * L->cell.n);
+}
+
 /* The exact IFT gradient at the solver's z*: u = J(z*)^{-T} dout (fresh LU, stable
  * sech^2), dx += (df/dx)^T u, dW += (df/dW)^T u. Zeroed rows carry none. */
 static il_status exact_ift(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {

@@ -170,6 +170,13 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
  * z0: NULL, or a (B, n) starting iterate for the solver (warm start). All in be's space. */
 il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, int train);
 il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train);
+#define il_layer_cold_start IL_P(il_layer_cold_start)
+#define il_layer_get_zstar IL_P(il_layer_get_zstar)
+/* The rows b of z (B, n) with rows[b] != 0 (host (B)) get the solver's own start for x (B, n):
+ * what it starts from without a warm start (0, or f(0) for Newton); the others are kept. */
+il_status il_layer_cold_start(il_layer *L, int B, const il_real *x, const unsigned char *rows, il_real *z);
+/* dst (B, n) = the last forward's z* (rows zeroed as non-converged are 0). Space tensors. */
+il_status il_layer_get_zstar(const il_layer *L, il_real *dst);
 /* dout (B, n) -> dx (B, n) += ..., dW (n, n) += ... (space tensors) */
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW);
 void il_layer_destroy(il_layer *L);

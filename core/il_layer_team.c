@@ -414,3 +414,11 @@ il_status il_layer_team_trace_init(il_layer *L) {
   L->btrace = tm->L[0].btrace;
   return IL_OK;
 }
+
+il_status il_layer_team_get_zstar(const il_layer *L, il_real *dst) {
+  const il_layer_team *tm = L->team;
+  const int n = L->cell.n;
+  for (int t = 0; t < tm->active; t++)
+    IL_CHECK(il_copy(L->be, dst + (size_t)tm->r0[t] * n, tm->L[t].zstar, (size_t)(tm->r0[t + 1] - tm->r0[t]) * n));
+  return IL_OK;
+}

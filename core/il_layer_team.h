@@ -15,6 +15,7 @@
 #define il_layer_team_forward IL_P(il_layer_team_forward)
 #define il_layer_team_backward IL_P(il_layer_team_backward)
 #define il_layer_team_trace_init IL_P(il_layer_team_trace_init)
+#define il_layer_team_get_zstar IL_P(il_layer_team_get_zstar)
 
 int il_layer_team_wanted(const il_backend *be);
 il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, const il_real *W, il_memstats *stats);
@@ -26,5 +27,6 @@ il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_r
 il_status il_layer_team_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW);
 /* --trace: every shard records (they meet in the traces' reductions); L shows shard 0's traces. */
 il_status il_layer_team_trace_init(il_layer *L);
+il_status il_layer_team_get_zstar(const il_layer *L, il_real *dst);
 
 #endif

@@ -27,7 +27,9 @@ il_status il_model_estimate_bytes(const il_model_config *cfg, size_t *bytes) {
   IL_CHECK(il_size_mul(h, h, &hh, "implicit weight"));
   IL_CHECK(checked_add(&np, hh, 1, "parameters"));
   IL_CHECK(checked_add(&np, c, h + 1, "parameters"));
+  IL_CHECK(checked_add(&np, il_wnorm_extra(cfg->w_norm, cfg->hidden), 1, "parameters"));
   IL_CHECK(checked_add(&total, np, 2 * R, "parameters and gradients"));
+  if (cfg->w_norm != IL_WNORM_NONE) IL_CHECK(checked_add(&total, hh, 2 * R, "the formed weight and its gradient"));
   IL_CHECK(checked_add(&total, B * (4 * h + 2 * c), R, "activations"));
   /* Jacobian / LU per sample: one for implicit and solver scratch, one per step for an unrolled Newton */
   IL_CHECK(il_size_mul(B, hh, &Bhh, "per-sample Jacobians"));
@@ -53,7 +55,7 @@ il_status il_model_create(il_model *m, const il_model_config *cfg, const il_back
   m->be = be;
   const size_t in = (size_t)cfg->in_dim, h = (size_t)cfg->hidden, c = (size_t)cfg->classes;
   const size_t B = (size_t)cfg->max_batch;
-  m->nparams = h * in + h + h * h + c * h + c;
+  m->nparams = h * in + h + h * h + c * h + c + il_wnorm_extra(cfg->w_norm, cfg->hidden);
   IL_CHECK(il_arena_init_for(&m->params_arena, be, IL_MEM_PARAMS, &m->mem, 0));
   IL_CHECK(il_arena_init_for(&m->grads_arena, be, IL_MEM_GRADS, &m->mem, 0));
   IL_CHECK(il_arena_init_for(&m->act_arena, be, IL_MEM_ACTIVATIONS, &m->mem, 0));
@@ -66,7 +68,14 @@ il_status il_model_create(il_model *m, const il_model_config *cfg, const il_back
   m->b1 = p; m->db1 = g; p += h; g += h;
   m->W = p; m->dW = g; p += h * h; g += h * h;
   m->W2 = p; m->dW2 = g; p += c * h; g += c * h;
-  m->b2 = p; m->db2 = g;
+  m->b2 = p; m->db2 = g; p += c; g += c;
+  if (cfg->w_norm != IL_WNORM_NONE) { /* the slot of W holds V; W and dW get buffers of their own */
+    m->V = m->W;
+    m->dV = m->dW;
+    if (cfg->w_norm == IL_WNORM_WEIGHT) m->g = p, m->dg = g;
+    IL_CHECK(il_arena_alloc_n(&m->act_arena, h * h, sizeof(il_real), (void **)&m->W));
+    IL_CHECK(il_arena_calloc(&m->grads_arena, h * h, sizeof(il_real), (void **)&m->dW));
+  }
   /* PyTorch's nn.Linear initialisation, drawn on the host in a fixed order, then uploaded */
   il_real *host = malloc(m->nparams * sizeof *host);
   if (!host) return IL_ERR(IL_ERR_NOMEM, "model: cannot allocate %zu parameters on the host", m->nparams);
@@ -81,6 +90,9 @@ il_status il_model_create(il_model *m, const il_model_config *cfg, const il_back
   il_status s = il_upload(be, m->params, host, m->nparams);
   free(host);
   IL_CHECK(s);
+  /* u, v from a stream of their own, so that the other parameters' draws stay the seed's */
+  IL_CHECK(il_wnorm_init(&m->wnorm, cfg->w_norm, be, cfg->hidden, cfg->seed ^ 0x574e4f524dULL, &m->mem));
+  IL_CHECK(il_wnorm_init_g(&m->wnorm, m->V, m->g)); /* weight: g = ||V_i||, W = V at the start */
   il_real **acts[] = {&m->x1, &m->z, &m->dz, &m->dx1};
   for (int i = 0; i < 4; i++) IL_CHECK(il_arena_calloc(&m->act_arena, B * h, sizeof(il_real), (void **)acts[i]));
   IL_CHECK(il_arena_calloc(&m->act_arena, B * c, sizeof(il_real), (void **)&m->logits));
@@ -96,6 +108,7 @@ il_status il_model_create(il_model *m, const il_model_config *cfg, const il_back
 
 void il_model_destroy(il_model *m) {
   il_layer_destroy(&m->layer);
+  il_wnorm_destroy(&m->wnorm);
   il_arena_destroy(&m->input_arena);
   il_arena_destroy(&m->act_arena);
   il_arena_destroy(&m->grads_arena);
@@ -141,9 +154,11 @@ il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *
   m->y = y;
   m->B = B;
   il_ev_scope ev = il_ev_open(be);
+  if (m->V) IL_CHECK(il_wnorm_forward(&m->wnorm, m->V, m->g, train, m->W)); /* W from its parameters */
   IL_CHECK(linear_forward(be, B, in, h, X, m->W1, m->b1, m->x1));
   il_ev_close(be, ev, IL_EV_HEAD);
-  IL_CHECK(il_layer_forward(&m->layer, B, m->x1, m->z, train));
+  if (m->z0 && m->z0_cold) IL_CHECK(il_layer_cold_start(&m->layer, B, m->x1, m->z0_cold, m->z0));
+  IL_CHECK(il_layer_forward_from(&m->layer, B, m->x1, m->z0, m->z, train));
   st->fwd = m->layer.fres;
   st->diag = m->layer.diag;
   st->nan_origin = IL_NAN_NONE;
@@ -172,6 +187,7 @@ il_status il_model_backward(il_model *m, il_step_stats *st) {
   if (!m->y) return IL_ERR(IL_ERR_ARG, "backward needs labels");
   il_ev_scope ev = il_ev_open(be);
   IL_CHECK(IL_BE(be, zero, m->grads, m->nparams * sizeof *m->grads));
+  if (m->V) IL_CHECK(IL_BE(be, zero, m->dW, (size_t)h * h * sizeof *m->dW));
   /* dlogits = (softmax - onehot) / B, written over p */
   il_real *dl = m->p;
   const il_real invB = (il_real)(1.0 / (m->loss_denominator > 0 ? m->loss_denominator : B));
@@ -198,6 +214,7 @@ il_status il_model_backward(il_model *m, il_step_stats *st) {
   }
   ev = il_ev_open(be);
   IL_CHECK(linear_backward(be, B, in, h, m->X, m->W1, m->dx1, m->dW1, m->db1, NULL));
+  if (m->V) IL_CHECK(il_wnorm_backward(&m->wnorm, m->V, m->dW, m->dV, m->dg)); /* dW -> dV (and dg) */
   il_ev_close(be, ev, IL_EV_HEAD);
   IL_CHECK(finite(be, m->nparams, m->grads, &st->grad_finite));
   if (!st->grad_finite && st->nan_origin == IL_NAN_NONE) st->nan_origin = IL_NAN_BWD_OTHER;

@@ -12,6 +12,7 @@
 
 #include "il_arena.h"
 #include "il_layer.h"
+#include "il_wnorm.h"
 
 typedef struct il_model_config {
   int in_dim;  /* 784 */
@@ -20,6 +21,7 @@ typedef struct il_model_config {
   int max_batch;
   uint64_t seed;
   il_layer_config layer;
+  il_wnorm_kind w_norm; /* W's parameterisation (il_wnorm.h); IL_WNORM_NONE: W is the parameter */
 } il_model_config;
 
 /* What one step measured (local to this process). */
@@ -44,6 +46,11 @@ typedef struct il_model {
   size_t nparams;
   il_real *W1, *b1, *W, *W2, *b2;      /* (h, in), (h), (h, h), (c, h), (c) */
   il_real *dW1, *db1, *dW, *dW2, *db2;
+  /* With a w_norm the parameters are W1, b1, V, W2, b2 and, for weight, g (h) at the end; W and dW
+   * are then buffers of their own: W formed from V (and g) before every forward, dW the layer's
+   * gradient, mapped back to dV (and dg) in backward. */
+  il_real *V, *dV, *g, *dg;            /* NULL without a w_norm (g, dg: weight only) */
+  il_wnorm wnorm;
   il_layer layer;
   /* activations for the current batch (max_batch rows) */
   const il_real *X;              /* (B, in) in the space: the caller's host batch or its upload */
@@ -57,6 +64,11 @@ typedef struct il_model {
    * caller sets the global batch, so that summing the shards' gradients gives
    * the single-process gradient. */
   int loss_denominator;
+  /* The next forward's start (a warm start, set by the caller before each forward): NULL (the
+   * solver's own start), or (B, n) in the space whose rows with z0_cold[b] != 0 (host (B), or
+   * NULL: none) first get the solver's own start for this batch (il_layer_cold_start). */
+  il_real *z0;
+  const unsigned char *z0_cold;
 } il_model;
 
 #define il_model_create IL_P(il_model_create)
@@ -74,7 +86,7 @@ il_status il_model_estimate_bytes(const il_model_config *cfg, size_t *bytes);
 il_status il_model_create(il_model *m, const il_model_config *cfg, const il_backend *be);
 void il_model_destroy(il_model *m);
 /* X (B, in) in [0,1], y (B) labels, both host memory (uploaded to the space when it is not host
- * memory). train = 1 keeps state for backward. */
+ * memory). train = 1 keeps state for backward (and moves spectral normalisation's u, v). */
 il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *y, int train, il_step_stats *st);
 /* Fills m->grads (zeroed first); st->grad_finite and st->bwd are set. */
 il_status il_model_backward(il_model *m, il_step_stats *st);

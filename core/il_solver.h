@@ -138,6 +138,9 @@ typedef struct il_solver_ops {
   /* The options it consumes, with help and defaults (the CLI builds its flags from these);
    * NULL-terminated (key == NULL), or NULL for none. */
   const il_option_decl *options;
+  /* z (B, n) = the iterate the solver starts from when p->z0 is NULL (what a warm start
+   * replaces); NULL: z = 0. Uses p->cell, p->x, p->B and the scratch arenas. */
+  il_status (*start)(void *state, const il_problem *p, il_real *z);
 } il_solver_ops;
 
 #define il_solver_find IL_P(il_solver_find)

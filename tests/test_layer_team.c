@@ -198,10 +198,47 @@ static void test_team_per_sample(void **state) {
   run_free(&a), run_free(&t);
 }
 
+/* The team's z* for the warm-start table (il_layer_get_zstar) gathers the shards' rows in order:
+ * the one-thread z*, Newton's zeroed rows included; and a team forward from a start takes it. */
+static void test_team_zstar_and_start(void **state) {
+  (void)state;
+  enum { n = 10, B = 48 };
+  double W[n * n], x[B * n], z1[B * n], z3[B * n], o3[B * n];
+  make_problem(n, B, 2.0, 1.0, 17, W, x);
+  il_layer_config cfg = {.solver = "newton", .backward = "implicit", .tol = 1e-4, .max_iter = 4,
+                         .zero_nonconverged = IL_ZERO_AUTO};
+  il_backend *bs[2] = {be1, be3};
+  double *zs[2] = {z1, z3};
+  int zeroed = 0;
+  for (int k = 0; k < 2; k++) {
+    be = bs[k];
+    il_layer L;
+    assert_ok(layer_create_h(&L, &cfg, n, W, NULL));
+    assert_int_equal(L.team != NULL, k == 1);
+    layer_forward_h(&L, B, x, NULL, 1);
+    double *d = dev(NULL, B * n);
+    assert_ok(il_layer_get_zstar(&L, d));
+    host(zs[k], d, B * n);
+    for (int b = 0; b < B; b++) zeroed += k == 1 && L.zeroed[b];
+    if (k == 1) { /* from z* itself: a converged row stays */
+      assert_ok(il_layer_forward_from(&L, B, dev(x, B * n), d, dev(NULL, B * n), 0));
+      assert_ok(il_layer_get_zstar(&L, d));
+      host(o3, d, B * n);
+    }
+    il_layer_destroy(&L);
+  }
+  be = be1;
+  print_message("team z*: %d of %d rows zeroed after 4 Newton steps\n", zeroed, B);
+  assert_true(zeroed > 0 && zeroed < B);
+  assert_allclose(z3, z1, (size_t)B * n, 1e-12, 1e-12);
+  for (int i = 0; i < B * n; i++) assert_true(isfinite(o3[i]));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       IL_TEST(test_team_fp),          IL_TEST(test_team_newton),   IL_TEST(test_team_anderson_broyden),
       IL_TEST(test_team_small_batch), IL_TEST(test_team_per_sample), IL_TEST(test_team_stop_rules),
+      IL_TEST(test_team_zstar_and_start),
   };
   return cmocka_run_group_tests(tests, team_setup, team_teardown);
 }

@@ -308,6 +308,20 @@ static il_status newton_last_lu(void *state, const il_lu **lu) {
 
 static int newton_nan_step(void *state) { return ((newton_state *)state)->nan_step; }
 
+/* The cold start: z = f(0) */
+static il_status newton_start(void *state, const il_problem *p, il_real *z) {
+  (void)state;
+  const il_cell *c = p->cell;
+  const size_t len = (size_t)p->B * c->n;
+  il_marks m = il_marks_get(p->ws, p->hws);
+  il_real *zero, *lin = NULL;
+  IL_CHECK(il_arena_calloc(p->ws, len, sizeof *zero, (void **)&zero));
+  if (c->lin_dim) IL_CHECK(il_arena_alloc_n(p->ws, (size_t)p->B * c->lin_dim, sizeof *lin, (void **)&lin));
+  const il_status s = il_cell_map(c, p->B, p->x, zero, z, lin, p->ws, NULL);
+  il_marks_rewind(p->ws, p->hws, m);
+  return s;
+}
+
 const il_solver_ops il_solver_newton_ops = {
     .name = "newton",
     .summary = "exact Newton with per-sample Jacobian and batched LU, from z = f(0)",
@@ -321,6 +335,7 @@ const il_solver_ops il_solver_newton_ops = {
     .unroll_nan_step = newton_nan_step,
     .last_lu = newton_last_lu,
     .destroy = newton_destroy,
+    .start = newton_start,
 };
 
 static const il_option_decl newton_ls_options[] = {
@@ -343,4 +358,5 @@ const il_solver_ops il_solver_newton_ls_ops = {
     .unroll_nan_step = newton_nan_step,
     .last_lu = newton_last_lu,
     .destroy = newton_destroy,
+    .start = newton_start,
 };
