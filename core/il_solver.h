@@ -44,6 +44,8 @@ typedef struct il_reducer {
   void *ctx;
 } il_reducer;
 
+typedef struct il_trace il_trace; /* iterates kept for fixed-point correction (below) */
+
 /* One batch to solve. Tensors (x, z0, the solvers' iterates) live in be's
  * space and are touched only through its ops; per-row scalars and flags that
  * steer control flow live in host arenas. */
@@ -69,6 +71,7 @@ typedef struct il_problem {
   double divtol;      /* > 0: diverged when residual > divtol * (first residual) */
   int keep_best;      /* 1: a solve that ends unconverged returns its lowest-residual iterate */
   int diag;           /* 1: fill cond_max (condition estimates of every LU) */
+  il_trace *trace;    /* non-NULL: keep checked iterates for fixed-point correction (solver_trace.c) */
 } il_problem;
 
 /* Marks on both scratch arenas of a problem, rewound together. */
@@ -190,6 +193,32 @@ il_status il_best_offer(il_best *b, const il_problem *p, const il_real *z, const
  * z / rows, set res->residual and *restored = 1. */
 il_status il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *rows, il_solve_result *res,
                           int *restored);
+
+/* The iterates a training solve keeps for fixed-point correction (core/solvers/solver_trace.c).
+ * The stopping test checks iterates c_1, c_2, ..., c_M of a solve (c_M is its result). The trace
+ * keeps c_s, c_2s, c_3s, ...: the stride s starts at 1 and doubles, dropping the odd multiples,
+ * whenever one more would not fit in cap slots, so memory stays at cap (B, n) arrays however long
+ * the solve runs. No solver knows of it: il_stop_judge counts the checks and il_best_offer hands
+ * over each checked iterate that did not end the solve. */
+struct il_trace {
+  int cap;          /* slots at most */
+  int checks;       /* stopping checks so far: M once the solve is done */
+  int stride;       /* s */
+  int count;        /* kept: z[i] is c_{(i+1) s} */
+  il_real **z;      /* host (cap) */
+  il_real **spare;  /* host (cap): slots freed by a doubling, reused before new ones are taken */
+  int nspare;
+  il_arena *arena;  /* space: where the slots come from (the layer's saved-for-backward arena) */
+};
+#define il_trace_begin IL_P(il_trace_begin)
+#define il_trace_offer IL_P(il_trace_offer)
+#define il_trace_at IL_P(il_trace_at)
+/* An empty trace of cap >= 2 slots from arena (space); its tables from harena (host). */
+il_status il_trace_begin(il_trace *t, int cap, il_arena *arena, il_arena *harena);
+/* The iterate z (B, n) checked at check t->checks; copied when it falls on the stride. */
+il_status il_trace_offer(il_trace *t, const il_problem *p, const il_real *z);
+/* The kept c_j, or NULL when c_j is not kept. */
+const il_real *il_trace_at(const il_trace *t, int j);
 
 /* The end of every solve: `last` (B, n) is the final iterate and rows (host, B) its squared
  * per-row residuals. Writes z (the final iterate, or the lowest-residual one with p->keep_best),

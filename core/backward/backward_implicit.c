@@ -370,6 +370,14 @@ out:
   return s;
 }
 
+/* Fixed-point correction: one undamped step from each intermediate point (TorchDEQ's default,
+ * grad = 1, with IFT for z* itself). The IFT would be meaningless there: they are no fixed points. */
+static void implicit_corr_steps(void *state, int *steps, double *tau) {
+  (void)state;
+  *steps = 1;
+  *tau = 1.0;
+}
+
 static const il_option_decl implicit_options[] = {
     {"adjoint-solver", "NAME", "lu|fp|anderson|gmres for (I - df/dz)^T u = dL/dz*", "lu", 1, 0},
     {"adjoint-tol", "TOL", "matrix-free adjoint (fp, anderson, gmres): relative residual tolerance in (0, 1]", "1e-6", 1, 0},
@@ -388,4 +396,6 @@ const il_backward_ops il_backward_implicit_ops = {
     .ws_bytes = implicit_ws_bytes,
     .finish_forward = implicit_finish,
     .backward = implicit_backward,
+    .corr_steps = implicit_corr_steps,
+    .zstar_detached = 0,
 };

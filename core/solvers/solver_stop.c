@@ -1,6 +1,8 @@
 /* core/solvers/solver_stop.c: the stopping test and the lowest-residual
  * iterate, shared by every forward solver so that abs/rel tolerances,
- * divergence and non-finite detection mean the same thing for all of them. */
+ * divergence and non-finite detection mean the same thing for all of them.
+ * Every checked iterate passes through here, so the fixed-point correction's
+ * trace (solver_trace.c) is fed here too. */
 #include <math.h>
 #include <string.h>
 
@@ -20,6 +22,7 @@ int il_stop_check(il_stop *st, const il_problem *p, double err, int iter, il_sol
 
 int il_stop_judge(il_stop *st, const il_problem *p, double err, int converged, int iter, il_solve_result *res) {
   res->residual = err;
+  if (p->trace) p->trace->checks++; /* the iterate il_best_offer gets next was checked here */
   if (st->nchecks++ == 0) {
     st->r0 = err;
     res->tol_abs = p->stop_rel ? p->tol * err : p->tol;
@@ -52,6 +55,7 @@ il_status il_best_init(il_best *b, const il_problem *p) {
 }
 
 il_status il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, double err, int iter) {
+  if (p->trace) IL_CHECK(il_trace_offer(p->trace, p, z));
   if (!b->z || !(err < b->err)) return IL_OK;
   b->err = err;
   b->iter = iter;
