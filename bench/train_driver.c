@@ -152,6 +152,9 @@ static void print_config(const train_opts *o, const il_model *m, size_t est, con
   if (o->opts_text[0]) printf("# %-18s %s\n", "options", o->opts_text);
   printf("# %-18s %s\n", "sech2", o->sech2);
   if (o->diag) printf("# %-18s every %ld steps\n", "diag", o->diag);
+  if (o->fpc_k > 1)
+    printf("# %-18s %ld points, weights %g^(K-k) (loss and error printed: z*'s)\n", "fp_correction", o->fpc_k,
+           o->fpc_gamma);
   printf("# %-18s %s (%s)\n", "device", o->device, IL_REAL_NAME);
   printf("# %-18s %ld%s%s%s\n", "threads", o->threads, binding[0] ? " (rank 0: " : "", binding, binding[0] ? ")" : "");
   printf("# %-18s %s\n", "data", o->data);
@@ -213,6 +216,8 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_s(ri, "options", o->opts_text));
   IL_CHECK(il_run_attr_s(ri, "allreduce", "mpi"));
   IL_CHECK(il_run_attr_i(ri, "parameters", (int64_t)m->nparams));
+  IL_CHECK(il_run_attr_i(ri, "fp_correction", o->fpc_k));
+  IL_CHECK(il_run_attr_d(ri, "fp_correction_gamma", o->fpc_gamma));
   if (o->inject_nan_rank >= 0) {
     char inj[64];
     snprintf(inj, sizeof inj, "%ld:%ld", o->inject_nan_rank, o->inject_nan_step);
@@ -439,7 +444,7 @@ static run_outcome validate_run(train_run *r, il_model_config *mc, int *local_ok
   il_dist_shard(o->batch, d->rank, d->size, &off, &cnt);
   r->my.local_batch = (int32_t)cnt;
   *mc = (il_model_config){.in_dim = 784, .hidden = (int)o->hidden, .classes = 10, .max_batch = (int)r->lb_max,
-                          .seed = (uint64_t)o->seed};
+                          .seed = (uint64_t)o->seed, .corr_gamma = o->fpc_gamma};
   il_train_layer_config(o, &mc->layer);
   if (il_model_estimate_bytes(mc, &r->est) != IL_OK) {
     il_error_clear();

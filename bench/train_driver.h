@@ -40,6 +40,8 @@ typedef struct il_train_opts {
   il_options lopts;        /* per-solver / per-backward options (--anderson-m ...) */
   char opts_text[512];     /* "key=value,..." as recorded in the results */
   int refine_applies;      /* --adjoint-refine means something for this configuration */
+  long fpc_k;              /* --fp-correction K[:GAMMA]: K points (1: off) */
+  double fpc_gamma;        /* ... and GAMMA, point k's loss weight GAMMA^(K-k) (default 0.8) */
 } il_train_opts;
 
 /* The per-solver and per-backward option flags (--fp-tau, --anderson-m, ...), NULL-terminated:
