@@ -47,6 +47,41 @@ static void test_index_formula(void **state) {
     }
 }
 
+/* Whatever the solve's length, the trace still holds every point the formula selects: offers of
+ * checks 1..J (J = M - 1, or M when the last check was offered too, as at max-iter). */
+static void test_trace_keeps_every_selected_point(void **state) {
+  (void)state;
+  double W[1] = {0.5}, x[1] = {0.1};
+  tsolve t;
+  tsolve_init(&t, "tanh", W, x, 1, 1);
+  il_arena slots, tables;
+  assert_ok(il_arena_init_for(&slots, be, IL_MEM_SAVED, NULL, 0));
+  assert_ok(il_arena_init(&tables, IL_MEM_SAVED, NULL, 0));
+  const double *z = dev(NULL, 1);
+  for (int K = 2; K <= 5; K++)
+    for (int J = 1; J <= 700; J++) {
+      il_arena_reset(&slots), il_arena_reset(&tables);
+      il_trace tr;
+      assert_ok(il_trace_begin(&tr, 4 * K + 1, &slots, &tables));
+      int allocated = 0;
+      for (int j = 1; j <= J; j++) {
+        tr.checks = j;
+        assert_ok(il_trace_offer(&tr, &t.p, z));
+        assert_true(tr.count <= tr.cap);
+        if (tr.count + tr.nspare > allocated) allocated = tr.count + tr.nspare;
+      }
+      assert_true(allocated <= 4 * K + 1);
+      for (int M = J; M <= J + 1; M++)
+        for (int k = 1; k < K; k++) {
+          const int j = il_corr_index(M, K, k);
+          if (j < M && j <= J && !il_trace_at(&tr, j))
+            fail_msg("K %d, %d offers, M %d: point %d (c_%d) not kept (stride %d)", K, J, M, k, j, tr.stride);
+        }
+    }
+  il_arena_destroy(&slots), il_arena_destroy(&tables);
+  tsolve_destroy(&t);
+}
+
 typedef struct solver_case {
   const char *solver;
   int lag; /* c_j is the iterate after j - lag steps (newton: its checks start at z_0) */
@@ -276,6 +311,7 @@ static void test_refusals(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       IL_TEST(test_index_formula),
+      IL_TEST(test_trace_keeps_every_selected_point),
       IL_TEST(test_points_are_the_solvers_iterates),
       IL_TEST(test_trace_memory_does_not_grow),
       IL_TEST(test_gradcheck_every_solver_and_mode),
