@@ -148,13 +148,16 @@ static void print_config(const train_opts *o, const il_model *m, size_t est, con
   printf("\n# %-18s %ld\n", "seed", o->seed);
   printf("# %-18s %s\n", "zero_nonconverged", m->layer.zero_rows ? "yes" : "no");
   if (strcmp(o->backward, "implicit") == 0) printf("# %-18s %ld\n", "adjoint_refine", o->refine);
-  printf("# %-18s %s (divtol %g%s)\n", "stop_mode", o->stop_mode, o->divtol, o->best ? ", lowest-residual iterate" : "");
+  printf("# %-18s %s (divtol %g%s%s%s)\n", "stop_mode", o->stop_mode, o->divtol,
+         o->best == IL_BEST_SAMPLE ? ", each row's lowest-residual iterate" : o->best ? ", lowest-residual iterate" : "",
+         strcmp(o->stop_norm, "frob") != 0 ? ", norm " : "", strcmp(o->stop_norm, "frob") != 0 ? o->stop_norm : "");
   if (o->opts_text[0]) printf("# %-18s %s\n", "options", o->opts_text);
   printf("# %-18s %s\n", "sech2", o->sech2);
   if (o->diag) printf("# %-18s every %ld steps\n", "diag", o->diag);
   if (o->fpc_k > 1)
     printf("# %-18s %ld points, weights %g^(K-k) (loss and error printed: z*'s)\n", "fp_correction", o->fpc_k,
            o->fpc_gamma);
+  if (o->trace) printf("# %-18s every %ld steps (the results' trace table)\n", "trace", o->trace);
   printf("# %-18s %s (%s)\n", "device", o->device, IL_REAL_NAME);
   printf("# %-18s %ld%s%s%s\n", "threads", o->threads, binding[0] ? " (rank 0: " : "", binding, binding[0] ? ")" : "");
   printf("# %-18s %s\n", "data", o->data);
@@ -210,7 +213,7 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_i(ri, "adjoint_refine", o->refine));
   IL_CHECK(il_run_attr_s(ri, "stop_mode", o->stop_mode));
   IL_CHECK(il_run_attr_d(ri, "divtol", o->divtol));
-  IL_CHECK(il_run_attr_i(ri, "best", o->best));
+  IL_CHECK(il_run_attr_i(ri, "best", o->best != IL_BEST_OFF));
   IL_CHECK(il_run_attr_s(ri, "sech2", o->sech2));
   IL_CHECK(il_run_attr_i(ri, "diag", o->diag));
   IL_CHECK(il_run_attr_s(ri, "options", o->opts_text));
@@ -218,6 +221,10 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_i(ri, "parameters", (int64_t)m->nparams));
   IL_CHECK(il_run_attr_i(ri, "fp_correction", o->fpc_k));
   IL_CHECK(il_run_attr_d(ri, "fp_correction_gamma", o->fpc_gamma));
+  /* the stopping norm fwd_residual is measured in, and which lowest-residual iterate is returned */
+  IL_CHECK(il_run_attr_s(ri, "stop_norm", o->stop_norm));
+  IL_CHECK(il_run_attr_s(ri, "best_rule", o->best_rule));
+  if (o->trace) IL_CHECK(il_run_attr_i(ri, "trace", o->trace)); /* only when given: absent means off */
   if (o->inject_nan_rank >= 0) {
     char inj[64];
     snprintf(inj, sizeof inj, "%ld:%ld", o->inject_nan_rank, o->inject_nan_step);
@@ -284,6 +291,9 @@ typedef struct train_run {
   uint64_t resume_epoch_peak[IL_MEM_NCAT + 2]; /* a mid-epoch checkpoint's high-water marks of its epoch */
   int cpus[IL_BIND_MAX], bound; /* --threads T > 1: the CPUs this rank's threads are pinned to */
   char bind_desc[256];
+  il_trace_row *trace_rows;  /* --trace (rank 0): rows of the traced steps not yet in the results file */
+  long ntrace, trace_cap;
+  int trace_warned;          /* a trace overflowed (a sizing bug): said once */
 } train_run;
 
 /* How a phase of the run ended (il_train_run turns it into its return code). */
@@ -459,6 +469,12 @@ static run_outcome validate_run(train_run *r, il_model_config *mc, int *local_ok
            o->hidden, o->batch, (double)r->est * d->node_size / (1 << 30), d->node_size, (double)phys / (1 << 30));
     *local_ok = 0;
   }
+  if (o->trace && strcmp(o->stop, "sample") == 0 && (d->size > 1 || o->threads > 1)) {
+    IL_ERR(IL_ERR_UNSUPPORTED, "--trace with --stop sample needs one rank and --threads 1: each rank and thread shard "
+           "stops on its own rows, so there is no one residual per iteration to record (here %d rank(s), %ld "
+           "thread(s))", d->size, o->threads);
+    return RUN_INVALID;
+  }
   r->ntrain = (long)r->train->images.count;
   r->ntest = (long)r->test->images.count;
   if (r->ntrain % o->batch != 0 && r->ntrain % o->batch < d->size) {
@@ -487,6 +503,7 @@ static run_outcome create_model(train_run *r, const il_model_config *mc, int loc
       local_ok = 0;
     } else {
       r->model_ok = 1;
+      if (r->o.trace && il_layer_trace_init(&r->model.layer) != IL_OK) local_ok = 0;
     }
   }
   int all_ok = local_ok;
@@ -733,6 +750,52 @@ static void ckpt_layout(train_run *r, il_h5_ckpt *ck, ckpt_bufs *b, float *param
   memcpy(ck->items, items, sizeof items);
 }
 
+/* --trace (rank 0): this step's forward and backward residuals, as trace rows kept until the
+ * next epoch end or checkpoint writes them. */
+static run_outcome collect_trace(train_run *r, long global_step) {
+  const il_layer *L = &r->model.layer;
+  const il_trace *tr[2] = {&L->ftrace, &L->btrace};
+  const char *solve[2] = {"forward", "backward"}, *solver[2] = {r->o.solver, L->btrace_solver};
+  for (int k = 0; k < 2; k++) {
+    const il_trace *t = tr[k];
+    if (t->lost && !r->trace_warned) {
+      fprintf(stderr, "ilbench: warning: --trace: the %s trace of step %ld was full; %d residual(s) not recorded\n",
+              solve[k], global_step, t->lost);
+      r->trace_warned = 1;
+    }
+    if (t->n == 0) continue;
+    if (r->ntrace + t->n > r->trace_cap) {
+      const long cap = 2 * (r->ntrace + t->n) + 256;
+      il_trace_row *nr = realloc(r->trace_rows, (size_t)cap * sizeof *nr);
+      if (!nr) {
+        IL_ERR(IL_ERR_NOMEM, "--trace: no memory for %ld trace rows", cap);
+        return RUN_FATAL;
+      }
+      r->trace_rows = nr;
+      r->trace_cap = cap;
+    }
+    for (int i = 0; i < t->n; i++) {
+      il_trace_row *row = &r->trace_rows[r->ntrace++];
+      memset(row, 0, sizeof *row); /* no stray bytes after the names' NULs */
+      row->global_step = (int32_t)global_step;
+      snprintf(row->solve, sizeof row->solve, "%s", solve[k]);
+      snprintf(row->solver, sizeof row->solver, "%s", solver[k] ? solver[k] : "");
+      row->iteration = t->iter[i];
+      row->residual = t->res[i];
+      row->rel_residual = t->res[i] / t->res[0];
+    }
+  }
+  return RUN_OK;
+}
+
+/* --trace: the rows collected so far into the results file (rank 0's; collective). */
+static run_outcome flush_trace(train_run *r) {
+  if (!r->h5 || !r->o.trace) return RUN_OK;
+  if (il_h5_run_trace(r->h5, r->trace_rows, r->root ? (int)r->ntrace : 0) != IL_OK) return RUN_FAILED;
+  r->ntrace = 0;
+  return RUN_OK;
+}
+
 /* A checkpoint at the current position, with the steps rows not yet written. Collective. */
 static run_outcome write_checkpoint(train_run *r) {
   const float *params = NULL;
@@ -767,6 +830,10 @@ static run_outcome write_checkpoint(train_run *r) {
   ck.step = r->step;
   ck.global_step = r->global_step;
   const int pending = (int)(r->step - r->steps_written);
+  if (flush_trace(r) != RUN_OK) {
+    free(b.rank_nan);
+    return RUN_FAILED;
+  }
   const il_status cs = il_h5_run_checkpoint(r->h5, r->steps + r->steps_written, pending, &ck);
   free(b.rank_nan);
   if (cs != IL_OK) return RUN_FAILED;
@@ -851,11 +918,18 @@ static run_outcome begin_run_output(train_run *r) {
     char hx[24];
     snprintf(hx, sizeof hx, "%016llx", (unsigned long long)r->config_hash);
     if (il_run_attr_s(&ri, "config_hash", hx) != IL_OK) return RUN_FATAL;
-    if (r->o.resume) return resume_run(r, &ri);
-    /* refusals here are agreed by every rank: a taken run id is a clean skip, a storage failure a failure */
-    const il_status bs = il_h5_run_begin(r->h5, &ri);
-    if (bs != IL_OK) return bs == IL_ERR_ARG ? RUN_INVALID : RUN_FAILED;
-    r->run_open = 1;
+    run_outcome out = RUN_OK;
+    if (r->o.resume) {
+      out = resume_run(r, &ri);
+    } else {
+      /* refusals here are agreed by every rank: a taken run id is a clean skip, a storage failure a failure */
+      const il_status bs = il_h5_run_begin(r->h5, &ri);
+      if (bs != IL_OK) return bs == IL_ERR_ARG ? RUN_INVALID : RUN_FAILED;
+      r->run_open = 1;
+    }
+    /* --trace: the run has its trace table from the start (a resumed run's, cut back to its checkpoint) */
+    if (out == RUN_OK && r->o.trace && il_h5_run_trace(r->h5, NULL, 0) != IL_OK) return RUN_FAILED;
+    return out;
   }
   return RUN_OK;
 }
@@ -908,6 +982,7 @@ static run_outcome train_step(train_run *r, long b, long global_step, double lr,
   gather(r->train, r->perm + start + off, (int)cnt, r->X, r->y);
   r->model.loss_denominator = Bg; /* shard gradients sum to the global-batch mean */
   r->model.layer.diag_now = o->diag > 0 && global_step % o->diag == 0; /* the same steps on every rank */
+  r->model.layer.trace_now = o->trace > 0 && global_step % o->trace == 0; /* likewise: its norms are collective */
   double ta = il_now();
   if (il_model_forward(&r->model, (int)cnt, r->X, r->y, 1, &st) != IL_OK) return RUN_FATAL;
   double tb = il_now();
@@ -938,6 +1013,8 @@ static run_outcome train_step(train_run *r, long b, long global_step, double lr,
     tr->nan_batches++;
   }
   double te = il_now();
+  /* outside the phase times: copying the trace is bookkeeping, not training */
+  if (r->model.layer.trace_now && r->root && collect_trace(r, global_step) != RUN_OK) return RUN_FATAL;
   step_meas(&st, m);
   m->t_forward = tb - ta;
   m->t_backward = tw - tb;
@@ -1110,6 +1187,7 @@ static run_outcome epoch_output(train_run *r, long ep, double lr, const epoch_ac
              mmm[4].max);
     fflush(stdout);
   }
+  if (flush_trace(r) != RUN_OK) return RUN_FAILED;
   if (r->h5 && il_h5_run_epoch(r->h5, &er, r->steps + r->steps_written, (int)(r->nb - r->steps_written)) != IL_OK)
     return RUN_FAILED;
   r->steps_written = 0;
@@ -1264,6 +1342,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
   free(r.tidx);
   free(r.order);
   free(r.steps);
+  free(r.trace_rows);
   if (r.model_ok) il_model_destroy(&r.model);
   il_backend_destroy(r.be);
   free(r.stage);

@@ -35,8 +35,11 @@ typedef struct il_train_opts {
   /* solver zoo and diagnostics */
   const char *stop_mode, *sech2;
   double divtol;
-  int best;
+  int best;                /* il_best_rule of --best */
+  const char *best_rule;   /* "off", "batch", "sample" */
+  const char *stop_norm;   /* --stop-norm: "frob", "max", "mean" */
   long diag;               /* measure diagnostics every diag steps (0: never) */
+  long trace;              /* --trace N: record every N-th training step's residuals (0: off) */
   il_options lopts;        /* per-solver / per-backward options (--anderson-m ...) */
   char opts_text[512];     /* "key=value,..." as recorded in the results */
   int refine_applies;      /* --adjoint-refine means something for this configuration */

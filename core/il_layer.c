@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_backend *be, int n, const il_real *W,
@@ -25,8 +26,19 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
     return IL_ERR(IL_ERR_UNSUPPORTED, "solver '%s' does not support per-sample stopping (use --stop batch)",
                   L->sops->name);
   if (cfg->stop_per_sample && cfg->stop_rel)
-    return IL_ERR(IL_ERR_UNSUPPORTED, "per-sample stopping uses absolute row norms: it cannot be combined with a "
-                                      "relative stop mode");
+    return IL_ERR(IL_ERR_UNSUPPORTED, "per-sample stopping judges each row on its own: it cannot be combined with a "
+                                      "threshold relative to the batch's first residual (rel; relf, relative to each "
+                                      "row's ||f(z)||, can)");
+  if (cfg->stop_norm < IL_STOP_FROB || cfg->stop_norm > IL_STOP_MEAN)
+    return IL_ERR(IL_ERR_ARG, "stop norm must be frob, max or mean (%d)", cfg->stop_norm);
+  if (cfg->stop_per_sample && cfg->stop_norm != IL_STOP_FROB)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "the %s norm reduces the batch's rows for batch stopping: per-sample "
+                  "stopping judges each row on its own (use --stop batch)", il_stop_norm_name(cfg->stop_norm));
+  if (cfg->stop_rel && cfg->stop_relf)
+    return IL_ERR(IL_ERR_ARG, "relative to the first residual (rel) and to ||f(z)|| (relf) are two stop modes: "
+                              "choose one");
+  if (cfg->keep_best < IL_BEST_OFF || cfg->keep_best > IL_BEST_SAMPLE)
+    return IL_ERR(IL_ERR_ARG, "best-iterate rule must be off, batch or sample (%d)", cfg->keep_best);
   if (cfg->keep_best && L->bops->needs_tape)
     return IL_ERR(IL_ERR_UNSUPPORTED, "returning the lowest-residual iterate is not supported with backward '%s': "
                                       "the tape ends at the last iterate", L->bops->name);
@@ -93,6 +105,25 @@ size_t il_layer_ws_bytes(const il_layer *L, int B) {
   if (bwd < diag) bwd = diag;
   if (bwd < corr) bwd = corr;
   return (fwd > bwd ? fwd : bwd) + 2 * len; /* + the diagnostics' f(z*) and margin */
+}
+
+il_status il_layer_trace_init(il_layer *L) {
+  if (L->team) return il_layer_team_trace_init(L);
+  if (L->trace_mem) return IL_OK;
+  const int fcap = L->cfg.max_iter + 1; /* Newton checks its start as well */
+  int bcap = 0;
+  L->btrace_solver = NULL;
+  if (L->bops->trace_info) bcap = L->bops->trace_info(L->bstate, L->cfg.max_iter, L->cfg.adjoint_refine,
+                                                      &L->btrace_solver);
+  const size_t total = (size_t)fcap + (size_t)bcap;
+  char *mem = malloc(total * (sizeof(double) + sizeof(int)));
+  if (!mem) return IL_ERR(IL_ERR_NOMEM, "layer: cannot allocate the residual traces (%zu entries)", total);
+  L->trace_mem = mem;
+  double *res = (double *)(void *)mem;
+  int *it = (int *)(void *)(res + total);
+  L->ftrace = (il_trace){.res = res, .iter = it, .cap = fcap};
+  L->btrace = (il_trace){.res = res + fcap, .iter = it + fcap, .cap = bcap};
+  return IL_OK;
 }
 
 il_status il_layer_reserve(il_layer *L, int max_B) {
@@ -194,6 +225,8 @@ il_status il_layer_forward_corr(il_layer *L, int B, const il_real *x, const il_r
                             .preact_max = NAN};
   L->bwd_nan_iter = -1;
   const int taped = train && L->bops->needs_tape;
+  const int traced = train && L->trace_now && L->trace_mem; /* --trace: this step's residuals */
+  L->ftrace.n = L->ftrace.lost = L->btrace.n = L->btrace.lost = 0;
   L->prob = (il_problem){.cell = &L->cell, .be = be, .B = B, .x = x, .z0 = z0,
                          .tol = train ? L->cfg.tol : L->cfg.eval_tol,
                          .max_iter = train ? L->cfg.max_iter : L->cfg.eval_max_iter, .ws = &L->ws, .hws = &L->hws,
@@ -201,7 +234,8 @@ il_status il_layer_forward_corr(il_layer *L, int B, const il_real *x, const il_r
                          .keep = (train && L->keep_lu) ? &L->saved : NULL, .reduce = L->prob.reduce,
                          .per_sample = L->cfg.stop_per_sample, .stop_rel = L->cfg.stop_rel,
                          .divtol = L->cfg.divtol, .keep_best = L->cfg.keep_best, .diag = L->diag_now,
-                         .trace = corrected ? &L->trace : NULL};
+                         .stop_norm = L->cfg.stop_norm, .stop_relf = L->cfg.stop_relf,
+                         .trace = traced ? &L->ftrace : NULL, .corr = corrected ? &L->corr_points : NULL};
   if (corrected) IL_CHECK(il_corr_begin(L));
   IL_CHECK(il_arena_calloc(&L->saved, len, sizeof *L->zstar, (void **)&L->zstar));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
@@ -226,7 +260,8 @@ il_status il_layer_forward_corr(il_layer *L, int B, const il_real *x, const il_r
                         .hzeroed = L->zeroed, .ws = &L->ws, .hws = &L->hws, .saved = train ? &L->saved : NULL,
                         .hsaved = train ? &L->hsaved : NULL, .reduce = L->prob.reduce, .lu = lu,
                         .diag = L->diag_now, .adjoint_refine = L->cfg.adjoint_refine, .fwd_iters = L->fres.iters,
-                        .sops = L->sops, .sstate = L->sstate, .fprob = &L->prob};
+                        .sops = L->sops, .sstate = L->sstate, .fprob = &L->prob,
+                        .trace = traced && L->btrace.cap ? &L->btrace : NULL};
   IL_CHECK(L->bops->finish_forward(L->bstate, &L->adj, out));
   if (nzero) /* a zeroed row is a constant 0 output, whatever the mode re-engages */
     IL_CHECK(IL_BE(be, row_fill, B, n, L->zeroed_d, 1, 0, out));
@@ -338,4 +373,6 @@ void il_layer_destroy(il_layer *L) {
   il_arena_destroy(&L->hsaved);
   il_arena_destroy(&L->ws);
   il_arena_destroy(&L->hws);
+  free(L->trace_mem);
+  L->trace_mem = NULL;
 }

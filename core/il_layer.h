@@ -34,6 +34,7 @@ typedef struct il_adjoint {
   const struct il_solver_ops *sops;
   void *sstate;
   const il_problem *fprob;
+  il_trace *trace;               /* non-NULL: record the backward's residuals here (--trace) */
 } il_adjoint;
 
 typedef struct il_backward_ops {
@@ -59,6 +60,10 @@ typedef struct il_backward_ops {
    * intermediate point's output under this mode; NULL: the mode takes no correction terms. */
   void (*corr_steps)(void *state, int *steps, double *tau);
   int zstar_detached; /* the gradient holds z* constant (phantom, jfb): a gradient check holds it too */
+  /* Optional (--trace): the most residuals one backward records into a->trace, and in *solver
+   * the name of what iterates ("unroll", or the adjoint solver). NULL: it records none (it
+   * solves no system: phantom, jfb). */
+  int (*trace_info)(void *state, int fwd_max_iter, int adjoint_refine, const char **solver);
 } il_backward_ops;
 
 /* Damped steps z_{i+1} = (1 - tau) z_i + tau f(z_i), i < K, from a z_0 held constant, and their
@@ -130,7 +135,10 @@ typedef struct il_layer_config {
   int stop_per_sample;  /* 0: batch norm (the seed), 1: each row on its own (see il_problem) */
   int stop_rel;         /* 1: tol is relative to the first residual (--stop-mode rel) */
   double divtol;        /* > 0: diverged when residual > divtol * first residual; 0: off */
-  int keep_best;        /* 1: an unconverged solve returns its lowest-residual iterate */
+  int keep_best;        /* il_best_rule: 1 (batch) an unconverged solve returns its lowest-residual iterate;
+                           2 (sample) each row returns its own lowest-residual iterate (TorchDEQ) */
+  int stop_norm;        /* il_stop_norm_kind: how batch stopping reduces the rows (0: Frobenius, the seed) */
+  int stop_relf;        /* 1: each row's residual relative to ||f(z_b)|| (--stop-mode relf, TorchDEQ's rel) */
   int sech2_seed;       /* 1: Newton's Jacobian uses the seed's 1/cosh^2 (see cell_tanh.c) */
   il_options *opts;     /* solver/backward options; unknown keys are errors */
   int fp_correction;    /* fixed-point correction: K points, 2..100 (il_layer_correction.c); 0 or 1: off */
@@ -170,11 +178,17 @@ struct il_layer {
   int corr_K;            /* K; 1: off */
   int corr_steps;        /* damped steps from each intermediate point, and their tau (the backward mode's) */
   double corr_tau;
-  il_trace trace;        /* the training solve's kept iterates */
+  il_corr_points corr_points; /* the training solve's kept iterates */
   int corr_M;            /* checks of the last training solve (the largest over processes with per-sample stops) */
   int *corr_j;           /* host (K-1): point k's check j_k (M: z* itself) */
   const il_real **corr_pt; /* host (K-1): the points, in `saved` */
   il_phantom_tape *corr_tape; /* host (K-1): their steps */
+  /* --trace (il_layer_trace_init): with trace_now set by the caller, a training forward and its
+   * backward record every residual they check (host memory, sized once) */
+  int trace_now;
+  il_trace ftrace, btrace;
+  const char *btrace_solver; /* what the backward iterates ("unroll", "lu", ...), NULL: nothing */
+  void *trace_mem;           /* the traces' arrays (with a team, shard 0's arrays are shown instead) */
 };
 
 #define il_layer_create IL_P(il_layer_create)
@@ -212,6 +226,11 @@ il_status il_layer_eval_held(il_layer *L, const il_real *x, il_real *out, il_rea
 /* Point k's check j_k (1 <= k < K) in a solve of M checks: j_k = M is z* itself. */
 int il_corr_index(int M, int K, int k);
 void il_layer_destroy(il_layer *L);
+#define il_layer_trace_init IL_P(il_layer_trace_init)
+/* Room for the residual traces (--trace): forward max_iter + 1 checks (Newton also checks its
+ * start), and what the backward mode's trace_info says. With a thread team every shard records
+ * (their reductions meet) and L's traces show shard 0's: the batch residual is the same in all. */
+il_status il_layer_trace_init(il_layer *L);
 #define il_layer_ws_bytes IL_P(il_layer_ws_bytes)
 #define il_layer_reserve IL_P(il_layer_reserve)
 /* Space workspace bytes a forward + backward at batch B takes (upper bound). */

@@ -15,7 +15,7 @@
  * --best), and point K is z*. For M <= 4K + 1 (s = 1) this is exactly
  * j_k = round(k M / K); a longer solve puts each point within s/2 < M / (4K)
  * checks of k M / K. That grid is what lets the solve keep at most 4K + 1
- * iterates (il_trace, solver_trace.c) instead of all M, and still find every
+ * iterates (il_corr_points, solver_corr_points.c) instead of all M, and still find every
  * c_{j_k}. With per-sample stopping M is the largest over every row and every
  * process (a stopped row stays constant, so later checks give it its own z*).
  *
@@ -33,7 +33,7 @@
 #include <string.h>
 
 #define CORR_MAX 100 /* points */
-#define CORR_GRID 4  /* the trace keeps CORR_GRID K + 1 iterates */
+#define CORR_GRID 4  /* the points kept: CORR_GRID K + 1 iterates */
 
 int il_corr_index(int M, int K, int k) {
   if (M < 1) return 1;
@@ -71,7 +71,7 @@ size_t il_corr_ws_bytes(const il_layer *L, int B, size_t fwd, size_t bwd) {
 }
 
 il_status il_corr_begin(il_layer *L) {
-  return il_trace_begin(&L->trace, CORR_GRID * L->corr_K + 1, &L->saved, &L->hsaved);
+  return il_corr_points_begin(&L->corr_points, CORR_GRID * L->corr_K + 1, &L->saved, &L->hsaved);
 }
 
 static int any_zeroed(const il_layer *L) {
@@ -82,7 +82,7 @@ static int any_zeroed(const il_layer *L) {
 
 il_status il_corr_forward(il_layer *L, il_real *const *corr) {
   const int K = L->corr_K, B = L->B, n = L->cell.n;
-  const int M_here = L->trace.checks;
+  const int M_here = L->corr_points.checks;
   int M = M_here;
   if (L->cfg.stop_per_sample && L->prob.reduce.max) { /* processes stopped at different checks */
     const double g = L->prob.reduce.max(L->prob.reduce.ctx, (double)M);
@@ -96,9 +96,9 @@ il_status il_corr_forward(il_layer *L, il_real *const *corr) {
   for (int k = 1; k < K; k++) {
     const int j = il_corr_index(M, K, k);
     const il_real *pt = L->zstar; /* j at or past this process's last check: its rows have stopped at z* */
-    if (j < M_here && !(pt = il_trace_at(&L->trace, j)))
+    if (j < M_here && !(pt = il_corr_points_at(&L->corr_points, j)))
       return IL_ERR(IL_ERR_INTERNAL, "fixed-point correction: iterate %d of %d was not kept (stride %d)", j, M,
-                    L->trace.stride);
+                    L->corr_points.stride);
     L->corr_j[k - 1] = j;
     L->corr_pt[k - 1] = pt;
     IL_CHECK(il_phantom_steps(&L->cell, B, L->prob.x, pt, L->corr_steps, L->corr_tau, &L->saved, &L->hsaved, &L->ws,
@@ -155,7 +155,8 @@ il_status il_layer_eval_held(il_layer *L, const il_real *x, il_real *out, il_rea
   il_problem p = L->prob;
   p.x = x;
   p.saved = p.hsaved = p.keep = NULL;
-  p.trace = NULL;
+  p.trace = NULL; /* a held evaluation records neither residuals nor points */
+  p.corr = NULL;
   p.diag = 0;
   IL_CHECK_GOTO(s, L->sops->solve(L->sstate, &p, z, rows, &res), out);
   int nzero = 0;

@@ -16,7 +16,7 @@ il_status il_corr_setup(il_layer *L, const il_layer_config *cfg);
 /* Space workspace of the correction at batch B, given the forward solve's fwd and the backward mode's
  * bwd (0 when off). */
 size_t il_corr_ws_bytes(const il_layer *L, int B, size_t fwd, size_t bwd);
-/* Before a training solve: an empty trace for L->prob.trace. */
+/* Before a training solve: an empty il_corr_points for L->prob.corr. */
 il_status il_corr_begin(il_layer *L);
 /* After the training solve (z* zeroed where it is): select the points, corr[k] = their outputs. */
 il_status il_corr_forward(il_layer *L, il_real *const *corr);

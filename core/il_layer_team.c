@@ -108,6 +108,8 @@ static il_status team_allreduce(void *ctx, double *buf, int n, il_reduce_op op) 
   return team_reduce(ctx, buf, n, op);
 }
 
+static void merge_stats(il_layer_team *tm, const il_memstats *before);
+
 int il_layer_team_wanted(const il_backend *be) { return be->threads > 1 && be->ops->host_accessible; }
 
 il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, const il_real *W,
@@ -127,12 +129,20 @@ il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, c
     IL_CHECK(il_arena_alloc_n(&tm->grad[t], L->cell.ntheta, sizeof(il_real), (void **)&tm->dW[t]));
     tm->sc[t] = (shard_ctx){.tm = tm, .t = t};
   }
+  static const il_memstats none[TEAM_MAX];
+  merge_stats(tm, none); /* the shards' dW buffers are the caller's memory from now on */
   return IL_OK;
 }
 
 void il_layer_team_destroy(il_layer *L) {
   il_layer_team *tm = L->team;
   if (!tm) return;
+  il_memstats *p = tm->parent_stats;
+  for (int t = 0; p && t < tm->T; t++) { /* hand back what the shards still hold */
+    for (int c = 0; c < IL_MEM_NCAT; c++) p->current[c] -= tm->st[t].current[c];
+    p->current_total -= tm->st[t].current_total;
+    p->space_current -= tm->st[t].space_current;
+  }
   for (int t = 0; t < tm->T; t++) {
     il_layer_destroy(&tm->L[t]);
     il_arena_destroy(&tm->grad[t]);
@@ -294,6 +304,7 @@ static void fwd_shard(il_layer *L, int t, void *arg) {
   il_real *corr[TEAM_CORR]; /* this shard's rows of each output */
   for (int k = 0; a->corr && k < L->corr_K - 1; k++) corr[k] = a->corr[k] + off;
   Ls->diag_now = L->diag_now;
+  Ls->trace_now = L->trace_now;
   tm->status[t] = il_layer_forward_corr(Ls, tm->r0[t + 1] - tm->r0[t], a->x + off, a->z0 ? a->z0 + off : NULL,
                                         a->out + off, a->corr ? corr : NULL, a->train);
   if (tm->status[t] != IL_OK) atomic_store(&tm->abort, 1);
@@ -344,6 +355,8 @@ il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_r
   L->diag.rho_samples = rho_n;
   L->diag.rho_mean = rho_n ? rho_sum / rho_n : NAN;
   L->fres = merge_result(L, r, S);
+  L->ftrace = tm->L[0].ftrace; /* --trace: shard 0's stand for the batch (its residuals are the team's) */
+  L->btrace = tm->L[0].btrace;
   return IL_OK;
 }
 
@@ -402,5 +415,15 @@ il_status il_layer_team_backward(il_layer *L, const il_real *dout, const il_real
   }
   L->bres = merge_result(L, r, S);
   if (L->diag_now) il_layer_grad_diag(L, cmp);
+  L->btrace = tm->L[0].btrace;
+  return IL_OK;
+}
+
+il_status il_layer_team_trace_init(il_layer *L) {
+  il_layer_team *tm = L->team;
+  for (int t = 0; t < tm->T; t++) IL_CHECK(il_layer_trace_init(&tm->L[t]));
+  L->btrace_solver = tm->L[0].btrace_solver;
+  L->ftrace = tm->L[0].ftrace;
+  L->btrace = tm->L[0].btrace;
   return IL_OK;
 }

@@ -14,6 +14,7 @@
 #define il_layer_team_set_reducer IL_P(il_layer_team_set_reducer)
 #define il_layer_team_forward IL_P(il_layer_team_forward)
 #define il_layer_team_backward IL_P(il_layer_team_backward)
+#define il_layer_team_trace_init IL_P(il_layer_team_trace_init)
 
 int il_layer_team_wanted(const il_backend *be);
 il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, const il_real *W, il_memstats *stats);
@@ -26,5 +27,7 @@ il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_r
                                 il_real *const *corr, int train);
 il_status il_layer_team_backward(il_layer *L, const il_real *dout, const il_real *const *dcorr, il_real *dx,
                                  il_real *dW);
+/* --trace: every shard records (they meet in the traces' reductions); L shows shard 0's traces. */
+il_status il_layer_team_trace_init(il_layer *L);
 
 #endif

@@ -60,9 +60,9 @@ il_status il_model_estimate_bytes(const il_model_config *cfg, size_t *bytes) {
   IL_CHECK(checked_add(&total, Bhh, copies * R, "Jacobian storage"));
   IL_CHECK(checked_add(&total, B * h * (size_t)(K + 2), 2 * R, "iterate storage"));
   const int C = cfg->layer.fp_correction;
-  if (C > 1) { /* the points' outputs, softmax and cotangents; the trace (4C + 1 iterates); their steps */
+  if (C > 1) { /* the points' outputs, softmax and cotangents; the kept points (4C + 1 iterates); their steps */
     IL_CHECK(checked_add(&total, B * (2 * h + c) * (size_t)(C - 1) + B * c, R, "correction activations"));
-    IL_CHECK(checked_add(&total, B * h * (4 * (size_t)C + 1), R, "correction trace"));
+    IL_CHECK(checked_add(&total, B * h * (4 * (size_t)C + 1), R, "correction points"));
     const size_t P = corr_steps_estimate(&cfg->layer);
     IL_CHECK(checked_add(&total, B * h * 2 * P, (size_t)(C - 1) * R, "correction steps"));
   }

@@ -1,6 +1,6 @@
 /* tests/test_correction.c: fixed-point correction in float64 (IL_PREC=64):
  * which iterates are selected (the formula, and that the kept points are the
- * solvers' own iterates), that the trace's memory does not grow with the
+ * solvers' own iterates), that the kept points' memory does not grow with the
  * solve, the gradient of the whole weighted loss against finite differences
  * for every solver and every backward mode that takes corrections (and that
  * the check fails when the points are not held), refusals, and that K = 1 is
@@ -47,10 +47,10 @@ static void test_index_formula(void **state) {
     }
 }
 
-/* Whatever the solve's length, the trace still holds every point the formula selects: offers of
+/* Whatever the solve's length, the kept points still hold every point the formula selects: offers of
  * checks 1..J (J = M - 1, or M when the last check was offered too, as at max-iter), through
  * five doublings of the stride. */
-static void test_trace_keeps_every_selected_point(void **state) {
+static void test_corr_points_keep_every_selected_point(void **state) {
   (void)state;
   double W[1] = {0.5}, x[1] = {0.1};
   tsolve t;
@@ -62,12 +62,12 @@ static void test_trace_keeps_every_selected_point(void **state) {
   for (int K = 2; K <= 5; K++)
     for (int J = 1; J <= 300; J++) {
       il_arena_reset(&slots), il_arena_reset(&tables);
-      il_trace tr;
-      assert_ok(il_trace_begin(&tr, 4 * K + 1, &slots, &tables));
+      il_corr_points tr;
+      assert_ok(il_corr_points_begin(&tr, 4 * K + 1, &slots, &tables));
       int allocated = 0;
       for (int j = 1; j <= J; j++) {
         tr.checks = j;
-        assert_ok(il_trace_offer(&tr, &t.p, z));
+        assert_ok(il_corr_points_offer(&tr, &t.p, z));
         assert_true(tr.count <= tr.cap);
         if (tr.count + tr.nspare > allocated) allocated = tr.count + tr.nspare;
       }
@@ -75,7 +75,7 @@ static void test_trace_keeps_every_selected_point(void **state) {
       for (int M = J; M <= J + 1; M++)
         for (int k = 1; k < K; k++) {
           const int j = il_corr_index(M, K, k);
-          if (j < M && j <= J && !il_trace_at(&tr, j))
+          if (j < M && j <= J && !il_corr_points_at(&tr, j))
             fail_msg("K %d, %d offers, M %d: point %d (c_%d) not kept (stride %d)", K, J, M, k, j, tr.stride);
         }
     }
@@ -132,8 +132,8 @@ static void test_points_are_the_solvers_iterates(void **state) {
   free(out), free(pt), free(ref);
 }
 
-/* The trace's saved memory is the same for 40 and 400 iterations: at most 4K + 1 iterates are kept. */
-static void test_trace_memory_does_not_grow(void **state) {
+/* The kept points' saved memory is the same for 40 and 400 iterations: at most 4K + 1 iterates are kept. */
+static void test_corr_points_memory_does_not_grow(void **state) {
   (void)state;
   const int n = 8, B = 4, K = 3;
   const size_t len = (size_t)B * n;
@@ -312,9 +312,9 @@ static void test_refusals(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       IL_TEST(test_index_formula),
-      IL_TEST(test_trace_keeps_every_selected_point),
+      IL_TEST(test_corr_points_keep_every_selected_point),
       IL_TEST(test_points_are_the_solvers_iterates),
-      IL_TEST(test_trace_memory_does_not_grow),
+      IL_TEST(test_corr_points_memory_does_not_grow),
       IL_TEST(test_gradcheck_every_solver_and_mode),
       IL_TEST(test_gradcheck_other_settings),
       IL_TEST(test_gradcheck_fails_without_holding),

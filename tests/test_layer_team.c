@@ -33,6 +33,7 @@ typedef struct run_out {
   il_layer_diag diag;
   int team;
   il_memstats mem;
+  size_t grads_held, left; /* GRADS bytes while the layer lives; bytes still counted after destroy */
   il_events ev;
 } run_out;
 
@@ -61,7 +62,9 @@ static void step(il_backend *b, const il_layer_config *cfg, int n, int B, const 
   r->fres = L.fres;
   r->bres = L.bres;
   r->diag = L.diag;
+  r->grads_held = r->mem.current[IL_MEM_GRADS];
   il_layer_destroy(&L);
+  r->left = r->mem.current_total;
   be = be1;
 }
 
@@ -69,21 +72,21 @@ static void run_free(run_out *r) {
   free(r->out), free(r->dx), free(r->dW), free(r->row_res), free(r->zeroed);
 }
 
-static void compare_pair(const char *solver, const char *mode, int B, int diag) {
+/* One thread against a team of three for the layer cfg (its solver, mode and stop rules). */
+static void compare_cfg(const il_layer_config *cfg, int B, int diag, double scale) {
   enum { n = 16 };
   double W[n * n], *x = malloc(sizeof(double) * (size_t)B * n), *C = malloc(sizeof(double) * (size_t)B * n);
-  make_problem(n, B, 0.9, 1.0, 11, W, x);
+  make_problem(n, B, scale, 1.0, 11, W, x);
   il_rng r;
   il_rng_seed(&r, 5);
   for (int i = 0; i < B * n; i++) C[i] = il_rng_normal(&r);
-  il_layer_config cfg = {.solver = solver, .backward = mode, .tol = 1e-10, .max_iter = 300,
-                         .zero_nonconverged = IL_ZERO_AUTO};
   run_out a, t, u;
-  step(be1, &cfg, n, B, W, x, C, diag, &a);
-  step(be3, &cfg, n, B, W, x, C, diag, &t);
-  step(be3, &cfg, n, B, W, x, C, diag, &u);
-  print_message("%s/%s B=%d: iters %d vs %d, bwd %d vs %d\n", solver, mode, B, a.fres.iters, t.fres.iters,
-                a.bres.iters, t.bres.iters);
+  step(be1, cfg, n, B, W, x, C, diag, &a);
+  step(be3, cfg, n, B, W, x, C, diag, &t);
+  step(be3, cfg, n, B, W, x, C, diag, &u);
+  print_message("%s/%s B=%d norm %s%s best %d: iters %d vs %d, bwd %d vs %d\n", cfg->solver, cfg->backward, B,
+                il_stop_norm_name(cfg->stop_norm), cfg->stop_relf ? " relf" : "", cfg->keep_best, a.fres.iters,
+                t.fres.iters, a.bres.iters, t.bres.iters);
   assert_false(a.team);
   assert_true(t.team); /* a batch too small for two shards runs on one shard */
   assert_int_equal(a.fres.iters, t.fres.iters);
@@ -102,6 +105,9 @@ static void compare_pair(const char *solver, const char *mode, int B, int diag) 
   assert_memory_equal(t.dW, u.dW, sizeof(double) * (size_t)n * n);
   /* the caller sees the shards' memory and events */
   assert_true(t.mem.peak_total > 0);
+  assert_true(t.grads_held >= 3 * sizeof(double) * n * n); /* the shards' dW buffers */
+  assert_int_equal(a.left, 0);
+  assert_int_equal(t.left, 0); /* destroy hands everything back */
   assert_true(t.mem.peak[IL_MEM_WORKSPACE] > 0);
   assert_int_equal(t.ev.ev[IL_EV_FWD_SOLVE].calls, 1);
   assert_int_equal(t.ev.ev[IL_EV_BWD_SOLVE].calls, 1);
@@ -116,6 +122,35 @@ static void compare_pair(const char *solver, const char *mode, int B, int diag) 
   }
   run_free(&a), run_free(&t), run_free(&u);
   free(x), free(C);
+}
+
+static void compare_pair(const char *solver, const char *mode, int B, int diag) {
+  const il_layer_config cfg = {.solver = solver, .backward = mode, .tol = 1e-10, .max_iter = 300,
+                               .zero_nonconverged = IL_ZERO_AUTO};
+  compare_cfg(&cfg, B, diag, 0.9);
+}
+
+/* The stopping norms and per-row best iterates reduce over the shards as over ranks: the same
+ * iterations, rows and residual as one thread (max and mean through the team's max and
+ * two-value sum; sample best's residual is reduced after the rows are chosen). */
+static void test_team_stop_rules(void **state) {
+  (void)state;
+  const struct { const char *solver, *mode; int norm, relf, best, max_iter; double tol, scale; } cases[] = {
+      {"fp", "implicit", IL_STOP_MAX, 0, 0, 300, 1e-10, 0.9},
+      {"fp", "implicit", IL_STOP_MEAN, 1, 0, 300, 1e-10, 0.9},
+      {"anderson", "implicit", IL_STOP_MAX, 1, IL_BEST_SAMPLE, 300, 1e-10, 0.9},
+      {"newton", "implicit", IL_STOP_MEAN, 0, IL_BEST_SAMPLE, 300, 1e-10, 0.9},
+      /* fp that oscillates, cut at 25 maps: sample best picks rows from different iterations */
+      {"fp", "implicit", IL_STOP_MAX, 0, IL_BEST_SAMPLE, 25, 1e-14, 3.0},
+      {"broyden", "jfb", IL_STOP_FROB, 1, IL_BEST_SAMPLE, 25, 1e-14, 3.0},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const il_layer_config cfg = {.solver = cases[k].solver, .backward = cases[k].mode, .tol = cases[k].tol,
+                                 .max_iter = cases[k].max_iter, .zero_nonconverged = IL_ZERO_NO,
+                                 .stop_norm = cases[k].norm, .stop_relf = cases[k].relf,
+                                 .keep_best = cases[k].best};
+    compare_cfg(&cfg, 37, 0, cases[k].scale);
+  }
 }
 
 static void test_team_fp(void **state) {
@@ -224,6 +259,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       IL_TEST(test_team_fp),          IL_TEST(test_team_newton),   IL_TEST(test_team_anderson_broyden),
       IL_TEST(test_team_small_batch), IL_TEST(test_team_per_sample), IL_TEST(test_team_correction),
+      IL_TEST(test_team_stop_rules),
   };
   return cmocka_run_group_tests(tests, team_setup, team_teardown);
 }

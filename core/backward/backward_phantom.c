@@ -163,6 +163,7 @@ const il_backward_ops il_backward_phantom_ops = {
     .backward = phantom_backward,
     .corr_steps = phantom_corr_steps,
     .zstar_detached = 1,
+    .trace_info = NULL, /* --trace: no system solved, nothing to record */
 };
 
 const il_backward_ops il_backward_jfb_ops = {
@@ -176,4 +177,5 @@ const il_backward_ops il_backward_jfb_ops = {
     .backward = phantom_backward,
     .corr_steps = phantom_corr_steps,
     .zstar_detached = 1,
+    .trace_info = NULL, /* --trace: no system solved, nothing to record */
 };

@@ -58,7 +58,7 @@ static size_t broyden_ws_bytes(void *state, const il_cell *c, int B, int max_ite
   const int m = ((broyden_state *)state)->m;
   const size_t len = (size_t)B * c->n;
   return 2 * R(len * m, il_real) + 7 * R(len, il_real) + R((size_t)B * m, il_real) + 2 * R(B, il_real) +
-         R(B, unsigned char) + c->ops->ws_bytes(c, B);
+         2 * R(B, unsigned char) /* bad, best's row mask */ + c->ops->ws_bytes(c, B);
 }
 
 static il_status broyden_solve(void *state, const il_problem *p, il_real *z, double *row_res,
@@ -72,7 +72,7 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
   il_status s = IL_OK;
   il_real *U, *V, *zk, *f, *g, *gnew, *d, *hy, *r, *hr;
   unsigned char *bad, *hbad; /* rows that skip their update: space, host */
-  double *rows, *den;
+  double *rows, *den, *frows = NULL; /* frows: ||f_b||^2 with stop_relf */
   bro_tmp t;
   il_stop stop;
   il_best best;
@@ -90,6 +90,7 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
   IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&bad));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *rows, (void **)&rows));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *den, (void **)&den));
+  if (p->stop_relf) IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *frows, (void **)&frows));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *hr, (void **)&hr));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&hbad));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * m, sizeof *t.dots, (void **)&t.dots));
@@ -102,12 +103,11 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
     IL_CHECK_GOTO(s, il_cell_map(c, B, p->x, zk, f, NULL, p->ws, NULL), out);
     IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, zk, -1, f, gnew), out); /* g = z - f */
     IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, gnew, NULL, rows), out); /* sync point: the stopping test */
-    double local = 0;
-    for (int b = 0; b < B; b++) local += rows[b];
-    const double err = il_problem_norm(p, local);
+    if (frows) IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, f, NULL, frows), out);
+    const double err = il_stop_norm(p, rows, frows);
     res->iters = k + 1;
     if (il_stop_check(&stop, p, err, k, res)) break;
-    IL_CHECK_GOTO(s, il_best_offer(&best, p, zk, rows, err, k), out);
+    IL_CHECK_GOTO(s, il_best_offer(&best, p, zk, rows, frows, err, k), out);
     if (k > 0) { /* update H with s = d (the last step) and y = gnew - g */
       if (q == m) q = 0; /* restart */
       il_real *u = U + (size_t)q * len, *v = V + (size_t)q * len;
@@ -138,7 +138,7 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
     IL_CHECK_GOTO(s, IL_BE(be, axpby, len, -1, d, 0, d), out);
     IL_CHECK_GOTO(s, IL_BE(be, axpby, len, 1, d, 1, zk), out);
   }
-  IL_CHECK_GOTO(s, il_solve_finish(&best, p, zk, rows, row_res, 0, z, res, NULL), out);
+  IL_CHECK_GOTO(s, il_solve_finish(&best, p, zk, rows, frows, row_res, 0, z, res, NULL), out);
 out:
   il_marks_rewind(p->ws, p->hws, mk);
   return s;

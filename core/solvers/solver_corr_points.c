@@ -1,19 +1,19 @@
-/* core/solvers/solver_trace.c: the checked iterates a training solve keeps for
- * fixed-point correction (il_trace in il_solver.h). After the offers of checks
- * 1..J the trace holds exactly c_s, c_2s, ..., c_{floor(J/s) s}, with s the
+/* core/solvers/solver_corr_points.c: the checked iterates a training solve keeps for
+ * fixed-point correction (il_corr_points in il_solver.h). After the offers of checks
+ * 1..J the kept set holds exactly c_s, c_2s, ..., c_{floor(J/s) s}, with s the
  * smallest power of two such that floor(J/s) <= cap: a longer solve only
  * thins the grid, it never takes more memory. */
 #include "il_solver.h"
 
-il_status il_trace_begin(il_trace *t, int cap, il_arena *arena, il_arena *harena) {
-  if (cap < 2) return IL_ERR(IL_ERR_ARG, "iterate trace: %d slots (at least 2)", cap);
-  *t = (il_trace){.cap = cap, .stride = 1, .arena = arena};
+il_status il_corr_points_begin(il_corr_points *t, int cap, il_arena *arena, il_arena *harena) {
+  if (cap < 2) return IL_ERR(IL_ERR_ARG, "correction points: %d slots (at least 2)", cap);
+  *t = (il_corr_points){.cap = cap, .stride = 1, .arena = arena};
   IL_CHECK(il_arena_calloc(harena, (size_t)cap, sizeof *t->z, (void **)&t->z));
   IL_CHECK(il_arena_calloc(harena, (size_t)cap, sizeof *t->spare, (void **)&t->spare));
   return IL_OK;
 }
 
-il_status il_trace_offer(il_trace *t, const il_problem *p, const il_real *z) {
+il_status il_corr_points_offer(il_corr_points *t, const il_problem *p, const il_real *z) {
   const int j = t->checks;
   if (j < 1 || j % t->stride) return IL_OK;
   if (t->count == t->cap) { /* full: keep the even multiples, c_2s, c_4s, ..., and free the rest */
@@ -35,7 +35,7 @@ il_status il_trace_offer(il_trace *t, const il_problem *p, const il_real *z) {
   return IL_OK;
 }
 
-const il_real *il_trace_at(const il_trace *t, int j) {
+const il_real *il_corr_points_at(const il_corr_points *t, int j) {
   if (j < 1 || j % t->stride || j / t->stride > t->count) return NULL;
   return t->z[j / t->stride - 1];
 }
