@@ -90,6 +90,7 @@ SOLVER_OWNED = {"max_iter", "eval_max_iter", "zero_nonconverged"}  # their defau
 DIMENSION_KEYS = ("tol", "hidden", "world_size", "stop", "stop_mode", "divtol", "best", "adjoint_refine",
                   "allreduce", "cell", "max_iter",
                   "stop_norm", "best_rule", "warm_start", "w_norm")
+DIMENSION_KEYS += ("fp_correction",)  # a training-loss setting ("K:GAMMA", run_config) runs are compared across
 TIMING_KEYS = ("threads", "device", "world_size", "diag")
 CSV_COLUMNS = (("run_id", "file") + CONFIG_KEYS +
                ("status", "flag", "epochs_done", "epochs_requested",
@@ -154,10 +155,21 @@ def group_by(items, keyfn):
     return groups
 
 
+# Configuration keys that older files lack, with the value their runs had (SCHEMA.md).
+CONFIG_DEFAULTS = {"fp_correction": 1}
+
+
 def run_config(run):
     """The run's configuration: every attribute but NOT_CONFIG and peak_bytes_*."""
-    return {k: v for k, v in run.attrs.items()
-            if k not in NOT_CONFIG and not k.startswith("peak_bytes_")}
+    cfg = {k: v for k, v in run.attrs.items()
+           if k not in NOT_CONFIG and not k.startswith("peak_bytes_")}
+    for k, v in CONFIG_DEFAULTS.items():
+        cfg.setdefault(k, v)
+    # one setting "K:GAMMA" (GAMMA means nothing when K = 1, off)
+    gamma = cfg.pop("fp_correction_gamma", None)
+    if cfg["fp_correction"] != 1 and gamma is not None:
+        cfg["fp_correction"] = f"{cfg['fp_correction']}:{gamma:g}"
+    return cfg
 
 
 def _hashable(v):

@@ -155,6 +155,9 @@ static void print_config(const train_opts *o, const il_model *m, size_t est, con
   if (o->opts_text[0]) printf("# %-18s %s\n", "options", o->opts_text);
   printf("# %-18s %s\n", "sech2", o->sech2);
   if (o->diag) printf("# %-18s every %ld steps\n", "diag", o->diag);
+  if (o->fpc_k > 1)
+    printf("# %-18s %ld points, weights %g^(K-k) (loss and error printed: z*'s)\n", "fp_correction", o->fpc_k,
+           o->fpc_gamma);
   if (o->trace) printf("# %-18s every %ld steps (the results' trace table)\n", "trace", o->trace);
   if (strcmp(o->w_norm, "none") != 0) printf("# %-18s %s\n", "w_norm", o->w_norm);
   printf("# %-18s %s (%s)\n", "device", o->device, IL_REAL_NAME);
@@ -218,6 +221,8 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_s(ri, "options", o->opts_text));
   IL_CHECK(il_run_attr_s(ri, "allreduce", "mpi"));
   IL_CHECK(il_run_attr_i(ri, "parameters", (int64_t)m->nparams));
+  IL_CHECK(il_run_attr_i(ri, "fp_correction", o->fpc_k));
+  IL_CHECK(il_run_attr_d(ri, "fp_correction_gamma", o->fpc_gamma));
   /* the stopping norm fwd_residual is measured in, and which lowest-residual iterate is returned */
   IL_CHECK(il_run_attr_s(ri, "stop_norm", o->stop_norm));
   IL_CHECK(il_run_attr_s(ri, "best_rule", o->best_rule));
@@ -462,7 +467,7 @@ static run_outcome validate_run(train_run *r, il_model_config *mc, int *local_ok
   il_dist_shard(o->batch, d->rank, d->size, &off, &cnt);
   r->my.local_batch = (int32_t)cnt;
   *mc = (il_model_config){.in_dim = 784, .hidden = (int)o->hidden, .classes = 10, .max_batch = (int)r->lb_max,
-                          .seed = (uint64_t)o->seed};
+                          .seed = (uint64_t)o->seed, .corr_gamma = o->fpc_gamma};
   il_train_layer_config(o, &mc->layer);
   mc->w_norm = (il_wnorm_kind)il_wnorm_from_name(o->w_norm);
   if (il_model_estimate_bytes(mc, &r->est) != IL_OK) {

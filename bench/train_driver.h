@@ -45,6 +45,8 @@ typedef struct il_train_opts {
   int refine_applies;      /* --adjoint-refine means something for this configuration */
   int warm_start;          /* --warm-start: each training sample starts from its last fixed point */
   const char *w_norm;      /* --w-norm none|weight|spectral: W's parameterisation (core/il_wnorm.h) */
+  long fpc_k;              /* --fp-correction K[:GAMMA]: K points (1: off) */
+  double fpc_gamma;        /* ... and GAMMA, point k's loss weight GAMMA^(K-k) (default 0.8) */
 } il_train_opts;
 
 /* The per-solver and per-backward option flags (--fp-tau, --anderson-m, ...), NULL-terminated:

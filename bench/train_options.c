@@ -48,6 +48,10 @@ static const il_cli_spec train_spec_head[] = {
                  "backward (NaN where cosh overflows, |a| > 89.4 in float32)", "stable"},
     {"diag", 1, "every N steps measure spectral radius, LU condition, gradient vs exact IFT (0: never)", "0"},
     {"log-view", 0, "print the run's events table at the end (time, calls, FLOPs per event, as PETSc's -log_view)", NULL},
+    {"fp-correction", 1, "fixed-point correction (README): besides z*, supervise K-1 iterates spread over the forward "
+                         "solve, each through the backward mode's phantom steps (1 for implicit), with loss weights "
+                         "GAMMA^(K-k), GAMMA in (0, 1] (default 0.8); K 1..100, 1: off; not with --backward unroll",
+     "1"},
     {"trace", 1, "every N training steps record the residual of every forward and backward iteration in the --out "
                  "file's trace table (analysis/SCHEMA.md; report.py draws convergence.png from it)", "off"},
     {"warm-start", 0, "start each training sample's solve from its fixed point of the last step that saw it (per "
@@ -160,6 +164,22 @@ static il_status parse_drops(const char *s, train_opts *o) {
   return IL_OK;
 }
 
+/* --fp-correction K[:GAMMA] */
+static il_status parse_fp_correction(const char *s, train_opts *o) {
+  char k[32];
+  const char *colon = strchr(s, ':');
+  o->fpc_gamma = 0.8;
+  if (colon && (size_t)(colon - s) >= sizeof k) return IL_ERR(IL_ERR_ARG, "--fp-correction: '%s' is not K[:GAMMA]", s);
+  snprintf(k, sizeof k, "%.*s", colon ? (int)(colon - s) : (int)strlen(s), s);
+  IL_CHECK(il_parse_int(k, "--fp-correction K (points)", 1, 100, &o->fpc_k));
+  if (colon) {
+    IL_CHECK(il_parse_double(colon + 1, "--fp-correction GAMMA", &o->fpc_gamma));
+    if (!(o->fpc_gamma > 0 && o->fpc_gamma <= 1))
+      return IL_ERR(IL_ERR_ARG, "--fp-correction: GAMMA must be in (0, 1], got %s", colon + 1);
+  }
+  return IL_OK;
+}
+
 /* The implicit layer's configuration; cfg->opts points into o. */
 void il_train_layer_config(const train_opts *o, il_layer_config *cfg) {
   *cfg = (il_layer_config){.solver = o->solver, .backward = o->backward, .tol = o->tol, .max_iter = (int)o->max_iter,
@@ -171,7 +191,8 @@ void il_train_layer_config(const train_opts *o, il_layer_config *cfg) {
                            .stop_norm = strcmp(o->stop_norm, "max") == 0    ? IL_STOP_MAX
                                         : strcmp(o->stop_norm, "mean") == 0 ? IL_STOP_MEAN
                                                                             : IL_STOP_FROB,
-                           .sech2_seed = strcmp(o->sech2, "seed") == 0, .opts = (il_options *)&o->lopts};
+                           .sech2_seed = strcmp(o->sech2, "seed") == 0, .opts = (il_options *)&o->lopts,
+                           .fp_correction = (int)o->fpc_k};
 }
 
 il_status il_train_parse(const il_cli *cli, train_opts *o) { return il_train_parse_ex(cli, o, 0); }
@@ -228,6 +249,7 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
                                                                                                        : IL_BEST_OFF;
   IL_CHECK(il_cli_choice(cli, "sech2", "stable", "stable|seed", &o->sech2));
   IL_CHECK(il_cli_int(cli, "diag", 0, 0, 1L << 40, &o->diag));
+  IL_CHECK(parse_fp_correction(il_cli_get(cli, "fp-correction", "1"), o));
   o->trace = 0;
   if (il_cli_has(cli, "trace")) {
     const char *v = il_cli_get(cli, "trace", "");

@@ -121,3 +121,90 @@ out:
   free(P); free(x); free(C); free(dx); free(dP); free(fx); free(fP); free(hout);
   return s;
 }
+
+/* The training loss at the current parameters and host input X, as the check defines it. */
+static il_status corr_loss_at(il_model *m, const il_gradcheck_corr_config *cfg, const il_real *X, const uint8_t *y,
+                              double *loss) {
+  if (cfg->no_hold) {
+    il_step_stats st;
+    IL_CHECK(il_model_forward(m, cfg->B, X, y, 1, &st));
+    *loss = st.loss_total / cfg->B;
+    return IL_OK;
+  }
+  IL_CHECK(il_model_loss_held(m, X, loss));
+  *loss /= cfg->B;
+  return IL_OK;
+}
+
+il_status il_gradcheck_corr(const il_gradcheck_corr_config *cfg, const il_backend *be, il_gradcheck_corr_result *res) {
+  const int B = cfg->B, in = cfg->in_dim, h = cfg->n, c = cfg->classes;
+  if (B <= 0 || in <= 0 || h <= 0 || c < 2 || c > 255 || !(cfg->eps > 0))
+    return IL_ERR(IL_ERR_ARG, "correction gradcheck: bad sizes or eps");
+  if (cfg->layer.fp_correction < 2) return IL_ERR(IL_ERR_ARG, "correction gradcheck: fp_correction must be >= 2");
+  const il_model_config mc = {.in_dim = in, .hidden = h, .classes = c, .max_batch = B, .seed = cfg->seed,
+                              .layer = cfg->layer, .corr_gamma = cfg->gamma};
+  const size_t lx = (size_t)B * in;
+  il_model m;
+  il_status s = il_model_create(&m, &mc, be);
+  const size_t np = m.nparams;
+  /* host: X, labels, the parameters, analytic gradients, dL/dx1, and the finite differences */
+  il_real *X = calloc(lx, sizeof *X), *P = calloc(np, sizeof *P), *G = calloc(np, sizeof *G);
+  il_real *dx1 = calloc((size_t)B * h, sizeof *dx1), *gX = calloc(lx, sizeof *gX);
+  il_real *fX = calloc(lx, sizeof *fX), *fP = calloc(np, sizeof *fP);
+  uint8_t *y = calloc((size_t)B, 1);
+  if (s == IL_OK && (!X || !P || !G || !dx1 || !gX || !fX || !fP || !y))
+    s = IL_ERR(IL_ERR_NOMEM, "correction gradcheck: out of memory");
+  if (s != IL_OK) goto out;
+  il_rng r;
+  il_rng_seed(&r, cfg->seed + 1);
+  for (size_t i = 0; i < lx; i++) X[i] = (il_real)il_rng_normal(&r);
+  for (int b = 0; b < B; b++) y[b] = (uint8_t)(il_rng_uniform(&r) * c) % c;
+  il_step_stats st;
+  IL_CHECK_GOTO(s, il_model_forward(&m, B, X, y, 1, &st), out);
+  IL_CHECK_GOTO(s, il_model_backward(&m, &st), out);
+  res->fwd = st.fwd;
+  res->loss = st.loss_total / B;
+  res->M = m.layer.corr_M;
+  IL_CHECK_GOTO(s, il_download(be, G, m.grads, np), out);
+  IL_CHECK_GOTO(s, il_download(be, dx1, m.dx1, (size_t)B * h), out);
+  IL_CHECK_GOTO(s, il_model_get_params(&m, P), out);
+  for (int b = 0; b < B; b++) /* dL/dX = dL/dx1 W1, W1 (h, in) first in the parameters */
+    for (int i = 0; i < in; i++) {
+      double acc = 0;
+      for (int k = 0; k < h; k++) acc += (double)dx1[(size_t)b * h + k] * (double)P[(size_t)k * in + i];
+      gX[(size_t)b * in + i] = (il_real)acc;
+    }
+  for (size_t i = 0; i < lx; i++) {
+    const il_real keep = X[i];
+    double lp, lm;
+    X[i] = (il_real)(keep + cfg->eps);
+    IL_CHECK_GOTO(s, corr_loss_at(&m, cfg, X, y, &lp), out);
+    X[i] = (il_real)(keep - cfg->eps);
+    IL_CHECK_GOTO(s, corr_loss_at(&m, cfg, X, y, &lm), out);
+    X[i] = keep;
+    fX[i] = (il_real)((lp - lm) / (2 * cfg->eps));
+  }
+  for (size_t i = 0; i < np; i++) {
+    const il_real keep = P[i];
+    double lp, lm;
+    P[i] = (il_real)(keep + cfg->eps);
+    IL_CHECK_GOTO(s, il_upload(be, m.params + i, P + i, 1), out);
+    IL_CHECK_GOTO(s, corr_loss_at(&m, cfg, X, y, &lp), out);
+    P[i] = (il_real)(keep - cfg->eps);
+    IL_CHECK_GOTO(s, il_upload(be, m.params + i, P + i, 1), out);
+    IL_CHECK_GOTO(s, corr_loss_at(&m, cfg, X, y, &lm), out);
+    P[i] = keep;
+    IL_CHECK_GOTO(s, il_upload(be, m.params + i, P + i, 1), out);
+    fP[i] = (il_real)((lp - lm) / (2 * cfg->eps));
+  }
+  double mx;
+  const size_t o_b1 = (size_t)h * in, o_W = o_b1 + h, o_W2 = o_W + (size_t)h * h;
+  res->relerr_x = rel_err(gX, fX, lx, &mx);
+  res->relerr_in = rel_err(G, fP, o_W, &mx);
+  res->relerr_W = rel_err(G + o_W, fP + o_W, o_W2 - o_W, &mx);
+  res->relerr_head = rel_err(G + o_W2, fP + o_W2, np - o_W2, &mx);
+out:
+  il_model_destroy(&m);
+  free(X); free(P); free(G); free(dx1); free(gX); free(fX); free(fP); free(y);
+  return s;
+}

@@ -10,6 +10,7 @@
 
 #include "il_layer.h"
 #include "il_wnorm.h"
+#include "il_model.h"
 
 typedef struct il_gradcheck_config {
   il_layer_config layer;
@@ -30,5 +31,31 @@ typedef struct il_gradcheck_result {
 
 #define il_gradcheck IL_P(il_gradcheck)
 il_status il_gradcheck(const il_gradcheck_config *cfg, const il_backend *be, il_gradcheck_result *res);
+
+/* Fixed-point correction (il_model.c, il_layer_correction.c): the model's whole training loss, the
+ * output's and the weighted intermediate points' cross-entropies, on a small random model and batch,
+ * against central differences in every parameter (W1, b1; W, the layer's theta; W2, b2, the head)
+ * and in the input X. The differences hold what the definition holds constant at the training
+ * forward's values: the selected iterates, and z* where the backward mode detaches it (phantom,
+ * jfb); with implicit z* is solved again. no_hold = 1 differentiates the full re-run forward
+ * instead, the points moving with the parameters: a check that must then fail. */
+typedef struct il_gradcheck_corr_config {
+  il_layer_config layer; /* fp_correction = K > 1 */
+  double gamma;
+  int in_dim, n, classes, B;
+  double eps;
+  uint64_t seed;
+  int no_hold;
+} il_gradcheck_corr_config;
+
+typedef struct il_gradcheck_corr_result {
+  double relerr_x, relerr_W, relerr_head, relerr_in; /* X; W; W2 and b2; W1 and b1 */
+  double loss;      /* the minimised loss (mean over the batch) */
+  int M;            /* checks of the training solve */
+  il_solve_result fwd;
+} il_gradcheck_corr_result;
+
+#define il_gradcheck_corr IL_P(il_gradcheck_corr)
+il_status il_gradcheck_corr(const il_gradcheck_corr_config *cfg, const il_backend *be, il_gradcheck_corr_result *res);
 
 #endif

@@ -1,6 +1,7 @@
 /* core/il_layer.c: glue of cell, solver and backward mode for one batch, plus
  * the per-step diagnostics (--diag) that need all three. */
 #include "il_layer.h"
+#include "il_layer_correction.h"
 #include "il_layer_team.h"
 
 #include <math.h>
@@ -83,6 +84,7 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
   char ctx[96];
   snprintf(ctx, sizeof ctx, "solver %s / backward %s", L->sops->name, L->bops->name);
   if (s == IL_OK) s = il_options_check_all_used(&L->opts, ctx);
+  if (s == IL_OK) s = il_corr_setup(L, cfg);
   if (s == IL_OK && il_layer_team_wanted(be)) s = il_layer_team_create(L, cfg, n, W, stats);
   if (s != IL_OK) {
     il_layer_destroy(L);
@@ -99,7 +101,9 @@ size_t il_layer_ws_bytes(const il_layer *L, int B) {
   if (fwd_eval > fwd) fwd = fwd_eval;
   size_t bwd = L->bops->ws_bytes ? L->bops->ws_bytes(L->bstate, &L->cell, B) : 0;
   const size_t diag = 3 * len + L->cell.ops->ws_bytes(&L->cell, B); /* diag_rho, f(z*) */
+  const size_t corr = il_corr_ws_bytes(L, B, fwd, bwd);
   if (bwd < diag) bwd = diag;
+  if (bwd < corr) bwd = corr;
   return (fwd > bwd ? fwd : bwd) + 2 * len; /* + the diagnostics' f(z*) and margin */
 }
 
@@ -197,13 +201,24 @@ il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, i
 }
 
 il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train) {
+  return il_layer_forward_corr(L, B, x, z0, out, NULL, train);
+}
+
+il_status il_layer_forward_corr(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out,
+                                il_real *const *corr, int train) {
   const il_backend *be = L->be;
   const int n = L->cell.n;
   const size_t len = (size_t)B * n;
+  const int corrected = train && L->corr_K > 1;
   if (B <= 0) return IL_ERR(IL_ERR_ARG, "layer forward: batch must be positive, got %d", B);
-  if (L->team) return il_layer_team_forward(L, B, x, z0, out, train);
+  if (corrected && !corr)
+    return IL_ERR(IL_ERR_ARG, "layer forward: fixed-point correction needs %d output arrays", L->corr_K - 1);
+  if (L->team) return il_layer_team_forward(L, B, x, z0, out, corrected ? corr : NULL, train);
   il_arena_reset(&L->saved);
   il_arena_reset(&L->hsaved);
+  L->corr_j = NULL;
+  L->corr_pt = NULL;
+  L->corr_tape = NULL;
   L->B = B;
   L->train = train;
   L->diag = (il_layer_diag){.rho_max = NAN, .rho_mean = NAN, .cond_max = NAN, .grad_cos = NAN, .grad_relerr = NAN,
@@ -220,7 +235,8 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
                          .per_sample = L->cfg.stop_per_sample, .stop_rel = L->cfg.stop_rel,
                          .divtol = L->cfg.divtol, .keep_best = L->cfg.keep_best, .diag = L->diag_now,
                          .stop_norm = L->cfg.stop_norm, .stop_relf = L->cfg.stop_relf,
-                         .trace = traced ? &L->ftrace : NULL};
+                         .trace = traced ? &L->ftrace : NULL, .corr = corrected ? &L->corr_points : NULL};
+  if (corrected) IL_CHECK(il_corr_begin(L));
   IL_CHECK(il_arena_calloc(&L->saved, len, sizeof *L->zstar, (void **)&L->zstar));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));
@@ -249,6 +265,7 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
   IL_CHECK(L->bops->finish_forward(L->bstate, &L->adj, out));
   if (nzero) /* a zeroed row is a constant 0 output, whatever the mode re-engages */
     IL_CHECK(IL_BE(be, row_fill, B, n, L->zeroed_d, 1, 0, out));
+  if (corrected) IL_CHECK(il_corr_forward(L, corr));
   if (L->diag_now) {
     il_arena_mark m = il_arena_get_mark(&L->ws);
     il_real *fs;
@@ -314,8 +331,14 @@ static il_status exact_ift(il_layer *L, const il_real *dout, il_real *dx, il_rea
 }
 
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
+  return il_layer_backward_corr(L, dout, NULL, dx, dW);
+}
+
+il_status il_layer_backward_corr(il_layer *L, const il_real *dout, const il_real *const *dcorr, il_real *dx,
+                                 il_real *dW) {
   if (!L->train) return IL_ERR(IL_ERR_ARG, "layer backward without a training forward");
-  if (L->team) return il_layer_team_backward(L, dout, dx, dW);
+  if (L->corr_K <= 1) dcorr = NULL;
+  if (L->team) return il_layer_team_backward(L, dout, dcorr, dx, dW);
   const il_backend *be = L->be;
   const size_t len = (size_t)L->B * L->cell.n, nw = L->cell.ntheta;
   L->bwd_nan_iter = -1;
@@ -339,6 +362,11 @@ il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_re
     IL_CHECK(IL_BE(be, axpby, len, 1, g, 1, dx));
     IL_CHECK(IL_BE(be, axpby, nw, 1, g + len, 1, dW));
     il_arena_rewind(&L->ws, m);
+  }
+  if (dcorr) { /* the correction terms after z*'s, outside the diagnostics' comparison */
+    const il_ev_scope ev = il_ev_open(be);
+    IL_CHECK(il_corr_backward(L, dcorr, dx, dW));
+    il_ev_close(be, ev, IL_EV_BWD_SOLVE);
   }
   if (!isnan(L->bres.cond_max) && (isnan(L->diag.cond_max) || L->bres.cond_max > L->diag.cond_max))
     L->diag.cond_max = L->bres.cond_max;

@@ -291,21 +291,27 @@ typedef struct fwd_args {
   int B, train;
   const il_real *x, *z0;
   il_real *out;
+  il_real *const *corr; /* fixed-point correction's outputs, or NULL */
 } fwd_args;
+
+#define TEAM_CORR 100 /* correction outputs at most (il_layer_correction.c's limit) */
 
 static void fwd_shard(il_layer *L, int t, void *arg) {
   il_layer_team *tm = L->team;
   const fwd_args *a = arg;
   const size_t off = (size_t)tm->r0[t] * L->cell.n;
   il_layer *Ls = &tm->L[t];
+  il_real *corr[TEAM_CORR]; /* this shard's rows of each output */
+  for (int k = 0; a->corr && k < L->corr_K - 1; k++) corr[k] = a->corr[k] + off;
   Ls->diag_now = L->diag_now;
   Ls->trace_now = L->trace_now;
-  tm->status[t] = il_layer_forward_from(Ls, tm->r0[t + 1] - tm->r0[t], a->x + off, a->z0 ? a->z0 + off : NULL,
-                                        a->out + off, a->train);
+  tm->status[t] = il_layer_forward_corr(Ls, tm->r0[t + 1] - tm->r0[t], a->x + off, a->z0 ? a->z0 + off : NULL,
+                                        a->out + off, a->corr ? corr : NULL, a->train);
   if (tm->status[t] != IL_OK) atomic_store(&tm->abort, 1);
 }
 
-il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train) {
+il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out,
+                                il_real *const *corr, int train) {
   il_layer_team *tm = L->team;
   const int S = shards_for(tm, B);
   il_memstats before[TEAM_MAX];
@@ -315,7 +321,9 @@ il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_r
                                                           .allreduce = team_allreduce, .ctx = &tm->sc[t]}
                                           : tm->outer);
   begin_call(tm, S, before);
-  fwd_args a = {.B = B, .train = train, .x = x, .z0 = z0, .out = out};
+  if (corr && L->corr_K - 1 > TEAM_CORR)
+    return IL_ERR(IL_ERR_ARG, "thread team: %d correction outputs (at most %d)", L->corr_K - 1, TEAM_CORR);
+  fwd_args a = {.B = B, .train = train, .x = x, .z0 = z0, .out = out, .corr = corr};
   il_status s = run_team(L, S, fwd_shard, &a);
   const il_status se = end_call(L, before);
   IL_CHECK(s);
@@ -354,6 +362,7 @@ il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_r
 
 typedef struct bwd_args {
   const il_real *dout;
+  const il_real *const *dcorr;
   il_real *dx, *dW;
 } bwd_args;
 
@@ -363,8 +372,11 @@ static void bwd_shard(il_layer *L, int t, void *arg) {
   const int S = tm->active;
   const size_t off = (size_t)tm->r0[t] * L->cell.n, nw = L->cell.ntheta;
   const il_backend *be = tm->be[t];
+  const il_real *dcorr[TEAM_CORR];
+  for (int k = 0; a->dcorr && k < L->corr_K - 1; k++) dcorr[k] = a->dcorr[k] ? a->dcorr[k] + off : NULL;
   il_status s = IL_BE(be, zero, tm->dW[t], nw * sizeof *tm->dW[t]);
-  if (s == IL_OK) s = il_layer_backward(&tm->L[t], a->dout + off, a->dx + off, tm->dW[t]);
+  if (s == IL_OK)
+    s = il_layer_backward_corr(&tm->L[t], a->dout + off, a->dcorr ? dcorr : NULL, a->dx + off, tm->dW[t]);
   tm->status[t] = s;
   if (s != IL_OK) atomic_store(&tm->abort, 1);
   if (!team_barrier(tm)) return;
@@ -379,12 +391,13 @@ static void bwd_shard(il_layer *L, int t, void *arg) {
   }
 }
 
-il_status il_layer_team_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
+il_status il_layer_team_backward(il_layer *L, const il_real *dout, const il_real *const *dcorr, il_real *dx,
+                                 il_real *dW) {
   il_layer_team *tm = L->team;
   const int S = tm->active;
   il_memstats before[TEAM_MAX];
   begin_call(tm, S, before);
-  bwd_args a = {.dout = dout, .dx = dx, .dW = dW};
+  bwd_args a = {.dout = dout, .dcorr = dcorr, .dx = dx, .dW = dW};
   il_status s = run_team(L, S, bwd_shard, &a);
   const il_status se = end_call(L, before);
   IL_CHECK(s);

@@ -22,11 +22,16 @@ typedef struct il_model_config {
   uint64_t seed;
   il_layer_config layer;
   il_wnorm_kind w_norm; /* W's parameterisation (il_wnorm.h); IL_WNORM_NONE: W is the parameter */
+  /* fixed-point correction (layer.fp_correction = K > 1): the loss is the sum over the points
+   * k = 1..K of corr_gamma^(K-k) times point k's mean cross-entropy; point K is z* (see il_model.c) */
+  double corr_gamma;
 } il_model_config;
 
 /* What one step measured (local to this process). */
 typedef struct il_step_stats {
-  double loss_sum;     /* sum over the batch of per-sample loss */
+  double loss_sum;     /* sum over the batch of per-sample loss (of the output z*, with correction or not) */
+  double loss_total;   /* the loss training minimises, summed over the batch: loss_sum plus, with fixed-point
+                        * correction, the weighted losses of the intermediate points; loss_sum when off */
   int errors;          /* misclassified samples */
   int samples;
   il_solve_result fwd; /* forward solve */
@@ -59,6 +64,10 @@ typedef struct il_model {
   uint8_t *ybuf;                 /* (max_batch) */
   il_real *x1, *z, *logits, *p;  /* (B, h), (B, h), (B, c), (B, c) softmax */
   il_real *dz, *dx1;             /* (B, h) */
+  /* fixed-point correction: ncorr = K - 1 intermediate points (0: off); host tables of their tensors */
+  int ncorr;
+  il_real **ycorr, **pcorr, **dycorr; /* (ncorr): (B, h) outputs, (B, c) softmax, (B, h) cotangents */
+  il_real *lcorr;                /* (B, c) logits of one point at a time */
   int B;
   /* Samples the loss is averaged over: 0 means this batch (B). A data-parallel
    * caller sets the global batch, so that summing the shards' gradients gives
@@ -92,6 +101,11 @@ il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *
 il_status il_model_backward(il_model *m, il_step_stats *st);
 /* params -= lr * grads */
 il_status il_model_sgd(il_model *m, double lr);
+#define il_model_loss_held IL_P(il_model_loss_held)
+/* For gradient checks: the batch loss training minimised at the current parameters and the input X
+ * (host, the last forward's shape), with what the last training forward held constant held again
+ * (il_layer_eval_held), as the sum over samples of the per-sample loss (st->loss_total's kind). */
+il_status il_model_loss_held(il_model *m, const il_real *X, double *loss_total);
 /* All nparams parameters, in the buffer's order (W1, b1, W, W2, b2), to / from host memory. */
 il_status il_model_get_params(const il_model *m, il_real *host);
 il_status il_model_set_params(il_model *m, const il_real *host);

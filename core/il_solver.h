@@ -44,6 +44,8 @@ typedef struct il_reducer {
   void *ctx;
 } il_reducer;
 
+typedef struct il_corr_points il_corr_points; /* iterates kept for fixed-point correction (below) */
+
 /* The residuals one solve checked, in host memory (--trace). Sized before the solve
  * and never grown inside it: a check that finds it full only counts in `lost`. */
 typedef struct il_trace {
@@ -92,6 +94,7 @@ typedef struct il_problem {
   int stop_relf;      /* 1: a row's value is ||z_b - f_b|| / (||f_b|| + 1e-9), TorchDEQ's rel */
   int diag;           /* 1: fill cond_max (condition estimates of every LU) */
   il_trace *trace;    /* non-NULL: il_stop_judge appends every residual it checks here */
+  il_corr_points *corr; /* non-NULL: keep checked iterates for fixed-point correction (solver_corr_points.c) */
 } il_problem;
 
 /* The batch residual from the rows' values v_b (il_stop_row), over every row of every process:
@@ -255,6 +258,32 @@ il_status il_best_offer(il_best *b, const il_problem *p, const il_real *z, const
  * *restored = 1 when anything was replaced. */
 il_status il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *vals, il_solve_result *res,
                           int *restored);
+
+/* The iterates a training solve keeps for fixed-point correction (core/solvers/solver_corr_points.c).
+ * The stopping test checks iterates c_1, c_2, ..., c_M of a solve (c_M is its result). The set
+ * keeps c_s, c_2s, c_3s, ...: the stride s starts at 1 and doubles, dropping the odd multiples,
+ * whenever one more would not fit in cap slots, so memory stays at cap (B, n) arrays however long
+ * the solve runs. No solver knows of it: il_stop_judge counts the checks and il_best_offer hands
+ * over each checked iterate that did not end the solve. */
+struct il_corr_points {
+  int cap;          /* slots at most */
+  int checks;       /* stopping checks so far: M once the solve is done */
+  int stride;       /* s */
+  int count;        /* kept: z[i] is c_{(i+1) s} */
+  il_real **z;      /* host (cap) */
+  il_real **spare;  /* host (cap): slots freed by a doubling, reused before new ones are taken */
+  int nspare;
+  il_arena *arena;  /* space: where the slots come from (the layer's saved-for-backward arena) */
+};
+#define il_corr_points_begin IL_P(il_corr_points_begin)
+#define il_corr_points_offer IL_P(il_corr_points_offer)
+#define il_corr_points_at IL_P(il_corr_points_at)
+/* An empty set of cap >= 2 slots from arena (space); its tables from harena (host). */
+il_status il_corr_points_begin(il_corr_points *t, int cap, il_arena *arena, il_arena *harena);
+/* The iterate z (B, n) checked at check t->checks; copied when it falls on the stride. */
+il_status il_corr_points_offer(il_corr_points *t, const il_problem *p, const il_real *z);
+/* The kept c_j, or NULL when c_j is not kept. */
+const il_real *il_corr_points_at(const il_corr_points *t, int j);
 
 /* The end of every solve: `last` (B, n) is the final iterate, rows (host, B) its squared per-row
  * residuals and frows its squared ||f_b|| (stop_relf, else NULL). Writes z (the final iterate, or

@@ -234,11 +234,68 @@ static void test_team_zstar_and_start(void **state) {
   for (int i = 0; i < B * n; i++) assert_true(isfinite(o3[i]));
 }
 
+/* Fixed-point correction on the team: the same points, outputs and gradients as one thread. With
+ * per-sample stopping the shards stop at their own checks, and the points are placed over the
+ * slowest row's count everywhere (one max over the shards), as on one thread. */
+enum { CK = 4 };
+typedef struct corr_out {
+  double *out, *corr[CK - 1], *dx, *dW;
+} corr_out;
+
+static void corr_step(il_backend *b, const il_layer_config *cfg, int n, int B, const double *W, const double *x,
+                      const double *C, corr_out *r) {
+  be = b;
+  const size_t len = (size_t)B * n;
+  il_layer L;
+  assert_ok(layer_create_h(&L, cfg, n, W, NULL));
+  assert_ok(il_layer_reserve(&L, B));
+  double *dout = dev(NULL, len), *dcorr[CK - 1], *ddx = dev(NULL, len), *ddW = dev(NULL, (size_t)n * n);
+  const double *dc[CK - 1];
+  for (int k = 0; k < CK - 1; k++) dcorr[k] = dev(NULL, len), dc[k] = dev(C, len);
+  assert_ok(il_layer_forward_corr(&L, B, dev(x, len), NULL, dout, dcorr, 1));
+  assert_ok(il_layer_backward_corr(&L, dev(C, len), dc, ddx, ddW));
+  r->out = malloc(len * sizeof(double)), r->dx = malloc(len * sizeof(double));
+  r->dW = malloc((size_t)n * n * sizeof(double));
+  host(r->out, dout, len), host(r->dx, ddx, len), host(r->dW, ddW, (size_t)n * n);
+  for (int k = 0; k < CK - 1; k++) {
+    r->corr[k] = malloc(len * sizeof(double));
+    host(r->corr[k], dcorr[k], len);
+  }
+  il_layer_destroy(&L);
+  be = be1;
+}
+
+static void corr_compare(const char *solver, const char *mode, int per_sample) {
+  enum { n = 12, B = 40 };
+  double W[n * n], x[B * n], C[B * n];
+  make_problem(n, B, 0.9, 1.0, 13, W, x);
+  for (int i = 0; i < B * n; i++) C[i] = 0.01 * (i % 5) - 0.02;
+  il_layer_config cfg = {.solver = solver, .backward = mode, .tol = 1e-9, .max_iter = 300,
+                         .zero_nonconverged = IL_ZERO_AUTO, .stop_per_sample = per_sample, .fp_correction = CK};
+  corr_out a, t;
+  corr_step(be1, &cfg, n, B, W, x, C, &a);
+  corr_step(be3, &cfg, n, B, W, x, C, &t);
+  assert_allclose(t.out, a.out, (size_t)B * n, 1e-12, 1e-9);
+  for (int k = 0; k < CK - 1; k++) assert_allclose(t.corr[k], a.corr[k], (size_t)B * n, 1e-12, 1e-9);
+  assert_allclose(t.dx, a.dx, (size_t)B * n, 1e-12, 1e-9);
+  assert_allclose(t.dW, a.dW, (size_t)n * n, 1e-12, 1e-9);
+  free(a.out), free(a.dx), free(a.dW), free(t.out), free(t.dx), free(t.dW);
+  for (int k = 0; k < CK - 1; k++) free(a.corr[k]), free(t.corr[k]);
+}
+
+static void test_team_correction(void **state) {
+  (void)state;
+  corr_compare("fp", "implicit", 0);
+  corr_compare("fp", "phantom:2", 1);
+  corr_compare("newton", "implicit", 1);
+  corr_compare("anderson", "jfb", 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       IL_TEST(test_team_fp),          IL_TEST(test_team_newton),   IL_TEST(test_team_anderson_broyden),
       IL_TEST(test_team_small_batch), IL_TEST(test_team_per_sample), IL_TEST(test_team_stop_rules),
-      IL_TEST(test_team_zstar_and_start),
+      IL_TEST(test_team_zstar_and_start), IL_TEST(test_team_correction),
   };
   return cmocka_run_group_tests(tests, team_setup, team_teardown);
 }

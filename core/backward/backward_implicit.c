@@ -373,6 +373,14 @@ out:
   return s;
 }
 
+/* Fixed-point correction: one undamped step from each intermediate point (TorchDEQ's default,
+ * grad = 1, with IFT for z* itself). The IFT would be meaningless there: they are no fixed points. */
+static void implicit_corr_steps(void *state, int *steps, double *tau) {
+  (void)state;
+  *steps = 1;
+  *tau = 1.0;
+}
+
 /* --trace: lu records 1 + refinements, the matrix-free solvers one residual per vjp. */
 static int implicit_trace_info(void *state, int fwd_max_iter, int adjoint_refine, const char **solver) {
   static const char *const names[] = {"lu", "fp", "anderson", "gmres"};
@@ -400,5 +408,7 @@ const il_backward_ops il_backward_implicit_ops = {
     .ws_bytes = implicit_ws_bytes,
     .finish_forward = implicit_finish,
     .backward = implicit_backward,
+    .corr_steps = implicit_corr_steps,
+    .zstar_detached = 0,
     .trace_info = implicit_trace_info,
 };

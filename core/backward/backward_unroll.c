@@ -58,5 +58,7 @@ const il_backward_ops il_backward_unroll_ops = {
     .ws_bytes = unroll_ws_bytes,
     .finish_forward = unroll_finish,
     .backward = unroll_backward,
+    .corr_steps = NULL, /* no correction terms: see il_layer_correction.c */
+    .zstar_detached = 0,
     .trace_info = unroll_trace_info,
 };

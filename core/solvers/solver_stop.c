@@ -2,7 +2,9 @@
  * iterate, shared by every forward solver so that abs/rel/relf tolerances, the
  * batch norm (frob, max, mean), divergence and non-finite detection mean the
  * same thing for all of them. The norms reduce over processes through
- * p->reduce, so the decision does not depend on how the batch is sharded. */
+ * p->reduce, so the decision does not depend on how the batch is sharded.
+ * Every checked iterate passes through here, so the residual trace (--trace)
+ * and the fixed-point correction's points (solver_corr_points.c) are fed here too. */
 #include <math.h>
 #include <string.h>
 
@@ -96,6 +98,7 @@ int il_stop_check(il_stop *st, const il_problem *p, double err, int iter, il_sol
 int il_stop_judge(il_stop *st, const il_problem *p, double err, int converged, int iter, il_solve_result *res) {
   res->residual = err;
   if (p->trace) il_trace_add(p->trace, res->iters, err);
+  if (p->corr) p->corr->checks++; /* the iterate il_best_offer gets next was checked here */
   if (st->nchecks++ == 0) {
     st->r0 = err;
     res->tol_abs = p->stop_rel ? p->tol * err : p->tol;
@@ -143,6 +146,7 @@ il_status il_best_init(il_best *b, const il_problem *p) {
 il_status il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, const double *frows,
                         double err, int iter) {
   const int B = p->B;
+  if (p->corr) IL_CHECK(il_corr_points_offer(p->corr, p, z));
   if (!b->z) return IL_OK;
   if (p->keep_best != IL_BEST_SAMPLE) {
     if (!(err < b->err)) return IL_OK;
