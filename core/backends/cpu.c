@@ -368,24 +368,51 @@ static il_status cpu_row_fill(void *ctx, int B, int n, const unsigned char *mask
   return IL_OK;
 }
 
+/* Up to four terms per pass over the row, summed in a register in order of i, so a row
+ * is stored ceil(k / 4) times instead of k + 1 (each term still one fused multiply-add on
+ * the running sum, as when adding term by term). */
+#define COMBINE_PASS(TERMS)                                                                    \
+  _Pragma("omp simd") for (int j = 0; j < n; j++) {                                          \
+    il_real acc = from0 ? (il_real)0 : ob[j];                                                \
+    TERMS;                                                                                   \
+    ob[j] = acc;                                                                             \
+  }
 static il_status cpu_row_combine(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *coef,
                                  il_real beta, il_real *out) {
   FLOPS(ctx, 2.0 * B * n * k);
   (void)ctx;
   for (int b = 0; b < B; b++) {
-    il_real *ob = out + (size_t)b * n;
-    if (beta == 0)
-      for (int j = 0; j < n; j++) ob[j] = 0;
-    else if (beta != 1)
+    il_real *restrict ob = out + (size_t)b * n;
+    const il_real *cb = coef + (size_t)b * k;
+    const size_t off = (size_t)b * n;
+    if (beta != 0 && beta != 1)
       for (int j = 0; j < n; j++) ob[j] *= beta;
-    for (int i = 0; i < k; i++) {
-      const il_real c = coef[(size_t)b * k + i];
-      const il_real *xi = X[i] + (size_t)b * n;
-      for (int j = 0; j < n; j++) ob[j] += c * xi[j];
+    else if (beta == 0 && k == 0)
+      for (int j = 0; j < n; j++) ob[j] = 0;
+    for (int i = 0; i < k; i += 4) {
+      const int from0 = beta == 0 && i == 0; /* beta = 0 ignores out's old contents */
+      const il_real *x0 = X[i] + off, c0 = cb[i];
+      switch (k - i) {
+      case 1: COMBINE_PASS(acc += c0 * x0[j]) break;
+      case 2: {
+        const il_real *x1 = X[i + 1] + off, c1 = cb[i + 1];
+        COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]) break;
+      }
+      case 3: {
+        const il_real *x1 = X[i + 1] + off, *x2 = X[i + 2] + off, c1 = cb[i + 1], c2 = cb[i + 2];
+        COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]; acc += c2 * x2[j]) break;
+      }
+      default: {
+        const il_real *x1 = X[i + 1] + off, *x2 = X[i + 2] + off, *x3 = X[i + 3] + off;
+        const il_real c1 = cb[i + 1], c2 = cb[i + 2], c3 = cb[i + 3];
+        COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]; acc += c2 * x2[j]; acc += c3 * x3[j]) break;
+      }
+      }
     }
   }
   return IL_OK;
 }
+#undef COMBINE_PASS
 
 static il_status cpu_col_sum_add(void *ctx, int B, int n, const il_real *a, il_real *out) {
   FLOPS(ctx, (double)B * n);
@@ -431,11 +458,45 @@ static il_status cpu_row_sqdist(void *ctx, int B, int n, const il_real *a, const
   return IL_OK;
 }
 
+/* The k dots of one row against y, four at a time: y is loaded and widened once per four,
+ * and the four sums are independent chains (one chain per dot is latency-bound at this n). */
+static void dots4_d(int n, const il_real *x0, const il_real *x1, const il_real *x2, const il_real *x3,
+                    const il_real *y, double *out) {
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+  for (int j = 0; j < n; j++) {
+    const double yj = y[j];
+    a0 += (double)x0[j] * yj;
+    a1 += (double)x1[j] * yj;
+    a2 += (double)x2[j] * yj;
+    a3 += (double)x3[j] * yj;
+  }
+  out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3;
+}
+
+static void dots2_d(int n, const il_real *x0, const il_real *x1, const il_real *y, double *out) {
+  double a0 = 0, a1 = 0;
+#pragma omp simd reduction(+ : a0, a1)
+  for (int j = 0; j < n; j++) {
+    const double yj = y[j];
+    a0 += (double)x0[j] * yj;
+    a1 += (double)x1[j] * yj;
+  }
+  out[0] = a0, out[1] = a1;
+}
+
 static il_status cpu_row_dot(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *out) {
   FLOPS(ctx, 2.0 * B * n * k);
   (void)ctx;
-  for (int b = 0; b < B; b++)
-    for (int i = 0; i < k; i++) out[(size_t)b * k + i] = dot_d(n, X[i] + (size_t)b * n, y + (size_t)b * n);
+  for (int b = 0; b < B; b++) {
+    const size_t off = (size_t)b * n;
+    const il_real *yb = y + off;
+    double *ob = out + (size_t)b * k;
+    int i = 0;
+    for (; i + 4 <= k; i += 4) dots4_d(n, X[i] + off, X[i + 1] + off, X[i + 2] + off, X[i + 3] + off, yb, ob + i);
+    if (i + 2 <= k) dots2_d(n, X[i] + off, X[i + 1] + off, yb, ob + i), i += 2;
+    if (i < k) ob[i] = dot_d(n, X[i] + off, yb);
+  }
   return IL_OK;
 }
 
