@@ -17,6 +17,7 @@
 
 #include "cpu_lu_compact.h"
 #include "cpu_map_fused.h"
+#include "cpu_row_dots.h"
 #include "il_backend.h"
 #include "il_math.h"
 
@@ -458,45 +459,10 @@ static il_status cpu_row_sqdist(void *ctx, int B, int n, const il_real *a, const
   return IL_OK;
 }
 
-/* The k dots of one row against y, four at a time: y is loaded and widened once per four,
- * and the four sums are independent chains (one chain per dot is latency-bound at this n). */
-static void dots4_d(int n, const il_real *x0, const il_real *x1, const il_real *x2, const il_real *x3,
-                    const il_real *y, double *out) {
-  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-  for (int j = 0; j < n; j++) {
-    const double yj = y[j];
-    a0 += (double)x0[j] * yj;
-    a1 += (double)x1[j] * yj;
-    a2 += (double)x2[j] * yj;
-    a3 += (double)x3[j] * yj;
-  }
-  out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3;
-}
-
-static void dots2_d(int n, const il_real *x0, const il_real *x1, const il_real *y, double *out) {
-  double a0 = 0, a1 = 0;
-#pragma omp simd reduction(+ : a0, a1)
-  for (int j = 0; j < n; j++) {
-    const double yj = y[j];
-    a0 += (double)x0[j] * yj;
-    a1 += (double)x1[j] * yj;
-  }
-  out[0] = a0, out[1] = a1;
-}
-
 static il_status cpu_row_dot(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *out) {
   FLOPS(ctx, 2.0 * B * n * k);
   (void)ctx;
-  for (int b = 0; b < B; b++) {
-    const size_t off = (size_t)b * n;
-    const il_real *yb = y + off;
-    double *ob = out + (size_t)b * k;
-    int i = 0;
-    for (; i + 4 <= k; i += 4) dots4_d(n, X[i] + off, X[i + 1] + off, X[i + 2] + off, X[i + 3] + off, yb, ob + i);
-    if (i + 2 <= k) dots2_d(n, X[i] + off, X[i + 1] + off, yb, ob + i), i += 2;
-    if (i < k) ob[i] = dot_d(n, X[i] + off, yb);
-  }
+  for (int b = 0; b < B; b++) il_cpu_row_dots(n, k, X, (size_t)b * n, y + (size_t)b * n, out + (size_t)b * k);
   return IL_OK;
 }
 

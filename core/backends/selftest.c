@@ -1247,7 +1247,7 @@ static void case_row_fill(T *t, int B, int n, int want, int zero) {
 
 /* X: k separate (B, n) input tensors; host[i] their values */
 static int slots(T *t, int k, size_t len, il_real **X, il_real **host) {
-  static const char *names[] = {"X0", "X1", "X2", "X3", "X4", "X5", "X6", "X7"};
+  static const char *names[] = {"X0", "X1", "X2", "X3", "X4", "X5", "X6", "X7", "X8", "X9", "X10"};
   for (int i = 0; i < k; i++)
     if (!(X[i] = in_rand(t, names[i], len, -1, 1, &host[i]))) return 0;
   return 1;
@@ -1259,7 +1259,7 @@ static void case_row_combine(T *t, int B, int n, int k, int which) {
     return;
   const size_t len = (size_t)B * n;
   const il_real beta = which == 0 ? 0 : which == 1 ? 1 : rscalar(t);
-  il_real *X[8] = {0}, *hX[8] = {0}, *hc, *ho = NULL, *o;
+  il_real *X[11] = {0}, *hX[11] = {0}, *hc, *ho = NULL, *o;
   NN(slots(t, k, len, X, hX));
   il_real *coef = in_rand(t, "coef", (size_t)B * (k ? k : 1), -1, 1, &hc);
   o = which ? io_rand(t, "out", len, -1, 1, &ho) : out_nan(t, "out", len);
@@ -1333,7 +1333,7 @@ static void case_row_sqdist(T *t, int B, int n) {
 static void case_row_dot(T *t, int B, int n, int k) {
   if (!begin(t, OP_ROW_DOT, "B=%d n=%d k=%d", B, n, k)) return;
   const size_t len = (size_t)B * n;
-  il_real *X[8] = {0}, *hX[8] = {0}, *hy;
+  il_real *X[11] = {0}, *hX[11] = {0}, *hy;
   NN(slots(t, k, len, X, hX));
   il_real *y = in_rand(t, "y", len, -1, 1, &hy);
   double *out = dnan(t, (size_t)B * k), *ref = hdbl(t, (size_t)B * k);
@@ -2186,6 +2186,17 @@ static void run_all(T *t) {
   }
   case_lu(t, 2, IL_LUC_MAX_N + 1); /* the cpu backend's LAPACK path; the compact one has n <= 100 above */
   case_lu_rcond_ill(t, 4, IL_LUC_MAX_N + 1);
+
+  /* more terms per row (last, so the inputs of the cases above stay as they were): the cpu
+   * backend combines four terms per pass (7 = 4 + 3) and dots up to eight rows per pass */
+  static const int kb[] = {1, 17, 100};
+  for (int bi = 0; bi < 3; bi++)
+    for (int ni = 0; ni < NSN; ni++) {
+      if (kb[bi] == 100 && SN[ni] != 100) continue; /* the rows' shapes are covered by the small B */
+      for (int w = 0; w < 3; w++) case_row_combine(t, kb[bi], SN[ni], 7, w);
+      case_row_dot(t, kb[bi], SN[ni], 7);
+      case_row_dot(t, kb[bi], SN[ni], 11);
+    }
   end_case(t);
 }
 

@@ -1,0 +1,98 @@
+/* core/backends/cpu_row_dots.c: the k dot products of one row against y, in
+ * double (il_backend.h: reductions accumulate in double), for the CPU backend's
+ * row_dot and row_sub_dot.
+ *
+ * Why a kernel of its own: Anderson's Gram row and Broyden's low-rank applies
+ * are k = 2..22 dots of rows of n = 100..400 floats, where `omp simd` loops
+ * spend as long in their scalar tail and their per-lane reduction arrays (kept
+ * on the stack) as in the loop, and widening float to double is the bottleneck
+ * (vcvtps2pd: two uops per vector). With AVX-512 the dots of up to 8 rows share
+ * one widened y, 8 lanes per instruction, and the tail is a masked load:
+ * measured 1.65x (n = 100) to 1.9x (n = 400) faster than the `omp simd` path
+ * for k = 7, B = 100. Elsewhere (float64, no AVX-512) the portable path below. */
+#include "cpu_row_dots.h"
+
+#if IL_PREC == 32 && defined(__AVX512F__)
+#include <immintrin.h>
+
+/* K <= 8 dots at once; inlined with a constant K so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void dots_k(int K, int n, const float *const *X, size_t off,
+                                                         const float *y, double *out) {
+  __m512d a[8];
+  const float *x[8];
+  for (int i = 0; i < K; i++) a[i] = _mm512_setzero_pd(), x[i] = X[i] + off;
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m512d yv = _mm512_cvtps_pd(_mm256_loadu_ps(y + j));
+    for (int i = 0; i < K; i++) a[i] = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x[i] + j)), yv, a[i]);
+  }
+  if (j < n) { /* masked-off lanes load zeros and do not fault */
+    const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+    const __m512d yv = _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, y + j)));
+    for (int i = 0; i < K; i++)
+      a[i] = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, x[i] + j))), yv, a[i]);
+  }
+  for (int i = 0; i < K; i++) out[i] = _mm512_reduce_add_pd(a[i]);
+}
+
+void il_cpu_row_dots(int n, int k, const il_real *const *X, size_t off, const il_real *y, double *out) {
+  for (int i = 0; i < k; i += 8) {
+    const il_real *const *x = X + i;
+    double *o = out + i;
+    switch (k - i) {
+    case 1: dots_k(1, n, x, off, y, o); break;
+    case 2: dots_k(2, n, x, off, y, o); break;
+    case 3: dots_k(3, n, x, off, y, o); break;
+    case 4: dots_k(4, n, x, off, y, o); break;
+    case 5: dots_k(5, n, x, off, y, o); break;
+    case 6: dots_k(6, n, x, off, y, o); break;
+    case 7: dots_k(7, n, x, off, y, o); break;
+    default: dots_k(8, n, x, off, y, o); break;
+    }
+  }
+}
+
+#else
+
+/* Four dots at a time: y is loaded and widened once per four, and the four sums are
+ * independent chains. `omp simd reduction` lets the compiler split each sum into lanes. */
+static void dots4(int n, const il_real *x0, const il_real *x1, const il_real *x2, const il_real *x3,
+                  const il_real *y, double *out) {
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+  for (int j = 0; j < n; j++) {
+    const double yj = y[j];
+    a0 += (double)x0[j] * yj;
+    a1 += (double)x1[j] * yj;
+    a2 += (double)x2[j] * yj;
+    a3 += (double)x3[j] * yj;
+  }
+  out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3;
+}
+
+static void dots2(int n, const il_real *x0, const il_real *x1, const il_real *y, double *out) {
+  double a0 = 0, a1 = 0;
+#pragma omp simd reduction(+ : a0, a1)
+  for (int j = 0; j < n; j++) {
+    const double yj = y[j];
+    a0 += (double)x0[j] * yj;
+    a1 += (double)x1[j] * yj;
+  }
+  out[0] = a0, out[1] = a1;
+}
+
+static double dot1(int n, const il_real *x, const il_real *y) {
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int j = 0; j < n; j++) acc += (double)x[j] * (double)y[j];
+  return acc;
+}
+
+void il_cpu_row_dots(int n, int k, const il_real *const *X, size_t off, const il_real *y, double *out) {
+  int i = 0;
+  for (; i + 4 <= k; i += 4) dots4(n, X[i] + off, X[i + 1] + off, X[i + 2] + off, X[i + 3] + off, y, out + i);
+  if (i + 2 <= k) dots2(n, X[i] + off, X[i + 1] + off, y, out + i), i += 2;
+  if (i < k) out[i] = dot1(n, X[i] + off, y);
+}
+
+#endif
