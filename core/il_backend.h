@@ -133,6 +133,11 @@ typedef struct il_backend_ops {
   il_status (*row_sqdist)(void *ctx, int B, int n, const il_real *a, const il_real *b, double *out); /* host (B) */
   /* Batched Gram row: out[b k + i] = X_i,b . y_b, X a host array of k (B, n) tensors; host (B, k). */
   il_status (*row_dot)(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *out);
+  /* d = a - c (d may alias a or c), then the Gram row of d as row_dot: out[b k + i] = X_i,b . d_b,
+   * where X may hold d itself (its new values are used); host (B, k). One pass instead of
+   * lincomb + row_dot (Anderson's residual G = F - X and its Gram row). */
+  il_status (*row_sub_dot)(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *a,
+                           const il_real *c, il_real *d, double *out);
   /* Modified Gram-Schmidt of w_b against the rows V_i,b, i < k, in order (w is updated):
    * h[b (k+1) + i] = the coefficient, h[b (k+1) + k] = ||w_b|| afterwards; host (B, k+1). */
   il_status (*row_mgs)(void *ctx, int B, int n, int k, const il_real *const *V, il_real *w, double *h);

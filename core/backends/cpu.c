@@ -466,6 +466,18 @@ static il_status cpu_row_dot(void *ctx, int B, int n, int k, const il_real *cons
   return IL_OK;
 }
 
+static il_status cpu_row_sub_dot(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *a,
+                                 const il_real *c, il_real *d, double *out) {
+  FLOPS(ctx, (double)B * n + 2.0 * B * n * k);
+  (void)ctx;
+  for (int b = 0; b < B; b++) { /* the row of d is still in L1 when its dots read it */
+    const size_t off = (size_t)b * n;
+    for (int j = 0; j < n; j++) d[off + j] = a[off + j] - c[off + j];
+    il_cpu_row_dots(n, k, X, off, d + off, out + (size_t)b * k);
+  }
+  return IL_OK;
+}
+
 static il_status cpu_row_mgs(void *ctx, int B, int n, int k, const il_real *const *V, il_real *w, double *h) {
   FLOPS(ctx, 4.0 * B * n * k + 2.0 * B * n);
   (void)ctx;
@@ -710,6 +722,7 @@ const il_backend_ops il_backend_cpu_ops = {
     .sqdist = cpu_sqdist,
     .row_sqdist = cpu_row_sqdist,
     .row_dot = cpu_row_dot,
+    .row_sub_dot = cpu_row_sub_dot,
     .row_mgs = cpu_row_mgs,
     .absmax = cpu_absmax,
     .all_finite = cpu_all_finite,

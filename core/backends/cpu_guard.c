@@ -163,6 +163,9 @@ GUARD(sqdist, (void *ctx, size_t len, const il_real *a, const il_real *b, double
 GUARD(row_sqdist, (void *ctx, int B, int n, const il_real *a, const il_real *b, double *o), (IN, B, n, a, b, o))
 GUARD(row_dot, (void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *o),
       (IN, B, n, k, X, y, o))
+GUARD(row_sub_dot, (void *ctx, int B, int n, int k, const il_real *const *X, const il_real *a, const il_real *c,
+                    il_real *d, double *o),
+      (IN, B, n, k, X, a, c, d, o))
 GUARD(row_mgs, (void *ctx, int B, int n, int k, const il_real *const *V, il_real *w, double *h), (IN, B, n, k, V, w, h))
 GUARD(absmax, (void *ctx, size_t len, const il_real *a, double *o), (IN, len, a, o))
 GUARD(all_finite, (void *ctx, size_t len, const il_real *a, int *o), (IN, len, a, o))
@@ -213,6 +216,7 @@ const il_backend_ops il_backend_cpu_guard_ops = {
     .sqdist = guard_sqdist,
     .row_sqdist = guard_row_sqdist,
     .row_dot = guard_row_dot,
+    .row_sub_dot = guard_row_sub_dot,
     .row_mgs = guard_row_mgs,
     .absmax = guard_absmax,
     .all_finite = guard_all_finite,

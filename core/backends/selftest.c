@@ -15,7 +15,7 @@
  *           precision: gemm, gemm_ep, col_sum_add, row_mgs, the xent loss
  *           (1.3e-9 in float32: a TF32 or fp16 GEMM fails it)
  *   B_RED   1e-24         reductions the header says accumulate in double
- *                         (sqdist, row_sqdist, row_dot, compare), both precisions
+ *                         (sqdist, row_sqdist, row_dot, row_sub_dot, compare), both precisions
  *   LU      (20 n kappa eps)^2 per matrix, kappa = ||J||_inf ||J^-1||_inf of the
  *           reference; the Jacobians are built with ||diag(s) W||_inf <= 0.85,
  *           so kappa <= 1.85 / 0.15
@@ -89,6 +89,7 @@
   X(SQDIST, sqdist, "sqdist")                         \
   X(ROW_SQDIST, row_sqdist, "row_sqdist")             \
   X(ROW_DOT, row_dot, "row_dot")                      \
+  X(ROW_SUB_DOT, row_sub_dot, "row_sub_dot")          \
   X(ROW_MGS, row_mgs, "row_mgs")                      \
   X(ABSMAX, absmax, "absmax")                         \
   X(ALL_FINITE, all_finite, "all_finite")             \
@@ -1353,6 +1354,37 @@ static void case_row_dot(T *t, int B, int n, int k) {
   chk_m(t, OP_ROW_DOT, "out", out, ref, mag, (size_t)B * k, B_RED, NULL);
 }
 
+/* d = a - c, then the dots of X_i with the d the backend stored; self: the last of the k
+ * tensors is d itself (Anderson's ||G||^2 on the Gram diagonal) */
+static void case_row_sub_dot(T *t, int B, int n, int k, int self) {
+  if (!begin(t, OP_ROW_SUB_DOT, "B=%d n=%d k=%d%s", B, n, k, self ? " X holds d" : "")) return;
+  const size_t len = (size_t)B * n;
+  il_real *X[11] = {0}, *hX[11] = {0}, *ha, *hc;
+  NN(slots(t, k - self, len, X, hX));
+  il_real *a = in_rand(t, "a", len, -1, 1, &ha), *c = in_rand(t, "c", len, -1, 1, &hc), *d = out_nan(t, "d", len);
+  double *out = dnan(t, (size_t)B * k), *ref = hdbl(t, (size_t)B * k), *mag = hdbl(t, (size_t)B * k);
+  double *dref = hdbl(t, len), *dmag = hdbl(t, len);
+  NN(a && c && d && out && ref && mag && dref && dmag);
+  if (self) X[k - 1] = d;
+  CALL(OP_ROW_SUB_DOT, OPS->row_sub_dot(CTX, B, n, k, (const il_real *const *)X, a, c, d, out));
+  double *hd = get(t, "d", d, len);
+  NN(hd);
+  for (size_t i = 0; i < len; i++) dref[i] = (double)ha[i] - hc[i], dmag[i] = fabs((double)ha[i]) + fabs((double)hc[i]);
+  chk_m(t, OP_ROW_SUB_DOT, "d", hd, dref, dmag, len, B_ELEM, NULL);
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < k; i++) {
+      const double *xi = self && i == k - 1 ? hd : NULL;
+      double acc = 0, m = 0;
+      for (int j = 0; j < n; j++) {
+        const size_t e = (size_t)b * n + j;
+        const double u = (xi ? xi[e] : (double)hX[i][e]) * hd[e];
+        acc += u, m += fabs(u);
+      }
+      ref[(size_t)b * k + i] = acc, mag[(size_t)b * k + i] = m;
+    }
+  chk_m(t, OP_ROW_SUB_DOT, "out", out, ref, mag, (size_t)B * k, B_RED, NULL);
+}
+
 /* V_i,b orthonormal over i < k < n (as GMRES/Anderson keep them) */
 static void case_row_mgs(T *t, int B, int n, int k) {
   if (!begin(t, OP_ROW_MGS, "B=%d n=%d k=%d", B, n, k)) return;
@@ -2196,6 +2228,9 @@ static void run_all(T *t) {
       for (int w = 0; w < 3; w++) case_row_combine(t, kb[bi], SN[ni], 7, w);
       case_row_dot(t, kb[bi], SN[ni], 7);
       case_row_dot(t, kb[bi], SN[ni], 11);
+      case_row_sub_dot(t, kb[bi], SN[ni], 1, 1);
+      case_row_sub_dot(t, kb[bi], SN[ni], 3, 0);
+      case_row_sub_dot(t, kb[bi], SN[ni], 7, 1);
     }
   end_case(t);
 }

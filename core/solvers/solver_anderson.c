@@ -120,21 +120,25 @@ static int aa_mix_coef(const il_anderson_params *st, const double *gram, int R, 
     double *a = TRI(i, i);
     for (int b = 0; b < B; b++) a[b] = g[b] + st->lam * gmax[b];
   }
-  for (int j = 0; j < q; j++) { /* Cholesky, column j */
+  /* Cholesky, column by column; the diagonal keeps 1 / L_jj, so each lane divides q + 1
+   * times instead of q (q + 5) / 2 (a vector division costs several FMAs of throughput) */
+  for (int j = 0; j < q; j++) {
     double *d = TRI(j, j);
     for (int k = 0; k < j; k++) {
       const double *l = TRI(j, k);
       for (int b = 0; b < B; b++) d[b] -= l[b] * l[b];
     }
-    for (int b = 0; b < B; b++) ok[b] &= d[b] > 0;
-    for (int b = 0; b < B; b++) d[b] = sqrt(d[b] > 0 ? d[b] : 1); /* a failed lane only needs to stay finite */
+    for (int b = 0; b < B; b++) {
+      ok[b] &= d[b] > 0;
+      d[b] = 1 / sqrt(d[b] > 0 ? d[b] : 1); /* a failed lane only needs to stay finite */
+    }
     for (int i = j + 1; i < q; i++) {
       double *v = TRI(i, j);
       for (int k = 0; k < j; k++) {
         const double *li = TRI(i, k), *lj = TRI(j, k);
         for (int b = 0; b < B; b++) v[b] -= li[b] * lj[b];
       }
-      for (int b = 0; b < B; b++) v[b] /= d[b];
+      for (int b = 0; b < B; b++) v[b] *= d[b];
     }
   }
   for (int i = 0; i < q; i++) { /* L y = 1 */
@@ -145,7 +149,7 @@ static int aa_mix_coef(const il_anderson_params *st, const double *gram, int R, 
       for (int b = 0; b < B; b++) yi[b] -= l[b] * yk[b];
     }
     const double *d = TRI(i, i);
-    for (int b = 0; b < B; b++) yi[b] /= d[b];
+    for (int b = 0; b < B; b++) yi[b] *= d[b];
   }
   for (int i = q - 1; i >= 0; i--) { /* L^T x = y */
     double *yi = y + (size_t)i * B;
@@ -154,15 +158,18 @@ static int aa_mix_coef(const il_anderson_params *st, const double *gram, int R, 
       for (int b = 0; b < B; b++) yi[b] -= l[b] * yk[b];
     }
     const double *d = TRI(i, i);
-    for (int b = 0; b < B; b++) yi[b] /= d[b];
+    for (int b = 0; b < B; b++) yi[b] *= d[b];
   }
   double *sum = gmax + B; /* (B) 1^T y, after gmax in the scratch */
   for (int b = 0; b < B; b++) sum[b] = 0;
   for (int i = 0; i < q; i++)
     for (int b = 0; b < B; b++) sum[b] += y[(size_t)i * B + b];
-  for (int b = 0; b < B; b++) ok[b] &= isfinite(sum[b]) && fabs(sum[b]) > 1e-300;
+  for (int b = 0; b < B; b++) {
+    ok[b] &= isfinite(sum[b]) && fabs(sum[b]) > 1e-300;
+    sum[b] = 1 / sum[b];
+  }
   for (int i = 0; i < q; i++)
-    for (int b = 0; b < B; b++) y[(size_t)i * B + b] /= sum[b];
+    for (int b = 0; b < B; b++) y[(size_t)i * B + b] *= sum[b];
 #undef TRI
   int ndeg = 0;
   for (int b = 0; b < B; b++) {
@@ -201,7 +208,7 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
   IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&deg));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * nterm * m, sizeof *hcoef, (void **)&hcoef));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&hdeg));
-  IL_CHECK(il_arena_calloc(p->hws, (size_t)B * R * R, sizeof *gram, (void **)&gram));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * R * R, sizeof *gram, (void **)&gram)); /* read only where written */
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *rows, (void **)&rows));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * R, sizeof *dots, (void **)&dots));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * m * (m + 1) / 2, sizeof *mw.L, (void **)&mw.L));
@@ -246,15 +253,17 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
       }
     }
     IL_CHECK_GOTO(s, map(ctx, Xs, Fs), out);
-    IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, Fs, -1, Xs, Gs), out); /* G = F - X */
-    /* refresh the Gram row and column of this slot */
-    const int filled = k + 1 < R ? k + 1 : R;
+    /* G = F - X and the Gram row and column of this slot, against the slots of the next
+     * window only: once the ring is full, the oldest slot is overwritten next */
+    const int filled = k + 1 < R ? k + 1 : R, evict = k >= m ? (k + 1) % R : -1;
     const il_real *gslots[AA_MAX_M + 1];
-    for (int i = 0; i < filled; i++) gslots[i] = G + (size_t)i * len;
-    IL_CHECK_GOTO(s, IL_BE(be, row_dot, B, n, filled, gslots, Gs, dots), out); /* sync point: the Gram row */
-    for (int i = 0; i < filled; i++) {
-      double *gr = GRAM(slot, i), *gc = GRAM(i, slot);
-      for (int b = 0; b < B; b++) gr[b] = gc[b] = dots[(size_t)b * filled + i];
+    int gi[AA_MAX_M + 1], nd = 0;
+    for (int i = 0; i < filled; i++)
+      if (i != evict) gi[nd] = i, gslots[nd++] = G + (size_t)i * len;
+    IL_CHECK_GOTO(s, IL_BE(be, row_sub_dot, B, n, nd, gslots, Fs, Xs, Gs, dots), out); /* sync point: the Gram row */
+    for (int t = 0; t < nd; t++) {
+      double *gr = GRAM(slot, gi[t]), *gc = GRAM(gi[t], slot);
+      for (int b = 0; b < B; b++) gr[b] = gc[b] = dots[(size_t)b * nd + t];
     }
     memcpy(rows, GRAM(slot, slot), (size_t)B * sizeof *rows);
     last = slot;
