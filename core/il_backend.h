@@ -125,6 +125,13 @@ typedef struct il_backend_ops {
    * tensors, coef (B, k) in the space. beta = 0 ignores out's old contents. */
   il_status (*row_combine)(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *coef,
                            il_real beta, il_real *out);
+  /* H a and H^T c for H = I + sum_{i<k} P_i Q_i^T per row (limited-memory quasi-Newton):
+   * oa_b = a_b + sum_i P_i,b (Q_i,b . a_b) and, when c is not NULL, oc_b = c_b + sum_i Q_i,b (P_i,b . c_b).
+   * Dots accumulate in double and are rounded to il_real as coefficients; terms are added in
+   * order of i. The outputs alias neither the inputs nor P, Q. P, Q: host arrays of k (B, n)
+   * tensors. One pass with no host round trip, instead of row_dot + row_combine per apply. */
+  il_status (*row_lowrank)(void *ctx, int B, int n, int k, const il_real *const *P, const il_real *const *Q,
+                           const il_real *a, il_real *oa, const il_real *c, il_real *oc);
   /* out (n) += column sums of a (B, n), rows in order. */
   il_status (*col_sum_add)(void *ctx, int B, int n, const il_real *a, il_real *out);
 

@@ -369,51 +369,84 @@ static il_status cpu_row_fill(void *ctx, int B, int n, const unsigned char *mask
   return IL_OK;
 }
 
-/* Up to four terms per pass over the row, summed in a register in order of i, so a row
+/* One row of row_combine: ob = src + sum_{i<k} cb[i] X_i[off..] (src NULL: 0; src may be
+ * ob). Up to four terms per pass over the row, summed in a register in order of i, so a row
  * is stored ceil(k / 4) times instead of k + 1 (each term still one fused multiply-add on
  * the running sum, as when adding term by term). */
 #define COMBINE_PASS(TERMS)                                                                    \
   _Pragma("omp simd") for (int j = 0; j < n; j++) {                                          \
-    il_real acc = from0 ? (il_real)0 : ob[j];                                                \
+    il_real acc = i > 0 ? ob[j] : src ? src[j] : (il_real)0;                                \
     TERMS;                                                                                   \
     ob[j] = acc;                                                                             \
   }
+static void combine_row(int n, int k, const il_real *const *X, size_t off, const il_real *cb, const il_real *src,
+                        il_real *ob) {
+  if (k == 0) {
+    if (!src) memset(ob, 0, (size_t)n * sizeof *ob);
+    else if (src != ob) memcpy(ob, src, (size_t)n * sizeof *ob);
+  }
+  for (int i = 0; i < k; i += 4) {
+    const il_real *x0 = X[i] + off, c0 = cb[i];
+    switch (k - i) {
+    case 1: COMBINE_PASS(acc += c0 * x0[j]) break;
+    case 2: {
+      const il_real *x1 = X[i + 1] + off, c1 = cb[i + 1];
+      COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]) break;
+    }
+    case 3: {
+      const il_real *x1 = X[i + 1] + off, *x2 = X[i + 2] + off, c1 = cb[i + 1], c2 = cb[i + 2];
+      COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]; acc += c2 * x2[j]) break;
+    }
+    default: {
+      const il_real *x1 = X[i + 1] + off, *x2 = X[i + 2] + off, *x3 = X[i + 3] + off;
+      const il_real c1 = cb[i + 1], c2 = cb[i + 2], c3 = cb[i + 3];
+      COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]; acc += c2 * x2[j]; acc += c3 * x3[j]) break;
+    }
+    }
+  }
+}
+#undef COMBINE_PASS
+
 static il_status cpu_row_combine(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *coef,
                                  il_real beta, il_real *out) {
   FLOPS(ctx, 2.0 * B * n * k);
   (void)ctx;
   for (int b = 0; b < B; b++) {
-    il_real *restrict ob = out + (size_t)b * n;
-    const il_real *cb = coef + (size_t)b * k;
-    const size_t off = (size_t)b * n;
+    il_real *ob = out + (size_t)b * n;
     if (beta != 0 && beta != 1)
       for (int j = 0; j < n; j++) ob[j] *= beta;
-    else if (beta == 0 && k == 0)
-      for (int j = 0; j < n; j++) ob[j] = 0;
-    for (int i = 0; i < k; i += 4) {
-      const int from0 = beta == 0 && i == 0; /* beta = 0 ignores out's old contents */
-      const il_real *x0 = X[i] + off, c0 = cb[i];
-      switch (k - i) {
-      case 1: COMBINE_PASS(acc += c0 * x0[j]) break;
-      case 2: {
-        const il_real *x1 = X[i + 1] + off, c1 = cb[i + 1];
-        COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]) break;
-      }
-      case 3: {
-        const il_real *x1 = X[i + 1] + off, *x2 = X[i + 2] + off, c1 = cb[i + 1], c2 = cb[i + 2];
-        COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]; acc += c2 * x2[j]) break;
-      }
-      default: {
-        const il_real *x1 = X[i + 1] + off, *x2 = X[i + 2] + off, *x3 = X[i + 3] + off;
-        const il_real c1 = cb[i + 1], c2 = cb[i + 2], c3 = cb[i + 3];
-        COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]; acc += c2 * x2[j]; acc += c3 * x3[j]) break;
-      }
-      }
-    }
+    combine_row(n, k, X, (size_t)b * n, coef + (size_t)b * k, beta == 0 ? NULL : ob, ob);
   }
   return IL_OK;
 }
-#undef COMBINE_PASS
+
+/* One low-rank apply of a row: ob = a + sum_i P_i (Q_i . a), the dots rounded to il_real,
+ * in chunks of 64 terms (a stack buffer; the order of the terms is kept; ob is not a). */
+static void lowrank_row(int n, int k, const il_real *const *P, const il_real *const *Q, size_t off,
+                        const il_real *a, il_real *ob) {
+  enum { CH = 64 };
+  double d[CH];
+  il_real cf[CH];
+  if (k == 0) memcpy(ob, a, (size_t)n * sizeof *ob);
+  for (int i = 0; i < k; i += CH) {
+    const int kc = k - i < CH ? k - i : CH;
+    il_cpu_row_dots(n, kc, Q + i, off, a, d);
+    for (int t = 0; t < kc; t++) cf[t] = (il_real)d[t];
+    combine_row(n, kc, P + i, off, cf, i == 0 ? a : ob, ob); /* the first terms start from a */
+  }
+}
+
+static il_status cpu_row_lowrank(void *ctx, int B, int n, int k, const il_real *const *P, const il_real *const *Q,
+                                 const il_real *a, il_real *oa, const il_real *c, il_real *oc) {
+  FLOPS(ctx, (c ? 8.0 : 4.0) * B * n * k);
+  (void)ctx;
+  for (int b = 0; b < B; b++) { /* both applies of a row while its P and Q rows are in L1 */
+    const size_t off = (size_t)b * n;
+    lowrank_row(n, k, P, Q, off, a + off, oa + off);
+    if (c) lowrank_row(n, k, Q, P, off, c + off, oc + off);
+  }
+  return IL_OK;
+}
 
 static il_status cpu_col_sum_add(void *ctx, int B, int n, const il_real *a, il_real *out) {
   FLOPS(ctx, (double)B * n);
@@ -718,6 +751,7 @@ const il_backend_ops il_backend_cpu_ops = {
     .row_select = cpu_row_select,
     .row_fill = cpu_row_fill,
     .row_combine = cpu_row_combine,
+    .row_lowrank = cpu_row_lowrank,
     .col_sum_add = cpu_col_sum_add,
     .sqdist = cpu_sqdist,
     .row_sqdist = cpu_row_sqdist,

@@ -158,6 +158,9 @@ GUARD(row_fill, (void *ctx, int B, int n, const unsigned char *m, int want, il_r
       (IN, B, n, m, want, v, dst))
 GUARD(row_combine, (void *ctx, int B, int n, int k, const il_real *const *X, const il_real *c, il_real be, il_real *o),
       (IN, B, n, k, X, c, be, o))
+GUARD(row_lowrank, (void *ctx, int B, int n, int k, const il_real *const *P, const il_real *const *Q,
+                    const il_real *a, il_real *oa, const il_real *c, il_real *oc),
+      (IN, B, n, k, P, Q, a, oa, c, oc))
 GUARD(col_sum_add, (void *ctx, int B, int n, const il_real *a, il_real *o), (IN, B, n, a, o))
 GUARD(sqdist, (void *ctx, size_t len, const il_real *a, const il_real *b, double *o), (IN, len, a, b, o))
 GUARD(row_sqdist, (void *ctx, int B, int n, const il_real *a, const il_real *b, double *o), (IN, B, n, a, b, o))
@@ -212,6 +215,7 @@ const il_backend_ops il_backend_cpu_guard_ops = {
     .row_select = guard_row_select,
     .row_fill = guard_row_fill,
     .row_combine = guard_row_combine,
+    .row_lowrank = guard_row_lowrank,
     .col_sum_add = guard_col_sum_add,
     .sqdist = guard_sqdist,
     .row_sqdist = guard_row_sqdist,

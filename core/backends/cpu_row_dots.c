@@ -15,40 +15,57 @@
 #if IL_PREC == 32 && defined(__AVX512F__)
 #include <immintrin.h>
 
-/* K <= 8 dots at once; inlined with a constant K so the accumulators stay in registers. */
-static inline __attribute__((always_inline)) void dots_k(int K, int n, const float *const *X, size_t off,
+/* K <= 8 dots at once, plus y . y when SQ (y is widened once for both); inlined with
+ * constant K and SQ so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void dots_k(int K, int SQ, int n, const float *const *X, size_t off,
                                                          const float *y, double *out) {
-  __m512d a[8];
+  __m512d a[9];
   const float *x[8];
-  for (int i = 0; i < K; i++) a[i] = _mm512_setzero_pd(), x[i] = X[i] + off;
+  for (int i = 0; i < K + SQ; i++) a[i] = _mm512_setzero_pd();
+  for (int i = 0; i < K; i++) x[i] = X[i] + off;
   int j = 0;
   for (; j + 8 <= n; j += 8) {
     const __m512d yv = _mm512_cvtps_pd(_mm256_loadu_ps(y + j));
     for (int i = 0; i < K; i++) a[i] = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x[i] + j)), yv, a[i]);
+    if (SQ) a[K] = _mm512_fmadd_pd(yv, yv, a[K]);
   }
   if (j < n) { /* masked-off lanes load zeros and do not fault */
     const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
     const __m512d yv = _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, y + j)));
     for (int i = 0; i < K; i++)
       a[i] = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, x[i] + j))), yv, a[i]);
+    if (SQ) a[K] = _mm512_fmadd_pd(yv, yv, a[K]);
   }
-  for (int i = 0; i < K; i++) out[i] = _mm512_reduce_add_pd(a[i]);
+  for (int i = 0; i < K + SQ; i++) out[i] = _mm512_reduce_add_pd(a[i]);
 }
 
+/* Anderson's Gram row ends with the new residual against itself (X[k-1] is y): that dot
+ * reuses the widened y instead of widening the same row again. */
 void il_cpu_row_dots(int n, int k, const il_real *const *X, size_t off, const il_real *y, double *out) {
-  for (int i = 0; i < k; i += 8) {
+  const int sq = k > 0 && X[k - 1] + off == y, kx = k - sq;
+  for (int i = 0; i < kx || (sq && i == kx); i += 8) {
     const il_real *const *x = X + i;
     double *o = out + i;
-    switch (k - i) {
-    case 1: dots_k(1, n, x, off, y, o); break;
-    case 2: dots_k(2, n, x, off, y, o); break;
-    case 3: dots_k(3, n, x, off, y, o); break;
-    case 4: dots_k(4, n, x, off, y, o); break;
-    case 5: dots_k(5, n, x, off, y, o); break;
-    case 6: dots_k(6, n, x, off, y, o); break;
-    case 7: dots_k(7, n, x, off, y, o); break;
-    default: dots_k(8, n, x, off, y, o); break;
+    const int r = kx - i < 8 ? kx - i : 8, last = sq && r < 8; /* y . y joins the last pass with room */
+    switch (r + 9 * last) {
+    case 0 + 9: dots_k(0, 1, n, x, off, y, o); break;
+    case 1: dots_k(1, 0, n, x, off, y, o); break;
+    case 1 + 9: dots_k(1, 1, n, x, off, y, o); break;
+    case 2: dots_k(2, 0, n, x, off, y, o); break;
+    case 2 + 9: dots_k(2, 1, n, x, off, y, o); break;
+    case 3: dots_k(3, 0, n, x, off, y, o); break;
+    case 3 + 9: dots_k(3, 1, n, x, off, y, o); break;
+    case 4: dots_k(4, 0, n, x, off, y, o); break;
+    case 4 + 9: dots_k(4, 1, n, x, off, y, o); break;
+    case 5: dots_k(5, 0, n, x, off, y, o); break;
+    case 5 + 9: dots_k(5, 1, n, x, off, y, o); break;
+    case 6: dots_k(6, 0, n, x, off, y, o); break;
+    case 6 + 9: dots_k(6, 1, n, x, off, y, o); break;
+    case 7: dots_k(7, 0, n, x, off, y, o); break;
+    case 7 + 9: dots_k(7, 1, n, x, off, y, o); break;
+    default: dots_k(8, 0, n, x, off, y, o); break;
     }
+    if (last) break;
   }
 }
 

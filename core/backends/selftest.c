@@ -85,6 +85,7 @@
   X(ROW_SELECT, row_select, "row_select")             \
   X(ROW_FILL, row_fill, "row_fill")                   \
   X(ROW_COMBINE, row_combine, "row_combine")          \
+  X(ROW_LOWRANK, row_lowrank, "row_lowrank")          \
   X(COL_SUM_ADD, col_sum_add, "col_sum_add")          \
   X(SQDIST, sqdist, "sqdist")                         \
   X(ROW_SQDIST, row_sqdist, "row_sqdist")             \
@@ -1281,6 +1282,41 @@ static void case_row_combine(T *t, int B, int n, int k, int which) {
   chk_m(t, OP_ROW_COMBINE, "out", d, ref, mag, len, B_ELEM, NULL);
 }
 
+/* H a and (both) H^T c for H = I + sum_i P_i Q_i^T; the reference keeps its coefficients in double */
+static void case_row_lowrank(T *t, int B, int n, int k, int both) {
+  if (!begin(t, OP_ROW_LOWRANK, "B=%d n=%d k=%d%s", B, n, k, both ? " H a and H^T c" : " H a")) return;
+  static const char *pn[] = {"P0", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10"};
+  static const char *qn[] = {"Q0", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10"};
+  const size_t len = (size_t)B * n;
+  il_real *P[11] = {0}, *Q[11] = {0}, *hP[11] = {0}, *hQ[11] = {0}, *ha, *hc = NULL, *c = NULL, *oc = NULL;
+  for (int i = 0; i < k; i++) NN((P[i] = in_rand(t, pn[i], len, -1, 1, &hP[i])) && (Q[i] = in_rand(t, qn[i], len, -1, 1, &hQ[i])));
+  il_real *a = in_rand(t, "a", len, -1, 1, &ha), *oa = out_nan(t, "oa", len);
+  NN(a && oa);
+  if (both) NN((c = in_rand(t, "c", len, -1, 1, &hc)) && (oc = out_nan(t, "oc", len)));
+  CALL(OP_ROW_LOWRANK, OPS->row_lowrank(CTX, B, n, k, (const il_real *const *)P, (const il_real *const *)Q, a, oa, c, oc));
+  for (int w = 0; w < 1 + both; w++) { /* w = 0: H a; w = 1: H^T c, the roles of P and Q swapped */
+    il_real *const *hX = w ? hP : hQ, *const *hY = w ? hQ : hP; /* dots with hX, terms of hY */
+    const il_real *hv = w ? hc : ha;
+    double *d = get(t, w ? "oc" : "oa", w ? oc : oa, len), *ref = hdbl(t, len), *mag = hdbl(t, len);
+    NN(d && ref && mag);
+    for (int b = 0; b < B; b++) {
+      double cf[11];
+      for (int i = 0; i < k; i++) {
+        double acc = 0;
+        for (int j = 0; j < n; j++) acc += (double)hX[i][(size_t)b * n + j] * hv[(size_t)b * n + j];
+        cf[i] = acc;
+      }
+      for (int j = 0; j < n; j++) {
+        const size_t e = (size_t)b * n + j;
+        double acc = hv[e], m = fabs((double)hv[e]);
+        for (int i = 0; i < k; i++) acc += cf[i] * hY[i][e], m += fabs(cf[i] * hY[i][e]);
+        ref[e] = acc, mag[e] = m;
+      }
+    }
+    chk_m(t, OP_ROW_LOWRANK, w ? "oc" : "oa", d, ref, mag, len, B_ELEM, NULL);
+  }
+}
+
 static void case_col_sum_add(T *t, int B, int n) {
   if (!begin(t, OP_COL_SUM_ADD, "B=%d n=%d", B, n)) return;
   il_real *ha, *ho;
@@ -2231,6 +2267,10 @@ static void run_all(T *t) {
       case_row_sub_dot(t, kb[bi], SN[ni], 1, 1);
       case_row_sub_dot(t, kb[bi], SN[ni], 3, 0);
       case_row_sub_dot(t, kb[bi], SN[ni], 7, 1);
+      case_row_sub_dot(t, kb[bi], SN[ni], 9, 1); /* d . d after a full pass of eight */
+      case_row_lowrank(t, kb[bi], SN[ni], 0, 1);
+      case_row_lowrank(t, kb[bi], SN[ni], 3, 0);
+      case_row_lowrank(t, kb[bi], SN[ni], 11, 1);
     }
   end_case(t);
 }
