@@ -3,7 +3,7 @@
  * sample keeps the last m iterates X_i and maps F_i = f(X_i) and mixes them:
  *   alpha = argmin || sum_i alpha_i (F_i - X_i) ||^2 + lam' ||alpha||^2, sum_i alpha_i = 1
  *   z_next = beta * sum_i alpha_i F_i + (1 - beta) * sum_i alpha_i X_i
- * solved per sample as alpha = y / (1^T y), (G G^T + lam' I) y = 1 (Cholesky; the bordered
+ * solved per sample as alpha = y / (1^T y), (G G^T + lam' I) y = 1 (LDL^T; the bordered
  * KKT system [[0, 1^T], [1, G G^T + lam' I]] is the fallback).
  * The ridge is relative, lam' = lam * max_i ||G_i||^2, so it means the same at
  * every residual scale (TorchDEQ adds an absolute lam, which dominates the Gram
@@ -72,15 +72,17 @@ size_t il_anderson_ws_bytes(const il_anderson_params *a, int B, int n, int keep_
 
 /* The Gram matrices of all samples are stored sample-innermost, gram[(i R + j) B + b], so
  * that the mixing solves run across the batch in SIMD lanes: each step of the q x q
- * Cholesky below is one loop over b, the same operations per sample as a scalar solve. */
+ * LDL^T below is one loop over b, the same operations per sample as a scalar solve.
+ * Only the lower triangle (slot i >= slot j) is kept: GRAM_SYM reads either half. */
 #define GRAM(i, j) (gram + ((size_t)(i) * R + (j)) * B)
+#define GRAM_SYM(i, j) ((i) >= (j) ? GRAM(i, j) : GRAM(j, i))
 
 /* Host scratch of the batched mixing solve. */
 typedef struct aa_mix_ws {
-  double *L;          /* (q (q+1) / 2, B) packed lower triangle: the ridged Gram, then its Cholesky factor */
+  double *L;          /* (q (q+1) / 2, B) packed lower triangle: L of LDL^T, 1 / D on the diagonal */
   double *y;          /* (q, B) the solution, then alpha */
   double *gmax;       /* (B) the largest squared residual in each window */
-  unsigned char *ok;  /* (B) 1: the Cholesky path succeeded */
+  unsigned char *ok;  /* (B) 1: the LDL^T path succeeded */
 } aa_mix_ws;
 
 /* The bordered KKT system [[0, 1^T], [1, G G^T + lam' I]] of sample b: alpha (q) into
@@ -94,7 +96,7 @@ static int aa_kkt(const il_anderson_params *st, const double *gram, int R, int B
   for (int i = 0; i < q; i++) {
     H[i + 1] = H[(i + 1) * K1] = 1;
     rhs[i + 1] = 0;
-    for (int j = 0; j < q; j++) H[(i + 1) * K1 + j + 1] = GRAM(idx[i], idx[j])[b] + (i == j ? st->lam * gmax : 0);
+    for (int j = 0; j < q; j++) H[(i + 1) * K1 + j + 1] = GRAM_SYM(idx[i], idx[j])[b] + (i == j ? st->lam * gmax : 0);
   }
   return small_solve(K1, H, rhs);
 }
@@ -102,7 +104,7 @@ static int aa_kkt(const il_anderson_params *st, const double *gram, int R, int B
 /* Mixing coefficients of every sample from the window's Gram matrix (slots idx, q of them):
  * alpha_i of sample b into w->y[i B + b]; deg[b] = 1 where the window is degenerate (alpha
  * is then not used). The constrained least squares is alpha = y / (1^T y) with
- * (G G^T + lam' I) y = 1, an SPD solve by Cholesky; the KKT system is the fallback when
+ * (G G^T + lam' I) y = 1, an SPD solve by LDL^T; the KKT system is the fallback when
  * the window is singular (lam = 0) or 1^T y vanishes. Returns the degenerate count. */
 static int aa_mix_coef(const il_anderson_params *st, const double *gram, int R, int B, const int *idx, int q,
                        const aa_mix_ws *w, unsigned char *deg) {
@@ -114,51 +116,49 @@ static int aa_mix_coef(const il_anderson_params *st, const double *gram, int R, 
     const double *g = GRAM(idx[i], idx[i]);
     for (int b = 0; b < B; b++) gmax[b] = g[b] > gmax[b] ? g[b] : gmax[b];
   }
+  /* LDL^T, row by row, without square roots: with c_ij = L_ij d_j,
+   *   c_ij = a_ij - sum_{k<j} c_ik L_jk,  L_ij = c_ij / d_j,  d_i = a_ii - sum_{j<i} c_ij L_ij.
+   * TRI's diagonal keeps 1 / d_i, so a lane divides q + 1 times in all (a vector division or
+   * square root costs several FMAs of throughput). Row i's c lives in y until the solve. */
+  double *c = y;
   for (int i = 0; i < q; i++) {
-    for (int j = 0; j < i; j++) memcpy(TRI(i, j), GRAM(idx[i], idx[j]), (size_t)B * sizeof *L);
+    for (int j = 0; j < i; j++) {
+      double *cj = c + (size_t)j * B;
+      memcpy(cj, GRAM(idx[i], idx[j]), (size_t)B * sizeof *cj); /* idx ascends: the lower half */
+      for (int k = 0; k < j; k++) {
+        const double *ck = c + (size_t)k * B, *l = TRI(j, k);
+        for (int b = 0; b < B; b++) cj[b] -= ck[b] * l[b];
+      }
+    }
     const double *g = GRAM(idx[i], idx[i]);
-    double *a = TRI(i, i);
-    for (int b = 0; b < B; b++) a[b] = g[b] + st->lam * gmax[b];
-  }
-  /* Cholesky, column by column; the diagonal keeps 1 / L_jj, so each lane divides q + 1
-   * times instead of q (q + 5) / 2 (a vector division costs several FMAs of throughput) */
-  for (int j = 0; j < q; j++) {
-    double *d = TRI(j, j);
-    for (int k = 0; k < j; k++) {
-      const double *l = TRI(j, k);
-      for (int b = 0; b < B; b++) d[b] -= l[b] * l[b];
+    double *d = TRI(i, i);
+    for (int b = 0; b < B; b++) d[b] = g[b] + st->lam * gmax[b];
+    for (int j = 0; j < i; j++) {
+      const double *cj = c + (size_t)j * B, *inv = TRI(j, j);
+      double *l = TRI(i, j);
+      for (int b = 0; b < B; b++) l[b] = cj[b] * inv[b], d[b] -= cj[b] * l[b];
     }
     for (int b = 0; b < B; b++) {
       ok[b] &= d[b] > 0;
-      d[b] = 1 / sqrt(d[b] > 0 ? d[b] : 1); /* a failed lane only needs to stay finite */
-    }
-    for (int i = j + 1; i < q; i++) {
-      double *v = TRI(i, j);
-      for (int k = 0; k < j; k++) {
-        const double *li = TRI(i, k), *lj = TRI(j, k);
-        for (int b = 0; b < B; b++) v[b] -= li[b] * lj[b];
-      }
-      for (int b = 0; b < B; b++) v[b] *= d[b];
+      d[b] = 1 / (d[b] > 0 ? d[b] : 1); /* a failed lane only needs to stay finite */
     }
   }
-  for (int i = 0; i < q; i++) { /* L y = 1 */
+  for (int i = 0; i < q; i++) { /* L z = 1, unit diagonal */
     double *yi = y + (size_t)i * B;
     for (int b = 0; b < B; b++) yi[b] = 1;
     for (int k = 0; k < i; k++) {
       const double *l = TRI(i, k), *yk = y + (size_t)k * B;
       for (int b = 0; b < B; b++) yi[b] -= l[b] * yk[b];
     }
-    const double *d = TRI(i, i);
-    for (int b = 0; b < B; b++) yi[b] *= d[b];
   }
-  for (int i = q - 1; i >= 0; i--) { /* L^T x = y */
+  for (int i = q - 1; i >= 0; i--) { /* L^T x = D^-1 z */
     double *yi = y + (size_t)i * B;
+    const double *inv = TRI(i, i);
+    for (int b = 0; b < B; b++) yi[b] *= inv[b];
     for (int k = i + 1; k < q; k++) {
       const double *l = TRI(k, i), *yk = y + (size_t)k * B;
       for (int b = 0; b < B; b++) yi[b] -= l[b] * yk[b];
     }
-    const double *d = TRI(i, i);
-    for (int b = 0; b < B; b++) yi[b] *= d[b];
   }
   double *sum = gmax + B; /* (B) 1^T y, after gmax in the scratch */
   for (int b = 0; b < B; b++) sum[b] = 0;
@@ -236,13 +236,17 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
         if (nterm == 2) terms[nterm * i + 1] = X + (size_t)idx[i] * len;
       }
       const int ndeg = aa_mix_coef(st, gram, R, B, idx, q, &mw, hdeg);
-      for (int i = 0; i < q; i++) {
-        const double *ai = mw.y + (size_t)i * B;
-        for (int b = 0; b < B; b++) {
-          il_real *cb = hcoef + (size_t)b * nterm * q;
-          const il_real a = hdeg[b] ? 0 : (il_real)ai[b];
-          cb[nterm * i] = a * (il_real)st->beta;
-          if (nterm == 2) cb[nterm * i + 1] = a * (il_real)(1 - st->beta);
+      for (int b = 0; b < B; b++) { /* alpha is (q, B); row_combine takes (B, nterm q) */
+        il_real *cb = hcoef + (size_t)b * nterm * q;
+        if (hdeg[b]) {
+          for (int i = 0; i < nterm * q; i++) cb[i] = 0;
+        } else if (nterm == 1) {
+          for (int i = 0; i < q; i++) cb[i] = (il_real)mw.y[(size_t)i * B + b];
+        } else {
+          for (int i = 0; i < q; i++) {
+            const il_real a = (il_real)mw.y[(size_t)i * B + b];
+            cb[2 * i] = a * (il_real)st->beta, cb[2 * i + 1] = a * (il_real)(1 - st->beta);
+          }
         }
       }
       IL_CHECK_GOTO(s, il_upload(be, coef, hcoef, (size_t)B * nterm * q), out);
@@ -262,8 +266,8 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
       if (i != evict) gi[nd] = i, gslots[nd++] = G + (size_t)i * len;
     IL_CHECK_GOTO(s, IL_BE(be, row_sub_dot, B, n, nd, gslots, Fs, Xs, Gs, dots), out); /* sync point: the Gram row */
     for (int t = 0; t < nd; t++) {
-      double *gr = GRAM(slot, gi[t]), *gc = GRAM(gi[t], slot);
-      for (int b = 0; b < B; b++) gr[b] = gc[b] = dots[(size_t)b * nd + t];
+      double *g = GRAM_SYM(slot, gi[t]);
+      for (int b = 0; b < B; b++) g[b] = dots[(size_t)b * nd + t];
     }
     memcpy(rows, GRAM(slot, slot), (size_t)B * sizeof *rows);
     last = slot;
