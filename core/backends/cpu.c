@@ -17,7 +17,7 @@
 
 #include "cpu_lu_compact.h"
 #include "cpu_map_fused.h"
-#include "cpu_row_dots.h"
+#include "cpu_rows.h"
 #include "il_backend.h"
 #include "il_math.h"
 
@@ -369,43 +369,6 @@ static il_status cpu_row_fill(void *ctx, int B, int n, const unsigned char *mask
   return IL_OK;
 }
 
-/* One row of row_combine: ob = src + sum_{i<k} cb[i] X_i[off..] (src NULL: 0; src may be
- * ob). Up to four terms per pass over the row, summed in a register in order of i, so a row
- * is stored ceil(k / 4) times instead of k + 1 (each term still one fused multiply-add on
- * the running sum, as when adding term by term). */
-#define COMBINE_PASS(TERMS)                                                                    \
-  _Pragma("omp simd") for (int j = 0; j < n; j++) {                                          \
-    il_real acc = i > 0 ? ob[j] : src ? src[j] : (il_real)0;                                \
-    TERMS;                                                                                   \
-    ob[j] = acc;                                                                             \
-  }
-static void combine_row(int n, int k, const il_real *const *X, size_t off, const il_real *cb, const il_real *src,
-                        il_real *ob) {
-  if (k == 0) {
-    if (!src) memset(ob, 0, (size_t)n * sizeof *ob);
-    else if (src != ob) memcpy(ob, src, (size_t)n * sizeof *ob);
-  }
-  for (int i = 0; i < k; i += 4) {
-    const il_real *x0 = X[i] + off, c0 = cb[i];
-    switch (k - i) {
-    case 1: COMBINE_PASS(acc += c0 * x0[j]) break;
-    case 2: {
-      const il_real *x1 = X[i + 1] + off, c1 = cb[i + 1];
-      COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]) break;
-    }
-    case 3: {
-      const il_real *x1 = X[i + 1] + off, *x2 = X[i + 2] + off, c1 = cb[i + 1], c2 = cb[i + 2];
-      COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]; acc += c2 * x2[j]) break;
-    }
-    default: {
-      const il_real *x1 = X[i + 1] + off, *x2 = X[i + 2] + off, *x3 = X[i + 3] + off;
-      const il_real c1 = cb[i + 1], c2 = cb[i + 2], c3 = cb[i + 3];
-      COMBINE_PASS(acc += c0 * x0[j]; acc += c1 * x1[j]; acc += c2 * x2[j]; acc += c3 * x3[j]) break;
-    }
-    }
-  }
-}
-#undef COMBINE_PASS
 
 static il_status cpu_row_combine(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *coef,
                                  il_real beta, il_real *out) {
@@ -415,7 +378,7 @@ static il_status cpu_row_combine(void *ctx, int B, int n, int k, const il_real *
     il_real *ob = out + (size_t)b * n;
     if (beta != 0 && beta != 1)
       for (int j = 0; j < n; j++) ob[j] *= beta;
-    combine_row(n, k, X, (size_t)b * n, coef + (size_t)b * k, beta == 0 ? NULL : ob, ob);
+    il_cpu_combine_row(n, k, X, (size_t)b * n, coef + (size_t)b * k, beta == 0 ? NULL : ob, ob);
   }
   return IL_OK;
 }
@@ -432,7 +395,7 @@ static void lowrank_row(int n, int k, const il_real *const *P, const il_real *co
     const int kc = k - i < CH ? k - i : CH;
     il_cpu_row_dots(n, kc, Q + i, off, a, d);
     for (int t = 0; t < kc; t++) cf[t] = (il_real)d[t];
-    combine_row(n, kc, P + i, off, cf, i == 0 ? a : ob, ob); /* the first terms start from a */
+    il_cpu_combine_row(n, kc, P + i, off, cf, i == 0 ? a : ob, ob); /* the first terms start from a */
   }
 }
 
