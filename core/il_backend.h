@@ -126,6 +126,13 @@ typedef struct il_backend_ops {
    * tensors, coef (B, k) in the space. beta = 0 ignores out's old contents. */
   il_status (*row_combine)(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *coef,
                            il_real beta, il_real *out);
+  /* H a and H^T c for H = I + sum_{i<k} P_i Q_i^T per row (limited-memory quasi-Newton):
+   * oa_b = a_b + sum_i P_i,b (Q_i,b . a_b) and, when c is not NULL, oc_b = c_b + sum_i Q_i,b (P_i,b . c_b).
+   * Dots accumulate in double and are rounded to il_real as coefficients; terms are added in
+   * order of i. The outputs alias neither the inputs nor P, Q. P, Q: host arrays of k (B, n)
+   * tensors. One pass with no host round trip, instead of row_dot + row_combine per apply. */
+  il_status (*row_lowrank)(void *ctx, int B, int n, int k, const il_real *const *P, const il_real *const *Q,
+                           const il_real *a, il_real *oa, const il_real *c, il_real *oc);
   /* out (n) += column sums of a (B, n), rows in order. */
   il_status (*col_sum_add)(void *ctx, int B, int n, const il_real *a, il_real *out);
   /* Rows of n by index, b < B: dst row (didx ? didx[b] : b) = src row (sidx ? sidx[b] : b);
@@ -139,6 +146,11 @@ typedef struct il_backend_ops {
   il_status (*row_sqdist)(void *ctx, int B, int n, const il_real *a, const il_real *b, double *out); /* host (B) */
   /* Batched Gram row: out[b k + i] = X_i,b . y_b, X a host array of k (B, n) tensors; host (B, k). */
   il_status (*row_dot)(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *out);
+  /* d = a - c (d may alias a or c), then the Gram row of d as row_dot: out[b k + i] = X_i,b . d_b,
+   * where X may hold d itself (its new values are used); host (B, k). One pass instead of
+   * lincomb + row_dot (Anderson's residual G = F - X and its Gram row). */
+  il_status (*row_sub_dot)(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *a,
+                           const il_real *c, il_real *d, double *out);
   /* Modified Gram-Schmidt of w_b against the rows V_i,b, i < k, in order (w is updated):
    * h[b (k+1) + i] = the coefficient, h[b (k+1) + k] = ||w_b|| afterwards; host (B, k+1). */
   il_status (*row_mgs)(void *ctx, int B, int n, int k, const il_real *const *V, il_real *w, double *h);

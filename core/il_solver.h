@@ -226,13 +226,13 @@ const char *il_stop_norm_name(int kind);
  * adjoint solver share it. p supplies B, n (p->cell->n), tol, max_iter, ws,
  * reduce and the stop settings; p->x and the cell's map are not used. */
 typedef il_status (*il_fixed_map_fn)(void *ctx, const il_real *in, il_real *out);
-#define il_anderson_ws_bytes IL_P(il_anderson_ws_bytes)
-size_t il_anderson_ws_bytes(int m, int B, int n, int keep_best);
 typedef struct il_anderson_params {
   int m;       /* memory */
   double beta; /* mixing */
   double lam;  /* ridge, relative to the largest squared residual in the window */
 } il_anderson_params;
+#define il_anderson_ws_bytes IL_P(il_anderson_ws_bytes)
+size_t il_anderson_ws_bytes(const il_anderson_params *a, int B, int n, int keep_best);
 #define il_anderson_run IL_P(il_anderson_run)
 il_status il_anderson_run(const il_anderson_params *a, const il_problem *p, il_fixed_map_fn map, void *ctx,
                           il_real *z, double *row_res, il_solve_result *res);

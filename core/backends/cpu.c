@@ -20,6 +20,7 @@
 
 #include "cpu_lu_compact.h"
 #include "cpu_map_fused.h"
+#include "cpu_rows.h"
 #include "il_backend.h"
 #include "il_math.h"
 
@@ -418,21 +419,44 @@ static il_status cpu_row_fill(void *ctx, int B, int n, const unsigned char *mask
   return IL_OK;
 }
 
+
 static il_status cpu_row_combine(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *coef,
                                  il_real beta, il_real *out) {
   FLOPS(ctx, 2.0 * B * n * k);
   (void)ctx;
   for (int b = 0; b < B; b++) {
     il_real *ob = out + (size_t)b * n;
-    if (beta == 0)
-      for (int j = 0; j < n; j++) ob[j] = 0;
-    else if (beta != 1)
+    if (beta != 0 && beta != 1)
       for (int j = 0; j < n; j++) ob[j] *= beta;
-    for (int i = 0; i < k; i++) {
-      const il_real c = coef[(size_t)b * k + i];
-      const il_real *xi = X[i] + (size_t)b * n;
-      for (int j = 0; j < n; j++) ob[j] += c * xi[j];
-    }
+    il_cpu_combine_row(n, k, X, (size_t)b * n, coef + (size_t)b * k, beta == 0 ? NULL : ob, ob);
+  }
+  return IL_OK;
+}
+
+/* One low-rank apply of a row: ob = a + sum_i P_i (Q_i . a), the dots rounded to il_real,
+ * in chunks of 64 terms (a stack buffer; the order of the terms is kept; ob is not a). */
+static void lowrank_row(int n, int k, const il_real *const *P, const il_real *const *Q, size_t off,
+                        const il_real *a, il_real *ob) {
+  enum { CH = 64 };
+  double d[CH];
+  il_real cf[CH];
+  if (k == 0) memcpy(ob, a, (size_t)n * sizeof *ob);
+  for (int i = 0; i < k; i += CH) {
+    const int kc = k - i < CH ? k - i : CH;
+    il_cpu_row_dots(n, kc, Q + i, off, a, d);
+    for (int t = 0; t < kc; t++) cf[t] = (il_real)d[t];
+    il_cpu_combine_row(n, kc, P + i, off, cf, i == 0 ? a : ob, ob); /* the first terms start from a */
+  }
+}
+
+static il_status cpu_row_lowrank(void *ctx, int B, int n, int k, const il_real *const *P, const il_real *const *Q,
+                                 const il_real *a, il_real *oa, const il_real *c, il_real *oc) {
+  FLOPS(ctx, (c ? 8.0 : 4.0) * B * n * k);
+  (void)ctx;
+  for (int b = 0; b < B; b++) { /* both applies of a row while its P and Q rows are in L1 */
+    const size_t off = (size_t)b * n;
+    lowrank_row(n, k, P, Q, off, a + off, oa + off);
+    if (c) lowrank_row(n, k, Q, P, off, c + off, oc + off);
   }
   return IL_OK;
 }
@@ -484,8 +508,19 @@ static il_status cpu_row_sqdist(void *ctx, int B, int n, const il_real *a, const
 static il_status cpu_row_dot(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *out) {
   FLOPS(ctx, 2.0 * B * n * k);
   (void)ctx;
-  for (int b = 0; b < B; b++)
-    for (int i = 0; i < k; i++) out[(size_t)b * k + i] = dot_d(n, X[i] + (size_t)b * n, y + (size_t)b * n);
+  for (int b = 0; b < B; b++) il_cpu_row_dots(n, k, X, (size_t)b * n, y + (size_t)b * n, out + (size_t)b * k);
+  return IL_OK;
+}
+
+static il_status cpu_row_sub_dot(void *ctx, int B, int n, int k, const il_real *const *X, const il_real *a,
+                                 const il_real *c, il_real *d, double *out) {
+  FLOPS(ctx, (double)B * n + 2.0 * B * n * k);
+  (void)ctx;
+  for (int b = 0; b < B; b++) { /* the row of d is still in L1 when its dots read it */
+    const size_t off = (size_t)b * n;
+    for (int j = 0; j < n; j++) d[off + j] = a[off + j] - c[off + j];
+    il_cpu_row_dots(n, k, X, off, d + off, out + (size_t)b * k);
+  }
   return IL_OK;
 }
 
@@ -729,11 +764,13 @@ const il_backend_ops il_backend_cpu_ops = {
     .row_select = cpu_row_select,
     .row_fill = cpu_row_fill,
     .row_combine = cpu_row_combine,
+    .row_lowrank = cpu_row_lowrank,
     .col_sum_add = cpu_col_sum_add,
     .row_index_copy = cpu_row_index_copy,
     .sqdist = cpu_sqdist,
     .row_sqdist = cpu_row_sqdist,
     .row_dot = cpu_row_dot,
+    .row_sub_dot = cpu_row_sub_dot,
     .row_mgs = cpu_row_mgs,
     .absmax = cpu_absmax,
     .all_finite = cpu_all_finite,

@@ -158,6 +158,9 @@ GUARD(row_fill, (void *ctx, int B, int n, const unsigned char *m, int want, il_r
       (IN, B, n, m, want, v, dst))
 GUARD(row_combine, (void *ctx, int B, int n, int k, const il_real *const *X, const il_real *c, il_real be, il_real *o),
       (IN, B, n, k, X, c, be, o))
+GUARD(row_lowrank, (void *ctx, int B, int n, int k, const il_real *const *P, const il_real *const *Q,
+                    const il_real *a, il_real *oa, const il_real *c, il_real *oc),
+      (IN, B, n, k, P, Q, a, oa, c, oc))
 GUARD(col_sum_add, (void *ctx, int B, int n, const il_real *a, il_real *o), (IN, B, n, a, o))
 GUARD(row_index_copy, (void *ctx, int B, int n, const int *si, const il_real *src, const int *di, il_real *dst),
       (IN, B, n, si, src, di, dst))
@@ -165,6 +168,9 @@ GUARD(sqdist, (void *ctx, size_t len, const il_real *a, const il_real *b, double
 GUARD(row_sqdist, (void *ctx, int B, int n, const il_real *a, const il_real *b, double *o), (IN, B, n, a, b, o))
 GUARD(row_dot, (void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *o),
       (IN, B, n, k, X, y, o))
+GUARD(row_sub_dot, (void *ctx, int B, int n, int k, const il_real *const *X, const il_real *a, const il_real *c,
+                    il_real *d, double *o),
+      (IN, B, n, k, X, a, c, d, o))
 GUARD(row_mgs, (void *ctx, int B, int n, int k, const il_real *const *V, il_real *w, double *h), (IN, B, n, k, V, w, h))
 GUARD(absmax, (void *ctx, size_t len, const il_real *a, double *o), (IN, len, a, o))
 GUARD(all_finite, (void *ctx, size_t len, const il_real *a, int *o), (IN, len, a, o))
@@ -211,11 +217,13 @@ const il_backend_ops il_backend_cpu_guard_ops = {
     .row_select = guard_row_select,
     .row_fill = guard_row_fill,
     .row_combine = guard_row_combine,
+    .row_lowrank = guard_row_lowrank,
     .col_sum_add = guard_col_sum_add,
     .row_index_copy = guard_row_index_copy,
     .sqdist = guard_sqdist,
     .row_sqdist = guard_row_sqdist,
     .row_dot = guard_row_dot,
+    .row_sub_dot = guard_row_sub_dot,
     .row_mgs = guard_row_mgs,
     .absmax = guard_absmax,
     .all_finite = guard_all_finite,

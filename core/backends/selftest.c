@@ -15,7 +15,7 @@
  *           precision: gemm, gemm_ep, col_sum_add, row_mgs, the xent loss
  *           (1.3e-9 in float32: a TF32 or fp16 GEMM fails it)
  *   B_RED   1e-24         reductions the header says accumulate in double
- *                         (sqdist, row_sqdist, row_dot, compare), both precisions
+ *                         (sqdist, row_sqdist, row_dot, row_sub_dot, compare), both precisions
  *   LU      (20 n kappa eps)^2 per matrix, kappa = ||J||_inf ||J^-1||_inf of the
  *           reference; the Jacobians are built with ||diag(s) W||_inf <= 0.85,
  *           so kappa <= 1.85 / 0.15
@@ -85,11 +85,13 @@
   X(ROW_SELECT, row_select, "row_select")             \
   X(ROW_FILL, row_fill, "row_fill")                   \
   X(ROW_COMBINE, row_combine, "row_combine")          \
+  X(ROW_LOWRANK, row_lowrank, "row_lowrank")          \
   X(COL_SUM_ADD, col_sum_add, "col_sum_add")          \
   X(ROW_INDEX_COPY, row_index_copy, "row_index_copy") \
   X(SQDIST, sqdist, "sqdist")                         \
   X(ROW_SQDIST, row_sqdist, "row_sqdist")             \
   X(ROW_DOT, row_dot, "row_dot")                      \
+  X(ROW_SUB_DOT, row_sub_dot, "row_sub_dot")          \
   X(ROW_MGS, row_mgs, "row_mgs")                      \
   X(ABSMAX, absmax, "absmax")                         \
   X(ALL_FINITE, all_finite, "all_finite")             \
@@ -1248,7 +1250,7 @@ static void case_row_fill(T *t, int B, int n, int want, int zero) {
 
 /* X: k separate (B, n) input tensors; host[i] their values */
 static int slots(T *t, int k, size_t len, il_real **X, il_real **host) {
-  static const char *names[] = {"X0", "X1", "X2", "X3", "X4", "X5", "X6", "X7"};
+  static const char *names[] = {"X0", "X1", "X2", "X3", "X4", "X5", "X6", "X7", "X8", "X9", "X10"};
   for (int i = 0; i < k; i++)
     if (!(X[i] = in_rand(t, names[i], len, -1, 1, &host[i]))) return 0;
   return 1;
@@ -1260,7 +1262,7 @@ static void case_row_combine(T *t, int B, int n, int k, int which) {
     return;
   const size_t len = (size_t)B * n;
   const il_real beta = which == 0 ? 0 : which == 1 ? 1 : rscalar(t);
-  il_real *X[8] = {0}, *hX[8] = {0}, *hc, *ho = NULL, *o;
+  il_real *X[11] = {0}, *hX[11] = {0}, *hc, *ho = NULL, *o;
   NN(slots(t, k, len, X, hX));
   il_real *coef = in_rand(t, "coef", (size_t)B * (k ? k : 1), -1, 1, &hc);
   o = which ? io_rand(t, "out", len, -1, 1, &ho) : out_nan(t, "out", len);
@@ -1279,6 +1281,41 @@ static void case_row_combine(T *t, int B, int n, int k, int which) {
       ref[i] = acc, mag[i] = m;
     }
   chk_m(t, OP_ROW_COMBINE, "out", d, ref, mag, len, B_ELEM, NULL);
+}
+
+/* H a and (both) H^T c for H = I + sum_i P_i Q_i^T; the reference keeps its coefficients in double */
+static void case_row_lowrank(T *t, int B, int n, int k, int both) {
+  if (!begin(t, OP_ROW_LOWRANK, "B=%d n=%d k=%d%s", B, n, k, both ? " H a and H^T c" : " H a")) return;
+  static const char *pn[] = {"P0", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10"};
+  static const char *qn[] = {"Q0", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10"};
+  const size_t len = (size_t)B * n;
+  il_real *P[11] = {0}, *Q[11] = {0}, *hP[11] = {0}, *hQ[11] = {0}, *ha, *hc = NULL, *c = NULL, *oc = NULL;
+  for (int i = 0; i < k; i++) NN((P[i] = in_rand(t, pn[i], len, -1, 1, &hP[i])) && (Q[i] = in_rand(t, qn[i], len, -1, 1, &hQ[i])));
+  il_real *a = in_rand(t, "a", len, -1, 1, &ha), *oa = out_nan(t, "oa", len);
+  NN(a && oa);
+  if (both) NN((c = in_rand(t, "c", len, -1, 1, &hc)) && (oc = out_nan(t, "oc", len)));
+  CALL(OP_ROW_LOWRANK, OPS->row_lowrank(CTX, B, n, k, (const il_real *const *)P, (const il_real *const *)Q, a, oa, c, oc));
+  for (int w = 0; w < 1 + both; w++) { /* w = 0: H a; w = 1: H^T c, the roles of P and Q swapped */
+    il_real *const *hX = w ? hP : hQ, *const *hY = w ? hQ : hP; /* dots with hX, terms of hY */
+    const il_real *hv = w ? hc : ha;
+    double *d = get(t, w ? "oc" : "oa", w ? oc : oa, len), *ref = hdbl(t, len), *mag = hdbl(t, len);
+    NN(d && ref && mag);
+    for (int b = 0; b < B; b++) {
+      double cf[11];
+      for (int i = 0; i < k; i++) {
+        double acc = 0;
+        for (int j = 0; j < n; j++) acc += (double)hX[i][(size_t)b * n + j] * hv[(size_t)b * n + j];
+        cf[i] = acc;
+      }
+      for (int j = 0; j < n; j++) {
+        const size_t e = (size_t)b * n + j;
+        double acc = hv[e], m = fabs((double)hv[e]);
+        for (int i = 0; i < k; i++) acc += cf[i] * hY[i][e], m += fabs(cf[i] * hY[i][e]);
+        ref[e] = acc, mag[e] = m;
+      }
+    }
+    chk_m(t, OP_ROW_LOWRANK, w ? "oc" : "oa", d, ref, mag, len, B_ELEM, NULL);
+  }
 }
 
 static void case_col_sum_add(T *t, int B, int n) {
@@ -1364,7 +1401,7 @@ static void case_row_sqdist(T *t, int B, int n) {
 static void case_row_dot(T *t, int B, int n, int k) {
   if (!begin(t, OP_ROW_DOT, "B=%d n=%d k=%d", B, n, k)) return;
   const size_t len = (size_t)B * n;
-  il_real *X[8] = {0}, *hX[8] = {0}, *hy;
+  il_real *X[11] = {0}, *hX[11] = {0}, *hy;
   NN(slots(t, k, len, X, hX));
   il_real *y = in_rand(t, "y", len, -1, 1, &hy);
   double *out = dnan(t, (size_t)B * k), *ref = hdbl(t, (size_t)B * k);
@@ -1382,6 +1419,37 @@ static void case_row_dot(T *t, int B, int n, int k) {
       ref[(size_t)b * k + i] = acc, mag[(size_t)b * k + i] = m;
     }
   chk_m(t, OP_ROW_DOT, "out", out, ref, mag, (size_t)B * k, B_RED, NULL);
+}
+
+/* d = a - c, then the dots of X_i with the d the backend stored; self: the last of the k
+ * tensors is d itself (Anderson's ||G||^2 on the Gram diagonal) */
+static void case_row_sub_dot(T *t, int B, int n, int k, int self) {
+  if (!begin(t, OP_ROW_SUB_DOT, "B=%d n=%d k=%d%s", B, n, k, self ? " X holds d" : "")) return;
+  const size_t len = (size_t)B * n;
+  il_real *X[11] = {0}, *hX[11] = {0}, *ha, *hc;
+  NN(slots(t, k - self, len, X, hX));
+  il_real *a = in_rand(t, "a", len, -1, 1, &ha), *c = in_rand(t, "c", len, -1, 1, &hc), *d = out_nan(t, "d", len);
+  double *out = dnan(t, (size_t)B * k), *ref = hdbl(t, (size_t)B * k), *mag = hdbl(t, (size_t)B * k);
+  double *dref = hdbl(t, len), *dmag = hdbl(t, len);
+  NN(a && c && d && out && ref && mag && dref && dmag);
+  if (self) X[k - 1] = d;
+  CALL(OP_ROW_SUB_DOT, OPS->row_sub_dot(CTX, B, n, k, (const il_real *const *)X, a, c, d, out));
+  double *hd = get(t, "d", d, len);
+  NN(hd);
+  for (size_t i = 0; i < len; i++) dref[i] = (double)ha[i] - hc[i], dmag[i] = fabs((double)ha[i]) + fabs((double)hc[i]);
+  chk_m(t, OP_ROW_SUB_DOT, "d", hd, dref, dmag, len, B_ELEM, NULL);
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < k; i++) {
+      const double *xi = self && i == k - 1 ? hd : NULL;
+      double acc = 0, m = 0;
+      for (int j = 0; j < n; j++) {
+        const size_t e = (size_t)b * n + j;
+        const double u = (xi ? xi[e] : (double)hX[i][e]) * hd[e];
+        acc += u, m += fabs(u);
+      }
+      ref[(size_t)b * k + i] = acc, mag[(size_t)b * k + i] = m;
+    }
+  chk_m(t, OP_ROW_SUB_DOT, "out", out, ref, mag, (size_t)B * k, B_RED, NULL);
 }
 
 /* V_i,b orthonormal over i < k < n (as GMRES/Anderson keep them) */
@@ -2218,6 +2286,24 @@ static void run_all(T *t) {
   }
   case_lu(t, 2, IL_LUC_MAX_N + 1); /* the cpu backend's LAPACK path; the compact one has n <= 100 above */
   case_lu_rcond_ill(t, 4, IL_LUC_MAX_N + 1);
+
+  /* more terms per row (last, so the inputs of the cases above stay as they were): the cpu
+   * backend combines four terms per pass (7 = 4 + 3) and dots up to eight rows per pass */
+  static const int kb[] = {1, 17, 100};
+  for (int bi = 0; bi < 3; bi++)
+    for (int ni = 0; ni < NSN; ni++) {
+      if (kb[bi] == 100 && SN[ni] != 100) continue; /* the rows' shapes are covered by the small B */
+      for (int w = 0; w < 3; w++) case_row_combine(t, kb[bi], SN[ni], 7, w);
+      case_row_dot(t, kb[bi], SN[ni], 7);
+      case_row_dot(t, kb[bi], SN[ni], 11);
+      case_row_sub_dot(t, kb[bi], SN[ni], 1, 1);
+      case_row_sub_dot(t, kb[bi], SN[ni], 3, 0);
+      case_row_sub_dot(t, kb[bi], SN[ni], 7, 1);
+      case_row_sub_dot(t, kb[bi], SN[ni], 9, 1); /* d . d after a full pass of eight */
+      case_row_lowrank(t, kb[bi], SN[ni], 0, 1);
+      case_row_lowrank(t, kb[bi], SN[ni], 3, 0);
+      case_row_lowrank(t, kb[bi], SN[ni], 11, 1);
+    }
   end_case(t);
 }
 

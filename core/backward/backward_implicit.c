@@ -34,6 +34,11 @@ typedef struct implicit_state {
   il_real *f; /* f(z*) (B, n), kept in a->saved by the training forward */
 } implicit_state;
 
+/* The adjoint Anderson's settings: plain mixing, the forward's default ridge. */
+static il_anderson_params adj_anderson(const implicit_state *st) {
+  return (il_anderson_params){.m = st->m, .beta = 1.0, .lam = 1e-4};
+}
+
 static il_status implicit_create(il_options *opt, void **state, int *keep_lu) {
   const char *name;
   implicit_state a = {.kind = ADJ_LU, .tol = 1e-6, .max_iter = 200, .m = 0};
@@ -65,7 +70,10 @@ static size_t implicit_ws_bytes(void *state, const il_cell *c, int B) {
   size_t solver = 2 * R(len, il_real); /* u, r */
   if (st->kind == ADJ_LU) solver += il_ws_round(lu_a) + il_ws_round(lu_p) + 2 * R(len, il_real);
   else if (st->kind == ADJ_FP) solver += 2 * R(len, il_real);
-  else if (st->kind == ADJ_ANDERSON) solver += il_anderson_ws_bytes(st->m, B, c->n, 1) + R(len, il_real);
+  else if (st->kind == ADJ_ANDERSON) {
+    const il_anderson_params ap = adj_anderson(st);
+    solver += il_anderson_ws_bytes(&ap, B, c->n, 1) + R(len, il_real);
+  }
   else solver += (size_t)(st->m + 2) * R(len, il_real) + R((size_t)B * st->m, il_real) + R(B, il_real);
   /* the diagnostics' exact IFT gradient (il_layer.c) factors J(z*) as well */
   const size_t diag = 2 * R(len + c->ntheta, il_real) + 2 * R(len, il_real) + il_ws_round(lu_a) + il_ws_round(lu_p);
@@ -348,7 +356,7 @@ static il_status implicit_backward(void *state, const il_adjoint *a, const il_re
       IL_CHECK_GOTO(s, solve_fp(st, a, &p, r, u, &res), out);
     } else if (st->kind == ADJ_ANDERSON) {
       adj_map_ctx ctx = {st, a, r};
-      il_anderson_params ap = {.m = st->m, .beta = 1.0, .lam = 1e-4};
+      const il_anderson_params ap = adj_anderson(st);
       IL_CHECK_GOTO(s, il_anderson_run(&ap, &p, adj_map, &ctx, u, NULL, &res), out);
     } else {
       IL_CHECK_GOTO(s, solve_gmres(st, a, &p, r, u, &res), out);

@@ -3,7 +3,7 @@
  * sample keeps the last m iterates X_i and maps F_i = f(X_i) and mixes them:
  *   alpha = argmin || sum_i alpha_i (F_i - X_i) ||^2 + lam' ||alpha||^2, sum_i alpha_i = 1
  *   z_next = beta * sum_i alpha_i F_i + (1 - beta) * sum_i alpha_i X_i
- * solved per sample as alpha = y / (1^T y), (G G^T + lam' I) y = 1 (Cholesky; the bordered
+ * solved per sample as alpha = y / (1^T y), (G G^T + lam' I) y = 1 (LDL^T; the bordered
  * KKT system [[0, 1^T], [1, G G^T + lam' I]] is the fallback).
  * The ridge is relative, lam' = lam * max_i ||G_i||^2, so it means the same at
  * every residual scale (TorchDEQ adds an absolute lam, which dominates the Gram
@@ -36,34 +36,6 @@ static il_status aa_create(il_options *opt, void **state) {
 
 static void aa_destroy(void *state) { free(state); }
 
-/* Solve the SPD q x q system A y = b in place by Cholesky (A's lower triangle is used).
- * Returns 0 when a pivot is not positive (A not numerically positive definite). */
-static int spd_solve(int q, double *A, double *b) {
-  for (int j = 0; j < q; j++) {
-    double d = A[j * q + j];
-    for (int k = 0; k < j; k++) d -= A[j * q + k] * A[j * q + k];
-    if (!(d > 0)) return 0;
-    d = sqrt(d);
-    A[j * q + j] = d;
-    for (int i = j + 1; i < q; i++) {
-      double v = A[i * q + j];
-      for (int k = 0; k < j; k++) v -= A[i * q + k] * A[j * q + k];
-      A[i * q + j] = v / d;
-    }
-  }
-  for (int i = 0; i < q; i++) { /* L y = b */
-    double v = b[i];
-    for (int k = 0; k < i; k++) v -= A[i * q + k] * b[k];
-    b[i] = v / A[i * q + i];
-  }
-  for (int i = q - 1; i >= 0; i--) { /* L^T x = y */
-    double v = b[i];
-    for (int k = i + 1; k < q; k++) v -= A[k * q + i] * b[k];
-    b[i] = v / A[i * q + i];
-  }
-  return 1;
-}
-
 /* Solve the k x k system A x = b in place (Gaussian elimination, partial pivoting).
  * Returns 0 when A is singular to working precision. */
 static int small_solve(int k, double *A, double *b) {
@@ -91,48 +63,124 @@ static int small_solve(int k, double *A, double *b) {
 }
 
 #define R(count, T) il_ws_round((size_t)(count) * sizeof(T))
-size_t il_anderson_ws_bytes(int m, int B, int n, int keep_best) {
+size_t il_anderson_ws_bytes(const il_anderson_params *a, int B, int n, int keep_best) {
   const size_t len = (size_t)B * n;
-  return 3 * (size_t)(m + 1) * R(len, il_real) + R((size_t)B * 2 * m, il_real) + R(B, unsigned char) +
-         (keep_best ? R(len, il_real) + R(B, unsigned char) : 0);
+  const size_t xslots = a->beta == 1.0 ? 1 : (size_t)a->m + 1; /* beta = 1 mixes F only: X is just the current iterate */
+  return (2 * (size_t)(a->m + 1) + xslots) * R(len, il_real) + R((size_t)B * 2 * a->m, il_real) +
+         R(B, unsigned char) + (keep_best ? R(len, il_real) + R(B, unsigned char) : 0);
 }
 
-/* Mixing coefficients of one sample from its Gram matrix of the window's residuals:
- * alpha (q) into out, or 0 when the window is degenerate. */
-static int aa_mix_coef(const il_anderson_params *st, const double *gram, int R, const int *idx, int q, double *rhs) {
+/* The Gram matrices of all samples are stored sample-innermost, gram[(i R + j) B + b], so
+ * that the mixing solves run across the batch in SIMD lanes: each step of the q x q
+ * LDL^T below is one loop over b, the same operations per sample as a scalar solve.
+ * Only the lower triangle (slot i >= slot j) is kept: GRAM_SYM reads either half. */
+#define GRAM(i, j) (gram + ((size_t)(i) * R + (j)) * B)
+#define GRAM_SYM(i, j) ((i) >= (j) ? GRAM(i, j) : GRAM(j, i))
+
+/* Host scratch of the batched mixing solve. */
+typedef struct aa_mix_ws {
+  double *L;          /* (q (q+1) / 2, B) packed lower triangle: L of LDL^T, 1 / D on the diagonal */
+  double *y;          /* (q, B) the solution, then alpha */
+  double *gmax;       /* (B) the largest squared residual in each window */
+  unsigned char *ok;  /* (B) 1: the LDL^T path succeeded */
+} aa_mix_ws;
+
+/* The bordered KKT system [[0, 1^T], [1, G G^T + lam' I]] of sample b: alpha (q) into
+ * rhs[1..q]. Returns 0 when it is singular (a degenerate window). */
+static int aa_kkt(const il_anderson_params *st, const double *gram, int R, int B, int b, const int *idx, int q,
+                  double gmax, double *rhs) {
   double H[(AA_MAX_M + 1) * (AA_MAX_M + 1)];
   const int K1 = q + 1;
-  double gmax = 0;
-  for (int i = 0; i < q; i++) {
-    const double gii = gram[idx[i] * R + idx[i]];
-    if (gii > gmax) gmax = gii;
-  }
-  /* The constrained least squares is alpha = y / (1^T y) with (G G^T + lam' I) y = 1, an SPD
-   * solve by Cholesky (q^3/6 flops); the bordered (q+1) KKT system is the fallback when the
-   * window is singular (lam = 0) or 1^T y vanishes. rhs[1..q] receives alpha either way. */
-  {
-    double *A = H;
-    for (int i = 0; i < q; i++) {
-      rhs[i + 1] = 1;
-      for (int j = 0; j <= i; j++) A[i * q + j] = gram[idx[i] * R + idx[j]] + (i == j ? st->lam * gmax : 0);
-    }
-    if (spd_solve(q, A, rhs + 1)) {
-      double sum = 0;
-      for (int i = 0; i < q; i++) sum += rhs[i + 1];
-      if (isfinite(sum) && fabs(sum) > 1e-300) {
-        for (int i = 0; i < q; i++) rhs[i + 1] /= sum;
-        return 1;
-      }
-    }
-  }
   H[0] = 0;
   rhs[0] = 1;
   for (int i = 0; i < q; i++) {
     H[i + 1] = H[(i + 1) * K1] = 1;
     rhs[i + 1] = 0;
-    for (int j = 0; j < q; j++) H[(i + 1) * K1 + j + 1] = gram[idx[i] * R + idx[j]] + (i == j ? st->lam * gmax : 0);
+    for (int j = 0; j < q; j++) H[(i + 1) * K1 + j + 1] = GRAM_SYM(idx[i], idx[j])[b] + (i == j ? st->lam * gmax : 0);
   }
   return small_solve(K1, H, rhs);
+}
+
+/* Mixing coefficients of every sample from the window's Gram matrix (slots idx, q of them):
+ * alpha_i of sample b into w->y[i B + b]; deg[b] = 1 where the window is degenerate (alpha
+ * is then not used). The constrained least squares is alpha = y / (1^T y) with
+ * (G G^T + lam' I) y = 1, an SPD solve by LDL^T; the KKT system is the fallback when
+ * the window is singular (lam = 0) or 1^T y vanishes. Returns the degenerate count. */
+static int aa_mix_coef(const il_anderson_params *st, const double *gram, int R, int B, const int *idx, int q,
+                       const aa_mix_ws *w, unsigned char *deg) {
+  double *L = w->L, *y = w->y, *gmax = w->gmax;
+  unsigned char *ok = w->ok;
+#define TRI(i, j) (L + ((size_t)(i) * ((i) + 1) / 2 + (j)) * B)
+  for (int b = 0; b < B; b++) gmax[b] = 0, ok[b] = 1;
+  for (int i = 0; i < q; i++) {
+    const double *g = GRAM(idx[i], idx[i]);
+    for (int b = 0; b < B; b++) gmax[b] = g[b] > gmax[b] ? g[b] : gmax[b];
+  }
+  /* LDL^T, row by row, without square roots: with c_ij = L_ij d_j,
+   *   c_ij = a_ij - sum_{k<j} c_ik L_jk,  L_ij = c_ij / d_j,  d_i = a_ii - sum_{j<i} c_ij L_ij.
+   * TRI's diagonal keeps 1 / d_i, so a lane divides q + 1 times in all (a vector division or
+   * square root costs several FMAs of throughput). Row i's c lives in y until the solve. */
+  double *c = y;
+  for (int i = 0; i < q; i++) {
+    for (int j = 0; j < i; j++) {
+      double *cj = c + (size_t)j * B;
+      memcpy(cj, GRAM(idx[i], idx[j]), (size_t)B * sizeof *cj); /* idx ascends: the lower half */
+      for (int k = 0; k < j; k++) {
+        const double *ck = c + (size_t)k * B, *l = TRI(j, k);
+        for (int b = 0; b < B; b++) cj[b] -= ck[b] * l[b];
+      }
+    }
+    const double *g = GRAM(idx[i], idx[i]);
+    double *d = TRI(i, i);
+    for (int b = 0; b < B; b++) d[b] = g[b] + st->lam * gmax[b];
+    for (int j = 0; j < i; j++) {
+      const double *cj = c + (size_t)j * B, *inv = TRI(j, j);
+      double *l = TRI(i, j);
+      for (int b = 0; b < B; b++) l[b] = cj[b] * inv[b], d[b] -= cj[b] * l[b];
+    }
+    for (int b = 0; b < B; b++) {
+      ok[b] &= d[b] > 0;
+      d[b] = 1 / (d[b] > 0 ? d[b] : 1); /* a failed lane only needs to stay finite */
+    }
+  }
+  for (int i = 0; i < q; i++) { /* L z = 1, unit diagonal */
+    double *yi = y + (size_t)i * B;
+    for (int b = 0; b < B; b++) yi[b] = 1;
+    for (int k = 0; k < i; k++) {
+      const double *l = TRI(i, k), *yk = y + (size_t)k * B;
+      for (int b = 0; b < B; b++) yi[b] -= l[b] * yk[b];
+    }
+  }
+  for (int i = q - 1; i >= 0; i--) { /* L^T x = D^-1 z */
+    double *yi = y + (size_t)i * B;
+    const double *inv = TRI(i, i);
+    for (int b = 0; b < B; b++) yi[b] *= inv[b];
+    for (int k = i + 1; k < q; k++) {
+      const double *l = TRI(k, i), *yk = y + (size_t)k * B;
+      for (int b = 0; b < B; b++) yi[b] -= l[b] * yk[b];
+    }
+  }
+  double *sum = gmax + B; /* (B) 1^T y, after gmax in the scratch */
+  for (int b = 0; b < B; b++) sum[b] = 0;
+  for (int i = 0; i < q; i++)
+    for (int b = 0; b < B; b++) sum[b] += y[(size_t)i * B + b];
+  for (int b = 0; b < B; b++) {
+    ok[b] &= isfinite(sum[b]) && fabs(sum[b]) > 1e-300;
+    sum[b] = 1 / sum[b];
+  }
+  for (int i = 0; i < q; i++)
+    for (int b = 0; b < B; b++) y[(size_t)i * B + b] *= sum[b];
+#undef TRI
+  int ndeg = 0;
+  for (int b = 0; b < B; b++) {
+    deg[b] = 0;
+    if (ok[b]) continue;
+    double rhs[AA_MAX_M + 1];
+    deg[b] = !aa_kkt(st, gram, R, B, b, idx, q, gmax[b], rhs);
+    ndeg += deg[b];
+    for (int i = 0; i < q; i++) y[(size_t)i * B + b] = rhs[i + 1];
+  }
+  return ndeg;
 }
 
 il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_fixed_map_fn map, void *ctx,
@@ -142,55 +190,65 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
   const int B = p->B, n = c->n, m = st->m, R = m + 1; /* the ring holds the window plus the slot being written */
   const size_t len = (size_t)B * n;
   const int nterm = st->beta == 1.0 ? 1 : 2; /* terms per window slot: beta F_i (+ (1 - beta) X_i) */
+  const int xslots = nterm == 2 ? R : 1;    /* X_i of old slots are only read when beta < 1 */
   il_marks mk = il_marks_get(p->ws, p->hws);
   il_status s = IL_OK;
-  il_real *X, *F, *G;  /* rings of m + 1 slots, each (B, n) */
+  il_real *X, *F, *G;  /* rings of m + 1 slots, each (B, n); X has one slot when beta = 1 */
   il_real *coef, *hcoef; /* (B, nterm m) mixing coefficients: space, host */
   unsigned char *deg, *hdeg; /* (B) rows whose window is degenerate: space, host */
-  double *gram, *rows, *dots; /* host: (B, m+1, m+1) Gram of the G slots; (B); (B, m+1) */
   double *frows = NULL;       /* host (B): ||F_b||^2 with stop_relf */
+  double *gram, *rows, *dots; /* host: (m+1, m+1, B) Gram of the G slots (GRAM); (B); (B, m+1) */
+  aa_mix_ws mw;
   il_stop stop;
   il_best best;
   il_stop_begin(&stop, res);
-  IL_CHECK(il_arena_calloc(p->ws, len * R, sizeof *X, (void **)&X));
+  IL_CHECK(il_arena_calloc(p->ws, len * xslots, sizeof *X, (void **)&X));
   IL_CHECK(il_arena_alloc_n(p->ws, len * R, sizeof *F, (void **)&F));
   IL_CHECK(il_arena_alloc_n(p->ws, len * R, sizeof *G, (void **)&G));
   IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B * nterm * m, sizeof *coef, (void **)&coef));
   IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&deg));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * nterm * m, sizeof *hcoef, (void **)&hcoef));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&hdeg));
-  IL_CHECK(il_arena_calloc(p->hws, (size_t)B * R * R, sizeof *gram, (void **)&gram));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * R * R, sizeof *gram, (void **)&gram)); /* read only where written */
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *rows, (void **)&rows));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * R, sizeof *dots, (void **)&dots));
   if (p->stop_relf) IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *frows, (void **)&frows));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * m * (m + 1) / 2, sizeof *mw.L, (void **)&mw.L));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * m, sizeof *mw.y, (void **)&mw.y));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * 2, sizeof *mw.gmax, (void **)&mw.gmax));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&mw.ok));
   IL_CHECK(il_best_init(&best, p));
   if (p->z0) IL_CHECK(il_copy(be, X, p->z0, len)); /* warm start in slot 0 */
   int last = 0; /* slot of the newest iterate */
   for (int k = 0; k < p->max_iter; k++) {
     const int slot = k % R;
-    il_real *Xs = X + (size_t)slot * len, *Fs = F + (size_t)slot * len, *Gs = G + (size_t)slot * len;
+    il_real *Xs = X + (size_t)(xslots == 1 ? 0 : slot) * len, *Fs = F + (size_t)slot * len,
+            *Gs = G + (size_t)slot * len;
     if (k == 1) { /* the first step is a plain fixed-point step */
       IL_CHECK_GOTO(s, il_copy(be, Xs, F, len), out);
     } else if (k > 1) {
       const int nk = k < m ? k : m; /* slots in the window, all but the one being written */
       int idx[AA_MAX_M];
       const il_real *terms[2 * AA_MAX_M];
-      int q = 0, ndeg = 0;
+      int q = 0;
       for (int i = 0; i < R && q < nk; i++)
         if (i != slot) idx[q++] = i;
       for (int i = 0; i < q; i++) {
         terms[nterm * i] = F + (size_t)idx[i] * len;
         if (nterm == 2) terms[nterm * i + 1] = X + (size_t)idx[i] * len;
       }
-      for (int b = 0; b < B; b++) {
-        double rhs[AA_MAX_M + 1];
+      const int ndeg = aa_mix_coef(st, gram, R, B, idx, q, &mw, hdeg);
+      for (int b = 0; b < B; b++) { /* alpha is (q, B); row_combine takes (B, nterm q) */
         il_real *cb = hcoef + (size_t)b * nterm * q;
-        hdeg[b] = !aa_mix_coef(st, gram + (size_t)b * R * R, R, idx, q, rhs);
-        ndeg += hdeg[b];
-        for (int i = 0; i < q; i++) {
-          const il_real a = hdeg[b] ? 0 : (il_real)rhs[i + 1];
-          cb[nterm * i] = a * (il_real)st->beta;
-          if (nterm == 2) cb[nterm * i + 1] = a * (il_real)(1 - st->beta);
+        if (hdeg[b]) {
+          for (int i = 0; i < nterm * q; i++) cb[i] = 0;
+        } else if (nterm == 1) {
+          for (int i = 0; i < q; i++) cb[i] = (il_real)mw.y[(size_t)i * B + b];
+        } else {
+          for (int i = 0; i < q; i++) {
+            const il_real a = (il_real)mw.y[(size_t)i * B + b];
+            cb[2 * i] = a * (il_real)st->beta, cb[2 * i + 1] = a * (il_real)(1 - st->beta);
+          }
         }
       }
       IL_CHECK_GOTO(s, il_upload(be, coef, hcoef, (size_t)B * nterm * q), out);
@@ -201,19 +259,19 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
       }
     }
     IL_CHECK_GOTO(s, map(ctx, Xs, Fs), out);
-    IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, Fs, -1, Xs, Gs), out); /* G = F - X */
-    /* refresh the Gram row and column of this slot */
-    const int filled = k + 1 < R ? k + 1 : R;
+    /* G = F - X and the Gram row and column of this slot, against the slots of the next
+     * window only: once the ring is full, the oldest slot is overwritten next */
+    const int filled = k + 1 < R ? k + 1 : R, evict = k >= m ? (k + 1) % R : -1;
     const il_real *gslots[AA_MAX_M + 1];
-    for (int i = 0; i < filled; i++) gslots[i] = G + (size_t)i * len;
-    IL_CHECK_GOTO(s, IL_BE(be, row_dot, B, n, filled, gslots, Gs, dots), out); /* sync point: the Gram row */
-    for (int b = 0; b < B; b++) {
-      for (int i = 0; i < filled; i++) {
-        const double acc = dots[(size_t)b * filled + i];
-        gram[((size_t)b * R + slot) * R + i] = gram[((size_t)b * R + i) * R + slot] = acc;
-      }
-      rows[b] = gram[((size_t)b * R + slot) * R + slot];
+    int gi[AA_MAX_M + 1], nd = 0;
+    for (int i = 0; i < filled; i++)
+      if (i != evict) gi[nd] = i, gslots[nd++] = G + (size_t)i * len;
+    IL_CHECK_GOTO(s, IL_BE(be, row_sub_dot, B, n, nd, gslots, Fs, Xs, Gs, dots), out); /* sync point: the Gram row */
+    for (int t = 0; t < nd; t++) {
+      double *g = GRAM_SYM(slot, gi[t]);
+      for (int b = 0; b < B; b++) g[b] = dots[(size_t)b * nd + t];
     }
+    memcpy(rows, GRAM(slot, slot), (size_t)B * sizeof *rows);
     last = slot;
     if (frows) IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, Fs, NULL, frows), out); /* sync point: ||F||^2 */
     const double err = il_stop_norm(p, rows, frows);
@@ -226,10 +284,11 @@ out:
   il_marks_rewind(p->ws, p->hws, mk);
   return s;
 }
+#undef GRAM
 
 static size_t aa_ws_bytes(void *state, const il_cell *c, int B, int max_iter, int taped) {
   (void)max_iter, (void)taped;
-  return il_anderson_ws_bytes(((aa_state *)state)->m, B, c->n, 1) + c->ops->ws_bytes(c, B);
+  return il_anderson_ws_bytes(state, B, c->n, 1) + c->ops->ws_bytes(c, B);
 }
 
 static il_status cell_map(void *ctx, const il_real *in, il_real *out) {
