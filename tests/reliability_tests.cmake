@@ -15,5 +15,5 @@ foreach(t full_disk resume concurrent_writers)
     list(APPEND labels e2e) # the sanitizer build runs the resume test only: these take a minute each
   endif()
   set_tests_properties(reliability_${t} PROPERTIES ENVIRONMENT "${IL_RELIABILITY_ENV}" LABELS "${labels}"
-                       TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+                       TIMEOUT 1200 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE) # resume under ASan: 14.7 min at load 10
 endforeach()
