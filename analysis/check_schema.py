@@ -168,7 +168,8 @@ OPTIONAL_TABLES_BY_VERSION = {
 FIXED_SIZE_TABLES = ("ranks", "events")
 # il_event_name in core/il_events.c, in il_event_id order.
 EVENT_NAMES = ("fwd_solve", "bwd_solve", "map", "jacobian", "lu_factor", "lu_solve",
-               "jvp", "vjp", "vjp2", "head", "allreduce", "update")
+               "jvp", "vjp", "vjp2", "head", "allreduce", "update",
+               "jac_reg")
 
 
 def _by_unit(pred):

@@ -14,6 +14,7 @@
 #define il_layer_team_set_reducer IL_P(il_layer_team_set_reducer)
 #define il_layer_team_forward IL_P(il_layer_team_forward)
 #define il_layer_team_backward IL_P(il_layer_team_backward)
+#define il_layer_team_jac_reg IL_P(il_layer_team_jac_reg)
 
 int il_layer_team_wanted(const il_backend *be);
 il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, const il_real *W, il_memstats *stats);
@@ -23,5 +24,7 @@ il_status il_layer_team_reserve(il_layer *L, int max_B);
 void il_layer_team_set_reducer(il_layer *L, il_reducer r);
 il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train);
 il_status il_layer_team_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW);
+il_status il_layer_team_jac_reg(il_layer *L, int K, const il_real *eps, size_t kstride, il_real scale, il_real *dx,
+                                il_real *dW, double *sq);
 
 #endif
