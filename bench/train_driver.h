@@ -40,6 +40,9 @@ typedef struct il_train_opts {
   il_options lopts;        /* per-solver / per-backward options (--anderson-m ...) */
   char opts_text[512];     /* "key=value,..." as recorded in the results */
   int refine_applies;      /* --adjoint-refine means something for this configuration */
+  /* Jacobian regularisation (core/il_model.h): weight (0: off), probes per sample, every N steps */
+  double jac_reg;
+  long jac_reg_samples, jac_reg_every;
 } il_train_opts;
 
 /* The per-solver and per-backward option flags (--fp-tau, --anderson-m, ...), NULL-terminated:

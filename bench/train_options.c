@@ -40,6 +40,11 @@ static const il_cli_spec train_spec_head[] = {
                  "backward (NaN where cosh overflows, |a| > 89.4 in float32)", "stable"},
     {"diag", 1, "every N steps measure spectral radius, LU condition, gradient vs exact IFT (0: never)", "0"},
     {"log-view", 0, "print the run's events table at the end (time, calls, FLOPs per event, as PETSc's -log_view)", NULL},
+    {"jac-reg", 1, "Jacobian regularisation: the training loss gains WEIGHT times a Hutchinson estimate of "
+                   "||df/dz||_F^2 at z* per sample (Rademacher probes seeded by --seed; its gradient taken at z* held "
+                   "fixed, added to any backward mode's); 0: off", "0"},
+    {"jac-reg-samples", 1, "with --jac-reg: probes per sample", "1"},
+    {"jac-reg-every", 1, "with --jac-reg: regularise every N-th training step (1: every step)", "1"},
 };
 /* then the per-solver / per-backward options, from the registries' declarations (il_option_decl) */
 static const il_cli_spec train_spec_tail[] = {
@@ -203,6 +208,14 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   o->best = il_cli_has(cli, "best");
   IL_CHECK(il_cli_choice(cli, "sech2", "stable", "stable|seed", &o->sech2));
   IL_CHECK(il_cli_int(cli, "diag", 0, 0, 1L << 40, &o->diag));
+  IL_CHECK(il_cli_double(cli, "jac-reg", 0, &o->jac_reg));
+  if (!(o->jac_reg >= 0 && o->jac_reg <= 1e30))
+    return IL_ERR(IL_ERR_ARG, "--jac-reg: the weight must be a finite number >= 0 (0: off), got %g", o->jac_reg);
+  IL_CHECK(il_cli_int(cli, "jac-reg-samples", 1, 1, 1024, &o->jac_reg_samples));
+  IL_CHECK(il_cli_int(cli, "jac-reg-every", 1, 1, 1L << 40, &o->jac_reg_every));
+  if (!(o->jac_reg > 0) && (il_cli_has(cli, "jac-reg-samples") || il_cli_has(cli, "jac-reg-every")))
+    return IL_ERR(IL_ERR_ARG, "--%s applies only with --jac-reg WEIGHT > 0",
+                  il_cli_has(cli, "jac-reg-samples") ? "jac-reg-samples" : "jac-reg-every");
   il_options_init(&o->lopts);
   o->opts_text[0] = '\0';
   const char *const *flags = il_train_layer_option_flags();
