@@ -40,7 +40,17 @@ Severity:
            event names that core/il_events.c does not know, or a name twice.
 
 Optional datasets: `events` (a run's PETSc -log_view style event totals) is
-checked when a run has it; a run without it is just as valid.
+checked when a run has it; a run without it is just as valid. So is `trace`
+(--trace N: the residual of every iteration of every N-th step's solves):
+when present, errors for what SCHEMA.md states outright (solve "forward" or
+"backward", rows grouped by step in order with the forward rows first and
+consecutive iterations from 0 or 1 (backward from 1), residuals >= 0 or
+NaN/Inf, rel_residual = residual / the solve's first residual, the run's
+`trace` attribute N >= 1 present exactly when the table is, traced steps the
+multiples of N, and in a completed run every multiple of N traced and no
+traced step missing from `steps`); warnings where it disagrees with the
+steps table (the last forward row against fwd_iters and fwd_residual, the
+backward rows against bwd_iters, the solver names against the run's).
 
 Everything SCHEMA.md lets readers ignore (unknown attributes, members,
 configuration keys, datasets, groups) is ignored.
@@ -172,6 +182,9 @@ OPTIONAL_TABLES_BY_VERSION = {
     for v in SUPPORTED_VERSIONS}  # a version-1 file has no events table; one there is ignored
 # Tables written once at their final size (not chunked or extendible).
 FIXED_SIZE_TABLES = ("ranks", "events")
+# trace (optional): the solves, and the backward `solver` names per backward mode (SCHEMA.md, trace)
+TRACE_SOLVES = ("forward", "backward")
+TRACE_BACKWARD = {"unroll": ("unroll",), "implicit": ("lu", "fp", "anderson", "gmres")}  # phantom, jfb: none
 # il_event_name in core/il_events.c, in il_event_id order.
 EVENT_NAMES = ("fwd_solve", "bwd_solve", "map", "jacobian", "lu_factor", "lu_solve",
                "jvp", "vjp", "vjp2", "head", "allreduce", "update",
@@ -493,6 +506,35 @@ def check_run_config(rep, g, loc):
     if "tol" in cfg and not (np.isfinite(cfg["tol"]) and cfg["tol"] >= 0):
         rep.warn(loc, f"tol is {cfg['tol']}, expected a finite value >= 0")
     return cfg
+
+
+# Stop rules (SCHEMA.md, "Stop rules"): optional string attributes and their values. A run without
+# them is read as stop_mode "abs", stop_norm "frob", best_rule from `best`; stop_mode "rel" keeps its
+# meaning (relative to the first residual) in every file.
+STOP_RULES = {"stop_mode": ("abs", "rel", "relf"), "stop_norm": ("frob", "max", "mean"),
+              "best_rule": ("off", "batch", "sample")}
+
+
+def check_stop_rules(rep, g, loc):
+    """stop_mode, stop_norm and best_rule where present: strings (else an error), of the documented
+    values, consistent with `best` and `stop` (else warnings)."""
+    vals = {}
+    for key, allowed in STOP_RULES.items():
+        if key not in g.attrs:
+            continue
+        v = check_typed_attr(rep, g, loc, key, "str", "configuration attribute")
+        if v is None:
+            continue
+        v = vals[key] = v.rstrip("\0")
+        if v not in allowed:
+            rep.warn(loc, f"{key} {v!r} is not one of {', '.join(allowed)}")
+    best = g.attrs.get("best")
+    if "best_rule" in vals and best is not None and np.ndim(best) == 0:
+        if bool(np.asarray(best).item()) != (vals["best_rule"] != "off"):
+            rep.warn(loc, f"best is {np.asarray(best).item()} but best_rule is {vals['best_rule']!r}")
+    stop = g.attrs.get("stop")
+    if vals.get("stop_norm", "frob") != "frob" and stop is not None and text(stop).rstrip("\0") == "sample":
+        rep.warn(loc, f"stop_norm {vals['stop_norm']!r} with stop 'sample': the norm applies to batch stopping only")
 
 
 def check_run_status(rep, g, loc, status, started, has_ranks):
@@ -890,6 +932,130 @@ def check_events_values(rep, tloc, ev, usable):
         bad_rows(rep, tloc, dup, np.array(names, dtype=str), "an event name that an earlier row has", "warning")
 
 
+def _segments(keys):
+    """[(start, end)] of the runs of equal consecutive values of keys (a list)."""
+    out, start = [], 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            out.append((start, i))
+            start = i
+    return out
+
+
+def check_trace(rep, loc, g, tables, cfg, status):
+    """The optional trace table and the run's `trace` attribute (module
+    docstring; SCHEMA.md, trace). `tables` holds the checked tables."""
+    tloc = f"{loc}/trace"
+    has_table = has_link(g, "trace")
+    n_every = None
+    if "trace" in g.attrs:
+        n_every = check_typed_attr(rep, g, loc, "trace", "int", "configuration attribute")
+        if n_every is not None and n_every < 1:
+            rep.error(loc, f"configuration attribute 'trace' is {n_every}, expected >= 1 (absent when off)")
+            n_every = None
+        if not has_table:
+            rep.error(loc, "has the 'trace' attribute but no 'trace' table (written with the run's start)")
+    elif has_table:
+        rep.error(tloc, "the run has a trace table but no 'trace' attribute (N of --trace N)")
+    if "trace" not in tables:
+        return
+    tr, usable = tables["trace"]
+    need = ("global_step", "solve", "solver", "iteration", "residual", "rel_residual")
+    if any(c not in usable for c in need) or len(tr) == 0:
+        return
+    gs = np.asarray(tr["global_step"], dtype=np.int64)
+    solve = [event_name(v) for v in tr["solve"]]
+    solver = [event_name(v) for v in tr["solver"]]
+    it = np.asarray(tr["iteration"], dtype=np.int64)
+    res = np.asarray(tr["residual"], dtype=float)
+    rel = np.asarray(tr["rel_residual"], dtype=float)
+    bad = np.array([x not in TRACE_SOLVES for x in solve], dtype=bool)
+    bad_rows(rep, tloc, bad, np.array(solve, dtype=str), "solve not 'forward' or 'backward'")
+    bad_rows(rep, tloc, gs < 0, gs, "negative global_step")
+    bad_rows(rep, tloc, res < 0, res, "negative residual (a norm: >= 0, or NaN/Inf)")
+    if np.any(np.diff(gs) < 0):
+        i = int(np.flatnonzero(np.diff(gs) < 0)[0]) + 1
+        rep.error(tloc, f"rows are not grouped by global_step in order (row {i} has {gs[i]} after {gs[i - 1]})")
+        return
+    if n_every is not None:
+        bad_rows(rep, tloc, gs % n_every != 0, gs, f"global_step not a multiple of the run's trace = {n_every}")
+    # one segment per (step, solve): consecutive iterations, forward before backward, each solve once
+    seg_bad = {"order": [], "first": [], "consecutive": [], "rel": [], "solver": []}
+    last = {}  # (step, solve) -> (last iteration, last residual, solver)
+    for a, b in _segments(list(zip(gs.tolist(), solve))):
+        step, sv = int(gs[a]), solve[a]
+        if (step, sv) in last or (sv == "forward" and (step, "backward") in last):
+            seg_bad["order"].append(a)
+            continue
+        first_ok = (0, 1) if sv == "forward" else (1,)
+        if int(it[a]) not in first_ok:
+            seg_bad["first"].append(a)
+        if not np.array_equal(it[a:b], np.arange(it[a], it[a] + (b - a))):
+            seg_bad["consecutive"].append(a)
+        with np.errstate(all="ignore"):
+            want = res[a:b] / res[a]
+        ok = np.isclose(rel[a:b], want, rtol=1e-12, atol=0, equal_nan=True)
+        if not ok.all():
+            seg_bad["rel"].append(a + int(np.flatnonzero(~ok)[0]))
+        if len(set(solver[a:b])) != 1:
+            seg_bad["solver"].append(a)
+        last[(step, sv)] = (int(it[b - 1]), float(res[b - 1]), solver[a])
+    msgs = {"order": "a step's rows of one solve are not together, or its backward rows come before its forward rows",
+            "first": "a solve whose first iteration is not 1 (0 or 1 for the forward solve)",
+            "consecutive": "a solve whose iterations are not consecutive",
+            "rel": "rel_residual != residual / the solve's first residual",
+            "solver": "a solve whose rows name different solvers"}
+    for k, rows in seg_bad.items():
+        if rows:
+            rep.error(tloc, f"{len(rows)} solve(s) with {msgs[k]} (first: row {rows[0]})")
+    # against the steps table and the run's configuration
+    steps = tables.get("steps")
+    if steps is None or "global_step" not in steps[1]:
+        return
+    st, s_usable = steps
+    row_of = {int(v): i for i, v in enumerate(np.asarray(st["global_step"]).tolist())}
+    missing = sorted({step for step, _ in last if step not in row_of})
+    if missing:
+        msg = f"{len(missing)} traced step(s) not in the steps table (first: global_step {missing[0]})"
+        if status == "completed":
+            rep.error(tloc, msg)
+        else:  # trace rows are flushed just before their steps rows: a run that stopped may hold them
+            rep.note(tloc, msg + f" (status {status!r}: the run stopped between writing them)")
+    if n_every is not None and status == "completed":
+        want = [v for v in row_of if v % n_every == 0 and (v, "forward") not in last]
+        if want:
+            rep.error(tloc, f"{len(want)} step(s) with global_step a multiple of trace = {n_every} but no forward "
+                            f"rows (first: global_step {min(want)})")
+    run_solver, run_backward = cfg.get("solver"), str(cfg.get("backward", "")).split(":")[0]
+    best = g.attrs.get("best", 0)
+    warn = {"iters": [], "res": [], "bwd": [], "name": []}
+    for (step, sv), (lit, lres, name) in last.items():
+        i = row_of.get(step)
+        if i is None:
+            continue
+        if sv == "forward":
+            if "fwd_iters" in s_usable and lit != int(st["fwd_iters"][i]):
+                warn["iters"].append(step)
+            if "fwd_residual" in s_usable and not best:
+                fr = float(st["fwd_residual"][i])
+                if not (lres == fr or (np.isnan(lres) and np.isnan(fr))):
+                    warn["res"].append(step)
+            if run_solver is not None and name != run_solver:
+                warn["name"].append(step)
+        else:
+            if "bwd_iters" in s_usable and lit > int(st["bwd_iters"][i]):
+                warn["bwd"].append(step)
+            if run_backward and name not in TRACE_BACKWARD.get(run_backward, ()):
+                warn["name"].append(step)
+    msgs = {"iters": "its last forward iteration differs from steps.fwd_iters",
+            "res": "its last forward residual differs from steps.fwd_residual",
+            "bwd": "its last backward iteration exceeds steps.bwd_iters",
+            "name": f"a solver name that is not the run's ({run_solver}/{run_backward})"}
+    for k, v in warn.items():
+        if v:
+            rep.warn(tloc, f"{len(v)} traced step(s) where {msgs[k]} (first: global_step {min(v)})")
+
+
 # ---------------------------------------------------------------------------
 # One run, one file
 # ---------------------------------------------------------------------------
@@ -902,6 +1068,7 @@ def check_run(rep, run_id, g, root_world, version=SCHEMA_VERSION):
     status, started = guarded(rep, loc, "cannot check the run's attributes",
                               check_run_writer_attrs, rep, g, loc, default=(None, None))
     cfg = guarded(rep, loc, "cannot check the run's configuration", check_run_config, rep, g, loc, default={})
+    guarded(rep, loc, "cannot check the run's stop rules", check_stop_rules, rep, g, loc)
     has_ranks = has_link(g, "ranks")
     guarded(rep, loc, "cannot check the run's status", check_run_status, rep, g, loc, status, started, has_ranks)
 
@@ -943,6 +1110,8 @@ def check_run(rep, run_id, g, root_world, version=SCHEMA_VERSION):
     if "events" in tables:
         guarded(rep, f"{loc}/events", "cannot check the values", check_events_values, rep, f"{loc}/events",
                 *tables["events"])
+    if version >= 3:
+        guarded(rep, f"{loc}/trace", "cannot check the trace", check_trace, rep, loc, g, tables, cfg, status)
 
 
 def check_file(path, notes=None):

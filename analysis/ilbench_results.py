@@ -12,9 +12,16 @@ to Python values (`attrs`: str, int, float, list), its `status`, the
 `epochs`, `steps` and `ranks` tables as numpy structured arrays (`ranks` is
 None while a run is incomplete), the optional `events` table (named events
 with calls, inclusive times and FLOPs, as PETSc's -log_view; None when the
-run has none, `name` decoded to str; see `event_totals`) and the file's root
+run has none, `name` decoded to str; see `event_totals`), the optional
+`trace` table (--trace N: the residual of every iteration of every N-th
+step's forward and backward solves; None when the run has none, `solve` and
+`solver` decoded to str; see `trace_curves`) and the file's root
 attributes (`software_version`, `host`, `root_attrs`) and its major
 `schema_version`.
+
+Stop-rule attributes an older run lacks (stop_mode, stop_norm, best_rule) are
+filled in as that run meant them (`stop_rule_defaults`: abs, frob, and batch
+or off from `best`); values present are kept as they are.
 
 Version 1 and 2 files are migrated to version 3 names as they load
 (`migrate`): t_forward ... t_test become forward_s ... test_s, steps get
@@ -160,6 +167,24 @@ def decode_attrs(obj):
     return out
 
 
+# Stop-rule attributes newer than the first files (SCHEMA.md, "Stop rules"). A run that lacks one
+# was written while it had a single value, and reads as that value; a value present is kept as it
+# is (stop_mode "rel" stays relative to the first residual, PETSc's rtol).
+STOP_RULE_DEFAULTS = {"stop_mode": "abs", "stop_norm": "frob"}
+
+
+def stop_rule_defaults(attrs):
+    """attrs (a run's decoded attributes) with the stop-rule keys an older file lacks filled in
+    as that file meant them: stop_mode "abs", stop_norm "frob" (the batch's Frobenius norm, the
+    norm of its fwd_residual), best_rule "batch" where the int `best` is 1, else "off".
+    Returns attrs."""
+    for k, v in STOP_RULE_DEFAULTS.items():
+        attrs.setdefault(k, v)
+    if "best_rule" not in attrs:
+        attrs["best_rule"] = "batch" if attrs.get("best") else "off"
+    return attrs
+
+
 @dataclass
 class Run:
     run_id: str
@@ -174,6 +199,7 @@ class Run:
     root_attrs: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION  # major version of the file the run came from
     events: Optional[np.ndarray] = None  # the optional events table; None when the run has none
+    trace: Optional[np.ndarray] = None   # the optional trace table (--trace N); None when the run has none
 
     def get(self, key, default=None) -> Any:
         """A configuration or run attribute, or `default`."""
@@ -330,7 +356,7 @@ def load_runs(path) -> list:
                 g = runs_group[run_id]
                 if not isinstance(g, h5py.Group):
                     continue  # unknown member of /runs: ignore
-                attrs = decode_attrs(g)
+                attrs = stop_rule_defaults(decode_attrs(g))
                 epochs, steps, ranks = migrate(version, _read_table(g, "epochs", _EPOCH_DTYPE),
                                                _read_table(g, "steps", _STEP_DTYPE),
                                                _read_table(g, "ranks", None), attrs)
@@ -342,7 +368,8 @@ def load_runs(path) -> list:
                     host=str(root.get("host", "unknown")),
                     root_attrs=root,
                     schema_version=version,
-                    events=_read_events(g)))
+                    events=_read_events(g),
+                    trace=_read_table(g, "trace", None) if version >= 3 else None))
             return runs
     except (OSError, KeyError, TypeError) as e:
         raise Unreadable(f"{path}: cannot read: {e}") from e
@@ -436,6 +463,31 @@ def event_totals(run) -> dict:
             continue
         out[name] = {k: (int(row[k]) if k == "calls" else float(row[k]))
                      for k in EVENT_NUMERIC if k in ev.dtype.names}
+    return out
+
+
+def trace_curves(run, solve) -> dict:
+    """The traced steps' residual curves of one solve ("forward" or
+    "backward"): {solver name: (iterations, rel) } where iterations is the
+    sorted array of iteration numbers seen and rel a (steps, iterations)
+    float array of rel_residual, NaN where a step's solve did not reach that
+    iteration (it had stopped). Empty when the run has no trace table or no
+    rows of that solve."""
+    tr = run.trace
+    need = ("global_step", "solve", "solver", "iteration", "rel_residual")
+    if tr is None or tr.dtype.names is None or any(n not in tr.dtype.names for n in need):
+        return {}
+    sel = tr[np.asarray(tr["solve"]) == solve]
+    out = {}
+    for name in sorted(set(np.asarray(sel["solver"]).tolist())):
+        rows = sel[np.asarray(sel["solver"]) == name]
+        steps = np.unique(rows["global_step"])
+        iters = np.unique(rows["iteration"])
+        a = np.full((len(steps), len(iters)), np.nan)
+        si = np.searchsorted(steps, rows["global_step"])
+        ii = np.searchsorted(iters, rows["iteration"])
+        a[si, ii] = np.asarray(rows["rel_residual"], dtype=float)
+        out[str(name)] = (iters.astype(int), a)
     return out
 
 

@@ -24,6 +24,8 @@ NAME.png and NAME.pdf:
                            the pre-activation of each step where the NaN study measured it
   pareto                   test error vs time per batch; the front only with >= 4 configurations
   scaling                  throughput vs ranks for configurations that ran at >= 2 world sizes
+  convergence              residual / first residual vs iteration, forward and backward panels
+                           (median and quartile band over the traced steps; runs with --trace N)
 
 Comparison: the *reference setting* is the most common value of every
 configuration key that is not a solver or backward choice or a swept
@@ -77,7 +79,7 @@ import numpy as np  # noqa: E402
 DPI = 150
 FIGSIZE = (8.0, 5.4)  # 1200 x 810 pixels at 150 dpi
 FIGURES = ("accuracy", "training_curve", "test_error_vs_epoch", "iterations_cost", "time_per_batch",
-           "memory", "memory_vs_hidden", "gradient_error", "stability", "pareto", "scaling")
+           "memory", "memory_vs_hidden", "gradient_error", "stability", "pareto", "scaling", "convergence")
 FORMATS = ("png", "pdf")
 CONFIG_KEYS = ("solver", "backward", "tol", "hidden", "batch", "world_size", "stop", "seed")
 # Attributes that describe a run, not its configuration.
@@ -86,7 +88,9 @@ NOT_CONFIG = {"seed", "status", "started", "finished", "command_line", "run_inde
 PAIR_KEYS = ("solver", "backward", "options")
 SOLVER_OWNED = {"max_iter", "eval_max_iter", "zero_nonconverged"}  # their defaults depend on the solver
 DIMENSION_KEYS = ("tol", "hidden", "world_size", "stop", "stop_mode", "divtol", "best", "adjoint_refine",
-                  "allreduce", "cell", "max_iter")
+                  "allreduce", "cell", "max_iter",
+                  "stop_norm", "best_rule", "warm_start", "w_norm")
+DIMENSION_KEYS += ("fp_correction",)  # a training-loss setting ("K:GAMMA", run_config) runs are compared across
 TIMING_KEYS = ("threads", "device", "world_size", "diag")
 CSV_COLUMNS = (("run_id", "file") + CONFIG_KEYS +
                ("status", "flag", "epochs_done", "epochs_requested",
@@ -151,10 +155,21 @@ def group_by(items, keyfn):
     return groups
 
 
+# Configuration keys that older files lack, with the value their runs had (SCHEMA.md).
+CONFIG_DEFAULTS = {"fp_correction": 1}
+
+
 def run_config(run):
     """The run's configuration: every attribute but NOT_CONFIG and peak_bytes_*."""
-    return {k: v for k, v in run.attrs.items()
-            if k not in NOT_CONFIG and not k.startswith("peak_bytes_")}
+    cfg = {k: v for k, v in run.attrs.items()
+           if k not in NOT_CONFIG and not k.startswith("peak_bytes_")}
+    for k, v in CONFIG_DEFAULTS.items():
+        cfg.setdefault(k, v)
+    # one setting "K:GAMMA" (GAMMA means nothing when K = 1, off)
+    gamma = cfg.pop("fp_correction_gamma", None)
+    if cfg["fp_correction"] != 1 and gamma is not None:
+        cfg["fp_correction"] = f"{cfg['fp_correction']}:{gamma:g}"
+    return cfg
 
 
 def _hashable(v):
@@ -1023,6 +1038,68 @@ def fig_scaling(ctx, base, written):
     save(fig, base, written)
 
 
+def _pooled_curves(g, solve):
+    """{solver name: (iterations, (steps, iterations) rel_residual)} over a group's runs' traces."""
+    parts = {}
+    for r in g.runs:
+        for name, (it, a) in ir.trace_curves(r, solve).items():
+            parts.setdefault(name, []).append((it, a))
+    out = {}
+    for name, ps in parts.items():
+        iters = np.unique(np.concatenate([it for it, _ in ps]))
+        rows = []
+        for it, a in ps:
+            b = np.full((a.shape[0], len(iters)), np.nan)
+            b[:, np.searchsorted(iters, it)] = a
+            rows.append(b)
+        out[name] = (iters, np.vstack(rows))
+    return out
+
+
+def fig_convergence(ctx, base, written):
+    gs = [g for g in ctx["groups"] if any(r.trace is not None and len(r.trace) for r in g.runs)]
+    if not gs:
+        raise Skip("no completed run has a trace table (train or sweep --trace N)")
+    panels = [(solve, [(g, name, it, a) for g in gs for name, (it, a) in sorted(_pooled_curves(g, solve).items())])
+              for solve in ("forward", "backward")]
+    empty = [solve for solve, curves in panels if not curves]
+    panels = [(solve, curves) for solve, curves in panels if curves]
+    fig, axes = new_fig(1, len(panels), width=6.5 * len(panels), height=5.8, squeeze=False)
+    for ax, (solve, curves) in zip(axes[0], panels):
+        for g, name, it, a in curves:
+            i = gs.index(g)
+            with _quiet():
+                med = np.nanmedian(a, 0)
+                q1, q3 = np.nanpercentile(a, 25, 0), np.nanpercentile(a, 75, 0)
+            reached = np.sum(np.isfinite(a), 0)
+            ok = np.isfinite(med) & (med > 0)
+            lab = f"{name} ({g.label}), {a.shape[0]} steps"
+            style = STYLES.get(g.backward.split(":")[0], "-") if solve == "backward" else "-"
+            if ok.sum() >= 2:
+                ax.plot(it[ok], med[ok], style, color=colour(i), lw=1.6, label=lab)
+            elif ok.sum() == 1:
+                ax.plot(it[ok], med[ok], MARKERS[i % len(MARKERS)], color=colour(i), label=lab)
+            band = ok & np.isfinite(q1) & (q1 > 0) & np.isfinite(q3) & (reached >= 2)
+            if band.sum() >= 2:
+                ax.fill_between(it[band], q1[band], q3[band], color=colour(i), alpha=0.15, lw=0)
+        ax.set_yscale("log")  # every value drawn is > 0 (ok, band)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("residual / first residual of the solve")
+        ax.set_title("Forward solve: ‖z − f(z)‖" if solve == "forward" else
+                     "Backward: adjoint residual (implicit) or cotangent ‖∂L/∂z_k‖ (unroll)", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    every = sorted({r.get("trace") for g in gs for r in g.runs if r.get("trace") is not None})
+    notes = [f"traced every {', '.join(map(str, every))} training steps; each curve: median over the traced steps "
+             "whose solve was still running at that iteration (band: 25-75%), so late iterations show the slow steps",
+             ("no backward rows: " + ", ".join(sorted({g.backward for g in gs})) + " solves no system (phantom/jfb)")
+             if empty else ""]
+    fig.suptitle("Convergence of the traced steps' solves (log scale)")
+    bottom = footnote(fig, notes)
+    fig.tight_layout(rect=(0, bottom, 1, 0.95))
+    save(fig, base, written)
+
+
 # ---------------------------------------------------------------------------
 # Recommendation table
 # ---------------------------------------------------------------------------
@@ -1503,7 +1580,7 @@ def main(argv=None):
         "accuracy": fig_accuracy, "training_curve": fig_training_curve, "test_error_vs_epoch": fig_test_error_epoch,
         "iterations_cost": fig_iterations_cost, "time_per_batch": fig_time, "memory": fig_memory,
         "memory_vs_hidden": fig_memory_hidden, "gradient_error": fig_gradient_error, "stability": fig_stability,
-        "pareto": fig_pareto, "scaling": fig_scaling,
+        "pareto": fig_pareto, "scaling": fig_scaling, "convergence": fig_convergence,
     }
     written, skipped, failed = [], [], []
     for name in FIGURES:

@@ -276,7 +276,12 @@ static il_status parse_args(il_cli *cli, const il_cli_spec *spec, int argc, char
     }
     if (cli->value[i] && strcmp(spec[i].name, "help") == 0 && !spec[i].takes_value && !eq) continue; /* -h --help */
     if (cli->value[i]) return IL_ERR(IL_ERR_ARG, "option --%s given twice", spec[i].name);
-    if (spec[i].takes_value) {
+    if (spec[i].takes_value == IL_CLI_OPTIONAL) {
+      if (eq) cli->value[i] = eq + 1;
+      else if (a + 1 < argc && argv[a + 1][0] != '-') cli->value[i] = argv[++a];
+      else cli->value[i] = spec[i].def;
+      if (!cli->value[i] || cli->value[i][0] == '\0') return IL_ERR(IL_ERR_ARG, "option --%s has an empty value", spec[i].name);
+    } else if (spec[i].takes_value) {
       if (eq) cli->value[i] = eq + 1;
       else if (a + 1 < argc) cli->value[i] = argv[++a];
       else return IL_ERR(IL_ERR_ARG, "option --%s needs a value", spec[i].name);
@@ -333,6 +338,9 @@ static const struct {
     {"checkpoint-every", "N"}, {"resume", "FILE[:RUN]"},   {"eval-tol", "TOL"},        {"eval-max-iter", "N"},
     {"rounds", "N"},          {"csv", "FILE"},
     {"jac-reg", "WEIGHT"},    {"jac-reg-samples", "K"},    {"jac-reg-every", "N"},
+    {"fp-correction", "K[:GAMMA]"},
+    {"best", "RULE"},
+    {"trace", "N"},
 };
 
 const char *il_cli_metavar(const il_cli_spec *spec) {
@@ -372,7 +380,7 @@ int il_cli_add_decls(il_cli_spec *spec, int nspec, int cap, const char *owner, c
       IL_ERR(IL_ERR_INTERNAL, "option help pool full at --%s", d->key);
       return -1;
     }
-    spec[nspec++] = (il_cli_spec){.name = d->key, .takes_value = 1, .help = pool + used, .def = d->def};
+    spec[nspec++] = (il_cli_spec){.name = d->key, .takes_value = d->metavar != NULL, .help = pool + used, .def = d->def};
     used += (size_t)len + 1;
   }
   return nspec;
@@ -436,7 +444,9 @@ void il_cli_usage(const char *command, const char *synopsis, const il_cli_spec *
   int shown[REG_N] = {0};
   for (int i = 0; i < nspec; i++) {
     char left[128];
-    snprintf(left, sizeof left, "--%s%s%s", spec[i].name, spec[i].takes_value ? " " : "", il_cli_metavar(&spec[i]));
+    const int opt = spec[i].takes_value == IL_CLI_OPTIONAL;
+    snprintf(left, sizeof left, "--%s%s%s%s%s", spec[i].name, spec[i].takes_value ? " " : "", opt ? "[" : "",
+             il_cli_metavar(&spec[i]), opt ? "]" : "");
     printf("  %-26s %s", left, spec[i].help);
     const int k = spec[i].takes_value ? registry_of(spec[i].name) : -1;
     if (k >= 0) { /* the valid names on the option's line */
@@ -446,7 +456,7 @@ void il_cli_usage(const char *command, const char *synopsis, const il_cli_spec *
       for (int e = 0; registry_entry((registry_kind)k, e, nm, sizeof nm, &summary); e++) printf("%s%s", e ? "|" : "", nm);
       shown[k] = 1;
     }
-    if (spec[i].def) printf(" [default: %s]", spec[i].def);
+    if (spec[i].def) printf(" [%s: %s]", opt ? "given alone" : "default", spec[i].def);
     printf("\n");
   }
   for (int k = 0; k < REG_N; k++) { /* then each registry's entries with their summaries */

@@ -17,10 +17,14 @@
  * il_cli_add_decls, a small table for the fixed options, else the upper-cased last word). */
 typedef struct il_cli_spec {
   const char *name;    /* without leading dashes */
-  int takes_value;     /* 0 for flags */
+  int takes_value;     /* 0 for flags, 1 for a value, IL_CLI_OPTIONAL for an optional one */
   const char *help;
-  const char *def;     /* default shown in --help, or NULL */
+  const char *def;     /* default shown in --help, or NULL; IL_CLI_OPTIONAL: the value of the option given bare */
 } il_cli_spec;
+/* takes_value of an option whose value may be left out (`--best`, `--best sample`, `--best=sample`):
+ * the next argument is its value unless it starts with '-' (so only for commands without positionals);
+ * given bare, its value is def. */
+#define IL_CLI_OPTIONAL 2
 
 #define IL_CLI_MAX 96
 

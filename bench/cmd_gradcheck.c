@@ -5,7 +5,13 @@
  * relative errors ||g - g_fd|| / ||g_fd|| of dL/dx and dL/dW (relerr_*) must be
  * below --threshold; maxabs_* is the largest entrywise |g - g_fd|. With --jac-reg W the loss
  * adds W times the Jacobian regulariser (il_gradcheck.h), whose gradient at fixed z* is added to
- * the mode's; reg_relerr_* is that part alone against its own differences, and must pass too. */
+ * the mode's; reg_relerr_* is that part alone against its own differences, and must pass too
+ * (with --w-norm both in V and g through W(V, g)).
+ * With --fp-correction K[:GAMMA] it runs il_gradcheck_corr instead: the model's
+ * whole corrected loss (4 -> hidden -> 3 on a random batch) against differences
+ * that hold the correction's points (and phantom's z*) fixed, for implicit, phantom
+ * and jfb ('all'; unroll takes no correction); relerr of dL/dX, dL/dW, the head
+ * (W2, b2) and the input layer (W1, b1). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +21,7 @@
 #include "commands.h"
 #include "il_layer.h"
 #include "il_gradcheck.h"
+#include "il_wnorm.h"
 
 /* adjoint-solver / adjoint-tol are gradcheck's own (with --backward all it checks every adjoint solver,
  * and its default tolerance is tighter); the solvers' options follow from their declarations. */
@@ -37,6 +44,11 @@ static const il_cli_spec gc_spec_fixed[] = {
     {"jac-reg", 1, "also check the Jacobian regulariser with this weight: its gradient, at fixed z*, is added to the "
                    "mode's and checked on its own (0: off)", "0"},
     {"jac-reg-samples", 1, "with --jac-reg: Rademacher probes per sample", "1"},
+    {"w-norm", 1, "none|weight|spectral: W's parameterisation; relerr_W then checks dL/dV (and dL/dg) through "
+                  "W(V, g), spectral's u, v held fixed", "none"},
+    {"fp-correction", 1, "check the fixed-point correction loss of K points, weights GAMMA^(K-k) (GAMMA default 0.8), "
+                         "on the model 4 -> hidden -> 3 instead of the layer alone; 'all' is implicit, phantom and jfb",
+     NULL},
     {"help", 0, "show this help", NULL},
 };
 #define NFIXED ((int)(sizeof gc_spec_fixed / sizeof gc_spec_fixed[0]))
@@ -98,13 +110,33 @@ int il_cmd_gradcheck(int argc, char **argv) {
     IL_ERR(IL_ERR_ARG, "--adjoint-tol applies to the matrix-free adjoint solvers (fp, anderson, gmres), not lu");
     goto usage_err;
   }
+  long fpc_k = 1;
+  double fpc_gamma = 0.8;
+  const char *fpc = il_cli_get(&cli, "fp-correction", NULL);
+  if (fpc) {
+    char k[32];
+    const char *colon = strchr(fpc, ':');
+    snprintf(k, sizeof k, "%.*s", colon ? (int)(colon - fpc) : (int)strlen(fpc), fpc);
+    if (il_parse_int(k, "--fp-correction K (points)", 2, 100, &fpc_k) != IL_OK) goto usage_err;
+    if (colon && il_parse_double(colon + 1, "--fp-correction GAMMA", &fpc_gamma) != IL_OK) goto usage_err;
+    if (!(fpc_gamma > 0 && fpc_gamma <= 1)) {
+      IL_ERR(IL_ERR_ARG, "--fp-correction: GAMMA must be in (0, 1], got %s", colon + 1);
+      goto usage_err;
+    }
+  }
   const char *modes[8], *adjs[8];
   int nm = 0;
   if (strcmp(backward, "all") == 0) {
-    if (so->unroll_backward) { modes[nm] = "unroll"; adjs[nm++] = NULL; }
+    if (so->unroll_backward && fpc_k == 1) { modes[nm] = "unroll"; adjs[nm++] = NULL; }
     const char *all[] = {"lu", "fp", "anderson", "gmres"};
     for (int i = 0; i < 4; i++)
       if (!adj_given || strcmp(adj_given, all[i]) == 0) { modes[nm] = "implicit"; adjs[nm++] = all[i]; }
+    if (fpc_k > 1 && !adj_given) {
+      modes[nm] = "phantom";
+      adjs[nm++] = NULL;
+      modes[nm] = "jfb";
+      adjs[nm++] = NULL;
+    }
   } else {
     const il_backward_ops *bo = il_backward_find(backward);
     if (bo->needs_tape && !so->unroll_backward) {
@@ -132,6 +164,13 @@ int il_cmd_gradcheck(int argc, char **argv) {
     IL_ERR(IL_ERR_ARG, "--jac-reg-samples applies only with --jac-reg WEIGHT > 0");
     goto usage_err;
   }
+  if (jr > 0 && fpc_k > 1) { /* il_gradcheck_corr checks the model's corrected loss, without the regulariser */
+    IL_ERR(IL_ERR_ARG, "--jac-reg and --fp-correction cannot be checked together: --fp-correction checks the model's "
+                       "corrected loss, which does not include the regulariser; check each on its own");
+    goto usage_err;
+  }
+  const char *wn;
+  if (il_cli_choice(&cli, "w-norm", "none", IL_WNORM_CHOICES, &wn) != IL_OK) goto usage_err;
   const char *cell = il_cli_get(&cli, "cell", "tanh");
   if (!il_cell_find(cell)) {
     IL_ERR(IL_ERR_ARG, "--cell: unknown cell '%s' (valid: %s)", cell, il_cell_names());
@@ -140,10 +179,15 @@ int il_cmd_gradcheck(int argc, char **argv) {
   il_backend *be;
   const il_backend_options bopt = {.threads = 1};
   if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bopt, &be) != IL_OK) goto usage_err;
-  printf("%-9s %-9s %-8s %5s %5s %9s %6s %-10s %12s %12s %12s %12s ", "solver", "backward", "adjoint", "n", "batch",
-         "tol", "iters", "reason", "relerr_x", "relerr_W", "maxabs_x", "maxabs_W");
-  if (jr > 0) printf("%12s %12s %12s ", "reg", "reg_relerr_x", "reg_relerr_W");
-  printf("%s\n", "result");
+  if (fpc_k > 1) {
+    printf("%-9s %-9s %-8s %5s %5s %9s %6s %4s %-10s %12s %12s %12s %12s %s\n", "solver", "backward", "adjoint", "n",
+           "batch", "tol", "iters", "M", "reason", "relerr_x", "relerr_W", "relerr_head", "relerr_in", "result");
+  } else {
+    printf("%-9s %-9s %-8s %5s %5s %9s %6s %-10s %12s %12s %12s %12s ", "solver", "backward", "adjoint", "n", "batch",
+           "tol", "iters", "reason", "relerr_x", "relerr_W", "maxabs_x", "maxabs_W");
+    if (jr > 0) printf("%12s %12s %12s ", "reg", "reg_relerr_x", "reg_relerr_W");
+    printf("%s\n", "result");
+  }
   int failed = 0;
   for (int i = 0; i < nm; i++) {
     il_options opts;
@@ -160,7 +204,32 @@ int il_cmd_gradcheck(int argc, char **argv) {
                                         .zero_nonconverged = IL_ZERO_AUTO,
                                         .stop_per_sample = strcmp(stop, "sample") == 0, .opts = &opts},
                               .n = (int)n, .B = (int)B, .scale = scale, .eps = eps, .seed = (uint64_t)seed,
-                              .jac_reg = jr, .jac_reg_samples = (int)jr_k};
+                              .jac_reg = jr, .jac_reg_samples = (int)jr_k,
+                              .w_norm = (il_wnorm_kind)il_wnorm_from_name(wn)};
+    if (fpc_k > 1) { /* the corrected loss on the model */
+      gc.layer.fp_correction = (int)fpc_k;
+      const il_gradcheck_corr_config cc = {.layer = gc.layer, .gamma = fpc_gamma, .in_dim = 4, .n = (int)n,
+                                           .classes = 3, .B = (int)B, .eps = eps, .seed = (uint64_t)seed};
+      il_gradcheck_corr_result cr;
+      il_status cs = il_gradcheck_corr(&cc, be, &cr);
+      if (cs == IL_ERR_ARG || cs == IL_ERR_UNSUPPORTED) {
+        il_backend_destroy(be);
+        goto usage_err;
+      }
+      if (cs != IL_OK) {
+        il_report_error("gradcheck");
+        il_backend_destroy(be);
+        return 1;
+      }
+      const double worst = fmax(fmax(cr.relerr_x, cr.relerr_W), fmax(cr.relerr_head, cr.relerr_in));
+      const int ok = worst <= thr; /* NaN fails: fmax skips NaN, so check each */
+      const int fin = !isnan(cr.relerr_x) && !isnan(cr.relerr_W) && !isnan(cr.relerr_head) && !isnan(cr.relerr_in);
+      failed |= !(ok && fin);
+      printf("%-9s %-9s %-8s %5ld %5ld %9.1e %6d %4d %-10s %12.3e %12.3e %12.3e %12.3e %s\n", solver, modes[i],
+             adjs[i] ? adjs[i] : "-", n, B, tol, cr.fwd.iters, cr.M, il_reason_name(cr.fwd.reason), cr.relerr_x,
+             cr.relerr_W, cr.relerr_head, cr.relerr_in, ok && fin ? "PASS" : "FAIL");
+      continue;
+    }
     il_gradcheck_result gr;
     il_status gs = il_gradcheck(&gc, be, &gr);
     if (gs == IL_ERR_ARG || gs == IL_ERR_UNSUPPORTED) { /* options the pair does not take */

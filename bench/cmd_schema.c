@@ -48,7 +48,7 @@ static void print_json(FILE *o) {
     const il_table_desc *d = &il_results_tables[t];
     fprintf(o, "    ");
     jstr(o, d->name);
-    fprintf(o, ": {\"optional\": %s, \"columns\": [\n", t == IL_TABLE_EVENTS ? "true" : "false");
+    fprintf(o, ": {\"optional\": %s, \"columns\": [\n", t == IL_TABLE_EVENTS || t == IL_TABLE_TRACE ? "true" : "false");
     for (int i = 0; i < d->ncols; i++) {
       const il_column *c = &d->cols[i];
       fprintf(o, "      {\"name\": ");

@@ -15,16 +15,19 @@
 #define STEP_COL(...) IL_COL_DESC(il_step_row, __VA_ARGS__)
 #define RANK_COL(...) IL_COL_DESC(il_rank_row, __VA_ARGS__)
 #define EVENT_COL(...) IL_COL_DESC(il_event_row, __VA_ARGS__)
+#define TRACE_COL(...) IL_COL_DESC(il_trace_row, __VA_ARGS__)
 static const il_column epoch_cols[] = {IL_EPOCH_COLUMNS(EPOCH_COL)};
 static const il_column step_cols[] = {IL_STEP_COLUMNS(STEP_COL)};
 static const il_column rank_cols[] = {IL_RANK_COLUMNS(RANK_COL)};
 static const il_column event_cols[] = {IL_EVENT_COLUMNS(EVENT_COL)};
+static const il_column trace_cols[] = {IL_TRACE_COLUMNS(TRACE_COL)};
 #define NCOLS(a) (int)(sizeof a / sizeof a[0])
 const il_table_desc il_results_tables[IL_NTABLES] = {
     {"epochs", epoch_cols, NCOLS(epoch_cols), sizeof(il_epoch_row)},
     {"steps", step_cols, NCOLS(step_cols), sizeof(il_step_row)},
     {"ranks", rank_cols, NCOLS(rank_cols), sizeof(il_rank_row)},
     {"events", event_cols, NCOLS(event_cols), sizeof(il_event_row)},
+    {"trace", trace_cols, NCOLS(trace_cols), sizeof(il_trace_row)},
 };
 
 const char *il_col_enum_name(il_col_type t, int32_t v) {

@@ -44,15 +44,18 @@ typedef struct il_rank_row { IL_RANK_COLUMNS(IL_ROW_FIELD) } il_rank_row;
 /* One row of a run's events table (core/il_events.h, `--log-view`), reduced over ranks. */
 typedef struct il_event_row { IL_EVENT_COLUMNS(IL_ROW_FIELD) } il_event_row;
 
+/* One row of a run's trace table (--trace): one checked residual of a traced step's solve. */
+typedef struct il_trace_row { IL_TRACE_COLUMNS(IL_ROW_FIELD) } il_trace_row;
+
 /* The tables as data, for code that walks their columns (results_h5.c's types,
  * the logfmt lines, `ilbench schema --json`). */
 typedef struct il_table_desc {
-  const char *name; /* "epochs", "steps", "ranks", "events" */
+  const char *name; /* "epochs", "steps", "ranks", "events", "trace" */
   const il_column *cols;
   int ncols;
   size_t row_size;
 } il_table_desc;
-enum { IL_TABLE_EPOCHS, IL_TABLE_STEPS, IL_TABLE_RANKS, IL_TABLE_EVENTS, IL_NTABLES };
+enum { IL_TABLE_EPOCHS, IL_TABLE_STEPS, IL_TABLE_RANKS, IL_TABLE_EVENTS, IL_TABLE_TRACE, IL_NTABLES };
 extern const il_table_desc il_results_tables[IL_NTABLES];
 
 /* The name of value v of an enum column type (REASON, NANORIGIN), or NULL when v is not one. */

@@ -71,7 +71,7 @@
   X(loss, F64, "%.9g", "nats", 1, "mean loss over the global batch")                                                 \
   X(err, F64, "%.4f", "fraction", 1, "fraction of the global batch misclassified")                                   \
   X(fwd_iters, I32, "%d", "iterations", 1, "forward solver iterations: map evaluations for fp, anderson and broyden; Newton steps for newton and newton-ls (line-search maps not counted)") \
-  X(fwd_residual, F64, "%.6g", "", 1, "final value of the forward stopping test's norm")                             \
+  X(fwd_residual, F64, "%.6g", "", 1, "final value of the forward stopping test's norm (the run's stop_norm, stop_mode)") \
   X(fwd_reason, REASON, "%s", "enum", 1, "why the forward solve stopped (an il_reason name; see Reasons)")            \
   X(bwd_iters, I32, "%d", "iterations", 1, "backward iterations, max over ranks: unroll the forward's count; implicit with lu 1 + refinement steps, with fp/anderson/gmres the vjps (GEMMs) of the adjoint solve; phantom:K K; jfb 1") \
   X(bwd_residual, F64, "%.3g", "", 1, "relative residual ‖∂L/∂z* − (I − ∂f/∂z)ᵀu‖ / ‖∂L/∂z*‖ of the implicit adjoint solve, max over ranks; 0 for unroll, NaN for phantom/jfb (no system is solved)") \
@@ -119,6 +119,15 @@
   X(time_max, F64, "%.6g", "s", 2, "the event's total time on one rank, inclusive; the largest over ranks")          \
   X(time_sum, F64, "%.6g", "s", 2, "the same, summed over ranks; ≥ time_max, and equal to it on one rank")           \
   X(flops, F64, "%.6g", "FLOPs", 2, "floating-point operations done inside the event, inclusive, as counted by the backend's kernels (il_backend_ops.flops), summed over ranks")
+
+/* ---- trace (optional, --trace N): the residual of every iteration of the traced steps' solves ---- */
+#define IL_TRACE_COLUMNS(X)                                                                                          \
+  X(global_step, I32, "%d", "", 3, "the traced training step (steps.global_step): every step whose global_step is a multiple of the run's trace attribute") \
+  X(solve, STR16, "%s", "", 3, "\"forward\" (the forward solve) or \"backward\" (the backward mode's iterations)") \
+  X(solver, STR16, "%s", "", 3, "forward: the forward solver (fp, newton, newton-ls, anderson, broyden); backward: unroll, or implicit's adjoint solver (lu, fp, anderson, gmres)") \
+  X(iteration, I32, "%d", "iterations", 3, "the solve's iteration count when the residual was checked: 1 .. steps.fwd_iters (Newton solvers also check their start, iteration 0); backward 1 .. steps.bwd_iters (rank 0's)") \
+  X(residual, F64, "%.6g", "", 3, "the norm checked at that iteration: forward, the stopping test's batch residual ‖z − f(z)‖ over the global batch (its last row is steps.fwd_residual); unroll, ‖∂L/∂z_k‖ of the cotangent entering the replayed iteration; implicit, the adjoint system's residual ‖∂L/∂z* − (I − ∂f/∂z)ᵀu‖ (lu: after the direct solve and each kept refinement, rank 0's; matrix-free: the solver's running norm)") \
+  X(rel_residual, F64, "%.6g", "", 3, "residual divided by the first residual of the same solve (NaN when that is 0 or not finite)")
 
 /* ---- enum types: (name, value) ---- */
 #define IL_REASON_ENUM(X) X("converged", 0) X("max-iter", 1) X("diverged", 2) X("non-finite", 3)
@@ -171,7 +180,11 @@
   X(data, "str", 1, "data directory")                                                                                \
   X(run_index, "int", 1, "index of the run within its sweep (0 for train)")                                          \
   X(init_from, "str", 0, "train --init-from FILE: \"fnv1a64:<16 hex digits> <path>\"")                               \
-  X(batch_order, "str", 0, "train --batch-order FILE: as init_from")
+  X(batch_order, "str", 0, "train --batch-order FILE: as init_from")                                                 \
+  X(stop_mode, "str", 0, "abs, rel (tol times the first residual) or relf (rows relative to ||f(z)||); absent: abs")  \
+  X(stop_norm, "str", 0, "frob, max or mean: the norm of fwd_residual over the rows; absent: frob")                   \
+  X(best_rule, "str", 0, "off, batch or sample: the lowest-residual iterate returned; absent: batch if best, else off") \
+  X(trace, "int", 0, "train/sweep --trace N: every N-th training step's residuals are in the trace table; absent: off")
 
 /* C types of the column types */
 #define IL_CT_I32 int32_t

@@ -32,6 +32,7 @@
 #endif
 
 #define EPOCH_CHUNK_ROWS 64 /* ~10 KB chunks */
+#define TRACE_CHUNK_ROWS 512 /* ~25 KB chunks: a traced step adds tens to hundreds of rows */
 #define STEP_CHUNK_ROWS 256 /* ~41 KB chunks */
 
 /* ---- helpers shared with results_merge.c --------------------------------- */
@@ -402,11 +403,13 @@ static il_status make_types(il_h5_file *f) {
   if ((f->t_epoch = make_compound(f, &il_results_tables[IL_TABLE_EPOCHS])) < 0 ||
       (f->t_step = make_compound(f, &il_results_tables[IL_TABLE_STEPS])) < 0 ||
       (f->t_rank = make_compound(f, &il_results_tables[IL_TABLE_RANKS])) < 0 ||
-      (f->t_event = make_compound(f, &il_results_tables[IL_TABLE_EVENTS])) < 0)
+      (f->t_event = make_compound(f, &il_results_tables[IL_TABLE_EVENTS])) < 0 ||
+      (f->t_trace = make_compound(f, &il_results_tables[IL_TABLE_TRACE])) < 0)
     goto fail;
   if ((f->tf_epoch = H5Tcopy(f->t_epoch)) < 0 || H5Tpack(f->tf_epoch) < 0 || (f->tf_step = H5Tcopy(f->t_step)) < 0 ||
       H5Tpack(f->tf_step) < 0 || (f->tf_rank = H5Tcopy(f->t_rank)) < 0 || H5Tpack(f->tf_rank) < 0 ||
-      (f->tf_event = H5Tcopy(f->t_event)) < 0 || H5Tpack(f->tf_event) < 0)
+      (f->tf_event = H5Tcopy(f->t_event)) < 0 || H5Tpack(f->tf_event) < 0 ||
+      (f->tf_trace = H5Tcopy(f->t_trace)) < 0 || H5Tpack(f->tf_trace) < 0)
     goto fail;
   return IL_OK;
 fail:
@@ -421,6 +424,7 @@ static void close_id(hid_t *id, herr_t (*fn)(hid_t)) {
 void il_h5i_close_run(il_h5_file *f) {
   close_id(&f->d_epochs, H5Dclose);
   close_id(&f->d_steps, H5Dclose);
+  close_id(&f->d_trace, H5Dclose);
   close_id(&f->run, H5Gclose);
   f->run_open = 0;
   f->run_id[0] = '\0';
@@ -443,6 +447,8 @@ static herr_t release(il_h5_file *f) {
   close_id(&f->tf_rank, H5Tclose);
   close_id(&f->t_event, H5Tclose);
   close_id(&f->tf_event, H5Tclose);
+  close_id(&f->t_trace, H5Tclose);
+  close_id(&f->tf_trace, H5Tclose);
   close_id(&f->t_event_name, H5Tclose);
   close_id(&f->t_reason, H5Tclose);
   close_id(&f->t_nanorigin, H5Tclose);
@@ -628,7 +634,8 @@ il_status il_h5_open_ex(MPI_Comm comm, const char *path, int mode, int argc, cha
     return IL_ERR(IL_ERR_NOMEM, "results file '%s': out of memory", path ? path : "");
   }
   f->comm = MPI_COMM_NULL;
-  f->fid = f->runs = f->run = f->d_epochs = f->d_steps = -1;
+  f->fid = f->runs = f->run = f->d_epochs = f->d_steps = f->d_trace = -1;
+  f->t_trace = f->tf_trace = -1;
   f->t_epoch = f->t_step = f->t_rank = f->tf_epoch = f->tf_step = f->tf_rank = -1;
   f->t_event = f->tf_event = f->t_event_name = f->t_reason = f->t_nanorigin = -1;
   MPI_Comm_dup(comm, &f->comm);
@@ -818,6 +825,41 @@ il_status il_h5_run_epoch(il_h5_file *f, const il_epoch_row *e, const il_step_ro
     if (st == IL_OK) st = il_h5i_append_rows(f, f->d_epochs, f->t_epoch, e, 1, "epochs");
     if (st == IL_OK) st = flush(f);
   }
+  st = il_h5i_settle(f, st);
+  il_h5i_quiet_end(&q);
+  return st;
+}
+
+il_status il_h5i_open_trace(il_h5_file *f) {
+  if (f->d_trace >= 0) return IL_OK;
+  htri_t ex = H5Lexists(f->run, "trace", H5P_DEFAULT);
+  if (ex < 0) return IL_H5_FAIL(IL_ERR_IO, f->path, "cannot look up /runs/%s/trace", f->run_id);
+  if (ex == 0) return create_table(f, "trace", f->tf_trace, TRACE_CHUNK_ROWS, &f->d_trace);
+  if ((f->d_trace = H5Dopen2(f->run, "trace", H5P_DEFAULT)) < 0)
+    return IL_H5_FAIL(IL_ERR_FORMAT, f->path, "cannot open /runs/%s/trace", f->run_id);
+  return IL_OK;
+}
+
+static il_status run_trace_root(il_h5_file *f, const il_trace_row *rows, int n) {
+  if (!f->run_open) return IL_ERR(IL_ERR_ARG, "results file '%s': no run is open (il_h5_run_begin first)", f->path);
+  if (n < 0 || (n > 0 && !rows))
+    return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': bad trace row count %d on rank 0", f->path, f->run_id, n);
+  for (int i = 0; i < n; i++)
+    if (!memchr(rows[i].solve, '\0', IL_STR16_LEN) || !memchr(rows[i].solver, '\0', IL_STR16_LEN))
+      return IL_ERR(IL_ERR_ARG, "results file '%s': run '%s': trace row %d has a name without a NUL in its %d "
+                    "bytes", f->path, f->run_id, i, IL_STR16_LEN);
+  IL_CHECK(il_h5i_space_check(f, il_h5i_append_need(sizeof *rows, n, TRACE_CHUNK_ROWS), 1));
+  IL_CHECK(il_h5i_open_trace(f));
+  if (n > 0) IL_CHECK(il_h5i_append_rows(f, f->d_trace, f->t_trace, rows, (hsize_t)n, "trace"));
+  return flush(f);
+}
+
+il_status il_h5_run_trace(il_h5_file *f, const il_trace_row *rows, int n) {
+  if (!f) return IL_ERR(IL_ERR_ARG, "il_h5_run_trace: file is NULL");
+  il_status st = IL_OK;
+  il_h5i_quiet q;
+  il_h5i_quiet_begin(&q);
+  if (f->rank == 0) st = run_trace_root(f, rows, n);
   st = il_h5i_settle(f, st);
   il_h5i_quiet_end(&q);
   return st;

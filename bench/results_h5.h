@@ -73,6 +73,13 @@ il_status il_h5_run_begin(il_h5_file *f, const il_run_info *ri);
  * epoch. e, steps and nsteps are read on rank 0 only (others may pass NULL, 0). */
 il_status il_h5_run_epoch(il_h5_file *f, const il_epoch_row *e, const il_step_row *steps, int nsteps);
 
+/* Append rank 0's n rows to the current run's optional trace table (/runs/<id>/trace, --trace),
+ * creating it (empty, with n = 0) when the run has none, then flush. rows and n are read on rank 0
+ * only. Call it before il_h5_run_epoch and il_h5_run_checkpoint with the rows of the steps they
+ * write, so that a trace row's step is in the file no later than its epoch row or checkpoint;
+ * il_h5_run_resume cuts the table back to the checkpoint's global step. Collective. */
+il_status il_h5_run_trace(il_h5_file *f, const il_trace_row *rows, int n);
+
 /* The run's events table (/runs/<id>/events), n rows identical on every rank; call before
  * il_h5_run_end. Collective. */
 il_status il_h5_run_events(il_h5_file *f, const il_event_row *rows, int n);

@@ -27,11 +27,13 @@ struct il_h5_file {
   hid_t t_epoch, t_step, t_rank, t_event;     /* memory (native struct) compound types */
   hid_t tf_epoch, tf_step, tf_rank, tf_event; /* the same, packed, as stored in the file */
   hid_t t_event_name;                         /* events.name: fixed-length NUL-terminated ASCII */
+  hid_t t_trace, tf_trace;                    /* the optional trace table (--trace): memory, file */
   hid_t t_reason, t_nanorigin;                /* HDF5 enums over int32: il_reason, il_nan_origin */
   /* the current run (rank 0; run_open between run_begin/resume and run_end) */
   int run_open;
   int storage_failed; /* a write failed for storage reasons (every rank knows) */
   hid_t run, d_epochs, d_steps;
+  hid_t d_trace; /* the run's trace table once opened or created (il_h5_run_trace), else -1 */
   char run_id[sizeof(((il_run_info *)0)->run_id)];
 };
 
@@ -49,6 +51,8 @@ il_status il_h5i_space_check(const il_h5_file *f, uint64_t need, int with_reserv
 /* Rank 0: append n rows to table d; append steps rows to the current run and flush. */
 il_status il_h5i_append_rows(il_h5_file *f, hid_t d, hid_t mtype, const void *rows, hsize_t n, const char *name);
 uint64_t il_h5i_append_need(size_t row_size, int nrows, int chunk_rows);
+/* Rank 0: the current run's trace table into f->d_trace, created empty when the run has none. */
+il_status il_h5i_open_trace(il_h5_file *f);
 il_status il_h5i_run_steps(il_h5_file *f, const il_step_row *steps, int nsteps);
 /* The writer's file access: sec2, HDF5's own file locking off. -1 on failure. */
 hid_t il_h5i_writer_fapl(void);

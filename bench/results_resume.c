@@ -394,6 +394,38 @@ static il_status truncate_table(il_h5_file *f, hid_t d, int64_t rows, const char
   return IL_OK;
 }
 
+/* The optional trace table (--trace) keeps the rows of the steps before global step gs: rows are
+ * appended in step order, so the rows to keep are a prefix. */
+static il_status cut_trace(il_h5_file *f, int64_t gs) {
+  htri_t ex = H5Lexists(f->run, "trace", H5P_DEFAULT);
+  if (ex < 0) return IL_H5_FAIL(IL_ERR_IO, f->path, "cannot look up /runs/%s/trace", f->run_id);
+  if (ex == 0) return IL_OK;
+  IL_CHECK(il_h5i_open_trace(f));
+  int64_t rows = 0;
+  IL_CHECK(table_rows(f, f->d_trace, &rows));
+  if (rows == 0) return IL_OK;
+  int32_t *g = malloc((size_t)rows * sizeof *g);
+  if (!g) return IL_ERR(IL_ERR_NOMEM, "results file '%s': no memory to read %lld trace rows", f->path, (long long)rows);
+  il_status st = IL_OK;
+  hid_t mt = H5Tcreate(H5T_COMPOUND, sizeof *g);
+  if (mt < 0 || H5Tinsert(mt, "global_step", 0, H5T_NATIVE_INT32) < 0 ||
+      H5Dread(f->d_trace, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, g) < 0)
+    st = IL_H5_FAIL(IL_ERR_FORMAT, f->path, "cannot read /runs/%s/trace's global_step", f->run_id);
+  if (mt >= 0) H5Tclose(mt);
+  int64_t keep = 0;
+  while (st == IL_OK && keep < rows && g[keep] < gs) keep++;
+  for (int64_t i = keep; st == IL_OK && i < rows; i++)
+    if (g[i] < gs)
+      st = IL_ERR(IL_ERR_FORMAT, "results file '%s': run '%s': trace rows are not in step order (row %lld has "
+                  "global_step %d after one of %d)", f->path, f->run_id, (long long)i, (int)g[i], (int)g[keep]);
+  free(g);
+  IL_CHECK(st);
+  hsize_t n = (hsize_t)keep;
+  if (keep < rows && H5Dset_extent(f->d_trace, &n) < 0)
+    return IL_H5_FAIL(IL_ERR_IO, f->path, "cannot cut /runs/%s/trace back to %lld rows", f->run_id, (long long)keep);
+  return IL_OK;
+}
+
 static il_status drop_if_exists(il_h5_file *f, const char *name, int attr) {
   htri_t ex = attr ? H5Aexists(f->run, name) : H5Lexists(f->run, name, H5P_DEFAULT);
   if (ex < 0) return IL_H5_FAIL(IL_ERR_IO, f->path, "cannot look up '%s' in run '%s'", name, f->run_id);
@@ -450,6 +482,7 @@ static il_status resume_root(il_h5_file *f, const il_run_info *ri, il_h5_ckpt *c
   }
   IL_CHECK(truncate_table(f, f->d_epochs, pos[3], "epochs"));
   IL_CHECK(truncate_table(f, f->d_steps, pos[4], "steps"));
+  IL_CHECK(cut_trace(f, pos[2]));
   static const char *const ends[] = {"finished", "reason", "peak_bytes_total"};
   for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) IL_CHECK(drop_if_exists(f, ends[i], 1));
   for (int c = 0; c < IL_MEM_NCAT; c++) {

@@ -26,6 +26,7 @@
 #include "il_model.h"
 #include "il_rng.h"
 #include "il_step_reduce.h"
+#include "il_warm_start.h"
 #include "results.h"
 #include "stop_signal.h"
 #include "train_driver.h"
@@ -149,13 +150,20 @@ static void print_config(const train_opts *o, const il_model *m, size_t est, con
   printf("\n# %-18s %ld\n", "seed", o->seed);
   printf("# %-18s %s\n", "zero_nonconverged", m->layer.zero_rows ? "yes" : "no");
   if (strcmp(o->backward, "implicit") == 0) printf("# %-18s %ld\n", "adjoint_refine", o->refine);
-  printf("# %-18s %s (divtol %g%s)\n", "stop_mode", o->stop_mode, o->divtol, o->best ? ", lowest-residual iterate" : "");
+  printf("# %-18s %s (divtol %g%s%s%s)\n", "stop_mode", o->stop_mode, o->divtol,
+         o->best == IL_BEST_SAMPLE ? ", each row's lowest-residual iterate" : o->best ? ", lowest-residual iterate" : "",
+         strcmp(o->stop_norm, "frob") != 0 ? ", norm " : "", strcmp(o->stop_norm, "frob") != 0 ? o->stop_norm : "");
   if (o->opts_text[0]) printf("# %-18s %s\n", "options", o->opts_text);
   printf("# %-18s %s\n", "sech2", o->sech2);
   if (o->diag) printf("# %-18s every %ld steps\n", "diag", o->diag);
   if (o->jac_reg > 0)
     printf("# %-18s %g (%ld Rademacher probe%s per sample, every %ld step%s)\n", "jac_reg", o->jac_reg,
            o->jac_reg_samples, o->jac_reg_samples == 1 ? "" : "s", o->jac_reg_every, o->jac_reg_every == 1 ? "" : "s");
+  if (o->fpc_k > 1)
+    printf("# %-18s %ld points, weights %g^(K-k) (loss and error printed: z*'s)\n", "fp_correction", o->fpc_k,
+           o->fpc_gamma);
+  if (o->trace) printf("# %-18s every %ld steps (the results' trace table)\n", "trace", o->trace);
+  if (strcmp(o->w_norm, "none") != 0) printf("# %-18s %s\n", "w_norm", o->w_norm);
   printf("# %-18s %s (%s)\n", "device", o->device, IL_REAL_NAME);
   printf("# %-18s %ld%s%s%s\n", "threads", o->threads, binding[0] ? " (rank 0: " : "", binding, binding[0] ? ")" : "");
   printf("# %-18s %s\n", "data", o->data);
@@ -211,7 +219,7 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_i(ri, "adjoint_refine", o->refine));
   IL_CHECK(il_run_attr_s(ri, "stop_mode", o->stop_mode));
   IL_CHECK(il_run_attr_d(ri, "divtol", o->divtol));
-  IL_CHECK(il_run_attr_i(ri, "best", o->best));
+  IL_CHECK(il_run_attr_i(ri, "best", o->best != IL_BEST_OFF));
   IL_CHECK(il_run_attr_s(ri, "sech2", o->sech2));
   IL_CHECK(il_run_attr_i(ri, "diag", o->diag));
   IL_CHECK(il_run_attr_s(ri, "options", o->opts_text));
@@ -220,6 +228,14 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_d(ri, "jac_reg", o->jac_reg));
   IL_CHECK(il_run_attr_i(ri, "jac_reg_samples", o->jac_reg_samples));
   IL_CHECK(il_run_attr_i(ri, "jac_reg_every", o->jac_reg_every));
+  IL_CHECK(il_run_attr_i(ri, "fp_correction", o->fpc_k));
+  IL_CHECK(il_run_attr_d(ri, "fp_correction_gamma", o->fpc_gamma));
+  /* the stopping norm fwd_residual is measured in, and which lowest-residual iterate is returned */
+  IL_CHECK(il_run_attr_s(ri, "stop_norm", o->stop_norm));
+  IL_CHECK(il_run_attr_s(ri, "best_rule", o->best_rule));
+  if (o->trace) IL_CHECK(il_run_attr_i(ri, "trace", o->trace)); /* only when given: absent means off */
+  IL_CHECK(il_run_attr_i(ri, "warm_start", o->warm_start));
+  IL_CHECK(il_run_attr_s(ri, "w_norm", o->w_norm));
   if (o->inject_nan_rank >= 0) {
     char inj[64];
     snprintf(inj, sizeof inj, "%ld:%ld", o->inject_nan_rank, o->inject_nan_step);
@@ -286,6 +302,18 @@ typedef struct train_run {
   uint64_t resume_epoch_peak[IL_MEM_NCAT + 2]; /* a mid-epoch checkpoint's high-water marks of its epoch */
   int cpus[IL_BIND_MAX], bound; /* --threads T > 1: the CPUs this rank's threads are pinned to */
   char bind_desc[256];
+  il_trace_row *trace_rows;  /* --trace (rank 0): rows of the traced steps not yet in the results file */
+  long ntrace, trace_cap;
+  int trace_warned;          /* a trace overflowed (a sizing bug): said once */
+  /* --warm-start: the fixed points by sample (kept equal on every rank), the host copies a
+   * checkpoint takes when the space is not host memory, and the exchange's buffers */
+  il_warm_start warm;
+  int warm_ok;
+  float *ck_warm;          /* (ntrain, hidden) or NULL */
+  float *xs_rows;          /* (batch, hidden) host: the batch's fixed points, gathered over ranks */
+  unsigned char *xs_forget; /* (batch) host: their zeroed flags */
+  int *xs_counts;          /* (4 ranks) MPI_Allgatherv's counts and displacements of rows and flags */
+  float *ck_uv;            /* --w-norm spectral: u, v (2 hidden) for checkpoints */
 } train_run;
 
 /* How a phase of the run ended (il_train_run turns it into its return code). */
@@ -446,8 +474,10 @@ static run_outcome validate_run(train_run *r, il_model_config *mc, int *local_ok
   il_dist_shard(o->batch, d->rank, d->size, &off, &cnt);
   r->my.local_batch = (int32_t)cnt;
   *mc = (il_model_config){.in_dim = 784, .hidden = (int)o->hidden, .classes = 10, .max_batch = (int)r->lb_max,
-                          .seed = (uint64_t)o->seed, .jac_reg = o->jac_reg, .jac_reg_samples = (int)o->jac_reg_samples};
+                          .seed = (uint64_t)o->seed, .corr_gamma = o->fpc_gamma, .jac_reg = o->jac_reg,
+                          .jac_reg_samples = (int)o->jac_reg_samples};
   il_train_layer_config(o, &mc->layer);
+  mc->w_norm = (il_wnorm_kind)il_wnorm_from_name(o->w_norm);
   if (il_model_estimate_bytes(mc, &r->est) != IL_OK) {
     il_error_clear();
     IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld is too large to allocate (its size overflows)", o->hidden,
@@ -455,11 +485,19 @@ static run_outcome validate_run(train_run *r, il_model_config *mc, int *local_ok
     return RUN_INVALID;
   }
   *local_ok = 1;
+  if (o->warm_start) /* the table: a row per training sample */
+    r->est += (size_t)r->train->images.count * (size_t)o->hidden * sizeof(float);
   unsigned long long phys = il_phys_mem();
   if (phys && (double)r->est * d->node_size > (double)phys) {
     IL_ERR(IL_ERR_NOMEM, "--hidden %ld with --batch %ld needs about %.3g GiB on %d rank(s) of this node, more than its %.3g GiB",
            o->hidden, o->batch, (double)r->est * d->node_size / (1 << 30), d->node_size, (double)phys / (1 << 30));
     *local_ok = 0;
+  }
+  if (o->trace && strcmp(o->stop, "sample") == 0 && (d->size > 1 || o->threads > 1)) {
+    IL_ERR(IL_ERR_UNSUPPORTED, "--trace with --stop sample needs one rank and --threads 1: each rank and thread shard "
+           "stops on its own rows, so there is no one residual per iteration to record (here %d rank(s), %ld "
+           "thread(s))", d->size, o->threads);
+    return RUN_INVALID;
   }
   r->ntrain = (long)r->train->images.count;
   r->ntest = (long)r->test->images.count;
@@ -489,6 +527,12 @@ static run_outcome create_model(train_run *r, const il_model_config *mc, int loc
       local_ok = 0;
     } else {
       r->model_ok = 1;
+      if (r->o.trace && il_layer_trace_init(&r->model.layer) != IL_OK) local_ok = 0;
+      if (r->o.warm_start) {
+        if (il_warm_start_init(&r->warm, r->be, r->ntrain, (int)r->o.hidden, (int)r->o.batch, &r->model.mem) != IL_OK)
+          local_ok = 0;
+        r->warm_ok = 1; /* destroy what was built either way */
+      }
     }
   }
   int all_ok = local_ok;
@@ -718,6 +762,7 @@ typedef struct ckpt_bufs {
   int64_t *rank_nan; /* (2 * ranks) every rank's nan_steps, first_nan_step */
   uint64_t jr_rng[4]; /* --jac-reg: the probes' stream now */
   double jr_acc[2];   /* --jac-reg: the epoch's estimate sums so far */
+  float *warm_table; /* --warm-start: (ntrain, hidden) on the host (ckpt_state_buffers) */
 } ckpt_bufs;
 
 static void ckpt_layout(train_run *r, il_h5_ckpt *ck, ckpt_bufs *b, float *params) {
@@ -737,6 +782,79 @@ static void ckpt_layout(train_run *r, il_h5_ckpt *ck, ckpt_bufs *b, float *param
   };
   ck->nitems = (int)(sizeof items / sizeof items[0]) - (r->o.jac_reg > 0 ? 0 : 2); /* runs without it: as before */
   memcpy(ck->items, items, sizeof items);
+  /* training state of the options that have it */
+  const size_t h = (size_t)r->o.hidden;
+  if (r->o.warm_start) {
+    ck->items[ck->nitems++] = (il_ck_item){"warm_start_table", IL_CK_F32, (size_t)r->ntrain * h, b->warm_table};
+    ck->items[ck->nitems++] = (il_ck_item){"warm_start_seen", IL_CK_U8, (size_t)r->ntrain, r->warm.seen};
+  }
+  const size_t nuv = il_wnorm_state_count(r->model.wnorm.kind, (int)h);
+  if (nuv) ck->items[ck->nitems++] = (il_ck_item){"w_norm_uv", IL_CK_F32, nuv, r->ck_uv};
+}
+
+/* Host buffers of the state a checkpoint holds beside the parameters: the warm-start table (in
+ * place when the space is host memory) and spectral normalisation's u, v. */
+static il_status ckpt_state_buffers(train_run *r, ckpt_bufs *b) {
+  b->warm_table = NULL;
+  if (r->o.warm_start) {
+    if (r->be->ops->host_accessible) {
+      b->warm_table = r->warm.table;
+    } else {
+      if (!r->ck_warm && !(r->ck_warm = malloc((size_t)r->ntrain * (size_t)r->o.hidden * sizeof *r->ck_warm)))
+        return IL_ERR(IL_ERR_NOMEM, "rank %d: no memory for the warm-start table's checkpoint copy", r->dist.rank);
+      b->warm_table = r->ck_warm;
+    }
+  }
+  const size_t nuv = il_wnorm_state_count(r->model.wnorm.kind, (int)r->o.hidden);
+  if (nuv && !r->ck_uv && !(r->ck_uv = malloc(nuv * sizeof *r->ck_uv)))
+    return IL_ERR(IL_ERR_NOMEM, "rank %d: no memory for a checkpoint", r->dist.rank);
+  return IL_OK;
+}
+
+/* --trace (rank 0): this step's forward and backward residuals, as trace rows kept until the
+ * next epoch end or checkpoint writes them. */
+static run_outcome collect_trace(train_run *r, long global_step) {
+  const il_layer *L = &r->model.layer;
+  const il_trace *tr[2] = {&L->ftrace, &L->btrace};
+  const char *solve[2] = {"forward", "backward"}, *solver[2] = {r->o.solver, L->btrace_solver};
+  for (int k = 0; k < 2; k++) {
+    const il_trace *t = tr[k];
+    if (t->lost && !r->trace_warned) {
+      fprintf(stderr, "ilbench: warning: --trace: the %s trace of step %ld was full; %d residual(s) not recorded\n",
+              solve[k], global_step, t->lost);
+      r->trace_warned = 1;
+    }
+    if (t->n == 0) continue;
+    if (r->ntrace + t->n > r->trace_cap) {
+      const long cap = 2 * (r->ntrace + t->n) + 256;
+      il_trace_row *nr = realloc(r->trace_rows, (size_t)cap * sizeof *nr);
+      if (!nr) {
+        IL_ERR(IL_ERR_NOMEM, "--trace: no memory for %ld trace rows", cap);
+        return RUN_FATAL;
+      }
+      r->trace_rows = nr;
+      r->trace_cap = cap;
+    }
+    for (int i = 0; i < t->n; i++) {
+      il_trace_row *row = &r->trace_rows[r->ntrace++];
+      memset(row, 0, sizeof *row); /* no stray bytes after the names' NULs */
+      row->global_step = (int32_t)global_step;
+      snprintf(row->solve, sizeof row->solve, "%s", solve[k]);
+      snprintf(row->solver, sizeof row->solver, "%s", solver[k] ? solver[k] : "");
+      row->iteration = t->iter[i];
+      row->residual = t->res[i];
+      row->rel_residual = t->res[i] / t->res[0];
+    }
+  }
+  return RUN_OK;
+}
+
+/* --trace: the rows collected so far into the results file (rank 0's; collective). */
+static run_outcome flush_trace(train_run *r) {
+  if (!r->h5 || !r->o.trace) return RUN_OK;
+  if (il_h5_run_trace(r->h5, r->trace_rows, r->root ? (int)r->ntrace : 0) != IL_OK) return RUN_FAILED;
+  r->ntrace = 0;
+  return RUN_OK;
 }
 
 /* A checkpoint at the current position, with the steps rows not yet written. Collective. */
@@ -753,6 +871,12 @@ static run_outcome write_checkpoint(train_run *r) {
   if (MPI_Allgather(mine, 2, MPI_INT64_T, b.rank_nan, 2, MPI_INT64_T, r->dist.comm) != MPI_SUCCESS) {
     free(b.rank_nan);
     IL_ERR(IL_ERR_INTERNAL, "MPI_Allgather of the NaN counters failed");
+    return RUN_FATAL;
+  }
+  if (ckpt_state_buffers(r, &b) != IL_OK ||
+      (r->o.warm_start && b.warm_table != r->warm.table && il_warm_start_get(&r->warm, b.warm_table) != IL_OK) ||
+      il_wnorm_get_state(&r->model.wnorm, r->ck_uv) != IL_OK) {
+    free(b.rank_nan);
     return RUN_FATAL;
   }
   ckpt_layout(r, &ck, &b, (float *)params);
@@ -776,6 +900,10 @@ static run_outcome write_checkpoint(train_run *r) {
   ck.step = r->step;
   ck.global_step = r->global_step;
   const int pending = (int)(r->step - r->steps_written);
+  if (flush_trace(r) != RUN_OK) {
+    free(b.rank_nan);
+    return RUN_FAILED;
+  }
   const il_status cs = il_h5_run_checkpoint(r->h5, r->steps + r->steps_written, pending, &ck);
   free(b.rank_nan);
   if (cs != IL_OK) return RUN_FAILED;
@@ -798,6 +926,10 @@ static run_outcome resume_run(train_run *r, const il_run_info *ri) {
     return RUN_FATAL;
   }
   b.rank_nan = rank_nan;
+  if (ckpt_state_buffers(r, &b) != IL_OK) {
+    free(rank_nan);
+    return RUN_FATAL;
+  }
   ckpt_layout(r, &ck, &b, r->ck_params);
   const il_status rs = il_h5_run_resume(r->h5, ri, &ck, &have); /* agreed by every rank */
   if (have) {
@@ -812,6 +944,9 @@ static run_outcome resume_run(train_run *r, const il_run_info *ri) {
     return RUN_OK;
   }
   if (il_model_set_params(&r->model, r->ck_params) != IL_OK) return RUN_FATAL;
+  if (r->o.warm_start && b.warm_table != r->warm.table && il_warm_start_set(&r->warm, b.warm_table) != IL_OK)
+    return RUN_FATAL;
+  if (il_wnorm_set_state(&r->model.wnorm, r->ck_uv) != IL_OK) return RUN_FATAL;
   memcpy(r->shuffle_epoch.s, b.rng, sizeof b.rng);
   r->shuffle = r->shuffle_epoch;
   acc_unpack(b.acc, &r->tr);
@@ -851,6 +986,10 @@ static run_outcome begin_run_output(train_run *r) {
     print_config(&r->o, &r->model, r->est, r->bind_desc);
     if (r->init_tag[0]) printf("# %-18s %s\n", "init_from", r->init_tag);
     if (r->order_tag[0]) printf("# %-18s %s\n", "batch_order", r->order_tag);
+    if (r->o.warm_start)
+      printf("# %-18s per training sample: a (%ld, %ld) float32 table on every rank, %.1f MiB, kept equal over "
+             "ranks (the test pass starts cold)\n", "warm_start", r->ntrain, r->o.hidden,
+             (double)r->ntrain * (double)r->o.hidden * sizeof(float) / (1 << 20));
     printf("# %-18s %d (%d on this node), batch shard %ld..%ld rows\n", "ranks", r->dist.size, r->dist.node_size,
            r->o.batch / r->dist.size, r->lb_max);
     fflush(stdout);
@@ -865,11 +1004,18 @@ static run_outcome begin_run_output(train_run *r) {
     char hx[24];
     snprintf(hx, sizeof hx, "%016llx", (unsigned long long)r->config_hash);
     if (il_run_attr_s(&ri, "config_hash", hx) != IL_OK) return RUN_FATAL;
-    if (r->o.resume) return resume_run(r, &ri);
-    /* refusals here are agreed by every rank: a taken run id is a clean skip, a storage failure a failure */
-    const il_status bs = il_h5_run_begin(r->h5, &ri);
-    if (bs != IL_OK) return bs == IL_ERR_ARG ? RUN_INVALID : RUN_FAILED;
-    r->run_open = 1;
+    run_outcome out = RUN_OK;
+    if (r->o.resume) {
+      out = resume_run(r, &ri);
+    } else {
+      /* refusals here are agreed by every rank: a taken run id is a clean skip, a storage failure a failure */
+      const il_status bs = il_h5_run_begin(r->h5, &ri);
+      if (bs != IL_OK) return bs == IL_ERR_ARG ? RUN_INVALID : RUN_FAILED;
+      r->run_open = 1;
+    }
+    /* --trace: the run has its trace table from the start (a resumed run's, cut back to its checkpoint) */
+    if (out == RUN_OK && r->o.trace && il_h5_run_trace(r->h5, NULL, 0) != IL_OK) return RUN_FAILED;
+    return out;
   }
   return RUN_OK;
 }
@@ -906,6 +1052,41 @@ static void step_meas(const il_step_stats *st, il_step_meas *m) {
       .rho_samples = st->diag.rho_samples, .nan_origin = st->nan_origin, .nan_iter = st->nan_iter};
 }
 
+/* --warm-start: the step's fixed points (rows start..start+Bg of the shuffle) into the table on
+ * every rank. Each rank has its shard's rows; with several ranks they are gathered over ranks
+ * first (Bg x hidden floats and Bg flags per step), so that every rank's table stays the same
+ * whichever rank sees a sample next. Rows the layer zeroed as non-converged are forgotten: such a
+ * sample starts where the solver starts on its own the next time. */
+static il_status store_fixed_points(train_run *r, long start, int Bg, long off, long cnt) {
+  il_warm_start *w = &r->warm;
+  il_layer *L = &r->model.layer;
+  const uint32_t *idx = r->perm + start;
+  IL_CHECK(il_layer_get_zstar(L, w->rows));
+  if (r->dist.size == 1) return il_warm_start_store(w, Bg, idx, L->zeroed);
+  const int P = r->dist.size, n = (int)r->o.hidden;
+  if (!r->xs_rows) {
+    r->xs_rows = malloc((size_t)r->o.batch * n * sizeof *r->xs_rows);
+    r->xs_forget = malloc((size_t)r->o.batch);
+    r->xs_counts = malloc(4 * (size_t)P * sizeof *r->xs_counts);
+    if (!r->xs_rows || !r->xs_forget || !r->xs_counts)
+      return IL_ERR(IL_ERR_NOMEM, "rank %d: no memory for the warm-start exchange", r->dist.rank);
+  }
+  int *rc = r->xs_counts, *rd = rc + P, *fc = rd + P, *fd = fc + P; /* rows and flags: counts, displacements */
+  for (int k = 0; k < P; k++) {
+    long o, c;
+    il_dist_shard(Bg, k, P, &o, &c);
+    rc[k] = (int)c * n, rd[k] = (int)o * n, fc[k] = (int)c, fd[k] = (int)o;
+  }
+  IL_CHECK(il_download(r->be, r->xs_rows + off * n, w->rows, (size_t)cnt * n));
+  memcpy(r->xs_forget + off, L->zeroed, (size_t)cnt);
+  if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, r->xs_rows, rc, rd, MPI_FLOAT, r->dist.comm) != MPI_SUCCESS ||
+      MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, r->xs_forget, fc, fd, MPI_UNSIGNED_CHAR, r->dist.comm) !=
+          MPI_SUCCESS)
+    return IL_ERR(IL_ERR_INTERNAL, "MPI_Allgatherv of the batch's fixed points failed");
+  IL_CHECK(il_upload(r->be, w->rows, r->xs_rows, (size_t)Bg * n));
+  return il_warm_start_store(w, Bg, idx, r->xs_forget);
+}
+
 /* Training batch b of epoch ep on this rank's shard: gather, forward, backward,
  * the gradient allreduce, and the SGD update unless the gradient is not finite
  * (then the step is skipped on every rank). *m: what this rank measured;
@@ -924,8 +1105,15 @@ static run_outcome train_step(train_run *r, long b, long global_step, double lr,
   r->model.row_offset = (int)off;  /* the regulariser's probes are drawn for the global batch */
   r->model.jac_reg_now = o->jac_reg > 0 && global_step % o->jac_reg_every == 0; /* the same steps on every rank */
   r->model.layer.diag_now = o->diag > 0 && global_step % o->diag == 0; /* the same steps on every rank */
+  r->model.layer.trace_now = o->trace > 0 && global_step % o->trace == 0; /* likewise: its norms are collective */
   double ta = il_now();
-  if (il_model_forward(&r->model, (int)cnt, r->X, r->y, 1, &st) != IL_OK) return RUN_FATAL;
+  if (o->warm_start && il_warm_start_begin(&r->warm, (int)cnt, r->perm + start + off, &r->model.z0,
+                                           &r->model.z0_cold) != IL_OK)
+    return RUN_FATAL;
+  const il_status fs = il_model_forward(&r->model, (int)cnt, r->X, r->y, 1, &st);
+  r->model.z0 = NULL; /* the test pass starts cold */
+  r->model.z0_cold = NULL;
+  if (fs != IL_OK) return RUN_FATAL;
   double tb = il_now();
   if (il_model_backward(&r->model, &st) != IL_OK) return RUN_FATAL;
   if (o->inject_nan_step == global_step && o->inject_nan_rank == d->rank && inject_nan_grad(r) != IL_OK)
@@ -950,10 +1138,14 @@ static run_outcome train_step(train_run *r, long b, long global_step, double lr,
     if (grad_norm(r, gn) != IL_OK) return RUN_FATAL;
     if (*gn > tr->max_grad_norm) tr->max_grad_norm = *gn;
     if (il_model_sgd(&r->model, lr) != IL_OK) return RUN_FATAL;
+    /* a skipped step keeps the table as it was, like the parameters */
+    if (o->warm_start && store_fixed_points(r, start, Bg, off, cnt) != IL_OK) return RUN_FATAL;
   } else {
     tr->nan_batches++;
   }
   double te = il_now();
+  /* outside the phase times: copying the trace is bookkeeping, not training */
+  if (r->model.layer.trace_now && r->root && collect_trace(r, global_step) != RUN_OK) return RUN_FATAL;
   step_meas(&st, m);
   m->t_forward = tb - ta;
   m->t_backward = tw - tb;
@@ -1132,6 +1324,7 @@ static run_outcome epoch_output(train_run *r, long ep, double lr, const epoch_ac
              mmm[4].max);
     fflush(stdout);
   }
+  if (flush_trace(r) != RUN_OK) return RUN_FAILED;
   if (r->h5 && il_h5_run_epoch(r->h5, &er, r->steps + r->steps_written, (int)(r->nb - r->steps_written)) != IL_OK)
     return RUN_FAILED;
   r->steps_written = 0;
@@ -1286,6 +1479,13 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
   free(r.tidx);
   free(r.order);
   free(r.steps);
+  free(r.trace_rows);
+  if (r.warm_ok) il_warm_start_destroy(&r.warm);
+  free(r.ck_warm);
+  free(r.xs_rows);
+  free(r.xs_forget);
+  free(r.xs_counts);
+  free(r.ck_uv);
   if (r.model_ok) il_model_destroy(&r.model);
   il_backend_destroy(r.be);
   free(r.stage);

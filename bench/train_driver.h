@@ -35,14 +35,21 @@ typedef struct il_train_opts {
   /* solver zoo and diagnostics */
   const char *stop_mode, *sech2;
   double divtol;
-  int best;
+  int best;                /* il_best_rule of --best */
+  const char *best_rule;   /* "off", "batch", "sample" */
+  const char *stop_norm;   /* --stop-norm: "frob", "max", "mean" */
   long diag;               /* measure diagnostics every diag steps (0: never) */
+  long trace;              /* --trace N: record every N-th training step's residuals (0: off) */
   il_options lopts;        /* per-solver / per-backward options (--anderson-m ...) */
   char opts_text[512];     /* "key=value,..." as recorded in the results */
   int refine_applies;      /* --adjoint-refine means something for this configuration */
   /* Jacobian regularisation (core/il_model.h): weight (0: off), probes per sample, every N steps */
   double jac_reg;
   long jac_reg_samples, jac_reg_every;
+  int warm_start;          /* --warm-start: each training sample starts from its last fixed point */
+  const char *w_norm;      /* --w-norm none|weight|spectral: W's parameterisation (core/il_wnorm.h) */
+  long fpc_k;              /* --fp-correction K[:GAMMA]: K points (1: off) */
+  double fpc_gamma;        /* ... and GAMMA, point k's loss weight GAMMA^(K-k) (default 0.8) */
 } il_train_opts;
 
 /* The per-solver and per-backward option flags (--fp-tau, --anderson-m, ...), NULL-terminated:

@@ -1,11 +1,13 @@
 /* bench/train_options.c: the options of one training run (`train`, and each point
  * of `sweep`): their table, strict parsing, and the implicit-layer configuration
  * they make. Nothing here touches MPI or data; bench/train_driver.c runs the result. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "il_wnorm.h"
 #include "train_driver.h"
 
 #define MAX_DROPS IL_TRAIN_MAX_DROPS
@@ -13,7 +15,7 @@
 static const il_cli_spec train_spec_head[] = {
     {"solver", 1, "forward solver", "fp"},
     {"backward", 1, "backward mode", "unroll"},
-    {"tol", 1, "stop when the batch residual Frobenius norm < tol", "1e-4"},
+    {"tol", 1, "stop when the batch residual (the Frobenius norm; see --stop-norm, --stop-mode) < tol", "1e-4"},
     {"max-iter", 1, "solver iteration limit", "200 for fp, 40 for newton"},
     {"eval-tol", 1, "the test pass's tolerance (DEQ papers often evaluate with a tighter one)", "--tol"},
     {"eval-max-iter", 1, "the test pass's iteration limit", "--max-iter"},
@@ -33,9 +35,15 @@ static const il_cli_spec train_spec_head[] = {
      "1, or SLURM_CPUS_PER_TASK under Slurm"},
     {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: yes for newton, as the seed)", "auto"},
     {"adjoint-refine", 1, "implicit with adjoint-solver lu: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
-    {"stop-mode", 1, "abs: stop when residual < tol; rel: when residual < tol * first residual", "abs"},
+    {"stop-mode", 1, "abs: stop when residual < tol; rel: when residual < tol * first residual; relf: each row's "
+                     "residual is relative to its ||f(z)||, ||f(z)-z|| / (||f(z)|| + 1e-9), as TorchDEQ's rel", "abs"},
     {"divtol", 1, "diverged when residual > divtol * first residual (0: off)", "0"},
-    {"best", 0, "a solve that ends unconverged returns its lowest-residual iterate (not with unroll)", NULL},
+    {"best", IL_CLI_OPTIONAL, "batch (--best alone): a solve that ends unconverged returns its lowest-residual "
+                              "iterate; sample: each row returns its own lowest-residual iterate, as TorchDEQ (not "
+                              "with unroll; off when not given)", "batch"},
+    {"stop-norm", 1, "batch stopping's norm over the rows' residuals: frob (the batch's Frobenius norm, the seed), "
+                     "max (the largest row's, TorchDEQ's test) or mean (the mean of the rows' norms); over all ranks",
+     "frob"},
     {"sech2", 1, "stable: sech^2 = 1 - tanh^2; seed: Newton's Jacobian uses the seed's 1/cosh(a)^2 and its autograd "
                  "backward (NaN where cosh overflows, |a| > 89.4 in float32)", "stable"},
     {"diag", 1, "every N steps measure spectral radius, LU condition, gradient vs exact IFT (0: never)", "0"},
@@ -45,6 +53,16 @@ static const il_cli_spec train_spec_head[] = {
                    "fixed, added to any backward mode's); 0: off", "0"},
     {"jac-reg-samples", 1, "with --jac-reg: probes per sample", "1"},
     {"jac-reg-every", 1, "with --jac-reg: regularise every N-th training step (1: every step)", "1"},
+    {"fp-correction", 1, "fixed-point correction (README): besides z*, supervise K-1 iterates spread over the forward "
+                         "solve, each through the backward mode's phantom steps (1 for implicit), with loss weights "
+                         "GAMMA^(K-k), GAMMA in (0, 1] (default 0.8); K 1..100, 1: off; not with --backward unroll",
+     "1"},
+    {"trace", 1, "every N training steps record the residual of every forward and backward iteration in the --out "
+                 "file's trace table (analysis/SCHEMA.md; report.py draws convergence.png from it)", "off"},
+    {"warm-start", 0, "start each training sample's solve from its fixed point of the last step that saw it (per "
+                      "dataset index, across epochs; the test pass starts cold)", NULL},
+    {"w-norm", 1, "none|weight|spectral: W's parameterisation; weight: W_i = g_i V_i / ||V_i|| per row, spectral: "
+                  "W = V / sigma(V), one power iteration per training step", "none"},
 };
 /* then the per-solver / per-backward options, from the registries' declarations (il_option_decl) */
 static const il_cli_spec train_spec_tail[] = {
@@ -151,6 +169,22 @@ static il_status parse_drops(const char *s, train_opts *o) {
   return IL_OK;
 }
 
+/* --fp-correction K[:GAMMA] */
+static il_status parse_fp_correction(const char *s, train_opts *o) {
+  char k[32];
+  const char *colon = strchr(s, ':');
+  o->fpc_gamma = 0.8;
+  if (colon && (size_t)(colon - s) >= sizeof k) return IL_ERR(IL_ERR_ARG, "--fp-correction: '%s' is not K[:GAMMA]", s);
+  snprintf(k, sizeof k, "%.*s", colon ? (int)(colon - s) : (int)strlen(s), s);
+  IL_CHECK(il_parse_int(k, "--fp-correction K (points)", 1, 100, &o->fpc_k));
+  if (colon) {
+    IL_CHECK(il_parse_double(colon + 1, "--fp-correction GAMMA", &o->fpc_gamma));
+    if (!(o->fpc_gamma > 0 && o->fpc_gamma <= 1))
+      return IL_ERR(IL_ERR_ARG, "--fp-correction: GAMMA must be in (0, 1], got %s", colon + 1);
+  }
+  return IL_OK;
+}
+
 /* The implicit layer's configuration; cfg->opts points into o. */
 void il_train_layer_config(const train_opts *o, il_layer_config *cfg) {
   *cfg = (il_layer_config){.solver = o->solver, .backward = o->backward, .tol = o->tol, .max_iter = (int)o->max_iter,
@@ -158,7 +192,12 @@ void il_train_layer_config(const train_opts *o, il_layer_config *cfg) {
                            .zero_nonconverged = o->zero, .adjoint_refine = o->refine ? (int)o->refine : -1,
                            .stop_per_sample = strcmp(o->stop, "sample") == 0,
                            .stop_rel = strcmp(o->stop_mode, "rel") == 0, .divtol = o->divtol, .keep_best = o->best,
-                           .sech2_seed = strcmp(o->sech2, "seed") == 0, .opts = (il_options *)&o->lopts};
+                           .stop_relf = strcmp(o->stop_mode, "relf") == 0,
+                           .stop_norm = strcmp(o->stop_norm, "max") == 0    ? IL_STOP_MAX
+                                        : strcmp(o->stop_norm, "mean") == 0 ? IL_STOP_MEAN
+                                                                            : IL_STOP_FROB,
+                           .sech2_seed = strcmp(o->sech2, "seed") == 0, .opts = (il_options *)&o->lopts,
+                           .fp_correction = (int)o->fpc_k};
 }
 
 il_status il_train_parse(const il_cli *cli, train_opts *o) { return il_train_parse_ex(cli, o, 0); }
@@ -201,11 +240,18 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   o->zero = strcmp(z, "auto") == 0 ? IL_ZERO_AUTO : strcmp(z, "yes") == 0 ? IL_ZERO_YES : IL_ZERO_NO;
   IL_CHECK(il_cli_int(cli, "adjoint-refine", 3, 0, 100, &o->refine));
   IL_CHECK(il_cli_int(cli, "check-sync", 0, 0, 1L << 40, &o->check_sync));
-  IL_CHECK(il_cli_choice(cli, "stop-mode", "abs", "abs|rel", &o->stop_mode));
+  IL_CHECK(il_cli_choice(cli, "stop-mode", "abs", "abs|rel|relf", &o->stop_mode));
+  IL_CHECK(il_cli_choice(cli, "stop-norm", "frob", "frob|max|mean", &o->stop_norm));
+  if (strcmp(o->stop_norm, "frob") != 0 && strcmp(o->stop, "sample") == 0)
+    return IL_ERR(IL_ERR_ARG, "--stop-norm %s reduces the batch's rows for --stop batch; --stop sample stops each "
+                  "row on its own norm", o->stop_norm);
   IL_CHECK(il_cli_double(cli, "divtol", 0, &o->divtol));
   if (!(o->divtol == 0 || o->divtol > 1))
     return IL_ERR(IL_ERR_ARG, "--divtol: must be 0 (off) or greater than 1, got %g", o->divtol);
-  o->best = il_cli_has(cli, "best");
+  o->best_rule = "off";
+  if (il_cli_has(cli, "best")) IL_CHECK(il_cli_choice(cli, "best", "batch", "batch|sample", &o->best_rule));
+  o->best = strcmp(o->best_rule, "sample") == 0 ? IL_BEST_SAMPLE : strcmp(o->best_rule, "batch") == 0 ? IL_BEST_BATCH
+                                                                                                       : IL_BEST_OFF;
   IL_CHECK(il_cli_choice(cli, "sech2", "stable", "stable|seed", &o->sech2));
   IL_CHECK(il_cli_int(cli, "diag", 0, 0, 1L << 40, &o->diag));
   IL_CHECK(il_cli_double(cli, "jac-reg", 0, &o->jac_reg));
@@ -216,6 +262,19 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   if (!(o->jac_reg > 0) && (il_cli_has(cli, "jac-reg-samples") || il_cli_has(cli, "jac-reg-every")))
     return IL_ERR(IL_ERR_ARG, "--%s applies only with --jac-reg WEIGHT > 0",
                   il_cli_has(cli, "jac-reg-samples") ? "jac-reg-samples" : "jac-reg-every");
+  IL_CHECK(parse_fp_correction(il_cli_get(cli, "fp-correction", "1"), o));
+  o->trace = 0;
+  if (il_cli_has(cli, "trace")) {
+    const char *v = il_cli_get(cli, "trace", "");
+    if (il_parse_int(v, "--trace", 1, INT32_MAX, &o->trace) != IL_OK) {
+      il_error_clear();
+      return IL_ERR(IL_ERR_ARG, "--trace N: N must be a positive integer, the step interval (every N-th training "
+                    "step is traced), got '%s'", v);
+    }
+    if (!il_cli_get(cli, "out", NULL) && !il_cli_get(cli, "resume", NULL)) /* train --resume FILE is an --out */
+      return IL_ERR(IL_ERR_ARG, "--trace needs --out FILE: the residuals are written to the results file's trace "
+                    "table");
+  }
   il_options_init(&o->lopts);
   o->opts_text[0] = '\0';
   const char *const *flags = il_train_layer_option_flags();
@@ -251,6 +310,8 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
     il_backend_destroy(be);
     if (s != IL_OK) return s;
   }
+  o->warm_start = il_cli_has(cli, "warm-start");
+  IL_CHECK(il_cli_choice(cli, "w-norm", "none", IL_WNORM_CHOICES, &o->w_norm));
   o->log_steps = il_cli_has(cli, "log-steps");
   o->log_view = il_cli_has(cli, "log-view");
   o->save_params = il_cli_get(cli, "save-params", NULL);

@@ -13,7 +13,7 @@ struct il_arena_block {
 };
 
 const char *il_mem_category_name(il_mem_category c) {
-  static const char *names[IL_MEM_NCAT] = {"params", "grads", "activations", "saved", "workspace"};
+  static const char *names[IL_MEM_NCAT] = {"params", "grads", "activations", "saved", "workspace", "state"};
   return (c >= 0 && c < IL_MEM_NCAT) ? names[c] : "unknown";
 }
 

@@ -16,6 +16,7 @@ typedef enum il_mem_category {
   IL_MEM_ACTIVATIONS,
   IL_MEM_SAVED,     /* saved-for-backward state (tapes, factors kept for backward) */
   IL_MEM_WORKSPACE, /* solver and kernel scratch */
+  IL_MEM_STATE,     /* training state besides the parameters (warm-start fixed points, power-iteration vectors) */
   IL_MEM_NCAT
 } il_mem_category;
 

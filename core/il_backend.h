@@ -128,6 +128,11 @@ typedef struct il_backend_ops {
                            il_real beta, il_real *out);
   /* out (n) += column sums of a (B, n), rows in order. */
   il_status (*col_sum_add)(void *ctx, int B, int n, const il_real *a, il_real *out);
+  /* Rows of n by index, b < B: dst row (didx ? didx[b] : b) = src row (sidx ? sidx[b] : b);
+   * sidx, didx host (B) or NULL (a gather with sidx, a scatter with didx). The destination rows
+   * are distinct; src and dst do not overlap. */
+  il_status (*row_index_copy)(void *ctx, int B, int n, const int *sidx, const il_real *src, const int *didx,
+                              il_real *dst);
 
   /* ---- reductions to the host (sync points), accumulated in double ---- */
   il_status (*sqdist)(void *ctx, size_t len, const il_real *a, const il_real *b, double *out); /* sum (a - b)^2; b may be NULL */

@@ -1,10 +1,12 @@
 /* core/il_layer.c: glue of cell, solver and backward mode for one batch, plus
  * the per-step diagnostics (--diag) that need all three. */
 #include "il_layer.h"
+#include "il_layer_correction.h"
 #include "il_layer_team.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_backend *be, int n, const il_real *W,
@@ -24,8 +26,19 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
     return IL_ERR(IL_ERR_UNSUPPORTED, "solver '%s' does not support per-sample stopping (use --stop batch)",
                   L->sops->name);
   if (cfg->stop_per_sample && cfg->stop_rel)
-    return IL_ERR(IL_ERR_UNSUPPORTED, "per-sample stopping uses absolute row norms: it cannot be combined with a "
-                                      "relative stop mode");
+    return IL_ERR(IL_ERR_UNSUPPORTED, "per-sample stopping judges each row on its own: it cannot be combined with a "
+                                      "threshold relative to the batch's first residual (rel; relf, relative to each "
+                                      "row's ||f(z)||, can)");
+  if (cfg->stop_norm < IL_STOP_FROB || cfg->stop_norm > IL_STOP_MEAN)
+    return IL_ERR(IL_ERR_ARG, "stop norm must be frob, max or mean (%d)", cfg->stop_norm);
+  if (cfg->stop_per_sample && cfg->stop_norm != IL_STOP_FROB)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "the %s norm reduces the batch's rows for batch stopping: per-sample "
+                  "stopping judges each row on its own (use --stop batch)", il_stop_norm_name(cfg->stop_norm));
+  if (cfg->stop_rel && cfg->stop_relf)
+    return IL_ERR(IL_ERR_ARG, "relative to the first residual (rel) and to ||f(z)|| (relf) are two stop modes: "
+                              "choose one");
+  if (cfg->keep_best < IL_BEST_OFF || cfg->keep_best > IL_BEST_SAMPLE)
+    return IL_ERR(IL_ERR_ARG, "best-iterate rule must be off, batch or sample (%d)", cfg->keep_best);
   if (cfg->keep_best && L->bops->needs_tape)
     return IL_ERR(IL_ERR_UNSUPPORTED, "returning the lowest-residual iterate is not supported with backward '%s': "
                                       "the tape ends at the last iterate", L->bops->name);
@@ -71,6 +84,7 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
   char ctx[96];
   snprintf(ctx, sizeof ctx, "solver %s / backward %s", L->sops->name, L->bops->name);
   if (s == IL_OK) s = il_options_check_all_used(&L->opts, ctx);
+  if (s == IL_OK) s = il_corr_setup(L, cfg);
   if (s == IL_OK && il_layer_team_wanted(be)) s = il_layer_team_create(L, cfg, n, W, stats);
   if (s != IL_OK) {
     il_layer_destroy(L);
@@ -87,12 +101,33 @@ size_t il_layer_ws_bytes(const il_layer *L, int B) {
   if (fwd_eval > fwd) fwd = fwd_eval;
   size_t bwd = L->bops->ws_bytes ? L->bops->ws_bytes(L->bstate, &L->cell, B) : 0;
   const size_t diag = 3 * len + L->cell.ops->ws_bytes(&L->cell, B); /* diag_rho, f(z*) */
+  const size_t corr = il_corr_ws_bytes(L, B, fwd, bwd);
   if (bwd < diag) bwd = diag;
+  if (bwd < corr) bwd = corr;
   if (L->cfg.jac_reg) { /* il_layer_jac_reg: f(z*), the masked probe, the cell's op */
     const size_t reg = 2 * len + L->cell.ops->ws_bytes(&L->cell, B);
     if (bwd < reg) bwd = reg;
   }
   return (fwd > bwd ? fwd : bwd) + 2 * len; /* + the diagnostics' f(z*) and margin */
+}
+
+il_status il_layer_trace_init(il_layer *L) {
+  if (L->team) return il_layer_team_trace_init(L);
+  if (L->trace_mem) return IL_OK;
+  const int fcap = L->cfg.max_iter + 1; /* Newton checks its start as well */
+  int bcap = 0;
+  L->btrace_solver = NULL;
+  if (L->bops->trace_info) bcap = L->bops->trace_info(L->bstate, L->cfg.max_iter, L->cfg.adjoint_refine,
+                                                      &L->btrace_solver);
+  const size_t total = (size_t)fcap + (size_t)bcap;
+  char *mem = malloc(total * (sizeof(double) + sizeof(int)));
+  if (!mem) return IL_ERR(IL_ERR_NOMEM, "layer: cannot allocate the residual traces (%zu entries)", total);
+  L->trace_mem = mem;
+  double *res = (double *)(void *)mem;
+  int *it = (int *)(void *)(res + total);
+  L->ftrace = (il_trace){.res = res, .iter = it, .cap = fcap};
+  L->btrace = (il_trace){.res = res + fcap, .iter = it + fcap, .cap = bcap};
+  return IL_OK;
 }
 
 il_status il_layer_reserve(il_layer *L, int max_B) {
@@ -170,26 +205,42 @@ il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, i
 }
 
 il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train) {
+  return il_layer_forward_corr(L, B, x, z0, out, NULL, train);
+}
+
+il_status il_layer_forward_corr(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out,
+                                il_real *const *corr, int train) {
   const il_backend *be = L->be;
   const int n = L->cell.n;
   const size_t len = (size_t)B * n;
+  const int corrected = train && L->corr_K > 1;
   if (B <= 0) return IL_ERR(IL_ERR_ARG, "layer forward: batch must be positive, got %d", B);
-  if (L->team) return il_layer_team_forward(L, B, x, z0, out, train);
+  if (corrected && !corr)
+    return IL_ERR(IL_ERR_ARG, "layer forward: fixed-point correction needs %d output arrays", L->corr_K - 1);
+  if (L->team) return il_layer_team_forward(L, B, x, z0, out, corrected ? corr : NULL, train);
   il_arena_reset(&L->saved);
   il_arena_reset(&L->hsaved);
+  L->corr_j = NULL;
+  L->corr_pt = NULL;
+  L->corr_tape = NULL;
   L->B = B;
   L->train = train;
   L->diag = (il_layer_diag){.rho_max = NAN, .rho_mean = NAN, .cond_max = NAN, .grad_cos = NAN, .grad_relerr = NAN,
                             .preact_max = NAN};
   L->bwd_nan_iter = -1;
   const int taped = train && L->bops->needs_tape;
+  const int traced = train && L->trace_now && L->trace_mem; /* --trace: this step's residuals */
+  L->ftrace.n = L->ftrace.lost = L->btrace.n = L->btrace.lost = 0;
   L->prob = (il_problem){.cell = &L->cell, .be = be, .B = B, .x = x, .z0 = z0,
                          .tol = train ? L->cfg.tol : L->cfg.eval_tol,
                          .max_iter = train ? L->cfg.max_iter : L->cfg.eval_max_iter, .ws = &L->ws, .hws = &L->hws,
                          .saved = taped ? &L->saved : NULL, .hsaved = taped ? &L->hsaved : NULL,
                          .keep = (train && L->keep_lu) ? &L->saved : NULL, .reduce = L->prob.reduce,
                          .per_sample = L->cfg.stop_per_sample, .stop_rel = L->cfg.stop_rel,
-                         .divtol = L->cfg.divtol, .keep_best = L->cfg.keep_best, .diag = L->diag_now};
+                         .divtol = L->cfg.divtol, .keep_best = L->cfg.keep_best, .diag = L->diag_now,
+                         .stop_norm = L->cfg.stop_norm, .stop_relf = L->cfg.stop_relf,
+                         .trace = traced ? &L->ftrace : NULL, .corr = corrected ? &L->corr_points : NULL};
+  if (corrected) IL_CHECK(il_corr_begin(L));
   IL_CHECK(il_arena_calloc(&L->saved, len, sizeof *L->zstar, (void **)&L->zstar));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->row_res, (void **)&L->row_res));
   IL_CHECK(il_arena_calloc(&L->hsaved, (size_t)B, sizeof *L->zeroed, (void **)&L->zeroed));
@@ -213,10 +264,12 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
                         .hzeroed = L->zeroed, .ws = &L->ws, .hws = &L->hws, .saved = train ? &L->saved : NULL,
                         .hsaved = train ? &L->hsaved : NULL, .reduce = L->prob.reduce, .lu = lu,
                         .diag = L->diag_now, .adjoint_refine = L->cfg.adjoint_refine, .fwd_iters = L->fres.iters,
-                        .sops = L->sops, .sstate = L->sstate, .fprob = &L->prob};
+                        .sops = L->sops, .sstate = L->sstate, .fprob = &L->prob,
+                        .trace = traced && L->btrace.cap ? &L->btrace : NULL};
   IL_CHECK(L->bops->finish_forward(L->bstate, &L->adj, out));
   if (nzero) /* a zeroed row is a constant 0 output, whatever the mode re-engages */
     IL_CHECK(IL_BE(be, row_fill, B, n, L->zeroed_d, 1, 0, out));
+  if (corrected) IL_CHECK(il_corr_forward(L, corr));
   if (L->diag_now) {
     il_arena_mark m = il_arena_get_mark(&L->ws);
     il_real *fs;
@@ -226,6 +279,31 @@ il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_r
     il_arena_rewind(&L->ws, m);
   }
   return IL_OK;
+}
+
+il_status il_layer_cold_start(il_layer *L, int B, const il_real *x, const unsigned char *rows, il_real *z) {
+  const il_backend *be = L->be;
+  const int n = L->cell.n;
+  il_marks m = il_marks_get(&L->ws, &L->hws);
+  unsigned char *mask;
+  il_status s = il_arena_alloc_n(&L->ws, (size_t)B, 1, (void **)&mask);
+  if (s == IL_OK) s = IL_BE(be, copy, IL_COPY_TO_SPACE, mask, rows, (size_t)B);
+  if (s == IL_OK && L->sops->start) {
+    il_real *z0;
+    const il_problem p = {.cell = &L->cell, .be = be, .B = B, .x = x, .ws = &L->ws, .hws = &L->hws};
+    s = il_arena_alloc_n(&L->ws, (size_t)B * n, sizeof *z0, (void **)&z0);
+    if (s == IL_OK) s = L->sops->start(L->sstate, &p, z0);
+    if (s == IL_OK) s = IL_BE(be, row_select, B, n, mask, 1, z0, z);
+  } else if (s == IL_OK) {
+    s = IL_BE(be, row_fill, B, n, mask, 1, 0, z);
+  }
+  il_marks_rewind(&L->ws, &L->hws, m);
+  return s;
+}
+
+il_status il_layer_get_zstar(const il_layer *L, il_real *dst) {
+  if (L->team) return il_layer_team_get_zstar(L, dst);
+  return il_copy(L->be, dst, L->zstar, (size_t)L->B * L->cell.n);
 }
 
 /* The exact IFT gradient at the solver's z*: u = J(z*)^{-T} dout (fresh LU, stable
@@ -257,8 +335,14 @@ static il_status exact_ift(il_layer *L, const il_real *dout, il_real *dx, il_rea
 }
 
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
+  return il_layer_backward_corr(L, dout, NULL, dx, dW);
+}
+
+il_status il_layer_backward_corr(il_layer *L, const il_real *dout, const il_real *const *dcorr, il_real *dx,
+                                 il_real *dW) {
   if (!L->train) return IL_ERR(IL_ERR_ARG, "layer backward without a training forward");
-  if (L->team) return il_layer_team_backward(L, dout, dx, dW);
+  if (L->corr_K <= 1) dcorr = NULL;
+  if (L->team) return il_layer_team_backward(L, dout, dcorr, dx, dW);
   const il_backend *be = L->be;
   const size_t len = (size_t)L->B * L->cell.n, nw = L->cell.ntheta;
   L->bwd_nan_iter = -1;
@@ -282,6 +366,11 @@ il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_re
     IL_CHECK(IL_BE(be, axpby, len, 1, g, 1, dx));
     IL_CHECK(IL_BE(be, axpby, nw, 1, g + len, 1, dW));
     il_arena_rewind(&L->ws, m);
+  }
+  if (dcorr) { /* the correction terms after z*'s, outside the diagnostics' comparison */
+    const il_ev_scope ev = il_ev_open(be);
+    IL_CHECK(il_corr_backward(L, dcorr, dx, dW));
+    il_ev_close(be, ev, IL_EV_BWD_SOLVE);
   }
   if (!isnan(L->bres.cond_max) && (isnan(L->diag.cond_max) || L->bres.cond_max > L->diag.cond_max))
     L->diag.cond_max = L->bres.cond_max;
@@ -349,4 +438,6 @@ void il_layer_destroy(il_layer *L) {
   il_arena_destroy(&L->hsaved);
   il_arena_destroy(&L->ws);
   il_arena_destroy(&L->hws);
+  free(L->trace_mem);
+  L->trace_mem = NULL;
 }

@@ -34,6 +34,7 @@ typedef struct il_adjoint {
   const struct il_solver_ops *sops;
   void *sstate;
   const il_problem *fprob;
+  il_trace *trace;               /* non-NULL: record the backward's residuals here (--trace) */
 } il_adjoint;
 
 typedef struct il_backward_ops {
@@ -55,7 +56,35 @@ typedef struct il_backward_ops {
   /* The options it consumes, with help and defaults (the CLI builds its flags from these);
    * NULL-terminated (key == NULL), or NULL for none. */
   const il_option_decl *options;
+  /* Fixed-point correction (il_layer_correction.c): the damped steps (count, tau) that make each
+   * intermediate point's output under this mode; NULL: the mode takes no correction terms. */
+  void (*corr_steps)(void *state, int *steps, double *tau);
+  int zstar_detached; /* the gradient holds z* constant (phantom, jfb): a gradient check holds it too */
+  /* Optional (--trace): the most residuals one backward records into a->trace, and in *solver
+   * the name of what iterates ("unroll", or the adjoint solver). NULL: it records none (it
+   * solves no system: phantom, jfb). */
+  int (*trace_info)(void *state, int fwd_max_iter, int adjoint_refine, const char **solver);
 } il_backward_ops;
+
+/* Damped steps z_{i+1} = (1 - tau) z_i + tau f(z_i), i < K, from a z_0 held constant, and their
+ * backprop (backward_phantom.c): the machinery of phantom:K and jfb, which fixed-point correction
+ * applies to its intermediate points too. */
+typedef struct il_phantom_tape {
+  int K;
+  double tau;
+  const il_real **z, **f; /* host (K): z_i and f(z_i), in saved memory; NULL: nothing kept */
+} il_phantom_tape;
+#define il_phantom_steps IL_P(il_phantom_steps)
+#define il_phantom_steps_backward IL_P(il_phantom_steps_backward)
+/* out (B, n) = z_K from z0 (B, n). saved != NULL (training): the steps are kept in saved/hsaved and
+ * listed in tape; NULL: they live in ws and are released. */
+il_status il_phantom_steps(const il_cell *c, int B, const il_real *x, const il_real *z0, int K, double tau,
+                           il_arena *saved, il_arena *hsaved, il_arena *ws, il_phantom_tape *tape, il_real *out);
+/* dout (B, n) on z_K -> dx += ..., dW += ...; rows with zeroed (B, space) set carry nothing. *nan_iter: the
+ * step whose cotangent first went non-finite, -1 if none. */
+il_status il_phantom_steps_backward(const il_phantom_tape *tape, const il_cell *c, int B,
+                                    const unsigned char *zeroed, il_arena *ws, const il_real *dout, il_real *dx,
+                                    il_real *dW, int *nan_iter);
 
 #define il_backward_find IL_P(il_backward_find)
 #define il_backward_names IL_P(il_backward_names)
@@ -106,10 +135,14 @@ typedef struct il_layer_config {
   int stop_per_sample;  /* 0: batch norm (the seed), 1: each row on its own (see il_problem) */
   int stop_rel;         /* 1: tol is relative to the first residual (--stop-mode rel) */
   double divtol;        /* > 0: diverged when residual > divtol * first residual; 0: off */
-  int keep_best;        /* 1: an unconverged solve returns its lowest-residual iterate */
+  int keep_best;        /* il_best_rule: 1 (batch) an unconverged solve returns its lowest-residual iterate;
+                           2 (sample) each row returns its own lowest-residual iterate (TorchDEQ) */
+  int stop_norm;        /* il_stop_norm_kind: how batch stopping reduces the rows (0: Frobenius, the seed) */
+  int stop_relf;        /* 1: each row's residual relative to ||f(z_b)|| (--stop-mode relf, TorchDEQ's rel) */
   int sech2_seed;       /* 1: Newton's Jacobian uses the seed's 1/cosh^2 (see cell_tanh.c) */
   int jac_reg;          /* 1: training steps may call il_layer_jac_reg (its workspace is reserved) */
   il_options *opts;     /* solver/backward options; unknown keys are errors */
+  int fp_correction;    /* fixed-point correction: K points, 2..100 (il_layer_correction.c); 0 or 1: off */
 } il_layer_config;
 
 struct il_layer {
@@ -142,6 +175,21 @@ struct il_layer {
   il_layer_diag diag;
   double diag_cmp[4];    /* with diag_now: the mode's gradient against the exact one (backend compare) */
   il_layer_team *team;   /* NULL: the ops thread themselves (or one thread) */
+  /* fixed-point correction, with cfg.fp_correction = K > 1 (il_layer_correction.c) */
+  int corr_K;            /* K; 1: off */
+  int corr_steps;        /* damped steps from each intermediate point, and their tau (the backward mode's) */
+  double corr_tau;
+  il_corr_points corr_points; /* the training solve's kept iterates */
+  int corr_M;            /* checks of the last training solve (the largest over processes with per-sample stops) */
+  int *corr_j;           /* host (K-1): point k's check j_k (M: z* itself) */
+  const il_real **corr_pt; /* host (K-1): the points, in `saved` */
+  il_phantom_tape *corr_tape; /* host (K-1): their steps */
+  /* --trace (il_layer_trace_init): with trace_now set by the caller, a training forward and its
+   * backward record every residual they check (host memory, sized once) */
+  int trace_now;
+  il_trace ftrace, btrace;
+  const char *btrace_solver; /* what the backward iterates ("unroll", "lu", ...), NULL: nothing */
+  void *trace_mem;           /* the traces' arrays (with a team, shard 0's arrays are shown instead) */
 };
 
 #define il_layer_create IL_P(il_layer_create)
@@ -157,9 +205,40 @@ il_status il_layer_create(il_layer *L, const il_layer_config *cfg, const il_back
  * z0: NULL, or a (B, n) starting iterate for the solver (warm start). All in be's space. */
 il_status il_layer_forward(il_layer *L, int B, const il_real *x, il_real *out, int train);
 il_status il_layer_forward_from(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train);
+#define il_layer_cold_start IL_P(il_layer_cold_start)
+#define il_layer_get_zstar IL_P(il_layer_get_zstar)
+/* The rows b of z (B, n) with rows[b] != 0 (host (B)) get the solver's own start for x (B, n):
+ * what it starts from without a warm start (0, or f(0) for Newton); the others are kept. */
+il_status il_layer_cold_start(il_layer *L, int B, const il_real *x, const unsigned char *rows, il_real *z);
+/* dst (B, n) = the last forward's z* (rows zeroed as non-converged are 0). Space tensors. */
+il_status il_layer_get_zstar(const il_layer *L, il_real *dst);
 /* dout (B, n) -> dx (B, n) += ..., dW (n, n) += ... (space tensors) */
 il_status il_layer_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW);
+
+/* Fixed-point correction (cfg.fp_correction = K > 1; definition in il_layer_correction.c): a training
+ * forward also writes the outputs y_1 .. y_{K-1} of K-1 intermediate iterates into corr[0 .. K-2]
+ * (each (B, n), the caller's); inference forwards and K = 1 ignore corr (it may be NULL then). */
+#define il_layer_forward_corr IL_P(il_layer_forward_corr)
+#define il_layer_backward_corr IL_P(il_layer_backward_corr)
+#define il_layer_eval_held IL_P(il_layer_eval_held)
+#define il_corr_index IL_P(il_corr_index)
+il_status il_layer_forward_corr(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out,
+                                il_real *const *corr, int train);
+/* As il_layer_backward, plus the cotangents dcorr[k] (B, n) on y_{k+1} (dcorr may be NULL: none). */
+il_status il_layer_backward_corr(il_layer *L, const il_real *dout, const il_real *const *dcorr, il_real *dx,
+                                 il_real *dW);
+/* For gradient checks (one thread): the outputs after the last training forward at a new x (B, n) or W,
+ * with what that forward held constant held again: the intermediate points, and z* where the backward
+ * mode detaches it (phantom, jfb); otherwise z* is solved again. Any number of times after backward. */
+il_status il_layer_eval_held(il_layer *L, const il_real *x, il_real *out, il_real *const *corr);
+/* Point k's check j_k (1 <= k < K) in a solve of M checks: j_k = M is z* itself. */
+int il_corr_index(int M, int K, int k);
 void il_layer_destroy(il_layer *L);
+#define il_layer_trace_init IL_P(il_layer_trace_init)
+/* Room for the residual traces (--trace): forward max_iter + 1 checks (Newton also checks its
+ * start), and what the backward mode's trace_info says. With a thread team every shard records
+ * (their reductions meet) and L's traces show shard 0's: the batch residual is the same in all. */
+il_status il_layer_trace_init(il_layer *L);
 #define il_layer_ws_bytes IL_P(il_layer_ws_bytes)
 #define il_layer_reserve IL_P(il_layer_reserve)
 /* Space workspace bytes a forward + backward at batch B takes (upper bound). */

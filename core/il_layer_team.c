@@ -108,6 +108,8 @@ static il_status team_allreduce(void *ctx, double *buf, int n, il_reduce_op op) 
   return team_reduce(ctx, buf, n, op);
 }
 
+static void merge_stats(il_layer_team *tm, const il_memstats *before);
+
 int il_layer_team_wanted(const il_backend *be) { return be->threads > 1 && be->ops->host_accessible; }
 
 il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, const il_real *W,
@@ -127,12 +129,20 @@ il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, c
     IL_CHECK(il_arena_alloc_n(&tm->grad[t], L->cell.ntheta, sizeof(il_real), (void **)&tm->dW[t]));
     tm->sc[t] = (shard_ctx){.tm = tm, .t = t};
   }
+  static const il_memstats none[TEAM_MAX];
+  merge_stats(tm, none); /* the shards' dW buffers are the caller's memory from now on */
   return IL_OK;
 }
 
 void il_layer_team_destroy(il_layer *L) {
   il_layer_team *tm = L->team;
   if (!tm) return;
+  il_memstats *p = tm->parent_stats;
+  for (int t = 0; p && t < tm->T; t++) { /* hand back what the shards still hold */
+    for (int c = 0; c < IL_MEM_NCAT; c++) p->current[c] -= tm->st[t].current[c];
+    p->current_total -= tm->st[t].current_total;
+    p->space_current -= tm->st[t].space_current;
+  }
   for (int t = 0; t < tm->T; t++) {
     il_layer_destroy(&tm->L[t]);
     il_arena_destroy(&tm->grad[t]);
@@ -281,20 +291,27 @@ typedef struct fwd_args {
   int B, train;
   const il_real *x, *z0;
   il_real *out;
+  il_real *const *corr; /* fixed-point correction's outputs, or NULL */
 } fwd_args;
+
+#define TEAM_CORR 100 /* correction outputs at most (il_layer_correction.c's limit) */
 
 static void fwd_shard(il_layer *L, int t, void *arg) {
   il_layer_team *tm = L->team;
   const fwd_args *a = arg;
   const size_t off = (size_t)tm->r0[t] * L->cell.n;
   il_layer *Ls = &tm->L[t];
+  il_real *corr[TEAM_CORR]; /* this shard's rows of each output */
+  for (int k = 0; a->corr && k < L->corr_K - 1; k++) corr[k] = a->corr[k] + off;
   Ls->diag_now = L->diag_now;
-  tm->status[t] = il_layer_forward_from(Ls, tm->r0[t + 1] - tm->r0[t], a->x + off, a->z0 ? a->z0 + off : NULL,
-                                        a->out + off, a->train);
+  Ls->trace_now = L->trace_now;
+  tm->status[t] = il_layer_forward_corr(Ls, tm->r0[t + 1] - tm->r0[t], a->x + off, a->z0 ? a->z0 + off : NULL,
+                                        a->out + off, a->corr ? corr : NULL, a->train);
   if (tm->status[t] != IL_OK) atomic_store(&tm->abort, 1);
 }
 
-il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out, int train) {
+il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out,
+                                il_real *const *corr, int train) {
   il_layer_team *tm = L->team;
   const int S = shards_for(tm, B);
   il_memstats before[TEAM_MAX];
@@ -304,7 +321,9 @@ il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_r
                                                           .allreduce = team_allreduce, .ctx = &tm->sc[t]}
                                           : tm->outer);
   begin_call(tm, S, before);
-  fwd_args a = {.B = B, .train = train, .x = x, .z0 = z0, .out = out};
+  if (corr && L->corr_K - 1 > TEAM_CORR)
+    return IL_ERR(IL_ERR_ARG, "thread team: %d correction outputs (at most %d)", L->corr_K - 1, TEAM_CORR);
+  fwd_args a = {.B = B, .train = train, .x = x, .z0 = z0, .out = out, .corr = corr};
   il_status s = run_team(L, S, fwd_shard, &a);
   const il_status se = end_call(L, before);
   IL_CHECK(s);
@@ -336,11 +355,14 @@ il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_r
   L->diag.rho_samples = rho_n;
   L->diag.rho_mean = rho_n ? rho_sum / rho_n : NAN;
   L->fres = merge_result(L, r, S);
+  L->ftrace = tm->L[0].ftrace; /* --trace: shard 0's stand for the batch (its residuals are the team's) */
+  L->btrace = tm->L[0].btrace;
   return IL_OK;
 }
 
 typedef struct bwd_args {
   const il_real *dout;
+  const il_real *const *dcorr;
   il_real *dx, *dW;
 } bwd_args;
 
@@ -350,8 +372,11 @@ static void bwd_shard(il_layer *L, int t, void *arg) {
   const int S = tm->active;
   const size_t off = (size_t)tm->r0[t] * L->cell.n, nw = L->cell.ntheta;
   const il_backend *be = tm->be[t];
+  const il_real *dcorr[TEAM_CORR];
+  for (int k = 0; a->dcorr && k < L->corr_K - 1; k++) dcorr[k] = a->dcorr[k] ? a->dcorr[k] + off : NULL;
   il_status s = IL_BE(be, zero, tm->dW[t], nw * sizeof *tm->dW[t]);
-  if (s == IL_OK) s = il_layer_backward(&tm->L[t], a->dout + off, a->dx + off, tm->dW[t]);
+  if (s == IL_OK)
+    s = il_layer_backward_corr(&tm->L[t], a->dout + off, a->dcorr ? dcorr : NULL, a->dx + off, tm->dW[t]);
   tm->status[t] = s;
   if (s != IL_OK) atomic_store(&tm->abort, 1);
   if (!team_barrier(tm)) return;
@@ -366,12 +391,13 @@ static void bwd_shard(il_layer *L, int t, void *arg) {
   }
 }
 
-il_status il_layer_team_backward(il_layer *L, const il_real *dout, il_real *dx, il_real *dW) {
+il_status il_layer_team_backward(il_layer *L, const il_real *dout, const il_real *const *dcorr, il_real *dx,
+                                 il_real *dW) {
   il_layer_team *tm = L->team;
   const int S = tm->active;
   il_memstats before[TEAM_MAX];
   begin_call(tm, S, before);
-  bwd_args a = {.dout = dout, .dx = dx, .dW = dW};
+  bwd_args a = {.dout = dout, .dcorr = dcorr, .dx = dx, .dW = dW};
   il_status s = run_team(L, S, bwd_shard, &a);
   const il_status se = end_call(L, before);
   IL_CHECK(s);
@@ -389,6 +415,24 @@ il_status il_layer_team_backward(il_layer *L, const il_real *dout, il_real *dx, 
   }
   L->bres = merge_result(L, r, S);
   if (L->diag_now) il_layer_grad_diag(L, cmp);
+  L->btrace = tm->L[0].btrace;
+  return IL_OK;
+}
+
+il_status il_layer_team_trace_init(il_layer *L) {
+  il_layer_team *tm = L->team;
+  for (int t = 0; t < tm->T; t++) IL_CHECK(il_layer_trace_init(&tm->L[t]));
+  L->btrace_solver = tm->L[0].btrace_solver;
+  L->ftrace = tm->L[0].ftrace;
+  L->btrace = tm->L[0].btrace;
+  return IL_OK;
+}
+
+il_status il_layer_team_get_zstar(const il_layer *L, il_real *dst) {
+  const il_layer_team *tm = L->team;
+  const int n = L->cell.n;
+  for (int t = 0; t < tm->active; t++)
+    IL_CHECK(il_copy(L->be, dst + (size_t)tm->r0[t] * n, tm->L[t].zstar, (size_t)(tm->r0[t + 1] - tm->r0[t]) * n));
   return IL_OK;
 }
 

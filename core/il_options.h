@@ -25,7 +25,7 @@ typedef struct il_options {
  * table's `options` is an array of these ended by an entry with key == NULL. */
 typedef struct il_option_decl {
   const char *key;     /* e.g. "anderson-m" */
-  const char *metavar; /* e.g. "M" in --help, or NULL */
+  const char *metavar; /* e.g. "M" in --help; NULL: a flag without a value (--broyden-ls), whose value is "1" when given */
   const char *help;    /* without the component's name; the valid range the create() enforces */
   const char *def;     /* default shown in --help, or NULL */
   int sweepable;       /* 1: `ilbench sweep` may take a comma list of values for it */

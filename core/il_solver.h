@@ -21,10 +21,10 @@ const char *il_reason_name(il_reason r);
 
 typedef struct il_solve_result {
   int iters;            /* solver iterations (map evaluations for fp, Newton steps for newton) */
-  double residual;      /* final value of the stopping test's norm */
+  double residual;      /* final value of the stopping test's norm (p->stop_norm of the rows' values) */
   il_reason reason;
   int nonconverged_rows; /* rows whose own residual norm exceeds tol_abs at the output */
-  double tol_abs;       /* the absolute threshold used (tol, or tol * initial residual with stop_rel) */
+  double tol_abs;       /* the threshold used (tol, or tol * initial residual with stop_rel) */
   int nonfinite_iter;   /* iteration at which a non-finite value first appeared, -1 if none */
   double cond_max;      /* with p->diag: largest LU condition estimate (inf-norm) of the solve, NaN if no LU */
   double preact_max;    /* with p->diag, Newton solvers: largest |pre-activation| where a Jacobian was built */
@@ -43,6 +43,26 @@ typedef struct il_reducer {
   il_status (*allreduce)(void *ctx, double *buf, int n, il_reduce_op op);
   void *ctx;
 } il_reducer;
+
+typedef struct il_corr_points il_corr_points; /* iterates kept for fixed-point correction (below) */
+
+/* The residuals one solve checked, in host memory (--trace). Sized before the solve
+ * and never grown inside it: a check that finds it full only counts in `lost`. */
+typedef struct il_trace {
+  int *iter;   /* (cap) the solve's iteration count when the residual was checked */
+  double *res; /* (cap) that residual, the norm the solve's stopping test uses */
+  int n, cap;
+  int lost;    /* checks that found it full (0 when sized right) */
+} il_trace;
+static inline void il_trace_add(il_trace *t, int iter, double res) {
+  if (!t) return;
+  if (t->n >= t->cap) {
+    t->lost++;
+    return;
+  }
+  t->iter[t->n] = iter;
+  t->res[t->n++] = res;
+}
 
 /* One batch to solve. Tensors (x, z0, the solvers' iterates) live in be's
  * space and are touched only through its ops; per-row scalars and flags that
@@ -67,9 +87,22 @@ typedef struct il_problem {
   int per_sample;
   int stop_rel;       /* 1: stop when residual < tol * (first residual), PETSc's rtol */
   double divtol;      /* > 0: diverged when residual > divtol * (first residual) */
-  int keep_best;      /* 1: a solve that ends unconverged returns its lowest-residual iterate */
+  int keep_best;      /* il_best_rule: IL_BEST_BATCH (1), IL_BEST_SAMPLE (2), 0: off */
+  /* Batch stopping: how the rows' values (il_stop_row) make the batch residual (il_stop_norm).
+   * Per-sample stopping ignores it: each row is judged on its own value. */
+  int stop_norm;      /* il_stop_norm_kind: IL_STOP_FROB (0, the seed), IL_STOP_MAX, IL_STOP_MEAN */
+  int stop_relf;      /* 1: a row's value is ||z_b - f_b|| / (||f_b|| + 1e-9), TorchDEQ's rel */
   int diag;           /* 1: fill cond_max (condition estimates of every LU) */
+  il_trace *trace;    /* non-NULL: il_stop_judge appends every residual it checks here */
+  il_corr_points *corr; /* non-NULL: keep checked iterates for fixed-point correction (solver_corr_points.c) */
 } il_problem;
+
+/* The batch residual from the rows' values v_b (il_stop_row), over every row of every process:
+ * frob: sqrt(sum v_b^2), the seed's Frobenius norm; max: max v_b, TorchDEQ's test; mean: sum v_b / B. */
+typedef enum il_stop_norm_kind { IL_STOP_FROB = 0, IL_STOP_MAX = 1, IL_STOP_MEAN = 2 } il_stop_norm_kind;
+/* --best: the batch's lowest-residual iterate when unconverged, or each row's own lowest one (TorchDEQ). */
+typedef enum il_best_rule { IL_BEST_OFF = 0, IL_BEST_BATCH = 1, IL_BEST_SAMPLE = 2 } il_best_rule;
+#define IL_STOP_RELF_EPS 1e-9 /* TorchDEQ's guard of ||f_b|| */
 
 /* Marks on both scratch arenas of a problem, rewound together. */
 typedef struct il_marks {
@@ -108,6 +141,9 @@ typedef struct il_solver_ops {
   /* The options it consumes, with help and defaults (the CLI builds its flags from these);
    * NULL-terminated (key == NULL), or NULL for none. */
   const il_option_decl *options;
+  /* z (B, n) = the iterate the solver starts from when p->z0 is NULL (what a warm start
+   * replaces); NULL: z = 0. Uses p->cell, p->x, p->B and the scratch arenas. */
+  il_status (*start)(void *state, const il_problem *p, il_real *z);
 } il_solver_ops;
 
 #define il_solver_find IL_P(il_solver_find)
@@ -121,6 +157,10 @@ typedef struct il_solver_ops {
 #define il_stop_begin IL_P(il_stop_begin)
 #define il_stop_check IL_P(il_stop_check)
 #define il_stop_judge IL_P(il_stop_judge)
+#define il_stop_norm IL_P(il_stop_norm)
+#define il_stop_local IL_P(il_stop_local)
+#define il_stop_norm_name IL_P(il_stop_norm_name)
+#define il_trace_vec IL_P(il_trace_vec)
 #define il_best_init IL_P(il_best_init)
 #define il_best_offer IL_P(il_best_offer)
 #define il_best_restore IL_P(il_best_restore)
@@ -145,7 +185,7 @@ static inline double il_problem_norm(const il_problem *p, double local_sq) {
 }
 
 /* Stopping as PETSc's SNES does it, shared by every solver (core/solvers/solver_stop.c).
- * Every check of the batch residual goes through il_stop_check. */
+ * Every check of the batch residual goes through il_stop_check, with err from il_stop_norm. */
 typedef struct il_stop {
   double r0;   /* first residual checked */
   int nchecks;
@@ -157,8 +197,29 @@ void il_stop_begin(il_stop *st, il_solve_result *res);
  * non-finite (res->nonfinite_iter = iter), converged (err < tol_abs), or
  * diverged (err > divtol * r0). Max-iter is the caller's loop bound. */
 int il_stop_check(il_stop *st, const il_problem *p, double err, int iter, il_solve_result *res);
-/* The same with convergence decided by the caller (per-sample stopping: every row below tol). */
+/* The same with convergence decided by the caller (per-sample stopping: every row below tol).
+ * With p->trace, err is appended there with res->iters as its iteration. */
 int il_stop_judge(il_stop *st, const il_problem *p, double err, int converged, int iter, il_solve_result *res);
+/* With p->trace: append the batch norm of v (B, n), reduced over processes as the stopping test
+ * is (local with per-sample stopping), as iteration iter. Unrolled backward records its cotangents
+ * with it. A sync point; nothing happens without p->trace. */
+il_status il_trace_vec(const il_problem *p, const il_real *v, int iter);
+
+/* One row's value of the stopping test from r2 = ||z_b - f_b||^2 and f2 = ||f_b||^2 (read only
+ * with p->stop_relf): ||z_b - f_b||, or with stop_relf ||z_b - f_b|| / (||f_b|| + 1e-9). */
+static inline double il_stop_row(const il_problem *p, double r2, double f2) {
+  const double r = __builtin_sqrt(r2);
+  return p->stop_relf ? r / (__builtin_sqrt(f2) + IL_STOP_RELF_EPS) : r;
+}
+/* The batch residual of one check (p->stop_norm of the rows' values over all processes, through
+ * p->reduce: every process calls it). rows (host, B): ||z_b - f_b||^2; frows (host, B): ||f_b||^2,
+ * needed with p->stop_relf, else NULL. A NaN in any row gives NaN. */
+double il_stop_norm(const il_problem *p, const double *rows, const double *frows);
+/* Per-sample stopping (no communication): sqrt(sum of v_b^2) over the rows with active[b] != 0
+ * (active NULL: all), the norm of this step over the rows that moved. */
+double il_stop_local(const il_problem *p, const double *rows, const double *frows, const unsigned char *active);
+/* "frob", "max", "mean" */
+const char *il_stop_norm_name(int kind);
 
 /* Anderson mixing on any fixed-point map z = map(z) of (B, n) batches, from z = 0
  * (core/solvers/solver_anderson.c): the forward solver and the matrix-free
@@ -176,27 +237,60 @@ typedef struct il_anderson_params {
 il_status il_anderson_run(const il_anderson_params *a, const il_problem *p, il_fixed_map_fn map, void *ctx,
                           il_real *z, double *row_res, il_solve_result *res);
 
-/* The lowest-residual iterate of a solve, for p->keep_best. */
+/* The lowest-residual iterate of a solve, for p->keep_best: the whole batch's (IL_BEST_BATCH,
+ * judged on the batch residual), or each row's own (IL_BEST_SAMPLE, judged on the row's value). */
 typedef struct il_best {
   il_real *z;    /* (B, n) copy in p->ws, NULL when keep_best is off */
-  double *rows;  /* host (B) its per-row residuals */
-  double err;
-  int iter;
+  double *rows;  /* host (B) the kept rows' values (il_stop_row); sample: INFINITY until a row is kept */
+  unsigned char *mask, *hmask; /* sample: (B) rows the last offer improved, space and host */
+  double err;    /* batch: the kept iterate's batch residual */
+  int iter;      /* the last offer that kept anything, -1 if none */
 } il_best;
 il_status il_best_init(il_best *b, const il_problem *p);
-/* Offer the iterate z with per-row residuals rows and batch residual err. */
-il_status il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, double err, int iter);
-/* When the solve did not converge and an earlier iterate was better, copy it to
- * z / rows, set res->residual and *restored = 1. */
-il_status il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *rows, il_solve_result *res,
+/* Offer the iterate z with squared per-row residuals rows, squared ||f_b|| frows (stop_relf,
+ * else NULL) and batch residual err. */
+il_status il_best_offer(il_best *b, const il_problem *p, const il_real *z, const double *rows, const double *frows,
+                        double err, int iter);
+/* vals (host, B): the final iterate z's row values. Batch: when the solve did not converge and an
+ * earlier iterate was better, copy it to z / vals. Sample: every row whose kept value is below its
+ * final one (or whose final one is not finite) takes its kept iterate, converged or not, and
+ * res->residual becomes the batch residual of the rows returned (collective over p->reduce).
+ * *restored = 1 when anything was replaced. */
+il_status il_best_restore(const il_best *b, const il_problem *p, il_real *z, double *vals, il_solve_result *res,
                           int *restored);
 
-/* The end of every solve: `last` (B, n) is the final iterate and rows (host, B) its squared
- * per-row residuals. Writes z (the final iterate, or the lowest-residual one with p->keep_best),
- * row norms into rows and row_res (may be NULL), and counts rows whose norm is not below tol_abs
- * (inclusive = 1: not at or below, the seed's Newton rule). *restored = 1 when the best iterate
- * replaced the final one (restored may be NULL). */
-il_status il_solve_finish(il_best *best, const il_problem *p, const il_real *last, double *rows, double *row_res,
-                          int inclusive, il_real *z, il_solve_result *res, int *restored);
+/* The iterates a training solve keeps for fixed-point correction (core/solvers/solver_corr_points.c).
+ * The stopping test checks iterates c_1, c_2, ..., c_M of a solve (c_M is its result). The set
+ * keeps c_s, c_2s, c_3s, ...: the stride s starts at 1 and doubles, dropping the odd multiples,
+ * whenever one more would not fit in cap slots, so memory stays at cap (B, n) arrays however long
+ * the solve runs. No solver knows of it: il_stop_judge counts the checks and il_best_offer hands
+ * over each checked iterate that did not end the solve. */
+struct il_corr_points {
+  int cap;          /* slots at most */
+  int checks;       /* stopping checks so far: M once the solve is done */
+  int stride;       /* s */
+  int count;        /* kept: z[i] is c_{(i+1) s} */
+  il_real **z;      /* host (cap) */
+  il_real **spare;  /* host (cap): slots freed by a doubling, reused before new ones are taken */
+  int nspare;
+  il_arena *arena;  /* space: where the slots come from (the layer's saved-for-backward arena) */
+};
+#define il_corr_points_begin IL_P(il_corr_points_begin)
+#define il_corr_points_offer IL_P(il_corr_points_offer)
+#define il_corr_points_at IL_P(il_corr_points_at)
+/* An empty set of cap >= 2 slots from arena (space); its tables from harena (host). */
+il_status il_corr_points_begin(il_corr_points *t, int cap, il_arena *arena, il_arena *harena);
+/* The iterate z (B, n) checked at check t->checks; copied when it falls on the stride. */
+il_status il_corr_points_offer(il_corr_points *t, const il_problem *p, const il_real *z);
+/* The kept c_j, or NULL when c_j is not kept. */
+const il_real *il_corr_points_at(const il_corr_points *t, int j);
+
+/* The end of every solve: `last` (B, n) is the final iterate, rows (host, B) its squared per-row
+ * residuals and frows its squared ||f_b|| (stop_relf, else NULL). Writes z (the final iterate, or
+ * the lowest-residual one with p->keep_best), the rows' values (il_stop_row) into rows and row_res
+ * (may be NULL), and counts rows whose value is not below tol_abs (inclusive = 1: not at or below,
+ * the seed's Newton rule). *restored = 1 when kept iterates replaced final ones (may be NULL). */
+il_status il_solve_finish(il_best *best, const il_problem *p, const il_real *last, double *rows, const double *frows,
+                          double *row_res, int inclusive, il_real *z, il_solve_result *res, int *restored);
 
 #endif

@@ -822,6 +822,64 @@ def test_loader_reads_events(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# Stop rules: stop_mode, stop_norm, best_rule (optional; older files lack some)
+# ---------------------------------------------------------------------------
+
+def load_module_ir():
+    spec = importlib.util.spec_from_file_location("ilbench_results", ROOT / "analysis" / "ilbench_results.py")
+    ir = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ir)
+    return ir
+
+
+def test_stop_rules_of_older_files_read_as_meant(tmp_path):
+    # r0: a file from before stop_norm and best_rule, with stop_mode rel (PETSc's rtol) and --best;
+    # r1: from before stop_mode existed at all. Both are valid and read as they were meant.
+    path = make_valid(tmp_path / "old.h5", statuses=("completed", "completed"))
+    with h5py.File(path, "r+") as f:
+        f["runs/r0"].attrs["stop_mode"] = s("rel")
+        f["runs/r0"].attrs["best"] = np.int64(1)
+    errors, warnings = cs.check_file(str(path))
+    assert errors == [] and warnings == []
+    runs = {r.run_id: r for r in load_module_ir().load_runs(path)}
+    a, b = runs["r0"].attrs, runs["r1"].attrs
+    assert (a["stop_mode"], a["stop_norm"], a["best_rule"], a["best"]) == ("rel", "frob", "batch", 1)
+    assert (b["stop_mode"], b["stop_norm"], b["best_rule"]) == ("abs", "frob", "off")
+
+
+def test_stop_rules_of_new_files_are_kept(tmp_path):
+    path = make_valid(tmp_path / "new.h5")
+    with h5py.File(path, "r+") as f:
+        g = f["runs"][RUN]
+        for k, v in (("stop_mode", "relf"), ("stop_norm", "max"), ("best_rule", "sample")):
+            g.attrs[k] = s(v)
+        g.attrs["best"] = np.int64(1)
+    errors, warnings = cs.check_file(str(path))
+    assert errors == [] and warnings == []
+    a = load_module_ir().load_runs(path)[0].attrs
+    assert (a["stop_mode"], a["stop_norm"], a["best_rule"]) == ("relf", "max", "sample")
+
+
+@pytest.mark.parametrize("attrs, kind, words", [
+    ({"stop_norm": s("l2")}, "warning", ("stop_norm", "'l2'", "frob, max, mean")),
+    ({"stop_mode": s("relative")}, "warning", ("stop_mode", "'relative'")),
+    ({"best_rule": s("rows")}, "warning", ("best_rule", "'rows'")),
+    ({"stop_norm": np.int64(1)}, "error", ("stop_norm", "expected a scalar string")),
+    ({"best": np.int64(0), "best_rule": s("sample")}, "warning", ("best is 0", "'sample'")),
+    ({"stop": s("sample"), "stop_norm": s("max")}, "warning", ("stop_norm 'max'", "stop 'sample'")),
+])
+def test_stop_rule_values_are_checked(valid, attrs, kind, words):
+    def fn(f):
+        for k, v in attrs.items():
+            f["runs"][RUN].attrs[k] = v
+    errors, warnings = mutate(valid, fn)
+    msgs = errors if kind == "error" else warnings
+    assert has(msgs, *words), (errors, warnings)
+    if kind == "warning":
+        assert errors == []
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
@@ -1177,3 +1235,108 @@ def test_jac_reg_column_present_is_checked(valid, tmp_path):
     off = make_valid(tmp_path / "off.h5")
     errors, warnings = add_jac_reg(off, [0.5] * 6, [np.nan, np.nan], attr=0.0)
     assert errors == [] and has(warnings, "/steps:", "jac_reg computed although")
+
+
+# ---------------------------------------------------------------------------
+# The optional trace table (--trace N)
+# ---------------------------------------------------------------------------
+
+TRACE_EVERY = 2
+
+
+def trace_rows(st):
+    """As the train driver writes them for the fixture's newton/implicit run: every TRACE_EVERY-th
+    step, forward iterations 0..fwd_iters (Newton checks its start), the last residual the step's
+    fwd_residual, then the lu backward's 1 + refinement rows."""
+    rows = []
+    for r in st[st["global_step"] % TRACE_EVERY == 0]:
+        fwd = 10.0 ** -np.arange(int(r["fwd_iters"]) + 1)
+        bwd = 10.0 ** -(8 + np.arange(int(r["bwd_iters"])))
+        for solve, name, first, res in (("forward", "newton", 0, fwd), ("backward", "lu", 1, bwd)):
+            rows += [(r["global_step"], solve.encode(), name.encode(), first + i, v, v / res[0])
+                     for i, v in enumerate(res)]
+    return np.array(rows, dtype=[("global_step", "<i4"), ("solve", "S16"), ("solver", "S16"),
+                                 ("iteration", "<i4"), ("residual", "<f8"), ("rel_residual", "<f8")])
+
+
+def add_trace(path, run=RUN, fn=None, attr=True):
+    """Give a run a trace table consistent with its steps (fn(rows) may break it) and its
+    `trace` attribute; steps.fwd_residual is set to the last forward residual of each step."""
+    with h5py.File(path, "r+") as f:
+        g = f["runs"][run]
+        st = g["steps"][()]
+        st["fwd_residual"] = 10.0 ** -st["fwd_iters"].astype(float)
+        g["steps"][...] = st
+        rows = trace_rows(st)
+        if fn is not None:
+            rows = fn(rows)
+        write_table(g, "trace", rows)
+        if attr:
+            g.attrs["trace"] = np.int64(TRACE_EVERY)
+    return cs.check_file(str(path))
+
+
+def test_trace_table_is_valid(valid):
+    notes = []
+    errors, warnings = add_trace(valid)
+    assert errors == [] and warnings == []
+    errors, warnings = cs.check_file(str(valid), notes)
+    assert notes == []
+
+
+def test_trace_attribute_and_table_go_together(valid, tmp_path):
+    errors, _ = add_trace(valid, attr=False)
+    assert has(errors, f"/runs/{RUN}/trace", "no 'trace' attribute")
+    path = make_valid(tmp_path / "attr.h5")
+    errors, _ = mutate(path, lambda f: f["runs"][RUN].attrs.__setitem__("trace", np.int64(3)))
+    assert has(errors, f"/runs/{RUN}", "'trace' attribute but no 'trace' table")
+    errors, _ = mutate(path, lambda f: f["runs"][RUN].attrs.__setitem__("trace", np.int64(0)))
+    assert has(errors, f"/runs/{RUN}", "'trace' is 0")
+
+
+def _regs(rows, old, new):
+    rows["global_step"][rows["global_step"] == old] = new
+    return rows
+
+
+def _set(member, i, v):
+    def fn(rows):
+        rows[member][i] = v
+        return rows
+    return fn
+
+
+@pytest.mark.parametrize("fn, what", [
+    (_set("rel_residual", 3, 0.5), "rel_residual != residual / the solve's first residual"),
+    (_set("iteration", 2, 7), "iterations are not consecutive"),
+    (_set("iteration", 0, 2), "first iteration is not 1"),
+    (_set("solve", 1, b"sideways"), "solve not 'forward' or 'backward'"),
+    (_set("residual", 4, -1.0), "negative residual"),
+    (lambda rows: _regs(rows, 4, 5), "not a multiple of the run's trace"),
+    (lambda rows: rows[::-1], "not grouped by global_step in order"),
+    (lambda rows: np.concatenate([rows[6:8], rows[:6], rows[8:]]), "backward rows come before its forward rows"),
+    (lambda rows: rows[rows["global_step"] != 2], "a multiple of trace = 2 but no forward rows"),
+])
+def test_trace_rule_errors(valid, fn, what):
+    errors, _ = add_trace(valid, fn=fn)
+    assert has(errors, f"/runs/{RUN}/trace", what), errors
+
+
+def test_trace_disagreeing_with_steps_is_a_warning(valid):
+    errors, warnings = add_trace(valid, fn=lambda rows: rows[rows["iteration"] != 5])  # the forward ends early
+    assert errors == []
+    assert has(warnings, "/trace", "last forward iteration differs from steps.fwd_iters")
+    assert has(warnings, "/trace", "last forward residual differs from steps.fwd_residual")
+
+
+def test_trace_of_a_killed_run_may_run_ahead_of_its_steps(tmp_path):
+    # trace rows are flushed just before their steps rows: a killed run may hold a few more
+    path = make_valid(tmp_path / "k.h5", statuses=("running",))  # one epoch, steps 0..2, traced 0 and 2
+    add_trace(path)
+    with h5py.File(path, "r+") as f:
+        f["runs"][RUN]["epochs"].resize((0,))  # killed in its first epoch, after step 2's trace rows
+        f["runs"][RUN]["steps"].resize((2,))
+    notes = []
+    errors, warnings = cs.check_file(str(path), notes)
+    assert errors == [], errors
+    assert has(notes, "/trace", "1 traced step(s) not in the steps table", "'running'")

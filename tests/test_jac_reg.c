@@ -363,6 +363,31 @@ static void test_gradcheck_every_mode(void **state) {
     }
 }
 
+/* With W = W(V, g) (--w-norm) the regulariser's gradient maps through the parameterisation like the
+ * mode's: both parts are checked in V (and g) against differences that re-form W, spectral's u, v
+ * held fixed as in training. */
+static void test_gradcheck_through_w_norm(void **state) {
+  const il_wnorm_kind kinds[] = {IL_WNORM_WEIGHT, IL_WNORM_SPECTRAL};
+  const char *solvers[] = {"fp", "newton"}, *modes[] = {"implicit", "unroll"};
+  for (int w = 0; w < 2; w++)
+    for (int p = 0; p < 2; p++) {
+      il_gradcheck_config gc = {.layer = {.solver = solvers[p], .backward = modes[p], .tol = 1e-11, .max_iter = 2000,
+                                          .zero_nonconverged = IL_ZERO_AUTO},
+                                .n = 6, .B = 3, .scale = 1.5, .eps = 1e-6, .seed = 71 + p, .jac_reg = 0.4,
+                                .jac_reg_samples = 2, .w_norm = kinds[w]};
+      il_gradcheck_result gr;
+      assert_ok(il_gradcheck(&gc, be, &gr));
+      assert_int_equal(gr.fwd.reason, IL_REASON_CONVERGED);
+      print_message("%s %s/%s: R %.4g, total relerr x %.2e (V, g) %.2e; regulariser x %.2e (V, g) %.2e\n",
+                    il_wnorm_name(kinds[w]), solvers[p], modes[p], gr.reg, gr.relerr_x, gr.relerr_W, gr.relerr_reg_x,
+                    gr.relerr_reg_W);
+      assert_true(gr.reg > 0);
+      if (!(gr.relerr_reg_x <= 1e-6 && gr.relerr_reg_W <= 1e-6 && gr.relerr_x <= 1e-6 && gr.relerr_W <= 1e-6))
+        fail_msg("%s %s/%s: relerr x %.3g (V, g) %.3g; regulariser x %.3g (V, g) %.3g", il_wnorm_name(kinds[w]),
+                 solvers[p], modes[p], gr.relerr_x, gr.relerr_W, gr.relerr_reg_x, gr.relerr_reg_W);
+    }
+}
+
 /* Held fixed means what it says: central differences of R that re-solve z* after each
  * perturbation (the total derivative, through z*'s dependence on W) differ from the gradient the op returns,
  * which matches the differences at fixed z*. So the fixed-z* checks above can tell them apart. */
@@ -682,6 +707,7 @@ int main(void) {
       IL_TEST(test_exact_frobenius_with_basis_probes),
       IL_TEST(test_hutchinson_expectation),
       IL_TEST(test_gradcheck_every_mode),
+      IL_TEST(test_gradcheck_through_w_norm),
       IL_TEST(test_fixed_zstar_is_not_the_total_derivative),
       IL_TEST(test_zeroed_rows_carry_nothing),
       IL_TEST(test_team_matches_one_thread),

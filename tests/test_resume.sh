@@ -7,7 +7,10 @@
 #  - --resume refuses other options (naming them), a completed run, and a file
 #    without a resumable run; --force with --resume is refused;
 #  - sweep --append refuses an interrupted point without --resume and
-#    continues it with --resume; a completed point is not run again.
+#    continues it with --resume; a completed point is not run again;
+#  - the same SIGTERM and resume with the training state of --warm-start (the
+#    fixed-point table; its second epoch mixes seen and unseen samples) with
+#    --w-norm weight (g) on 1 rank and with --w-norm spectral (u, v) on 2.
 set -uo pipefail
 ilbench=${1:?usage: test_resume.sh ILBENCH MPIEXEC DATA}
 mpiexec=${2:?}
@@ -167,5 +170,32 @@ if "$mpiexec" -n 2 --oversubscribe "$ilbench" train "${O[@]}" --resume "$T/r.h5"
 else
     fail "resume after a killed rank: $(tail -2 "$T/r2.log")"
 fi
+
+# training state of --warm-start and --w-norm: SIGTERM mid-run, resume, bitwise equal to uninterrupted
+# (120 of the 600 batches per epoch: the second epoch mixes seen and unseen samples)
+WO=(--data "$data" --epochs 2 --max-batches 120 --test-batches 1 --checkpoint-every 9)
+for variant in "1 --warm-start --w-norm weight" "2 --warm-start --w-norm spectral"; do
+    read -r ranks extra <<<"$variant"
+    read -ra X <<<"$extra"
+    L=("$mpiexec" -n "$ranks" --oversubscribe "$ilbench")
+    (( ranks == 1 )) && L=("$ilbench")
+    tag="ranks=$ranks $extra"
+    "${L[@]}" train "${WO[@]}" "${X[@]}" --out "$T/wref.h5" --save-params "$T/wref.bin" --force > "$T/w.log" 2>&1 ||
+        { fail "$tag: the uninterrupted run: $(tail -3 "$T/w.log")"; continue; }
+    rm -f "$T/w.h5"
+    "${L[@]}" train "${WO[@]}" "${X[@]}" --out "$T/w.h5" --save-params "$T/w.bin" > "$T/w1.log" 2>&1 &
+    pid=$!
+    wait_steps "$T/w.h5" 40
+    kill -TERM $pid
+    wait $pid
+    st=$(attr "$T/w.h5" status)
+    "${L[@]}" train "${WO[@]}" "${X[@]}" --resume "$T/w.h5" --save-params "$T/w.bin" > "$T/w2.log" 2>&1 ||
+        fail "$tag: resume failed: $(tail -3 "$T/w2.log")"
+    if [[ $st == interrupted ]] && cmp -s "$T/wref.bin" "$T/w.bin" && same=$($py "$T/same.py" "$T/wref.h5" "$T/w.h5"); then
+        ok "$tag: interrupted and resumed, parameters and rows bitwise equal to the uninterrupted run"
+    else
+        fail "$tag: status after SIGTERM '$st'; params $(cmp "$T/wref.bin" "$T/w.bin" 2>&1 | head -1); rows: ${same:-?}"
+    fi
+done
 echo "== $fails failed"
 (( fails == 0 ))

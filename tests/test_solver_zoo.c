@@ -73,6 +73,7 @@ static void test_every_solver_reaches_newtons_fixed_point(void **state) {
       {"anderson", {.key = {"anderson-m", "anderson-beta", "anderson-lambda"}, .val = {"3", "0.8", "1e-8"}}},
       {"broyden", {.key = {0}}},
       {"broyden", {.key = {"broyden-m"}, .val = {"4"}}}, /* restarts */
+      {"broyden", {.key = {"broyden-ls"}, .val = {"1"}}},
       {"newton-ls", {.key = {0}}},
       {"newton-ls", {.key = {"ls-c1", "ls-max"}, .val = {"0.3", "4"}}},
   };
@@ -86,6 +87,173 @@ static void test_every_solver_reaches_newtons_fixed_point(void **state) {
       if (!(r.iters < rfp.iters)) fail_msg("%s case %zu: %d maps, fp needed %d", cases[k].name, k, r.iters, rfp.iters);
   }
   free(W);
+}
+
+/* ---- broyden-ls against TorchDEQ ----
+ * A plain transcription of torchdeq/solver/broyden.py (broyden_solver with ls=True,
+ * line_search, scalar_search_armijo, matvec, rmatvec) in double, dense, on its own sign
+ * convention g(z) = f(z) - z with the inverse-Jacobian estimate -I + U V^T: `steps` line
+ * searches from z = 0, its stopping rules left out. *backtracked counts the steps whose
+ * length was not 1. */
+typedef struct tdq {
+  const double *W, *x;
+  int n, B;
+  int evals; /* g evaluations */
+} tdq;
+
+static void tdq_g(tdq *t, const double *z, double *g) { /* g = tanh(W z + x) - z */
+  const int n = t->n;
+  t->evals++;
+  for (int b = 0; b < t->B; b++)
+    for (int i = 0; i < n; i++) {
+      double a = t->x[b * n + i];
+      for (int j = 0; j < n; j++) a += t->W[i * n + j] * z[b * n + j];
+      g[b * n + i] = tanh(a) - z[b * n + i];
+    }
+}
+
+static double tdq_sq(const double *v, size_t len) {
+  double s = 0;
+  for (size_t i = 0; i < len; i++) s += v[i] * v[i];
+  return isfinite(s) ? s : INFINITY; /* _safe_norm(v)**2 */
+}
+
+/* phi(s) with TorchDEQ's one-entry cache (tmp_s, tmp_g0, tmp_phi) */
+typedef struct tdq_ls {
+  tdq *t;
+  const double *x0, *upd;
+  double *xt, *gt, s_last, phi_last;
+  double *g_last;
+} tdq_ls;
+static double tdq_phi(tdq_ls *l, double s) {
+  const size_t len = (size_t)l->t->B * l->t->n;
+  if (s == l->s_last) return l->phi_last;
+  for (size_t i = 0; i < len; i++) l->xt[i] = l->x0[i] + s * l->upd[i];
+  tdq_g(l->t, l->xt, l->gt);
+  l->s_last = s;
+  l->phi_last = tdq_sq(l->gt, len);
+  memcpy(l->g_last, l->gt, len * sizeof *l->gt);
+  return l->phi_last;
+}
+static int tdq_armijo(tdq_ls *l, double phi0, double derphi0, double *out) { /* scalar_search_armijo */
+  const double c1 = 1e-4, amin = 1e-2;
+  double alpha0 = 1, phi_a0 = tdq_phi(l, alpha0);
+  if (phi_a0 <= phi0 + c1 * alpha0 * derphi0) return *out = alpha0, 1;
+  double alpha1 = -(derphi0)*alpha0 * alpha0 / 2.0 / (phi_a0 - phi0 - derphi0 * alpha0);
+  double phi_a1 = tdq_phi(l, alpha1);
+  while (alpha1 > amin) {
+    const double factor = alpha0 * alpha0 * alpha1 * alpha1 * (alpha1 - alpha0);
+    double a = alpha0 * alpha0 * (phi_a1 - phi0 - derphi0 * alpha1) - alpha1 * alpha1 * (phi_a0 - phi0 - derphi0 * alpha0);
+    a = a / factor;
+    double b = -alpha0 * alpha0 * alpha0 * (phi_a1 - phi0 - derphi0 * alpha1) +
+               alpha1 * alpha1 * alpha1 * (phi_a0 - phi0 - derphi0 * alpha0);
+    b = b / factor;
+    double alpha2 = (-b + sqrt(fabs(b * b - 3 * a * derphi0))) / (3.0 * a);
+    const double phi_a2 = tdq_phi(l, alpha2);
+    if (phi_a2 <= phi0 + c1 * alpha2 * derphi0) return *out = alpha2, 1;
+    if ((alpha1 - alpha2) > alpha1 / 2.0 || (1 - alpha2 / alpha1) < 0.96) alpha2 = alpha1 / 2.0;
+    alpha0 = alpha1;
+    alpha1 = alpha2;
+    phi_a0 = phi_a1;
+    phi_a1 = phi_a2;
+  }
+  return 0;
+}
+
+/* (-I + U V^T) v per sample, or its transpose applied from the left (rmatvec); q pairs */
+static void tdq_apply(const double *U, const double *VT, int q, int n, int trans, const double *v, double *out) {
+  for (int i = 0; i < n; i++) out[i] = -v[i];
+  for (int k = 0; k < q; k++) {
+    const double *u = U + (size_t)k * n, *w = VT + (size_t)k * n;
+    const double *P = trans ? w : u, *Q = trans ? u : w;
+    double c = 0;
+    for (int i = 0; i < n; i++) c += Q[i] * v[i];
+    for (int i = 0; i < n; i++) out[i] += P[i] * c;
+  }
+}
+
+static void torchdeq_broyden_ls(const double *W, const double *x, int n, int B, int steps, double *z, int *evals,
+                                int *backtracked) {
+  const size_t len = (size_t)B * n;
+  tdq t = {.W = W, .x = x, .n = n, .B = B};
+  double *g = calloc(len, sizeof *g), *upd = calloc(len, sizeof *upd), *x0 = calloc(len, sizeof *x0);
+  double *xt = calloc(len, sizeof *xt), *gt = calloc(len, sizeof *gt), *gl = calloc(len, sizeof *gl);
+  double *dx = calloc(len, sizeof *dx), *dg = calloc(len, sizeof *dg), *tmp = calloc((size_t)n, sizeof *tmp);
+  double *U = calloc(len * steps, sizeof *U), *VT = calloc(len * steps, sizeof *VT); /* (B, steps, n) */
+  memset(z, 0, len * sizeof *z);
+  tdq_g(&t, z, g);
+  for (size_t i = 0; i < len; i++) upd[i] = g[i]; /* -matvec(no pairs, gx) */
+  *backtracked = 0;
+  for (int nstep = 0; nstep < steps; nstep++) {
+    /* line_search(update, x_est, gx, g) */
+    memcpy(x0, z, len * sizeof *z);
+    const double phi0 = tdq_sq(g, len);
+    tdq_ls l = {.t = &t, .x0 = x0, .upd = upd, .xt = xt, .gt = gt, .s_last = 0, .phi_last = phi0, .g_last = gl};
+    memcpy(gl, g, len * sizeof *g);
+    double s;
+    if (!tdq_armijo(&l, phi0, -phi0, &s)) s = 1.0;
+    *backtracked += s != 1.0;
+    for (size_t i = 0; i < len; i++) z[i] = x0[i] + s * upd[i];
+    double *gnew = gt;
+    if (s == l.s_last) gnew = gl;
+    else tdq_g(&t, z, gnew);
+    for (size_t i = 0; i < len; i++) {
+      dx[i] = z[i] - x0[i];
+      dg[i] = gnew[i] - g[i];
+      g[i] = gnew[i];
+    }
+    /* the update of the pairs, then the next direction, per sample */
+    for (int b = 0; b < B; b++) {
+      double *Ub = U + (size_t)b * steps * n, *Vb = VT + (size_t)b * steps * n;
+      double *vT = Vb + (size_t)nstep * n, *u = Ub + (size_t)nstep * n;
+      tdq_apply(Ub, Vb, nstep, n, 1, dx + (size_t)b * n, vT);
+      tdq_apply(Ub, Vb, nstep, n, 0, dg + (size_t)b * n, tmp);
+      double den = 0;
+      for (int i = 0; i < n; i++) den += vT[i] * dg[(size_t)b * n + i];
+      for (int i = 0; i < n; i++) u[i] = (dx[(size_t)b * n + i] - tmp[i]) / den;
+      for (int i = 0; i < n; i++) {
+        if (vT[i] != vT[i]) vT[i] = 0;
+        if (u[i] != u[i]) u[i] = 0;
+      }
+      tdq_apply(Ub, Vb, nstep + 1, n, 0, g + (size_t)b * n, tmp);
+      for (int i = 0; i < n; i++) upd[(size_t)b * n + i] = -tmp[i];
+    }
+  }
+  *evals = t.evals;
+  free(g); free(upd); free(x0); free(xt); free(gt); free(gl); free(dx); free(dg); free(tmp); free(U); free(VT);
+}
+
+/* broyden-ls takes TorchDEQ's steps: on a problem where the full Broyden step often overshoots
+ * (rho(W) about 2.4), the iterates after K - 1 line searches equal those of the transcription
+ * above, which backtracked on some of them; with every map counted, the solver evaluates g no
+ * more often than TorchDEQ does (it skips TorchDEQ's unused evaluation at a quadratic step below
+ * amin). Converging to Newton's fixed point: test_every_solver_reaches_newtons_fixed_point. */
+static void test_broyden_line_search_matches_torchdeq(void **state) {
+  enum { n = 16, B = 4, K = 25 };
+  double W[n * n], x[B * n], z[B * n], zr[B * n];
+  make_problem(n, B, 4.0, 1.0, 71, W, x);
+  int evals, backtracked;
+  torchdeq_broyden_ls(W, x, n, B, K - 1, zr, &evals, &backtracked);
+  solve_opts ls = {.key = {"broyden-ls", "broyden-m"}, .val = {"1", "1000"}};
+  il_solve_result r;
+  il_events ev;
+  il_events_reset(&ev);
+  be->events = &ev;
+  assert_ok(solve_by_name("broyden", &ls, W, x, n, B, 1e-300, K, z, NULL, &r));
+  be->events = NULL;
+  print_message("broyden-ls: %d steps; TorchDEQ transcription backtracked on %d of %d line searches, %d g "
+                "evaluations; ilbench %lld maps\n", r.iters, backtracked, K - 1, evals,
+                (long long)ev.ev[IL_EV_MAP].calls);
+  assert_int_equal(r.iters, K);
+  assert_true(backtracked > 0);
+  assert_allclose(z, zr, (size_t)B * n, 1e-9, 1e-9);
+  assert_true(ev.ev[IL_EV_MAP].calls <= evals);
+  /* without the line search the iterates differ */
+  solve_opts plain = {.key = {"broyden-m"}, .val = {"1000"}};
+  assert_ok(solve_by_name("broyden", &plain, W, x, n, B, 1e-300, K, z, NULL, &r));
+  double diff = 0;
+  for (int i = 0; i < B * n; i++) diff = fmax(diff, fabs(z[i] - zr[i]));
+  assert_true(diff > 1e-6);
 }
 
 /* Every reason from a constructed case, for every solver it applies to. */
@@ -453,6 +621,7 @@ static void test_reserved_workspace_does_not_grow(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       IL_TEST(test_every_solver_reaches_newtons_fixed_point),
+      IL_TEST(test_broyden_line_search_matches_torchdeq),
       IL_TEST(test_reasons),
       IL_TEST(test_stop_modes_and_best_iterate),
       IL_TEST(test_gradcheck_implicit_every_adjoint_solver),

@@ -398,6 +398,14 @@ static il_status cpu_row_select(void *ctx, int B, int n, const unsigned char *ma
   return IL_OK;
 }
 
+static il_status cpu_row_index_copy(void *ctx, int B, int n, const int *sidx, const il_real *src, const int *didx,
+                                    il_real *dst) {
+  (void)ctx;
+  for (int b = 0; b < B; b++)
+    memcpy(dst + (size_t)(didx ? didx[b] : b) * n, src + (size_t)(sidx ? sidx[b] : b) * n, (size_t)n * sizeof *dst);
+  return IL_OK;
+}
+
 static il_status cpu_row_fill(void *ctx, int B, int n, const unsigned char *mask, int want, il_real v, il_real *dst) {
   (void)ctx;
   for (int b = 0; b < B; b++)
@@ -722,6 +730,7 @@ const il_backend_ops il_backend_cpu_ops = {
     .row_fill = cpu_row_fill,
     .row_combine = cpu_row_combine,
     .col_sum_add = cpu_col_sum_add,
+    .row_index_copy = cpu_row_index_copy,
     .sqdist = cpu_sqdist,
     .row_sqdist = cpu_row_sqdist,
     .row_dot = cpu_row_dot,

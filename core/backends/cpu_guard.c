@@ -159,6 +159,8 @@ GUARD(row_fill, (void *ctx, int B, int n, const unsigned char *m, int want, il_r
 GUARD(row_combine, (void *ctx, int B, int n, int k, const il_real *const *X, const il_real *c, il_real be, il_real *o),
       (IN, B, n, k, X, c, be, o))
 GUARD(col_sum_add, (void *ctx, int B, int n, const il_real *a, il_real *o), (IN, B, n, a, o))
+GUARD(row_index_copy, (void *ctx, int B, int n, const int *si, const il_real *src, const int *di, il_real *dst),
+      (IN, B, n, si, src, di, dst))
 GUARD(sqdist, (void *ctx, size_t len, const il_real *a, const il_real *b, double *o), (IN, len, a, b, o))
 GUARD(row_sqdist, (void *ctx, int B, int n, const il_real *a, const il_real *b, double *o), (IN, B, n, a, b, o))
 GUARD(row_dot, (void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *o),
@@ -210,6 +212,7 @@ const il_backend_ops il_backend_cpu_guard_ops = {
     .row_fill = guard_row_fill,
     .row_combine = guard_row_combine,
     .col_sum_add = guard_col_sum_add,
+    .row_index_copy = guard_row_index_copy,
     .sqdist = guard_sqdist,
     .row_sqdist = guard_row_sqdist,
     .row_dot = guard_row_dot,

@@ -26,7 +26,7 @@
  *           inputs (seen: at most 0.04 of the bound, both layouts of the cpu backend)
  *   rcond   within a factor of 10 of 1 / (||J||_inf ||J^-1||_inf) (an estimate),
  *           and in [0, 1 + 4 eps] (LAPACK's gecon returns 1 + 1 ulp for some 1 x 1)
- *   exact   fill, row_select, row_fill, absmax, all_finite, lu_factor's info,
+ *   exact   fill, row_select, row_fill, row_index_copy, absmax, all_finite, lu_factor's info,
  *           xent's error count, the memory ops, and the flop counts il_backend.h
  *           gives (gemm 2MNK, lu_factor 2n^3/3, lu_solve 2n^2 per matrix); the
  *           counter must never go down during any case.
@@ -86,6 +86,7 @@
   X(ROW_FILL, row_fill, "row_fill")                   \
   X(ROW_COMBINE, row_combine, "row_combine")          \
   X(COL_SUM_ADD, col_sum_add, "col_sum_add")          \
+  X(ROW_INDEX_COPY, row_index_copy, "row_index_copy") \
   X(SQDIST, sqdist, "sqdist")                         \
   X(ROW_SQDIST, row_sqdist, "row_sqdist")             \
   X(ROW_DOT, row_dot, "row_dot")                      \
@@ -1296,6 +1297,36 @@ static void case_col_sum_add(T *t, int B, int n) {
   chk_m(t, OP_COL_SUM_ADD, "out", d, ref, mag, (size_t)n, B_SUM, NULL);
 }
 
+/* mode 0: a gather of B rows out of S (repeats allowed), 1: a scatter of B rows into distinct
+ * rows of D = B + 3, 2: both */
+static void case_row_index_copy(T *t, int B, int n, int mode) {
+  if (!begin(t, OP_ROW_INDEX_COPY, "B=%d n=%d %s", B, n, mode == 0 ? "gather" : mode == 1 ? "scatter" : "both"))
+    return;
+  const int S = B + 2, D = mode == 0 ? B : B + 3;
+  int *si = mode != 1 ? hnew(t, (size_t)B * sizeof *si) : NULL, *di = mode != 0 ? hnew(t, (size_t)D * sizeof *di) : NULL;
+  if (mode != 1) NN(si);
+  if (mode != 0) NN(di);
+  if (si)
+    for (int b = 0; b < B; b++) si[b] = (int)il_rng_below(&t->rng, (uint64_t)S);
+  if (di) { /* a random permutation of the D rows; the first B are written */
+    for (int r = 0; r < D; r++) di[r] = r;
+    for (int r = D - 1; r > 0; r--) {
+      const int j = (int)il_rng_below(&t->rng, (uint64_t)r + 1), x = di[r];
+      di[r] = di[j], di[j] = x;
+    }
+  }
+  il_real *hs, *hd;
+  il_real *src = in_rand(t, "src", (size_t)S * n, -1, 1, &hs), *dst = io_rand(t, "dst", (size_t)D * n, -1, 1, &hd);
+  NN(src && dst);
+  CALL(OP_ROW_INDEX_COPY, OPS->row_index_copy(CTX, B, n, si, src, di, dst));
+  double *d = get(t, "dst", dst, (size_t)D * n), *ref = hdbl(t, (size_t)D * n);
+  NN(d && ref);
+  for (size_t i = 0; i < (size_t)D * n; i++) ref[i] = hd[i];
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < n; j++) ref[(size_t)(di ? di[b] : b) * n + j] = hs[(size_t)(si ? si[b] : b) * n + j];
+  chk_exact(t, OP_ROW_INDEX_COPY, "dst", d, ref, (size_t)D * n);
+}
+
 /* ======================= reductions to the host ======================= */
 static void case_sqdist(T *t, size_t n, int with_b) {
   if (!begin(t, OP_SQDIST, "len=%zu b=%s", n, with_b ? "given" : "NULL")) return;
@@ -2135,6 +2166,7 @@ static void run_all(T *t) {
       for (int ki = 0; ki < 3; ki++)
         for (int w = 0; w < 3; w++) case_row_combine(t, B, n, ks[ki], w);
       case_col_sum_add(t, B, n);
+      for (int mode = 0; mode < 3; mode++) case_row_index_copy(t, B, n, mode);
       case_row_sqdist(t, B, n);
       case_row_dot(t, B, n, 1);
       case_row_dot(t, B, n, 3);

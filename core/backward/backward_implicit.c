@@ -157,6 +157,7 @@ static il_status solve_lu(const implicit_state *st, const il_adjoint *a, const i
       bres->reason = IL_REASON_NONFINITE;
       bres->nonfinite_iter = k > 0 ? k : -1; /* -1: the direct solve itself, which has no iterations */
       bres->residual = res;
+      il_trace_add(a->trace, bres->iters, res);
       break;
     }
     if (k > 0 && !(res < 0.5 * bres->residual)) {
@@ -166,6 +167,7 @@ static il_status solve_lu(const implicit_state *st, const il_adjoint *a, const i
       break;
     }
     bres->residual = res;
+    il_trace_add(a->trace, bres->iters, res); /* --trace: the residual of the u kept */
     if (res <= target) { bres->reason = IL_REASON_CONVERGED; break; }
     if (k == a->adjoint_refine) break;
     IL_CHECK(il_lu_solve(be, 1, lu, t));
@@ -291,6 +293,7 @@ static il_status solve_gmres(const implicit_state *st, const il_adjoint *a, cons
       IL_CHECK(il_upload(be, scale, hscale, (size_t)B));
       IL_CHECK(IL_BE(be, row_lincomb, B, n, 1, scale, w, 0, NULL, vn)); /* v_{j+1} = w / ||w|| */
       jdone = j + 1;
+      res->iters = total; /* the count the check (and --trace) sees */
       if (il_stop_check(&stop, p, il_problem_norm(p, local), total - 1, res) || total == st->max_iter) {
         done = 1;
         break;
@@ -339,7 +342,7 @@ static il_status implicit_backward(void *state, const il_adjoint *a, const il_re
     IL_CHECK_GOTO(s, batch_norm(a, r, &rn), out);
     il_problem p = {.cell = c, .be = be, .B = B, .x = NULL, .tol = st->tol * (rn > 0 ? rn : 1),
                     .max_iter = st->max_iter, .ws = a->ws, .hws = a->hws, .reduce = a->reduce,
-                    .keep_best = st->kind == ADJ_ANDERSON};
+                    .keep_best = st->kind == ADJ_ANDERSON, .trace = a->trace};
     il_solve_result res;
     if (st->kind == ADJ_FP) {
       IL_CHECK_GOTO(s, solve_fp(st, a, &p, r, u, &res), out);
@@ -370,6 +373,23 @@ out:
   return s;
 }
 
+/* Fixed-point correction: one undamped step from each intermediate point (TorchDEQ's default,
+ * grad = 1, with IFT for z* itself). The IFT would be meaningless there: they are no fixed points. */
+static void implicit_corr_steps(void *state, int *steps, double *tau) {
+  (void)state;
+  *steps = 1;
+  *tau = 1.0;
+}
+
+/* --trace: lu records 1 + refinements, the matrix-free solvers one residual per vjp. */
+static int implicit_trace_info(void *state, int fwd_max_iter, int adjoint_refine, const char **solver) {
+  static const char *const names[] = {"lu", "fp", "anderson", "gmres"};
+  const implicit_state *st = state;
+  (void)fwd_max_iter;
+  *solver = names[st->kind];
+  return st->kind == ADJ_LU ? adjoint_refine + 1 : st->max_iter;
+}
+
 static const il_option_decl implicit_options[] = {
     {"adjoint-solver", "NAME", "lu|fp|anderson|gmres for (I - df/dz)^T u = dL/dz*", "lu", 1, 0},
     {"adjoint-tol", "TOL", "matrix-free adjoint (fp, anderson, gmres): relative residual tolerance in (0, 1]", "1e-6", 1, 0},
@@ -388,4 +408,7 @@ const il_backward_ops il_backward_implicit_ops = {
     .ws_bytes = implicit_ws_bytes,
     .finish_forward = implicit_finish,
     .backward = implicit_backward,
+    .corr_steps = implicit_corr_steps,
+    .zstar_detached = 0,
+    .trace_info = implicit_trace_info,
 };

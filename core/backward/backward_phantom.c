@@ -7,7 +7,8 @@
  *              out = f(z*), gradient (df/dx, df/dtheta)^T dout, i.e. phantom:1.
  * As K grows (for a contractive f and tau = 1) the phantom gradient approaches
  * the IFT gradient: it is the Neumann series of (I - df/dz)^{-T} cut at K terms.
- * Saved state: 2K (B, n) arrays. */
+ * Saved state: 2K (B, n) arrays. The steps themselves (il_phantom_steps) also
+ * make the outputs of fixed-point correction's intermediate points. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -16,8 +17,75 @@
 typedef struct phantom_state {
   int K;
   double tau;
-  const il_real **z, **f; /* host tables of z_0 .. z_{K-1} and f(z_k), tensors in a->saved */
+  il_phantom_tape tape; /* the steps of the last training forward */
 } phantom_state;
+
+il_status il_phantom_steps(const il_cell *c, int B, const il_real *x, const il_real *z0, int K, double tau,
+                           il_arena *saved, il_arena *hsaved, il_arena *ws, il_phantom_tape *tape, il_real *out) {
+  const il_backend *be = c->be;
+  const size_t len = (size_t)B * c->n;
+  const il_real rtau = (il_real)tau;
+  const int train = saved != NULL;
+  il_arena *a = train ? saved : ws;
+  il_arena_mark m = il_arena_get_mark(ws);
+  *tape = (il_phantom_tape){.K = K, .tau = tau};
+  if (train) {
+    IL_CHECK(il_arena_calloc(hsaved, (size_t)K, sizeof *tape->z, (void **)&tape->z));
+    IL_CHECK(il_arena_calloc(hsaved, (size_t)K, sizeof *tape->f, (void **)&tape->f));
+  }
+  const il_real *zk = z0;
+  for (int k = 0; k < K; k++) {
+    il_real *fk, *zn;
+    IL_CHECK(il_arena_alloc_n(a, len, sizeof *fk, (void **)&fk));
+    IL_CHECK(il_cell_map(c, B, x, zk, fk, NULL, ws, NULL));
+    if (train) {
+      tape->z[k] = zk;
+      tape->f[k] = fk;
+    }
+    if (k == K - 1) zn = out;
+    else IL_CHECK(il_arena_alloc_n(a, len, sizeof *zn, (void **)&zn));
+    if (rtau == 1) IL_CHECK(il_copy(be, zn, fk, len));
+    else IL_CHECK(IL_BE(be, lincomb, len, 1 - rtau, zk, rtau, fk, zn));
+    zk = zn;
+  }
+  if (!train) il_arena_rewind(ws, m);
+  return IL_OK;
+}
+
+il_status il_phantom_steps_backward(const il_phantom_tape *tape, const il_cell *c, int B,
+                                    const unsigned char *zeroed, il_arena *ws, const il_real *dout, il_real *dx,
+                                    il_real *dW, int *nan_iter) {
+  const il_backend *be = c->be;
+  const int n = c->n;
+  const size_t len = (size_t)B * n;
+  const il_real tau = (il_real)tape->tau;
+  if (!tape->z) return IL_ERR(IL_ERR_INTERNAL, "phantom backward: the forward kept no steps");
+  il_arena_mark m = il_arena_get_mark(ws);
+  il_real *u, *v, *t;
+  int fin;
+  IL_CHECK(il_arena_alloc_n(ws, len, sizeof *u, (void **)&u));
+  IL_CHECK(il_arena_alloc_n(ws, len, sizeof *v, (void **)&v));
+  IL_CHECK(il_arena_alloc_n(ws, len, sizeof *t, (void **)&t));
+  IL_CHECK(il_copy(be, u, dout, len));
+  IL_CHECK(IL_BE(be, row_fill, B, n, zeroed, 1, 0, u));
+  *nan_iter = -1;
+  for (int k = tape->K - 1; k >= 0; k--) {
+    IL_CHECK(IL_BE(be, axpby, len, tau, u, 0, v)); /* v = tau u */
+    /* z_0 is a constant: its dz is not needed */
+    IL_CHECK(il_cell_vjp(c, B, tape->z[k], tape->f[k], NULL, v, k > 0 ? t : NULL, dx, dW, ws));
+    if (k > 0) {
+      IL_CHECK(IL_BE(be, lincomb, len, 1 - tau, u, 1, t, u)); /* u = (1 - tau) u + t */
+      if (*nan_iter < 0) {
+        IL_CHECK(IL_BE(be, all_finite, len, u, &fin)); /* sync point: NaN attribution */
+        if (!fin) *nan_iter = k;
+      }
+    }
+  }
+  IL_CHECK(IL_BE(be, all_finite, len, u, &fin)); /* sync point */
+  if (!fin) *nan_iter = *nan_iter < 0 ? 0 : *nan_iter;
+  il_arena_rewind(ws, m);
+  return IL_OK;
+}
 
 static il_status phantom_make(int K, double tau, void **state, int *keep_lu) {
   phantom_state *st = calloc(1, sizeof *st);
@@ -52,77 +120,29 @@ static size_t phantom_ws_bytes(void *state, const il_cell *c, int B) {
 
 static il_status phantom_finish(void *state, const il_adjoint *ad, il_real *out) {
   phantom_state *st = state;
-  const il_cell *c = ad->cell;
-  const il_backend *be = ad->be;
-  const size_t len = (size_t)ad->B * c->n;
-  const il_real tau = (il_real)st->tau;
-  const int train = ad->saved != NULL;
-  il_arena *a = train ? ad->saved : ad->ws;
-  il_arena_mark m = il_arena_get_mark(ad->ws);
-  st->z = st->f = NULL;
-  if (train) {
-    IL_CHECK(il_arena_calloc(ad->hsaved, (size_t)st->K, sizeof *st->z, (void **)&st->z));
-    IL_CHECK(il_arena_calloc(ad->hsaved, (size_t)st->K, sizeof *st->f, (void **)&st->f));
-  }
-  const il_real *zk = ad->zstar;
-  for (int k = 0; k < st->K; k++) {
-    il_real *fk, *zn;
-    IL_CHECK(il_arena_alloc_n(a, len, sizeof *fk, (void **)&fk));
-    IL_CHECK(il_cell_map(c, ad->B, ad->x, zk, fk, NULL, ad->ws, NULL));
-    if (train) {
-      st->z[k] = zk;
-      st->f[k] = fk;
-    }
-    if (k == st->K - 1) zn = out;
-    else IL_CHECK(il_arena_alloc_n(a, len, sizeof *zn, (void **)&zn));
-    if (tau == 1) IL_CHECK(il_copy(be, zn, fk, len));
-    else IL_CHECK(IL_BE(be, lincomb, len, 1 - tau, zk, tau, fk, zn));
-    zk = zn;
-  }
-  if (!train) il_arena_rewind(ad->ws, m);
-  return IL_OK;
+  return il_phantom_steps(ad->cell, ad->B, ad->x, ad->zstar, st->K, st->tau, ad->saved, ad->hsaved, ad->ws, &st->tape,
+                          out);
 }
 
 static il_status phantom_backward(void *state, const il_adjoint *a, const il_real *dout, il_real *dx, il_real *dW,
                                   il_solve_result *bres, int *nan_iter) {
   phantom_state *st = state;
-  const il_cell *c = a->cell;
-  const il_backend *be = a->be;
-  const int n = c->n;
-  const size_t len = (size_t)a->B * n;
-  const il_real tau = (il_real)st->tau;
-  if (!st->z) return IL_ERR(IL_ERR_INTERNAL, "phantom backward: the forward kept no steps");
-  il_arena_mark m = il_arena_get_mark(a->ws);
-  il_real *u, *v, *t;
-  int fin;
-  IL_CHECK(il_arena_alloc_n(a->ws, len, sizeof *u, (void **)&u));
-  IL_CHECK(il_arena_alloc_n(a->ws, len, sizeof *v, (void **)&v));
-  IL_CHECK(il_arena_alloc_n(a->ws, len, sizeof *t, (void **)&t));
-  IL_CHECK(il_copy(be, u, dout, len));
-  IL_CHECK(IL_BE(be, row_fill, a->B, n, a->zeroed, 1, 0, u));
-  *nan_iter = -1;
-  for (int k = st->K - 1; k >= 0; k--) {
-    IL_CHECK(IL_BE(be, axpby, len, tau, u, 0, v)); /* v = tau u */
-    /* z_0 = z* is a constant: its dz is not needed */
-    IL_CHECK(il_cell_vjp(c, a->B, st->z[k], st->f[k], NULL, v, k > 0 ? t : NULL, dx, dW, a->ws));
-    if (k > 0) {
-      IL_CHECK(IL_BE(be, lincomb, len, 1 - tau, u, 1, t, u)); /* u = (1 - tau) u + t */
-      if (*nan_iter < 0) {
-        IL_CHECK(IL_BE(be, all_finite, len, u, &fin)); /* sync point: NaN attribution */
-        if (!fin) *nan_iter = k;
-      }
-    }
-  }
+  IL_CHECK(il_phantom_steps_backward(&st->tape, a->cell, a->B, a->zeroed, a->ws, dout, dx, dW, nan_iter));
   *bres = (il_solve_result){.iters = st->K, .residual = NAN, .reason = IL_REASON_CONVERGED, .nonfinite_iter = -1,
                             .cond_max = NAN};
-  IL_CHECK(IL_BE(be, all_finite, len, u, &fin)); /* sync point */
-  if (!fin) *nan_iter = *nan_iter < 0 ? 0 : *nan_iter;
   if (*nan_iter >= 0) {
     bres->reason = IL_REASON_NONFINITE;
     bres->nonfinite_iter = *nan_iter;
   }
-  il_arena_rewind(a->ws, m);
   return IL_OK;
+}
+
+/* Fixed-point correction takes this mode's own steps for every intermediate point (as TorchDEQ
+ * gives all correction terms the same phantom gradient). */
+static void phantom_corr_steps(void *state, int *steps, double *tau) {
+  const phantom_state *st = state;
+  *steps = st->K;
+  *tau = st->tau;
 }
 
 static const il_option_decl phantom_options[] = {
@@ -141,6 +161,9 @@ const il_backward_ops il_backward_phantom_ops = {
     .ws_bytes = phantom_ws_bytes,
     .finish_forward = phantom_finish,
     .backward = phantom_backward,
+    .corr_steps = phantom_corr_steps,
+    .zstar_detached = 1,
+    .trace_info = NULL, /* --trace: no system solved, nothing to record */
 };
 
 const il_backward_ops il_backward_jfb_ops = {
@@ -152,4 +175,7 @@ const il_backward_ops il_backward_jfb_ops = {
     .ws_bytes = phantom_ws_bytes,
     .finish_forward = phantom_finish,
     .backward = phantom_backward,
+    .corr_steps = phantom_corr_steps,
+    .zstar_detached = 1,
+    .trace_info = NULL, /* --trace: no system solved, nothing to record */
 };

@@ -7,8 +7,8 @@
  * KKT system [[0, 1^T], [1, G G^T + lam' I]] is the fallback).
  * The ridge is relative, lam' = lam * max_i ||G_i||^2, so it means the same at
  * every residual scale (TorchDEQ adds an absolute lam, which dominates the Gram
- * matrix once residuals fall below sqrt(lam)). Stops on ||F_k - X_k||_F of the
- * batch; iterations are map evaluations, as for fp; the output is F_k.
+ * matrix once residuals fall below sqrt(lam)). Stops on the rows' ||F_k - X_k||
+ * (il_stop_norm: the batch's Frobenius norm by default); iterations are map evaluations, as for fp; the output is F_k.
  * Options: anderson-m (memory, default 6), anderson-beta (mixing, default 1),
  * anderson-lambda (relative ridge, default 1e-4). No tape: use an implicit,
  * phantom or jfb backward. */
@@ -94,7 +94,7 @@ static int small_solve(int k, double *A, double *b) {
 size_t il_anderson_ws_bytes(int m, int B, int n, int keep_best) {
   const size_t len = (size_t)B * n;
   return 3 * (size_t)(m + 1) * R(len, il_real) + R((size_t)B * 2 * m, il_real) + R(B, unsigned char) +
-         (keep_best ? R(len, il_real) : 0);
+         (keep_best ? R(len, il_real) + R(B, unsigned char) : 0);
 }
 
 /* Mixing coefficients of one sample from its Gram matrix of the window's residuals:
@@ -148,6 +148,7 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
   il_real *coef, *hcoef; /* (B, nterm m) mixing coefficients: space, host */
   unsigned char *deg, *hdeg; /* (B) rows whose window is degenerate: space, host */
   double *gram, *rows, *dots; /* host: (B, m+1, m+1) Gram of the G slots; (B); (B, m+1) */
+  double *frows = NULL;       /* host (B): ||F_b||^2 with stop_relf */
   il_stop stop;
   il_best best;
   il_stop_begin(&stop, res);
@@ -161,6 +162,7 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
   IL_CHECK(il_arena_calloc(p->hws, (size_t)B * R * R, sizeof *gram, (void **)&gram));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *rows, (void **)&rows));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * R, sizeof *dots, (void **)&dots));
+  if (p->stop_relf) IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *frows, (void **)&frows));
   IL_CHECK(il_best_init(&best, p));
   if (p->z0) IL_CHECK(il_copy(be, X, p->z0, len)); /* warm start in slot 0 */
   int last = 0; /* slot of the newest iterate */
@@ -213,14 +215,13 @@ il_status il_anderson_run(const il_anderson_params *st, const il_problem *p, il_
       rows[b] = gram[((size_t)b * R + slot) * R + slot];
     }
     last = slot;
-    double local = 0;
-    for (int b = 0; b < B; b++) local += rows[b];
-    const double err = il_problem_norm(p, local);
+    if (frows) IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, Fs, NULL, frows), out); /* sync point: ||F||^2 */
+    const double err = il_stop_norm(p, rows, frows);
     res->iters = k + 1;
     if (il_stop_check(&stop, p, err, k, res)) break;
-    IL_CHECK_GOTO(s, il_best_offer(&best, p, Fs, rows, err, k), out);
+    IL_CHECK_GOTO(s, il_best_offer(&best, p, Fs, rows, frows, err, k), out);
   }
-  IL_CHECK_GOTO(s, il_solve_finish(&best, p, F + (size_t)last * len, rows, row_res, 0, z, res, NULL), out);
+  IL_CHECK_GOTO(s, il_solve_finish(&best, p, F + (size_t)last * len, rows, frows, row_res, 0, z, res, NULL), out);
 out:
   il_marks_rewind(p->ws, p->hws, mk);
   return s;

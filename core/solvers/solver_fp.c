@@ -41,7 +41,8 @@ static void fp_destroy(void *state) { free(state); }
 static size_t fp_ws_bytes(void *state, const il_cell *c, int B, int max_iter, int taped) {
   (void)state, (void)max_iter;
   const size_t len = (size_t)B * c->n;
-  const size_t solve = (taped ? 0 : 3 * R(len, il_real)) + R(B, unsigned char) + R(len, il_real) /* best */;
+  const size_t solve = (taped ? 0 : 3 * R(len, il_real)) + R(B, unsigned char) + R(len, il_real) /* best */ +
+                       R(B, unsigned char) /* best's row mask */;
   const size_t back = (2 + FP_THETA_CHUNK) * R(len, il_real);
   return (solve > back ? solve : back) + c->ops->ws_bytes(c, B * FP_THETA_CHUNK);
 }
@@ -79,13 +80,17 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
   unsigned char *active_d = NULL; /* the same in the space, for the row ops */
   double *rd = NULL;              /* per-sample: each row's last residual, squared */
   double *rows = NULL;            /* this step's row residuals, squared */
+  double *frows = NULL, *fd = NULL; /* stop_relf: ||f(z_b)||^2 of this step, and per-sample each row's last */
   int nactive = B;
   IL_CHECK_GOTO(s, il_arena_alloc_n(p->hws, (size_t)B, sizeof *rows, (void **)&rows), out);
+  if (p->stop_relf) IL_CHECK_GOTO(s, il_arena_alloc_n(p->hws, (size_t)B, sizeof *frows, (void **)&frows), out);
+  fd = frows;
   IL_CHECK_GOTO(s, il_best_init(&best, p), out);
   if (p->per_sample) {
     IL_CHECK_GOTO(s, il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&active), out);
     IL_CHECK_GOTO(s, il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&active_d), out);
     IL_CHECK_GOTO(s, il_arena_calloc(p->hws, (size_t)B, sizeof *rd, (void **)&rd), out);
+    if (p->stop_relf) IL_CHECK_GOTO(s, il_arena_calloc(p->hws, (size_t)B, sizeof *fd, (void **)&fd), out);
     memset(active, 1, (size_t)B);
     IL_CHECK_GOTO(s, IL_BE(be, copy, IL_COPY_TO_SPACE, active_d, active, (size_t)B), out);
     if (p->saved)
@@ -102,6 +107,7 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
     }
     if (!damped) f = next;
     IL_CHECK_GOTO(s, il_cell_map(c, B, p->x, cur, f, NULL, p->ws, rows), out); /* rows: ||cur - f||^2 */
+    if (frows) IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, f, NULL, frows), out); /* sync point: ||f||^2 */
     if (damped) {
       IL_CHECK_GOTO(s, IL_BE(be, axpby, len, 1, cur, 0, next), out);
       IL_CHECK_GOTO(s, IL_BE(be, axpby, len, tau, f, 1 - tau, next), out);
@@ -115,22 +121,20 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
       }
       /* frozen rows keep their converged value */
       IL_CHECK_GOTO(s, IL_BE(be, row_select, B, n, active_d, 0, cur, next), out);
-      double acc = 0;
-      int bad = 0, changed = 0;
+      err = il_stop_local(p, rows, frows, active); /* norm of this step over the rows that moved */
+      int changed = 0, bad = 0;
       for (int b = 0; b < B; b++) {
         if (!active[b]) continue;
-        rd[b] = rows[b];
-        acc += rows[b];
         bad |= !isfinite(rows[b]);
-        if (sqrt(rows[b]) < p->tol) { active[b] = 0; nactive--; changed = 1; }
+        rd[b] = rows[b];
+        if (frows) fd[b] = frows[b];
+        if (il_stop_row(p, rows[b], frows ? frows[b] : 0) < p->tol) { active[b] = 0; nactive--; changed = 1; }
       }
       if (changed) IL_CHECK_GOTO(s, IL_BE(be, copy, IL_COPY_TO_SPACE, active_d, active, (size_t)B), out);
-      err = bad ? NAN : sqrt(acc); /* norm of this step over the rows that moved */
+      if (bad) err = NAN;
       all_done = nactive == 0;
     } else {
-      double acc = 0;
-      for (int b = 0; b < B; b++) acc += rows[b];
-      err = il_problem_norm(p, acc);
+      err = il_stop_norm(p, rows, frows);
     }
     res->iters++;
     if (p->saved) {
@@ -142,9 +146,9 @@ static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *
     }
     /* the returned iterate is the newest one, paired with the residual of the step that made it */
     if (il_stop_judge(&stop, p, err, p->per_sample ? all_done : -1, k, res)) break;
-    IL_CHECK_GOTO(s, il_best_offer(&best, p, cur, rd, err, k), out);
+    IL_CHECK_GOTO(s, il_best_offer(&best, p, cur, rd, fd, err, k), out);
   }
-  IL_CHECK_GOTO(s, il_solve_finish(&best, p, cur, rd, row_res, 0, z, res, NULL), out);
+  IL_CHECK_GOTO(s, il_solve_finish(&best, p, cur, rd, fd, row_res, 0, z, res, NULL), out);
 out:
   il_marks_rewind(p->ws, p->hws, m);
   return s;
@@ -183,6 +187,7 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
     for (int k = end - 1; k >= k0; k--) {
       il_real *out = k > k0 ? U + (size_t)(k - 1 - k0) * len : carry, *u = U + (size_t)(k - k0) * len;
       const unsigned char *mv = st->moved ? st->moved[k] : NULL;
+      IL_CHECK(il_trace_vec(p, u, st->K - k)); /* --trace: dL/dz_{k+1}, entering replayed step K - k */
       if (mv) { /* a frozen row is the identity at this step: its cotangent passes through untouched */
         IL_CHECK(IL_BE(be, row_select, B, n, mv, 0, u, keep));
         IL_CHECK(IL_BE(be, row_fill, B, n, mv, 0, 0, u));

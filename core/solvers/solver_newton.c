@@ -71,7 +71,7 @@ static size_t newton_ws_bytes(void *state, const il_cell *c, int B, int max_iter
   const size_t len = (size_t)B * c->n, ld = (size_t)B * (c->lin_dim ? c->lin_dim : c->n);
   size_t lu_a, lu_p;
   c->be->ops->lu_layout(c->be->ctx, B, c->n, &lu_a, &lu_p);
-  size_t solve = 3 * R(len, il_real) /* g, zero, best */;
+  size_t solve = 3 * R(len, il_real) /* g, zero, best */ + R(B, unsigned char) /* best's row mask */;
   if (!taped) solve += 3 * R(len, il_real) + R(ld, il_real) + R(B, il_real) + il_ws_round(lu_a) + il_ws_round(lu_p);
   const size_t back = 5 * R(len, il_real);
   return (solve > back ? solve : back) + c->ops->ws_bytes(c, B);
@@ -125,7 +125,7 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
   il_real *zk, *fk, *link = NULL, *g, *d = NULL, *zero, *alpha = NULL, *halpha;
   il_lu lu = {0};
   int *info;
-  double *rows, *trows, *anorm = NULL, *rcond = NULL;
+  double *rows, *trows, *anorm = NULL, *rcond = NULL, *frows = NULL; /* frows: ||f_b||^2 with stop_relf */
   il_stop stop;
   il_best best;
 
@@ -140,6 +140,7 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
   IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *info, (void **)&info));
   IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *rows, (void **)&rows));
   IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *trows, (void **)&trows));
+  if (p->stop_relf) IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *frows, (void **)&frows));
   IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *halpha, (void **)&halpha));
   if (p->diag) {
     IL_CHECK(il_arena_calloc(p->hws, (size_t)B, sizeof *anorm, (void **)&anorm));
@@ -182,17 +183,17 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
   for (int k = 0;; k++) {
     IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, zk, -1, fk, g), out); /* g = z - f */
     IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, g, NULL, rows), out); /* sync point: the stopping test */
-    double local = 0;
-    for (int b = 0; b < B; b++) local += rows[b];
-    double err = p->per_sample ? sqrt(local) : il_problem_norm(p, local);
+    if (frows) IL_CHECK_GOTO(s, IL_BE(be, row_sqdist, B, n, fk, NULL, frows), out);
+    /* per-sample: converged rows stay put, so every row counts */
+    double err = p->per_sample ? il_stop_local(p, rows, frows, NULL) : il_stop_norm(p, rows, frows);
     int done = -1;
     if (p->per_sample) {
       for (int b = 0; b < B; b++)
-        if (active[b] && sqrt(rows[b]) < p->tol) { active[b] = 0; nactive--; }
+        if (active[b] && il_stop_row(p, rows[b], frows ? frows[b] : 0) < p->tol) { active[b] = 0; nactive--; }
       done = nactive == 0;
     }
     if (il_stop_judge(&stop, p, err, done, k, res)) break;
-    IL_CHECK_GOTO(s, il_best_offer(&best, p, zk, rows, err, k), out);
+    IL_CHECK_GOTO(s, il_best_offer(&best, p, zk, rows, frows, err, k), out);
     if (k == p->max_iter) break;
 
     il_real *znext, *fnext, *linnext = NULL;
@@ -244,7 +245,7 @@ static il_status newton_solve(void *state, const il_problem *p, il_real *z, doub
   }
   /* inclusive: the seed zeroes rows with norm > tol */
   int restored = 0;
-  IL_CHECK_GOTO(s, il_solve_finish(&best, p, zk, rows, row_res, 1, z, res, &restored), out);
+  IL_CHECK_GOTO(s, il_solve_finish(&best, p, zk, rows, frows, row_res, 1, z, res, &restored), out);
   if (restored) st->kept_ok = 0; /* the last LU belongs to another point */
 out:
   il_marks_rewind(p->ws, p->hws, m);
@@ -278,6 +279,7 @@ static il_status newton_unroll_backward(void *state, const il_problem *p, const 
   st->nan_step = -1;
   for (int k = st->K - 1; k >= 0; k--) {
     const newton_step *t = &st->tape[k];
+    IL_CHECK(il_trace_vec(p, u, st->K - k)); /* --trace: dL/dz_{k+1}, entering replayed step K - k */
     IL_CHECK(IL_BE(be, row_lincomb, B, n, 1, t->alpha, u, 0, NULL, w)); /* w = a u */
     IL_CHECK(il_lu_solve(be, 1, &t->lu, w));                        /* w = J^{-T} (a u) */
     IL_CHECK(il_copy(be, nw, w, len));
@@ -306,6 +308,20 @@ static il_status newton_last_lu(void *state, const il_lu **lu) {
 
 static int newton_nan_step(void *state) { return ((newton_state *)state)->nan_step; }
 
+/* The cold start: z = f(0) */
+static il_status newton_start(void *state, const il_problem *p, il_real *z) {
+  (void)state;
+  const il_cell *c = p->cell;
+  const size_t len = (size_t)p->B * c->n;
+  il_marks m = il_marks_get(p->ws, p->hws);
+  il_real *zero, *lin = NULL;
+  IL_CHECK(il_arena_calloc(p->ws, len, sizeof *zero, (void **)&zero));
+  if (c->lin_dim) IL_CHECK(il_arena_alloc_n(p->ws, (size_t)p->B * c->lin_dim, sizeof *lin, (void **)&lin));
+  const il_status s = il_cell_map(c, p->B, p->x, zero, z, lin, p->ws, NULL);
+  il_marks_rewind(p->ws, p->hws, m);
+  return s;
+}
+
 const il_solver_ops il_solver_newton_ops = {
     .name = "newton",
     .summary = "exact Newton with per-sample Jacobian and batched LU, from z = f(0)",
@@ -319,6 +335,7 @@ const il_solver_ops il_solver_newton_ops = {
     .unroll_nan_step = newton_nan_step,
     .last_lu = newton_last_lu,
     .destroy = newton_destroy,
+    .start = newton_start,
 };
 
 static const il_option_decl newton_ls_options[] = {
@@ -341,4 +358,5 @@ const il_solver_ops il_solver_newton_ls_ops = {
     .unroll_nan_step = newton_nan_step,
     .last_lu = newton_last_lu,
     .destroy = newton_destroy,
+    .start = newton_start,
 };

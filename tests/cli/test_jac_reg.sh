@@ -11,7 +11,8 @@
 #    thread and one rank (the probes are drawn for the global batch), and SIGTERM + --resume
 #    gives the uninterrupted run's parameters and rows bitwise (the probes' stream is in the
 #    checkpoint); a resume with another weight is refused;
-#  - gradcheck --jac-reg passes, and fails at an impossible threshold.
+#  - gradcheck --jac-reg passes (also with --w-norm weight and spectral), is refused with
+#    --fp-correction, and fails at an impossible threshold.
 # Needs data/mnist and /usr/bin/python3 with h5py: skipped (77) otherwise, unless
 # ILBENCH_REQUIRE_DATA=1.
 set -uo pipefail
@@ -57,6 +58,8 @@ refuse "zero probes" "--jac-reg-samples" train "${Q[@]}" --jac-reg 1 --jac-reg-s
 refuse "period 0" "--jac-reg-every" train "${Q[@]}" --jac-reg 1 --jac-reg-every 0
 refuse "gradcheck --jac-reg-samples without --jac-reg" "--jac-reg-samples applies only" gradcheck --jac-reg-samples 2
 refuse "gradcheck negative weight" "--jac-reg" gradcheck --jac-reg -0.5
+refuse "gradcheck --jac-reg with --fp-correction" "--jac-reg and --fp-correction cannot be checked together" \
+  gradcheck --jac-reg 0.5 --fp-correction 3
 help=$("$ilb" train --help)
 if grep -q -- '--jac-reg WEIGHT' <<<"$help" && grep -q -- '--jac-reg-samples K' <<<"$help" &&
    grep -q -- '--jac-reg-every N' <<<"$help"; then
@@ -198,6 +201,14 @@ if "$ilb" gradcheck --jac-reg 0.5 --jac-reg-samples 2 > "$T/gc.log" 2>&1 && grep
 else
   fail "gradcheck --jac-reg: $(tail -3 "$T/gc.log")"
 fi
+for wn in weight spectral; do
+  if "$ilb" gradcheck --jac-reg 0.5 --w-norm $wn --solver fp --backward implicit > "$T/gcw.log" 2>&1 &&
+     grep -q PASS "$T/gcw.log" && ! grep -q FAIL "$T/gcw.log"; then
+    ok "gradcheck --jac-reg 0.5 --w-norm $wn passes (both parts in V, g)"
+  else
+    fail "gradcheck --jac-reg --w-norm $wn: $(tail -3 "$T/gcw.log")"
+  fi
+done
 "$ilb" gradcheck --jac-reg 0.5 --backward implicit --threshold 1e-30 > "$T/gc2.log" 2>&1
 rc=$?
 if [[ $rc -eq 1 ]] && grep -q FAIL "$T/gc2.log"; then ok "gradcheck --jac-reg fails at threshold 1e-30"; else

@@ -104,15 +104,17 @@ simd=$(grep -m1 '^flags' /proc/cpuinfo | grep -qw avx512f && echo 'AVX-512 (avx5
 [[ -z $simd ]] || grep -qF "$simd" "$md" && ok "SIMD level as in /proc/cpuinfo" || fail "the machine line lacks $simd"
 check_md "$md" '^\*A `--quick` run\*|^\*\*A `--quick` run\*\*' "quick runs are marked as such"
 check_md "$md" '^\*n = 100, batch 100\* \(ceiling: the \(100, 100\) × \(100, 100\) sgemm, [0-9.]+ .*GFLOP/s at 1 thread; [0-9.]+ .*GFLOP/s at 2 threads\):$' "ceiling line of n = 100 at 1 and 2 threads"
-check_md "$md" '^\| pair \| threads \| forward ms \| GFLOP/s \| of the ceiling \| backward ms \| GFLOP/s \| of the ceiling \| ceiling GFLOP/s \| iterations fwd / bwd \|$' "layer table header"
+check_md "$md" '^\| pair \| threads \| forward ms \| GFLOP/s \| of the ceiling \| backward ms \| GFLOP/s \| of the ceiling \| ceiling GFLOP/s \| iterations fwd / bwd \| par\. eff\. \|$' "layer table header"
 num='[0-9.]+( \([0-9.]+–[0-9.]+\))?'
 for pair in fp/unroll fp/implicit newton/unroll newton/implicit anderson/implicit broyden/implicit; do
   for t in 1 2; do
     check_md "$md" "^\| $pair \| $t \| $num \| [0-9.]+ \| [0-9.]+ \| $num \| [0-9.]+ \| [0-9.]+ \| $num \| [0-9]+ / [0-9]+" "layer row $pair, $t threads"
   done
 done
-check_md "$md" "as its own \`ilbench layer\`" "says the thread counts were separate runs (this ilbench's --threads takes one number)"
-check_md "$md" '^build/release/bench/ilbench layer --solver fp,newton,anderson,broyden --backward unroll,implicit --hidden 100 .*--threads 1 --csv ' "layer command listed"
+check_md "$md" 'same interleaved rounds' "says the thread counts were interleaved (this ilbench's --threads takes a list)"
+check_md "$md" '^build/release/bench/ilbench layer --solver fp,newton,anderson,broyden --backward unroll,implicit --hidden 100 .*--threads 1,2 --csv ' "one layer command with --threads 1,2"
+check_md "$md" '^\| fp/unroll \| 1 \| .* \| 1\.00 \|$' "par. eff. of a 1-thread row is 1.00"
+check_md "$md" '^\| newton/implicit \| 2 \| .* \| [0-9]\.[0-9]{2} \|$' "par. eff. of a 2-thread row"
 check_md "$md" "^- torch: skipped, torch is not importable by $tmp/no-python" "missing torch: a note, not a failure"
 
 # the numbers in the layer table are the CSV's (columns by name) and the fractions are rate/ceiling
@@ -123,8 +125,13 @@ from speed_report import sig
 d = sys.argv[2]
 md = open(d + "/speed.md").read().splitlines()
 bad = 0
+def rows_at(t):  # one interleaved run (layer.csv, a threads column) or one run per count (layer-tT.csv)
+    import os
+    if os.path.exists(f"{d}/layer.csv"):
+        return [r for r in csv.DictReader(open(f"{d}/layer.csv")) if int(r["threads"]) == t]
+    return list(csv.DictReader(open(f"{d}/layer-t{t}.csv")))
 for t in (1, 2):
-    for r in csv.DictReader(open(f"{d}/layer-t{t}.csv")):
+    for r in rows_at(t):
         row = next((l for l in md if l.startswith(f"| {r['solver']}/{r['backward']} | {t} |")), None)
         cells = [c.strip() for c in row.strip("|").split("|")] if row else []
         want = {2: sig(float(r["fwd_ms"])), 3: sig(float(r["fwd_GF/s"])), 5: sig(float(r["bwd_ms"])),
@@ -138,7 +145,7 @@ for t in (1, 2):
             print(f"row {r['solver']}/{r['backward']} T={t}: forward fraction {cells[4]}, want {frac:.2f}"); bad += 1
 sys.exit(1 if bad else 0)
 PY
-ok "layer numbers checked against layer-t1.csv and layer-t2.csv"
+ok "layer numbers checked against the layer CSV"
 
 if ((have_data)); then
   check_md "$md" '^\| pair \| threads \| batches \| GFLOP counted \| s in the steps \| GFLOP/s \| ceiling GFLOP/s \| of the ceiling \|$' "training table header"
@@ -150,11 +157,14 @@ if ((have_data)); then
     read -r gf ts < <(awk '/# events \(/ { on = 1; next } on && $2 ~ /^(fwd_solve|bwd_solve|head|allreduce|update)$/ { g += $6; t += $4 }
                           END { printf "%.1f %.3f\n", g, t }' "$tmp/q/train-$sb.txt")
     row=$(grep "^| ${sb/-//} | 1 | 20 |" "$md")
-    $PY - "$row" "$gf" "$ts" "$tmp/q/layer-t1.csv" <<'PY' && ok "training row ${sb/-//}: GFLOP $gf in $ts s, fraction of the ceiling" || fail "training row ${sb/-//} ($row) does not match its events table (GFLOP $gf, $ts s) and the ceiling"
+    $PY - "$row" "$gf" "$ts" "$tmp/q" <<'PY' && ok "training row ${sb/-//}: GFLOP $gf in $ts s, fraction of the ceiling" || fail "training row ${sb/-//} ($row) does not match its events table (GFLOP $gf, $ts s) and the ceiling"
 import csv, sys
 c = [x.strip() for x in sys.argv[1].strip("|").split("|")]
 gf, ts = float(sys.argv[2]), float(sys.argv[3])
-ceil = float(next(r for r in csv.DictReader(open(sys.argv[4])) if r["hidden"] == "100")["sgemm_GF/s"])
+import os
+d = sys.argv[4]
+src = f"{d}/layer.csv" if os.path.exists(f"{d}/layer.csv") else f"{d}/layer-t1.csv"
+ceil = float(next(r for r in csv.DictReader(open(src)) if r["hidden"] == "100" and r.get("threads", "1") == "1")["sgemm_GF/s"])
 rate = float(c[5])
 assert c[3] == f"{gf:.1f}" and c[4] == f"{ts:.3f}", (c, gf, ts)
 assert abs(rate - gf / ts) <= 0.02 * rate + 0.1, (rate, gf / ts)
@@ -176,7 +186,7 @@ exec "$ILB" "\$@"
 EOF
 chmod +x "$tmp/ilbench-fails"
 out=$(ILBENCH=$tmp/ilbench-fails "$SR" --quick --parts layer --readme-file "$tmp/README.copy" --out "$tmp/f" 2>&1); rc=$?
-if [[ $rc == 1 && $out == *"step 'layer (threads 1)' failed"* && $out == *"injected failure"* ]]; then
+if [[ $rc == 1 && $out == *"step 'layer (threads 1"*"' failed"* && $out == *"injected failure"* ]]; then
   ok "a failing layer run: exit 1, the message names the step and shows its error"
 else
   fail "a failing layer run: exit $rc, output: $out"
@@ -185,57 +195,26 @@ cmp -s "$tmp/README.copy" "$tmp/README.orig" && ok "README untouched after the f
 [[ ! -e $tmp/f/speed.md ]] && ok "no speed.md after the failure" || fail "a failed run wrote speed.md"
 ls "$tmp"/*.tmp >/dev/null 2>&1 && fail "a temporary file was left next to the README" || true
 
-# 4. an ilbench whose layer --threads takes a comma list: one run with --threads 1,2; the columns
-#    threads and par_eff (placed elsewhere in the header: found by name) reach the table
-cat >"$tmp/ilbench-list" <<EOF
+# 4. an ilbench whose layer --threads takes one number (an older build): one run per thread count
+cat >"$tmp/ilbench-single" <<EOF
 #!/usr/bin/env bash
 real="$ILB"
-if [[ \$1 == layer ]]; then
-  if [[ " \$* " == *" --help "* ]]; then
-    "\$real" "\$@" | sed 's/^\(  --threads N *\).*/\1thread counts, comma list: every case at each count in the same rounds [default: 1]/'
-    exit \${PIPESTATUS[0]}
-  fi
-  args=() threads="" csv=""
-  shift
-  while ((\$#)); do
-    case \$1 in --threads) threads=\$2; shift 2 ;; --csv) csv=\$2; shift 2 ;; *) args+=("\$1"); shift ;; esac
-  done
-  parts=()
-  for t in \${threads//,/ }; do "\$real" layer "\${args[@]}" --threads "\$t" --csv "\$csv.t\$t" || exit; parts+=("\$csv.t\$t"); done
-  exec /usr/bin/python3 - "\$csv" "\${parts[@]}" <<'PY'
-import csv, sys
-rows, t1 = [], {}
-for p in sys.argv[2:]:
-    t = int(p.rsplit(".t", 1)[1])
-    for r in csv.DictReader(open(p)):
-        k = (r["solver"], r["backward"], r["hidden"])
-        s = float(r["fwd_ms"]) + float(r["bwd_ms"])
-        t1.setdefault(k, s) if t == 1 else None
-        r["threads"] = t
-        r["par_eff"] = "%.3f" % (t1[k] / (t * s)) if k in t1 else ""
-        rows.append(r)
-cols = ["threads"] + list(reversed([c for c in rows[0] if c not in ("threads", "par_eff")])) + ["par_eff"]
-w = csv.DictWriter(open(sys.argv[1], "w", newline=""), fieldnames=cols)
-w.writeheader()
-w.writerows(rows)
-PY
+if [[ \$1 == layer && " \$* " == *" --help "* ]]; then
+  "\$real" "\$@" | sed 's/^\(  --threads N *\).*/\1threads [default: 1]/'
+  exit \${PIPESTATUS[0]}
 fi
 exec "\$real" "\$@"
 EOF
-chmod +x "$tmp/ilbench-list"
-ILBENCH=$tmp/ilbench-list "$SR" --quick --parts layer --out "$tmp/l" >"$tmp/l.log" 2>&1
+chmod +x "$tmp/ilbench-single"
+ILBENCH=$tmp/ilbench-single "$SR" --quick --parts layer --out "$tmp/l" >"$tmp/l.log" 2>&1
 rc=$?
 if [[ $rc == 0 ]]; then
-  ok "speed-report with a comma-list --threads"
+  ok "speed-report with a one-number --threads"
   md=$tmp/l/speed.md
-  check_md "$md" '--threads 1,2 --csv .*/layer\.csv$' "one layer run with --threads 1,2"
-  [[ $(grep -c '^[^ ]*ilbench-list layer ' "$md") == 1 ]] && ok "exactly one layer command" || fail "not exactly one layer command in $md"
-  check_md "$md" '\| iterations fwd / bwd \| par\. eff\. \|$' "par. eff. column"
-  check_md "$md" '^\| fp/unroll \| 1 \| .* \| 1\.00 \|$' "par. eff. of a 1-thread row is 1.00"
-  check_md "$md" '^\| newton/implicit \| 2 \| .* \| [0-9]\.[0-9]{2} \|$' "par. eff. of a 2-thread row"
-  check_md "$md" 'same interleaved rounds' "says the thread counts were interleaved"
+  [[ $(grep -c '^[^ ]*ilbench-single layer ' "$md") == 2 ]] && ok "one layer command per thread count" || fail "not two layer commands in $md"
+  check_md "$md" "as its own \`ilbench layer\`" "says the thread counts were separate runs"
 else
-  cat "$tmp/l.log"; fail "speed-report with a comma-list --threads exited $rc"
+  cat "$tmp/l.log"; fail "speed-report with a one-number --threads exited $rc"
 fi
 
 # 5. --render --readme-file: only the text between the markers changes, and a second render is a no-op

@@ -8,7 +8,8 @@
  * file is simply one argument per line, e.g. "--solver\nnewton\n--tol=1e-3\n".
  * Properties checked besides "no crash, no sanitizer report":
  *   - a failure records a non-empty message;
- *   - after a successful parse, every given value points into argv (or is the flag value "1"),
+ *   - after a successful parse, every given value points into argv (or is the flag value "1", or
+ *     the def of an optional-value option given bare),
  *     and options that take a value never get an empty one;
  *   - suggestion and hint buffers are always NUL-terminated within their capacity. */
 #include <assert.h>
@@ -91,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     assert(cli.npositional == 0);
     for (int i = 0; i < nspec; i++) {
       if (!cli.value[i]) continue;
-      assert(points_into(cli.value[i], argv, argc));
+      assert(points_into(cli.value[i], argv, argc) || cli.value[i] == spec[i].def); /* a bare optional */
       if (spec[i].takes_value) assert(cli.value[i][0] != '\0');
       assert(il_cli_has(&cli, spec[i].name));
     }

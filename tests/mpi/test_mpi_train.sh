@@ -10,6 +10,8 @@
 #     shaped GEMMs and of the allreduce sum order; measured ~2e-7).
 # A NaN injected into one rank's gradient is skipped by every rank, whichever
 # rank it is on, and training goes on in sync.
+# The stop rules (--stop-norm max|mean, --stop-mode relf, --best sample) take P = 1's
+# forward iterations at every step on P = 2 and 3.
 # On --device cpu-guard, short fp/unroll and newton/implicit runs (P = 1, 2, with
 # a NaN skip) are bit-identical to --device cpu: losses, logged steps, parameters.
 set -euo pipefail
@@ -135,6 +137,29 @@ if "$mpiexec" --oversubscribe -np 2 "$ilbench" train --data "$data" --max-batche
 elif grep -q 'threads would share cores' "$tmp/bind.out" && grep -q 'map-by slot:PE=' "$tmp/bind.out"; then
   echo "PASS: 2 ranks x $T threads on $(nproc) CPUs refused with the mpirun fix"
 else echo "FAIL: unclear message for oversubscribed threads"; cat "$tmp/bind.out"; fail=1; fi
+
+# The stopping rules reduce over ranks (TorchDEQ's max of the rows' relative residuals, the mean of
+# the rows' norms, each row's lowest-residual iterate): P = 2 and 3 take P = 1's forward iterations
+# at every one of 20 anderson/implicit steps, with losses within 1e-5 relative.
+for rule in "--stop-norm max --stop-mode relf --best sample" "--stop-norm mean --best sample"; do
+  tag=$(tr -d ' -' <<<"$rule")
+  for P in 1 2 3; do run "$P" "sr$P-$tag" --max-batches 20 --solver anderson --backward implicit $rule || fail=1; done
+  for P in 2 3; do
+    if "$py" - "$tmp/sr1-$tag" "$tmp/sr$P-$tag" <<'PY'
+import re, sys, numpy as np
+def steps(tag):
+    lines = [l for l in open(tag + ".out") if l.startswith("global_step=")]
+    return [int(re.search(r" fwd_iters=(\d+)", l).group(1)) for l in lines], np.loadtxt(tag + ".loss")
+(ia, la), (ib, lb) = steps(sys.argv[1]), steps(sys.argv[2])
+dl = np.max(np.abs(lb - la) / np.abs(la))
+print(f"  fwd_iters {ia[:6]}..., max rel loss diff {dl:.2e}")
+sys.exit(0 if len(ia) == 20 and ia == ib and dl <= 1e-5 else 1)
+PY
+    then echo "PASS: $rule: P=$P takes P=1's iterations at every step"
+    else echo "FAIL: $rule: P=$P differs from P=1"; fail=1; fi
+  done
+  grep -q "^# stop_mode .*norm ${rule:12:3}" "$tmp/sr1-$tag.out" || { echo "FAIL: $rule not in the run's header"; fail=1; }
+done
 
 # More ranks than rows is refused with a clear message.
 if "$mpiexec" --oversubscribe -np 3 "$ilbench" train --data "$data" --batch 2 >"$tmp/small.out" 2>&1; then

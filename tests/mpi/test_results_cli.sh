@@ -5,6 +5,7 @@
 #   - an unwritable path and bad sweep lists are refused with clear messages;
 #   - an impossible combination is skipped with its reason, the rest run;
 #   - job-array slices merged back give every point exactly once;
+#   - the stop rules (stop_mode, stop_norm, best_rule) are recorded and read back;
 #   - a run killed with SIGKILL after its second epoch leaves a file that h5dump and
 #     h5py read, with status "running" and both completed epochs in it.
 #   test_results_cli.sh <ilbench> <source dir> <mpiexec>
@@ -181,6 +182,29 @@ print(f"{bad.sum()} NaN steps of {len(s)}")
 PY
 then pass "--sech2 seed on 2 ranks: NaN steps attributed to the layer backward, diagnostics NaN there"
 else bad "--sech2 seed attribution on 2 ranks"; cat "$tmp/sd.log"; fi
+
+# 5b. Stop rules recorded: a default run and a TorchDEQ-style one (max of the rows' relative
+#     residuals, each row's lowest-residual iterate) on 2 ranks carry stop_mode, stop_norm and
+#     best_rule; the checker finds nothing wrong; the loader reads them back.
+if mpi2 train "${quick[@]}" --solver anderson --backward implicit --out "$tmp/sr.h5" >"$tmp/sr.log" 2>&1 &&
+   mpi2 train "${quick[@]}" --solver anderson --backward implicit --stop-norm max --stop-mode relf --best sample \
+     --out "$tmp/sr.h5" --append >>"$tmp/sr.log" 2>&1 &&
+   "$py" "$src/analysis/check_schema.py" "$tmp/sr.h5" | grep -q "0 errors, 0 warnings" &&
+   "$py" - "$tmp/sr.h5" "$src/analysis" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+import ilbench_results as ir
+runs = sorted(ir.load_runs(sys.argv[1]), key=lambda r: r.attrs["stop_norm"])
+got = [(r.attrs["stop_mode"], r.attrs["stop_norm"], r.attrs["best_rule"], r.attrs["best"]) for r in runs]
+assert got == [("abs", "frob", "off", 0), ("relf", "max", "sample", 1)], got
+for r in runs:  # a converged step's residual is below tol in the run's own norm
+    st = r.steps
+    ok = st["fwd_reason"] == 0
+    assert ok.any() and (st["fwd_residual"][ok] < r.attrs["tol"]).all(), r.run_id
+print("  stop rules:", got)
+PY
+then pass "stop rules recorded as run attributes and read back"
+else bad "stop-rule attributes"; cat "$tmp/sr.log"; fi
 
 # 6. SIGKILL after the second epoch.
 ( "$mpiexec" --oversubscribe -np 2 "$ilbench" train --data "$data" --epochs 50 --max-batches 5 --test-batches 1 \
