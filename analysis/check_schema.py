@@ -152,6 +152,8 @@ def members_of(table, version=SCHEMA_VERSION):
     back = {new: old for old, new in RENAMED_V3.get(table, {}).items()}
     out = {}
     for c in SCHEMA["tables"][table]["columns"]:
+        if c.get("optional"):  # OPTIONAL_MEMBERS: checked where present, never required
+            continue
         if c["since"] > version and not (version < 3 and c["name"] in back):
             continue
         name = back.get(c["name"], c["name"]) if version < 3 else c["name"]
@@ -160,6 +162,10 @@ def members_of(table, version=SCHEMA_VERSION):
 
 
 COLUMNS = {t: {c["name"]: c for c in v["columns"]} for t, v in SCHEMA["tables"].items()}
+# Columns added within a version after its first release ("optional": true in schema.json):
+# {version: {table: {member: dtype}}}. A file MAY lack them; one it has must have the right type.
+OPTIONAL_MEMBERS = {v: {t: {c["name"]: column_dtype(c, v) for c in d["columns"] if c.get("optional") and c["since"] <= v}
+                        for t, d in SCHEMA["tables"].items()} for v in SUPPORTED_VERSIONS}
 REQUIRED_TABLES = tuple(t for t, v in SCHEMA["tables"].items() if not v["optional"])
 TABLES_BY_VERSION = {v: {t: members_of(t, v) for t in REQUIRED_TABLES} for v in SUPPORTED_VERSIONS}
 TABLES = TABLES_BY_VERSION[SCHEMA_VERSION]
@@ -181,7 +187,8 @@ TRACE_SOLVES = ("forward", "backward")
 TRACE_BACKWARD = {"unroll": ("unroll",), "implicit": ("lu", "fp", "anderson", "gmres")}  # phantom, jfb: none
 # il_event_name in core/il_events.c, in il_event_id order.
 EVENT_NAMES = ("fwd_solve", "bwd_solve", "map", "jacobian", "lu_factor", "lu_solve",
-               "jvp", "vjp", "vjp2", "head", "allreduce", "update")
+               "jvp", "vjp", "vjp2", "head", "allreduce", "update",
+               "jac_reg")
 
 
 def _by_unit(pred):
@@ -476,6 +483,10 @@ def check_run_config(rep, g, loc):
         v = check_typed_attr(rep, g, loc, key, want, "configuration attribute")
         if v is not None:
             cfg[key] = v
+    if "jac_reg" in g.attrs:  # informational (train --jac-reg, optional): its type where present
+        v = check_typed_attr(rep, g, loc, "jac_reg", "real", "configuration attribute")
+        if v is not None:
+            cfg["jac_reg"] = v
     # Documented value sets and ranges. The schema gives them as meanings, not
     # as MUSTs, so these are warnings (except world_size, which counts ranks).
     if "device" in cfg and cfg["device"] not in DEVICES:
@@ -606,9 +617,11 @@ def check_table_layout(rep, g, loc, name, version=SCHEMA_VERSION, members=None):
     if name not in FIXED_SIZE_TABLES and (ds.chunks is None or ds.maxshape != (None,)):
         rep.warn(tloc, f"is not chunked and extendible (chunks {ds.chunks}, maxshape {ds.maxshape})")
     usable = set()
-    for member, want in members.items():
+    optional = OPTIONAL_MEMBERS.get(version, {}).get(name, {})
+    for member, want in list(members.items()) + [(m, w) for m, w in optional.items() if m not in members]:
         if member not in ds.dtype.fields:
-            rep.error(tloc, f"missing member '{member}'")
+            if member not in optional:
+                rep.error(tloc, f"missing member '{member}'")
             continue
         have = ds.dtype.fields[member][0]
         if want == "str":
@@ -715,7 +728,21 @@ def check_epochs_values(rep, tloc, ep, usable, cfg, status):
         for c in ("nan_batches", "maxiter_batches", "diverged_batches", "nonfinite_batches"):
             if c in usable:
                 bad_rows(rep, tloc, ep[c] > ep["train_batches"], ep[c], f"{c} > train_batches", "warning")
+    check_jac_reg(rep, tloc, ep, usable, cfg)
     return ok and "epoch" in usable
+
+
+def check_jac_reg(rep, tloc, data, usable, cfg):
+    """jac_reg (optional, epochs and steps): an estimate of a squared norm, >= 0 or NaN (not
+    computed); a number in a run whose jac_reg attribute is 0 (off) is a warning."""
+    if "jac_reg" not in usable:
+        return
+    v = data["jac_reg"]
+    bad_rows(rep, tloc, v < 0, v, "negative jac_reg (must be >= 0 or NaN)")
+    bad_rows(rep, tloc, np.isinf(v), v, "infinite jac_reg")
+    if cfg.get("jac_reg") == 0:
+        bad_rows(rep, tloc, ~np.isnan(v), v, "jac_reg computed although the run's jac_reg attribute is 0 (off)",
+                 "warning")
 
 
 def check_steps_values(rep, tloc, st, usable, cfg):
@@ -744,6 +771,7 @@ def check_steps_values(rep, tloc, st, usable, cfg):
     if "nonconverged" in usable and "batch" in cfg:
         nc = st["nonconverged"]
         bad_rows(rep, tloc, nc > cfg["batch"], nc, "nonconverged > batch", "warning")
+    check_jac_reg(rep, tloc, st, usable, cfg)
     check_steps_diagnostics(rep, tloc, st, usable)
 
 

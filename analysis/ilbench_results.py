@@ -125,7 +125,7 @@ def names(table, member) -> np.ndarray:
 # events (optional): its members, as this reader returns them ("name" decoded
 # from the file's fixed-length bytes to str).
 EVENT_NAMES = ("fwd_solve", "bwd_solve", "map", "jacobian", "lu_factor", "lu_solve",
-               "jvp", "vjp", "vjp2", "head", "allreduce", "update")  # core/il_events.c
+               "jvp", "vjp", "vjp2", "head", "allreduce", "update", "jac_reg")  # core/il_events.c
 EVENT_NUMERIC = ("calls", "time_max", "time_sum", "flops")
 
 

@@ -39,7 +39,8 @@ def table_md(schema, name):
     cols = schema["tables"][name]["columns"]
     out = ["| member | type | unit | since | meaning |", "|---|---|---|---|---|"]
     for c in cols:
-        out.append(f"| `{c['name']}` | {TYPES[c['type']]} | {c['unit']} | {c['since']} | {md(c['meaning'])} |")
+        since = f"{c['since']}, optional" if c.get("optional") else c["since"]
+        out.append(f"| `{c['name']}` | {TYPES[c['type']]} | {c['unit']} | {since} | {md(c['meaning'])} |")
     return "\n".join(out) + "\n"
 
 

@@ -337,6 +337,7 @@ static const struct {
     {"scale", "S"},           {"threshold", "REL"},        {"from-list", "FILE"},      {"wait-lock", "SECONDS"},
     {"checkpoint-every", "N"}, {"resume", "FILE[:RUN]"},   {"eval-tol", "TOL"},        {"eval-max-iter", "N"},
     {"rounds", "N"},          {"csv", "FILE"},
+    {"jac-reg", "WEIGHT"},    {"jac-reg-samples", "K"},    {"jac-reg-every", "N"},
     {"fp-correction", "K[:GAMMA]"},
     {"best", "RULE"},
     {"trace", "N"},

@@ -3,7 +3,10 @@
  * where the solver keeps a tape, and implicit with every adjoint solver; the
  * inexact phantom/jfb gradients can be named but are expected to fail); the normwise
  * relative errors ||g - g_fd|| / ||g_fd|| of dL/dx and dL/dW (relerr_*) must be
- * below --threshold; maxabs_* is the largest entrywise |g - g_fd|.
+ * below --threshold; maxabs_* is the largest entrywise |g - g_fd|. With --jac-reg W the loss
+ * adds W times the Jacobian regulariser (il_gradcheck.h), whose gradient at fixed z* is added to
+ * the mode's; reg_relerr_* is that part alone against its own differences, and must pass too
+ * (with --w-norm both in V and g through W(V, g)).
  * With --fp-correction K[:GAMMA] it runs il_gradcheck_corr instead: the model's
  * whole corrected loss (4 -> hidden -> 3 on a random batch) against differences
  * that hold the correction's points (and phantom's z*) fixed, for implicit, phantom
@@ -38,6 +41,9 @@ static const il_cli_spec gc_spec_fixed[] = {
     {"cell", 1, "implicit function: tanh or relu", "tanh"},
     {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres (with --backward all: every one)", "lu"},
     {"adjoint-tol", 1, "implicit, matrix-free adjoint: relative tolerance", "1e-12"},
+    {"jac-reg", 1, "also check the Jacobian regulariser with this weight: its gradient, at fixed z*, is added to the "
+                   "mode's and checked on its own (0: off)", "0"},
+    {"jac-reg-samples", 1, "with --jac-reg: Rademacher probes per sample", "1"},
     {"w-norm", 1, "none|weight|spectral: W's parameterisation; relerr_W then checks dL/dV (and dL/dg) through "
                   "W(V, g), spectral's u, v held fixed", "none"},
     {"fp-correction", 1, "check the fixed-point correction loss of K points, weights GAMMA^(K-k) (GAMMA default 0.8), "
@@ -145,6 +151,24 @@ int il_cmd_gradcheck(int argc, char **argv) {
     IL_ERR(IL_ERR_UNSUPPORTED, "nothing to check for solver %s with --backward %s", solver, backward);
     goto usage_err;
   }
+  double jr;
+  long jr_k;
+  if (il_cli_double(&cli, "jac-reg", 0, &jr) != IL_OK ||
+      il_cli_int(&cli, "jac-reg-samples", 1, 1, 1 << 20, &jr_k) != IL_OK)
+    goto usage_err;
+  if (!(jr >= 0 && jr < INFINITY)) {
+    IL_ERR(IL_ERR_ARG, "--jac-reg: the weight must be a finite number >= 0, got %g", jr);
+    goto usage_err;
+  }
+  if (il_cli_has(&cli, "jac-reg-samples") && !(jr > 0)) {
+    IL_ERR(IL_ERR_ARG, "--jac-reg-samples applies only with --jac-reg WEIGHT > 0");
+    goto usage_err;
+  }
+  if (jr > 0 && fpc_k > 1) { /* il_gradcheck_corr checks the model's corrected loss, without the regulariser */
+    IL_ERR(IL_ERR_ARG, "--jac-reg and --fp-correction cannot be checked together: --fp-correction checks the model's "
+                       "corrected loss, which does not include the regulariser; check each on its own");
+    goto usage_err;
+  }
   const char *wn;
   if (il_cli_choice(&cli, "w-norm", "none", IL_WNORM_CHOICES, &wn) != IL_OK) goto usage_err;
   const char *cell = il_cli_get(&cli, "cell", "tanh");
@@ -155,12 +179,15 @@ int il_cmd_gradcheck(int argc, char **argv) {
   il_backend *be;
   const il_backend_options bopt = {.threads = 1};
   if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bopt, &be) != IL_OK) goto usage_err;
-  if (fpc_k > 1)
+  if (fpc_k > 1) {
     printf("%-9s %-9s %-8s %5s %5s %9s %6s %4s %-10s %12s %12s %12s %12s %s\n", "solver", "backward", "adjoint", "n",
            "batch", "tol", "iters", "M", "reason", "relerr_x", "relerr_W", "relerr_head", "relerr_in", "result");
-  else
-    printf("%-9s %-9s %-8s %5s %5s %9s %6s %-10s %12s %12s %12s %12s %s\n", "solver", "backward", "adjoint", "n",
-           "batch", "tol", "iters", "reason", "relerr_x", "relerr_W", "maxabs_x", "maxabs_W", "result");
+  } else {
+    printf("%-9s %-9s %-8s %5s %5s %9s %6s %-10s %12s %12s %12s %12s ", "solver", "backward", "adjoint", "n", "batch",
+           "tol", "iters", "reason", "relerr_x", "relerr_W", "maxabs_x", "maxabs_W");
+    if (jr > 0) printf("%12s %12s %12s ", "reg", "reg_relerr_x", "reg_relerr_W");
+    printf("%s\n", "result");
+  }
   int failed = 0;
   for (int i = 0; i < nm; i++) {
     il_options opts;
@@ -177,6 +204,7 @@ int il_cmd_gradcheck(int argc, char **argv) {
                                         .zero_nonconverged = IL_ZERO_AUTO,
                                         .stop_per_sample = strcmp(stop, "sample") == 0, .opts = &opts},
                               .n = (int)n, .B = (int)B, .scale = scale, .eps = eps, .seed = (uint64_t)seed,
+                              .jac_reg = jr, .jac_reg_samples = (int)jr_k,
                               .w_norm = (il_wnorm_kind)il_wnorm_from_name(wn)};
     if (fpc_k > 1) { /* the corrected loss on the model */
       gc.layer.fp_correction = (int)fpc_k;
@@ -217,9 +245,12 @@ int il_cmd_gradcheck(int argc, char **argv) {
     int iters = gr.fwd.iters;
     const char *reason = il_reason_name(gr.fwd.reason);
     int ok = ex <= thr && ew <= thr; /* NaN fails */
+    if (jr > 0) ok = ok && gr.relerr_reg_x <= thr && gr.relerr_reg_W <= thr;
     failed |= !ok;
-    printf("%-9s %-9s %-8s %5ld %5ld %9.1e %6d %-10s %12.3e %12.3e %12.3e %12.3e %s\n", solver, modes[i],
-           adjs[i] ? adjs[i] : "-", n, B, tol, iters, reason, ex, ew, gr.maxabs_x, gr.maxabs_W, ok ? "PASS" : "FAIL");
+    printf("%-9s %-9s %-8s %5ld %5ld %9.1e %6d %-10s %12.3e %12.3e %12.3e %12.3e ", solver, modes[i],
+           adjs[i] ? adjs[i] : "-", n, B, tol, iters, reason, ex, ew, gr.maxabs_x, gr.maxabs_W);
+    if (jr > 0) printf("%12.4e %12.3e %12.3e ", gr.reg, gr.relerr_reg_x, gr.relerr_reg_W);
+    printf("%s\n", ok ? "PASS" : "FAIL");
   }
   il_backend_destroy(be);
   if (failed) fprintf(stderr, "ilbench gradcheck: relative error above threshold %g\n", thr);

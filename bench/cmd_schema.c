@@ -29,6 +29,14 @@ static const char *type_code(il_col_type t) {
   return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
+/* 1 when (table, column) was added as an optional column within the current version */
+static int optional_column(const char *table, const char *col) {
+#define OPT(t, c) if (strcmp(table, t) == 0 && strcmp(col, c) == 0) return 1;
+  IL_OPTIONAL_COLUMNS(OPT)
+#undef OPT
+  return 0;
+}
+
 static void print_json(FILE *o) {
   fprintf(o, "{\n  \"schema\": ");
   jstr(o, IL_RESULTS_SCHEMA_NAME);
@@ -47,7 +55,9 @@ static void print_json(FILE *o) {
       jstr(o, c->name);
       fprintf(o, ", \"type\": \"%s\", \"unit\": ", type_code(c->type));
       jstr(o, c->unit);
-      fprintf(o, ", \"since\": %d, \"format\": ", c->since);
+      fprintf(o, ", \"since\": %d, ", c->since);
+      if (optional_column(d->name, c->name)) fprintf(o, "\"optional\": true, ");
+      fprintf(o, "\"format\": ");
       jstr(o, c->fmt);
       fprintf(o, ", \"meaning\": ");
       jstr(o, c->meaning);

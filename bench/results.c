@@ -73,6 +73,7 @@ void il_step_row_init(il_step_row *r) {
   r->diag_preact_max = NAN;
   r->nan_origin = IL_NAN_NONE;
   r->nan_iter = -1;
+  r->jac_reg = NAN;
 }
 
 void il_run_info_init(il_run_info *ri, const char *run_id) {

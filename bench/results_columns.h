@@ -60,7 +60,8 @@
   X(ranks, I32, "%d", "", 3, "MPI ranks that ran the epoch (the run's world_size)")                                  \
   X(peak_mem_bytes, U64, "%llu", "bytes", 1, "high-water mark of total arena memory during the epoch, max over ranks") \
   X(saved_peak_bytes, U64, "%llu", "bytes", 1, "the same for saved-for-backward memory")                            \
-  X(workspace_peak_bytes, U64, "%llu", "bytes", 1, "the same for solver workspace")
+  X(workspace_peak_bytes, U64, "%llu", "bytes", 1, "the same for solver workspace")                                \
+  X(jac_reg, F64, "%.6g", "", 3, "--jac-reg: mean over the samples of the epoch's regularised steps of the Jacobian regulariser's estimate of ‖∂f/∂z‖²_F at z* (steps.jac_reg, weighted by their rows); unweighted, not in train_loss. NaN when no step computed it")
 
 /* ---- steps: one row per training step; phase times are the max over ranks ---- */
 #define IL_STEP_COLUMNS(X)                                                                                           \
@@ -90,7 +91,12 @@
   X(diag_grad_relerr, F64, "%.3g", "", 2, "relative error ‖g − g_ift‖₂ / ‖g_ift‖₂ of the same gradient, ≥ 0 (+Inf when g_ift = 0 ≠ g). NaN exactly when diag_grad_cos is NaN") \
   X(diag_preact_max, F64, "%.4g", "", 2, "largest |a| of the pre-activation a = W z + x over the points where a Newton solver (newton, newton-ls) built its Jacobian on this step, max over ranks. ≥ 0. In float32, cosh(a) overflows for |a| > 89.4, which is what makes --sech2 seed produce NaN. NaN for other solvers or when diagnostics did not run") \
   X(nan_origin, NANORIGIN, "%s", "enum", 2, "where a non-finite value (NaN or ±Inf) first appeared during the step (an il_nan_origin name; see NaN origins); none when none did") \
-  X(nan_iter, I32, "%d", "iterations", 2, "for nan_origin fwd_solve, the forward solver iteration at which it appeared; for bwd_layer, the unrolled step or adjoint iteration. −1 for none, fwd_other and bwd_other, and where the solve that failed has no iterations (a direct LU)")
+  X(nan_iter, I32, "%d", "iterations", 2, "for nan_origin fwd_solve, the forward solver iteration at which it appeared; for bwd_layer, the unrolled step or adjoint iteration. −1 for none, fwd_other and bwd_other, and where the solve that failed has no iterations (a direct LU)") \
+  X(jac_reg, F64, "%.6g", "", 3, "--jac-reg: the Jacobian regulariser's Hutchinson estimate of ‖∂f/∂z‖²_F at z*, (1/K) Σ_k ‖ε_kᵀ ∂f/∂z‖² with K Rademacher probes ε_k, averaged over the samples of the global batch (zeroed rows count 0); unweighted: the step minimised loss + jac_reg weight × this. ≥ 0; NaN on steps that did not compute it (no --jac-reg, or not a --jac-reg-every step)")
+
+/* Columns added within version 3 after its first release: (table, name). They are optional:
+ * readers and check_schema.py accept files without them (`ilbench schema --json` marks them). */
+#define IL_OPTIONAL_COLUMNS(X) X("epochs", "jac_reg") X("steps", "jac_reg")
 
 /* ---- ranks: one row per MPI rank, written when the run ends ---- */
 #define IL_RANK_COLUMNS(X)                                                                                           \

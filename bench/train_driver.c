@@ -48,6 +48,7 @@ typedef struct epoch_acc {
   double phase[4]; /* forward, backward, allreduce, update: sums of per-step max over ranks */
   double wait;     /* sum of per-step max over ranks of the wait for the slowest rank */
   long errors, samples, batches, nan_batches, nonconverged, maxiter_batches, diverged_batches, nonfinite_batches;
+  double jr_sum, jr_samples; /* --jac-reg: the estimates summed over the rows of the steps that computed it */
 } epoch_acc;
 
 /* epoch_acc as the doubles of a checkpoint (counts are far below 2^53: exact). */
@@ -155,6 +156,9 @@ static void print_config(const train_opts *o, const il_model *m, size_t est, con
   if (o->opts_text[0]) printf("# %-18s %s\n", "options", o->opts_text);
   printf("# %-18s %s\n", "sech2", o->sech2);
   if (o->diag) printf("# %-18s every %ld steps\n", "diag", o->diag);
+  if (o->jac_reg > 0)
+    printf("# %-18s %g (%ld Rademacher probe%s per sample, every %ld step%s)\n", "jac_reg", o->jac_reg,
+           o->jac_reg_samples, o->jac_reg_samples == 1 ? "" : "s", o->jac_reg_every, o->jac_reg_every == 1 ? "" : "s");
   if (o->fpc_k > 1)
     printf("# %-18s %ld points, weights %g^(K-k) (loss and error printed: z*'s)\n", "fp_correction", o->fpc_k,
            o->fpc_gamma);
@@ -221,6 +225,9 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_s(ri, "options", o->opts_text));
   IL_CHECK(il_run_attr_s(ri, "allreduce", "mpi"));
   IL_CHECK(il_run_attr_i(ri, "parameters", (int64_t)m->nparams));
+  IL_CHECK(il_run_attr_d(ri, "jac_reg", o->jac_reg));
+  IL_CHECK(il_run_attr_i(ri, "jac_reg_samples", o->jac_reg_samples));
+  IL_CHECK(il_run_attr_i(ri, "jac_reg_every", o->jac_reg_every));
   IL_CHECK(il_run_attr_i(ri, "fp_correction", o->fpc_k));
   IL_CHECK(il_run_attr_d(ri, "fp_correction_gamma", o->fpc_gamma));
   /* the stopping norm fwd_residual is measured in, and which lowest-residual iterate is returned */
@@ -391,8 +398,8 @@ static il_status event_rows(train_run *r, il_event_row *rows) {
 /* --log-view: the events table, PETSc style (rank 0). */
 static void print_events(const train_run *r, const il_event_row *rows) {
   double top = 0; /* the top-level events do not nest: their sum is the instrumented time */
-  const int toplevel[] = {IL_EV_FWD_SOLVE, IL_EV_BWD_SOLVE, IL_EV_HEAD, IL_EV_ALLREDUCE, IL_EV_UPDATE};
-  for (int i = 0; i < 5; i++) top += rows[toplevel[i]].time_max;
+  const int toplevel[] = {IL_EV_FWD_SOLVE, IL_EV_BWD_SOLVE, IL_EV_HEAD, IL_EV_ALLREDUCE, IL_EV_UPDATE, IL_EV_JAC_REG};
+  for (int i = 0; i < 6; i++) top += rows[toplevel[i]].time_max;
   printf("%s# events (%d rank%s; time: largest over ranks, inclusive; FLOPs: summed over ranks, counted by the "
          "backend)\n", r->pfx, r->dist.size, r->dist.size == 1 ? "" : "s");
   printf("%s# %-10s %10s %11s %7s %12s %9s\n", r->pfx, "event", "calls", "time_s", "%time", "GFLOP", "GFLOP/s");
@@ -467,7 +474,8 @@ static run_outcome validate_run(train_run *r, il_model_config *mc, int *local_ok
   il_dist_shard(o->batch, d->rank, d->size, &off, &cnt);
   r->my.local_batch = (int32_t)cnt;
   *mc = (il_model_config){.in_dim = 784, .hidden = (int)o->hidden, .classes = 10, .max_batch = (int)r->lb_max,
-                          .seed = (uint64_t)o->seed, .corr_gamma = o->fpc_gamma};
+                          .seed = (uint64_t)o->seed, .corr_gamma = o->fpc_gamma, .jac_reg = o->jac_reg,
+                          .jac_reg_samples = (int)o->jac_reg_samples};
   il_train_layer_config(o, &mc->layer);
   mc->w_norm = (il_wnorm_kind)il_wnorm_from_name(o->w_norm);
   if (il_model_estimate_bytes(mc, &r->est) != IL_OK) {
@@ -752,6 +760,8 @@ typedef struct ckpt_bufs {
   uint64_t epoch_peak[IL_MEM_NCAT + 2]; /* the epoch's high-water marks so far: categories, total, space */
   double ev[IL_EV_N * 3];
   int64_t *rank_nan; /* (2 * ranks) every rank's nan_steps, first_nan_step */
+  uint64_t jr_rng[4]; /* --jac-reg: the probes' stream now */
+  double jr_acc[2];   /* --jac-reg: the epoch's estimate sums so far */
   float *warm_table; /* --warm-start: (ntrain, hidden) on the host (ckpt_state_buffers) */
 } ckpt_bufs;
 
@@ -767,8 +777,10 @@ static void ckpt_layout(train_run *r, il_h5_ckpt *ck, ckpt_bufs *b, float *param
       {"epoch_peak_bytes", IL_CK_U64, IL_MEM_NCAT + 2, b->epoch_peak},
       {"events", IL_CK_F64, IL_EV_N * 3, b->ev}, /* calls, seconds, FLOPs per event */
       {"rank_nan", IL_CK_I64, 2 * (size_t)r->dist.size, b->rank_nan}, /* per rank: nan_steps, first_nan_step */
+      {"jac_reg_rng", IL_CK_U64, 4, b->jr_rng},  /* --jac-reg only: the probes' stream */
+      {"jac_reg_acc", IL_CK_F64, 2, b->jr_acc},  /* --jac-reg only: the epoch's estimate sums */
   };
-  ck->nitems = (int)(sizeof items / sizeof items[0]);
+  ck->nitems = (int)(sizeof items / sizeof items[0]) - (r->o.jac_reg > 0 ? 0 : 2); /* runs without it: as before */
   memcpy(ck->items, items, sizeof items);
   /* training state of the options that have it */
   const size_t h = (size_t)r->o.hidden;
@@ -871,6 +883,9 @@ static run_outcome write_checkpoint(train_run *r) {
   memcpy(b.rng, r->shuffle_epoch.s, sizeof b.rng);
   acc_pack(&r->tr, b.acc);
   b.lr = r->lr;
+  memcpy(b.jr_rng, r->model.jr_rng.s, sizeof b.jr_rng);
+  b.jr_acc[0] = r->tr.jr_sum;
+  b.jr_acc[1] = r->tr.jr_samples;
   for (int c = 0; c < IL_MEM_NCAT; c++) b.peak[c] = r->run_peak.peak[c];
   b.peak[IL_MEM_NCAT] = r->run_peak.peak_total;
   for (int c = 0; c < IL_MEM_NCAT; c++) b.epoch_peak[c] = r->model.mem.peak[c];
@@ -936,6 +951,11 @@ static run_outcome resume_run(train_run *r, const il_run_info *ri) {
   r->shuffle = r->shuffle_epoch;
   acc_unpack(b.acc, &r->tr);
   r->lr = b.lr;
+  if (r->o.jac_reg > 0) {
+    memcpy(r->model.jr_rng.s, b.jr_rng, sizeof b.jr_rng);
+    r->tr.jr_sum = b.jr_acc[0];
+    r->tr.jr_samples = b.jr_acc[1];
+  }
   for (int c = 0; c < IL_MEM_NCAT; c++) r->run_peak.peak[c] = (size_t)b.peak[c];
   r->run_peak.peak_total = (size_t)b.peak[IL_MEM_NCAT];
   memcpy(r->resume_epoch_peak, b.epoch_peak, sizeof b.epoch_peak);
@@ -1024,7 +1044,7 @@ static run_outcome setup_run(train_run *r) {
 static void step_meas(const il_step_stats *st, il_step_meas *m) {
   *m = (il_step_meas){
       .sum = {.loss_sum = st->loss_sum, .errors = st->errors, .samples = st->samples,
-              .nonconverged = st->fwd.nonconverged_rows},
+              .nonconverged = st->fwd.nonconverged_rows, .jac_reg_sum = st->jac_reg_sum},
       .fwd_iters = st->fwd.iters, .bwd_iters = st->bwd.iters, .fwd_reason = st->fwd.reason,
       .bwd_reason = st->bwd.reason, .fwd_residual = st->fwd.residual, .bwd_residual = st->bwd.residual,
       .rho_max = st->diag.rho_max, .cond_max = st->diag.cond_max, .grad_cos = st->diag.grad_cos,
@@ -1082,6 +1102,8 @@ static run_outcome train_step(train_run *r, long b, long global_step, double lr,
   il_step_stats st;
   gather(r->train, r->perm + start + off, (int)cnt, r->X, r->y);
   r->model.loss_denominator = Bg; /* shard gradients sum to the global-batch mean */
+  r->model.row_offset = (int)off;  /* the regulariser's probes are drawn for the global batch */
+  r->model.jac_reg_now = o->jac_reg > 0 && global_step % o->jac_reg_every == 0; /* the same steps on every rank */
   r->model.layer.diag_now = o->diag > 0 && global_step % o->diag == 0; /* the same steps on every rank */
   r->model.layer.trace_now = o->trace > 0 && global_step % o->trace == 0; /* likewise: its norms are collective */
   double ta = il_now();
@@ -1171,6 +1193,7 @@ static void step_output(train_run *r, long ep, long b, long global_step, const i
   row->diag_preact_max = g->preact_max;
   row->nan_origin = g->nan_origin;
   row->nan_iter = g->nan_iter;
+  row->jac_reg = r->model.jac_reg_now ? g->sum.jac_reg_sum / g->sum.samples : NAN;
   if (r->root && r->o.log_steps) il_logfmt_row(stdout, r->pfx, &il_results_tables[IL_TABLE_STEPS], row);
 }
 
@@ -1195,6 +1218,10 @@ static run_outcome train_pass(train_run *r, long ep, double t0, int tty) {
     tr->phase[3] += g.t_update;
     tr->wait += g.t_wait;
     acc_step(tr, &g);
+    if (r->model.jac_reg_now) {
+      tr->jr_sum += g.sum.jac_reg_sum;
+      tr->jr_samples += g.sum.samples;
+    }
     /* a NaN injected for testing, or one that appeared only after the allreduce, has no earlier origin */
     if (!finite && g.nan_origin == IL_NAN_NONE) { g.nan_origin = IL_NAN_BWD_OTHER; g.nan_iter = -1; }
     if (g.nan_origin == IL_NAN_FWD_OTHER || g.nan_origin == IL_NAN_BWD_OTHER) g.nan_iter = -1;
@@ -1285,7 +1312,8 @@ static run_outcome epoch_output(train_run *r, long ep, double lr, const epoch_ac
       .forward_s = tr->phase[0], .backward_s = tr->phase[1], .wait_s = tr->wait, .allreduce_s = tr->phase[2],
       .update_s = tr->phase[3], .ranks = (int32_t)r->dist.size,
       .peak_mem_bytes = (uint64_t)ep_max[2], .saved_peak_bytes = (uint64_t)ep_max[3],
-      .workspace_peak_bytes = (uint64_t)ep_max[4]};
+      .workspace_peak_bytes = (uint64_t)ep_max[4],
+      .jac_reg = tr->jr_samples > 0 ? tr->jr_sum / tr->jr_samples : NAN};
   if (r->root) {
     il_logfmt_row(stdout, r->pfx, &il_results_tables[IL_TABLE_EPOCHS], &er);
     if (r->dist.size > 1)

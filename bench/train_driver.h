@@ -43,6 +43,9 @@ typedef struct il_train_opts {
   il_options lopts;        /* per-solver / per-backward options (--anderson-m ...) */
   char opts_text[512];     /* "key=value,..." as recorded in the results */
   int refine_applies;      /* --adjoint-refine means something for this configuration */
+  /* Jacobian regularisation (core/il_model.h): weight (0: off), probes per sample, every N steps */
+  double jac_reg;
+  long jac_reg_samples, jac_reg_every;
   int warm_start;          /* --warm-start: each training sample starts from its last fixed point */
   const char *w_norm;      /* --w-norm none|weight|spectral: W's parameterisation (core/il_wnorm.h) */
   long fpc_k;              /* --fp-correction K[:GAMMA]: K points (1: off) */

@@ -48,6 +48,11 @@ static const il_cli_spec train_spec_head[] = {
                  "backward (NaN where cosh overflows, |a| > 89.4 in float32)", "stable"},
     {"diag", 1, "every N steps measure spectral radius, LU condition, gradient vs exact IFT (0: never)", "0"},
     {"log-view", 0, "print the run's events table at the end (time, calls, FLOPs per event, as PETSc's -log_view)", NULL},
+    {"jac-reg", 1, "Jacobian regularisation: the training loss gains WEIGHT times a Hutchinson estimate of "
+                   "||df/dz||_F^2 at z* per sample (Rademacher probes seeded by --seed; its gradient taken at z* held "
+                   "fixed, added to any backward mode's); 0: off", "0"},
+    {"jac-reg-samples", 1, "with --jac-reg: probes per sample", "1"},
+    {"jac-reg-every", 1, "with --jac-reg: regularise every N-th training step (1: every step)", "1"},
     {"fp-correction", 1, "fixed-point correction (README): besides z*, supervise K-1 iterates spread over the forward "
                          "solve, each through the backward mode's phantom steps (1 for implicit), with loss weights "
                          "GAMMA^(K-k), GAMMA in (0, 1] (default 0.8); K 1..100, 1: off; not with --backward unroll",
@@ -249,6 +254,14 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
                                                                                                        : IL_BEST_OFF;
   IL_CHECK(il_cli_choice(cli, "sech2", "stable", "stable|seed", &o->sech2));
   IL_CHECK(il_cli_int(cli, "diag", 0, 0, 1L << 40, &o->diag));
+  IL_CHECK(il_cli_double(cli, "jac-reg", 0, &o->jac_reg));
+  if (!(o->jac_reg >= 0 && o->jac_reg <= 1e30))
+    return IL_ERR(IL_ERR_ARG, "--jac-reg: the weight must be a finite number >= 0 (0: off), got %g", o->jac_reg);
+  IL_CHECK(il_cli_int(cli, "jac-reg-samples", 1, 1, 1024, &o->jac_reg_samples));
+  IL_CHECK(il_cli_int(cli, "jac-reg-every", 1, 1, 1L << 40, &o->jac_reg_every));
+  if (!(o->jac_reg > 0) && (il_cli_has(cli, "jac-reg-samples") || il_cli_has(cli, "jac-reg-every")))
+    return IL_ERR(IL_ERR_ARG, "--%s applies only with --jac-reg WEIGHT > 0",
+                  il_cli_has(cli, "jac-reg-samples") ? "jac-reg-samples" : "jac-reg-every");
   IL_CHECK(parse_fp_correction(il_cli_get(cli, "fp-correction", "1"), o));
   o->trace = 0;
   if (il_cli_has(cli, "trace")) {

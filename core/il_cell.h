@@ -51,6 +51,12 @@ typedef struct il_cell_ops {
   il_status (*jvp_vjp)(const il_cell *c, int B, const il_real *z, const il_real *f, const il_real *lin,
                        const il_real *d, const il_real *w, il_real *dz, il_real *dx, il_real *dtheta,
                        il_arena *ws);
+  /* The Jacobian regulariser's probe at fixed z (DEQ Jacobian regularisation, Hutchinson):
+   * r_b = (df/dz)(z_b)^T eps_b, host sq (B) out: ||r_b||^2 (sync point); then, unless both are
+   * NULL, dx += scale * d(sum_b ||r_b||^2)/dx and dtheta += scale * the same in theta, z held
+   * fixed (no gradient through z). The stable derivative (sech^2 = 1 - f^2) even with sech2_seed. */
+  il_status (*jac_reg)(const il_cell *c, int B, const il_real *z, const il_real *f, const il_real *eps,
+                       il_real scale, double *sq, il_real *dx, il_real *dtheta, il_arena *ws);
 } il_cell_ops;
 
 struct il_cell {
@@ -89,6 +95,7 @@ il_status il_cell_init(il_cell *c, const char *name, const il_backend *be, int n
 #define il_pw_jvp_z IL_P(il_pw_jvp_z)
 #define il_pw_vjp IL_P(il_pw_vjp)
 #define il_pw_jvp_vjp IL_P(il_pw_jvp_vjp)
+#define il_pw_jac_reg IL_P(il_pw_jac_reg)
 size_t il_pw_ntheta(int n);
 size_t il_pw_ws_bytes(const il_cell *c, int B);
 il_status il_pw_map(const il_cell *c, int B, const il_real *x, const il_real *z, il_real *f, il_real *lin,
@@ -101,6 +108,8 @@ il_status il_pw_vjp(const il_cell *c, int B, const il_real *z, const il_real *f,
                     il_real *dz, il_real *dx, il_real *dtheta, il_arena *ws);
 il_status il_pw_jvp_vjp(const il_cell *c, int B, const il_real *z, const il_real *f, const il_real *lin,
                         const il_real *d, const il_real *w, il_real *dz, il_real *dx, il_real *dtheta, il_arena *ws);
+il_status il_pw_jac_reg(const il_cell *c, int B, const il_real *z, const il_real *f, const il_real *eps, il_real scale,
+                        double *sq, il_real *dx, il_real *dtheta, il_arena *ws);
 
 /* The cell's ops as callers use them: each is one event (il_events.h) on the cell's backend. */
 static inline il_status il_cell_map(const il_cell *c, int B, const il_real *x, const il_real *z, il_real *f,

@@ -8,7 +8,7 @@ typedef enum il_nan_origin {
   IL_NAN_NONE = 0,      /* every value of the step was finite */
   IL_NAN_FWD_SOLVE = 1, /* in the forward solve of the implicit layer */
   IL_NAN_FWD_OTHER = 2, /* forward, outside the solve: layer output, head, loss */
-  IL_NAN_BWD_LAYER = 3, /* backward of the implicit layer: unrolled solve or adjoint solve */
+  IL_NAN_BWD_LAYER = 3, /* backward of the implicit layer: unrolled or adjoint solve, or the Jacobian regulariser */
   IL_NAN_BWD_OTHER = 4, /* backward outside the layer (head) */
 } il_nan_origin;
 

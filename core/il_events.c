@@ -7,7 +7,8 @@
 
 const char *il_event_name(il_event_id id) {
   static const char *names[IL_EV_N] = {"fwd_solve", "bwd_solve", "map", "jacobian", "lu_factor", "lu_solve",
-                                       "jvp", "vjp", "vjp2", "head", "allreduce", "update"};
+                                       "jvp", "vjp", "vjp2", "head", "allreduce", "update",
+                                       "jac_reg"};
   return (id >= 0 && id < IL_EV_N) ? names[id] : "unknown";
 }
 

@@ -20,6 +20,7 @@ typedef enum il_event_id {
   IL_EV_HEAD,          /* the model outside the implicit layer: linear layers, softmax, loss, W's --w-norm */
   IL_EV_ALLREDUCE,     /* the gradient allreduce across ranks (with host staging) */
   IL_EV_UPDATE,        /* the SGD update */
+  IL_EV_JAC_REG,       /* the Jacobian regulariser at z*: its map and probes, value and gradient */
   IL_EV_N
 } il_event_id;
 

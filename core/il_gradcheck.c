@@ -35,23 +35,74 @@ static double rel_err(const il_real *a, const il_real *b, size_t n, double *maxa
   return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* Central differences of v's entries (host v, mirrored at dv in the space) into fd: fn gives the
+ * quantity at the current values. */
+typedef il_status (*gc_value_fn)(void *ctx, double *val);
+static il_status central_diff(const il_backend *be, il_real *v, il_real *dv, size_t cnt, double eps, gc_value_fn fn,
+                              void *ctx, il_real *fd) {
+  for (size_t i = 0; i < cnt; i++) {
+    const il_real keep = v[i];
+    double lp = 0, lm = 0;
+    v[i] = (il_real)(keep + eps);
+    IL_CHECK(il_upload(be, dv + i, v + i, 1));
+    IL_CHECK(fn(ctx, &lp));
+    v[i] = (il_real)(keep - eps);
+    IL_CHECK(il_upload(be, dv + i, v + i, 1));
+    IL_CHECK(fn(ctx, &lm));
+    v[i] = keep;
+    IL_CHECK(il_upload(be, dv + i, v + i, 1));
+    fd[i] = (il_real)((lp - lm) / (2 * eps));
+  }
+  return IL_OK;
+}
+
+typedef struct gc_ctx {
+  il_layer *L;
+  il_wnorm *wn;          /* W = W(V, g) re-formed before each value, or NULL (the parameters are W) */
+  const il_real *V, *g;  /* space: the weight's parameters (g NULL but for weight) */
+  il_real *W;            /* space: the layer's W */
+  int B, K;
+  const il_real *x, *probes; /* space */
+  const il_real *C;          /* host */
+  il_real *out, *hout;
+} gc_ctx;
+
+static il_status loss_value(void *p, double *v) {
+  gc_ctx *c = p;
+  return loss_at(c->L, c->wn, c->V, c->g, c->W, c->B, c->x, c->C, c->out, c->hout, v);
+}
+
+/* R at the training forward's z* and the current W(V, g), x */
+static il_status reg_value(void *p, double *v) {
+  gc_ctx *c = p;
+  if (c->wn) IL_CHECK(il_wnorm_forward(c->wn, c->V, c->g, 0, c->W));
+  return il_layer_jac_reg(c->L, c->K, c->probes, (size_t)c->B * c->L->cell.n, 0, NULL, NULL, v);
+}
+
 il_status il_gradcheck(const il_gradcheck_config *cfg, const il_backend *be, il_gradcheck_result *res) {
   const int n = cfg->n, B = cfg->B;
   if (n <= 0 || B <= 0 || !(cfg->eps > 0)) return IL_ERR(IL_ERR_ARG, "gradcheck: bad sizes or eps");
-  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  const int jr = cfg->jac_reg > 0, K = jr ? cfg->jac_reg_samples : 0;
+  if (!(cfg->jac_reg >= 0) || (jr && K <= 0))
+    return IL_ERR(IL_ERR_ARG, "gradcheck: the regulariser needs a weight >= 0 and samples >= 1");
+  const size_t nn = (size_t)n * n, len = (size_t)B * n, nprobe = (size_t)K * len;
   const int wnk = cfg->w_norm != IL_WNORM_NONE;
   const size_t np = nn + il_wnorm_extra(cfg->w_norm, n); /* the weight's parameters: W, or V (and g) */
+  res->relerr_reg_x = res->relerr_reg_W = res->reg = NAN;
   /* host: the problem, the analytic gradients downloaded, the finite differences */
   il_real *P = calloc(np, sizeof *P), *x = calloc(len, sizeof *x), *C = calloc(len, sizeof *C);
   il_real *dx = calloc(len, sizeof *dx), *dP = calloc(np, sizeof *dP);
   il_real *fx = calloc(len, sizeof *fx), *fP = calloc(np, sizeof *fP), *hout = calloc(len, sizeof *hout);
-  il_arena sp; /* space tensors: P, W, x, C, out, dx, dW, dP */
-  il_real *dP_, *dW_, *dx_, *dC, *dout, *ddx, *ddW, *ddP;
+  il_real *rx = calloc(len, sizeof *rx), *rP = calloc(np, sizeof *rP); /* the regulariser's part */
+  il_real *frx = calloc(len, sizeof *frx), *frP = calloc(np, sizeof *frP), *hp = calloc(nprobe + 1, sizeof *hp);
+  /* space tensors: P, W, x, C, out, dx, dW, dP, the regulariser's dx, dW, dP and probes */
+  il_arena sp;
+  il_real *dP_, *dW_, *dx_, *dC, *dout, *ddx, *ddW, *ddP, *drx, *drW, *drP, *dprobe = NULL;
   il_layer L;
   il_wnorm wn;
   int have_layer = 0, have_wn = 0;
   il_status s = il_arena_init_for(&sp, be, IL_MEM_WORKSPACE, NULL, 0);
-  if (!P || !x || !C || !dx || !dP || !fx || !fP || !hout) {
+  if (!P || !x || !C || !dx || !dP || !fx || !fP || !hout || !rx || !rP || !frx || !frP || !hp) {
     s = IL_ERR(IL_ERR_NOMEM, "gradcheck: out of memory");
     goto out;
   }
@@ -65,11 +116,17 @@ il_status il_gradcheck(const il_gradcheck_config *cfg, const il_backend *be, il_
   IL_CHECK_GOTO(s, il_arena_calloc(&sp, nn, sizeof *ddW, (void **)&ddW), out);
   ddP = ddW;
   if (wnk) IL_CHECK_GOTO(s, il_arena_calloc(&sp, np, sizeof *ddP, (void **)&ddP), out);
+  IL_CHECK_GOTO(s, il_arena_calloc(&sp, len, sizeof *drx, (void **)&drx), out);
+  IL_CHECK_GOTO(s, il_arena_calloc(&sp, nn, sizeof *drW, (void **)&drW), out);
+  drP = drW;
+  if (wnk && jr) IL_CHECK_GOTO(s, il_arena_calloc(&sp, np, sizeof *drP, (void **)&drP), out);
+  if (jr) IL_CHECK_GOTO(s, il_arena_alloc_n(&sp, nprobe, sizeof *dprobe, (void **)&dprobe), out);
   il_rng r;
   il_rng_seed(&r, cfg->seed);
   for (size_t i = 0; i < nn; i++) P[i] = (il_real)(cfg->scale * (2 * il_rng_uniform(&r) - 1) / sqrt((double)n));
   for (size_t i = 0; i < len; i++) x[i] = (il_real)il_rng_normal(&r);
   for (size_t i = 0; i < len; i++) C[i] = (il_real)il_rng_normal(&r);
+  for (size_t i = 0; i < nprobe; i++) hp[i] = il_rng_next(&r) >> 63 ? 1 : -1; /* Rademacher probes */
   IL_CHECK_GOTO(s, il_upload(be, dP_, P, np), out);
   if (wnk) { /* W = W(V, g): g = ||V_i|| times a factor in [0.5, 1.5), so that it matters; u, v moved */
     IL_CHECK_GOTO(s, il_wnorm_init(&wn, cfg->w_norm, be, n, cfg->seed ^ 0x574e4f524dULL, NULL), out);
@@ -84,7 +141,10 @@ il_status il_gradcheck(const il_gradcheck_config *cfg, const il_backend *be, il_
   }
   IL_CHECK_GOTO(s, il_upload(be, dx_, x, len), out);
   IL_CHECK_GOTO(s, il_upload(be, dC, C, len), out);
-  IL_CHECK_GOTO(s, il_layer_create(&L, &cfg->layer, be, n, dW_, NULL), out);
+  if (jr) IL_CHECK_GOTO(s, il_upload(be, dprobe, hp, nprobe), out);
+  il_layer_config lc = cfg->layer;
+  lc.jac_reg = jr;
+  IL_CHECK_GOTO(s, il_layer_create(&L, &lc, be, n, dW_, NULL), out);
   have_layer = 1;
   il_wnorm *w = have_wn ? &wn : NULL;
   const il_real *gp = np > nn ? dP_ + nn : NULL;
@@ -92,26 +152,33 @@ il_status il_gradcheck(const il_gradcheck_config *cfg, const il_backend *be, il_
   IL_CHECK_GOTO(s, il_layer_forward(&L, B, dx_, dout, 1), out);
   res->fwd = L.fres;
   IL_CHECK_GOTO(s, il_layer_backward(&L, dC, ddx, ddW), out);
+  if (jr) { /* its gradient on its own, then added to the mode's; in V (and g) through W(V, g) like it */
+    IL_CHECK_GOTO(s, il_layer_jac_reg(&L, K, dprobe, len, (il_real)cfg->jac_reg, drx, drW, &res->reg), out);
+    IL_CHECK_GOTO(s, IL_BE(be, axpby, len, 1, drx, 1, ddx), out);
+    IL_CHECK_GOTO(s, IL_BE(be, axpby, nn, 1, drW, 1, ddW), out);
+    if (w) IL_CHECK_GOTO(s, il_wnorm_backward(w, dP_, drW, drP, np > nn ? drP + nn : NULL), out);
+    IL_CHECK_GOTO(s, il_download(be, rx, drx, len), out);
+    IL_CHECK_GOTO(s, il_download(be, rP, drP, np), out);
+  }
+  /* before any difference: il_wnorm_backward needs the forward's V */
   if (w) IL_CHECK_GOTO(s, il_wnorm_backward(w, dP_, ddW, ddP, np > nn ? ddP + nn : NULL), out);
   IL_CHECK_GOTO(s, il_download(be, dx, ddx, len), out);
   IL_CHECK_GOTO(s, il_download(be, dP, ddP, np), out);
-  for (int which = 0; which < 2; which++) {
-    il_real *v = which ? P : x, *dv = which ? dP_ : dx_, *fd = which ? fP : fx;
-    const size_t cnt = which ? np : len;
-    for (size_t i = 0; i < cnt; i++) {
-      const il_real keep = v[i];
-      double lp = 0, lm = 0;
-      v[i] = (il_real)(keep + cfg->eps);
-      IL_CHECK_GOTO(s, il_upload(be, dv + i, v + i, 1), out);
-      IL_CHECK_GOTO(s, loss_at(&L, w, dP_, gp, dW_, B, dx_, C, dout, hout, &lp), out);
-      v[i] = (il_real)(keep - cfg->eps);
-      IL_CHECK_GOTO(s, il_upload(be, dv + i, v + i, 1), out);
-      IL_CHECK_GOTO(s, loss_at(&L, w, dP_, gp, dW_, B, dx_, C, dout, hout, &lm), out);
-      v[i] = keep;
-      IL_CHECK_GOTO(s, il_upload(be, dv + i, v + i, 1), out);
-      fd[i] = (il_real)((lp - lm) / (2 * cfg->eps));
-    }
+  gc_ctx ctx = {.L = &L, .wn = w, .V = dP_, .g = gp, .W = dW_, .B = B, .K = K, .x = dx_, .C = C,
+                .probes = dprobe, .out = dout, .hout = hout};
+  if (jr) { /* at z* held fixed: every perturbation before the next forward */
+    IL_CHECK_GOTO(s, central_diff(be, x, dx_, len, cfg->eps, reg_value, &ctx, frx), out);
+    IL_CHECK_GOTO(s, central_diff(be, P, dP_, np, cfg->eps, reg_value, &ctx, frP), out);
+    for (size_t i = 0; i < len; i++) frx[i] = (il_real)(cfg->jac_reg * frx[i]);
+    for (size_t i = 0; i < np; i++) frP[i] = (il_real)(cfg->jac_reg * frP[i]);
+    double unused;
+    res->relerr_reg_x = rel_err(rx, frx, len, &unused);
+    res->relerr_reg_W = rel_err(rP, frP, np, &unused);
   }
+  IL_CHECK_GOTO(s, central_diff(be, x, dx_, len, cfg->eps, loss_value, &ctx, fx), out);
+  IL_CHECK_GOTO(s, central_diff(be, P, dP_, np, cfg->eps, loss_value, &ctx, fP), out);
+  for (size_t i = 0; jr && i < len; i++) fx[i] += frx[i];
+  for (size_t i = 0; jr && i < np; i++) fP[i] += frP[i];
   res->relerr_x = rel_err(dx, fx, len, &res->maxabs_x);
   res->relerr_W = rel_err(dP, fP, np, &res->maxabs_W);
 out:
@@ -119,6 +186,7 @@ out:
   if (have_wn) il_wnorm_destroy(&wn);
   il_arena_destroy(&sp);
   free(P); free(x); free(C); free(dx); free(dP); free(fx); free(fP); free(hout);
+  free(rx); free(rP); free(frx); free(frP); free(hp);
   return s;
 }
 

@@ -2,6 +2,10 @@
  * Loss L = sum(C * layer(x; W)) with random W, x, C; compares the analytic
  * dL/dx and dL/dW with (L(v + eps) - L(v - eps)) / 2eps for every entry
  * (with a w_norm, dL/dV and dL/dg through W = W(V, g) instead of dL/dW).
+ * With jac_reg > 0 the loss adds jac_reg * R, R = sum_k sum_b ||eps_kb^T (df/dz)(z*_b)||^2
+ * over jac_reg_samples fixed Rademacher probes, whose gradient (il_layer_jac_reg) is taken with
+ * z* held fixed: its finite differences perturb W (or V, g: W re-formed) or x at the training
+ * forward's z*.
  * Meant for IL_PREC=64, like torch.autograd.gradcheck. */
 #ifndef IL_GRADCHECK_H
 #define IL_GRADCHECK_H
@@ -18,6 +22,8 @@ typedef struct il_gradcheck_config {
   double scale; /* W = scale * U(-1, 1) / sqrt(n), x ~ N(0, 1) */
   double eps;
   uint64_t seed;
+  double jac_reg;      /* > 0: add the Jacobian regulariser with this weight (0: off) */
+  int jac_reg_samples; /* its probes (>= 1 when jac_reg > 0) */
   /* W's parameterisation (il_wnorm.h): the W columns then check the parameters V (and g) through
    * W = W(V, g), with spectral's u, v held fixed (after a few power iterations) as its gradient does */
   il_wnorm_kind w_norm;
@@ -26,6 +32,9 @@ typedef struct il_gradcheck_config {
 typedef struct il_gradcheck_result {
   double relerr_x, relerr_W; /* ||g - g_fd||_2 / ||g_fd||_2; W: the weight's parameters (V and g with w_norm) */
   double maxabs_x, maxabs_W;
+  /* with jac_reg: the regulariser's own part (its gradient against its finite differences at
+   * fixed z*; W: the weight's parameters, as above) and R itself; NaN without */
+  double relerr_reg_x, relerr_reg_W, reg;
   il_solve_result fwd;
 } il_gradcheck_result;
 

@@ -104,6 +104,10 @@ size_t il_layer_ws_bytes(const il_layer *L, int B) {
   const size_t corr = il_corr_ws_bytes(L, B, fwd, bwd);
   if (bwd < diag) bwd = diag;
   if (bwd < corr) bwd = corr;
+  if (L->cfg.jac_reg) { /* il_layer_jac_reg: f(z*), the masked probe, the cell's op */
+    const size_t reg = 2 * len + L->cell.ops->ws_bytes(&L->cell, B);
+    if (bwd < reg) bwd = reg;
+  }
   return (fwd > bwd ? fwd : bwd) + 2 * len; /* + the diagnostics' f(z*) and margin */
 }
 
@@ -370,6 +374,42 @@ il_status il_layer_backward_corr(il_layer *L, const il_real *dout, const il_real
   }
   if (!isnan(L->bres.cond_max) && (isnan(L->diag.cond_max) || L->bres.cond_max > L->diag.cond_max))
     L->diag.cond_max = L->bres.cond_max;
+  return IL_OK;
+}
+
+il_status il_layer_jac_reg(il_layer *L, int K, const il_real *eps, size_t kstride, il_real scale, il_real *dx,
+                           il_real *dW, double *sq) {
+  if (!L->cfg.jac_reg) return IL_ERR(IL_ERR_INTERNAL, "layer: the Jacobian regulariser was not configured (jac_reg)");
+  if (!L->train) return IL_ERR(IL_ERR_ARG, "layer jac_reg without a training forward");
+  if (K <= 0) return IL_ERR(IL_ERR_ARG, "layer jac_reg: K must be positive, got %d", K);
+  if (L->team) return il_layer_team_jac_reg(L, K, eps, kstride, scale, dx, dW, sq);
+  const il_backend *be = L->be;
+  const int B = L->B, n = L->cell.n;
+  const size_t len = (size_t)B * n;
+  const il_ev_scope ev = il_ev_open(be);
+  il_marks m = il_marks_get(&L->ws, &L->hws);
+  il_real *fs, *e = NULL; /* (B, n) f(z*); a probe with the zeroed rows cleared */
+  double *rows;           /* host (B) */
+  int nzero = 0;
+  for (int b = 0; b < B; b++) nzero += L->zeroed[b] != 0;
+  IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *fs, (void **)&fs));
+  if (nzero) IL_CHECK(il_arena_alloc_n(&L->ws, len, sizeof *e, (void **)&e));
+  IL_CHECK(il_arena_alloc_n(&L->hws, (size_t)B, sizeof *rows, (void **)&rows));
+  IL_CHECK(il_cell_map(&L->cell, B, L->prob.x, L->zstar, fs, NULL, &L->ws, NULL));
+  double total = 0;
+  for (int k = 0; k < K; k++) {
+    const il_real *ek = eps + (size_t)k * kstride;
+    if (nzero) { /* a zeroed row has no z*: it carries neither value nor gradient */
+      IL_CHECK(il_copy(be, e, ek, len));
+      IL_CHECK(IL_BE(be, row_fill, B, n, L->zeroed_d, 1, 0, e));
+      ek = e;
+    }
+    IL_CHECK(L->cell.ops->jac_reg(&L->cell, B, L->zstar, fs, ek, scale, rows, dx, dW, &L->ws));
+    for (int b = 0; b < B; b++) total += rows[b];
+  }
+  *sq = total;
+  il_marks_rewind(&L->ws, &L->hws, m);
+  il_ev_close(be, ev, IL_EV_JAC_REG);
   return IL_OK;
 }
 

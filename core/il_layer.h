@@ -140,6 +140,7 @@ typedef struct il_layer_config {
   int stop_norm;        /* il_stop_norm_kind: how batch stopping reduces the rows (0: Frobenius, the seed) */
   int stop_relf;        /* 1: each row's residual relative to ||f(z_b)|| (--stop-mode relf, TorchDEQ's rel) */
   int sech2_seed;       /* 1: Newton's Jacobian uses the seed's 1/cosh^2 (see cell_tanh.c) */
+  int jac_reg;          /* 1: training steps may call il_layer_jac_reg (its workspace is reserved) */
   il_options *opts;     /* solver/backward options; unknown keys are errors */
   int fp_correction;    /* fixed-point correction: K points, 2..100 (il_layer_correction.c); 0 or 1: off */
 } il_layer_config;
@@ -247,6 +248,14 @@ il_status il_layer_reserve(il_layer *L, int max_B);
 #define il_layer_grad_diag IL_P(il_layer_grad_diag)
 /* grad_cos and grad_relerr from {g.e, g.g, e.e, (g-e).(g-e)} of the mode's and the exact gradient. */
 void il_layer_grad_diag(il_layer *L, const double cmp[4]);
+#define il_layer_jac_reg IL_P(il_layer_jac_reg)
+/* The Jacobian regulariser at the last training forward's z*, held fixed (the gradient the DEQ
+ * papers and TorchDEQ take): for the K probes eps_k = eps + k * kstride, each (B, n) in the space,
+ * host *sq = sum over k and the rows not zeroed of ||eps_kb^T (df/dz)(z*_b)||^2; with dx or dW
+ * (either may be NULL) also dx (B, n) += scale * d(*sq)/dx and dW += scale * d(*sq)/dW.
+ * Needs cfg.jac_reg; call it after the forward, before the next one. */
+il_status il_layer_jac_reg(il_layer *L, int K, const il_real *eps, size_t kstride, il_real scale, il_real *dx,
+                           il_real *dW, double *sq);
 #define il_layer_set_reducer IL_P(il_layer_set_reducer)
 /* Make the solvers' stopping test global: r.sum adds a local double over all
  * cooperating processes (the batch is sharded across them). */

@@ -435,3 +435,53 @@ il_status il_layer_team_get_zstar(const il_layer *L, il_real *dst) {
     IL_CHECK(il_copy(L->be, dst + (size_t)tm->r0[t] * n, tm->L[t].zstar, (size_t)(tm->r0[t + 1] - tm->r0[t]) * n));
   return IL_OK;
 }
+
+typedef struct jr_args {
+  int K;
+  const il_real *eps;
+  size_t kstride;
+  il_real scale;
+  il_real *dx, *dW;
+  double sq[TEAM_MAX];
+} jr_args;
+
+static void jr_shard(il_layer *L, int t, void *arg) {
+  il_layer_team *tm = L->team;
+  jr_args *a = arg;
+  const int S = tm->active;
+  const size_t off = (size_t)tm->r0[t] * L->cell.n, nw = L->cell.ntheta;
+  const il_backend *be = tm->be[t];
+  il_status s = a->dW ? IL_BE(be, zero, tm->dW[t], nw * sizeof *tm->dW[t]) : IL_OK;
+  if (s == IL_OK)
+    s = il_layer_jac_reg(&tm->L[t], a->K, a->eps + off, a->kstride, a->scale, a->dx ? a->dx + off : NULL,
+                         a->dW ? tm->dW[t] : NULL, &a->sq[t]);
+  tm->status[t] = s;
+  if (s != IL_OK) atomic_store(&tm->abort, 1);
+  if (!a->dW || !team_barrier(tm)) return;
+  /* dW += sum over shards in shard order, each thread on its slice of dW (as in backward) */
+  const size_t lo = nw * (size_t)t / (size_t)S, hi = nw * (size_t)(t + 1) / (size_t)S;
+  for (int u = 0; u < S && hi > lo; u++) {
+    s = IL_BE(be, axpby, hi - lo, 1, tm->dW[u] + lo, 1, a->dW + lo);
+    if (s != IL_OK) {
+      tm->status[t] = s;
+      return;
+    }
+  }
+}
+
+il_status il_layer_team_jac_reg(il_layer *L, int K, const il_real *eps, size_t kstride, il_real scale, il_real *dx,
+                                il_real *dW, double *sq) {
+  il_layer_team *tm = L->team;
+  const int S = tm->active;
+  il_memstats before[TEAM_MAX];
+  begin_call(tm, S, before);
+  jr_args a = {.K = K, .eps = eps, .kstride = kstride, .scale = scale, .dx = dx, .dW = dW};
+  il_status s = run_team(L, S, jr_shard, &a);
+  const il_status se = end_call(L, before);
+  IL_CHECK(s);
+  IL_CHECK(se);
+  double total = 0;
+  for (int t = 0; t < S; t++) total += a.sq[t]; /* shard order: deterministic for a given T */
+  *sq = total;
+  return IL_OK;
+}

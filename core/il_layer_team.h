@@ -14,6 +14,7 @@
 #define il_layer_team_set_reducer IL_P(il_layer_team_set_reducer)
 #define il_layer_team_forward IL_P(il_layer_team_forward)
 #define il_layer_team_backward IL_P(il_layer_team_backward)
+#define il_layer_team_jac_reg IL_P(il_layer_team_jac_reg)
 #define il_layer_team_trace_init IL_P(il_layer_team_trace_init)
 #define il_layer_team_get_zstar IL_P(il_layer_team_get_zstar)
 
@@ -23,6 +24,8 @@ void il_layer_team_destroy(il_layer *L);
 size_t il_layer_team_ws_bytes(const il_layer *L, int B);
 il_status il_layer_team_reserve(il_layer *L, int max_B);
 void il_layer_team_set_reducer(il_layer *L, il_reducer r);
+il_status il_layer_team_jac_reg(il_layer *L, int K, const il_real *eps, size_t kstride, il_real scale, il_real *dx,
+                                il_real *dW, double *sq);
 /* corr, dcorr: fixed-point correction's K-1 outputs and their cotangents (il_layer_forward_corr), or NULL */
 il_status il_layer_team_forward(il_layer *L, int B, const il_real *x, const il_real *z0, il_real *out,
                                 il_real *const *corr, int train);

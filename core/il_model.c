@@ -41,6 +41,10 @@ il_status il_model_estimate_bytes(const il_model_config *cfg, size_t *bytes) {
   if (cfg->in_dim <= 0 || cfg->hidden <= 0 || cfg->classes <= 0 || cfg->max_batch <= 0)
     return IL_ERR(IL_ERR_ARG, "model sizes must be positive (in %d, hidden %d, classes %d, batch %d)",
                   cfg->in_dim, cfg->hidden, cfg->classes, cfg->max_batch);
+  if (!(cfg->jac_reg >= 0 && cfg->jac_reg < INFINITY))
+    return IL_ERR(IL_ERR_ARG, "Jacobian regulariser weight must be finite and >= 0, got %g", cfg->jac_reg);
+  if (cfg->jac_reg > 0 && cfg->jac_reg_samples <= 0)
+    return IL_ERR(IL_ERR_ARG, "Jacobian regulariser: samples must be positive, got %d", cfg->jac_reg_samples);
   const size_t in = (size_t)cfg->in_dim, h = (size_t)cfg->hidden, c = (size_t)cfg->classes;
   const size_t B = (size_t)cfg->max_batch, R = sizeof(il_real);
   size_t np = 0, hh, Bhh, total = 0;
@@ -61,6 +65,7 @@ il_status il_model_estimate_bytes(const il_model_config *cfg, size_t *bytes) {
   if (so && so->last_lu && cfg->layer.backward && strcmp(cfg->layer.backward, "unroll") == 0) copies += (size_t)K;
   IL_CHECK(checked_add(&total, Bhh, copies * R, "Jacobian storage"));
   IL_CHECK(checked_add(&total, B * h * (size_t)(K + 2), 2 * R, "iterate storage"));
+  if (cfg->jac_reg > 0) IL_CHECK(checked_add(&total, B * h, (size_t)cfg->jac_reg_samples * 2 * R, "regulariser probes"));
   const int C = cfg->layer.fp_correction;
   if (C > 1) { /* the points' outputs, softmax and cotangents; the kept points (4C + 1 iterates); their steps */
     IL_CHECK(checked_add(&total, B * (2 * h + c) * (size_t)(C - 1) + B * c, R, "correction activations"));
@@ -146,13 +151,24 @@ il_status il_model_create(il_model *m, const il_model_config *cfg, const il_back
     IL_CHECK(il_arena_alloc_n(&m->input_arena, B * in, sizeof(il_real), (void **)&m->Xbuf));
     IL_CHECK(il_arena_alloc_n(&m->input_arena, B, 1, (void **)&m->ybuf));
   }
-  IL_CHECK(il_layer_create(&m->layer, &cfg->layer, be, cfg->hidden, m->W, &m->mem));
+  if (cfg->jac_reg > 0) {
+    const size_t np = (size_t)cfg->jac_reg_samples * B * h;
+    m->cfg.layer.jac_reg = 1;
+    m->jac_reg_now = 1;
+    il_rng_seed(&m->jr_rng, cfg->seed ^ 0x4a4143524547ULL); /* "JACREG": a stream apart from init and shuffle */
+    if (!(m->jr_host = malloc(np * sizeof *m->jr_host)))
+      return IL_ERR(IL_ERR_NOMEM, "model: cannot allocate the regulariser's %zu probe values on the host", np);
+    IL_CHECK(il_arena_alloc_n(&m->act_arena, np, sizeof(il_real), (void **)&m->jr_eps));
+  }
+  IL_CHECK(il_layer_create(&m->layer, &m->cfg.layer, be, cfg->hidden, m->W, &m->mem));
   IL_CHECK(il_layer_reserve(&m->layer, cfg->max_batch));
   return IL_OK;
 }
 
 void il_model_destroy(il_model *m) {
   il_layer_destroy(&m->layer);
+  free(m->jr_host);
+  m->jr_host = NULL;
   il_wnorm_destroy(&m->wnorm);
   free(m->ycorr);
   free(m->pcorr);
@@ -211,6 +227,7 @@ il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *
   if (B <= 0 || B > m->cfg.max_batch)
     return IL_ERR(IL_ERR_ARG, "batch %d outside [1, %d]", B, m->cfg.max_batch);
   memset(st, 0, sizeof *st);
+  st->jac_reg_sum = NAN;
   if (m->Xbuf) { /* the batch into the space */
     IL_CHECK(il_upload(be, m->Xbuf, X, (size_t)B * in));
     if (y) IL_CHECK(IL_BE(be, copy, IL_COPY_TO_SPACE, m->ybuf, y, (size_t)B));
@@ -253,6 +270,36 @@ il_status il_model_forward(il_model *m, int B, const il_real *X, const uint8_t *
   return IL_OK;
 }
 
+/* Rademacher probes (+-1) of rows row_offset .. row_offset + B of a batch of N, for each of K:
+ * the stream runs over (k, row of N, unit) in that order, 64 signs per draw, whatever the shard. */
+static il_status draw_probes(il_model *m, int B, int N) {
+  const int K = m->cfg.jac_reg_samples, h = m->cfg.hidden, r0 = m->row_offset;
+  if (r0 < 0 || r0 + B > N)
+    return IL_ERR(IL_ERR_ARG, "regulariser: rows %d..%d outside the loss batch of %d", r0, r0 + B - 1, N);
+  const uint64_t per_k = (uint64_t)N * h, lo = (uint64_t)r0 * h, hi = (uint64_t)(r0 + B) * h;
+  uint64_t word = 0;
+  il_real *out = m->jr_host;
+  for (int k = 0; k < K; k++)
+    for (uint64_t i = 0; i < per_k; i++) {
+      const uint64_t at = (uint64_t)k * per_k + i;
+      if (at % 64 == 0) word = il_rng_next(&m->jr_rng);
+      if (i >= lo && i < hi) *out++ = (word >> (at % 64)) & 1 ? (il_real)1 : (il_real)-1;
+    }
+  return il_upload(m->be, m->jr_eps, m->jr_host, (size_t)K * B * h);
+}
+
+/* The regulariser's value (st->jac_reg_sum) and gradient, weighted for the loss, into dW and dx1. */
+static il_status jac_reg_backward(il_model *m, il_step_stats *st) {
+  const int B = m->B, h = m->cfg.hidden, K = m->cfg.jac_reg_samples;
+  const int N = m->loss_denominator > 0 ? m->loss_denominator : B;
+  double sq;
+  IL_CHECK(draw_probes(m, B, N));
+  const il_real scale = (il_real)(m->cfg.jac_reg / ((double)K * N));
+  IL_CHECK(il_layer_jac_reg(&m->layer, K, m->jr_eps, (size_t)B * h, scale, m->dx1, m->dW, &sq));
+  st->jac_reg_sum = sq / K;
+  return IL_OK;
+}
+
 il_status il_model_backward(il_model *m, il_step_stats *st) {
   const il_backend *be = m->be;
   const int in = m->cfg.in_dim, h = m->cfg.hidden, c = m->cfg.classes, B = m->B;
@@ -281,6 +328,8 @@ il_status il_model_backward(il_model *m, il_step_stats *st) {
                                   m->dW));
   st->bwd = m->layer.bres;
   st->diag = m->layer.diag;
+  st->jac_reg_sum = NAN;
+  if (m->cfg.jac_reg > 0 && m->jac_reg_now) IL_CHECK(jac_reg_backward(m, st)); /* a NaN in it counts as the layer's */
   if (st->nan_origin == IL_NAN_NONE && !head_bad) {
     int fx, fw;
     IL_CHECK(finite(be, (size_t)B * h, m->dx1, &fx));

@@ -12,6 +12,7 @@
 
 #include "il_arena.h"
 #include "il_layer.h"
+#include "il_rng.h"
 #include "il_wnorm.h"
 
 typedef struct il_model_config {
@@ -20,6 +21,12 @@ typedef struct il_model_config {
   int classes; /* 10 */
   int max_batch;
   uint64_t seed;
+  /* Jacobian regularisation (DEQ papers, TorchDEQ's jac_reg): the training loss gains
+   * jac_reg * (1/N) sum_b (1/K) sum_k ||eps_kb^T (df/dz)(z*_b)||^2, N the loss's samples, K =
+   * jac_reg_samples Rademacher probes per sample drawn from a stream seeded by `seed`; its
+   * gradient is taken at z* held fixed and added to dW and dx1. 0: off. */
+  double jac_reg;
+  int jac_reg_samples;
   il_layer_config layer;
   il_wnorm_kind w_norm; /* W's parameterisation (il_wnorm.h); IL_WNORM_NONE: W is the parameter */
   /* fixed-point correction (layer.fp_correction = K > 1): the loss is the sum over the points
@@ -40,6 +47,9 @@ typedef struct il_step_stats {
   int nan_origin;      /* IL_NAN_*: where a non-finite value first appeared in this step */
   int nan_iter;        /* the solver iteration / unrolled step / adjoint iteration there, -1 if none */
   il_layer_diag diag;  /* the layer's diagnostics (NaN unless layer.diag_now was set) */
+  /* training: sum over this batch's rows of the regulariser's estimate (1/K) sum_k ||eps_k^T df/dz||^2
+   * (unweighted); NaN when it was not computed (off, or jac_reg_now = 0) */
+  double jac_reg_sum;
 } il_step_stats;
 
 typedef struct il_model {
@@ -73,6 +83,15 @@ typedef struct il_model {
    * caller sets the global batch, so that summing the shards' gradients gives
    * the single-process gradient. */
   int loss_denominator;
+  /* Jacobian regulariser (cfg.jac_reg > 0): the probes are drawn for the whole loss batch
+   * (loss_denominator rows, or B) and this process takes rows row_offset .. row_offset + B, so
+   * the stream, and the run, do not depend on how the batch is sharded. jac_reg_now: computed
+   * in the next backward (1 after create; a caller regularising every N steps sets it). */
+  int row_offset;
+  int jac_reg_now;
+  il_rng jr_rng;      /* the probes' stream: part of the training state (checkpoint it) */
+  il_real *jr_host;   /* host (K, max_batch, h) probes drawn for this shard */
+  il_real *jr_eps;    /* (K, max_batch, h) the same in the space */
   /* The next forward's start (a warm start, set by the caller before each forward): NULL (the
    * solver's own start), or (B, n) in the space whose rows with z0_cold[b] != 0 (host (B), or
    * NULL: none) first get the solver's own start for this batch (il_layer_cold_start). */

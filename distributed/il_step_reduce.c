@@ -7,7 +7,7 @@
 #include "il_diag.h"
 
 /* Summed over ranks: one allreduce of doubles. */
-enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_RHO_SUM, ST_RHO_N, ST_N };
+enum { ST_LOSS, ST_ERR, ST_NONCONV, ST_SAMPLES, ST_JAC_REG, ST_RHO_SUM, ST_RHO_N, ST_N };
 /* Largest over ranks: one allreduce of doubles. */
 enum { MX_FWD, MX_BWD, MX_AR, MX_UPD, MX_BWD_ITERS, MX_BWD_RES, MX_FWD_ITERS, MX_WAIT, MX_FWD_RES, MX_FWD_REASON,
        MX_BWD_REASON, MX_STOP, MX_RHO, MX_COND, MX_NEG_COS, MX_RELERR, MX_PREACT,
@@ -32,6 +32,7 @@ static void pack_sums(const il_step_sums *s, double *sum) {
   sum[ST_ERR] = s->errors;
   sum[ST_NONCONV] = s->nonconverged;
   sum[ST_SAMPLES] = s->samples;
+  sum[ST_JAC_REG] = s->jac_reg_sum; /* NaN on every rank when not computed; MPI_SUM keeps NaN */
 }
 
 static void unpack_sums(const double *sum, il_step_sums *s) {
@@ -39,6 +40,7 @@ static void unpack_sums(const double *sum, il_step_sums *s) {
   s->errors = (int)sum[ST_ERR];
   s->nonconverged = (int)sum[ST_NONCONV];
   s->samples = (int)sum[ST_SAMPLES];
+  s->jac_reg_sum = sum[ST_JAC_REG];
 }
 
 il_status il_step_sum_over_ranks(il_dist *d, il_step_sums *s) {

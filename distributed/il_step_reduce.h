@@ -21,6 +21,7 @@ typedef struct il_step_sums {
   int errors;       /* misclassified samples */
   int samples;      /* rows */
   int nonconverged; /* forward rows whose own residual stayed above tol */
+  double jac_reg_sum; /* the Jacobian regulariser's per-row estimates, summed (NaN when not computed) */
 } il_step_sums;
 
 /* One training step. Each field says how il_step_reduce combines the ranks. */

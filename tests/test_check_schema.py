@@ -642,11 +642,11 @@ def event_rows():
     them: some events never ran (0 calls, 0 time, 0 FLOPs)."""
     ev = np.zeros(len(cs.EVENT_NAMES), dtype=EVENT_DTYPE)
     ev["name"] = [n.encode() for n in cs.EVENT_NAMES]
-    ev["calls"] = [6, 6, 30, 0, 0, 0, 0, 12, 0, 12, 6, 6]
-    ev["time_max"] = [0.5, 0.25, 0.3, 0, 0, 0, 0, 0.1, 0, 0.05, 0.02, 0.01]
+    ev["calls"] = [6, 6, 30, 0, 0, 0, 0, 12, 0, 12, 6, 6, 0]
+    ev["time_max"] = [0.5, 0.25, 0.3, 0, 0, 0, 0, 0.1, 0, 0.05, 0.02, 0.01, 0]
     ev["time_sum"] = ev["time_max"] * WORLD
     ev["time_sum"][0] -= 0.125  # ranks differ: the sum lies between time_max and world_size * time_max
-    ev["flops"] = [1.0e9, 4.0e8, 9.0e8, 0, 0, 0, 0, 3.0e8, 0, 1.0e8, 0, 2.0e6]
+    ev["flops"] = [1.0e9, 4.0e8, 9.0e8, 0, 0, 0, 0, 3.0e8, 0, 1.0e8, 0, 2.0e6, 0]
     return ev
 
 
@@ -1176,7 +1176,9 @@ def test_v3_tables_come_from_schema_json():
     with open(cs.SCHEMA_JSON) as f:
         sj = json.load(f)
     assert cs.SCHEMA_VERSION == sj["schema_version"] == 3
-    assert list(cs.TABLES["steps"]) == [c["name"] for c in sj["tables"]["steps"]["columns"]]
+    assert list(cs.TABLES["steps"]) == [c["name"] for c in sj["tables"]["steps"]["columns"] if not c.get("optional")]
+    assert list(cs.OPTIONAL_MEMBERS[3]["steps"]) == [c["name"] for c in sj["tables"]["steps"]["columns"]
+                                                     if c.get("optional")]
     assert "forward_s" in cs.TABLES["epochs"] and "ranks" in cs.TABLES["epochs"]
     assert "t_forward" in cs.TABLES_BY_VERSION[2]["steps"] and "global_step" not in cs.TABLES_BY_VERSION[2]["steps"]
     assert cs.REASONS == {0: "converged", 1: "max-iter", 2: "diverged", 3: "non-finite"}
@@ -1190,6 +1192,49 @@ def test_global_step_not_the_row_index_is_an_error(valid):
 def test_epoch_phase_time_not_the_sum_of_its_steps_is_a_warning(valid):
     _, warnings = set_column(valid, "epochs", "forward_s", [0.03, 0.5])
     assert has(warnings, "(epoch 1)", "epochs.forward_s")
+
+
+# ---------------------------------------------------------------------------
+# Optional columns within version 3 (schema.json "optional": true): jac_reg
+# ---------------------------------------------------------------------------
+
+def add_jac_reg(path, steps_values, epochs_values, dtype="<f8", attr=None):
+    """Append the optional jac_reg member to steps and epochs of run r0 (and set its attribute)."""
+    with h5py.File(path, "r+") as f:
+        g = f["runs"][RUN]
+        if attr is not None:
+            g.attrs["jac_reg"] = np.float64(attr)
+        for name, vals in (("steps", steps_values), ("epochs", epochs_values)):
+            old = g[name][()]
+            new = np.zeros(len(old), dtype=np.dtype([(n, old.dtype.fields[n][0]) for n in old.dtype.names] +
+                                                    [("jac_reg", dtype)]))
+            for n in old.dtype.names:
+                new[n] = old[n]
+            new["jac_reg"] = vals
+            write_table(g, name, new)
+    return cs.check_file(str(path))
+
+
+def test_optional_columns_are_known_and_not_required(valid):
+    assert "jac_reg" in cs.OPTIONAL_MEMBERS[3]["steps"] and "jac_reg" in cs.OPTIONAL_MEMBERS[3]["epochs"]
+    assert "jac_reg" not in cs.TABLES["steps"] and "jac_reg" not in cs.OPTIONAL_MEMBERS[2]["steps"]
+    errors, warnings = cs.check_file(str(valid))  # a file without them
+    assert errors == [] and warnings == []
+
+
+def test_jac_reg_column_present_is_checked(valid, tmp_path):
+    steps = [0.5, np.nan, 0.25, 0.5, np.nan, 0.125]  # --jac-reg-every 2: NaN where not computed
+    errors, warnings = add_jac_reg(valid, steps, [0.375, 0.3125], attr=1.0)
+    assert errors == [] and warnings == []
+    bad = make_valid(tmp_path / "neg.h5")
+    errors, _ = add_jac_reg(bad, [0.5, -1.0, 0.25, 0.5, 0.1, 0.2], [0.3, 0.3], attr=1.0)
+    assert has(errors, "/steps:", "negative jac_reg")
+    typed = make_valid(tmp_path / "f32.h5")
+    errors, _ = add_jac_reg(typed, [0.5] * 6, [0.5, 0.5], dtype="<f4", attr=1.0)
+    assert has(errors, "/steps:", "jac_reg", "float64")
+    off = make_valid(tmp_path / "off.h5")
+    errors, warnings = add_jac_reg(off, [0.5] * 6, [np.nan, np.nan], attr=0.0)
+    assert errors == [] and has(warnings, "/steps:", "jac_reg computed although")
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,10 @@
  *   df/dz = diag(s) W,  (df/dz)^T u = W^T (s*u),  dW += (s*u)^T Z,  dx += s*u.
  * Second order (Newton unrolled), with s' = ds/da (tanh: -2 s f; relu: 0), for w^T diag(s) W d:
  *   dW += (s*w) d^T,  a_bar = w * (W d) * s',  dz += a_bar W, dx += a_bar, dW += a_bar^T Z.
+ * Jacobian regulariser, z fixed: with p = s*eps, r = p^T W (a row of R = P W), L = sum_b ||r_b||^2:
+ *   dL/dW = 2 P^T R (through W itself) + a_bar^T Z,  dL/dx = a_bar,  a_bar = eps * (2 R W^T) * s'
+ * (through s's dependence on the pre-activation; tanh s' = -2 f s, relu 0), i.e. twice
+ * the second-order term above with d = r, w = eps.
  *
  * sech2_seed (--sech2 seed, tanh only): the Jacobian used by Newton is built as
  * the seed builds it, s = 1 / cosh(a)^2 (reciprocal of a square, as PyTorch
@@ -92,6 +96,30 @@ il_status il_pw_jvp_vjp(const il_cell *c, int B, const il_real *z, const il_real
   }
   if (dz) IL_CHECK(IL_BE(be, gemm, 0, 0, B, n, n, 1, q, n, c->theta, n, 1, dz, n)); /* dz += A_bar W */
   if (dx) IL_CHECK(IL_BE(be, axpby, len, 1, q, 1, dx));
+  il_arena_rewind(ws, m);
+  return IL_OK;
+}
+
+il_status il_pw_jac_reg(const il_cell *c, int B, const il_real *z, const il_real *f, const il_real *eps, il_real scale,
+                        double *sq, il_real *dx, il_real *dtheta, il_arena *ws) {
+  const il_backend *be = c->be;
+  const int n = c->n;
+  const size_t len = (size_t)B * n;
+  il_arena_mark m = il_arena_get_mark(ws);
+  il_real *p, *r; /* (B, n): p = s * eps, then the cotangent on the pre-activation; R = P W, then scratch */
+  IL_CHECK(il_arena_alloc_n(ws, len, sizeof *p, (void **)&p));
+  IL_CHECK(il_arena_alloc_n(ws, len, sizeof *r, (void **)&r));
+  IL_CHECK(IL_BE(be, act_dmul, len, c->act, f, eps, p));                      /* p = s * eps (stable s) */
+  IL_CHECK(IL_BE(be, gemm, 0, 0, B, n, n, 1, p, n, c->theta, n, 0, r, n));     /* R = P W: rows eps_b^T J_b */
+  IL_CHECK(IL_BE(be, row_sqdist, B, n, r, NULL, sq));                          /* sync point: ||r_b||^2 */
+  if (dx || dtheta) {
+    const il_real two = 2 * scale;
+    if (dtheta) IL_CHECK(IL_BE(be, gemm, 1, 0, n, n, B, two, p, n, r, n, 1, dtheta, n)); /* dW += 2 P^T R */
+    IL_CHECK(IL_BE(be, gemm, 0, 1, B, n, n, two, r, n, c->theta, n, 0, p, n));          /* p = 2 R W^T */
+    IL_CHECK(IL_BE(be, act_d2, len, c->act, f, eps, p, r));                  /* p <- a_bar (r: s * eps, unused) */
+    if (dtheta) IL_CHECK(IL_BE(be, gemm, 1, 0, n, n, B, 1, p, n, z, n, 1, dtheta, n)); /* dW += A_bar^T Z */
+    if (dx) IL_CHECK(IL_BE(be, axpby, len, 1, p, 1, dx));                             /* dx += A_bar */
+  }
   il_arena_rewind(ws, m);
   return IL_OK;
 }

@@ -1,6 +1,7 @@
 /* core/cells/cell_relu.c: f(z; x, W) = relu(W z + x). A fixed point exists and
  * fp converges when ||W|| < 1; df/dz = diag(a > 0) W is piecewise constant, so
- * Newton's unrolled second-order term vanishes. (cell_pointwise.c has the ops.) */
+ * Newton's unrolled second-order term vanishes, as does the Jacobian regulariser's term
+ * through s (its gradient flows through W alone). (cell_pointwise.c has the ops.) */
 #include "il_cell.h"
 
 static il_status relu_setup(il_cell *c, const il_cell_config *cc) {
@@ -23,4 +24,5 @@ const il_cell_ops il_cell_relu_ops = {
     .jvp_z = il_pw_jvp_z,
     .vjp = il_pw_vjp,
     .jvp_vjp = il_pw_jvp_vjp,
+    .jac_reg = il_pw_jac_reg,
 };

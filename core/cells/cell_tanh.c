@@ -20,4 +20,5 @@ const il_cell_ops il_cell_tanh_ops = {
     .jvp_z = il_pw_jvp_z,
     .vjp = il_pw_vjp,
     .jvp_vjp = il_pw_jvp_vjp,
+    .jac_reg = il_pw_jac_reg,
 };

@@ -160,6 +160,22 @@ static void test_sum_over_ranks(void **state) {
   assert_int_equal(s.nonconverged, P * (P - 1) / 2);
 }
 
+/* The regulariser's estimates are summed; NaN (not computed, or a NaN on any rank) stays NaN. */
+static void test_jac_reg_sum(void **state) {
+  (void)state;
+  const int P = g_d.size, r = g_d.rank;
+  il_step_meas l = base(r), g, gn, g1;
+  l.sum.jac_reg_sum = 0.125 * (r + 1);
+  assert_int_equal(il_step_reduce(&g_d, &l, &g), IL_OK);
+  l.sum.jac_reg_sum = NAN;
+  assert_int_equal(il_step_reduce(&g_d, &l, &gn), IL_OK);
+  l.sum.jac_reg_sum = r == P - 1 ? NAN : 1.0;
+  assert_int_equal(il_step_reduce(&g_d, &l, &g1), IL_OK);
+  assert_true(g.sum.jac_reg_sum == 0.125 * P * (P + 1) / 2);
+  assert_true(isnan(gn.sum.jac_reg_sum));
+  assert_true(isnan(g1.sum.jac_reg_sum));
+}
+
 static void test_max_over_ranks(void **state) {
   (void)state;
   const int P = g_d.size, r = g_d.rank;
@@ -175,7 +191,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sums_and_maxima), cmocka_unit_test(test_reasons_and_residuals),
       cmocka_unit_test(test_nan_diagnostics), cmocka_unit_test(test_nan_origin), cmocka_unit_test(test_nan_origin_tie),
-      cmocka_unit_test(test_sum_over_ranks),  cmocka_unit_test(test_max_over_ranks),
+      cmocka_unit_test(test_sum_over_ranks),  cmocka_unit_test(test_max_over_ranks), cmocka_unit_test(test_jac_reg_sum),
   };
   int failed = cmocka_run_group_tests_name("il_step_reduce", tests, NULL, NULL), all = failed;
   MPI_Allreduce(&failed, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
