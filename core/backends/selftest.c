@@ -1290,11 +1290,13 @@ static void case_row_lowrank(T *t, int B, int n, int k, int both) {
   static const char *qn[] = {"Q0", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10"};
   const size_t len = (size_t)B * n;
   il_real *P[11] = {0}, *Q[11] = {0}, *hP[11] = {0}, *hQ[11] = {0}, *ha, *hc = NULL, *c = NULL, *oc = NULL;
-  for (int i = 0; i < k; i++) NN((P[i] = in_rand(t, pn[i], len, -1, 1, &hP[i])) && (Q[i] = in_rand(t, qn[i], len, -1, 1, &hQ[i])));
+  for (int i = 0; i < k; i++)
+    NN((P[i] = in_rand(t, pn[i], len, -1, 1, &hP[i])) && (Q[i] = in_rand(t, qn[i], len, -1, 1, &hQ[i])));
   il_real *a = in_rand(t, "a", len, -1, 1, &ha), *oa = out_nan(t, "oa", len);
   NN(a && oa);
   if (both) NN((c = in_rand(t, "c", len, -1, 1, &hc)) && (oc = out_nan(t, "oc", len)));
-  CALL(OP_ROW_LOWRANK, OPS->row_lowrank(CTX, B, n, k, (const il_real *const *)P, (const il_real *const *)Q, a, oa, c, oc));
+  CALL(OP_ROW_LOWRANK,
+       OPS->row_lowrank(CTX, B, n, k, (const il_real *const *)P, (const il_real *const *)Q, a, oa, c, oc));
   for (int w = 0; w < 1 + both; w++) { /* w = 0: H a; w = 1: H^T c, the roles of P and Q swapped */
     il_real *const *hX = w ? hP : hQ, *const *hY = w ? hQ : hP; /* dots with hX, terms of hY */
     const il_real *hv = w ? hc : ha;
@@ -2288,20 +2290,25 @@ static void run_all(T *t) {
   case_lu_rcond_ill(t, 4, IL_LUC_MAX_N + 1);
 
   /* more terms per row (last, so the inputs of the cases above stay as they were): the cpu
-   * backend combines four terms per pass (7 = 4 + 3) and dots up to eight rows per pass */
+   * backend combines four terms per pass (7 = 4 + 3) and dots up to eight rows per pass.
+   * The LU cases' large blocks are released first: cpu-guard re-protects every block of
+   * the space on every op, and these cases run many ops on small tensors. */
+  end_case(t);
+  il_arena_destroy(&t->sp);
+  il_arena_init_for(&t->sp, t->be, IL_MEM_WORKSPACE, NULL, 0);
   static const int kb[] = {1, 17, 100};
   for (int bi = 0; bi < 3; bi++)
     for (int ni = 0; ni < NSN; ni++) {
       if (kb[bi] == 100 && SN[ni] != 100) continue; /* the rows' shapes are covered by the small B */
       for (int w = 0; w < 3; w++) case_row_combine(t, kb[bi], SN[ni], 7, w);
       case_row_dot(t, kb[bi], SN[ni], 7);
-      case_row_dot(t, kb[bi], SN[ni], 11);
       case_row_sub_dot(t, kb[bi], SN[ni], 1, 1);
       case_row_sub_dot(t, kb[bi], SN[ni], 3, 0);
       case_row_sub_dot(t, kb[bi], SN[ni], 7, 1);
-      case_row_sub_dot(t, kb[bi], SN[ni], 9, 1); /* d . d after a full pass of eight */
       case_row_lowrank(t, kb[bi], SN[ni], 0, 1);
       case_row_lowrank(t, kb[bi], SN[ni], 3, 0);
+      case_row_dot(t, kb[bi], SN[ni], 11);
+      case_row_sub_dot(t, kb[bi], SN[ni], 9, 1); /* d . d after a full pass of eight */
       case_row_lowrank(t, kb[bi], SN[ni], 11, 1);
     }
   end_case(t);

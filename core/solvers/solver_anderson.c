@@ -65,7 +65,7 @@ static int small_solve(int k, double *A, double *b) {
 #define R(count, T) il_ws_round((size_t)(count) * sizeof(T))
 size_t il_anderson_ws_bytes(const il_anderson_params *a, int B, int n, int keep_best) {
   const size_t len = (size_t)B * n;
-  const size_t xslots = a->beta == 1.0 ? 1 : (size_t)a->m + 1; /* beta = 1 mixes F only: X is just the current iterate */
+  const size_t xslots = a->beta == 1.0 ? 1 : (size_t)a->m + 1; /* beta = 1 mixes F only: X is the new iterate */
   return (2 * (size_t)(a->m + 1) + xslots) * R(len, il_real) + R((size_t)B * 2 * a->m, il_real) +
          R(B, unsigned char) + (keep_best ? R(len, il_real) + R(B, unsigned char) : 0);
 }
