@@ -21,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "backends/cpu_blas_core.h"
 #include "commands.h"
 #include "il_bind.h"
 #include "il_model.h"
@@ -211,6 +212,18 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_s(ri, "stop", o->stop));
   IL_CHECK(il_run_attr_i(ri, "threads", o->threads));
   IL_CHECK(il_run_attr_s(ri, "device", o->device));
+  {
+    il_blas_core_info bc;
+    il_blas_core_query(&bc);
+    if (bc.core[0]) {
+      const char *forced = getenv("OPENBLAS_CORETYPE");
+      char kern[96];
+      snprintf(kern, sizeof kern, "OpenBLAS %s%s", bc.core,
+               forced ? (getenv("ILBENCH_BLAS_REEXEC") ? ", OPENBLAS_CORETYPE set by ilbench" : ", OPENBLAS_CORETYPE set by the user")
+                      : (bc.suggest[0] ? ", below this CPU's SIMD level" : ""));
+      IL_CHECK(il_run_attr_s(ri, "blas_kernels", kern));
+    }
+  }
   IL_CHECK(il_run_attr_s(ri, "precision", IL_REAL_NAME));
   IL_CHECK(il_run_attr_i(ri, "world_size", d->size));
   IL_CHECK(il_run_attr_s(ri, "data", o->data));
