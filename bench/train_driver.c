@@ -551,8 +551,12 @@ static run_outcome create_model(train_run *r, const il_model_config *mc, int loc
   int all_ok = local_ok;
   if (r->dist.size > 1) MPI_Allreduce(&local_ok, &all_ok, 1, MPI_INT, MPI_LAND, r->dist.comm);
   if (!all_ok) {
-    if (!local_ok && !r->root) /* only rank 0 reports for the job: say it here */
-      fprintf(stderr, "ilbench: error: rank %d on %s: %s\n", r->dist.rank, r->dist.host, il_error_message());
+    if (!local_ok && !r->root) { /* only rank 0 reports for the job: say it here */
+      char who[300];
+      snprintf(who, sizeof who, "rank %d on %s: ", r->dist.rank, r->dist.host);
+      const char *msg = il_error_message();
+      fprintf(stderr, "ilbench: error: %s%s\n", strncmp(msg, who, strlen(who)) == 0 ? "" : who, msg);
+    }
     if (local_ok) IL_ERR(IL_ERR_NOMEM, "setup failed on another rank (see its message)");
     return RUN_INVALID;
   }
