@@ -28,6 +28,8 @@ struct il_backend; /* il_backend.h: il_backend_f32 or _f64 */
 #define il_cuda_host_alloc IL_P(il_cuda_host_alloc)
 #define il_cuda_host_free IL_P(il_cuda_host_free)
 #define il_cuda_versions IL_P(il_cuda_versions)
+#define il_cuda_device_count IL_P(il_cuda_device_count)
+#define il_cuda_device_name IL_P(il_cuda_device_name)
 /* The instance's GPU (be must be a `cuda` instance). */
 il_status il_cuda_get_info(const struct il_backend *be, il_cuda_info *out);
 /* Its cudaStream_t, or NULL when be is not a cuda instance. */
@@ -37,6 +39,10 @@ il_status il_cuda_host_alloc(size_t bytes, void **p);
 void il_cuda_host_free(void *p);
 /* Driver and runtime versions (0 when absent); needs no device. */
 void il_cuda_versions(int *driver, int *runtime);
+/* GPUs the runtime sees (CUDA_VISIBLE_DEVICES applied); 0 without a driver or device. */
+int il_cuda_device_count(void);
+/* The name of visible GPU i ("" when it has none). */
+void il_cuda_device_name(int i, char *buf, size_t cap);
 #endif
 
 #endif

@@ -251,6 +251,15 @@ extern "C" void il_cuda_versions(int *driver, int *runtime) {
   cudaDriverGetVersion(driver);
   cudaRuntimeGetVersion(runtime);
 }
+extern "C" int il_cuda_device_count(void) {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+}
+extern "C" void il_cuda_device_name(int i, char *buf, size_t cap) {
+  cudaDeviceProp p;
+  if (cap) buf[0] = 0;
+  if (cudaGetDeviceProperties(&p, i) == cudaSuccess) snprintf(buf, cap, "%s", p.name);
+}
 extern "C" il_status il_cuda_get_info(const il_backend *be, il_cuda_info *out) {
   if (!be || be->ops != &il_backend_cuda_ops) return IL_ERR(IL_ERR_ARG, "il_cuda_get_info: not a cuda backend instance");
   *out = ((const dev_launcher *)be->ctx)->info;
