@@ -51,6 +51,8 @@ struct host_launcher {
     threads_run += (long)grid * BLOCK;
     return IL_OK;
   }
+  /* no graphs on the host: the body's launches run as they come */
+  template <class Body> il_status graphed(const ilk::gkey &, Body body) { return body(); }
   il_status gemm(int tA, int tB, int M, int N, int K, il_real alpha, const il_real *A, int lda, const il_real *B,
                  int ldb, il_real beta, il_real *C, int ldc) {
     cblas_gemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,

@@ -8,6 +8,8 @@
  * indexing; only the launcher's few lines differ.
  *
  * L provides: run(functor, threads), gemm, gemm_sb (row-major, as il_backend.h),
+ * graphed(key, body) (run body's launches; the device may capture them into a CUDA graph
+ * and replay it when the same key comes again; body never copies to the host),
  * getrf_batched / getrs_batched (cuBLAS's column-major batched LU on pointer arrays in
  * the space), scratch(bytes) (space memory reused from op to op), to_host (waits: the
  * sync points), to_space, the memory ops, and a `flops` counter (the counts cpu.c keeps).
@@ -63,6 +65,23 @@ static inline lu_parts lu_split(const il_lu *lu) {
   return q;
 }
 
+/* The arguments of one op call, as bytes: a replayed CUDA graph is valid for exactly these
+ * (cuda.cu's graph cache; the host launcher ignores it). */
+struct gkey {
+  unsigned char b[192];
+  size_t n;
+  template <class T> gkey &add(const T &v) {
+    if (n + sizeof v <= sizeof b) memcpy(b + n, &v, sizeof v);
+    n += sizeof v; /* too long: never cached (n > sizeof b) */
+    return *this;
+  }
+};
+static inline gkey key_of(int op) {
+  gkey k;
+  k.n = 0;
+  return k.add(op);
+}
+
 template <class L> struct cu_ops {
   static L *C(void *ctx) { return (L *)ctx; }
   static il_status bad_act(int act) { return IL_ERR(IL_ERR_INTERNAL, "%s backend: unknown activation %d", L::NAME, act); }
@@ -108,12 +127,19 @@ template <class L> struct cu_ops {
     l->flops += 2.0 * B * N * K + (ep->act != IL_ACT_NONE ? (double)len : 0) + (ep->res_rows ? 3.0 * (double)len : 0);
     if (len == 0) return IL_OK;
     const int pro = ep->add || ep->bias;
-    if (pro) IL_CHECK(l->run(k_add_bias{B, N, ep->add, ep->bias, out}, len));
-    IL_CHECK(l->gemm(0, 1, B, N, K, 1, A, K, W, K, pro ? 1 : 0, out, N));
     double *res = NULL;
     if (ep->res_rows) IL_CHECK(l->scratch((size_t)B * sizeof(double), (void **)&res));
-    if (ep->act == IL_ACT_NONE && !ep->pre && !ep->deriv && !res) return IL_OK;
-    IL_CHECK(l->run(k_map_epilogue{B, N, (int)ep->act, out, ep->pre, ep->deriv, ep->res_ref, res}, (size_t)B));
+    /* the map's three launches as one graph when the same call repeats (a solver iteration);
+     * the residual's copy to the host stays outside it: the named sync point */
+    gkey key = key_of(1).add(B).add(N).add(K).add(A).add(W).add(ep->add).add(ep->bias).add(ep->act).add(ep->pre);
+    key.add(ep->deriv).add(ep->res_ref).add(res).add(out);
+    const il_status gs = l->graphed(key, [&]() -> il_status {
+      if (pro) IL_CHECK(l->run(k_add_bias{B, N, ep->add, ep->bias, out}, len));
+      IL_CHECK(l->gemm(0, 1, B, N, K, 1, A, K, W, K, pro ? 1 : 0, out, N));
+      if (ep->act == IL_ACT_NONE && !ep->pre && !ep->deriv && !res) return IL_OK;
+      return l->run(k_map_epilogue{B, N, (int)ep->act, out, ep->pre, ep->deriv, ep->res_ref, res}, (size_t)B);
+    });
+    IL_CHECK(gs);
     if (res) IL_CHECK(l->to_host(ep->res_rows, res, (size_t)B * sizeof(double)));
     return IL_OK;
   }
@@ -235,8 +261,12 @@ template <class L> struct cu_ops {
     IL_CHECK(l->scratch(al64(P * m * sizeof(double)) + (size_t)m * sizeof(double), &scr));
     carve cv = {(char *)scr, 0};
     double *part = cv.take<double>(P * m), *res = cv.take<double>((size_t)m);
-    IL_CHECK(l->run(k_reduce_part{len, P, kind, a, b, part}, P));
-    IL_CHECK(l->run(k_reduce_final{P, m, kind, part, res}, 1));
+    gkey key = key_of(2).add(kind).add(len).add(a).add(b).add(part);
+    const il_status gs = l->graphed(key, [&]() -> il_status {
+      IL_CHECK(l->run(k_reduce_part{len, P, kind, a, b, part}, P));
+      return l->run(k_reduce_final{P, m, kind, part, res}, 1);
+    });
+    IL_CHECK(gs);
     return l->to_host(out, res, (size_t)m * sizeof(double));
   }
   static il_status sqdist(void *ctx, size_t len, const il_real *a, const il_real *b, double *out) {
@@ -369,8 +399,12 @@ template <class L> struct cu_ops {
     if (!B) return IL_OK;
     if (!n) return memset(info, 0, (size_t)B * sizeof(int)), IL_OK;
     const lu_parts q = lu_split(lu);
-    IL_CHECK(l->run(k_ptrs{B, (il_real *)lu->a, (size_t)n * n, q.pa}, (size_t)B));
-    IL_CHECK(l->getrf_batched(n, q.pa, q.piv, q.info, B));
+    gkey key = key_of(3).add(B).add(n).add(lu->a).add(lu->p);
+    const il_status gs = l->graphed(key, [&]() -> il_status {
+      IL_CHECK(l->run(k_ptrs{B, (il_real *)lu->a, (size_t)n * n, q.pa}, (size_t)B));
+      return l->getrf_batched(n, q.pa, q.piv, q.info, B);
+    });
+    IL_CHECK(gs);
     IL_CHECK(l->to_host(info, q.info, (size_t)B * sizeof(int)));
     for (int b = 0; b < B; b++)
       if (info[b] < 0) return IL_ERR(IL_ERR_INTERNAL, "%s backend: getrfBatched: illegal argument %d", L::NAME, -info[b]);
@@ -382,9 +416,12 @@ template <class L> struct cu_ops {
     l->flops += 2.0 * B * (double)n * n;
     if (!B || !n) return IL_OK;
     const lu_parts q = lu_split(lu);
-    IL_CHECK(l->run(k_ptrs{B, R, (size_t)n, q.pr}, (size_t)B));
-    /* the factors are J^T's: J x = r is a transposed solve with them */
-    return l->getrs_batched(!trans, n, q.pa, q.piv, q.pr, B);
+    gkey key = key_of(4).add(B).add(n).add(trans).add(lu->a).add(lu->p).add(R);
+    return l->graphed(key, [&]() -> il_status {
+      IL_CHECK(l->run(k_ptrs{B, R, (size_t)n, q.pr}, (size_t)B));
+      /* the factors are J^T's: J x = r is a transposed solve with them */
+      return l->getrs_batched(!trans, n, q.pa, q.piv, q.pr, B);
+    });
   }
   static il_status lu_rcond(void *ctx, const il_lu *lu, const double *anorm, double *rcond) {
     L *l = C(ctx);
