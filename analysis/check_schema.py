@@ -120,7 +120,7 @@ PEAK_CATEGORIES = ("params", "grads", "activations", "saved", "workspace")
 PEAK_TOTAL = "peak_bytes_total"
 
 STATUSES = ("running", "completed", "failed", "interrupted")
-DEVICES = ("cpu", "cuda")
+DEVICES = ("cpu", "cuda", "cpu-guard", "cuda-host")  # the last two: test backends
 PRECISIONS = ("float32", "float64")
 ENUMS = {k: {e["value"]: e["name"] for e in v} for k, v in SCHEMA["enums"].items()}
 REASONS = ENUMS["REASON"]          # il_reason: value -> name

@@ -11,7 +11,13 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "il_layer.h"
+#include "il_gpu.h"
 #include "il_solver.h"
+#ifdef ILBENCH_HAVE_CUDA
+#include <stdlib.h>
+
+#include "il_cuda.h"
+#endif
 
 char *openblas_get_config(void);
 
@@ -38,7 +44,12 @@ static void print_version(void) {
          ILBENCH_BUILD_SANITIZE ? "sanitizers AddressSanitizer+UBSan" : "no sanitizers");
   printf("precisions       float32 (train, sweep, layer), float64 (gradcheck)\n");
 #ifdef ILBENCH_HAVE_CUDA
-  printf("CUDA             backend built\n");
+  int drv = 0, rt = 0;
+  il_cuda_versions(&drv, &rt);
+  printf("CUDA             backend built (sm_%s), status GPU-unverified; runtime %d.%d, driver ", ILBENCH_CUDA_ARCH,
+         rt / 1000, rt % 1000 / 10);
+  if (drv) printf("%d.%d\n", drv / 1000, drv % 1000 / 10);
+  else printf("none\n");
 #else
   printf("CUDA             backend not built\n");
 #endif
@@ -101,7 +112,26 @@ int il_cmd_info(int argc, char **argv) {
   }
 #ifndef ILBENCH_HAVE_CUDA
   printf("  (CUDA backend not built)\n");
+#else
+  {
+    const int n = il_cuda_device_count();
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    printf("GPUs             %d visible%s%s%s\n", n, vis ? " (CUDA_VISIBLE_DEVICES=" : "", vis ? vis : "", vis ? ")" : "");
+    for (int i = 0; i < n; i++) {
+      char name[256];
+      il_cuda_device_name(i, name, sizeof name);
+      printf("  GPU %-10d %s\n", i, name);
+    }
+  }
 #endif
+  {
+    int nv = 0;
+    if (il_nccl_available(&nv))
+      printf("NCCL             %d.%d.%d (loaded at run time; --allreduce auto uses it when no two ranks share a GPU)\n",
+             nv / 10000, nv / 100 % 100, nv % 100);
+    else
+      printf("NCCL             not found (device gradients go through MPI, staged in pinned host memory)\n");
+  }
 #ifdef IL_HAVE_OPENBLAS_INFO
   printf("BLAS config      OpenBLAS: %s\n", openblas_get_config());
   il_blas_core_info bc;

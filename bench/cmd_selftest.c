@@ -12,7 +12,7 @@
 #include "il_backend.h"
 #include "il_selftest.h"
 
-/* 0 passed, 1 failed, 2 skipped (device missing) */
+/* 0 passed, 1 failed, 2 skipped (device missing), 3 the named device is missing */
 static int run_one(const char *name, int prec, int threads, unsigned long long seed, int verbose, int named) {
   il_selftest_summary sum;
   il_error_clear();
@@ -26,7 +26,7 @@ static int run_one(const char *name, int prec, int threads, unsigned long long s
       return 2;
     }
     il_report_error("selftest");
-    return 1;
+    return s == IL_ERR_UNSUPPORTED ? 3 : 1;
   }
   (prec == 32 ? il_selftest_print_f32 : il_selftest_print_f64)(&sum, stdout);
   fflush(stdout);
@@ -65,17 +65,22 @@ int il_cmd_selftest(int argc, char **argv) {
     IL_ERR(IL_ERR_ARG, "unknown --device '%s' (valid: %s)", device, il_backend_names());
     goto usage;
   }
-  int failed = 0, run = 0;
+  int failed = 0, run = 0, missing = 0;
   for (int i = 0; i < il_backend_count(); i++) {
     const char *name = il_backend_at(i)->name;
     if (device && strcmp(device, name) != 0) continue;
     for (int p = 32; p <= 64; p += 32) {
       if (strcmp(prec, "all") != 0 && (p == 32) != (strcmp(prec, "32") == 0)) continue;
       const int r = run_one(name, p, (int)threads, (unsigned long long)seed, il_cli_has(&cli, "verbose"), device != NULL);
+      if (r == 3) { /* --device NAME without its device: exit 2, as every command does */
+        missing = 1;
+        break;
+      }
       failed += r == 1;
       run += r != 2;
     }
   }
+  if (missing) return 2;
   printf("selftest: %d backend run(s), %d failed\n", run, failed);
   return failed ? 1 : 0;
 usage:

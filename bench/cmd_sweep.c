@@ -17,6 +17,7 @@
 
 #include "commands.h"
 #include "stop_signal.h"
+#include "il_backend.h"
 #include "sweep_points.h"
 #include "train_driver.h"
 
@@ -116,6 +117,19 @@ int il_cmd_sweep(int argc, char **argv) {
       il_cli_int(&cli, "array-count", 1, 1, 1L << 40, &acnt) != IL_OK || il_sweep_check_slice(aidx, acnt) != IL_OK ||
       il_results_mode(&cli, &mode, &out) != IL_OK)
     goto fail;
+  /* a device whose hardware is missing (--device cuda without a GPU) stops the sweep before
+   * anything runs, with the reason and exit 2, as train does */
+  {
+    char devs[256];
+    snprintf(devs, sizeof devs, "%s", il_cli_get(&cli, "device", "cpu"));
+    for (char *save = NULL, *dv = strtok_r(devs, ",", &save); dv; dv = strtok_r(NULL, ",", &save)) {
+      il_backend *probe = NULL;
+      const il_backend_options po = {.threads = 1};
+      if (il_backend_find(dv) && il_backend_create(dv, &po, &probe) == IL_ERR_UNSUPPORTED) goto fail;
+      il_backend_destroy(probe);
+      il_error_clear();
+    }
+  }
   /* Every value must be usable before anything runs; combinations are judged per point. Each point
    * is parsed; a value (of any axis) that no point accepts stops the sweep with the error of the
    * first point that has it (an unsupported solver/backward pair alone only skips). A solver or

@@ -24,8 +24,13 @@
 #include "backends/cpu_blas_core.h"
 #include "commands.h"
 #include "il_bind.h"
+#include "il_gpu.h"
+#ifdef ILBENCH_HAVE_CUDA
+#include "il_cuda.h"
+#endif
 #include "il_model.h"
 #include "il_rng.h"
+#include "il_selftest.h"
 #include "il_step_reduce.h"
 #include "il_warm_start.h"
 #include "results.h"
@@ -194,7 +199,7 @@ il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_sp
 
 /* The run's configuration as attributes of its results group. */
 static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_dist *d, long run_index,
-                               const il_model *m) {
+                               const il_model *m, const il_gradcomm *gc) {
   IL_CHECK(il_run_attr_s(ri, "solver", o->solver));
   IL_CHECK(il_run_attr_s(ri, "backward", o->backward));
   IL_CHECK(il_run_attr_d(ri, "tol", o->tol));
@@ -236,7 +241,7 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_s(ri, "sech2", o->sech2));
   IL_CHECK(il_run_attr_i(ri, "diag", o->diag));
   IL_CHECK(il_run_attr_s(ri, "options", o->opts_text));
-  IL_CHECK(il_run_attr_s(ri, "allreduce", "mpi"));
+  IL_CHECK(il_run_attr_s(ri, "allreduce", il_gradcomm_path_name(gc)));
   IL_CHECK(il_run_attr_i(ri, "parameters", (int64_t)m->nparams));
   IL_CHECK(il_run_attr_d(ri, "jac_reg", o->jac_reg));
   IL_CHECK(il_run_attr_i(ri, "jac_reg_samples", o->jac_reg_samples));
@@ -286,6 +291,8 @@ typedef struct train_run {
   il_h5_file *h5;          /* NULL: no results file */
   il_backend *be;
   il_events ev;            /* the run's events (--log-view and the results' events table) */
+  il_gradcomm gc;          /* the gradient allreduce (MPI in place, staged, or NCCL) */
+  int gc_ok, gpu;          /* gpu: this rank's GPU (--device cuda), else -1 */
   float *stage;            /* (nparams) host staging of parameters/gradients when the space is not host memory */
   il_model model;
   int model_ok, run_open;  /* the model is built; the run is open in the results file */
@@ -340,9 +347,45 @@ typedef enum run_outcome {
 
 /* ---- the compute backend, parameters and gradients ---- */
 
+/* --device cuda (and cuda-host, its host twin, so this runs in tests here): the backend-ops
+ * self-test once per process and GPU before the first run on it
+ * (a few seconds), so a kernel that is wrong on a GPU nobody here has tried stops the run with a
+ * clear error instead of producing wrong results. Failures are listed on stderr by each rank. */
+static il_status device_selftest(const train_run *r, const il_backend_options *bo) {
+  static int passed_gpu = -1;
+  const char *name = r->be->ops->name;
+  if (strncmp(name, "cuda", 4) != 0 || passed_gpu == bo->device) return IL_OK;
+  il_selftest_summary sum;
+  const il_status s = il_selftest_run_on_f32(name, bo, 0, 0, stderr, &sum);
+  if (s != IL_OK)
+    return IL_ERR(IL_ERR_NUMERIC,
+                  "rank %d: the %s backend failed its self-test on GPU %d (%d of %d cases; `ilbench selftest "
+                  "--device %s --verbose` lists them): refusing to train on kernels that compute wrong results",
+                  r->dist.rank, name, bo->device, sum.failed, sum.cases, name);
+  passed_gpu = bo->device;
+  if (r->root)
+    printf("%s# %-18s %s passed (float32, %d cases, %.1f s)\n", r->pfx, "selftest", name, sum.cases, sum.seconds);
+  return IL_OK;
+}
+
+/* This rank's GPU (--device cuda): --gpu-map or its node-local rank; cuda-host stands in with one. */
+static il_status pick_gpu(train_run *r, int *gpu) {
+  *gpu = -1;
+  if (strncmp(r->o.device, "cuda", 4) != 0) return IL_OK;
+  int ngpus = 1;
+#ifdef ILBENCH_HAVE_CUDA
+  if (strcmp(r->o.device, "cuda") == 0) ngpus = il_cuda_device_count();
+#endif
+  if (ngpus < 1) return IL_OK; /* creating the backend says why there is none */
+  return il_gpu_pick(r->dist.node_rank, r->dist.node_size, ngpus, r->o.gpu_map, gpu);
+}
+
 static il_status setup_backend(train_run *r) {
-  const il_backend_options bo = {.threads = (int)r->o.threads, .cpus = r->bound ? r->cpus : NULL};
+  IL_CHECK(pick_gpu(r, &r->gpu));
+  const il_backend_options bo = {.threads = (int)r->o.threads, .cpus = r->bound ? r->cpus : NULL,
+                                 .device = r->gpu < 0 ? 0 : r->gpu};
   IL_CHECK(il_backend_create(r->o.device, &bo, &r->be));
+  IL_CHECK(device_selftest(r, &bo));
   il_events_reset(&r->ev);
   r->be->events = &r->ev; /* two clock reads per event: always on */
   return IL_OK;
@@ -371,12 +414,7 @@ static il_status broadcast_params(train_run *r) {
 
 /* One allreduce of the whole gradient; a NaN on any rank reaches every rank. */
 static il_status allreduce_grads_(train_run *r) {
-  float *h;
-  IL_CHECK(staged(r, &h));
-  if (h != r->stage) return il_dist_allreduce_sum(&r->dist, r->model.grads, r->model.nparams, MPI_FLOAT);
-  IL_CHECK(il_download(r->be, h, r->model.grads, r->model.nparams));
-  IL_CHECK(il_dist_allreduce_sum(&r->dist, h, r->model.nparams, MPI_FLOAT));
-  return il_upload(r->be, r->model.grads, h, r->model.nparams);
+  return il_gradcomm_allreduce(&r->gc, r->model.grads);
 }
 static il_status allreduce_grads(train_run *r) {
   const il_ev_scope ev = il_ev_open(r->be);
@@ -560,6 +598,12 @@ static run_outcome create_model(train_run *r, const il_model_config *mc, int loc
     if (local_ok) IL_ERR(IL_ERR_NOMEM, "setup failed on another rank (see its message)");
     return RUN_INVALID;
   }
+  /* collective; its verdict (NCCL or staged) is the same on every rank */
+  if (il_gradcomm_init(&r->gc, &r->dist, r->be, r->model.nparams, r->o.allreduce, r->gpu) != IL_OK) {
+    il_gradcomm_free(&r->gc);
+    return RUN_INVALID;
+  }
+  r->gc_ok = 1;
   return RUN_OK;
 }
 
@@ -996,11 +1040,45 @@ static run_outcome resume_run(train_run *r, const il_run_info *ri) {
   return RUN_OK;
 }
 
+/* The GPU and the allreduce path in the configuration table (rank 0). */
+static void print_device(const train_run *r) {
+#ifdef ILBENCH_HAVE_CUDA
+  il_cuda_info ci;
+  if (strcmp(r->be->ops->name, "cuda") == 0 && il_cuda_get_info(r->be, &ci) == IL_OK)
+    printf("# %-18s rank 0: GPU %d of %d, %s (driver %d.%d, runtime %d.%d)\n", "gpu", ci.device, ci.visible, ci.name,
+           ci.driver / 1000, ci.driver % 1000 / 10, ci.runtime / 1000, ci.runtime % 1000 / 10);
+#endif
+  printf("# %-18s %s (%s)\n", "allreduce", il_gradcomm_path_name(&r->gc), r->gc.why);
+}
+
+/* Where the run computed (informational, after config_hash: not part of what a checkpoint
+ * must match, so a resumed run may move to another GPU): rank 0's GPU, the CUDA versions,
+ * and why the gradient allreduce took its path. */
+static il_status fill_device_info(il_run_info *ri, const train_run *r) {
+  IL_CHECK(il_run_attr_s(ri, "allreduce_detail", r->gc.why));
+#ifdef ILBENCH_HAVE_CUDA
+  il_cuda_info ci;
+  if (strcmp(r->be->ops->name, "cuda") == 0 && il_cuda_get_info(r->be, &ci) == IL_OK) {
+    char v[32];
+    IL_CHECK(il_run_attr_s(ri, "gpu_name", ci.name));
+    IL_CHECK(il_run_attr_i(ri, "gpu_index", ci.device));
+    IL_CHECK(il_run_attr_i(ri, "gpus_visible", ci.visible));
+    IL_CHECK(il_run_attr_s(ri, "cuda_visible_devices", ci.visible_env));
+    snprintf(v, sizeof v, "%d.%d", ci.driver / 1000, ci.driver % 1000 / 10);
+    IL_CHECK(il_run_attr_s(ri, "cuda_driver", v));
+    snprintf(v, sizeof v, "%d.%d", ci.runtime / 1000, ci.runtime % 1000 / 10);
+    IL_CHECK(il_run_attr_s(ri, "cuda_runtime", v));
+  }
+#endif
+  return IL_OK;
+}
+
 /* The configuration table (rank 0) and the run's group in the results file. */
 static run_outcome begin_run_output(train_run *r) {
   if (r->root) {
     if (r->run_id) printf("# %-18s %s\n", "run", r->run_id);
     print_config(&r->o, &r->model, r->est, r->bind_desc);
+    print_device(r);
     if (r->init_tag[0]) printf("# %-18s %s\n", "init_from", r->init_tag);
     if (r->order_tag[0]) printf("# %-18s %s\n", "batch_order", r->order_tag);
     if (r->o.warm_start)
@@ -1014,13 +1092,13 @@ static run_outcome begin_run_output(train_run *r) {
   if (r->h5) {
     il_run_info ri;
     il_run_info_init(&ri, r->run_id);
-    if (fill_run_info(&ri, &r->o, &r->dist, r->run_index, &r->model) != IL_OK) return RUN_FATAL;
+    if (fill_run_info(&ri, &r->o, &r->dist, r->run_index, &r->model, &r->gc) != IL_OK) return RUN_FATAL;
     if (r->init_tag[0] && il_run_attr_s(&ri, "init_from", r->init_tag) != IL_OK) return RUN_FATAL;
     if (r->order_tag[0] && il_run_attr_s(&ri, "batch_order", r->order_tag) != IL_OK) return RUN_FATAL;
     r->config_hash = config_hash(&ri);
     char hx[24];
     snprintf(hx, sizeof hx, "%016llx", (unsigned long long)r->config_hash);
-    if (il_run_attr_s(&ri, "config_hash", hx) != IL_OK) return RUN_FATAL;
+    if (il_run_attr_s(&ri, "config_hash", hx) != IL_OK || fill_device_info(&ri, r) != IL_OK) return RUN_FATAL;
     run_outcome out = RUN_OK;
     if (r->o.resume) {
       out = resume_run(r, &ri);
@@ -1503,6 +1581,7 @@ int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, 
   free(r.xs_forget);
   free(r.xs_counts);
   free(r.ck_uv);
+  if (r.gc_ok) il_gradcomm_free(&r.gc); /* NCCL's communicator before the backend's stream */
   if (r.model_ok) il_model_destroy(&r.model);
   il_backend_destroy(r.be);
   free(r.stage);

@@ -24,6 +24,8 @@ typedef struct il_train_opts {
   int resume;              /* continue run_id from its checkpoint (train --resume, sweep --resume) */
   int log_view; /* --log-view */
   int log_steps;
+  const char *gpu_map;     /* --gpu-map: GPU per node-local rank (distributed/il_gpu.h), or NULL */
+  const char *allreduce;   /* --allreduce auto|nccl|mpi */
   const char *save_params;
   const char *init_from;   /* --init-from FILE: initial parameters in the --save-params format, or NULL */
   const char *batch_order; /* --batch-order FILE: training-sample indices per epoch (train_driver.c), or NULL */

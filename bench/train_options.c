@@ -73,6 +73,10 @@ static const il_cli_spec train_spec_tail[] = {
     {"batch-order", 1, "feed training samples in the order a file gives (text: whitespace-separated 0-based indices, "
                        "'#' comments; epoch after epoch, each epoch's batches in turn, no repeats within an epoch) "
                        "instead of the seeded shuffle", NULL},
+    {"gpu-map", 1, "--device cuda: the GPU of each node-local rank, e.g. 0,1,0,1 (indices among the GPUs "
+                   "CUDA_VISIBLE_DEVICES leaves visible; default: node-local rank mod their number)", NULL},
+    {"allreduce", 1, "gradient allreduce of a device's gradients: auto (NCCL when it loads and no two ranks share "
+                     "a GPU, else MPI staged through pinned host memory), nccl or mpi", "auto"},
     {"check-sync", 1, "compare a checksum of the parameters across ranks every N steps (0: never)", "0"},
     {"inject-nan", 1, "RANK:STEP put a NaN into one gradient of RANK at global STEP (for testing the skip)", NULL},
     {"out", 1, "HDF5 results file (analysis/SCHEMA.md); refused if it exists", NULL},
@@ -313,6 +317,10 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   o->warm_start = il_cli_has(cli, "warm-start");
   IL_CHECK(il_cli_choice(cli, "w-norm", "none", IL_WNORM_CHOICES, &o->w_norm));
   o->log_steps = il_cli_has(cli, "log-steps");
+  o->gpu_map = il_cli_get(cli, "gpu-map", NULL);
+  if (o->gpu_map && strncmp(o->device, "cuda", 4) != 0)
+    return IL_ERR(IL_ERR_ARG, "--gpu-map applies to --device cuda, not to '%s'", o->device);
+  IL_CHECK(il_cli_choice(cli, "allreduce", "auto", "auto|nccl|mpi", &o->allreduce));
   o->log_view = il_cli_has(cli, "log-view");
   o->save_params = il_cli_get(cli, "save-params", NULL);
   o->init_from = il_cli_get(cli, "init-from", NULL);

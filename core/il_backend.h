@@ -38,6 +38,7 @@ typedef enum il_copy_kind {
 typedef struct il_backend_options {
   int threads; /* >= 1: threads over rows and samples (CPU); ignored where meaningless */
   const int *cpus; /* NULL, or threads CPU numbers: thread t is pinned to cpus[t] (CPU) */
+  int device;      /* GPU index among the visible ones (cuda; distributed/il_gpu.c picks it per rank) */
 } il_backend_options;
 
 /* Batched LU factors of B n x n matrices, in a layout only the backend knows
@@ -217,6 +218,8 @@ static inline void il_ev_close(const il_backend *be, il_ev_scope s, il_event_id 
 #define il_backend_names IL_P(il_backend_names)
 #define il_backend_cpu_ops IL_P(il_backend_cpu_ops)
 #define il_backend_cpu_guard_ops IL_P(il_backend_cpu_guard_ops)
+#define il_backend_cuda_host_ops IL_P(il_backend_cuda_host_ops)
+#define il_backend_cuda_ops IL_P(il_backend_cuda_ops)
 #define il_lu_alloc IL_P(il_lu_alloc)
 #define il_upload IL_P(il_upload)
 #define il_download IL_P(il_download)
@@ -232,6 +235,10 @@ const il_backend_ops *il_backend_at(int i);
 const char *il_backend_names(void); /* "cpu, cpu-guard, ..." */
 extern const il_backend_ops il_backend_cpu_ops;
 extern const il_backend_ops il_backend_cpu_guard_ops;
+extern const il_backend_ops il_backend_cuda_host_ops; /* cuda_host.cpp: the cuda kernels on the host (test backend) */
+#ifdef IL_HAVE_CUDA
+extern const il_backend_ops il_backend_cuda_ops;      /* cuda.cu: built when nvcc is found */
+#endif
 
 /* Create the backend `name` (an error lists the registry when unknown). */
 il_status il_backend_create(const char *name, const il_backend_options *o, il_backend **out);

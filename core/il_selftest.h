@@ -59,11 +59,18 @@ il_status il_selftest_run_f32(const char *backend_name, int threads, uint64_t se
                               il_selftest_summary *sum);
 il_status il_selftest_run_f64(const char *backend_name, int threads, uint64_t seed, int verbose, FILE *log,
                               il_selftest_summary *sum);
+/* The same on an instance created with options bo (threads, the GPU index). */
+struct il_backend_options;
+il_status il_selftest_run_on_f32(const char *backend_name, const struct il_backend_options *bo, uint64_t seed,
+                                 int verbose, FILE *log, il_selftest_summary *sum);
+il_status il_selftest_run_on_f64(const char *backend_name, const struct il_backend_options *bo, uint64_t seed,
+                                 int verbose, FILE *log, il_selftest_summary *sum);
 /* The op list: one line per op with cases, failures, worst NMSE and worst NMSE / bound. */
 void il_selftest_print_f32(const il_selftest_summary *sum, FILE *f);
 void il_selftest_print_f64(const il_selftest_summary *sum, FILE *f);
 
 #define il_selftest_run IL_P(il_selftest_run)
 #define il_selftest_print IL_P(il_selftest_print)
+#define il_selftest_run_on IL_P(il_selftest_run_on)
 
 #endif

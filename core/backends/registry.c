@@ -12,8 +12,18 @@
 static const void *registry[IL_BACKENDS_MAX] = {
     &il_backend_cpu_ops,
     &il_backend_cpu_guard_ops,
+    &il_backend_cuda_host_ops,
+#ifdef IL_HAVE_CUDA
+    &il_backend_cuda_ops,
+#endif
 };
-static int nreg = 2;
+static int nreg_ = -1; /* the built-in lines above, counted once */
+static int count_reg(void) {
+  if (nreg_ < 0)
+    for (nreg_ = 0; nreg_ < IL_BACKENDS_MAX && registry[nreg_];) nreg_++;
+  return nreg_;
+}
+#define nreg count_reg()
 
 const il_backend_ops *il_backend_find(const char *name) { return il_registry_find(registry, (size_t)nreg, name); }
 
@@ -21,7 +31,7 @@ il_status il_backend_register(const il_backend_ops *ops) {
   if (!ops || !ops->name || !ops->create) return IL_ERR(IL_ERR_ARG, "backend registration without a name or create op");
   if (il_backend_find(ops->name)) return IL_ERR(IL_ERR_ARG, "a backend named '%s' is already registered", ops->name);
   if (nreg == IL_BACKENDS_MAX) return IL_ERR(IL_ERR_NOMEM, "backend registry full (%d)", IL_BACKENDS_MAX);
-  registry[nreg++] = ops;
+  registry[nreg_++] = ops;
   return IL_OK;
 }
 

@@ -150,6 +150,7 @@ typedef struct T {
   int verbose;
   il_selftest_summary *sum;
   il_status fatal; /* the harness itself failed (out of memory): stop */
+  int device;      /* the instance's GPU index (il_backend_options.device) */
   unsigned char have[OP_N]; /* the op's pointer is set */
   /* the open case */
   int open, primary;
@@ -650,7 +651,7 @@ static void case_second_instance(T *t) {
   if (!begin(t, OP_CREATE, "a second instance next to the first")) return;
   t->touched[OP_DESTROY] = 1;
   il_backend *b2 = NULL;
-  const il_backend_options o = {.threads = t->be->threads > 0 ? t->be->threads : 1};
+  const il_backend_options o = {.threads = t->be->threads > 0 ? t->be->threads : 1, .device = t->device};
   CALL(OP_CREATE, il_backend_create(OPS->name, &o, &b2));
   void *p = NULL;
   double v[3] = {1.5, -2, 3}, w[3] = {0, 0, 0};
@@ -2316,6 +2317,13 @@ static void run_all(T *t) {
 
 il_status il_selftest_run(const char *backend_name, int threads, uint64_t seed, int verbose, FILE *log,
                           il_selftest_summary *sum) {
+  const il_backend_options o = {.threads = threads};
+  return il_selftest_run_on(backend_name, &o, seed, verbose, log, sum);
+}
+
+il_status il_selftest_run_on(const char *backend_name, const il_backend_options *bo, uint64_t seed, int verbose,
+                             FILE *log, il_selftest_summary *sum) {
+  const int threads = bo->threads;
   il_selftest_summary local;
   if (!sum) sum = &local;
   memset(sum, 0, sizeof *sum);
@@ -2335,8 +2343,8 @@ il_status il_selftest_run(const char *backend_name, int threads, uint64_t seed, 
   t->verbose = verbose;
   t->sum = sum;
   t->seed = seed;
-  const il_backend_options o = {.threads = threads};
-  il_status s = il_backend_create(backend_name, &o, &t->be);
+  t->device = bo->device;
+  il_status s = il_backend_create(backend_name, bo, &t->be);
   if (s != IL_OK) return il_error_trace(s, __FILE__, __LINE__);
   sum->created = 1;
   sum->op[OP_CREATE].cases = 1;
