@@ -6,6 +6,7 @@
 
 #include "cli_args.h"
 #include "il_dist.h"
+#include "il_grid.h"
 #include "il_layer.h"
 #include "mnist_idx.h"
 #include "results_h5.h"
@@ -49,6 +50,11 @@ typedef struct il_train_opts {
   int warm_start;          /* --warm-start: each training sample starts from its last fixed point */
   const char *w_norm;      /* --w-norm none|weight|spectral: W's parameterisation (core/il_wnorm.h) */
   long fpc_k;              /* --fp-correction K[:GAMMA]: K points (1: off) */
+  /* --grid PRxPC, --grid-nb: model-parallel groups (distributed/il_grid.h); 1x1: the plain path */
+  int grid_pr, grid_pc;
+  long grid_nb;
+  char grid_text[32];      /* "1x2" */
+  const il_grid *grid;     /* set by the command once built (collective), NULL for 1x1 */
   double fpc_gamma;        /* ... and GAMMA, point k's loss weight GAMMA^(K-k) (default 0.8) */
 } il_train_opts;
 
@@ -84,6 +90,12 @@ il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_sp
  * from its last checkpoint in h5 instead of begun. */
 int il_train_run(il_dist *d, const il_train_opts *o, const il_mnist_split *train, const il_mnist_split *test,
                  il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix);
+
+/* The grid options of train, sweep, layer and gradcheck: --grid PRxPC and --grid-nb NB into
+ * *pr, *pc, *nb, checked against this world's size (refusals name --grid; nothing collective). */
+il_status il_grid_options(const il_cli *cli, int *pr, int *pc, long *nb);
+/* Build the grid of pr x pc (collective over MPI_COMM_WORLD) when it is larger than 1x1; *made = 1 then. */
+il_status il_grid_build(int pr, int pc, long nb, il_grid *g, int *made);
 
 /* --threads' default: SLURM_CPUS_PER_TASK under Slurm, else 1. */
 long il_default_threads(void);
