@@ -91,12 +91,6 @@ il_status il_train_load_data(const char *dir, il_mnist_split *train, il_mnist_sp
 int il_train_run(il_dist *d, const il_train_opts *o, const il_mnist_split *train, const il_mnist_split *test,
                  il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix);
 
-/* The grid options of train, sweep, layer and gradcheck: --grid PRxPC and --grid-nb NB into
- * *pr, *pc, *nb, checked against this world's size (refusals name --grid; nothing collective). */
-il_status il_grid_options(const il_cli *cli, int *pr, int *pc, long *nb);
-/* Build the grid of pr x pc (collective over MPI_COMM_WORLD) when it is larger than 1x1; *made = 1 then. */
-il_status il_grid_build(int pr, int pc, long nb, il_grid *g, int *made);
-
 /* --threads' default: SLURM_CPUS_PER_TASK under Slurm, else 1. */
 long il_default_threads(void);
 
