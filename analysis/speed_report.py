@@ -186,6 +186,10 @@ def machine_line(m):
     kern = [t for t in m.get("blas_config", "").split()
             if t != "OpenBLAS" and re.fullmatch(r"[A-Z][A-Za-z0-9]*[a-z][A-Za-z0-9]*", t)]
     blas = f"OpenBLAS {m.get('openblas', 'unknown')}" + (f" ({kern[0]} kernels)" if kern else "")
+    # who chose the kernels, when it was not OpenBLAS's own table (bench/ilbench.c re-exec)
+    ck = re.search(r"\((OPENBLAS_CORETYPE=[^)]*)\)", m.get("blas_kernels", ""))
+    if ck:
+        blas += f" [{ck.group(1)}]"
     l0 = m.get("load_start", "unknown").split()[:1] or ["?"]
     l1 = m.get("load_end", "unknown").split()[:1] or ["?"]
     git = m.get("git", "unknown")

@@ -1,9 +1,12 @@
 /* bench/cmd_info.c: what this build contains. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <hdf5.h>
 #include <mpi.h>
+
+#include "backends/cpu_blas_core.h"
 
 #include "cli_args.h"
 #include "commands.h"
@@ -101,6 +104,13 @@ int il_cmd_info(int argc, char **argv) {
 #endif
 #ifdef IL_HAVE_OPENBLAS_INFO
   printf("BLAS config      OpenBLAS: %s\n", openblas_get_config());
+  il_blas_core_info bc;
+  il_blas_core_query(&bc);
+  const char *forced = getenv("OPENBLAS_CORETYPE"), *by_us = getenv("ILBENCH_BLAS_REEXEC");
+  printf("BLAS kernels     %s on this %s CPU%s%s%s%s\n", bc.core, bc.cpu_level[0] ? bc.cpu_level : "pre-AVX2",
+         forced ? " (OPENBLAS_CORETYPE=" : "", forced ? forced : "",
+         forced ? (by_us ? ", set by ilbench: OpenBLAS's own table fell short of this CPU)" : ", set by the user)") : "",
+         bc.suggest[0] ? "; below this CPU's SIMD level: sgemm runs at a fraction of its speed" : "");
   printf("threads          BLAS runs single-threaded; --threads T runs the implicit layer on T row shards (one sync per\n"
          "                 solver iteration) and splits the linear layers' GEMM rows; threads are bound to CPUs of their own\n");
 #endif

@@ -12,6 +12,7 @@
 #include "results_h5.h"
 #include "il_grid.h"
 #include "il_status.h"
+#include "backends/cpu_blas_core.h"
 
 int il_main_argc;
 char **il_main_argv;
@@ -78,7 +79,24 @@ static void unknown_command(const char *arg) {
           opt ? "option" : "command", arg, n ? "; did you mean " : "", n ? sug : "", n ? "?" : "", valid);
 }
 
+/* OpenBLAS picks its kernels when it loads, from OPENBLAS_CORETYPE or its CPU table; an old
+ * table maps new CPUs to SSE3 kernels (cpu_blas_core.h). Before MPI starts, re-run ourselves
+ * once with OPENBLAS_CORETYPE set, unless the user set it or ILBENCH_BLAS_CORE=keep. `info`
+ * reports the kernels and who chose them. */
+static void blas_core_reexec(char **argv) {
+  const char *keep = getenv("ILBENCH_BLAS_CORE");
+  if (getenv("OPENBLAS_CORETYPE") || getenv("ILBENCH_BLAS_REEXEC") || (keep && strcmp(keep, "keep") == 0)) return;
+  il_blas_core_info bc;
+  il_blas_core_query(&bc);
+  if (!bc.suggest[0]) return;
+  if (setenv("OPENBLAS_CORETYPE", bc.suggest, 1) != 0 || setenv("ILBENCH_BLAS_REEXEC", "1", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  /* no /proc: go on with OpenBLAS's own choice, which `info` reports */
+  unsetenv("OPENBLAS_CORETYPE");
+}
+
 int main(int argc, char **argv) {
+  blas_core_reexec(argv);
   /* Every subcommand runs as an MPI program (a lone process is a singleton
    * world of size 1). Only the main thread calls MPI; OpenMP threads do not. */
   int provided, rc = 2;

@@ -184,7 +184,8 @@
   X(stop_mode, "str", 0, "abs, rel (tol times the first residual) or relf (rows relative to ||f(z)||); absent: abs")  \
   X(stop_norm, "str", 0, "frob, max or mean: the norm of fwd_residual over the rows; absent: frob")                   \
   X(best_rule, "str", 0, "off, batch or sample: the lowest-residual iterate returned; absent: batch if best, else off") \
-  X(trace, "int", 0, "train/sweep --trace N: every N-th training step's residuals are in the trace table; absent: off")
+  X(trace, "int", 0, "train/sweep --trace N: every N-th training step's residuals are in the trace table; absent: off") \
+  X(blas_kernels, "str", 0, "the BLAS's kernel set and who chose it, e.g. \"OpenBLAS SkylakeX, OPENBLAS_CORETYPE set by ilbench\" (OpenBLAS 0.3.21 runs SSE3 kernels on CPUs its table lacks); absent: not recorded")
 
 /* C types of the column types */
 #define IL_CT_I32 int32_t

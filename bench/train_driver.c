@@ -21,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "backends/cpu_blas_core.h"
 #include "commands.h"
 #include "il_bind.h"
 #include "il_model.h"
@@ -216,6 +217,18 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   IL_CHECK(il_run_attr_s(ri, "stop", o->stop));
   IL_CHECK(il_run_attr_i(ri, "threads", o->threads));
   IL_CHECK(il_run_attr_s(ri, "device", o->device));
+  {
+    il_blas_core_info bc;
+    il_blas_core_query(&bc);
+    if (bc.core[0]) {
+      const char *forced = getenv("OPENBLAS_CORETYPE");
+      char kern[96];
+      snprintf(kern, sizeof kern, "OpenBLAS %s%s", bc.core,
+               forced ? (getenv("ILBENCH_BLAS_REEXEC") ? ", OPENBLAS_CORETYPE set by ilbench" : ", OPENBLAS_CORETYPE set by the user")
+                      : (bc.suggest[0] ? ", below this CPU's SIMD level" : ""));
+      IL_CHECK(il_run_attr_s(ri, "blas_kernels", kern));
+    }
+  }
   IL_CHECK(il_run_attr_s(ri, "precision", IL_REAL_NAME));
   IL_CHECK(il_run_attr_i(ri, "world_size", d->size));
   /* the process grid (1x1 without --grid): shape, block size, data-parallel groups, BLACS context */
@@ -554,8 +567,12 @@ static run_outcome create_model(train_run *r, const il_model_config *mc, int loc
   int all_ok = local_ok;
   if (r->world.size > 1) MPI_Allreduce(&local_ok, &all_ok, 1, MPI_INT, MPI_LAND, r->world.comm);
   if (!all_ok) {
-    if (!local_ok && !r->root) /* only rank 0 reports for the job: say it here */
-      fprintf(stderr, "ilbench: error: rank %d on %s: %s\n", r->dist.rank, r->dist.host, il_error_message());
+    if (!local_ok && !r->root) { /* only rank 0 reports for the job: say it here */
+      char who[300];
+      snprintf(who, sizeof who, "rank %d on %s: ", r->dist.rank, r->dist.host);
+      const char *msg = il_error_message();
+      fprintf(stderr, "ilbench: error: %s%s\n", strncmp(msg, who, strlen(who)) == 0 ? "" : who, msg);
+    }
     if (local_ok) IL_ERR(IL_ERR_NOMEM, "setup failed on another rank (see its message)");
     return RUN_INVALID;
   }

@@ -1,5 +1,7 @@
 /* core/il_events.c: see il_events.h. */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200112L /* clock_gettime */
+#endif
 #include "il_events.h"
 
 #include <string.h>

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_blas_core.h"
 #include "cpu_lu_compact.h"
 #include "cpu_map_fused.h"
 #include "cpu_rows.h"
@@ -119,9 +120,12 @@ static void cpu_destroy(void *ctx) { free(ctx); }
 
 static void cpu_describe(void *ctx, char *buf, size_t cap) {
   const cpu_ctx *c = ctx;
-  snprintf(buf, cap, "host memory, %d thread(s)%s%s%s, single-threaded BLAS/LAPACK calls", c->threads,
+  il_blas_core_info bc;
+  il_blas_core_query(&bc);
+  snprintf(buf, cap, "host memory, %d thread(s)%s%s%s, single-threaded BLAS/LAPACK calls%s%s%s%s", c->threads,
            c->threads > 1 ? " (layer: row shards, one sync per iteration; other ops: rows)" : "",
-           c->bound[0] ? " bound to " : "", c->bound);
+           c->bound[0] ? " bound to " : "", c->bound, bc.core[0] ? " (OpenBLAS " : "", bc.core,
+           bc.core[0] ? " kernels" : "", bc.core[0] ? (bc.suggest[0] ? ", below this CPU's SIMD level)" : ")") : "");
 }
 
 /* ---- memory ---- */

@@ -7,6 +7,12 @@
  * A sample whose s^T H y vanishes skips its update. When the memory (m pairs)
  * is full it restarts from H = I: overwriting the oldest pair, as some codes do,
  * would leave later pairs built on an H that no longer exists.
+ * One row_lowrank pass per iteration gives h = H g_new and v = H^T s. The step s was
+ * alpha (-H g_old) (alpha = 1 without the line search), so H y = h + s / alpha and
+ *   u = ((1 - 1/alpha) s - h) / (s.h + s.s / alpha),  next step -(h + (s.h) u),
+ * needing only the dots s.h and s.s: one host round trip per iteration instead of the
+ * textbook's three applies (docs/speed.md). After a restart H = I did not make s, so the
+ * general formulas with y = g_new - g_old are used there.
  * Stops on ||g||_F of the batch; iterations are map evaluations (as for fp and
  * anderson); the output is the last z. Option: broyden-m (default 20). No tape.
  * Option broyden-ls: TorchDEQ's line search (broyden_solver ls=True, see line_search
@@ -36,33 +42,12 @@ static il_status broyden_create(il_options *opt, void **state) {
 
 static void broyden_destroy(void *state) { free(state); }
 
-/* Host scratch of one apply: the (B, q) dot products and their float copies. */
-typedef struct bro_tmp {
-  double *dots;     /* host (B, m) */
-  il_real *hcoef;   /* host (B, m) */
-  il_real *coef;    /* space (B, m) */
-  const il_real **ptr; /* host (2m) slot pointers */
-} bro_tmp;
-
-/* out_b = v_b + sum_{i<q} P_i,b (Q_i,b . v_b) per row: H v with (P, Q) = (U, V), H^T v with (V, U). */
-static il_status apply(const il_backend *be, int B, int n, int q, size_t len, const il_real *P, const il_real *Q,
-                       const il_real *v, il_real *out, bro_tmp *t) {
-  IL_CHECK(il_copy(be, out, v, len));
-  if (q == 0) return IL_OK;
-  for (int i = 0; i < q; i++) t->ptr[i] = Q + (size_t)i * len;
-  IL_CHECK(IL_BE(be, row_dot, B, n, q, t->ptr, v, t->dots)); /* sync point: coefficients */
-  for (size_t i = 0; i < (size_t)B * q; i++) t->hcoef[i] = (il_real)t->dots[i];
-  IL_CHECK(il_upload(be, t->coef, t->hcoef, (size_t)B * q));
-  for (int i = 0; i < q; i++) t->ptr[i] = P + (size_t)i * len;
-  return IL_BE(be, row_combine, B, n, q, t->ptr, t->coef, 1, out);
-}
-
 #define R(count, T) il_ws_round((size_t)(count) * sizeof(T))
 static size_t broyden_ws_bytes(void *state, const il_cell *c, int B, int max_iter, int taped) {
   (void)max_iter, (void)taped;
   const int m = ((broyden_state *)state)->m;
   const size_t len = (size_t)B * c->n;
-  return 2 * R(len * m, il_real) + 7 * R(len, il_real) + R((size_t)B * m, il_real) + 2 * R(B, il_real) +
+  return 2 * R(len * m, il_real) + 6 * R(len, il_real) + R((size_t)B * 4, il_real) + R(B, il_real) +
          2 * R(B, unsigned char) /* bad, best's row mask */ + c->ops->ws_bytes(c, B) +
          (((broyden_state *)state)->ls ? R(len, il_real) : 0);
 }
@@ -142,6 +127,45 @@ static il_status line_search(ls_trial *t, double phi0, double *alpha, int *fresh
   return IL_OK;
 }
 
+/* Host scratch of one update: the rows' dots and coefficients. */
+typedef struct bro_upd {
+  double *dots;          /* host (B, 2) */
+  il_real *hcoef, *coef; /* host, space (B, 4): u's two coefficients, then the step's two */
+  unsigned char *hbad, *bad; /* host, space (B): rows without usable curvature */
+} bro_upd;
+
+/* From the dots (B, 2) = {s.a, s.b} per row and den_b = fd(dots): u = cu0 s + cu1 a (zero where
+ * den is unusable) and the next step d = -(b + (s.b) u). X0/X1: u's terms, Y: b. */
+static il_status bro_finish(const il_backend *be, int B, int n, const il_real *s_, const il_real *a,
+                            const il_real *b_, double alpha, int general, il_real *u, il_real *v, il_real *d,
+                            bro_upd *t) {
+  int nbad = 0;
+  for (int b = 0; b < B; b++) {
+    const double sa = t->dots[2 * b], sb = t->dots[2 * b + 1];
+    /* general (H = I after a restart, a = y): den = s.y, u = (s - y) / den.
+     * fast (a = h = H g_new): den = s.h + s.s / alpha, u = ((1 - 1/alpha) s - h) / den; there
+     * sb is s.s and the step's dot s.h is sa. */
+    const double den = general ? sa : sa + sb / alpha;
+    const int bad = !(fabs(den) > 1e-30) || !isfinite(den); /* no usable curvature: leave this sample's H */
+    t->hbad[b] = (unsigned char)bad;
+    nbad += bad;
+    const double r = bad ? 0 : 1.0 / den;
+    t->hcoef[2 * b] = (il_real)(general ? r : (1 - 1 / alpha) * r);
+    t->hcoef[2 * b + 1] = (il_real)(-r);
+    t->hcoef[2 * B + 2 * b] = -1;
+    t->hcoef[2 * B + 2 * b + 1] = bad ? 0 : (il_real)(-(general ? sb : sa));
+  }
+  IL_CHECK(il_upload(be, t->coef, t->hcoef, (size_t)B * 4));
+  const il_real *ut[2] = {s_, a}, *dt[2] = {b_, u};
+  IL_CHECK(IL_BE(be, row_combine, B, n, 2, ut, t->coef, 0, u));
+  if (nbad) {
+    IL_CHECK(IL_BE(be, copy, IL_COPY_TO_SPACE, t->bad, t->hbad, (size_t)B));
+    IL_CHECK(IL_BE(be, row_fill, B, n, t->bad, 1, 0, u));
+    IL_CHECK(IL_BE(be, row_fill, B, n, t->bad, 1, 0, v));
+  }
+  return IL_BE(be, row_combine, B, n, 2, dt, t->coef + 2 * (size_t)B, 0, d);
+}
+
 static il_status broyden_solve(void *state, const il_problem *p, il_real *z, double *row_res,
                                il_solve_result *res) {
   const broyden_state *st = state;
@@ -151,10 +175,10 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
   const size_t len = (size_t)B * n;
   il_marks mk = il_marks_get(p->ws, p->hws);
   il_status s = IL_OK;
-  il_real *U, *V, *zk, *f, *g, *gnew, *d, *hy, *r, *hr;
-  unsigned char *bad, *hbad; /* rows that skip their update: space, host */
-  double *rows, *den, *frows = NULL; /* frows: ||f_b||^2 with stop_relf */
-  bro_tmp t;
+  il_real *U, *V, *zk, *f, *g, *gnew, *d, *h;
+  double *rows, *frows = NULL; /* frows: ||f_b||^2 with stop_relf */
+  bro_upd t;
+  const il_real **uptr, **vptr; /* host (m): the pairs' slots */
   il_stop stop;
   il_best best;
   il_stop_begin(&stop, res);
@@ -165,24 +189,27 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *g, (void **)&g));
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *gnew, (void **)&gnew));
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *d, (void **)&d));
-  IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *hy, (void **)&hy));
+  IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *h, (void **)&h));
   il_real *zt = NULL; /* broyden-ls: the trial iterate */
   if (st->ls) IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *zt, (void **)&zt));
-  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B * m, sizeof *t.coef, (void **)&t.coef));
-  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, sizeof *r, (void **)&r));
-  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&bad));
+  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B * 4, sizeof *t.coef, (void **)&t.coef));
+  IL_CHECK(il_arena_alloc_n(p->ws, (size_t)B, 1, (void **)&t.bad));
   IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *rows, (void **)&rows));
-  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *den, (void **)&den));
   if (p->stop_relf) IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *frows, (void **)&frows));
-  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, sizeof *hr, (void **)&hr));
-  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&hbad));
-  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * m, sizeof *t.dots, (void **)&t.dots));
-  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * m, sizeof *t.hcoef, (void **)&t.hcoef));
-  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)m, sizeof *t.ptr, (void **)&t.ptr));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B, 1, (void **)&t.hbad));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * 2, sizeof *t.dots, (void **)&t.dots));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)B * 4, sizeof *t.hcoef, (void **)&t.hcoef));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)m, sizeof *uptr, (void **)&uptr));
+  IL_CHECK(il_arena_alloc_n(p->hws, (size_t)m, sizeof *vptr, (void **)&vptr));
+  for (int i = 0; i < m; i++) {
+    uptr[i] = U + (size_t)i * len;
+    vptr[i] = V + (size_t)i * len;
+  }
   IL_CHECK(il_best_init(&best, p));
   if (p->z0) IL_CHECK(il_copy(be, zk, p->z0, len)); /* warm start */
-  int q = 0;     /* pairs in memory */
-  int fresh = 0; /* broyden-ls: the accepted trial left f, gnew and rows of zk */
+  int q = 0;         /* pairs in memory */
+  int fresh = 0;     /* broyden-ls: the accepted trial left f, gnew and rows of zk */
+  double alpha = 1;  /* the last step's length along -H g (broyden-ls) */
   for (int k = 0;; k++) {
     if (!fresh) {
       IL_CHECK_GOTO(s, il_cell_map(c, B, p->x, zk, f, NULL, p->ws, NULL), out);
@@ -194,37 +221,30 @@ static il_status broyden_solve(void *state, const il_problem *p, il_real *z, dou
     res->iters = k + 1;
     if (il_stop_check(&stop, p, err, k, res)) break;
     IL_CHECK_GOTO(s, il_best_offer(&best, p, zk, rows, frows, err, k), out);
-    if (k > 0) { /* update H with s = d (the last step) and y = gnew - g */
-      if (q == m) q = 0; /* restart */
-      il_real *u = U + (size_t)q * len, *v = V + (size_t)q * len;
-      IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, gnew, -1, g, g), out); /* y, in g's buffer */
-      IL_CHECK_GOTO(s, apply(be, B, n, q, len, U, V, g, hy, &t), out); /* H y */
-      IL_CHECK_GOTO(s, apply(be, B, n, q, len, V, U, d, v, &t), out);  /* H^T s */
-      const il_real *vp = v;
-      IL_CHECK_GOTO(s, IL_BE(be, row_dot, B, n, 1, &vp, g, den), out); /* sync point: s^T H y per row */
-      int nbad = 0;
-      for (int b = 0; b < B; b++) {
-        hbad[b] = !(fabs(den[b]) > 1e-30) || !isfinite(den[b]); /* no usable curvature: leave this sample's H */
-        nbad += hbad[b];
-        hr[b] = hbad[b] ? 0 : (il_real)(1.0 / den[b]);
-      }
-      IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, d, -1, hy, u), out); /* u = (s - H y) / (s^T H y) */
-      IL_CHECK_GOTO(s, il_upload(be, r, hr, (size_t)B), out);
-      IL_CHECK_GOTO(s, IL_BE(be, row_lincomb, B, n, 1, r, u, 0, NULL, u), out);
-      if (nbad) {
-        IL_CHECK_GOTO(s, IL_BE(be, copy, IL_COPY_TO_SPACE, bad, hbad, (size_t)B), out);
-        IL_CHECK_GOTO(s, IL_BE(be, row_fill, B, n, bad, 1, 0, u), out);
-        IL_CHECK_GOTO(s, IL_BE(be, row_fill, B, n, bad, 1, 0, v), out);
-      }
-      q++;
-    }
     if (k + 1 == p->max_iter) break;
-    IL_CHECK_GOTO(s, il_copy(be, g, gnew, len), out);
-    IL_CHECK_GOTO(s, apply(be, B, n, q, len, U, V, g, d, &t), out); /* d = H g; the step is -d */
-    IL_CHECK_GOTO(s, IL_BE(be, axpby, len, -1, d, 0, d), out);
+    /* d <- the next step -H' g_new, H' = H updated with s (in d) and y = g_new - g */
+    if (k == 0) {
+      IL_CHECK_GOTO(s, IL_BE(be, axpby, len, -1, gnew, 0, d), out);
+    } else if (q < m) {
+      il_real *u = U + (size_t)q * len, *v = V + (size_t)q * len;
+      IL_CHECK_GOTO(s, IL_BE(be, row_lowrank, B, n, q, uptr, vptr, gnew, h, d, v), out); /* h = H g, v = H^T s */
+      const il_real *sd[2] = {h, d};
+      IL_CHECK_GOTO(s, IL_BE(be, row_dot, B, n, 2, sd, d, t.dots), out); /* sync point: s.h, s.s per row */
+      IL_CHECK_GOTO(s, bro_finish(be, B, n, d, h, h, alpha, 0, u, v, d, &t), out);
+      q++;
+    } else { /* restart: H = I, one pair (u, v = s) */
+      q = 0;
+      il_real *u = U, *v = V;
+      IL_CHECK_GOTO(s, il_copy(be, v, d, len), out);
+      IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, gnew, -1, g, g), out); /* y, in g's buffer */
+      const il_real *yg[2] = {g, gnew};
+      IL_CHECK_GOTO(s, IL_BE(be, row_dot, B, n, 2, yg, d, t.dots), out); /* sync point: s.y, s.g per row */
+      IL_CHECK_GOTO(s, bro_finish(be, B, n, d, g, gnew, alpha, 1, u, v, d, &t), out);
+      q = 1;
+    }
+    if (q == m) IL_CHECK_GOTO(s, il_copy(be, g, gnew, len), out); /* the next update restarts: keep g */
     if (st->ls) { /* z <- z + alpha d; d <- the step taken (TorchDEQ's delta_x), for the update */
       ls_trial lt = {.p = p, .zk = zk, .d = d, .zt = zt, .f = f, .g = gnew, .rows = rows};
-      double alpha;
       IL_CHECK_GOTO(s, line_search(&lt, err * err, &alpha, &fresh), out);
       if (!fresh) IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, zk, (il_real)alpha, d, zt), out);
       IL_CHECK_GOTO(s, IL_BE(be, lincomb, len, 1, zt, -1, zk, d), out);

@@ -180,7 +180,7 @@ def main():
         return "unknown"
 
     load0 = loadavg()
-    rows = []
+    rows, il_failures = [], []
     for name in layers:
         r = {"layer": name, "threads": args.threads, "batches": args.batches, "repeats": args.repeats}
         tm, tmed, im, imed, notes = [], [], [], [], []
@@ -200,6 +200,7 @@ def main():
             if il is None:
                 if os.path.isfile(args.ilbench):
                     print(f"  ilbench: {note}", flush=True)
+                    il_failures.append(f"{name}: {note}")
                 continue
             im.append(il[0])
             if il[1] is not None:
@@ -247,6 +248,10 @@ def main():
             for r in rows:
                 w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
         print(f"wrote {args.out}")
+    if il_failures:  # the torch numbers are kept above; the comparison itself failed
+        for msg in il_failures:
+            print(f"bench_torch: error: ilbench failed ({msg})", file=sys.stderr)
+        return 1
     return 0
 
 
