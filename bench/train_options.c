@@ -358,8 +358,9 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
 il_status il_grid_options(const il_cli *cli, int *pr, int *pc, long *nb) {
   IL_CHECK(il_grid_parse(il_cli_get(cli, "grid", "1x1"), pr, pc));
   IL_CHECK(il_cli_int(cli, "grid-nb", IL_GRID_NB_DEFAULT, 1, 1 << 20, nb));
-  int world = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  int world = 1, inited = 0;
+  MPI_Initialized(&inited); /* the option fuzzer parses without MPI: a world of 1 */
+  if (inited) MPI_Comm_size(MPI_COMM_WORLD, &world);
   IL_CHECK(il_grid_check(world, *pr, *pc));
   if (*pr * *pc == 1 && il_cli_has(cli, "grid-nb"))
     return IL_ERR(IL_ERR_ARG, "--grid-nb applies only with a --grid larger than 1x1");
