@@ -55,6 +55,7 @@ static int world_rank, failures, notes;
 typedef struct run_out {
   double *z, *dx, *dW; /* host copies */
   il_solve_result f, b;
+  il_layer_diag diag; /* --diag's measurements: power-iteration rho, LU condition, gradient vs exact IFT */
 } run_out;
 
 /* One training forward + backward of (solver, backward, options) on be; results to host. */
@@ -83,10 +84,12 @@ static void run_layer(const il_backend *be, const char *solver, const char *back
   il_layer L;
   OK(il_layer_create(&L, &cfg, be, n, W, &mem));
   OK(il_layer_reserve(&L, B));
+  L.diag_now = 1;
   OK(il_layer_forward(&L, B, x, out, 1));
   OK(il_layer_backward(&L, C, dx, dW));
   o->f = L.fres;
   o->b = L.bres;
+  o->diag = L.diag;
   o->z = malloc(len * sizeof *o->z);
   o->dx = malloc(len * sizeof *o->dx);
   o->dW = malloc(nn * sizeof *o->dW);
@@ -180,9 +183,23 @@ static void check_case(const il_grid *g, const il_backend *cpu, const il_backend
     CHECK(ez <= 1e-10 && ex <= 1e-10 && ew <= 1e-10, "%s: relerr z* %.3g dx %.3g dW %.3g (bound 1e-10)", what, ez, ex,
           ew);
   }
+  /* the diagnostics: the spectral radius by power iteration runs on replicated tensors (bitwise
+   * without an LU); the condition estimate is Higham's on p?getrs against LAPACK's gecon */
+  if (iters_equal) {
+    CHECK((isnan(a.diag.rho_max) && isnan(b.diag.rho_max)) ||
+              (p->lu ? fabs(a.diag.rho_max - b.diag.rho_max) <= 1e-10 * fabs(a.diag.rho_max)
+                     : a.diag.rho_max == b.diag.rho_max),
+          "%s: spectral radius %.17g on the grid, %.17g on one rank", what, b.diag.rho_max, a.diag.rho_max);
+    CHECK(isnan(a.diag.cond_max) == isnan(b.diag.cond_max) &&
+              (isnan(a.diag.cond_max) || (b.diag.cond_max <= 1.5 * a.diag.cond_max && a.diag.cond_max <= 1.5 * b.diag.cond_max)),
+          "%s: condition estimate %.6g on the grid, %.6g on one rank (allowed: a factor of 1.5)", what, b.diag.cond_max,
+          a.diag.cond_max);
+    CHECK(!p->lu || !(a.diag.rho_max > 0) || isfinite(b.diag.rho_max), "%s: no spectral radius on the grid", what);
+  }
   if (world_rank == 0 && iters_equal)
-    printf("ok %s: iters %d/%d reason %s, z* relerr %.2g, dW relerr %.2g%s\n", what, b.f.iters, b.b.iters,
-           il_reason_name(b.f.reason), relerr(b.z, a.z, len), relerr(b.dW, a.dW, nn), p->lu ? "" : " (bitwise)");
+    printf("ok %s: iters %d/%d reason %s, z* relerr %.2g, dW relerr %.2g%s; rho %.6g, cond %.6g (one rank %.6g)\n",
+           what, b.f.iters, b.b.iters, il_reason_name(b.f.reason), relerr(b.z, a.z, len), relerr(b.dW, a.dW, nn),
+           p->lu ? "" : " (bitwise)", b.diag.rho_max, b.diag.cond_max, a.diag.cond_max);
   run_free(&a);
   run_free(&b);
   free(hW);
