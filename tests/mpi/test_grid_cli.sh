@@ -11,6 +11,7 @@
 #    1e-5 relative L2 (--check-sync 1: identical on every rank of the world).
 # 3. The results file records the grid (grid, grid_nb, grid_groups, blacs_context).
 # 4. layer --grid 2x2 on 4 ranks prints one table (rank 0) with the time split.
+# 5. info --grid describes the grid (shape, nb, groups, BLACS context) once.
 set -euo pipefail
 ilbench=$1 src=$2 mpiexec=$3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1 OPENBLAS_NUM_THREADS=1
@@ -113,4 +114,12 @@ sys.exit(0 if ok else 1)
 PY
 then echo "PASS: layer --grid 2x2 on 4 ranks: one table with the time split"
 else echo "FAIL: layer --grid 2x2"; cat "$tmp/layer.out" "$tmp/layer.err"; fail=1; fi
+
+# ---- 5. info describes the grid ----
+if mpi 4 info --grid 2x1 --grid-nb 8 >"$tmp/info.out" 2>"$tmp/info.err" &&
+   grep -q '^grid             2x1 nb 8 (D 2' "$tmp/info.out" && grep -q 'BLACS grid 2x1' "$tmp/info.out" &&
+   [[ $(grep -c '^grid ' "$tmp/info.out") == 1 ]]; then
+  echo "PASS: info --grid 2x1 on 4 ranks describes the grid once"
+else echo "FAIL: info --grid"; cat "$tmp/info.out" "$tmp/info.err"; fail=1; fi
+refuse "info --grid 1x3 on 2 ranks" 2 "more than the 2 rank(s)" info --grid 1x3
 exit $fail
