@@ -1343,7 +1343,7 @@ static run_outcome epoch_output(train_run *r, long ep, double lr, const epoch_ac
       .nonfinite_batches = tr->nonfinite_batches,
       .train_batches = tr->batches, .train_s = ep_max[0], .test_s = ep_max[1],
       .forward_s = tr->phase[0], .backward_s = tr->phase[1], .wait_s = tr->wait, .allreduce_s = tr->phase[2],
-      .update_s = tr->phase[3], .ranks = (int32_t)r->dist.size,
+      .update_s = tr->phase[3], .ranks = (int32_t)r->world.size,
       .peak_mem_bytes = (uint64_t)ep_max[2], .saved_peak_bytes = (uint64_t)ep_max[3],
       .workspace_peak_bytes = (uint64_t)ep_max[4],
       .jac_reg = tr->jr_samples > 0 ? tr->jr_sum / tr->jr_samples : NAN};

@@ -98,6 +98,9 @@ with h5py.File(sys.argv[1], "r") as f:
     sys.exit(0 if ok else 1)
 PY
   then echo "PASS: the results file records the grid"; else echo "FAIL: grid attributes"; fail=1; fi
+  if "$py" "$src/analysis/check_schema.py" "$tmp/newton-implicit-g12.h5" >"$tmp/schema.out" 2>&1 &&
+     grep -q ': 0 errors, 0 warnings' "$tmp/schema.out"; then echo "PASS: check_schema accepts the grid run"
+  else echo "FAIL: check_schema on the grid run"; cat "$tmp/schema.out"; fail=1; fi
 fi
 
 # ---- 4. layer on a 2x2 grid ----
