@@ -236,25 +236,33 @@ static void sl_lu_layout(void *ctx, int B, int n, size_t *bytes_a, size_t *bytes
   *bytes_p = (size_t)B * m.lp * sizeof(int);
 }
 
-/* J_b = I - diag(s_b) W: each rank writes its own blocks from the replicated s and W (no messages). */
+/* J_b = I - diag(s_b) W: each rank writes its own blocks from the replicated s and W (no messages).
+ * The global indices of the local rows and columns are computed once per call. */
 static il_status sl_jac_eye_minus_diag_w(void *ctx, int B, int n, const il_real *s, const il_real *W, il_lu *lu) {
   sl_ctx *c = ctx;
   sl_mat m;
   IL_CHECK(sl_mat_of(c, n, &m));
   c->flops += (double)B * m.mloc * m.nloc;
+  int *gi = NULL;
+  IL_CHECK(scratch(c, ((size_t)m.mloc + m.nloc + 1) * sizeof *gi, (void **)&gi));
+  int *gj = gi + m.mloc;
+  for (int il = 0; il < m.mloc; il++) gi[il] = l2g(il, c->nb, c->myrow, c->pr);
+  for (int jl = 0; jl < m.nloc; jl++) gj[jl] = l2g(jl, c->nb, c->mycol, c->pc);
   il_real *A = lu->a;
   for (int b = 0; b < B; b++) {
     il_real *Ab = A + (size_t)b * m.la;
     const il_real *sb = s + (size_t)b * n;
     for (int jl = 0; jl < m.nloc; jl++) {
-      const int j = l2g(jl, c->nb, c->mycol, c->pc);
+      const int j = gj[jl];
       il_real *col = Ab + (size_t)jl * m.lld;
-      for (int il = 0; il < m.mloc; il++) {
-        const int i = l2g(il, c->nb, c->myrow, c->pr);
-        col[il] = -sb[i] * W[(size_t)i * n + j];
-      }
-      for (int il = 0; il < m.mloc; il++) /* the diagonal after the product, as the CPU backend rounds it */
-        if (l2g(il, c->nb, c->myrow, c->pr) == j) col[il] += 1;
+      for (int il = 0; il < m.mloc; il++) col[il] = -sb[gi[il]] * W[(size_t)gi[il] * n + j];
+    }
+    /* the diagonal after the product, as the CPU backend rounds it: global (k, k) is local where
+     * both indices are this rank's, in blocks of nb along the diagonal */
+    for (int il = 0, jl = 0; il < m.mloc && jl < m.nloc;) {
+      if (gi[il] == gj[jl]) Ab[(size_t)jl * m.lld + il] += 1, il++, jl++;
+      else if (gi[il] < gj[jl]) il++;
+      else jl++;
     }
   }
   return IL_OK;
