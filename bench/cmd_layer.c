@@ -47,6 +47,9 @@ static const il_cli_spec layer_spec_fixed[] = {
     {"grid", 1, "PRxPC: run on a PR x PC BLACS grid of the world's ranks (the scalapack backend; PR*PC must divide "
                 "the world size; the groups beyond the first repeat the cases); 1x1: one rank each", "1x1"},
     {"grid-nb", 1, "with --grid: the block size of the block-cyclic layout", "64"},
+    {"mem-limit", 1, "BYTES[k|M|G] (powers of 1024): refuse a case whose layer would hold more on one rank, as the "
+                     "arenas count it (saved, workspace, gradients: a cluster node's per-rank memory, simulated)",
+     "none"},
     {"cell", 1, "implicit function: tanh or relu", "tanh"},
     {"log-view", 0, "print each case's events table (time, calls, FLOPs; counted FLOPs against the analytic model)", NULL},
     {"help", 0, "show this help", NULL},
@@ -149,6 +152,8 @@ typedef struct layer_case {
   long B, max_iter, warmup, repeat, seed;
   double scale;
   int log_view;
+  size_t mem_limit; /* --mem-limit, 0: none */
+  int on_grid;      /* an error inside a case aborts the job: the other ranks wait in ScaLAPACK */
 } layer_case;
 
 /* One row of the table: one pair, hidden size and tolerance, measured over the rounds. */
@@ -200,7 +205,7 @@ static int run_round(const layer_case *lc, case_row *row, long warmup, long nk, 
     il_report_error("layer");
     return 1;
   }
-  il_memstats mem = {0};
+  il_memstats mem = {.limit = lc->mem_limit};
   il_layer L;
   il_options opts;
   il_options_init(&opts);
@@ -401,6 +406,25 @@ int il_cmd_layer(int argc, char **argv) {
   int gpr, gpc;
   long gnb;
   if (il_grid_options(&cli, &gpr, &gpc, &gnb) != IL_OK) goto usage_err;
+  size_t mem_limit = 0;
+  if (il_cli_has(&cli, "mem-limit")) {
+    const char *v = il_cli_get(&cli, "mem-limit", "");
+    char *end;
+    errno = 0;
+    const double x = strtod(v, &end);
+    const double mult = *end == 'k' ? 1024.0 : *end == 'M' ? 1048576.0 : *end == 'G' ? 1073741824.0 : 1.0;
+    if (end == v || errno || !(x >= 1) || (*end && (end[1] || mult == 1.0)) || x * mult > 1e18) {
+      IL_ERR(IL_ERR_ARG, "--mem-limit: '%s' is not a number of bytes >= 1 (BYTES, or with k, M or G)", v);
+      goto usage_err;
+    }
+    mem_limit = (size_t)(x * mult);
+    for (int k = 0; k < nthr; k++)
+      if (thr[k] != 1) {
+        IL_ERR(IL_ERR_ARG, "--mem-limit with --threads %ld: the row shards' arenas are counted only after each call; "
+               "use --threads 1", thr[k]);
+        goto usage_err;
+      }
+  }
   const int on_grid = gpr * gpc > 1;
   char grid_text[32];
   snprintf(grid_text, sizeof grid_text, "%dx%d", gpr, gpc);
@@ -520,13 +544,18 @@ int il_cmd_layer(int argc, char **argv) {
   load_average(load0, sizeof load0);
   static double limits[8][64][64]; /* [threads][hidden][round] the GEMM ceiling, GFLOP/s */
   const layer_case lc = {.cli = &cli, .be = bes, .cell = cell, .B = B, .max_iter = max_iter, .warmup = warmup,
-                         .repeat = repeat, .seed = seed, .scale = scale, .log_view = log_view};
+                         .repeat = repeat, .seed = seed, .scale = scale, .log_view = log_view,
+                         .mem_limit = mem_limit, .on_grid = on_grid};
   for (long rd = 0; rd < nrounds; rd++) {
     for (int k = 0; k < nthr; k++)
       for (int hi = 0; hi < nh; hi++) limits[k][hi][rd] = gemm_limit(bes[k], (int)B, (int)hidden[hi]);
     const long nk = repeat / nrounds + (rd < repeat % nrounds); /* timed runs of each case this round */
     for (int i = 0; i < nrows; i++) {
       const int rc = run_round(&lc, &rows[i], rd == 0 ? warmup : 1, nk, rd == nrounds - 1);
+      if (rc && on_grid) { /* reported; the grid's other ranks may be waiting inside a collective */
+        fflush(NULL);
+        MPI_Abort(MPI_COMM_WORLD, rc);
+      }
       if (rc) return rc;
     }
     if (isatty(2)) fprintf(stderr, "\rilbench layer: round %ld of %ld done", rd + 1, nrounds);

@@ -12,6 +12,8 @@
 # 3. The results file records the grid (grid, grid_nb, grid_groups, blacs_context).
 # 4. layer --grid 2x2 on 4 ranks prints one table (rank 0) with the time split.
 # 5. info --grid describes the grid (shape, nb, groups, BLACS context) once.
+# 6. layer --mem-limit 4M refuses n = 300 (B = 8, newton) on one rank, naming the bytes, and the
+#    same size under the same cap runs on a 2x2 grid (per-rank Jacobian blocks).
 set -euo pipefail
 ilbench=$1 src=$2 mpiexec=$3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1 OPENBLAS_NUM_THREADS=1
@@ -125,4 +127,16 @@ if mpi 4 info --grid 2x1 --grid-nb 8 >"$tmp/info.out" 2>"$tmp/info.err" &&
   echo "PASS: info --grid 2x1 on 4 ranks describes the grid once"
 else echo "FAIL: info --grid"; cat "$tmp/info.out" "$tmp/info.err"; fail=1; fi
 refuse "info --grid 1x3 on 2 ranks" 2 "more than the 2 rank(s)" info --grid 1x3
+
+# ---- 6. a per-rank memory cap: refused on one rank, run on a 2x2 grid under the same cap ----
+M=(layer --hidden 300 --batch 8 --solver newton --backward implicit --repeat 1 --rounds 1 --warmup 0 --mem-limit 4M)
+rc=0; mpi 1 "${M[@]}" >"$tmp/m1.out" 2>"$tmp/m1.err" || rc=$?
+if [[ $rc -ne 0 ]] && grep -q "memory limit: saved needs [0-9]* more bytes .* over this rank's limit of 4194304 bytes" "$tmp/m1.err"; then
+  echo "PASS: --mem-limit 4M refuses n = 300 on one rank, naming the bytes"
+else echo "FAIL: --mem-limit on one rank (exit $rc)"; cat "$tmp/m1.err"; fail=1; fi
+if mpi 4 "${M[@]}" --grid 2x2 >"$tmp/m4.out" 2>"$tmp/m4.err" && grep -q '^newton .* converged' "$tmp/m4.out"; then
+  echo "PASS: the same n and cap run on a 2x2 grid"
+else echo "FAIL: --mem-limit 4M on 2x2"; cat "$tmp/m4.err"; fail=1; fi
+refuse "layer --mem-limit 2X" 1 "--mem-limit: '2X'" layer --hidden 20 --repeat 1 --mem-limit 2X
+refuse "layer --mem-limit with --threads 2" 1 "--mem-limit with --threads 2" layer --hidden 20 --repeat 1 --mem-limit 1G --threads 2
 exit $fail
