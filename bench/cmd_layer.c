@@ -12,7 +12,7 @@
  * world's ranks (collectively; rank 0 prints): asm_ms, factor_ms and solve_ms are
  * the Jacobian build, LU factor and LU solve events per forward + backward, comm_ms
  * the backend's own gathers (ScaLAPACK's internal messages are inside factor and
- * solve). saved_bytes and workspace_B are this rank's: the factors are its blocks. */
+ * solve), lu_calls the batched LU factorisations per forward + backward (each of B matrices). saved_bytes and workspace_B are this rank's: the factors are its blocks. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -283,7 +283,7 @@ static const char *const layer_cols[] = {
     "solver", "backward", "hidden", "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "b_its",
     "fwd_GF/s", "bwd_GF/s", "sgemm_GF/s", "saved_bytes", "workspace_B", "grad_relerr", "fwd_ms_min", "fwd_ms_max",
     "bwd_ms_min", "bwd_ms_max", "sgemm_min", "sgemm_max", "fwd_frac", "bwd_frac", "threads", "par_eff", "grid",
-    "asm_ms", "factor_ms", "solve_ms", "comm_ms"};
+    "asm_ms", "factor_ms", "solve_ms", "comm_ms", "lu_calls"};
 #define NCOLS ((int)(sizeof layer_cols / sizeof layer_cols[0]))
 
 /* One row as text (sep ' ', aligned) or CSV (sep ','). Times in ms are medians over the timed
@@ -292,6 +292,7 @@ static void print_row(FILE *f, const case_row *row, long B, const double ceil3[3
   const double per = row->done ? 1e3 / row->done : NAN; /* ms per forward + backward */
   const double asm_ms = row->ev.ev[IL_EV_JAC].time * per, fac_ms = row->ev.ev[IL_EV_LU_FACTOR].time * per,
                sol_ms = row->ev.ev[IL_EV_LU_SOLVE].time * per, com_ms = row->comm * per;
+  const double lu_calls = row->done ? (double)row->ev.ev[IL_EV_LU_FACTOR].calls / row->done : NAN; /* per run */
   double f0, f1, f2, b0, b1, b2;
   mmm(row->tf, row->done, &f0, &f1, &f2);
   mmm(row->tb, row->done, &b0, &b1, &b2);
@@ -313,16 +314,16 @@ static void print_row(FILE *f, const case_row *row, long B, const double ceil3[3
   }
   if (csv)
     fprintf(f, "%s,%s,%d,%ld,%.3g,%.6g,%.6g,%d,%.6e,%s,%d,%.4g,%.4g,%.4g,%zu,%zu,%.3e,%.6g,%.6g,%.6g,%.6g,%.4g,%.4g,%.4f,"
-            "%.4f,%d,%.4f,%s,%.6g,%.6g,%.6g,%.6g\n", row->solver, row->backward, row->n, B, row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual,
+            "%.4f,%d,%.4f,%s,%.6g,%.6g,%.6g,%.6g,%.4g\n", row->solver, row->backward, row->n, B, row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual,
             il_reason_name(row->reason), row->bits, gf, gb, ceil3[1], row->saved, row->work, row->grad_relerr,
             1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0], ceil3[2], gf / ceil3[1], gb / ceil3[1], row->threads, eff,
-            grid, asm_ms, fac_ms, sol_ms, com_ms);
+            grid, asm_ms, fac_ms, sol_ms, com_ms, lu_calls);
   else
     fprintf(f, "%-9s %-11s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %6d %9.2f %9.2f %10.2f %12zu %12zu "
-            "%11.2e %10.3f %10.3f %10.3f %10.3f %9.2f %9.2f %8.3f %8.3f %7d %7.3f %5s %9.3f %9.3f %9.3f %9.3f\n", row->solver, row->backward, row->n, B,
+            "%11.2e %10.3f %10.3f %10.3f %10.3f %9.2f %9.2f %8.3f %8.3f %7d %7.3f %5s %9.3f %9.3f %9.3f %9.3f %8.2f\n", row->solver, row->backward, row->n, B,
             row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual, il_reason_name(row->reason), row->bits, gf, gb,
             ceil3[1], row->saved, row->work, row->grad_relerr, 1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0],
-            ceil3[2], gf / ceil3[1], gb / ceil3[1], row->threads, eff, grid, asm_ms, fac_ms, sol_ms, com_ms);
+            ceil3[2], gf / ceil3[1], gb / ceil3[1], row->threads, eff, grid, asm_ms, fac_ms, sol_ms, com_ms, lu_calls);
 }
 
 /* "1.23 0.98 0.50" from /proc/loadavg, or "unknown". */
