@@ -120,7 +120,7 @@ PEAK_CATEGORIES = ("params", "grads", "activations", "saved", "workspace")
 PEAK_TOTAL = "peak_bytes_total"
 
 STATUSES = ("running", "completed", "failed", "interrupted")
-DEVICES = ("cpu", "cuda", "cpu-guard", "cuda-host")  # the last two: test backends
+DEVICES = ("cpu", "cuda", "scalapack", "cpu-guard", "cuda-host")  # the last two: test backends
 PRECISIONS = ("float32", "float64")
 ENUMS = {k: {e["value"]: e["name"] for e in v} for k, v in SCHEMA["enums"].items()}
 REASONS = ENUMS["REASON"]          # il_reason: value -> name
@@ -487,6 +487,13 @@ def check_run_config(rep, g, loc):
         v = check_typed_attr(rep, g, loc, "jac_reg", "real", "configuration attribute")
         if v is not None:
             cfg["jac_reg"] = v
+    for key, want in (("grid", "str"), ("grid_nb", "int"), ("grid_groups", "int"), ("blacs_context", "str")):
+        if key in g.attrs:  # --grid (optional, version 3): its type where present
+            v = check_typed_attr(rep, g, loc, key, want, "configuration attribute")
+            if v is not None:
+                cfg[key] = v
+    if "grid_groups" in cfg and "world_size" in cfg and (cfg["grid_groups"] < 1 or cfg["world_size"] % cfg["grid_groups"]):
+        rep.error(loc, f"grid_groups {cfg['grid_groups']} does not divide world_size {cfg['world_size']}")
     # Documented value sets and ranges. The schema gives them as meanings, not
     # as MUSTs, so these are warnings (except world_size, which counts ranks).
     if "device" in cfg and cfg["device"] not in DEVICES:
@@ -889,8 +896,13 @@ def check_ranks_values(rep, tloc, rk, usable, cfg, root_world):
         rep.error(tloc, "rank column differs from the row index (row i belongs to rank i)")
     if "local_batch" in usable and "batch" in cfg:
         lb = rk["local_batch"]
-        if lb.any() and int(lb.sum()) != cfg["batch"]:
-            rep.warn(tloc, f"local_batch sums to {int(lb.sum())}, expected batch = {cfg['batch']}")
+        # with --grid every rank of a group holds its group's rows: world / groups copies of the batch
+        copies = 1
+        if world and cfg.get("grid_groups"):
+            copies = max(1, int(world) // int(cfg["grid_groups"]))
+        if lb.any() and int(lb.sum()) != cfg["batch"] * copies:
+            rep.warn(tloc, f"local_batch sums to {int(lb.sum())}, expected batch = {cfg['batch']}"
+                     + (f" x {copies} ranks per grid" if copies > 1 else ""))
 
 
 def event_name(v):

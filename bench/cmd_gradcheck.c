@@ -11,7 +11,9 @@
  * whole corrected loss (4 -> hidden -> 3 on a random batch) against differences
  * that hold the correction's points (and phantom's z*) fixed, for implicit, phantom
  * and jfb ('all'; unroll takes no correction); relerr of dL/dX, dL/dW, the head
- * (W2, b2) and the input layer (W1, b1). */
+ * (W2, b2) and the input layer (W1, b1).
+ * --grid PRxPC checks on the scalapack backend over a BLACS grid of the world's
+ * ranks (every rank computes, rank 0 prints). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "il_layer.h"
+#include "il_grid.h"
 #include "il_gradcheck.h"
 #include "il_wnorm.h"
 
@@ -38,6 +41,8 @@ static const il_cli_spec gc_spec_fixed[] = {
     {"threshold", 1, "maximum relative error", "1e-6"},
     {"seed", 1, "random seed", "0"},
     {"device", 1, "compute backend (ilbench info lists them)", "cpu"},
+    {"grid", 1, "PRxPC: check on the scalapack backend over a PR x PC BLACS grid of the world's ranks", "1x1"},
+    {"grid-nb", 1, "with --grid: the block size", "64"},
     {"cell", 1, "implicit function: tanh or relu", "tanh"},
     {"adjoint-solver", 1, "implicit: lu|fp|anderson|gmres (with --backward all: every one)", "lu"},
     {"adjoint-tol", 1, "implicit, matrix-free adjoint: relative tolerance", "1e-12"},
@@ -52,6 +57,8 @@ static const il_cli_spec gc_spec_fixed[] = {
     {"help", 0, "show this help", NULL},
 };
 #define NFIXED ((int)(sizeof gc_spec_fixed / sizeof gc_spec_fixed[0]))
+static il_grid grid; /* --grid: built once, freed (gridexit) on every way out */
+static int grid_made;
 #define NSPEC_MAX (NFIXED + 64)
 
 int il_cmd_gradcheck(int argc, char **argv) {
@@ -181,9 +188,28 @@ int il_cmd_gradcheck(int argc, char **argv) {
     IL_ERR(IL_ERR_ARG, "--cell: unknown cell '%s' (valid: %s)", cell, il_cell_names());
     goto usage_err;
   }
+  int gpr, gpc;
+  long gnb;
+  if (il_grid_options(&cli, &gpr, &gpc, &gnb) != IL_OK) goto usage_err;
+  const char *device = il_cli_get(&cli, "device", "cpu");
+  if (gpr * gpc > 1) {
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "scalapack") != 0) {
+      IL_ERR(IL_ERR_ARG, "--grid %dx%d runs on the scalapack backend; --device %s cannot take part in it", gpr, gpc,
+             device);
+      goto usage_err;
+    }
+    device = "scalapack";
+  }
+  if (il_grid_build(gpr, gpc, gnb, &grid, &grid_made) != IL_OK) goto usage_err;
+  int wrank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  if (grid_made && wrank != 0 && !freopen("/dev/null", "w", stdout)) { /* one table: rank 0's */
+    IL_ERR(IL_ERR_IO, "cannot redirect stdout to /dev/null");
+    goto usage_err;
+  }
   il_backend *be;
-  const il_backend_options bopt = {.threads = 1};
-  if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bopt, &be) != IL_OK) goto usage_err;
+  const il_backend_options bopt = {.threads = 1, .grid = grid_made ? &grid : NULL};
+  if (il_backend_create(device, &bopt, &be) != IL_OK) goto usage_err;
   if (fpc_k > 1) {
     printf("%-9s %-9s %-8s %5s %5s %9s %6s %4s %-10s %12s %12s %12s %12s %s\n", "solver", "backward", "adjoint", "n",
            "batch", "tol", "iters", "M", "reason", "relerr_x", "relerr_W", "relerr_head", "relerr_in", "result");
@@ -224,6 +250,7 @@ int il_cmd_gradcheck(int argc, char **argv) {
       if (cs != IL_OK) {
         il_report_error("gradcheck");
         il_backend_destroy(be);
+        if (grid_made) il_grid_free(&grid);
         return 1;
       }
       const double worst = fmax(fmax(cr.relerr_x, cr.relerr_W), fmax(cr.relerr_head, cr.relerr_in));
@@ -244,6 +271,7 @@ int il_cmd_gradcheck(int argc, char **argv) {
     if (gs != IL_OK) {
       il_report_error("gradcheck");
       il_backend_destroy(be);
+      if (grid_made) il_grid_free(&grid);
       return 1;
     }
     double ex = gr.relerr_x, ew = gr.relerr_W;
@@ -258,9 +286,13 @@ int il_cmd_gradcheck(int argc, char **argv) {
     printf("%s\n", ok ? "PASS" : "FAIL");
   }
   il_backend_destroy(be);
+  if (grid_made) il_grid_free(&grid);
+  grid_made = 0;
   if (failed) fprintf(stderr, "ilbench gradcheck: relative error above threshold %g\n", thr);
   return failed ? 1 : 0;
 usage_err:
   il_report_error("gradcheck");
+  if (grid_made) il_grid_free(&grid);
+  grid_made = 0;
   return 2;
 }

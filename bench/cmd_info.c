@@ -83,16 +83,57 @@ int il_cmd_version(int argc, char **argv) {
   return 0;
 }
 
+/* --grid: build the grid (collective: every rank takes part) and describe it on rank 0.
+ * Returns -1 to go on with the rest of info (rank 0), or the exit code. */
+static int info_grid(const il_cli *cli) {
+  int gpr = 1, gpc = 1, grid_made = 0, wrank = 0;
+  long gnb = IL_GRID_NB_DEFAULT;
+  static il_grid grid;
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  if (il_grid_options(cli, &gpr, &gpc, &gnb) != IL_OK || il_grid_build(gpr, gpc, gnb, &grid, &grid_made) != IL_OK) {
+    if (wrank == 0) il_report_error("info");
+    return 2;
+  }
+  if (!grid_made) return -1;
+  char gd[160], note[512] = "";
+  il_grid_describe(&grid, gd, sizeof gd);
+  il_backend *be;
+  const il_backend_options opt = {.threads = 1, .grid = &grid};
+  const il_status st = il_backend_create("scalapack", &opt, &be);
+  if (st == IL_OK) {
+    be->ops->describe(be->ctx, note, sizeof note);
+    il_backend_destroy(be);
+  }
+  if (wrank == 0) {
+    printf("grid             %s\n", gd);
+    printf("  groups         %d of %d ranks (world ranks %d g .. %d g + %d); one BLACS context each, %d x %d, row-major "
+           "(group rank r at row r / %d, column r %% %d)\n", grid.D, gpr * gpc, gpr * gpc, gpr * gpc, gpr * gpc - 1,
+           gpr, gpc, gpc, gpc);
+    printf("  backend        %s\n", st == IL_OK ? note : il_error_message());
+  }
+  il_grid_free(&grid);
+  if (st != IL_OK) return 1;
+  return wrank == 0 ? -1 : 0;
+}
+
 int il_cmd_info(int argc, char **argv) {
-  static const il_cli_spec spec[] = {{"help", 0, "show this help", NULL}};
+  static const il_cli_spec spec[] = {
+      {"grid", 1, "PRxPC: also build this process grid over the world's ranks and describe it (rank 0 prints)", NULL},
+      {"grid-nb", 1, "with --grid: the block size", "64"},
+      {"help", 0, "show this help", NULL}};
+  const int nspec = (int)(sizeof spec / sizeof *spec);
   il_cli cli;
-  if (il_cli_parse(&cli, "info", spec, 1, argc, argv, 0) != IL_OK) {
+  if (il_cli_parse(&cli, "info", spec, nspec, argc, argv, 0) != IL_OK) {
     il_report_error("info");
     return 2;
   }
   if (il_cli_has(&cli, "help")) {
-    il_cli_usage("info", "", spec, 1);
+    il_cli_usage("info", "[--grid PRxPC [--grid-nb NB]]", spec, nspec);
     return 0;
+  }
+  if (il_cli_has(&cli, "grid")) {
+    const int rc = info_grid(&cli);
+    if (rc >= 0) return rc;
   }
   print_version();
   printf("devices          (--device NAME)\n");

@@ -7,7 +7,12 @@
  * --rounds interleaved rounds over all cases. GFLOP/s come from
  * an analytic count of the work done (see flops_* below), not from a profiler;
  * sgemm_GF/s is the measured rate of the (B, n) x (n, n) GEMM itself, the
- * machine's limit for these shapes. */
+ * machine's limit for these shapes.
+ * --grid PRxPC runs every case on the scalapack backend over a BLACS grid of the
+ * world's ranks (collectively; rank 0 prints): asm_ms, factor_ms and solve_ms are
+ * the Jacobian build, LU factor and LU solve events per forward + backward, comm_ms
+ * the backend's own gathers (ScaLAPACK's internal messages are inside factor and
+ * solve), lu_calls the batched LU factorisations per forward + backward (each of B matrices). saved_bytes and workspace_B are this rank's: the factors are its blocks. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +22,9 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "il_backend_scalapack.h"
 #include "il_bind.h"
+#include "il_grid.h"
 #include "il_layer.h"
 #include "il_rng.h"
 #include "train_driver.h"
@@ -37,6 +44,12 @@ static const il_cli_spec layer_spec_fixed[] = {
     {"threads", 1, "thread counts, comma list, interleaved in the same rounds (par_eff: against T = 1); T > 1 runs the layer on T row shards that meet once per iteration, threads bound to CPUs", "1"},
     {"seed", 1, "random seed", "0"},
     {"device", 1, "compute backend (ilbench info lists them)", "cpu"},
+    {"grid", 1, "PRxPC: run on a PR x PC BLACS grid of the world's ranks (the scalapack backend; PR*PC must divide "
+                "the world size; the groups beyond the first repeat the cases); 1x1: one rank each", "1x1"},
+    {"grid-nb", 1, "with --grid: the block size of the block-cyclic layout", "64"},
+    {"mem-limit", 1, "BYTES[k|M|G] (powers of 1024): refuse a case whose layer would hold more on one rank, as the "
+                     "arenas count it (saved, workspace, gradients: a cluster node's per-rank memory, simulated)",
+     "none"},
     {"cell", 1, "implicit function: tanh or relu", "tanh"},
     {"log-view", 0, "print each case's events table (time, calls, FLOPs; counted FLOPs against the analytic model)", NULL},
     {"help", 0, "show this help", NULL},
@@ -116,17 +129,17 @@ static il_status to_space(const il_backend *be, il_arena *a, const float *host, 
 /* --log-view: the case's events per call, and the counted FLOPs of one forward and one
  * backward against the analytic model above (counted includes the elementwise work the
  * model leaves out, so a ratio a little above 1 is expected). */
-static void print_case_events(const il_events *ev, long repeat, double model_fwd, double model_bwd) {
+static void print_case_events(FILE *out, const il_events *ev, long repeat, double model_fwd, double model_bwd) {
   const il_event_stat *f = &ev->ev[IL_EV_FWD_SOLVE], *b = &ev->ev[IL_EV_BWD_SOLVE];
   const double cf = f->calls ? f->flops / f->calls : 0, cb = b->calls ? b->flops / b->calls : 0;
-  printf("#   flops per call: forward counted %.4g, model %.4g (ratio %.3f); backward counted %.4g, model %.4g "
+  fprintf(out, "#   flops per call: forward counted %.4g, model %.4g (ratio %.3f); backward counted %.4g, model %.4g "
          "(ratio %.3f)\n", cf, model_fwd, model_fwd > 0 ? cf / model_fwd : NAN, cb, model_bwd,
          model_bwd > 0 ? cb / model_bwd : NAN);
-  printf("#   %-10s %9s %12s %12s %9s\n", "event", "calls/run", "ms/run", "MFLOP/run", "GFLOP/s");
+  fprintf(out, "#   %-10s %9s %12s %12s %9s\n", "event", "calls/run", "ms/run", "MFLOP/run", "GFLOP/s");
   for (int i = 0; i < IL_EV_N; i++) {
     const il_event_stat *e = &ev->ev[i];
     if (!e->calls) continue;
-    printf("#   %-10s %9.2f %12.4f %12.4f %9.2f\n", il_event_name((il_event_id)i), (double)e->calls / repeat,
+    fprintf(out, "#   %-10s %9.2f %12.4f %12.4f %9.2f\n", il_event_name((il_event_id)i), (double)e->calls / repeat,
            1e3 * e->time / repeat, 1e-6 * e->flops / repeat, e->time > 0 ? 1e-9 * e->flops / e->time : 0);
   }
 }
@@ -139,6 +152,8 @@ typedef struct layer_case {
   long B, max_iter, warmup, repeat, seed;
   double scale;
   int log_view;
+  size_t mem_limit; /* --mem-limit, 0: none */
+  int on_grid;      /* an error inside a case aborts the job: the other ranks wait in ScaLAPACK */
 } layer_case;
 
 /* One row of the table: one pair, hidden size and tolerance, measured over the rounds. */
@@ -149,7 +164,8 @@ typedef struct case_row {
   double tol;
   double *tf, *tb; /* (repeat) timed forward and backward runs, filled round by round */
   long done;       /* timed runs so far */
-  il_events ev;    /* the timed runs' events (--log-view) */
+  il_events ev;    /* the timed runs' events (--log-view, and the time split) */
+  double comm;     /* the timed runs' seconds in the backend's own messages (scalapack) */
   /* from the last round */
   int iters, bits;
   double residual, grad_relerr, model_fwd, model_bwd;
@@ -189,7 +205,7 @@ static int run_round(const layer_case *lc, case_row *row, long warmup, long nk, 
     il_report_error("layer");
     return 1;
   }
-  il_memstats mem = {0};
+  il_memstats mem = {.limit = lc->mem_limit};
   il_layer L;
   il_options opts;
   il_options_init(&opts);
@@ -209,7 +225,8 @@ static int run_round(const layer_case *lc, case_row *row, long warmup, long nk, 
       il_report_error("layer");
       return 1;
     }
-    if (lc->log_view && k == warmup) be->events = &row->ev; /* the timed runs only */
+    if (k == warmup) be->events = &row->ev; /* the timed runs only: two clock reads per event */
+    const double c0 = il_scalapack_comm_seconds(be);
     double t0 = il_now();
     if (il_layer_forward(&L, (int)B, x, out, 1) != IL_OK || il_sync(be) != IL_OK) {
       il_report_error("layer");
@@ -222,6 +239,7 @@ static int run_round(const layer_case *lc, case_row *row, long warmup, long nk, 
     }
     double t2 = il_now();
     if (k >= warmup) {
+      row->comm += il_scalapack_comm_seconds(be) - c0;
       row->tf[row->done] = t1 - t0;
       row->tb[row->done] = t2 - t1;
       row->done++;
@@ -264,12 +282,17 @@ static void mmm(double *v, long n, double *lo, double *med, double *hi) {
 static const char *const layer_cols[] = {
     "solver", "backward", "hidden", "batch", "tol", "fwd_ms", "bwd_ms", "iters", "residual", "reason", "b_its",
     "fwd_GF/s", "bwd_GF/s", "sgemm_GF/s", "saved_bytes", "workspace_B", "grad_relerr", "fwd_ms_min", "fwd_ms_max",
-    "bwd_ms_min", "bwd_ms_max", "sgemm_min", "sgemm_max", "fwd_frac", "bwd_frac", "threads", "par_eff"};
+    "bwd_ms_min", "bwd_ms_max", "sgemm_min", "sgemm_max", "fwd_frac", "bwd_frac", "threads", "par_eff", "grid",
+    "asm_ms", "factor_ms", "solve_ms", "comm_ms", "lu_calls"};
 #define NCOLS ((int)(sizeof layer_cols / sizeof layer_cols[0]))
 
 /* One row as text (sep ' ', aligned) or CSV (sep ','). Times in ms are medians over the timed
  * runs, GFLOP/s from the medians; fwd_frac, bwd_frac: those rates over the median ceiling. */
-static void print_row(FILE *f, const case_row *row, long B, const double ceil3[3], int csv) {
+static void print_row(FILE *f, const case_row *row, long B, const double ceil3[3], int csv, const char *grid) {
+  const double per = row->done ? 1e3 / row->done : NAN; /* ms per forward + backward */
+  const double asm_ms = row->ev.ev[IL_EV_JAC].time * per, fac_ms = row->ev.ev[IL_EV_LU_FACTOR].time * per,
+               sol_ms = row->ev.ev[IL_EV_LU_SOLVE].time * per, com_ms = row->comm * per;
+  const double lu_calls = row->done ? (double)row->ev.ev[IL_EV_LU_FACTOR].calls / row->done : NAN; /* per run */
   double f0, f1, f2, b0, b1, b2;
   mmm(row->tf, row->done, &f0, &f1, &f2);
   mmm(row->tb, row->done, &b0, &b1, &b2);
@@ -291,15 +314,16 @@ static void print_row(FILE *f, const case_row *row, long B, const double ceil3[3
   }
   if (csv)
     fprintf(f, "%s,%s,%d,%ld,%.3g,%.6g,%.6g,%d,%.6e,%s,%d,%.4g,%.4g,%.4g,%zu,%zu,%.3e,%.6g,%.6g,%.6g,%.6g,%.4g,%.4g,%.4f,"
-            "%.4f,%d,%.4f\n", row->solver, row->backward, row->n, B, row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual,
+            "%.4f,%d,%.4f,%s,%.6g,%.6g,%.6g,%.6g,%.4g\n", row->solver, row->backward, row->n, B, row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual,
             il_reason_name(row->reason), row->bits, gf, gb, ceil3[1], row->saved, row->work, row->grad_relerr,
-            1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0], ceil3[2], gf / ceil3[1], gb / ceil3[1], row->threads, eff);
+            1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0], ceil3[2], gf / ceil3[1], gb / ceil3[1], row->threads, eff,
+            grid, asm_ms, fac_ms, sol_ms, com_ms, lu_calls);
   else
     fprintf(f, "%-9s %-11s %6d %5ld %8.1e %10.3f %10.3f %6d %10.3e %-10s %6d %9.2f %9.2f %10.2f %12zu %12zu "
-            "%11.2e %10.3f %10.3f %10.3f %10.3f %9.2f %9.2f %8.3f %8.3f %7d %7.3f\n", row->solver, row->backward, row->n, B,
+            "%11.2e %10.3f %10.3f %10.3f %10.3f %9.2f %9.2f %8.3f %8.3f %7d %7.3f %5s %9.3f %9.3f %9.3f %9.3f %8.2f\n", row->solver, row->backward, row->n, B,
             row->tol, 1e3 * f1, 1e3 * b1, row->iters, row->residual, il_reason_name(row->reason), row->bits, gf, gb,
             ceil3[1], row->saved, row->work, row->grad_relerr, 1e3 * f0, 1e3 * f2, 1e3 * b0, 1e3 * b2, ceil3[0],
-            ceil3[2], gf / ceil3[1], gb / ceil3[1], row->threads, eff);
+            ceil3[2], gf / ceil3[1], gb / ceil3[1], row->threads, eff, grid, asm_ms, fac_ms, sol_ms, com_ms, lu_calls);
 }
 
 /* "1.23 0.98 0.50" from /proc/loadavg, or "unknown". */
@@ -380,6 +404,57 @@ int il_cmd_layer(int argc, char **argv) {
       il_cli_int(&cli, "seed", 0, 0, 0x7fffffffffffffffL, &seed) != IL_OK)
     goto usage_err;
 
+  int gpr, gpc;
+  long gnb;
+  if (il_grid_options(&cli, &gpr, &gpc, &gnb) != IL_OK) goto usage_err;
+  size_t mem_limit = 0;
+  if (il_cli_has(&cli, "mem-limit")) {
+    const char *v = il_cli_get(&cli, "mem-limit", "");
+    char *end;
+    errno = 0;
+    const double x = strtod(v, &end);
+    const double mult = *end == 'k' ? 1024.0 : *end == 'M' ? 1048576.0 : *end == 'G' ? 1073741824.0 : 1.0;
+    if (end == v || errno || !(x >= 1) || (*end && (end[1] || mult == 1.0)) || x * mult > 1e18) {
+      IL_ERR(IL_ERR_ARG, "--mem-limit: '%s' is not a number of bytes >= 1 (BYTES, or with k, M or G)", v);
+      goto usage_err;
+    }
+    mem_limit = (size_t)(x * mult);
+    for (int k = 0; k < nthr; k++)
+      if (thr[k] != 1) {
+        IL_ERR(IL_ERR_ARG, "--mem-limit with --threads %ld: the row shards' arenas are counted only after each call; "
+               "use --threads 1", thr[k]);
+        goto usage_err;
+      }
+  }
+  const int on_grid = gpr * gpc > 1;
+  char grid_text[32];
+  snprintf(grid_text, sizeof grid_text, "%dx%d", gpr, gpc);
+  const char *device = il_cli_get(&cli, "device", "cpu");
+  if (on_grid) {
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "scalapack") != 0) {
+      IL_ERR(IL_ERR_ARG, "--grid %s runs on the scalapack backend (CPU kernels on every rank of the grid); --device %s "
+             "cannot take part in it", grid_text, device);
+      goto usage_err;
+    }
+    for (int k = 0; k < nthr; k++)
+      if (thr[k] != 1) {
+        IL_ERR(IL_ERR_ARG, "--grid %s with --threads %ld: the layer's thread team builds a backend per row shard "
+               "outside the process grid; use --threads 1 with a grid", grid_text, thr[k]);
+        goto usage_err;
+      }
+    device = "scalapack";
+  }
+  static il_grid grid;
+  int grid_made = 0;
+  if (il_grid_build(gpr, gpc, gnb, &grid, &grid_made) != IL_OK) goto usage_err;
+  int wrank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  /* on a grid every rank runs every case (the LU is collective); rank 0 alone prints */
+  FILE *out = stdout;
+  if (on_grid && wrank != 0 && !(out = fopen("/dev/null", "w"))) {
+    IL_ERR(IL_ERR_IO, "cannot open /dev/null");
+    goto usage_err;
+  }
   const char *cell = il_cli_get(&cli, "cell", "tanh");
   if (!il_cell_find(cell)) {
     IL_ERR(IL_ERR_ARG, "--cell: unknown cell '%s' (valid: %s)", cell, il_cell_names());
@@ -397,8 +472,9 @@ int il_cmd_layer(int argc, char **argv) {
         il_dist_free(&d);
         goto usage_err;
       }
-      const il_backend_options bo_opts = {.threads = (int)thr[k], .cpus = bound ? cpus : NULL};
-      if (il_backend_create(il_cli_get(&cli, "device", "cpu"), &bo_opts, &bes[k]) != IL_OK) {
+      const il_backend_options bo_opts = {.threads = (int)thr[k], .cpus = bound ? cpus : NULL,
+                                          .grid = grid_made ? &grid : NULL};
+      if (il_backend_create(device, &bo_opts, &bes[k]) != IL_OK) {
         il_dist_free(&d);
         goto usage_err;
       }
@@ -440,7 +516,7 @@ int il_cmd_layer(int argc, char **argv) {
       const il_solver_ops *so = il_solver_find(solvers[si]);
       const il_backward_ops *bo = il_backward_find(backwards[bi]);
       if (bo->needs_tape && !so->unroll_backward) {
-        printf("# skip %s/%s: unsupported pair\n", solvers[si], backwards[bi]);
+        fprintf(out, "# skip %s/%s: unsupported pair\n", solvers[si], backwards[bi]);
         continue;
       }
       for (int hi = 0; hi < nh; hi++)
@@ -469,31 +545,42 @@ int il_cmd_layer(int argc, char **argv) {
   load_average(load0, sizeof load0);
   static double limits[8][64][64]; /* [threads][hidden][round] the GEMM ceiling, GFLOP/s */
   const layer_case lc = {.cli = &cli, .be = bes, .cell = cell, .B = B, .max_iter = max_iter, .warmup = warmup,
-                         .repeat = repeat, .seed = seed, .scale = scale, .log_view = log_view};
+                         .repeat = repeat, .seed = seed, .scale = scale, .log_view = log_view,
+                         .mem_limit = mem_limit, .on_grid = on_grid};
   for (long rd = 0; rd < nrounds; rd++) {
     for (int k = 0; k < nthr; k++)
       for (int hi = 0; hi < nh; hi++) limits[k][hi][rd] = gemm_limit(bes[k], (int)B, (int)hidden[hi]);
     const long nk = repeat / nrounds + (rd < repeat % nrounds); /* timed runs of each case this round */
     for (int i = 0; i < nrows; i++) {
       const int rc = run_round(&lc, &rows[i], rd == 0 ? warmup : 1, nk, rd == nrounds - 1);
+      if (rc && on_grid) { /* reported; the grid's other ranks may be waiting inside a collective */
+        fflush(NULL);
+        MPI_Abort(MPI_COMM_WORLD, rc);
+      }
       if (rc) return rc;
     }
     if (isatty(2)) fprintf(stderr, "\rilbench layer: round %ld of %ld done", rd + 1, nrounds);
   }
   if (isatty(2)) fprintf(stderr, "\n");
   load_average(load1, sizeof load1);
-  printf("# cpu %s; threads", cpu);
-  for (int k = 0; k < nthr; k++) printf("%s %ld%s%s%s", k ? "," : "", thr[k], bind_desc[k][0] ? " (" : "", bind_desc[k],
+  fprintf(out, "# cpu %s; threads", cpu);
+  for (int k = 0; k < nthr; k++) fprintf(out, "%s %ld%s%s%s", k ? "," : "", thr[k], bind_desc[k][0] ? " (" : "", bind_desc[k],
                                         bind_desc[k][0] ? ")" : "");
-  printf("; load average %s at the start, %s at the end\n", load0, load1);
-  printf("# %ld timed runs per case in %ld interleaved rounds (after %ld warm-up runs); ms: median (min, max); "
+  fprintf(out, "; load average %s at the start, %s at the end\n", load0, load1);
+  fprintf(out, "# %ld timed runs per case in %ld interleaved rounds (after %ld warm-up runs); ms: median (min, max); "
          "sgemm: the (B, n) x (n, n) GEMM ceiling measured in each round, median (min, max); fwd_frac, bwd_frac: "
          "GFLOP/s over that median ceiling (the sgemm at the row's thread count); par_eff: the case's forward + backward "
          "median at 1 thread over threads x its own\n", repeat, nrounds, warmup);
-  for (int c = 0; c < NCOLS; c++) printf("%s%s", c ? " " : "", layer_cols[c]);
-  printf("\n");
+  if (grid_made) {
+    char gd[160];
+    il_grid_describe(&grid, gd, sizeof gd);
+    fprintf(out, "# grid %s; asm_ms, factor_ms, solve_ms: Jacobian build, LU factor and LU solve per forward + "
+            "backward, comm_ms: the backend's own messages; bytes are rank 0's\n", gd);
+  }
+  for (int c = 0; c < NCOLS; c++) fprintf(out, "%s%s", c ? " " : "", layer_cols[c]);
+  fprintf(out, "\n");
   FILE *csvf = NULL;
-  if (csv_path && !(csvf = fopen(csv_path, "w"))) {
+  if (csv_path && out == stdout && !(csvf = fopen(csv_path, "w"))) {
     IL_ERR(IL_ERR_IO, "--csv: cannot write '%s': %s", csv_path, strerror(errno));
     il_report_error("layer");
     return 1;
@@ -503,9 +590,9 @@ int il_cmd_layer(int argc, char **argv) {
   for (int i = 0; i < nrows; i++) {
     double c3[3];
     mmm(limits[rows[i].threads_index][rows[i].hidden_index], nrounds, &c3[0], &c3[1], &c3[2]);
-    print_row(stdout, &rows[i], B, c3, 0);
-    if (csvf) print_row(csvf, &rows[i], B, c3, 1);
-    if (log_view) print_case_events(&rows[i].ev, repeat, rows[i].model_fwd, rows[i].model_bwd);
+    print_row(out, &rows[i], B, c3, 0, grid_text);
+    if (csvf) print_row(csvf, &rows[i], B, c3, 1, grid_text);
+    if (log_view) print_case_events(out, &rows[i].ev, repeat, rows[i].model_fwd, rows[i].model_bwd);
   }
   for (int i = 0; i < nrows; i++) { /* after every row: par_eff reads the 1-thread row's timings */
     free(rows[i].tf);
@@ -518,6 +605,8 @@ int il_cmd_layer(int argc, char **argv) {
   }
   fflush(stdout);
   for (int k = 0; k < nthr; k++) il_backend_destroy(bes[k]);
+  if (out != stdout) fclose(out);
+  if (grid_made) il_grid_free(&grid);
   return 0;
 usage_err:
   il_report_error("layer");

@@ -77,7 +77,8 @@ int il_cmd_sweep(int argc, char **argv) {
   il_h5_file *h5 = NULL;
   const char *out = NULL;
   long aidx, acnt;
-  int mode, rc = 2;
+  int mode, rc = 2, grid_made = 0;
+  static il_grid grid; /* --grid: one grid for every point (not a sweep dimension yet) */
   if (il_dist_init(&d, MPI_COMM_WORLD) != IL_OK) {
     il_report_error("sweep");
     return 1;
@@ -236,6 +237,17 @@ int il_cmd_sweep(int argc, char **argv) {
       goto fail;
     }
   }
+  {
+    int gpr, gpc;
+    long gnb;
+    const char *gv = il_cli_get(&cli, "grid", NULL);
+    if (gv && strchr(gv, ',')) {
+      IL_ERR(IL_ERR_ARG, "--grid cannot be swept yet: give it one value, not the list '%s'", gv);
+      goto fail;
+    }
+    if (il_grid_options(&cli, &gpr, &gpc, &gnb) != IL_OK || il_grid_build(gpr, gpc, gnb, &grid, &grid_made) != IL_OK)
+      goto fail;
+  }
   if (root) {
     printf("# sweep: %ld points, this task (%ld of %ld) runs %ld\n", sw.npoints, aidx, acnt, mine);
     fflush(stdout);
@@ -259,7 +271,7 @@ int il_cmd_sweep(int argc, char **argv) {
       continue;
     }
     double t0 = il_now();
-    int r = il_train_parse_ex(&pc, &o, 1) == IL_OK ? (o.resume = status[0] != '\0',
+    int r = il_train_parse_ex(&pc, &o, 1) == IL_OK ? (o.resume = status[0] != '\0', o.grid = grid_made ? &grid : NULL,
                                                       il_train_run(&d, &o, &train, &test, h5, run_id, i, prefix))
                                                    : 2;
     const double t1 = il_now();
@@ -315,6 +327,7 @@ end:
   }
   il_mnist_split_free(&train);
   il_mnist_split_free(&test);
+  if (grid_made) il_grid_free(&grid);
   il_dist_free(&d);
   return rc;
 }

@@ -58,8 +58,9 @@ int il_cmd_train(int argc, char **argv) {
   il_mnist_split train = {0}, test = {0};
   il_h5_file *h5 = NULL;
   const char *out = NULL;
-  int mode, rc = 2, ran = 0;
+  int mode, rc = 2, ran = 0, grid_made = 0;
   double t_start = 0;
+  static il_grid grid;
   if (il_dist_init(&d, MPI_COMM_WORLD) != IL_OK) {
     il_report_error("train");
     return 1;
@@ -102,6 +103,9 @@ int il_cmd_train(int argc, char **argv) {
     mode = IL_H5_APPEND;
     o.resume = 1;
   }
+  /* the grid (collective; its refusals came with the options, on every rank alike) */
+  if (il_grid_build(o.grid_pr, o.grid_pc, o.grid_nb, &grid, &grid_made) != IL_OK) goto fail;
+  if (grid_made) o.grid = &grid;
   il_stop_install();
   rc = 1;
   /* data first: a run that cannot start must not leave a new, empty results file behind */
@@ -154,6 +158,7 @@ end:
   if (ran && rc == 0 && root) print_summary(&o, out, il_now() - t_start);
   il_mnist_split_free(&train);
   il_mnist_split_free(&test);
+  if (grid_made) il_grid_free(&grid);
   il_dist_free(&d);
   return rc;
 }

@@ -2,6 +2,9 @@
 #ifndef IL_COMMANDS_H
 #define IL_COMMANDS_H
 
+#include "cli_args.h"
+#include "il_grid.h"
+
 int il_cmd_train(int argc, char **argv);
 int il_cmd_layer(int argc, char **argv);
 int il_cmd_gradcheck(int argc, char **argv);
@@ -21,6 +24,13 @@ typedef struct il_run_summary {
   double epochs_s;                       /* wall time of the epochs (training and test passes) */
 } il_run_summary;
 const il_run_summary *il_train_last_summary(void);
+
+/* The grid options of train, sweep, layer and gradcheck (train_options.c): --grid PRxPC and
+ * --grid-nb NB into *pr, *pc, *nb, checked against this world's size (refusals name --grid;
+ * nothing collective, so every rank refuses alike before anything runs). */
+il_status il_grid_options(const il_cli *cli, int *pr, int *pc, long *nb);
+/* Build the grid of pr x pc (collective over MPI_COMM_WORLD) when it is larger than 1x1; *made = 1 then. */
+il_status il_grid_build(int pr, int pc, long nb, il_grid *g, int *made);
 
 /* The whole command line (program, subcommand, options), for results files. */
 extern int il_main_argc;

@@ -10,6 +10,7 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "results_h5.h"
+#include "il_grid.h"
 #include "il_status.h"
 #include "backends/cpu_blas_core.h"
 
@@ -107,6 +108,10 @@ int main(int argc, char **argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   il_main_argc = argc;
   il_main_argv = argv;
+  if (il_grid_register_backends() != IL_OK) { /* registry full: a build error, not a user's */
+    il_report_error("ilbench");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
   if (argc < 2) {
     if (rank == 0) usage(stderr);
   } else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {

@@ -171,6 +171,11 @@ static void print_config(const train_opts *o, const il_model *m, size_t est, con
   if (o->trace) printf("# %-18s every %ld steps (the results' trace table)\n", "trace", o->trace);
   if (strcmp(o->w_norm, "none") != 0) printf("# %-18s %s\n", "w_norm", o->w_norm);
   printf("# %-18s %s (%s)\n", "device", o->device, IL_REAL_NAME);
+  if (o->grid) {
+    char g[160];
+    il_grid_describe(o->grid, g, sizeof g);
+    printf("# %-18s %s\n", "grid", g);
+  }
   printf("# %-18s %ld%s%s%s\n", "threads", o->threads, binding[0] ? " (rank 0: " : "", binding, binding[0] ? ")" : "");
   printf("# %-18s %s\n", "data", o->data);
   printf("# %-18s %zu\n", "est_bytes", est);
@@ -231,6 +236,16 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   }
   IL_CHECK(il_run_attr_s(ri, "precision", IL_REAL_NAME));
   IL_CHECK(il_run_attr_i(ri, "world_size", d->size));
+  /* the process grid (1x1 without --grid): shape, block size, data-parallel groups, BLACS context */
+  IL_CHECK(il_run_attr_s(ri, "grid", o->grid_text));
+  IL_CHECK(il_run_attr_i(ri, "grid_nb", o->grid ? o->grid->nb : 0));
+  IL_CHECK(il_run_attr_i(ri, "grid_groups", o->grid ? o->grid->D : d->size));
+  {
+    char ctx[64];
+    if (o->grid) snprintf(ctx, sizeof ctx, "%dx%d row-major", o->grid->pr, o->grid->pc);
+    else snprintf(ctx, sizeof ctx, "none");
+    IL_CHECK(il_run_attr_s(ri, "blacs_context", ctx));
+  }
   IL_CHECK(il_run_attr_s(ri, "data", o->data));
   IL_CHECK(il_run_attr_i(ri, "run_index", run_index));
   IL_CHECK(il_run_attr_s(ri, "zero_nonconverged", m->layer.zero_rows ? "yes" : "no"));
@@ -282,7 +297,8 @@ static uint64_t config_hash(const il_run_info *ri) {
 
 /* Everything one run holds from set-up to the end. */
 typedef struct train_run {
-  il_dist dist; /* shorthand; the communicators stay owned by the caller */
+  il_dist dist; /* the data-parallel ranks (with --grid: the peers at this rank's grid position); the caller's */
+  il_dist world; /* every rank of the run (the same as dist without a grid): agreement, binding, abort */
   train_opts o;
   int root;
   const char *pfx, *run_id;
@@ -383,7 +399,7 @@ static il_status pick_gpu(train_run *r, int *gpu) {
 static il_status setup_backend(train_run *r) {
   IL_CHECK(pick_gpu(r, &r->gpu));
   const il_backend_options bo = {.threads = (int)r->o.threads, .cpus = r->bound ? r->cpus : NULL,
-                                 .device = r->gpu < 0 ? 0 : r->gpu};
+                                 .device = r->gpu < 0 ? 0 : r->gpu, .grid = r->o.grid};
   IL_CHECK(il_backend_create(r->o.device, &bo, &r->be));
   IL_CHECK(device_selftest(r, &bo));
   il_events_reset(&r->ev);
@@ -493,7 +509,7 @@ static il_status params_on_host(train_run *r, const float **host) {
 static il_status params_in_sync(train_run *r, int *same) {
   const float *h = NULL;
   IL_CHECK(params_on_host(r, &h));
-  return il_dist_in_sync(&r->dist, il_hash_bytes(h, r->model.nparams * sizeof *h), same);
+  return il_dist_in_sync(&r->world, il_hash_bytes(h, r->model.nparams * sizeof *h), same); /* the grids' ranks too */
 }
 
 /* --save-params (rank 0): the raw parameters; 0 and the error set on failure. */
@@ -569,7 +585,7 @@ static run_outcome validate_run(train_run *r, il_model_config *mc, int *local_ok
  * ranks agree: when any rank failed, every rank refuses the run. */
 static run_outcome create_model(train_run *r, const il_model_config *mc, int local_ok) {
   /* collective, so every rank takes part whatever its own checks said */
-  if (il_bind_cpus(&r->dist, (int)r->o.threads, r->cpus, &r->bound, r->bind_desc, sizeof r->bind_desc) != IL_OK)
+  if (il_bind_cpus(&r->world, (int)r->o.threads, r->cpus, &r->bound, r->bind_desc, sizeof r->bind_desc) != IL_OK)
     local_ok = 0;
   if (local_ok) {
     if (setup_backend(r) != IL_OK) local_ok = 0;
@@ -587,7 +603,7 @@ static run_outcome create_model(train_run *r, const il_model_config *mc, int loc
     }
   }
   int all_ok = local_ok;
-  if (r->dist.size > 1) MPI_Allreduce(&local_ok, &all_ok, 1, MPI_INT, MPI_LAND, r->dist.comm);
+  if (r->world.size > 1) MPI_Allreduce(&local_ok, &all_ok, 1, MPI_INT, MPI_LAND, r->world.comm);
   if (!all_ok) {
     if (!local_ok && !r->root) { /* only rank 0 reports for the job: say it here */
       char who[300];
@@ -1092,7 +1108,7 @@ static run_outcome begin_run_output(train_run *r) {
   if (r->h5) {
     il_run_info ri;
     il_run_info_init(&ri, r->run_id);
-    if (fill_run_info(&ri, &r->o, &r->dist, r->run_index, &r->model, &r->gc) != IL_OK) return RUN_FATAL;
+    if (fill_run_info(&ri, &r->o, &r->world, r->run_index, &r->model, &r->gc) != IL_OK) return RUN_FATAL;
     if (r->init_tag[0] && il_run_attr_s(&ri, "init_from", r->init_tag) != IL_OK) return RUN_FATAL;
     if (r->order_tag[0] && il_run_attr_s(&ri, "batch_order", r->order_tag) != IL_OK) return RUN_FATAL;
     r->config_hash = config_hash(&ri);
@@ -1405,7 +1421,7 @@ static run_outcome epoch_output(train_run *r, long ep, double lr, const epoch_ac
       .nonfinite_batches = tr->nonfinite_batches,
       .train_batches = tr->batches, .train_s = ep_max[0], .test_s = ep_max[1],
       .forward_s = tr->phase[0], .backward_s = tr->phase[1], .wait_s = tr->wait, .allreduce_s = tr->phase[2],
-      .update_s = tr->phase[3], .ranks = (int32_t)r->dist.size,
+      .update_s = tr->phase[3], .ranks = (int32_t)r->world.size,
       .peak_mem_bytes = (uint64_t)ep_max[2], .saved_peak_bytes = (uint64_t)ep_max[3],
       .workspace_peak_bytes = (uint64_t)ep_max[4],
       .jac_reg = tr->jr_samples > 0 ? tr->jr_sum / tr->jr_samples : NAN};
@@ -1547,12 +1563,12 @@ static void abort_run(const train_run *r) {
           nl ? (int)(nl - at) : (int)strlen(at), at);
   if (getenv("ILBENCH_TRACE")) fprintf(stderr, "%s", tr);
   fflush(stderr);
-  MPI_Abort(r->dist.comm, 1);
+  MPI_Abort(r->world.comm, 1);
 }
 
 int il_train_run(il_dist *d, const train_opts *op, const il_mnist_split *train, const il_mnist_split *test,
                  il_h5_file *h5, const char *run_id, long run_index, const char *log_prefix) {
-  train_run r = {.dist = *d, .o = *op, .root = d->rank == 0, .pfx = log_prefix ? log_prefix : "",
+  train_run r = {.dist = op->grid ? op->grid->peers : *d, .world = *d, .o = *op, .root = d->rank == 0, .pfx = log_prefix ? log_prefix : "",
                  .run_id = run_id, .run_index = run_index, .train = train, .test = test, .h5 = h5,
                  .my = {.rank = d->rank, .first_nan_step = -1}, .lr = op->lr};
   il_rng_seed(&r.shuffle, (uint64_t)op->seed ^ 0x5348554646UL); /* stream apart from the init stream */

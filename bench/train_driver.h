@@ -6,6 +6,7 @@
 
 #include "cli_args.h"
 #include "il_dist.h"
+#include "il_grid.h"
 #include "il_layer.h"
 #include "mnist_idx.h"
 #include "results_h5.h"
@@ -51,6 +52,11 @@ typedef struct il_train_opts {
   int warm_start;          /* --warm-start: each training sample starts from its last fixed point */
   const char *w_norm;      /* --w-norm none|weight|spectral: W's parameterisation (core/il_wnorm.h) */
   long fpc_k;              /* --fp-correction K[:GAMMA]: K points (1: off) */
+  /* --grid PRxPC, --grid-nb: model-parallel groups (distributed/il_grid.h); 1x1: the plain path */
+  int grid_pr, grid_pc;
+  long grid_nb;
+  char grid_text[32];      /* "1x2" */
+  const il_grid *grid;     /* set by the command once built (collective), NULL for 1x1 */
   double fpc_gamma;        /* ... and GAMMA, point k's loss weight GAMMA^(K-k) (default 0.8) */
 } il_train_opts;
 

@@ -29,6 +29,10 @@ static const il_cli_spec train_spec_head[] = {
     {"seed", 1, "seed for initialisation and shuffling", "0"},
     {"data", 1, "directory with the MNIST idx files", "data/mnist"},
     {"device", 1, "compute backend: cpu, or another that `ilbench info` lists (cpu-guard: a test backend)", "cpu"},
+    {"grid", 1, "PRxPC: each model-parallel group is a PR x PC BLACS grid (the scalapack backend: Jacobians and their "
+                "LU block-cyclic over it); the world size must be a multiple of PR*PC, the multiple is the data-parallel "
+                "degree; 1x1: the plain data-parallel path", "1x1"},
+    {"grid-nb", 1, "with --grid: the block size of the block-cyclic layout (MB = NB)", "64"},
     {"max-batches", 1, "limit training batches per epoch", "all"},
     {"test-batches", 1, "limit test batches per epoch (0: no test)", "all"},
     {"threads", 1, "threads of each rank, bound to CPUs of their own: the implicit layer runs on T row shards that meet once per solver iteration; the linear layers split GEMM rows (BLAS itself stays single-threaded)",
@@ -236,9 +240,23 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
       return IL_ERR(IL_ERR_UNSUPPORTED, "--device cuda: this build has no CUDA backend (see README: building with CUDA)");
     return IL_ERR(IL_ERR_ARG, "--device: unknown device '%s' (valid: %s)", o->device, il_backend_names());
   }
+  IL_CHECK(il_grid_options(cli, &o->grid_pr, &o->grid_pc, &o->grid_nb));
+  snprintf(o->grid_text, sizeof o->grid_text, "%dx%d", o->grid_pr, o->grid_pc);
+  o->grid = NULL;
   IL_CHECK(il_cli_int(cli, "max-batches", 0, 1, 1L << 30, &o->max_batches));
   IL_CHECK(il_cli_int(cli, "test-batches", -1, 0, 1L << 30, &o->test_batches));
   IL_CHECK(il_cli_int(cli, "threads", il_default_threads(), 1, 256, &o->threads));
+  if (o->grid_pr * o->grid_pc > 1) {
+    /* a grid runs on the scalapack backend, whose ranks run the CPU kernels */
+    if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "scalapack") != 0)
+      return IL_ERR(IL_ERR_ARG, "--grid %s runs on the scalapack backend (CPU kernels on every rank of the grid); "
+                    "--device %s cannot take part in it", o->grid_text, o->device);
+    /* the layer's thread team makes one backend per row shard, outside the grid */
+    if (o->threads > 1)
+      return IL_ERR(IL_ERR_ARG, "--grid %s with --threads %ld: the layer's thread team builds a backend per row "
+                    "shard outside the process grid; use --threads 1 with a grid", o->grid_text, o->threads);
+    o->device = "scalapack";
+  }
   const char *z;
   IL_CHECK(il_cli_choice(cli, "zero-nonconverged", "auto", "auto|yes|no", &z));
   o->zero = strcmp(z, "auto") == 0 ? IL_ZERO_AUTO : strcmp(z, "yes") == 0 ? IL_ZERO_YES : IL_ZERO_NO;
@@ -342,5 +360,26 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
     IL_CHECK(il_parse_int(rk, "--inject-nan rank", 0, 1 << 20, &o->inject_nan_rank));
     IL_CHECK(il_parse_int(colon + 1, "--inject-nan step", 0, 1L << 40, &o->inject_nan_step));
   }
+  return IL_OK;
+}
+
+il_status il_grid_options(const il_cli *cli, int *pr, int *pc, long *nb) {
+  IL_CHECK(il_grid_parse(il_cli_get(cli, "grid", "1x1"), pr, pc));
+  IL_CHECK(il_cli_int(cli, "grid-nb", IL_GRID_NB_DEFAULT, 1, 1 << 20, nb));
+  int world = 1, inited = 0;
+  MPI_Initialized(&inited); /* the option fuzzer parses without MPI: a world of 1 */
+  if (inited) MPI_Comm_size(MPI_COMM_WORLD, &world);
+  IL_CHECK(il_grid_check(world, *pr, *pc));
+  if (*pr * *pc == 1 && il_cli_has(cli, "grid-nb"))
+    return IL_ERR(IL_ERR_ARG, "--grid-nb applies only with a --grid larger than 1x1");
+  return IL_OK;
+}
+
+il_status il_grid_build(int pr, int pc, long nb, il_grid *g, int *made) {
+  *made = 0;
+  memset(g, 0, sizeof *g);
+  if (pr * pc == 1) return IL_OK;
+  IL_CHECK(il_grid_create(MPI_COMM_WORLD, pr, pc, (int)nb, g));
+  *made = 1;
   return IL_OK;
 }

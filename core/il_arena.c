@@ -99,6 +99,11 @@ il_status il_arena_alloc(il_arena *a, size_t bytes, void **out) {
   if (bytes > SIZE_MAX - IL_ARENA_ALIGN) return IL_ERR(IL_ERR_NOMEM, "arena: request of %zu bytes too large", bytes);
   size_t need = (bytes + IL_ARENA_ALIGN - 1) & ~(size_t)(IL_ARENA_ALIGN - 1);
   if (need == 0) need = IL_ARENA_ALIGN;
+  const il_memstats *st = a->stats;
+  if (st && st->limit && (need > st->limit || st->current_total > st->limit - need))
+    return IL_ERR(IL_ERR_NOMEM, "memory limit: %s needs %zu more bytes with %zu held, %zu in all, over this rank's "
+                  "limit of %zu bytes (--mem-limit)", il_mem_category_name(a->cat), need, st->current_total,
+                  st->current_total + need, st->limit);
   /* Walk forward from the current block: after a reset, old blocks are reused in order. */
   il_arena_block *b = a->cur;
   while (b && b->cap - b->off < need) {

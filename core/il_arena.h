@@ -28,6 +28,8 @@ typedef struct il_memstats {
   size_t current_total;
   size_t peak_total;           /* high-water mark of the sum over categories, bytes */
   size_t space_current, space_peak; /* of those, bytes in a backend's space (not host bookkeeping) */
+  size_t limit; /* > 0: an allocation that would take current_total above it is refused (--mem-limit: a
+                   cluster node's per-rank memory, simulated); 0: none */
 } il_memstats;
 
 void il_memstats_reset_peaks(il_memstats *st); /* peaks := current */

@@ -39,6 +39,8 @@ typedef struct il_backend_options {
   int threads; /* >= 1: threads over rows and samples (CPU); ignored where meaningless */
   const int *cpus; /* NULL, or threads CPU numbers: thread t is pinned to cpus[t] (CPU) */
   int device;      /* GPU index among the visible ones (cuda; distributed/il_gpu.c picks it per rank) */
+  const void *grid; /* NULL, or the process grid of a distributed backend (distributed/'s il_grid);
+                       core never reads it, so it stays MPI-free */
 } il_backend_options;
 
 /* Batched LU factors of B n x n matrices, in a layout only the backend knows

@@ -43,6 +43,31 @@ static void test_arena_counts_by_category(void **state) {
   assert_int_equal(st.current_total, 0);
 }
 
+/* A per-rank limit (--mem-limit) refuses the allocation that would cross it, naming the bytes, and
+ * leaves the counts as they were; what fits below it is handed out as before. */
+static void test_arena_limit(void **state) {
+  il_memstats st = {0};
+  st.limit = 1024;
+  il_arena a, w;
+  void *p;
+  assert_ok(il_arena_init(&a, IL_MEM_SAVED, &st, 256));
+  assert_ok(il_arena_init(&w, IL_MEM_WORKSPACE, &st, 256));
+  assert_ok(il_arena_alloc(&a, 512, &p));
+  assert_ok(il_arena_alloc(&w, 448, &p)); /* 960 in all */
+  il_error_clear();
+  assert_int_equal(il_arena_alloc(&w, 65, &p), IL_ERR_NOMEM); /* 128 more: 1088 > 1024 */
+  assert_null(p);
+  assert_non_null(strstr(il_error_message(), "1088 in all"));
+  assert_non_null(strstr(il_error_message(), "limit of 1024 bytes (--mem-limit)"));
+  assert_int_equal(st.current_total, 960);
+  assert_ok(il_arena_alloc(&w, 64, &p)); /* exactly at the limit */
+  assert_int_equal(st.current_total, 1024);
+  assert_int_equal(il_arena_alloc(&a, SIZE_MAX / 2, &p), IL_ERR_NOMEM); /* no overflow in the test */
+  il_error_clear();
+  il_arena_destroy(&a);
+  il_arena_destroy(&w);
+}
+
 /* An arena over a backend's space counts its bytes as space bytes too, draws its
  * blocks from the backend, and zero-fills through the space (read back by download). */
 static void test_space_arena_counts_space_bytes(void **state) {
@@ -150,6 +175,7 @@ static void test_option_parsing_strict(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_arena_counts_by_category),
+      cmocka_unit_test(test_arena_limit),
       cmocka_unit_test(test_space_arena_counts_space_bytes),
       cmocka_unit_test(test_size_overflow_refused),
       cmocka_unit_test(test_rng_reproducible_and_permutation_valid),
