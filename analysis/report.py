@@ -87,7 +87,8 @@ FORMATS = ("png", "pdf")
 CONFIG_KEYS = ("solver", "backward", "tol", "hidden", "batch", "world_size", "stop", "seed")
 # Attributes that describe a run, not its configuration.
 NOT_CONFIG = {"seed", "status", "started", "finished", "command_line", "run_index", "software_version",
-              "host", "data", "parameters", "config_hash", "reason", "checkpoint", "resumes"}
+              "host", "data", "parameters", "config_hash", "reason", "checkpoint", "resumes",
+              "grid_nb", "grid_groups", "blacs_context"}  # --grid's details: `grid` itself is the dimension
 PAIR_KEYS = ("solver", "backward", "options")
 SOLVER_OWNED = {"max_iter", "eval_max_iter", "zero_nonconverged"}  # their defaults depend on the solver
 DIMENSION_KEYS = ("tol", "hidden", "world_size", "stop", "stop_mode", "divtol", "best", "adjoint_refine",
