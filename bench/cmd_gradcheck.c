@@ -178,6 +178,11 @@ int il_cmd_gradcheck(int argc, char **argv) {
   }
   const char *wn;
   if (il_cli_choice(&cli, "w-norm", "none", IL_WNORM_CHOICES, &wn) != IL_OK) goto usage_err;
+  if (fpc_k > 1 && strcmp(wn, "none") != 0) { /* il_gradcheck_corr's model holds W itself, not W(V, g) */
+    IL_ERR(IL_ERR_ARG, "--w-norm %s and --fp-correction cannot be checked together: the corrected loss is checked "
+                       "on a model with a plain W; check each on its own", wn);
+    goto usage_err;
+  }
   const char *cell = il_cli_get(&cli, "cell", "tanh");
   if (!il_cell_find(cell)) {
     IL_ERR(IL_ERR_ARG, "--cell: unknown cell '%s' (valid: %s)", cell, il_cell_names());

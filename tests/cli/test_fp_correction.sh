@@ -63,6 +63,8 @@ expect_refused "with unroll" "not defined with backward 'unroll'" -- \
   train --max-batches 2 --epochs 1 --solver fp --backward unroll --fp-correction 3 --data "$MNIST"
 expect_refused "gradcheck K = 1" "--fp-correction K" -- gradcheck --fp-correction 1
 expect_refused "gradcheck with unroll" "deep supervision" -- gradcheck --solver fp --backward unroll --fp-correction 2
+expect_refused "gradcheck with --w-norm" "--w-norm weight and --fp-correction cannot be checked together" -- \
+  gradcheck --solver fp --backward implicit --fp-correction 3 --w-norm weight
 
 run gradcheck --solver fp --fp-correction 3:0.8
 if [[ $rc -eq 0 ]] && [[ $(grep -c ' PASS$' <<<"$out") -eq 6 ]] && grep -q '^fp  *phantom ' <<<"$out" &&
