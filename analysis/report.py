@@ -26,6 +26,9 @@ NAME.png and NAME.pdf:
   scaling                  throughput vs ranks for configurations that ran at >= 2 world sizes
   convergence              residual / first residual vs iteration, forward and backward panels
                            (median and quartile band over the traced steps; runs with --trace N)
+  grid                     with --grid-bench CSV (scripts/bench-grid): time per Newton step and
+                           per-rank memory vs hidden size, one line per process grid, and the
+                           single-rank LAPACK line
 
 Comparison: the *reference setting* is the most common value of every
 configuration key that is not a solver or backward choice or a swept
@@ -84,7 +87,8 @@ FORMATS = ("png", "pdf")
 CONFIG_KEYS = ("solver", "backward", "tol", "hidden", "batch", "world_size", "stop", "seed")
 # Attributes that describe a run, not its configuration.
 NOT_CONFIG = {"seed", "status", "started", "finished", "command_line", "run_index", "software_version",
-              "host", "data", "parameters", "config_hash", "reason", "checkpoint", "resumes"}
+              "host", "data", "parameters", "config_hash", "reason", "checkpoint", "resumes",
+              "grid_nb", "grid_groups", "blacs_context"}  # --grid's details: `grid` itself is the dimension
 PAIR_KEYS = ("solver", "backward", "options")
 SOLVER_OWNED = {"max_iter", "eval_max_iter", "zero_nonconverged"}  # their defaults depend on the solver
 DIMENSION_KEYS = ("tol", "hidden", "world_size", "stop", "stop_mode", "divtol", "best", "adjoint_refine",
@@ -1548,6 +1552,9 @@ def main(argv=None):
     ap.add_argument("-o", "--outdir", required=True, metavar="OUTDIR")
     ap.add_argument("--layer", metavar="LAYER.txt", help="`ilbench layer` output (text table) or its layer.csv")
     ap.add_argument("--force", action="store_true", help="overwrite existing summary.md / summary.csv")
+    ap.add_argument("--grid-bench", metavar="CSV", action="append",
+                    help="scripts/bench-grid's bench-grid.csv: also draw grid.png (time per Newton step and "
+                         "per-rank memory against hidden size, one line per grid; analysis/grid_figure.py)")
     args = ap.parse_args(argv)
 
     try:
@@ -1603,6 +1610,11 @@ def main(argv=None):
             failed.append(name)
             skipped.append((f"{name}.png", f"FAILED its check: {e}"))
             print(f"report.py: error: {name}: figure check failed: {e}", file=sys.stderr)
+    if args.grid_bench:
+        import grid_figure
+        if grid_figure.main(args.grid_bench + ["--out", os.path.join(args.outdir, "grid.png")]) != 0:
+            return 2
+        written.append(os.path.join(args.outdir, "grid.png"))
     rows, _ = recommend(ctx)
     write_recommendation_csv(args.outdir, rows)
     if args.layer:

@@ -1,5 +1,5 @@
 /* bench/cmd_sweep.c: `ilbench sweep`, the Cartesian product of comma lists
- * over solver, backward, tol, hidden, max-iter, batch, seed and every sweepable
+ * over solver, backward, tol, hidden, max-iter, batch, grid, seed and every sweepable
  * option the solvers and backward modes declare (--anderson-m, --adjoint-solver,
  * --fp-tau, ...), run one point after another by the whole process group, each
  * recorded as a run. An option multiplies only the points whose solver or
@@ -78,7 +78,7 @@ int il_cmd_sweep(int argc, char **argv) {
   const char *out = NULL;
   long aidx, acnt;
   int mode, rc = 2, grid_made = 0;
-  static il_grid grid; /* --grid: one grid for every point (not a sweep dimension yet) */
+  static il_grid grid; /* the running point's --grid (a sweep dimension: --grid 1x1,1x2,2x2) */
   if (il_dist_init(&d, MPI_COMM_WORLD) != IL_OK) {
     il_report_error("sweep");
     return 1;
@@ -89,7 +89,7 @@ int il_cmd_sweep(int argc, char **argv) {
     if (root) {
       il_cli_usage("sweep",
                    "[options]\n\nComma lists (the Cartesian product runs): --solver, --backward, --tol, --hidden,\n"
-                   "--max-iter, --batch, --seed and every solver and backward option (--fp-tau ... --phantom-tau);\n"
+                   "--max-iter, --batch, --grid, --seed and every solver and backward option (--fp-tau ... --phantom-tau);\n"
                    "an option multiplies only the points whose solver or backward mode takes it.",
                    spec, nspec);
     }
@@ -237,17 +237,6 @@ int il_cmd_sweep(int argc, char **argv) {
       goto fail;
     }
   }
-  {
-    int gpr, gpc;
-    long gnb;
-    const char *gv = il_cli_get(&cli, "grid", NULL);
-    if (gv && strchr(gv, ',')) {
-      IL_ERR(IL_ERR_ARG, "--grid cannot be swept yet: give it one value, not the list '%s'", gv);
-      goto fail;
-    }
-    if (il_grid_options(&cli, &gpr, &gpc, &gnb) != IL_OK || il_grid_build(gpr, gpc, gnb, &grid, &grid_made) != IL_OK)
-      goto fail;
-  }
   if (root) {
     printf("# sweep: %ld points, this task (%ld of %ld) runs %ld\n", sw.npoints, aidx, acnt, mine);
     fflush(stdout);
@@ -271,9 +260,16 @@ int il_cmd_sweep(int argc, char **argv) {
       continue;
     }
     double t0 = il_now();
-    int r = il_train_parse_ex(&pc, &o, 1) == IL_OK ? (o.resume = status[0] != '\0', o.grid = grid_made ? &grid : NULL,
-                                                      il_train_run(&d, &o, &train, &test, h5, run_id, i, prefix))
-                                                   : 2;
+    int r = 2;
+    if (il_train_parse_ex(&pc, &o, 1) == IL_OK) {
+      o.resume = status[0] != '\0';
+      /* the point's grid, built for its run and freed after it (collective: every rank has the same point) */
+      if (il_grid_build(o.grid_pr, o.grid_pc, o.grid_nb, &grid, &grid_made) != IL_OK) goto fail;
+      o.grid = grid_made ? &grid : NULL;
+      r = il_train_run(&d, &o, &train, &test, h5, run_id, i, prefix);
+      if (grid_made) il_grid_free(&grid);
+      grid_made = 0;
+    }
     const double t1 = il_now();
     if (r == 1 && h5 && il_h5_storage_failed(h5)) { /* a full disk: the next points would fail the same way */
       if (root) fprintf(stderr, "ilbench sweep: stopped at point %s: the results file takes no more runs\n", run_id);

@@ -9,10 +9,10 @@
 
 /* Enumeration order of the fixed keys (solver outermost, seed fastest) and the run-id prefix of each.
  * Option axes sit between backward (rank 1) and tol (rank 2). */
-const char *const il_sweep_keys[] = {"solver", "backward", "tol", "hidden", "max-iter", "batch", "seed"};
+const char *const il_sweep_keys[] = {"solver", "backward", "tol", "hidden", "max-iter", "batch", "grid", "seed"};
 const int il_sweep_nkeys = (int)(sizeof il_sweep_keys / sizeof il_sweep_keys[0]);
-static const char *const key_prefix[] = {"", "", "tol", "h", "it", "b", "s"};
-static const int key_numeric[] = {0, 0, 1, 1, 1, 1, 1};
+static const char *const key_prefix[] = {"", "", "tol", "h", "it", "b", "g", "s"};
+static const int key_numeric[] = {0, 0, 1, 1, 1, 1, 0, 1}; /* grid: "PRxPC" */
 #define NFIXED ((int)(sizeof il_sweep_keys / sizeof il_sweep_keys[0]))
 
 _Static_assert(sizeof il_sweep_keys / sizeof il_sweep_keys[0] + IL_SWEEP_MAX_OPTION_AXES <= IL_SWEEP_MAX_AXES,

@@ -3,12 +3,12 @@
  * Every training flag of a sweep takes a comma list; the sweep runs the
  * Cartesian product of the lists. There are two kinds of axes:
  *   - the fixed keys (il_sweep_add_axis), in enumeration order
- *         solver, backward, tol, hidden, max-iter, batch, seed
+ *         solver, backward, tol, hidden, max-iter, batch, grid, seed
  *   - option axes (il_sweep_add_option_axis): the declared, sweepable options
  *     of the solvers and backward modes (anderson-m, adjoint-solver, fp-tau,
  *     ...). They come right after backward, ordered among themselves by key
  *     name (strcmp), so the order is
- *         solver, backward, <options by name>, tol, hidden, max-iter, batch, seed
+ *         solver, backward, <options by name>, tol, hidden, max-iter, batch, grid, seed
  * The LAST axis varies fastest, as in nested loops with solver outermost. The
  * order is fixed by these rules, not by the order of the add calls (nor of the
  * flags on the command line), so a point index always names the same run.
@@ -37,8 +37,8 @@
 #define IL_SWEEP_MAX_VALUES 64     /* items per comma list */
 #define IL_SWEEP_VALUE_LEN 64      /* bytes per item, NUL included: items are at most 63 characters */
 #define IL_SWEEP_KEY_LEN 48        /* bytes per key, NUL included (as il_option's key) */
-#define IL_SWEEP_MAX_OPTION_AXES 25 /* declared options swept at once */
-#define IL_SWEEP_MAX_AXES 32       /* the 7 fixed keys and IL_SWEEP_MAX_OPTION_AXES options */
+#define IL_SWEEP_MAX_OPTION_AXES 24 /* declared options swept at once (12 are declared) */
+#define IL_SWEEP_MAX_AXES 32       /* the 8 fixed keys and IL_SWEEP_MAX_OPTION_AXES options */
 #define IL_SWEEP_MAX_POINTS 1000000L /* full products above this are refused */
 /* A buffer of this size always holds a whole run id (32 axes: 47-character keys, 63-character values). */
 #define IL_SWEEP_RUN_ID_MAX 4096

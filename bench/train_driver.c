@@ -236,14 +236,14 @@ static il_status fill_run_info(il_run_info *ri, const train_opts *o, const il_di
   }
   IL_CHECK(il_run_attr_s(ri, "precision", IL_REAL_NAME));
   IL_CHECK(il_run_attr_i(ri, "world_size", d->size));
-  /* the process grid (1x1 without --grid): shape, block size, data-parallel groups, BLACS context */
-  IL_CHECK(il_run_attr_s(ri, "grid", o->grid_text));
-  IL_CHECK(il_run_attr_i(ri, "grid_nb", o->grid ? o->grid->nb : 0));
-  IL_CHECK(il_run_attr_i(ri, "grid_groups", o->grid ? o->grid->D : d->size));
-  {
+  /* the process grid: shape, block size, data-parallel groups, BLACS context; written only with a
+   * grid, so a 1x1 run's attributes (and config_hash) are as before (readers take a missing grid as 1x1) */
+  if (o->grid) {
     char ctx[64];
-    if (o->grid) snprintf(ctx, sizeof ctx, "%dx%d row-major", o->grid->pr, o->grid->pc);
-    else snprintf(ctx, sizeof ctx, "none");
+    snprintf(ctx, sizeof ctx, "%dx%d row-major", o->grid->pr, o->grid->pc);
+    IL_CHECK(il_run_attr_s(ri, "grid", o->grid_text));
+    IL_CHECK(il_run_attr_i(ri, "grid_nb", o->grid->nb));
+    IL_CHECK(il_run_attr_i(ri, "grid_groups", o->grid->D));
     IL_CHECK(il_run_attr_s(ri, "blacs_context", ctx));
   }
   IL_CHECK(il_run_attr_s(ri, "data", o->data));

@@ -4,13 +4,13 @@
  * is registered at run time (il_grid_register_backends) through core's
  * registry, which exists for exactly this.
  *
- * Layout (first version, chosen for the op table as it is, see README
- * "Model-parallel grids"):
+ * Layout (first version, chosen for the op table as it is; docs/grid.md):
  *   - the per-sample Jacobians J_b = I - diag(s_b) W and their LU factors,
  *     B n^2 reals and B 2n^3/3 flops, the part that outgrows one rank, are
  *     2-D block-cyclic (NB x NB blocks, MB = NB) over the grid, column-major
  *     locally; p?getrf/p?getrs (trans for the adjoint) and the condition
- *     estimate (sl_lu_rcond) run on them, and the factors stay in the il_lu for the implicit backward;
+ *     estimate (sl_lu_rcond) run on them, and the factors stay in the il_lu
+ *     for the implicit backward;
  *   - (B, n) batches, W and every other tensor are replicated on the ranks of
  *     the grid in the CPU backend's row-major layout, and every op on them is
  *     the CPU backend's, run redundantly: the grid's ranks compute identical
@@ -58,7 +58,7 @@ typedef struct sl_ctx {
                           so two instances on MPI_COMM_SELF itself would share (and free) one */
   double flops;        /* this rank's share of the distributed ops */
   double t_comm;       /* seconds in this backend's own MPI calls */
-  void *scratch;       /* host scratch, grown on demand (gathers, gecon work) */
+  void *scratch;       /* host scratch, grown on demand (gathers, index lists, the estimator's vectors) */
   size_t scratch_bytes;
 } sl_ctx;
 #define IN(ctx) (((sl_ctx *)(ctx))->inner)

@@ -28,3 +28,8 @@ add_test(NAME schema_doc_up_to_date
          COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/analysis/schema_doc.py --check)
 set_tests_properties(schema_doc_up_to_date PROPERTIES ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1"
                      LABELS "analysis" TIMEOUT 60)
+
+# analysis/grid_figure.py (scripts/bench-grid's figure, also report.py --grid-bench) on synthetic CSVs.
+add_test(NAME analysis_grid_figure
+         COMMAND /usr/bin/python3 -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_grid_figure.py)
+set_tests_properties(analysis_grid_figure PROPERTIES ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1" LABELS "analysis" TIMEOUT 120)

@@ -87,20 +87,20 @@ static void test_three_axis_matches_nested_loops(void **state) {
   assert_int_equal(i, s.npoints);
 }
 
-/* All seven keys: seven nested loops in the documented order. */
+/* All eight keys: eight nested loops in the documented order. */
 static void test_all_keys_match_nested_loops(void **state) {
   (void)state;
-  static const int n[7] = {2, 3, 2, 1, 3, 2, 3};
-  char lists[7][64];
+  static const int n[8] = {2, 3, 2, 1, 3, 2, 2, 3};
+  char lists[8][64];
   il_sweep s;
   il_sweep_init(&s);
   for (int k = il_sweep_nkeys - 1; k >= 0; k--) /* reverse order on purpose */
     assert_ok(il_sweep_add_axis(&s, il_sweep_keys[k], int_list(lists[k], sizeof lists[k], n[k], 10 * k)));
-  assert_int_equal(il_sweep_nkeys, 7); /* the fixed keys; declared options come on top (test_option_*) */
+  assert_int_equal(il_sweep_nkeys, 8); /* the fixed keys; declared options come on top (test_option_*) */
   assert_true(il_sweep_nkeys + IL_SWEEP_MAX_OPTION_AXES <= IL_SWEEP_MAX_AXES);
-  assert_int_equal(s.npoints, 2 * 3 * 2 * 1 * 3 * 2 * 3);
+  assert_int_equal(s.npoints, 2 * 3 * 2 * 1 * 3 * 2 * 2 * 3);
   long i = 0;
-  int d[7];
+  int d[8];
   char want[16];
   for (d[0] = 0; d[0] < n[0]; d[0]++)
     for (d[1] = 0; d[1] < n[1]; d[1]++)
@@ -108,11 +108,12 @@ static void test_all_keys_match_nested_loops(void **state) {
         for (d[3] = 0; d[3] < n[3]; d[3]++)
           for (d[4] = 0; d[4] < n[4]; d[4]++)
             for (d[5] = 0; d[5] < n[5]; d[5]++)
-              for (d[6] = 0; d[6] < n[6]; d[6]++, i++)
-                for (int k = 0; k < 7; k++) {
-                  snprintf(want, sizeof want, "%d", 10 * k + d[k]);
-                  assert_string_equal(il_sweep_value(&s, i, il_sweep_keys[k]), want);
-                }
+              for (d[6] = 0; d[6] < n[6]; d[6]++)
+                for (d[7] = 0; d[7] < n[7]; d[7]++, i++)
+                  for (int k = 0; k < 8; k++) {
+                    snprintf(want, sizeof want, "%d", 10 * k + d[k]);
+                    assert_string_equal(il_sweep_value(&s, i, il_sweep_keys[k]), want);
+                  }
   assert_int_equal(i, s.npoints);
 }
 
@@ -239,7 +240,7 @@ static void test_bad_lists_rejected(void **state) {
       {"seed", many, "--seed", "limit of 64"},
       {"solver", longitem, "--solver", "longer than 63"},
       {"solver", "fp, newton", "--solver", "' newton'"},
-      {"lr", "0.1,0.01", "--lr", "--solver --backward --tol --hidden --max-iter --batch --seed"},
+      {"lr", "0.1,0.01", "--lr", "--solver --backward --tol --hidden --max-iter --batch --grid --seed"},
       {NULL, "1", "(null)", "sweepable"},
       {"max-iter", NULL, "--max-iter", "no value list"},
       {"batch", "200", "--batch", "given twice"},
@@ -316,7 +317,7 @@ static void test_run_id_format_and_sanitising(void **state) {
   il_sweep_init(&u);
   for (int k = 0; k < il_sweep_nkeys; k++) assert_ok(il_sweep_add_axis(&u, il_sweep_keys[k], v));
   il_sweep_run_id(&u, 0, id, sizeof id);
-  assert_int_equal(strlen(id), 5 + 7 + 63 * 7 + 3 + 1 + 2 + 1 + 1); /* p0000, 7 dashes, values, prefixes */
+  assert_int_equal(strlen(id), 5 + 8 + 63 * 8 + 3 + 1 + 2 + 1 + 1 + 1); /* p0000, 8 dashes, values, prefixes */
   char key[IL_SWEEP_KEY_LEN];
   for (int k = 0; k < IL_SWEEP_MAX_OPTION_AXES; k++) {
     memset(key, 'k', sizeof key - 1);
@@ -327,7 +328,7 @@ static void test_run_id_format_and_sanitising(void **state) {
   assert_int_equal(u.naxes, il_sweep_nkeys + IL_SWEEP_MAX_OPTION_AXES);
   assert_int_equal(u.npoints, 1);
   il_sweep_run_id(&u, 0, id, sizeof id);
-  assert_int_equal(strlen(id), 5 + 7 + 63 * 7 + 3 + 1 + 2 + 1 + 1 + IL_SWEEP_MAX_OPTION_AXES * (1 + 47 + 1 + 63));
+  assert_int_equal(strlen(id), 5 + 8 + 63 * 8 + 3 + 1 + 2 + 1 + 1 + 1 + IL_SWEEP_MAX_OPTION_AXES * (1 + 47 + 1 + 63));
   assert_true(strlen(id) < IL_SWEEP_RUN_ID_MAX);
 }
 
@@ -657,7 +658,7 @@ static void test_option_bad_rejected(void **state) {
   }
   il_error_clear();
   assert_int_equal(il_sweep_add_option_axis(&t, "opt-99", "1"), IL_ERR_ARG);
-  assert_msg_has("more than 25 options");
+  assert_msg_has("more than 24 options");
   for (int k = 0; k < il_sweep_nkeys; k++) assert_ok(il_sweep_add_axis(&t, il_sweep_keys[k], "1"));
   assert_int_equal(t.naxes, IL_SWEEP_MAX_OPTION_AXES + il_sweep_nkeys);
   assert_int_equal(t.npoints, 1);

@@ -9,7 +9,8 @@
 #    at --grid 1x2 on 4 ranks (D = 2: data and model parallel together), have the
 #    loss trajectory of 1 rank within 1e-5 relative, and final parameters within
 #    1e-5 relative L2 (--check-sync 1: identical on every rank of the world).
-# 3. The results file records the grid (grid, grid_nb, grid_groups, blacs_context).
+# 3. The results file records the grid (grid, grid_nb, grid_groups, blacs_context); the grid is a
+#    sweep dimension (sweep --grid 1x1,1x2: one run per grid, the same losses).
 # 4. layer --grid 2x2 on 4 ranks prints one table (rank 0) with the time split.
 # 5. info --grid describes the grid (shape, nb, groups, BLACS context) once.
 # 6. layer --mem-limit 4M refuses n = 300 (B = 8, newton) on one rank, naming the bytes, and the
@@ -103,6 +104,26 @@ PY
   if "$py" "$src/analysis/check_schema.py" "$tmp/newton-implicit-g12.h5" >"$tmp/schema.out" 2>&1 &&
      grep -q ': 0 errors, 0 warnings' "$tmp/schema.out"; then echo "PASS: check_schema accepts the grid run"
   else echo "FAIL: check_schema on the grid run"; cat "$tmp/schema.out"; fail=1; fi
+
+  # ---- 3b. the grid as a sweep dimension: 1x1 (D = 2) and 1x2 (D = 1) on 2 ranks, the same losses ----
+  if mpi 2 sweep --grid 1x1,1x2 --solver newton --backward implicit --max-batches 20 --epochs 1 --test-batches 1 \
+       --data "$data" --out "$tmp/sweep.h5" >"$tmp/sweep.out" 2>"$tmp/sweep.err" &&
+     "$py" - "$tmp/sweep.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    runs = dict(f["runs"].items())
+    assert sorted(runs) == ["p0000-newton-implicit-g1x1", "p0001-newton-implicit-g1x2"], sorted(runs)
+    a, b = runs["p0000-newton-implicit-g1x1"], runs["p0001-newton-implicit-g1x2"]
+    assert "grid" not in a.attrs and a.attrs["device"] in (b"cpu", "cpu"), dict(a.attrs)
+    assert b.attrs["grid"] in (b"1x2", "1x2") and int(b.attrs["grid_groups"]) == 1, dict(b.attrs)
+    la, lb = a["steps"]["loss"], b["steps"]["loss"]
+    d = np.max(np.abs(lb - la) / np.abs(la))
+    print(f"  sweep --grid 1x1,1x2: 2 runs, max rel loss diff {d:.2e}")
+    sys.exit(0 if len(la) == len(lb) == 20 and d <= 1e-5 else 1)
+PY
+  then echo "PASS: sweep --grid 1x1,1x2 runs one point per grid with the same losses"
+  else echo "FAIL: sweep --grid 1x1,1x2"; cat "$tmp/sweep.err"; fail=1; fi
+  refuse "sweep --grid 1x1,3x1 on 2 ranks" 2 "no point with --grid 3x1 is valid" sweep --grid 1x1,3x1 --epochs 1 --data "$data"
 fi
 
 # ---- 4. layer on a 2x2 grid ----
