@@ -5,7 +5,8 @@
 #   trajectory  50 training steps of fp/unroll and newton/implicit on DEVICE against --device cpu:
 #               per-step losses within RTOL (below)
 #   ranks       2 ranks sharing DEVICE (the staged-MPI path: one NCCL communicator cannot hold two
-#               ranks on one GPU) against 1 rank: per-step losses within RTOL_RANKS
+#               ranks on one GPU) against 1 rank: per-step losses within RTOL_RANKS; and a NaN
+#               injected on one rank skips that step on both, parameters checked in sync
 #   nccl        1 rank with --allreduce nccl: the NCCL calls run (path "nccl"), losses equal to the
 #               1-rank run without it (multi-GPU NCCL needs a machine with several GPUs)
 # DEVICE cuda needs a usable GPU: without one every CHECK exits 77 (skipped) and says why.
@@ -80,7 +81,17 @@ case $CHECK in
       grep -q '^# allreduce  *mpi-staged' "$T/r2.log" ||
         { echo "FAIL: 2 ranks on one $DEV did not take the staged path:"; grep '^# allreduce' "$T/r2.log"; fail=1; }
       compare "$T/r1.log" "$T/r2.log" $RTOL_RANKS "$pair, 2 ranks sharing $DEV (staged) vs 1" || fail=1
-    done ;;
+    done
+    # the NaN agreement and the parameter check on the device: a NaN in rank 1's gradient at step 3
+    # reaches rank 0 through the allreduce, both skip that step, and the parameters stay identical
+    # (--check-sync compares their checksums every 2 steps; a mismatch fails the run)
+    "$MPIEXEC" -n 2 --oversubscribe "$ILB" train --device "$DEV" --epochs 1 --max-batches 8 --test-batches 0 \
+      --threads 1 --data "$MNIST" --log-steps --inject-nan 1:3 --check-sync 2 >"$T/nan.log" 2>&1 ||
+      { cat "$T/nan.log"; fail=1; }
+    skipped=$(awk '/^global_step=/ { for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "global_step") s = kv[2]; if (kv[1] == "nan_skipped") n = kv[2] }
+                   if (n == 1) printf "%s ", s }' "$T/nan.log")
+    if [[ $skipped == "3 " ]]; then echo "PASS: 2 ranks on $DEV: the NaN of rank 1 at step 3 skipped that step on both, parameters in sync"
+    else echo "FAIL: 2 ranks on $DEV with --inject-nan 1:3: steps skipped: '${skipped}', expected '3 '"; fail=1; fi ;;
   nccl)
     need_data
     train "$T/a.log" "$DEV" fp/unroll --allreduce mpi || { cat "$T/a.log"; exit 1; }
