@@ -193,7 +193,8 @@ if [[ -n ${GLINE[cpu]:-} && -n ${GLINE[cpu-guard]:-} ]]; then
     /usr/bin/python3 - "$T/guard-cpu.h5" "$T/guard-cpu-guard.h5" >"$T/guard-h5.txt" 2>&1 <<'PY'
 import sys, h5py, numpy as np
 # Differ by design: the device (and the configuration hash over it), wall-clock times and the command line.
-SKIP_ATTRS = {"device", "config_hash", "started", "finished", "command_line"}
+SKIP_ATTRS = {"device", "config_hash", "started", "finished", "command_line",
+              "allreduce", "allreduce_detail"}  # the path: in place on cpu, staged on cpu-guard
 def is_time(name): return name.startswith("t_") or name.endswith("_s")
 def load(path):
     f = h5py.File(path, "r")

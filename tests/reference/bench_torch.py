@@ -45,6 +45,8 @@ def parse_logfmt(line):
 
 def bench_torch(layer_name, X, y, args):
     model, opt = seed_model.make_model(layer_name, seed=args.seed)
+    dev = torch.device(args.device)
+    model.to(dev)  # in place: opt keeps the same parameters
     gen = torch.Generator()
     gen.manual_seed(args.seed)
     loader = DataLoader(TensorDataset(X, y), batch_size=100, shuffle=True, generator=gen)
@@ -53,8 +55,9 @@ def bench_torch(layer_name, X, y, args):
     for i, (Xb, yb) in enumerate(loader):
         if i >= args.batches:
             break
+        Xb, yb = Xb.to(dev), yb.to(dev)  # not timed, as the fetch
         t0 = time.perf_counter()
-        loss, _, nan = seed_model.train_step(model, opt, Xb, yb)
+        loss, _, nan = seed_model.train_step(model, opt, Xb, yb)  # .item() waits for the GPU
         iters.append(model[2].iterations)   # the seed's monitor: lambda x: x[2].iterations
         times.append(time.perf_counter() - t0)
         nans += nan
@@ -80,7 +83,7 @@ def bench_ilbench(layer_name, args):
     cmd = [exe, "train", "--solver", solver, "--backward", backward, "--epochs", "1",
            "--max-batches", str(args.batches), "--threads", str(args.threads),
            "--data", args.data, "--tol", "1e-4", "--max-iter", str(max_iter),
-           "--seed", str(args.seed), "--log-steps", "--test-batches", "0"]
+           "--seed", str(args.seed), "--log-steps", "--test-batches", "0", "--device", args.device]
     print(f"  running: {shlex.join(cmd)}", flush=True)
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -126,6 +129,8 @@ def main():
     ap.add_argument("--layers", default="fp/unroll,newton/unroll,newton/implicit",
                     help="comma list of solver/backward (default: all three seed layers)")
     ap.add_argument("--out", help="also write the table as CSV to this file")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="where torch runs, and ilbench --device (default cpu; cuda: the same GPU for both)")
     ap.add_argument("--data", default=os.path.join(REPO, "data", "mnist"), help="MNIST idx directory")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=2, help="torch batches excluded from timing (default 2)")
