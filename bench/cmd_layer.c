@@ -171,6 +171,7 @@ typedef struct case_row {
   double residual, grad_relerr, model_fwd, model_bwd;
   il_reason reason;
   size_t saved, work;
+  size_t wbytes; /* W and dW as this rank holds them (a grid keeps its blocks) */
 } case_row;
 
 /* One round of a case: build the layer on the case's seeded data, `warmup` untimed runs, `nk`
@@ -201,10 +202,16 @@ static int run_round(const layer_case *lc, case_row *row, long warmup, long nk, 
       to_space(be, &data, hC, len, &C) != IL_OK ||
       il_arena_alloc_n(&data, len, sizeof *out, (void **)&out) != IL_OK ||
       il_arena_alloc_n(&data, len, sizeof *dx, (void **)&dx) != IL_OK ||
-      il_arena_alloc_n(&data, nn, sizeof *dW, (void **)&dW) != IL_OK) {
+      il_arena_alloc_n(&data, nn, sizeof *dW, (void **)&dW) != IL_OK || IL_BE(be, zero, dW, nn * sizeof *dW) != IL_OK) {
     il_report_error("layer");
     return 1;
   }
+  size_t kw = 0, kd = 0; /* a grid's backend keeps only its blocks of W and dW */
+  if (il_dist_matrix(be, &data, W, n, n, &kw) != IL_OK || il_dist_matrix(be, &data, dW, n, n, &kd) != IL_OK) {
+    il_report_error("layer");
+    return 1;
+  }
+  row->wbytes = kw + kd;
   il_memstats mem = {.limit = lc->mem_limit};
   il_layer L;
   il_options opts;
@@ -576,6 +583,13 @@ int il_cmd_layer(int argc, char **argv) {
     il_grid_describe(&grid, gd, sizeof gd);
     fprintf(out, "# grid %s; asm_ms, factor_ms, solve_ms: Jacobian build, LU factor and LU solve per forward + "
             "backward, comm_ms: the backend's own messages; bytes are rank 0's\n", gd);
+    fprintf(out, "# W and dW on rank 0 (2-D block-cyclic):");
+    for (int i = 0, last = -1; i < nrows; i++)
+      if (rows[i].n != last) {
+        last = rows[i].n;
+        fprintf(out, " hidden %d %zu of %zu bytes;", rows[i].n, rows[i].wbytes, 2 * (size_t)rows[i].n * rows[i].n * sizeof(float));
+      }
+    fprintf(out, "\n");
   }
   for (int c = 0; c < NCOLS; c++) fprintf(out, "%s%s", c ? " " : "", layer_cols[c]);
   fprintf(out, "\n");

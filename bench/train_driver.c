@@ -512,10 +512,12 @@ static il_status params_in_sync(train_run *r, int *same) {
   return il_dist_in_sync(&r->world, il_hash_bytes(h, r->model.nparams * sizeof *h), same); /* the grids' ranks too */
 }
 
-/* --save-params (rank 0): the raw parameters; 0 and the error set on failure. */
+/* --save-params: the raw parameters, written by rank 0; 0 and the error set on failure. Collective: a
+ * grid's ranks gather W and dW together. */
 static int write_params(train_run *r, const char *path) {
   const float *h = NULL;
   if (params_on_host(r, &h) != IL_OK) return 0;
+  if (!r->root) return 1;
   FILE *f = fopen(path, "wb");
   int ok = f && fwrite(h, sizeof *h, r->model.nparams, f) == r->model.nparams;
   if (f && fclose(f) != 0) ok = 0;
@@ -1504,7 +1506,7 @@ static run_outcome run_epochs(train_run *r) {
 /* --save-params, then the run's end in the results file. */
 static run_outcome finish_run(train_run *r) {
   int saved_ok = 1;
-  if (r->root && r->o.save_params) saved_ok = write_params(r, r->o.save_params);
+  if (r->o.save_params) saved_ok = write_params(r, r->o.save_params);
   MPI_Bcast(&saved_ok, 1, MPI_INT, 0, r->dist.comm);
   if (!saved_ok) return RUN_FAILED;
   r->my.peak_mem_bytes = r->run_peak.peak_total;

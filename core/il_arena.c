@@ -161,11 +161,18 @@ void il_arena_rewind(il_arena *a, il_arena_mark m) {
   a->used = m.used;
 }
 
+void il_arena_give_back(il_arena *a, size_t bytes) {
+  if (bytes > a->used - a->given_back) bytes = a->used - a->given_back;
+  uncount(a, bytes);
+  a->given_back += bytes;
+}
+
 void il_arena_reset(il_arena *a) {
   for (il_arena_block *b = a->first; b; b = b->next) b->off = 0;
   a->cur = a->first;
-  uncount(a, a->used);
+  uncount(a, a->used - a->given_back);
   a->used = 0;
+  a->given_back = 0;
 }
 
 void il_arena_destroy(il_arena *a) {

@@ -54,6 +54,7 @@ typedef struct il_arena {
   size_t block_bytes;    /* default size of a new block */
   size_t used;           /* bytes handed out since the last reset (incl. alignment) */
   size_t reserved;       /* bytes of blocks owned */
+  size_t given_back;     /* of `used`, bytes a distributed backend gave back (il_arena_give_back) */
   const il_mspace *space; /* NULL: host memory (malloc) */
 } il_arena;
 
@@ -79,6 +80,9 @@ typedef struct il_arena_mark {
 il_arena_mark il_arena_get_mark(const il_arena *a);
 void il_arena_rewind(il_arena *a, il_arena_mark m);
 
+/* A distributed backend holds only a share of an allocation (il_dist_matrix): `bytes` of it stop
+ * counting. For arenas that are only reset or destroyed, never rewound (parameters, gradients). */
+void il_arena_give_back(il_arena *a, size_t bytes);
 /* Mark everything free (blocks are kept); subtracts from stats->current. */
 void il_arena_reset(il_arena *a);
 void il_arena_destroy(il_arena *a);

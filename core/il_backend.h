@@ -183,6 +183,15 @@ typedef struct il_backend_ops {
   il_status (*lu_solve)(void *ctx, int trans, const il_lu *lu, il_real *R);
   /* host rcond (B) in [0, 1] (gecon, inf-norm) from the factors and host anorm (B). Sync point. */
   il_status (*lu_rcond)(void *ctx, const il_lu *lu, const double *anorm, double *rcond);
+
+  /* ---- distributed matrices (optional: NULL where every tensor is whole on each instance) ----
+   * p (rows, cols), row-major, contiguous, holding its values: a parameter matrix (a layer's W, its
+   * gradient) that from now on only this backend's ops read or write, as a whole (as one operand of
+   * a GEMM, the Jacobian build, or inside a flat range of an elementwise op, a reduction or a copy).
+   * A distributed backend keeps only its share of it; host *kept: the bytes of p's range it still
+   * holds (the rest is given back to the system). Valid until the block holding p is released, or
+   * until the call with rows = cols = 0, after which p is plain memory again (contents undefined). */
+  il_status (*dist_matrix)(void *ctx, il_real *p, int rows, int cols, size_t *kept);
 } il_backend_ops;
 
 /* A backend instance: never a global, so two can coexist (e.g. cpu and cpu-guard in one test). */
@@ -227,6 +236,7 @@ static inline void il_ev_close(const il_backend *be, il_ev_scope s, il_event_id 
 #define il_download IL_P(il_download)
 #define il_copy IL_P(il_copy)
 #define il_arena_init_for IL_P(il_arena_init_for)
+#define il_dist_matrix IL_P(il_dist_matrix)
 
 /* Registry (core/backends/registry.c): the built-in backends plus any added at
  * run time (distributed/ adds its ScaLAPACK backend without core knowing MPI). */
@@ -248,6 +258,10 @@ void il_backend_destroy(il_backend *be);
 /* An arena over the backend's space (be == NULL: a host arena). */
 il_status il_arena_init_for(il_arena *a, const il_backend *be, il_mem_category cat, il_memstats *stats,
                             size_t block_bytes);
+/* Hand p (rows, cols), allocated whole from arena a, to the backend as a distributed matrix
+ * (dist_matrix above); the bytes it gives back no longer count in a's category. A no-op where
+ * the backend has no such op. kept (may be NULL): the bytes this rank still holds. */
+il_status il_dist_matrix(const il_backend *be, il_arena *a, il_real *p, int rows, int cols, size_t *kept);
 /* Factors for B n x n matrices from arena a (the backend's space). */
 il_status il_lu_alloc(const il_backend *be, il_arena *a, int B, int n, il_lu *out);
 /* Call an op of a backend instance: IL_CHECK(IL_BE(be, gemm, 0, 1, ...)). */

@@ -124,6 +124,10 @@ il_status il_model_create(il_model *m, const il_model_config *cfg, const il_back
   il_status s = il_upload(be, m->params, host, m->nparams);
   free(host);
   IL_CHECK(s);
+  if (!m->V) { /* a distributed backend keeps its share of W and dW (spectral/weight norm: W is derived, kept whole) */
+    IL_CHECK(il_dist_matrix(be, &m->params_arena, m->W, (int)h, (int)h, NULL));
+    IL_CHECK(il_dist_matrix(be, &m->grads_arena, m->dW, (int)h, (int)h, NULL));
+  }
   /* u, v from a stream of their own, so that the other parameters' draws stay the seed's */
   IL_CHECK(il_wnorm_init(&m->wnorm, cfg->w_norm, be, cfg->hidden, cfg->seed ^ 0x574e4f524dULL, &m->mem));
   IL_CHECK(il_wnorm_init_g(&m->wnorm, m->V, m->g)); /* weight: g = ||V_i||, W = V at the start */

@@ -25,11 +25,17 @@
  *     ||J_b||_inf (B n doubles); its time is counted (il_scalapack_comm_seconds).
  *     ScaLAPACK's own messages are inside the factor and solve times.
  * Compiled once per precision (IL_PREC), like core's backends. */
+#define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED): give a distributed matrix's other shares back */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cblas.h>
 #include <mpi.h>
 
 #include "il_backend.h"
@@ -41,15 +47,31 @@
 #define p_getrf psgetrf_
 #define p_getrs psgetrs_
 #define MPI_REAL_T MPI_FLOAT
+#define cblas_gemm cblas_sgemm
 #else
 #define p_getrf pdgetrf_
 #define p_getrs pdgetrs_
 #define MPI_REAL_T MPI_DOUBLE
+#define cblas_gemm cblas_dgemm
 #endif
 
 #define CPU il_backend_cpu_ops
 
+/* A distributed matrix (dist_matrix): W or dW, 2-D block-cyclic like the Jacobians. Its share lives
+ * at the start of its own range, column-major (mloc x nloc, leading dimension lld); the rest of the
+ * range is given back to the system and never touched. */
+typedef struct sl_dm {
+  il_real *p;
+  int rows, cols, mloc, nloc, lld;
+  size_t whole, local; /* reals */
+  int *gi, *gj;        /* global row of each local row, global column of each local column */
+} sl_dm;
+#define SL_DM_MAX 16
+
 typedef struct sl_ctx {
+  sl_dm dm[SL_DM_MAX];
+  int ndm;
+  size_t given_back; /* bytes of the space given back (mem_stats) */
   void *inner;         /* the CPU backend's context: every replicated op */
   MPI_Comm comm;       /* the grid's ranks (gathers) */
   int ctxt, pr, pc, myrow, mycol, nb;
@@ -109,6 +131,7 @@ static void sl_destroy(void *ctx) {
     Cfree_blacs_system_handle(c->own_handle);
     MPI_Comm_free(&c->own_comm);
   }
+  for (int i = 0; i < c->ndm; i++) free(c->dm[i].gi);
   CPU.destroy(c->inner);
   free(c->scratch);
   free(c);
@@ -119,11 +142,16 @@ static void sl_describe(void *ctx, char *buf, size_t cap) {
   char in[256] = "";
   if (CPU.describe) CPU.describe(c->inner, in, sizeof in);
   snprintf(buf, cap, "BLACS grid %dx%d (this rank at %d,%d), nb %d; Jacobians and LU 2-D block-cyclic "
-           "(p?getrf/p?getrs, Higham's condition estimate on their solves), (B, n) tensors and W replicated on the grid: %s",
+           "(p?getrf/p?getrs, Higham's condition estimate on their solves), W and dW 2-D block-cyclic (local GEMMs, one "
+           "allreduce of each (B, n) product), the other tensors replicated on the grid: %s",
            c->pr, c->pc, c->myrow, c->mycol, c->nb, in);
 }
 
-static void sl_mem_stats(void *ctx, size_t *live, size_t *peak) { CPU.mem_stats(IN(ctx), live, peak); }
+static void sl_mem_stats(void *ctx, size_t *live, size_t *peak) {
+  CPU.mem_stats(IN(ctx), live, peak);
+  const size_t g = ((sl_ctx *)ctx)->given_back;
+  *live = *live > g ? *live - g : 0;
+}
 static double sl_flops(void *ctx) { return CPU.flops(IN(ctx)) + ((sl_ctx *)ctx)->flops; }
 
 static il_status scratch(sl_ctx *c, size_t bytes, void **p) {
@@ -141,24 +169,7 @@ static il_status scratch(sl_ctx *c, size_t bytes, void **p) {
 #define FWD(op, params, args) \
   static il_status sl_##op params { return CPU.op args; }
 FWD(alloc, (void *ctx, size_t bytes, void **p), (IN(ctx), bytes, p))
-static void sl_release(void *ctx, void *p, size_t bytes) { CPU.release(IN(ctx), p, bytes); }
-FWD(zero, (void *ctx, void *p, size_t bytes), (IN(ctx), p, bytes))
-FWD(copy, (void *ctx, il_copy_kind k, void *dst, const void *src, size_t bytes), (IN(ctx), k, dst, src, bytes))
 FWD(sync, (void *ctx), (IN(ctx)))
-FWD(gemm, (void *ctx, int tA, int tB, int M, int N, int K, il_real alpha, const il_real *A, int lda, const il_real *B,
-           int ldb, il_real beta, il_real *C, int ldc),
-    (IN(ctx), tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
-FWD(gemm_strided_batched, (void *ctx, int tA, int tB, int M, int N, int K, il_real alpha, const il_real *A, int lda,
-                           size_t sA, const il_real *B, int ldb, size_t sB, il_real beta, il_real *C, int ldc,
-                           size_t sC, int batch),
-    (IN(ctx), tA, tB, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch))
-FWD(gemm_ep, (void *ctx, int B, int N, int K, const il_real *A, const il_real *W, const il_epilogue *ep, il_real *out),
-    (IN(ctx), B, N, K, A, W, ep, out))
-FWD(fill, (void *ctx, size_t len, il_real v, il_real *out), (IN(ctx), len, v, out))
-FWD(axpby, (void *ctx, size_t len, il_real a, const il_real *x, il_real b, il_real *y), (IN(ctx), len, a, x, b, y))
-FWD(lincomb, (void *ctx, size_t len, il_real a, const il_real *x, il_real b, const il_real *y, il_real *out),
-    (IN(ctx), len, a, x, b, y, out))
-FWD(mul, (void *ctx, size_t len, const il_real *a, const il_real *b, il_real *out), (IN(ctx), len, a, b, out))
 FWD(act_fwd, (void *ctx, size_t len, il_act act, const il_real *a, il_real *f, il_real *s), (IN(ctx), len, act, a, f, s))
 FWD(act_deriv, (void *ctx, size_t len, il_act act, const il_real *f, il_real *s), (IN(ctx), len, act, f, s))
 FWD(act_dmul, (void *ctx, size_t len, il_act act, const il_real *f, const il_real *u, il_real *out),
@@ -184,7 +195,6 @@ FWD(row_lowrank, (void *ctx, int B, int n, int k, const il_real *const *P, const
 FWD(col_sum_add, (void *ctx, int B, int n, const il_real *a, il_real *out), (IN(ctx), B, n, a, out))
 FWD(row_index_copy, (void *ctx, int B, int n, const int *sidx, const il_real *src, const int *didx, il_real *dst),
     (IN(ctx), B, n, sidx, src, didx, dst))
-FWD(sqdist, (void *ctx, size_t len, const il_real *a, const il_real *b, double *out), (IN(ctx), len, a, b, out))
 FWD(row_sqdist, (void *ctx, int B, int n, const il_real *a, const il_real *b, double *out), (IN(ctx), B, n, a, b, out))
 FWD(row_dot, (void *ctx, int B, int n, int k, const il_real *const *X, const il_real *y, double *out),
     (IN(ctx), B, n, k, X, y, out))
@@ -192,9 +202,6 @@ FWD(row_sub_dot, (void *ctx, int B, int n, int k, const il_real *const *X, const
                   il_real *d, double *out),
     (IN(ctx), B, n, k, X, a, cc, d, out))
 FWD(row_mgs, (void *ctx, int B, int n, int k, const il_real *const *V, il_real *w, double *h), (IN(ctx), B, n, k, V, w, h))
-FWD(absmax, (void *ctx, size_t len, const il_real *a, double *out), (IN(ctx), len, a, out))
-FWD(all_finite, (void *ctx, size_t len, const il_real *a, int *out), (IN(ctx), len, a, out))
-FWD(compare, (void *ctx, size_t len, const il_real *a, const il_real *b, double *out), (IN(ctx), len, a, b, out))
 FWD(xent_fwd, (void *ctx, int B, int c, const il_real *logits, const unsigned char *labels, il_real *p,
                double *loss_sum, int *errors),
     (IN(ctx), B, c, logits, labels, p, loss_sum, errors))
@@ -226,6 +233,577 @@ static il_status sl_mat_of(const sl_ctx *c, int n, sl_mat *m) {
 /* global index (0-based) of local index l along a dimension of P processes, this process p */
 static inline int l2g(int l, int nb, int p, int P) { return (l / nb * P + p) * nb + l % nb; }
 
+/* ---- distributed matrices (dist_matrix): W and dW 2-D block-cyclic ----
+ * The model hands its W and dW over once they hold their values. Each rank keeps its NB x NB blocks
+ * at the start of the matrix's range (the Jacobians' layout, so J = I - diag(s) W is local); the
+ * rest of the range goes back to the system. Every op that can meet them handles them:
+ *   - flat ops (zero, fill, axpby, lincomb, mul, the reductions) cut their range into replicated
+ *     runs and whole matrices, run on the shares, and reduce the shares' partial sums over the grid;
+ *   - copies scatter from (to the space) or gather to (to the host) the whole row-major matrix;
+ *   - GEMMs with W as op(B) multiply each rank's blocks by the replicated rows they need and sum the
+ *     (M, N) partial products over the grid in one allreduce; a GEMM into dW (P^T Z) computes each
+ *     rank's blocks from the replicated operands with no message at all. p?gemm is not used: with
+ *     the (B, n) operands replicated it would first redistribute them, one allreduce of M N reals
+ *     is the whole of the communication here.
+ * Any other op given a piece of one is refused (IL_ERR_UNSUPPORTED), never run on wrong data. */
+
+static const sl_dm *dm_at(const sl_ctx *c, const void *p) {
+  for (int i = 0; i < c->ndm; i++)
+    if ((const void *)c->dm[i].p == p) return &c->dm[i];
+  return NULL;
+}
+
+/* Does [p, p + bytes) touch a distributed matrix? */
+static int dm_touch(const sl_ctx *c, const void *p, size_t bytes) {
+  const uintptr_t a = (uintptr_t)p, e = a + bytes;
+  for (int i = 0; i < c->ndm; i++) {
+    const uintptr_t m = (uintptr_t)c->dm[i].p, me = m + c->dm[i].whole * sizeof(il_real);
+    if (a < me && m < e) return 1;
+  }
+  return 0;
+}
+#define DM_REFUSE(c, p, bytes, what)                                                                       \
+  do {                                                                                                     \
+    if ((c)->ndm && (p) && dm_touch((c), (p), (bytes)))                                                    \
+      return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: %s on a distributed matrix (W or dW)", what); \
+  } while (0)
+
+/* A flat range of len reals cut into runs: replicated (m == NULL) or one whole matrix. */
+typedef struct dm_run {
+  size_t off, len;
+  const sl_dm *m;
+} dm_run;
+#define DM_RUNS (2 * SL_DM_MAX + 1)
+
+static il_status dm_runs(const sl_ctx *c, const il_real *p, size_t len, dm_run *r, int *nr) {
+  *nr = 0;
+  size_t at = 0;
+  for (;;) { /* the next matrix inside the range, in address order */
+    const sl_dm *next = NULL;
+    for (int i = 0; i < c->ndm; i++) {
+      const sl_dm *m = &c->dm[i];
+      if (m->p >= p + at && m->p < p + len && (!next || m->p < next->p)) next = m;
+      else if (m->p < p + at && m->p + m->whole > p + at)
+        return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: a flat op covers part of a distributed matrix");
+    }
+    if (!next) break;
+    const size_t off = (size_t)(next->p - p);
+    if (off + next->whole > len)
+      return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: a flat op covers part of a distributed matrix");
+    if (off > at) r[(*nr)++] = (dm_run){at, off - at, NULL};
+    r[(*nr)++] = (dm_run){off, next->whole, next};
+    at = off + next->whole;
+  }
+  if (at < len) r[(*nr)++] = (dm_run){at, len - at, NULL};
+  return IL_OK;
+}
+
+static void dm_scatter(const sl_dm *m, const il_real *whole, il_real *share);
+/* a run's data in range base: the share of its matrix, or the replicated reals */
+static inline il_real *run_ptr(const dm_run *r, const sl_dm *m, il_real *base) { return r->m ? m->p : base + r->off; }
+static inline size_t run_len(const dm_run *r) { return r->m ? r->m->local : r->len; }
+static il_status dm_gather(sl_ctx *c, const sl_dm *m, const il_real *share, il_real *whole);
+
+/* Up to three ranges of len reals (NULL: absent) cut at the matrices of any of them: in a run with a
+ * matrix m, range j is its share (mj[j] = m's twin in that range) or replicated whole values (NULL). */
+typedef struct dm_run3 {
+  size_t off, len;
+  const sl_dm *m, *mj[3];
+} dm_run3;
+
+static il_status dm_runs3(const sl_ctx *c, size_t len, const il_real *const *p, dm_run3 *r, int *nr) {
+  dm_run rr[3][DM_RUNS];
+  int nrr[3] = {0, 0, 0}, at[3] = {0, 0, 0};
+  for (int j = 0; j < 3; j++)
+    if (p[j]) IL_CHECK(dm_runs(c, p[j], len, rr[j], &nrr[j]));
+  *nr = 0;
+  size_t pos = 0;
+  while (pos < len) { /* the next matrix of any range at or after pos */
+    size_t next = len;
+    const sl_dm *m = NULL;
+    for (int j = 0; j < 3; j++)
+      for (int k = at[j]; k < nrr[j]; k++)
+        if (rr[j][k].m && rr[j][k].off >= pos) {
+          if (rr[j][k].off < next) next = rr[j][k].off, m = rr[j][k].m;
+          break;
+        }
+    if (next > pos) r[(*nr)++] = (dm_run3){pos, next - pos, NULL, {NULL, NULL, NULL}};
+    if (!m) break;
+    dm_run3 x = {next, m->whole, m, {NULL, NULL, NULL}};
+    for (int j = 0; j < 3; j++)
+      for (int k = at[j]; k < nrr[j]; k++) {
+        if (rr[j][k].off > next) break;
+        if (rr[j][k].m && rr[j][k].off == next) {
+          if (rr[j][k].m->rows != m->rows || rr[j][k].m->cols != m->cols)
+            return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: an op pairs distributed matrices of two shapes");
+          x.mj[j] = rr[j][k].m;
+          at[j] = k + 1;
+        } else if (rr[j][k].m && rr[j][k].off < next + m->whole && rr[j][k].off + rr[j][k].len > next) {
+          return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: an op overlaps distributed matrices at two offsets");
+        }
+      }
+    if (*nr + 2 > 3 * DM_RUNS) return IL_ERR(IL_ERR_INTERNAL, "scalapack backend: too many runs");
+    r[(*nr)++] = x;
+    pos = next + m->whole;
+  }
+  return IL_OK;
+}
+
+/* The operands of a run in the share's layout: a share itself, or a replicated matrix's blocks
+ * (scattered into tmp, which must hold m->local reals). */
+static const il_real *as_share(const dm_run3 *r, int j, const il_real *base, il_real *tmp) {
+  if (!base) return NULL;
+  if (r->mj[j]) return r->mj[j]->p;
+  dm_scatter(r->m, base + r->off, tmp);
+  return tmp;
+}
+/* the whole pages of m's range past its share (given back to the system) */
+static size_t dm_pages_back(const sl_dm *m, uintptr_t *a, uintptr_t *e) {
+  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+  *a = ((uintptr_t)(m->p + m->local) + pg - 1) / pg * pg, *e = (uintptr_t)(m->p + m->whole) / pg * pg;
+  return *e > *a ? *e - *a : 0;
+}
+
+static void dm_forget(sl_ctx *c, int i) {
+  uintptr_t a, e;
+  const size_t back = dm_pages_back(&c->dm[i], &a, &e);
+  c->given_back -= back < c->given_back ? back : c->given_back;
+  free(c->dm[i].gi);
+  c->dm[i] = c->dm[--c->ndm];
+}
+
+static il_status sl_dist_matrix(void *ctx, il_real *p, int rows, int cols, size_t *kept) {
+  sl_ctx *c = ctx;
+  *kept = (size_t)rows * cols * sizeof *p;
+  if (rows == 0 && cols == 0) { /* handed back: plain memory again */
+    for (int i = 0; i < c->ndm; i++)
+      if (c->dm[i].p == p) {
+        dm_forget(c, i);
+        break;
+      }
+    return IL_OK;
+  }
+  if (dm_at(c, p)) return IL_OK;
+  if (c->ndm == SL_DM_MAX) return IL_ERR(IL_ERR_INTERNAL, "scalapack backend: more than %d distributed matrices", SL_DM_MAX);
+  if (rows < 1 || cols < 1) return IL_ERR(IL_ERR_ARG, "scalapack backend: distributed matrix of %d x %d", rows, cols);
+  if (dm_touch(c, p, *kept)) return IL_ERR(IL_ERR_INTERNAL, "scalapack backend: distributed matrices overlap");
+  const int zero = 0;
+  sl_dm m = {.p = p, .rows = rows, .cols = cols};
+  m.mloc = numroc_(&rows, &c->nb, &c->myrow, &zero, &c->pr);
+  m.nloc = numroc_(&cols, &c->nb, &c->mycol, &zero, &c->pc);
+  m.lld = m.mloc > 1 ? m.mloc : 1;
+  m.whole = (size_t)rows * cols;
+  m.local = (size_t)m.lld * m.nloc;
+  m.gi = malloc(((size_t)m.mloc + m.nloc + 1) * sizeof *m.gi);
+  il_real *share = malloc((m.local ? m.local : 1) * sizeof *share);
+  if (!m.gi || !share) {
+    free(m.gi), free(share);
+    return IL_ERR(IL_ERR_NOMEM, "scalapack backend: no memory for a %d x %d distributed matrix", rows, cols);
+  }
+  m.gj = m.gi + m.mloc;
+  for (int il = 0; il < m.mloc; il++) m.gi[il] = l2g(il, c->nb, c->myrow, c->pr);
+  for (int jl = 0; jl < m.nloc; jl++) m.gj[jl] = l2g(jl, c->nb, c->mycol, c->pc);
+  for (int jl = 0; jl < m.nloc; jl++)
+    for (int il = 0; il < m.mloc; il++) share[(size_t)jl * m.lld + il] = p[(size_t)m.gi[il] * cols + m.gj[jl]];
+  memcpy(p, share, m.local * sizeof *p);
+  free(share);
+  /* the whole pages past the share go back to the system (they read as zeros if touched) */
+  uintptr_t a, e;
+  const size_t back = dm_pages_back(&m, &a, &e);
+  if (back && madvise((void *)a, back, MADV_DONTNEED) == 0) c->given_back += back;
+  *kept = m.local * sizeof *p;
+  c->dm[c->ndm++] = m;
+  return IL_OK;
+}
+
+static void sl_release(void *ctx, void *p, size_t bytes) {
+  sl_ctx *c = ctx;
+  for (int i = 0; i < c->ndm;) {
+    const sl_dm *m = &c->dm[i];
+    if ((uintptr_t)m->p >= (uintptr_t)p && (uintptr_t)m->p < (uintptr_t)p + bytes) {
+      dm_forget(c, i);
+    } else {
+      i++;
+    }
+  }
+  CPU.release(c->inner, p, bytes);
+}
+
+/* ---- flat ops ---- */
+static il_status sl_zero(void *ctx, void *p, size_t bytes) {
+  sl_ctx *c = ctx;
+  if (!c->ndm || bytes % sizeof(il_real) || !dm_touch(c, p, bytes)) return CPU.zero(c->inner, p, bytes);
+  dm_run r[DM_RUNS];
+  int nr;
+  IL_CHECK(dm_runs(c, p, bytes / sizeof(il_real), r, &nr));
+  for (int k = 0; k < nr; k++) IL_CHECK(CPU.zero(c->inner, run_ptr(&r[k], r[k].m, p), run_len(&r[k]) * sizeof(il_real)));
+  return IL_OK;
+}
+
+static il_status sl_fill(void *ctx, size_t len, il_real v, il_real *out) {
+  sl_ctx *c = ctx;
+  if (!c->ndm || !dm_touch(c, out, len * sizeof *out)) return CPU.fill(c->inner, len, v, out);
+  dm_run r[DM_RUNS];
+  int nr;
+  IL_CHECK(dm_runs(c, out, len, r, &nr));
+  for (int k = 0; k < nr; k++) IL_CHECK(CPU.fill(c->inner, run_len(&r[k]), v, run_ptr(&r[k], r[k].m, out)));
+  return IL_OK;
+}
+
+static int any_touch(const sl_ctx *c, size_t len, const void *a, const void *b, const void *d) {
+  const size_t by = len * sizeof(il_real);
+  return c->ndm && ((a && dm_touch(c, a, by)) || (b && dm_touch(c, b, by)) || (d && dm_touch(c, d, by)));
+}
+
+/* One op over the runs of (out, x, y). Where out holds a share, x and y are taken as shares (a
+ * replicated one scattered); where out is replicated, a distributed x or y is gathered whole. */
+typedef il_status (*dm_ew_fn)(sl_ctx *c, size_t n, const il_real *x, const il_real *y, il_real *out, const void *arg);
+
+static il_status dm_elementwise(sl_ctx *c, size_t len, il_real *out, const il_real *x, const il_real *y, dm_ew_fn fn,
+                                const void *arg) {
+  const il_real *p[3] = {out, x, y};
+  dm_run3 r[3 * DM_RUNS];
+  int nr;
+  IL_CHECK(dm_runs3(c, len, p, r, &nr));
+  for (int k = 0; k < nr; k++) {
+    if (!r[k].m) {
+      IL_CHECK(fn(c, r[k].len, x ? x + r[k].off : NULL, y ? y + r[k].off : NULL, out + r[k].off, arg));
+      continue;
+    }
+    const sl_dm *m = r[k].m;
+    const int share_out = r[k].mj[0] != NULL;
+    const size_t tn = share_out ? m->local : m->whole;
+    il_real *t = malloc((2 * tn + 1) * sizeof *t);
+    if (!t) return IL_ERR(IL_ERR_NOMEM, "scalapack backend: no memory for a %d x %d operand", m->rows, m->cols);
+    il_status st = IL_OK;
+    const il_real *xx, *yy;
+    if (share_out) {
+      xx = as_share(&r[k], 1, x, t), yy = as_share(&r[k], 2, y, t + tn);
+      st = fn(c, m->local, xx, yy, r[k].mj[0]->p, arg);
+    } else {
+      xx = x ? x + r[k].off : NULL, yy = y ? y + r[k].off : NULL;
+      if (x && r[k].mj[1]) st = dm_gather(c, r[k].mj[1], r[k].mj[1]->p, t), xx = t;
+      if (st == IL_OK && y && r[k].mj[2]) st = dm_gather(c, r[k].mj[2], r[k].mj[2]->p, t + tn), yy = t + tn;
+      if (st == IL_OK) st = fn(c, m->whole, xx, yy, out + r[k].off, arg);
+    }
+    free(t);
+    IL_CHECK(st);
+  }
+  return IL_OK;
+}
+
+typedef struct ew_args {
+  il_real a, b;
+} ew_args;
+static il_status ew_axpby(sl_ctx *c, size_t n, const il_real *x, const il_real *y, il_real *out, const void *arg) {
+  (void)y;
+  const ew_args *e = arg;
+  return CPU.axpby(c->inner, n, e->a, x, e->b, out);
+}
+static il_status ew_lincomb(sl_ctx *c, size_t n, const il_real *x, const il_real *y, il_real *out, const void *arg) {
+  const ew_args *e = arg;
+  return CPU.lincomb(c->inner, n, e->a, x, e->b, y, out);
+}
+static il_status ew_mul(sl_ctx *c, size_t n, const il_real *x, const il_real *y, il_real *out, const void *arg) {
+  (void)arg;
+  return CPU.mul(c->inner, n, x, y, out);
+}
+
+static il_status sl_axpby(void *ctx, size_t len, il_real a, const il_real *x, il_real b, il_real *y) {
+  sl_ctx *c = ctx;
+  if (!any_touch(c, len, x, y, NULL)) return CPU.axpby(c->inner, len, a, x, b, y);
+  const ew_args e = {a, b};
+  return dm_elementwise(c, len, y, x, NULL, ew_axpby, &e);
+}
+
+static il_status sl_lincomb(void *ctx, size_t len, il_real a, const il_real *x, il_real b, const il_real *y,
+                            il_real *out) {
+  sl_ctx *c = ctx;
+  if (!any_touch(c, len, x, y, out)) return CPU.lincomb(c->inner, len, a, x, b, y, out);
+  const ew_args e = {a, b};
+  return dm_elementwise(c, len, out, x, y, ew_lincomb, &e);
+}
+
+static il_status sl_mul(void *ctx, size_t len, const il_real *a, const il_real *b, il_real *out) {
+  sl_ctx *c = ctx;
+  if (!any_touch(c, len, a, b, out)) return CPU.mul(c->inner, len, a, b, out);
+  return dm_elementwise(c, len, out, a, b, ew_mul, NULL);
+}
+
+static il_status grid_reduce(sl_ctx *c, void *buf, int count, MPI_Datatype t, MPI_Op op) {
+  if (c->pr * c->pc == 1) return IL_OK;
+  const double t0 = MPI_Wtime();
+  const int rc = MPI_Allreduce(MPI_IN_PLACE, buf, count, t, op, c->comm);
+  c->t_comm += MPI_Wtime() - t0;
+  if (rc != MPI_SUCCESS) return IL_ERR(IL_ERR_INTERNAL, "scalapack backend: MPI_Allreduce over the grid failed");
+  return IL_OK;
+}
+
+/* A reduction over the runs of (a, b): replicated runs on every rank alike (into rep), runs with a
+ * matrix on the shares (a replicated operand scattered), their partial results into share, which
+ * the caller reduces over the grid. */
+typedef il_status (*dm_red_fn)(sl_ctx *c, size_t n, const il_real *a, const il_real *b, double *acc);
+
+static il_status dm_reduce(sl_ctx *c, size_t len, const il_real *a, const il_real *b, dm_red_fn fn, double *rep,
+                           double *share) {
+  const il_real *p[3] = {NULL, a, b};
+  dm_run3 r[3 * DM_RUNS];
+  int nr;
+  IL_CHECK(dm_runs3(c, len, p, r, &nr));
+  for (int k = 0; k < nr; k++) {
+    if (!r[k].m) {
+      IL_CHECK(fn(c, r[k].len, a + r[k].off, b ? b + r[k].off : NULL, rep));
+      continue;
+    }
+    const size_t tn = r[k].m->local;
+    il_real *t = malloc((2 * tn + 1) * sizeof *t);
+    if (!t) return IL_ERR(IL_ERR_NOMEM, "scalapack backend: no memory for a reduction's operand");
+    const il_status st = fn(c, tn, as_share(&r[k], 1, a, t), as_share(&r[k], 2, b, t + tn), share);
+    free(t);
+    IL_CHECK(st);
+  }
+  return IL_OK;
+}
+
+static il_status red_sqdist(sl_ctx *c, size_t n, const il_real *a, const il_real *b, double *acc) {
+  double v;
+  IL_CHECK(CPU.sqdist(c->inner, n, a, b, &v));
+  acc[0] += v;
+  return IL_OK;
+}
+static il_status red_compare(sl_ctx *c, size_t n, const il_real *a, const il_real *b, double *acc) {
+  double v[4];
+  IL_CHECK(CPU.compare(c->inner, n, a, b, v));
+  for (int i = 0; i < 4; i++) acc[i] += v[i];
+  return IL_OK;
+}
+static il_status red_absmax(sl_ctx *c, size_t n, const il_real *a, const il_real *b, double *acc) {
+  (void)b;
+  double v;
+  IL_CHECK(CPU.absmax(c->inner, n, a, &v));
+  if (v > acc[0]) acc[0] = v; /* NaNs are skipped, as the CPU op does */
+  return IL_OK;
+}
+static il_status red_finite(sl_ctx *c, size_t n, const il_real *a, const il_real *b, double *acc) {
+  (void)b;
+  int v;
+  IL_CHECK(CPU.all_finite(c->inner, n, a, &v));
+  if (!v) acc[0] = 0;
+  return IL_OK;
+}
+
+static il_status sl_sqdist(void *ctx, size_t len, const il_real *a, const il_real *b, double *out) {
+  sl_ctx *c = ctx;
+  if (!any_touch(c, len, a, b, NULL)) return CPU.sqdist(c->inner, len, a, b, out);
+  double rep = 0, share = 0;
+  IL_CHECK(dm_reduce(c, len, a, b, red_sqdist, &rep, &share));
+  IL_CHECK(grid_reduce(c, &share, 1, MPI_DOUBLE, MPI_SUM));
+  *out = rep + share;
+  return IL_OK;
+}
+
+static il_status sl_compare(void *ctx, size_t len, const il_real *a, const il_real *b, double *out) {
+  sl_ctx *c = ctx;
+  if (!any_touch(c, len, a, b, NULL)) return CPU.compare(c->inner, len, a, b, out);
+  double rep[4] = {0}, share[4] = {0};
+  IL_CHECK(dm_reduce(c, len, a, b, red_compare, rep, share));
+  IL_CHECK(grid_reduce(c, share, 4, MPI_DOUBLE, MPI_SUM));
+  for (int i = 0; i < 4; i++) out[i] = rep[i] + share[i];
+  return IL_OK;
+}
+
+static il_status sl_absmax(void *ctx, size_t len, const il_real *a, double *out) {
+  sl_ctx *c = ctx;
+  if (!any_touch(c, len, a, NULL, NULL)) return CPU.absmax(c->inner, len, a, out);
+  double rep = 0, share = 0;
+  IL_CHECK(dm_reduce(c, len, a, NULL, red_absmax, &rep, &share));
+  IL_CHECK(grid_reduce(c, &share, 1, MPI_DOUBLE, MPI_MAX));
+  *out = rep > share ? rep : share;
+  return IL_OK;
+}
+
+static il_status sl_all_finite(void *ctx, size_t len, const il_real *a, int *out) {
+  sl_ctx *c = ctx;
+  if (!any_touch(c, len, a, NULL, NULL)) return CPU.all_finite(c->inner, len, a, out);
+  double rep = 1, share = 1;
+  IL_CHECK(dm_reduce(c, len, a, NULL, red_finite, &rep, &share));
+  IL_CHECK(grid_reduce(c, &share, 1, MPI_DOUBLE, MPI_MIN));
+  *out = rep != 0 && share != 0;
+  return IL_OK;
+}
+
+/* ---- copies: scatter into a share, gather a whole matrix ---- */
+static void dm_scatter(const sl_dm *m, const il_real *whole, il_real *share) {
+  for (int jl = 0; jl < m->nloc; jl++)
+    for (int il = 0; il < m->mloc; il++)
+      share[(size_t)jl * m->lld + il] = whole[(size_t)m->gi[il] * m->cols + m->gj[jl]];
+}
+
+/* every rank gets the whole row-major matrix: each entry has one owner and the others add zeros */
+static il_status dm_gather(sl_ctx *c, const sl_dm *m, const il_real *share, il_real *whole) {
+  memset(whole, 0, m->whole * sizeof *whole);
+  for (int jl = 0; jl < m->nloc; jl++)
+    for (int il = 0; il < m->mloc; il++)
+      whole[(size_t)m->gi[il] * m->cols + m->gj[jl]] = share[(size_t)jl * m->lld + il];
+  if (m->whole > INT32_MAX) return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: gather of %zu reals", m->whole);
+  return grid_reduce(c, whole, (int)m->whole, MPI_REAL_T, MPI_SUM);
+}
+
+static il_status sl_copy(void *ctx, il_copy_kind k, void *dst, const void *src, size_t bytes) {
+  sl_ctx *c = ctx;
+  const int td = k != IL_COPY_TO_HOST && dm_touch(c, dst, bytes), ts = k != IL_COPY_TO_SPACE && dm_touch(c, src, bytes);
+  if (!c->ndm || (!td && !ts)) return CPU.copy(c->inner, k, dst, src, bytes);
+  if (bytes % sizeof(il_real)) return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: a byte copy of a distributed matrix");
+  const size_t len = bytes / sizeof(il_real);
+  il_real *d = dst;
+  const il_real *s = src;
+  const il_real *p[3] = {td ? d : NULL, ts ? s : NULL, NULL};
+  dm_run3 r[3 * DM_RUNS];
+  int nr;
+  IL_CHECK(dm_runs3(c, len, p, r, &nr));
+  for (int j = 0; j < nr; j++) {
+    const dm_run3 *x = &r[j];
+    if (!x->m) memmove(d + x->off, s + x->off, x->len * sizeof *d);
+    else if (x->mj[0] && x->mj[1]) memmove(x->mj[0]->p, x->mj[1]->p, x->m->local * sizeof *d); /* share to share */
+    else if (x->mj[0]) dm_scatter(x->m, s + x->off, x->mj[0]->p);            /* whole (host or replicated) to share */
+    else IL_CHECK(dm_gather(c, x->mj[1], x->mj[1]->p, d + x->off));           /* share to whole */
+  }
+  return IL_OK;
+}
+
+/* ---- GEMMs ---- */
+/* op(X)'s entry (r, k) for X row-major with leading dimension ld */
+static inline il_real opx(const il_real *X, int ld, int t, int r, int k) {
+  return t ? X[(size_t)k * ld + r] : X[(size_t)r * ld + k];
+}
+
+static il_status dm_scratch(sl_ctx *c, size_t reals, il_real **p) {
+  void *q = NULL;
+  IL_CHECK(scratch(c, reals * sizeof(il_real) + 64, &q));
+  *p = q;
+  return IL_OK;
+}
+
+/* F (M, N) = op(A) op(W) summed over the grid, W distributed (as op(B) of a GEMM), A replicated;
+ * F is this backend's scratch (M N reals first). */
+static il_status dm_gemm_b(sl_ctx *c, int tA, int tB, int M, int N, int K, const il_real *A, int lda, const sl_dm *W,
+                           il_real **Fout) {
+  /* op(W) (K, N): tB = 0 rows = K (W's rows, local gi), columns N (gj); tB = 1 the roles swap */
+  const int kl = tB ? W->nloc : W->mloc, nl = tB ? W->mloc : W->nloc;
+  const int *gk = tB ? W->gj : W->gi, *gn = tB ? W->gi : W->gj;
+  il_real *F = NULL, *Ag, *P;
+  IL_CHECK(dm_scratch(c, (size_t)M * N + (size_t)M * kl + (size_t)M * nl + 48, &F));
+  Ag = F + (size_t)M * N + 16, P = Ag + (size_t)M * kl + 16;
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < kl; k++) Ag[(size_t)m * kl + k] = opx(A, lda, tA, m, gk[k]);
+  /* the share, read row-major, is W_loc^T (nloc, mloc): P = Ag W_loc (tB = 0) or Ag W_loc^T (tB = 1) */
+  if (M > 0 && nl > 0 && kl > 0)
+    cblas_gemm(CblasRowMajor, CblasNoTrans, tB ? CblasNoTrans : CblasTrans, M, nl, kl, 1, Ag, kl, W->p, W->lld, 0, P, nl);
+  else
+    memset(P, 0, (size_t)M * nl * sizeof *P);
+  c->flops += 2.0 * M * nl * kl;
+  memset(F, 0, (size_t)M * N * sizeof *F);
+  for (int m = 0; m < M; m++)
+    for (int j = 0; j < nl; j++) F[(size_t)m * N + gn[j]] = P[(size_t)m * nl + j];
+  if ((size_t)M * N > INT32_MAX) return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: a %d x %d product", M, N);
+  IL_CHECK(grid_reduce(c, F, M * N, MPI_REAL_T, MPI_SUM));
+  *Fout = F;
+  (void)K;
+  return IL_OK;
+}
+
+static il_status sl_gemm(void *ctx, int tA, int tB, int M, int N, int K, il_real alpha, const il_real *A, int lda,
+                         const il_real *B, int ldb, il_real beta, il_real *C, int ldc) {
+  sl_ctx *c = ctx;
+  if (!c->ndm) return CPU.gemm(c->inner, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const sl_dm *dA = dm_at(c, A), *dB = dm_at(c, B), *dC = dm_at(c, C);
+  const size_t szA = ((size_t)(tA ? K : M) - 1) * lda + (tA ? M : K), szB = ((size_t)(tB ? N : K) - 1) * ldb + (tB ? K : N);
+  const size_t szC = ((size_t)M - 1) * ldc + N;
+  if (!dA && !dB && !dC && !(M > 0 && N > 0 && K > 0 && (dm_touch(c, A, szA * sizeof *A) || dm_touch(c, B, szB * sizeof *B) ||
+                                                         dm_touch(c, C, szC * sizeof *C))))
+    return CPU.gemm(c->inner, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (dB && !dA && !dC && (tB ? dB->rows == N && dB->cols == K : dB->rows == K && dB->cols == N) && ldb == dB->cols &&
+      !dm_touch(c, A, szA * sizeof *A) && !dm_touch(c, C, szC * sizeof *C)) {
+    il_real *F;
+    IL_CHECK(dm_gemm_b(c, tA, tB, M, N, K, A, lda, dB, &F));
+    for (int m = 0; m < M; m++) { /* C = alpha F + beta C (beta = 0 ignores C, as BLAS does) */
+      il_real *cr = C + (size_t)m * ldc;
+      const il_real *fr = F + (size_t)m * N;
+      if (beta == 0)
+        for (int j = 0; j < N; j++) cr[j] = alpha * fr[j];
+      else
+        for (int j = 0; j < N; j++) cr[j] = alpha * fr[j] + beta * cr[j];
+    }
+    return IL_OK;
+  }
+  if (dC && !dA && !dB && dC->rows == M && dC->cols == N && ldc == dC->cols && !dm_touch(c, A, szA * sizeof *A) &&
+      !dm_touch(c, B, szB * sizeof *B)) {
+    /* each rank's blocks of C from the replicated op(A) rows gi and op(B) columns gj: no messages */
+    const int ml = dC->mloc, nl = dC->nloc;
+    c->flops += 2.0 * ml * nl * K;
+    if (ml == 0 || nl == 0) return IL_OK;
+    il_real *Ar = NULL, *Bc;
+    IL_CHECK(dm_scratch(c, (size_t)ml * K + (size_t)K * nl + 16, &Ar));
+    Bc = Ar + (size_t)ml * K + 16;
+    for (int i = 0; i < ml; i++)
+      for (int k = 0; k < K; k++) Ar[(size_t)i * K + k] = opx(A, lda, tA, dC->gi[i], k);
+    for (int k = 0; k < K; k++)
+      for (int j = 0; j < nl; j++) Bc[(size_t)k * nl + j] = opx(B, ldb, tB, k, dC->gj[j]);
+    /* the share read row-major is C_loc^T (nl, ml) = Bc^T Ar^T */
+    if (K > 0)
+      cblas_gemm(CblasRowMajor, CblasTrans, CblasTrans, nl, ml, K, alpha, Bc, nl, Ar, K, beta, dC->p, dC->lld);
+    else if (beta != 1)
+      for (int j = 0; j < nl; j++)
+        for (int i = 0; i < ml; i++) dC->p[(size_t)j * dC->lld + i] *= beta;
+    return IL_OK;
+  }
+  return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: gemm (%d, %d, %d x %d x %d) with a distributed matrix as %s",
+                tA, tB, M, N, K, dA ? "op(A)" : dB ? "op(B) of another shape" : dC ? "C of another shape" : "a part of an operand");
+}
+
+static il_status sl_gemm_strided_batched(void *ctx, int tA, int tB, int M, int N, int K, il_real alpha,
+                                         const il_real *A, int lda, size_t sA, const il_real *B, int ldb, size_t sB,
+                                         il_real beta, il_real *C, int ldc, size_t sC, int batch) {
+  sl_ctx *c = ctx;
+  DM_REFUSE(c, A, ((size_t)batch * sA + (size_t)(tA ? K : M) * lda) * sizeof *A, "gemm_strided_batched");
+  DM_REFUSE(c, B, ((size_t)batch * sB + (size_t)(tB ? N : K) * ldb) * sizeof *B, "gemm_strided_batched");
+  DM_REFUSE(c, C, ((size_t)batch * sC + (size_t)M * ldc) * sizeof *C, "gemm_strided_batched");
+  return CPU.gemm_strided_batched(c->inner, tA, tB, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch);
+}
+
+/* The fused map with W distributed: the product over the grid, then the epilogue on the replicated
+ * rows in the CPU backend's unfused order (+ add + bias, pre, act, deriv, residual rows). */
+static il_status sl_gemm_ep(void *ctx, int B, int N, int K, const il_real *A, const il_real *W, const il_epilogue *ep,
+                            il_real *out) {
+  sl_ctx *c = ctx;
+  const sl_dm *dW = c->ndm ? dm_at(c, W) : NULL;
+  if (!dW) {
+    DM_REFUSE(c, W, (size_t)N * K * sizeof *W, "gemm_ep");
+    return CPU.gemm_ep(c->inner, B, N, K, A, W, ep, out);
+  }
+  if (dW->rows != N || dW->cols != K)
+    return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: gemm_ep with a %d x %d distributed W for %d x %d", dW->rows,
+                  dW->cols, N, K);
+  if (ep->res_rows && !ep->res_ref) return IL_ERR(IL_ERR_ARG, "gemm_ep: res_rows needs res_ref");
+  il_real *F = NULL;
+  IL_CHECK(dm_gemm_b(c, 0, 1, B, N, K, A, K, dW, &F));
+  const size_t len = (size_t)B * N;
+  for (int r = 0; r < B; r++) {
+    il_real *o = out + (size_t)r * N;
+    const il_real *f = F + (size_t)r * N, *ad = ep->add ? ep->add + (size_t)r * N : NULL;
+    for (int j = 0; j < N; j++) {
+      il_real v = ad ? ad[j] : 0;
+      if (ep->bias) v += ep->bias[j];
+      o[j] = (ad || ep->bias) ? f[j] + v : f[j];
+    }
+  }
+  if (ep->pre) memcpy(ep->pre, out, len * sizeof *out);
+  if (ep->act != IL_ACT_NONE) IL_CHECK(CPU.act_fwd(c->inner, len, ep->act, out, out, ep->deriv));
+  else if (ep->deriv) IL_CHECK(CPU.fill(c->inner, len, 1, ep->deriv));
+  if (ep->res_rows) IL_CHECK(CPU.row_sqdist(c->inner, B, N, ep->res_ref, out, ep->res_rows));
+  return IL_OK;
+}
+
 static void sl_lu_layout(void *ctx, int B, int n, size_t *bytes_a, size_t *bytes_p) {
   sl_mat m;
   if (sl_mat_of(ctx, n, &m) != IL_OK) { /* reported again by the first op on it */
@@ -249,9 +827,19 @@ static il_status sl_jac_eye_minus_diag_w(void *ctx, int B, int n, const il_real 
   for (int il = 0; il < m.mloc; il++) gi[il] = l2g(il, c->nb, c->myrow, c->pr);
   for (int jl = 0; jl < m.nloc; jl++) gj[jl] = l2g(jl, c->nb, c->mycol, c->pc);
   il_real *A = lu->a;
+  const sl_dm *dW = c->ndm ? dm_at(c, W) : NULL;
+  if (dW && (dW->rows != n || dW->cols != n || dW->lld != m.lld))
+    return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: Jacobian of a %d x %d distributed W at n = %d", dW->rows,
+                  dW->cols, n);
+  if (!dW) DM_REFUSE(c, W, (size_t)n * n * sizeof *W, "jac_eye_minus_diag_w");
   for (int b = 0; b < B; b++) {
     il_real *Ab = A + (size_t)b * m.la;
     const il_real *sb = s + (size_t)b * n;
+    if (dW) { /* W's share has the Jacobian's layout: J_loc = -s_i W_loc */
+      for (int jl = 0; jl < m.nloc; jl++)
+        for (int il = 0; il < m.mloc; il++)
+          Ab[(size_t)jl * m.lld + il] = -sb[gi[il]] * dW->p[(size_t)jl * m.lld + il];
+    } else {
     /* in tiles: local column blocks (their global columns are contiguous) by 64 rows, so the
      * tile of W read across columns stays in cache (a column of W at a time missed it at n = 2000) */
     for (int j0 = 0; j0 < m.nloc; j0 += c->nb) {
@@ -265,6 +853,7 @@ static il_status sl_jac_eye_minus_diag_w(void *ctx, int B, int n, const il_real 
           for (int il = i0; il < i0 + h; il++) col[il] = -sb[gi[il]] * Wc[(size_t)gi[il] * n];
         }
       }
+    }
     }
     /* the diagonal after the product, as the CPU backend rounds it: global (k, k) is local where
      * both indices are this rank's, in blocks of nb along the diagonal */
@@ -486,7 +1075,7 @@ static il_status sl_lu_rcond(void *ctx, const il_lu *lu, const double *anorm, do
 const il_backend_ops il_backend_scalapack_ops = {
     .name = "scalapack",
     .summary = "BLACS grid (--grid PRxPC): Jacobians and LU block-cyclic (ScaLAPACK), the rest replicated (CPU kernels)",
-    .host_accessible = 1,
+    .host_accessible = 0, /* W's and dW's shares are not their row-major values: host code copies */
     .create = sl_create,
     .destroy = sl_destroy,
     .describe = sl_describe,
@@ -533,6 +1122,7 @@ const il_backend_ops il_backend_scalapack_ops = {
     .lu_factor = sl_lu_factor,
     .lu_solve = sl_lu_solve,
     .lu_rcond = sl_lu_rcond,
+    .dist_matrix = sl_dist_matrix,
 };
 
 double il_scalapack_comm_seconds(const il_backend *be) {

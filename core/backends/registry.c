@@ -86,6 +86,15 @@ il_status il_arena_init_for(il_arena *a, const il_backend *be, il_mem_category c
   return il_arena_init_space(a, be ? &be->space : NULL, cat, stats, block_bytes);
 }
 
+il_status il_dist_matrix(const il_backend *be, il_arena *a, il_real *p, int rows, int cols, size_t *kept) {
+  const size_t whole = (size_t)rows * (size_t)cols * sizeof *p;
+  size_t k = whole;
+  if (be->ops->dist_matrix) IL_CHECK(be->ops->dist_matrix(be->ctx, p, rows, cols, &k));
+  if (k < whole) il_arena_give_back(a, whole - k);
+  if (kept) *kept = k;
+  return IL_OK;
+}
+
 il_status il_lu_alloc(const il_backend *be, il_arena *a, int B, int n, il_lu *out) {
   size_t ba, bp;
   *out = (il_lu){.B = B, .n = n};

@@ -103,7 +103,8 @@
   X(LU_NORM, lu_norm_inf, "lu_norm_inf")              \
   X(LU_FACTOR, lu_factor, "lu_factor")                \
   X(LU_SOLVE, lu_solve, "lu_solve")                   \
-  X(LU_RCOND, lu_rcond, "lu_rcond")
+  X(LU_RCOND, lu_rcond, "lu_rcond")                   \
+  X(DIST, dist_matrix, "dist_matrix")
 
 enum {
 #define X(tag, field, label) OP_##tag,
@@ -2140,6 +2141,136 @@ static void case_lu_nan(T *t, int B, int n) {
   chk(t, OP_LU_SOLVE, "J^-T R (trans 1) beside NaN samples", d1, y1, len, kb * kb, skip);
 }
 
+
+/* dist_matrix (optional): W (n, n) and D (n, n) handed over, then every op a model runs on them, each
+ * against the reference: copies (whole, share to share, gather into a replicated buffer), GEMMs
+ * with W as op(B) and into D, the fused map, flat ops and reductions mixing them with replicated
+ * data, the Jacobian build (through a solve). Handed back at the end (rows = cols = 0). */
+static void case_dist(T *t, int B, int n) {
+  if (!begin(t, OP_DIST, "B=%d n=%d%s", B, n, OPS->dist_matrix ? "" : " absent (optional)") || !OPS->dist_matrix) return;
+  const size_t nn = (size_t)n * n, len = (size_t)B * n;
+  il_real *hW = hreal(t, nn), *hD = hreal(t, nn), *hA, *hx, *hR;
+  NN(hW && hD);
+  rfill(t, hW, nn, -0.9 / n, 0.9 / n);
+  rfill(t, hD, nn, -1, 1);
+  il_real *W = io_host(t, "W", hW, nn), *D = io_host(t, "D", hD, nn), *Wr = io_host(t, "W replicated", hW, nn);
+  il_real *A = in_rand(t, "A", len, -1, 1, &hA), *x = in_rand(t, "x", len, -1, 1, &hx);
+  il_real *C = out_nan(t, "C", len), *C2 = out_nan(t, "C2", len), *F = out_nan(t, "f", len), *G = out_nan(t, "G", nn);
+  il_real *R = io_rand(t, "R", len, -1, 1, &hR);
+  NN(W && D && Wr && A && x && C && C2 && F && G && R);
+  size_t kw = 0, kd = 0;
+  CALL(OP_DIST, OPS->dist_matrix(CTX, W, n, n, &kw));
+  CALL(OP_DIST, OPS->dist_matrix(CTX, D, n, n, &kd));
+  if (kw > nn * sizeof(il_real) || kd != kw) fail(t, OP_DIST, "kept %zu and %zu bytes of %zu", kw, kd, nn * sizeof(il_real));
+  double *gW = get(t, "W", W, nn), *ref = hdbl(t, nn > len ? nn : len);
+  NN(gW && ref);
+  for (size_t i = 0; i < nn; i++) ref[i] = hW[i];
+  chk_exact(t, OP_DIST, "W downloaded whole", gW, ref, nn);
+  /* C = A W^T, C2 = 0.5 A W: W as op(B) */
+  CALL(OP_DIST, OPS->gemm(CTX, 0, 1, B, n, n, 1, A, n, W, n, 0, C, n));
+  double *gC = get(t, "C", C, len);
+  NN(gC);
+  gemm_check(t, OP_DIST, 0, 1, B, n, n, 1, hA, n, hW, n, 0, NULL, n, gC, len, "A W^T");
+  CALL(OP_DIST, OPS->gemm(CTX, 0, 0, B, n, n, (il_real)0.5, A, n, W, n, 0, C2, n));
+  double *gC2 = get(t, "C2", C2, len);
+  NN(gC2);
+  gemm_check(t, OP_DIST, 0, 0, B, n, n, 0.5, hA, n, hW, n, 0, NULL, n, gC2, len, "0.5 A W");
+  /* D = 0.7 D - A^T x: a GEMM into a distributed C */
+  CALL(OP_DIST, OPS->gemm(CTX, 1, 0, n, n, B, -1, A, n, x, n, (il_real)0.7, D, n));
+  double *gD = get(t, "D", D, nn);
+  NN(gD);
+  gemm_check(t, OP_DIST, 1, 0, n, n, B, -1, hA, n, hx, n, 0.7, hD, n, gD, nn, "0.7 D - A^T x");
+  il_real *hD2 = hreal(t, nn); /* D's values now, as the reference for what follows */
+  NN(hD2);
+  for (size_t i = 0; i < nn; i++) hD2[i] = (il_real)gD[i];
+  /* f = tanh(A W^T + x), with the residual rows against A */
+  double *rr = dnan(t, (size_t)B);
+  NN(rr);
+  const il_epilogue ep = {.add = x, .act = IL_ACT_TANH, .res_ref = A, .res_rows = rr};
+  CALL(OP_DIST, OPS->gemm_ep(CTX, B, n, n, A, W, &ep, F));
+  double *gF = get(t, "f", F, len), *rres = hdbl(t, (size_t)B);
+  NN(gF && rres);
+  for (int b = 0; b < B; b++) {
+    rres[b] = 0;
+    for (int i = 0; i < n; i++) {
+      double acc = hx[(size_t)b * n + i];
+      for (int k = 0; k < n; k++) acc += (double)hA[(size_t)b * n + k] * hW[(size_t)i * n + k];
+      ref[(size_t)b * n + i] = tanh(acc);
+      const double d = hA[(size_t)b * n + i] - ref[(size_t)b * n + i];
+      rres[b] += d * d;
+    }
+  }
+  chk(t, OP_DIST, "tanh(A W^T + x)", gF, ref, len, B_SUM, NULL);
+  chk(t, OP_DIST, "residual rows", rr, rres, (size_t)B, B_SUM, NULL);
+  /* flat ops: D <- 2 W + D (both shares), G <- D (gather), D <- D + 0.5 Wr (Wr replicated) */
+  CALL(OP_DIST, OPS->axpby(CTX, nn, 2, W, 1, D));
+  CALL(OP_DIST, OPS->copy(CTX, IL_COPY_IN_SPACE, G, D, nn * sizeof *G));
+  CALL(OP_DIST, OPS->axpby(CTX, nn, (il_real)0.5, Wr, 1, D));
+  double *gG = get(t, "G", G, nn), *gD3 = get(t, "D", D, nn), *ref2 = hdbl(t, nn);
+  NN(gG && gD3 && ref2);
+  for (size_t i = 0; i < nn; i++) {
+    ref[i] = (il_real)(2 * hW[i] + hD2[i]);
+    ref2[i] = (il_real)((il_real)ref[i] + (il_real)0.5 * hW[i]);
+  }
+  chk(t, OP_DIST, "2 W + D gathered", gG, ref, nn, B_ELEM, NULL);
+  chk(t, OP_DIST, "D + 0.5 W (W replicated)", gD3, ref2, nn, B_ELEM, NULL);
+  /* reductions over a share against a replicated copy and alone */
+  double sq = NAN, cmp[4] = {NAN, NAN, NAN, NAN}, mx = NAN;
+  int fin = -1;
+  CALL(OP_DIST, OPS->sqdist(CTX, nn, D, G, &sq));
+  CALL(OP_DIST, OPS->compare(CTX, nn, W, Wr, cmp));
+  CALL(OP_DIST, OPS->absmax(CTX, nn, D, &mx));
+  CALL(OP_DIST, OPS->all_finite(CTX, nn, W, &fin));
+  double rsq = 0, rww = 0, rmx = 0;
+  for (size_t i = 0; i < nn; i++) {
+    rsq += (gD3[i] - gG[i]) * (gD3[i] - gG[i]);
+    rww += (double)hW[i] * hW[i];
+    if (fabs(gD3[i]) > rmx) rmx = fabs(gD3[i]);
+  }
+  const double got[4] = {sq, cmp[0], cmp[1], cmp[3]}, want[4] = {rsq, rww, rww, 0};
+  chk(t, OP_DIST, "sqdist, compare", got, want, 4, B_SUM, NULL);
+  chk(t, OP_DIST, "absmax", &mx, &rmx, 1, B_ELEM, NULL);
+  if (fin != 1) fail(t, OP_DIST, "all_finite = %d on a finite W", fin);
+  CALL(OP_DIST, OPS->fill(CTX, nn, (il_real)0.25, D));
+  CALL(OP_DIST, OPS->zero(CTX, W, nn * sizeof *W));
+  double *gD4 = get(t, "D", D, nn), *gW0 = get(t, "W", W, nn);
+  NN(gD4 && gW0);
+  for (size_t i = 0; i < nn; i++) ref[i] = 0.25, ref2[i] = 0;
+  chk_exact(t, OP_DIST, "fill", gD4, ref, nn);
+  chk_exact(t, OP_DIST, "zero", gW0, ref2, nn);
+  /* the Jacobian from a distributed W: J = I - diag(s) W, through a solve */
+  CALL(OP_DIST, OPS->copy(CTX, IL_COPY_TO_SPACE, W, hW, nn * sizeof *W)); /* scattered again */
+  il_real *hs = hreal(t, len);
+  NN(hs);
+  rfill(t, hs, len, 0.2, 1);
+  il_real *sdev = in_host(t, "s", hs, len);
+  NN(sdev);
+  il_lu lu;
+  if (il_lu_alloc(t->be, &t->sp, B, n, &lu) != IL_OK) {
+    fail(t, OP_DIST, "il_lu_alloc");
+    return;
+  }
+  int *info = hnew(t, (size_t)B * sizeof(int));
+  double *J = hdbl(t, nn), *y = hdbl(t, len);
+  int *piv = hnew(t, (size_t)n * sizeof(int));
+  NN(info && J && y && piv);
+  CALL(OP_DIST, OPS->jac_eye_minus_diag_w(CTX, B, n, sdev, W, &lu));
+  CALL(OP_DIST, OPS->lu_factor(CTX, &lu, info));
+  CALL(OP_DIST, OPS->lu_solve(CTX, 0, &lu, R));
+  double *gR = get(t, "R", R, len);
+  NN(gR);
+  for (int b = 0; b < B; b++) {
+    ref_jac(n, hs + (size_t)b * n, hW, J);
+    (void)ref_getrf(n, J, piv);
+    for (int i = 0; i < n; i++) y[(size_t)b * n + i] = hR[(size_t)b * n + i];
+    ref_getrs(n, J, piv, y + (size_t)b * n);
+  }
+  chk(t, OP_DIST, "J^-1 R, J from a distributed W", gR, y, len, (100.0 * n * EPS) * (100.0 * n * EPS), NULL);
+  size_t k0;
+  CALL(OP_DIST, OPS->dist_matrix(CTX, W, 0, 0, &k0));
+  CALL(OP_DIST, OPS->dist_matrix(CTX, D, 0, 0, &k0));
+}
+
 /* ======================= the run ======================= */
 static void check_ops_table(T *t) {
   const il_backend_ops *o = OPS;
@@ -2159,10 +2290,10 @@ static void check_ops_table(T *t) {
   if (!ok) t->sum->failed++;
   for (int i = 0; i < OP_N; i++) {
     t->have[i] = slot_set(o, op_table[i].off);
-    if (!t->have[i] && i != OP_DESCRIBE && i != OP_FLOPS)
+    if (!t->have[i] && i != OP_DESCRIBE && i != OP_FLOPS && i != OP_DIST)
       emit(t, "  FAIL %-20s %s: the op is NULL\n", op_table[i].name, o->name);
   }
-  t->have[OP_DESCRIBE] = t->have[OP_FLOPS] = 1; /* optional */
+  t->have[OP_DESCRIBE] = t->have[OP_FLOPS] = t->have[OP_DIST] = 1; /* optional */
   if (!t->have[OP_ALLOC] || !t->have[OP_RELEASE] || !t->have[OP_COPY_TO_SPACE] || !t->have[OP_LU_LAYOUT])
     t->fatal = IL_ERR(IL_ERR_UNSUPPORTED, "selftest: backend %s lacks alloc, release, copy or lu_layout", o->name);
 }
@@ -2196,6 +2327,8 @@ static void run_all(T *t) {
   for (size_t si = 0; si < sizeof ep / sizeof *ep; si++)
     for (int mask = 0; mask < 96; mask++) case_gemm_ep(t, ep[si][0], ep[si][1], ep[si][2], mask);
   run_gemm_ep_fused(t); /* tile edges and NaN/inf of the CPU fused kernel */
+  static const int dist[][2] = {{1, 1}, {3, 17}, {5, 70}, {8, 131}};
+  for (size_t di = 0; di < sizeof dist / sizeof *dist; di++) case_dist(t, dist[di][0], dist[di][1]);
 
   /* elementwise */
   for (size_t li = 0; li < NLENS; li++) {

@@ -13,6 +13,10 @@
  *     runs the CPU kernels on replicated (B, n) tensors;
  *   - pairs with an LU: z*, dx and dW within float64 rounding (relative max
  *     error 1e-10 against the largest entry);
+ *   - every pair again with W and dW handed to the backend as distributed
+ *     matrices (il_dist_matrix, as the model does): the GEMMs then sum over
+ *     the grid, so z*, dx and dW are checked within 1e-10, and each rank's
+ *     bytes for W and dW equal its ScaLAPACK share (numroc);
  *   - every rank of a grid holds the same bits (hash over the grid);
  *   - il_gradcheck on the grid backend: newton/implicit and newton/unroll
  *     against central differences.
@@ -31,6 +35,7 @@
 #include "il_grid.h"
 #include "il_layer.h"
 #include "il_rng.h"
+#include "il_scalapack.h"
 
 static int world_rank, failures, notes;
 
@@ -54,13 +59,14 @@ static int world_rank, failures, notes;
 
 typedef struct run_out {
   double *z, *dx, *dW; /* host copies */
+  size_t wbytes;       /* W and dW as the grid's backend holds them on this rank (distributed runs) */
   il_solve_result f, b;
   il_layer_diag diag; /* --diag's measurements: power-iteration rho, LU condition, gradient vs exact IFT */
 } run_out;
 
 /* One training forward + backward of (solver, backward, options) on be; results to host. */
 static void run_layer(const il_backend *be, const char *solver, const char *backward, const char *adj, int n, int B,
-                      const double *hW, const double *hx, const double *hC, run_out *o) {
+                      const double *hW, const double *hx, const double *hC, int dist, run_out *o) {
   const size_t len = (size_t)B * n, nn = (size_t)n * n;
   il_arena a;
   OK(il_arena_init_for(&a, be, IL_MEM_WORKSPACE, NULL, 0));
@@ -74,6 +80,12 @@ static void run_layer(const il_backend *be, const char *solver, const char *back
   OK(il_upload(be, W, hW, nn));
   OK(il_upload(be, x, hx, len));
   OK(il_upload(be, C, hC, len));
+  if (dist) { /* W and dW 2-D block-cyclic, as the model hands them over; the arena counts the shares */
+    size_t kw = 0, kd = 0;
+    OK(il_dist_matrix(be, &a, W, n, n, &kw));
+    OK(il_dist_matrix(be, &a, dW, n, n, &kd));
+    o->wbytes = kw + kd;
+  }
   il_options opts;
   il_options_init(&opts);
   if (adj) OK(il_options_set(&opts, "adjoint-solver", adj));
@@ -134,7 +146,7 @@ static const pair pairs[] = {
 };
 
 static void check_case(const il_grid *g, const il_backend *cpu, const il_backend *grid, const pair *p, int n, int B,
-                       uint64_t seed) {
+                       uint64_t seed, int dist) {
   const size_t len = (size_t)B * n, nn = (size_t)n * n;
   double *hW = malloc(nn * sizeof *hW), *hx = malloc(len * sizeof *hx), *hC = malloc(len * sizeof *hC);
   il_rng r;
@@ -143,15 +155,20 @@ static void check_case(const il_grid *g, const il_backend *cpu, const il_backend
   for (size_t i = 0; i < len; i++) hx[i] = il_rng_normal(&r);
   for (size_t i = 0; i < len; i++) hC[i] = il_rng_normal(&r);
   run_out a, b;
-  run_layer(cpu, p->solver, p->backward, p->adj, n, B, hW, hx, hC, &a);
-  run_layer(grid, p->solver, p->backward, p->adj, n, B, hW, hx, hC, &b);
+  run_layer(cpu, p->solver, p->backward, p->adj, n, B, hW, hx, hC, 0, &a);
+  run_layer(grid, p->solver, p->backward, p->adj, n, B, hW, hx, hC, dist, &b);
   /* collective: the grid's ranks agree bit for bit */
   int same = 0;
   uint64_t h = il_hash_bytes(b.z, len * sizeof *b.z) ^ il_hash_bytes(b.dW, nn * sizeof *b.dW) * 3;
   OK(il_dist_in_sync((il_dist *)&g->grid, h, &same));
   char what[160];
-  snprintf(what, sizeof what, "grid %dx%d nb %d n %d B %d %s/%s%s%s", g->pr, g->pc, g->nb, n, B, p->solver,
-           p->backward, p->adj ? " adjoint " : "", p->adj ? p->adj : "");
+  snprintf(what, sizeof what, "grid %dx%d nb %d n %d B %d %s/%s%s%s%s", g->pr, g->pc, g->nb, n, B, p->solver,
+           p->backward, p->adj ? " adjoint " : "", p->adj ? p->adj : "", dist ? " (W distributed)" : "");
+  if (dist) { /* the shares: W and dW per rank as ScaLAPACK's numroc counts them */
+    const int zero = 0, ml = numroc_(&n, &g->nb, &g->myrow, &zero, &g->pr), nl = numroc_(&n, &g->nb, &g->mycol, &zero, &g->pc);
+    const size_t want = 2 * (size_t)(ml > 1 ? ml : 1) * nl * sizeof(double);
+    CHECK(b.wbytes == want, "%s: W and dW hold %zu bytes on rank %d, numroc says %zu", what, b.wbytes, world_rank, want);
+  }
   CHECK(same, "%s: the grid's ranks hold different z*/dW", what);
   CHECK(a.f.reason == b.f.reason, "%s: forward reason %s on the grid, %s on one rank", what, il_reason_name(b.f.reason),
         il_reason_name(a.f.reason));
@@ -172,7 +189,7 @@ static void check_case(const il_grid *g, const il_backend *cpu, const il_backend
              first->tol_abs);
       notes++;
     }
-  } else if (!p->lu) {
+  } else if (!p->lu && !dist) {
     CHECK(same_bits(a.z, b.z, len), "%s: z* differs (no LU: must be bitwise), relerr %.3g", what, relerr(b.z, a.z, len));
     CHECK(same_bits(a.dx, b.dx, len), "%s: dx differs (no LU: must be bitwise), relerr %.3g", what,
           relerr(b.dx, a.dx, len));
@@ -187,7 +204,7 @@ static void check_case(const il_grid *g, const il_backend *cpu, const il_backend
    * without an LU); the condition estimate is Higham's on p?getrs against LAPACK's gecon */
   if (iters_equal) {
     CHECK((isnan(a.diag.rho_max) && isnan(b.diag.rho_max)) ||
-              (p->lu ? fabs(a.diag.rho_max - b.diag.rho_max) <= 1e-10 * fabs(a.diag.rho_max)
+              ((p->lu || dist) ? fabs(a.diag.rho_max - b.diag.rho_max) <= 1e-10 * fabs(a.diag.rho_max)
                      : a.diag.rho_max == b.diag.rho_max),
           "%s: spectral radius %.17g on the grid, %.17g on one rank", what, b.diag.rho_max, a.diag.rho_max);
     CHECK(isnan(a.diag.cond_max) == isnan(b.diag.cond_max) &&
@@ -199,7 +216,7 @@ static void check_case(const il_grid *g, const il_backend *cpu, const il_backend
   if (world_rank == 0 && iters_equal)
     printf("ok %s: iters %d/%d reason %s, z* relerr %.2g, dW relerr %.2g%s; rho %.6g, cond %.6g (one rank %.6g)\n",
            what, b.f.iters, b.b.iters, il_reason_name(b.f.reason), relerr(b.z, a.z, len), relerr(b.dW, a.dW, nn),
-           p->lu ? "" : " (bitwise)", b.diag.rho_max, b.diag.cond_max, a.diag.cond_max);
+           p->lu || dist ? "" : " (bitwise)", b.diag.rho_max, b.diag.cond_max, a.diag.cond_max);
   run_free(&a);
   run_free(&b);
   free(hW);
@@ -246,7 +263,8 @@ int main(int argc, char **argv) {
       const int n = sizes[z].n, B = n >= 300 ? 2 : 3;
       for (size_t k = 0; k < sizeof pairs / sizeof *pairs; k++) {
         if (n >= 300 && (quick || strcmp(pairs[k].backward, "unroll") == 0)) continue; /* keep the big size short */
-        check_case(&g, cpu, grid, &pairs[k], n, B, 1000 + (uint64_t)(17 * z + k));
+        check_case(&g, cpu, grid, &pairs[k], n, B, 1000 + (uint64_t)(17 * z + k), 0);
+        check_case(&g, cpu, grid, &pairs[k], n, B, 1000 + (uint64_t)(17 * z + k), 1);
       }
       if (n == 97) {
         check_gradcheck(&g, grid, "implicit", 23);
