@@ -583,6 +583,9 @@ int il_cmd_layer(int argc, char **argv) {
     il_grid_describe(&grid, gd, sizeof gd);
     fprintf(out, "# grid %s; asm_ms, factor_ms, solve_ms: Jacobian build, LU factor and LU solve per forward + "
             "backward, comm_ms: the backend's own messages; bytes are rank 0's\n", gd);
+
+  }
+  if (lc.be[0]->ops->dist_matrix) { /* a distributed backend: what it keeps of W and dW */
     fprintf(out, "# W and dW on rank 0 (2-D block-cyclic):");
     for (int i = 0, last = -1; i < nrows; i++)
       if (rows[i].n != last) {
