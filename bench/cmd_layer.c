@@ -414,6 +414,7 @@ int il_cmd_layer(int argc, char **argv) {
   int gpr, gpc;
   long gnb;
   if (il_grid_options(&cli, &gpr, &gpc, &gnb) != IL_OK) goto usage_err;
+  if (gpr * gpc > 1 && !il_cli_has(&cli, "threads")) thr[0] = 1, nthr = 1; /* a grid's ranks run one thread each */
   size_t mem_limit = 0;
   if (il_cli_has(&cli, "mem-limit")) {
     const char *v = il_cli_get(&cli, "mem-limit", "");

@@ -36,7 +36,7 @@ static const il_cli_spec train_spec_head[] = {
     {"max-batches", 1, "limit training batches per epoch", "all"},
     {"test-batches", 1, "limit test batches per epoch (0: no test)", "all"},
     {"threads", 1, "threads of each rank, bound to CPUs of their own: the implicit layer runs on T row shards that meet once per solver iteration; the linear layers split GEMM rows (BLAS itself stays single-threaded)",
-     "1, or SLURM_CPUS_PER_TASK under Slurm"},
+     "1, or SLURM_CPUS_PER_TASK under Slurm (1 with --grid)"},
     {"zero-nonconverged", 1, "auto|yes|no: zero rows whose residual > tol (auto: yes for newton, as the seed)", "auto"},
     {"adjoint-refine", 1, "implicit with adjoint-solver lu: max refinement steps of the reused LU against J(z*) (0: none, as the seed)", "3"},
     {"stop-mode", 1, "abs: stop when residual < tol; rel: when residual < tol * first residual; relf: each row's "
@@ -245,7 +245,8 @@ il_status il_train_parse_ex(const il_cli *cli, train_opts *o, int lenient) {
   o->grid = NULL;
   IL_CHECK(il_cli_int(cli, "max-batches", 0, 1, 1L << 30, &o->max_batches));
   IL_CHECK(il_cli_int(cli, "test-batches", -1, 0, 1L << 30, &o->test_batches));
-  IL_CHECK(il_cli_int(cli, "threads", il_default_threads(), 1, 256, &o->threads));
+  /* a grid's ranks run one thread each (Slurm's -c would otherwise refuse every grid run) */
+  IL_CHECK(il_cli_int(cli, "threads", o->grid_pr * o->grid_pc > 1 ? 1 : il_default_threads(), 1, 256, &o->threads));
   if (o->grid_pr * o->grid_pc > 1) {
     /* a grid runs on the scalapack backend, whose ranks run the CPU kernels */
     if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "scalapack") != 0)

@@ -149,6 +149,13 @@ if mpi 4 info --grid 2x1 --grid-nb 8 >"$tmp/info.out" 2>"$tmp/info.err" &&
 else echo "FAIL: info --grid"; cat "$tmp/info.out" "$tmp/info.err"; fail=1; fi
 refuse "info --grid 1x3 on 2 ranks" 2 "more than the 2 rank(s)" info --grid 1x3
 
+# under Slurm the default --threads is the task's CPUs, but a grid's ranks run one thread each
+rc=0; SLURM_CPUS_PER_TASK=2 mpi 2 train --grid 1x2 --data "$data" --epochs 1 --max-batches 2 --test-batches 0 \
+  >"$tmp/sl.out" 2>"$tmp/sl.err" || rc=$?
+if [[ $rc -eq 0 ]] && grep -q '^# threads  *1$' "$tmp/sl.out"; then
+  echo "PASS: train --grid under SLURM_CPUS_PER_TASK=2 runs one thread per rank"
+else echo "FAIL: train --grid under SLURM_CPUS_PER_TASK=2 (rc $rc)"; cat "$tmp/sl.out" "$tmp/sl.err"; fail=1; fi
+
 # ---- 6. a per-rank memory cap: refused on one rank, run on a 2x2 grid under the same cap ----
 M=(layer --hidden 300 --batch 8 --solver newton --backward implicit --repeat 1 --rounds 1 --warmup 0 --mem-limit 4M)
 rc=0; mpi 1 "${M[@]}" >"$tmp/m1.out" 2>"$tmp/m1.err" || rc=$?
