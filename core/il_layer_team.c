@@ -26,6 +26,7 @@
 typedef struct shard_ctx {
   struct il_layer_team *tm;
   int t;
+  unsigned nred; /* reductions this call: their parity picks the slots */
 } shard_ctx;
 
 struct il_layer_team {
@@ -43,7 +44,7 @@ struct il_layer_team {
   il_reducer outer; /* across ranks; called by thread 0 (the MPI thread) only */
   /* the barrier and the reduction slots */
   atomic_int count, gen, abort;
-  double vals[TEAM_MAX][TEAM_VALS];
+  double vals[2][TEAM_MAX][TEAM_VALS]; /* by parity: reduction i + 1 cannot overwrite i's before all have read it */
   double res[TEAM_VALS];
   il_status status[TEAM_MAX];
 };
@@ -78,20 +79,32 @@ static int team_barrier(il_layer_team *tm) {
 }
 
 /* Combine n values of every shard in shard order (then over ranks); NaN wins a max. */
+static void team_combine(const il_layer_team *tm, int par, int n, il_reduce_op op, double *res) {
+  for (int i = 0; i < n; i++) {
+    double v = tm->vals[par][0][i];
+    for (int s = 1; s < tm->active; s++) {
+      const double w = tm->vals[par][s][i];
+      v = op == IL_REDUCE_SUM ? v + w : (isnan(v) || isnan(w)) ? NAN : (w > v ? w : v);
+    }
+    res[i] = v;
+  }
+}
+
+/* One barrier when there are no ranks to reduce over: every shard combines the slots itself, in
+ * the same order, so all get the same bits (a second barrier per fp iteration cost ~1 us at T = 2).
+ * With ranks, shard 0 (the MPI thread) combines, reduces across ranks and publishes. */
 static il_status team_reduce(shard_ctx *c, double *buf, int n, il_reduce_op op) {
   il_layer_team *tm = c->tm;
   if (n > TEAM_VALS) return IL_ERR(IL_ERR_ARG, "thread team: reduction of %d values (at most %d)", n, TEAM_VALS);
-  memcpy(tm->vals[c->t], buf, (size_t)n * sizeof *buf);
+  const int par = (int)(c->nred++ & 1u);
+  memcpy(tm->vals[par][c->t], buf, (size_t)n * sizeof *buf);
   if (!team_barrier(tm)) goto aborted;
+  if (!tm->outer.allreduce && !tm->outer.sum && !tm->outer.max) {
+    team_combine(tm, par, n, op, buf);
+    return IL_OK;
+  }
   if (c->t == 0) {
-    for (int i = 0; i < n; i++) {
-      double v = tm->vals[0][i];
-      for (int s = 1; s < tm->active; s++) {
-        const double w = tm->vals[s][i];
-        v = op == IL_REDUCE_SUM ? v + w : (isnan(v) || isnan(w)) ? NAN : (w > v ? w : v);
-      }
-      tm->res[i] = v;
-    }
+    team_combine(tm, par, n, op, tm->res);
     il_status s = IL_OK;
     if (tm->outer.allreduce) s = tm->outer.allreduce(tm->outer.ctx, tm->res, n, op);
     else if (n == 1 && op == IL_REDUCE_SUM && tm->outer.sum) tm->res[0] = tm->outer.sum(tm->outer.ctx, tm->res[0]);
@@ -232,6 +245,7 @@ static void begin_call(il_layer_team *tm, int S, il_memstats *before) {
     before[t] = tm->st[t];
     il_events_reset(&tm->ev[t]);
     tm->status[t] = IL_OK;
+    tm->sc[t].nred = 0;
   }
 }
 
