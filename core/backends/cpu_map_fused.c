@@ -104,30 +104,6 @@ typedef struct panel {
 } panel;
 #define MAX_PANELS 80 /* N / 32 + 2 for N <= FUSED_MAX_N */
 
-static inline __attribute__((always_inline)) void tr16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; i++) {
-    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-  }
-  for (int i = 0; i < 8; i++) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-  }
-}
-
 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n > 0 ? n : 0)) - 1); }
 
 /* Plan the panels of N columns; returns their count, *floats the packed size. */
@@ -155,6 +131,34 @@ static int plan(int N, int K, panel *pl, size_t *floats) {
   return np;
 }
 
+/* P[k][i] = Wr[i][k] for rows i < rows (zero past them) and k < kn of a 16 x 16 block. Each
+ * 512-bit vector gathers 4-float pieces of rows i0, i0 + 4, i0 + 8, i0 + 12 by inserts (a load
+ * and a p0/p5 uop each), so only the in-lane 4 x 4 transposes need the shuffle port (p5): 32
+ * shuffles a block instead of the 64 of a 16 x 16 register transpose, which bound the pack. */
+static inline __attribute__((always_inline)) void tr_block(const int full, const float *Wr, int K, int rows, int kn,
+                                                           float *P, int ldp) {
+  for (int q = 0; 4 * q < kn; q++) {
+    const int left = kn - 4 * q;
+    const __mmask8 km = (__mmask8)(left >= 4 ? 0xF : (1u << left) - 1);
+    __m512 t[4];
+    for (int i0 = 0; i0 < 4; i0++) {
+      __m128 v[4];
+      for (int L = 0; L < 4; L++) {
+        const int i = 4 * L + i0;
+        const float *src = Wr + (size_t)i * K + 4 * q;
+        v[L] = full ? _mm_loadu_ps(src) : i < rows ? _mm_maskz_loadu_ps(km, src) : _mm_setzero_ps();
+      }
+      t[i0] = _mm512_insertf32x4(
+          _mm512_insertf32x4(_mm512_insertf32x4(_mm512_castps128_ps512(v[0]), v[1], 1), v[2], 2), v[3], 3);
+    }
+    const __m512 u0 = _mm512_unpacklo_ps(t[0], t[1]), u1 = _mm512_unpackhi_ps(t[0], t[1]);
+    const __m512 u2 = _mm512_unpacklo_ps(t[2], t[3]), u3 = _mm512_unpackhi_ps(t[2], t[3]);
+    const __m512 o[4] = {_mm512_shuffle_ps(u0, u2, 0x44), _mm512_shuffle_ps(u0, u2, 0xEE),
+                         _mm512_shuffle_ps(u1, u3, 0x44), _mm512_shuffle_ps(u1, u3, 0xEE)};
+    for (int s = 0; s < 4 && s < left; s++) _mm512_store_ps(P + (size_t)(4 * q + s) * ldp, o[s]);
+  }
+}
+
 static void pack(int K, const float *W, const panel *p, float *buf) {
   float *P = buf + p->off;
   const float *Wj = W + (size_t)p->j0 * K;
@@ -174,12 +178,10 @@ static void pack(int K, const float *W, const panel *p, float *buf) {
     const int rows = p->w - 16 * h;
     for (int kb = 0; kb < K; kb += 16) {
       const int kn = K - kb < 16 ? K - kb : 16;
-      const __mmask16 km = lanes(kn);
-      __m512 r[16];
-      for (int i = 0; i < 16; i++)
-        r[i] = i < rows ? _mm512_maskz_loadu_ps(km, Wj + (size_t)(16 * h + i) * K + kb) : _mm512_setzero_ps();
-      tr16(r);
-      for (int i = 0; i < kn; i++) _mm512_store_ps(P + (size_t)(kb + i) * ldp + 16 * h, r[i]);
+      const float *Wr = Wj + (size_t)(16 * h) * K + kb;
+      float *Pk = P + (size_t)kb * ldp + 16 * h;
+      if (rows >= 16 && kn == 16) tr_block(1, Wr, K, rows, kn, Pk, ldp);
+      else tr_block(0, Wr, K, rows, kn, Pk, ldp);
     }
   }
 }
