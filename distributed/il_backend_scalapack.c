@@ -487,6 +487,7 @@ const il_backend_ops il_backend_scalapack_ops = {
     .name = "scalapack",
     .summary = "BLACS grid (--grid PRxPC): Jacobians and LU block-cyclic (ScaLAPACK), the rest replicated (CPU kernels)",
     .host_accessible = 1,
+    .small_k_gemm = 1, /* as cpu, whose kernels it runs: runs match cpu's bitwise */
     .create = sl_create,
     .destroy = sl_destroy,
     .describe = sl_describe,
