@@ -241,35 +241,15 @@ static il_status cpu_fill(void *ctx, size_t len, il_real v, il_real *out) {
   return IL_OK;
 }
 
-static void axpby_part(size_t len, il_real alpha, const il_real *restrict x, il_real beta, il_real *restrict y) {
+static il_status cpu_axpby(void *ctx, size_t len, il_real alpha, const il_real *restrict x, il_real beta,
+                           il_real *restrict y) {
+  FLOPS(ctx, 2.0 * len);
+  (void)ctx;
   if (beta == 0) {
     for (size_t i = 0; i < len; i++) y[i] = alpha * x[i];
   } else {
     for (size_t i = 0; i < len; i++) y[i] = alpha * x[i] + beta * y[i];
   }
-}
-
-/* Elementwise, so a row split changes no bit. Threads only for long vectors (the SGD step over all
- * parameters: 89 510 at the seed's model, ~24 us on one core, streamed from L3). */
-#define AXPBY_PAR_MIN 65536
-static il_status cpu_axpby(void *ctx, size_t len, il_real alpha, const il_real *restrict x, il_real beta,
-                           il_real *restrict y) {
-  FLOPS(ctx, 2.0 * len);
-  const int T = THREADS(ctx);
-#ifdef _OPENMP
-  if (T > 1 && len >= AXPBY_PAR_MIN) {
-#pragma omp parallel num_threads(T)
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const size_t lo = len * (size_t)t / (size_t)nt / 16 * 16; /* vector-aligned pieces */
-      const size_t hi = t == nt - 1 ? len : len * (size_t)(t + 1) / (size_t)nt / 16 * 16;
-      axpby_part(hi - lo, alpha, x + lo, beta, y + lo);
-    }
-    return IL_OK;
-  }
-#endif
-  (void)T;
-  axpby_part(len, alpha, x, beta, y);
   return IL_OK;
 }
 
