@@ -2,8 +2,9 @@
  * cut into T row shards; each OpenMP thread runs the whole layer (solver,
  * backward mode, cell) on its shard with its own single-threaded backend
  * instance, workspace and events, as data-parallel ranks do. The threads meet
- * once per solver iteration, in the stopping test's reduction (two spin
- * barriers), instead of forking and joining inside every small op. dW is summed
+ * once per solver iteration, in the stopping test's reduction (each waits for the
+ * others' published values; two spin barriers with ranks), instead of forking and
+ * joining inside every small op. dW is summed
  * over the shards in shard order, so a run is deterministic for a given T;
  * against T = 1 it differs by float rounding, as a different rank count does. */
 #include "il_layer_team.h"
