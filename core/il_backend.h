@@ -69,6 +69,8 @@ typedef struct il_backend_ops {
   const char *name;
   const char *summary;
   int host_accessible; /* 1: the space is plain host memory that host code may read (MPI can use it in place) */
+  int small_k_gemm;    /* 1: G GEMMs of K = B rows run as fast as one of K = G B, so callers need not gather
+                        * them into a tall one (CPU: OpenBLAS's small-matrix kernels); 0: gather (devices) */
   il_status (*create)(const il_backend_options *o, void **ctx);
   void (*destroy)(void *ctx);
   /* Set-up notes for `info` and the results (threads, library); may be NULL. */

@@ -2,8 +2,9 @@
  * cut into T row shards; each OpenMP thread runs the whole layer (solver,
  * backward mode, cell) on its shard with its own single-threaded backend
  * instance, workspace and events, as data-parallel ranks do. The threads meet
- * once per solver iteration, in the stopping test's reduction (two spin
- * barriers), instead of forking and joining inside every small op. dW is summed
+ * once per solver iteration, in the stopping test's reduction (each waits for the
+ * others' published values; two spin barriers with ranks), instead of forking and
+ * joining inside every small op. dW is summed
  * over the shards in shard order, so a run is deterministic for a given T;
  * against T = 1 it differs by float rounding, as a different rank count does. */
 #include "il_layer_team.h"
@@ -26,7 +27,16 @@
 typedef struct shard_ctx {
   struct il_layer_team *tm;
   int t;
+  unsigned long nred; /* reductions so far (all shards alike): parity picks the slots, +1 is the sequence */
 } shard_ctx;
+
+/* A shard's values of one reduction and, in the same cache line, the sequence number that
+ * publishes them: a shard waits for the others' lines only (a shared counter plus a flag cost ~3
+ * line transfers per reduction, each slow between these vCPUs). */
+typedef struct team_slot {
+  _Atomic unsigned long seq;
+  double v[TEAM_VALS];
+} __attribute__((aligned(64))) team_slot;
 
 struct il_layer_team {
   int T;      /* shards created */
@@ -43,7 +53,7 @@ struct il_layer_team {
   il_reducer outer; /* across ranks; called by thread 0 (the MPI thread) only */
   /* the barrier and the reduction slots */
   atomic_int count, gen, abort;
-  double vals[TEAM_MAX][TEAM_VALS];
+  team_slot slot[2][TEAM_MAX]; /* by parity: reduction i + 1 cannot overwrite i's before all have read it */
   double res[TEAM_VALS];
   il_status status[TEAM_MAX];
 };
@@ -78,20 +88,47 @@ static int team_barrier(il_layer_team *tm) {
 }
 
 /* Combine n values of every shard in shard order (then over ranks); NaN wins a max. */
+static void team_combine(const il_layer_team *tm, int par, int n, il_reduce_op op, double *res) {
+  for (int i = 0; i < n; i++) {
+    double v = tm->slot[par][0].v[i];
+    for (int s = 1; s < tm->active; s++) {
+      const double w = tm->slot[par][s].v[i];
+      v = op == IL_REDUCE_SUM ? v + w : (isnan(v) || isnan(w)) ? NAN : (w > v ? w : v);
+    }
+    res[i] = v;
+  }
+}
+
+/* Wait until *seq reaches want; 0 once any shard has failed. Spins and yields as team_barrier. */
+static int team_wait_seq(il_layer_team *tm, _Atomic unsigned long *seq, unsigned long want) {
+  for (long spin = 0; atomic_load_explicit(seq, memory_order_acquire) < want; spin++) {
+    if (atomic_load_explicit(&tm->abort, memory_order_relaxed)) return 0;
+    cpu_relax();
+    if (spin > 4000) sched_yield();
+  }
+  return !atomic_load_explicit(&tm->abort, memory_order_relaxed);
+}
+
+/* Without ranks to reduce over, each shard publishes its slot and combines all slots itself once
+ * the others' are published, in shard order, so all get the same bits (no barrier). With ranks,
+ * shard 0 (the MPI thread) combines, reduces across ranks and publishes, between two barriers. */
 static il_status team_reduce(shard_ctx *c, double *buf, int n, il_reduce_op op) {
   il_layer_team *tm = c->tm;
   if (n > TEAM_VALS) return IL_ERR(IL_ERR_ARG, "thread team: reduction of %d values (at most %d)", n, TEAM_VALS);
-  memcpy(tm->vals[c->t], buf, (size_t)n * sizeof *buf);
+  const unsigned long i = c->nred++;
+  const int par = (int)(i & 1u);
+  team_slot *mine = &tm->slot[par][c->t];
+  memcpy(mine->v, buf, (size_t)n * sizeof *buf);
+  if (!tm->outer.allreduce && !tm->outer.sum && !tm->outer.max) {
+    atomic_store_explicit(&mine->seq, i + 1, memory_order_release);
+    for (int u = 0; u < tm->active; u++)
+      if (u != c->t && !team_wait_seq(tm, &tm->slot[par][u].seq, i + 1)) goto aborted;
+    team_combine(tm, par, n, op, buf);
+    return IL_OK;
+  }
   if (!team_barrier(tm)) goto aborted;
   if (c->t == 0) {
-    for (int i = 0; i < n; i++) {
-      double v = tm->vals[0][i];
-      for (int s = 1; s < tm->active; s++) {
-        const double w = tm->vals[s][i];
-        v = op == IL_REDUCE_SUM ? v + w : (isnan(v) || isnan(w)) ? NAN : (w > v ? w : v);
-      }
-      tm->res[i] = v;
-    }
+    team_combine(tm, par, n, op, tm->res);
     il_status s = IL_OK;
     if (tm->outer.allreduce) s = tm->outer.allreduce(tm->outer.ctx, tm->res, n, op);
     else if (n == 1 && op == IL_REDUCE_SUM && tm->outer.sum) tm->res[0] = tm->outer.sum(tm->outer.ctx, tm->res[0]);
@@ -105,7 +142,7 @@ static il_status team_reduce(shard_ctx *c, double *buf, int n, il_reduce_op op) 
   memcpy(buf, tm->res, (size_t)n * sizeof *buf);
   return IL_OK;
 aborted: /* another shard failed: end this solve quickly (a NaN residual stops every solver) */
-  for (int i = 0; i < n; i++) buf[i] = NAN;
+  for (int v = 0; v < n; v++) buf[v] = NAN;
   return IL_OK;
 }
 
@@ -128,8 +165,9 @@ int il_layer_team_wanted(const il_backend *be) { return be->threads > 1 && be->o
 il_status il_layer_team_create(il_layer *L, const il_layer_config *cfg, int n, const il_real *W,
                                il_memstats *stats) {
   const int T = L->be->threads < TEAM_MAX ? L->be->threads : TEAM_MAX;
-  il_layer_team *tm = calloc(1, sizeof *tm);
+  il_layer_team *tm = aligned_alloc(64, sizeof *tm); /* the slots' lines; sizeof is a multiple of 64 */
   if (!tm) return IL_ERR(IL_ERR_NOMEM, "layer: cannot allocate its thread team");
+  memset(tm, 0, sizeof *tm);
   L->team = tm;
   tm->parent_stats = stats;
   const il_backend_options bo = {.threads = 1};
@@ -233,6 +271,11 @@ static void begin_call(il_layer_team *tm, int S, il_memstats *before) {
     il_events_reset(&tm->ev[t]);
     tm->status[t] = IL_OK;
   }
+  /* every shard's count from the same value, above every published sequence (a failed call may
+   * have left the counts apart) */
+  unsigned long base = 0;
+  for (int t = 0; t < tm->T; t++) base = tm->sc[t].nred > base ? tm->sc[t].nred : base;
+  for (int t = 0; t < tm->T; t++) tm->sc[t].nred = base;
 }
 
 static il_status end_call(il_layer *L, const il_memstats *before) {

@@ -1074,8 +1074,9 @@ static il_status sl_lu_rcond(void *ctx, const il_lu *lu, const double *anorm, do
 
 const il_backend_ops il_backend_scalapack_ops = {
     .name = "scalapack",
-    .summary = "BLACS grid (--grid PRxPC): Jacobians and LU block-cyclic (ScaLAPACK), the rest replicated (CPU kernels)",
+    .summary = "BLACS grid (--grid PRxPC): Jacobians, LU, W and dW block-cyclic (ScaLAPACK), the rest replicated (CPU kernels)",
     .host_accessible = 0, /* W's and dW's shares are not their row-major values: host code copies */
+    .small_k_gemm = 1,    /* as cpu, whose kernels it runs */
     .create = sl_create,
     .destroy = sl_destroy,
     .describe = sl_describe,

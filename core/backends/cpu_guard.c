@@ -190,6 +190,7 @@ const il_backend_ops il_backend_cpu_guard_ops = {
     .name = "cpu-guard",
     .summary = "test backend: CPU kernels over memory the host cannot touch outside an op (proves device neutrality)",
     .host_accessible = 0,
+    .small_k_gemm = 1, /* the CPU's kernels and choices: runs match cpu's bitwise */
     .create = guard_create,
     .destroy = guard_destroy,
     .describe = guard_describe,

@@ -37,14 +37,17 @@ static il_status fp_create(il_options *opt, void **state) {
 static void fp_destroy(void *state) { free(state); }
 
 #define FP_THETA_CHUNK 16 /* see fp_unroll_backward */
+/* iterations per dW GEMM: 1 (dW in each step's vjp, s*u formed once) where small-K GEMMs are fast */
+static int theta_chunk(const il_backend *be) { return be->ops->small_k_gemm ? 1 : FP_THETA_CHUNK; }
 #define R(count, T) il_ws_round((size_t)(count) * sizeof(T))
 static size_t fp_ws_bytes(void *state, const il_cell *c, int B, int max_iter, int taped) {
   (void)state, (void)max_iter;
   const size_t len = (size_t)B * c->n;
   const size_t solve = (taped ? 0 : 3 * R(len, il_real)) + R(B, unsigned char) + R(len, il_real) /* best */ +
                        R(B, unsigned char) /* best's row mask */;
-  const size_t back = (2 + FP_THETA_CHUNK) * R(len, il_real);
-  return (solve > back ? solve : back) + c->ops->ws_bytes(c, B * FP_THETA_CHUNK);
+  const int G = theta_chunk(c->be);
+  const size_t back = (2 + (size_t)G) * R(len, il_real);
+  return (solve > back ? solve : back) + c->ops->ws_bytes(c, B * G);
 }
 
 static il_status fp_solve(void *state, const il_problem *p, il_real *z, double *row_res, il_solve_result *res) {
@@ -159,7 +162,9 @@ out:
  * term of G consecutive iterations is one vjp over a "virtual batch" of G*B rows
  * (for the tanh cell one (n, G*B) x (G*B, n) GEMM instead of G small ones), as
  * long as those iterates sit contiguously in the tape, which the arena gives
- * within a block. The cotangents of a chunk are kept in a (G, B, n) buffer. */
+ * within a block. The cotangents of a chunk are kept in a (G, B, n) buffer. Where the
+ * backend's small-K GEMMs are as fast (small_k_gemm: the CPU), G = 1 and each step's vjp adds its
+ * own dW term. */
 
 static il_status fp_unroll_backward(void *state, const il_problem *p, const il_real *dz, il_real *dx,
                                     il_real *dtheta) {
@@ -177,11 +182,12 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
 #define FP_F(k) (damped ? st->fval[k] : st->iter[(k) + 1]) /* f(z_k) */
   IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *carry, (void **)&carry));
   if (st->moved) IL_CHECK(il_arena_alloc_n(p->ws, len, sizeof *keep, (void **)&keep));
-  IL_CHECK(il_arena_alloc_n(p->ws, len * FP_THETA_CHUNK, sizeof *U, (void **)&U));
+  const int G = theta_chunk(be);
+  IL_CHECK(il_arena_alloc_n(p->ws, len * G, sizeof *U, (void **)&U));
   IL_CHECK(il_copy(be, carry, dz, len)); /* dL/dz_K */
   st->nan_step = -1;
   for (int end = st->K; end > 0;) {
-    const int k0 = end > FP_THETA_CHUNK ? end - FP_THETA_CHUNK : 0, g = end - k0;
+    const int k0 = end > G ? end - G : 0, g = end - k0;
     /* slot j holds u_{k0+j+1}, the cotangent on the output of step k0+j */
     IL_CHECK(il_copy(be, U + (size_t)(g - 1) * len, carry, len));
     for (int k = end - 1; k >= k0; k--) {
@@ -194,7 +200,8 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
       }
       if (damped) IL_CHECK(IL_BE(be, axpby, len, tau, u, 0, u)); /* the slot now holds v = tau u */
       /* z_0 has nothing upstream: skip its dz */
-      IL_CHECK(il_cell_vjp(c, B, st->iter[k], FP_F(k), NULL, u, k > 0 ? out : NULL, dx, NULL, p->ws));
+      IL_CHECK(il_cell_vjp(c, B, st->iter[k], FP_F(k), NULL, u, k > 0 ? out : NULL, dx, G == 1 ? dtheta : NULL,
+                           p->ws));
       if (damped && k > 0) IL_CHECK(IL_BE(be, axpby, len, (1 - tau) / tau, u, 1, out)); /* + (1 - tau) u */
       if (st->nan_step < 0 && k > 0) {
         int fin;
@@ -203,7 +210,7 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
       }
       if (mv && k > 0) IL_CHECK(IL_BE(be, row_select, B, n, mv, 0, keep, out));
     }
-    if (dtheta) {
+    if (dtheta && G > 1) {
       int contiguous = 1;
       for (int k = k0; k < end; k++)
         contiguous &= st->iter[k + 1] == st->iter[k] + len && (k == k0 || FP_F(k) == FP_F(k - 1) + len);
