@@ -4,25 +4,27 @@
  * is registered at run time (il_grid_register_backends) through core's
  * registry, which exists for exactly this.
  *
- * Layout (first version, chosen for the op table as it is; docs/grid.md):
+ * Layout (docs/grid.md):
  *   - the per-sample Jacobians J_b = I - diag(s_b) W and their LU factors,
  *     B n^2 reals and B 2n^3/3 flops, the part that outgrows one rank, are
  *     2-D block-cyclic (NB x NB blocks, MB = NB) over the grid, column-major
  *     locally; p?getrf/p?getrs (trans for the adjoint) and the condition
  *     estimate (sl_lu_rcond) run on them, and the factors stay in the il_lu
  *     for the implicit backward;
- *   - (B, n) batches, W and every other tensor are replicated on the ranks of
+ *   - W and dW, once handed over (dist_matrix), in the same layout: see the
+ *     "distributed matrices" section below;
+ *   - (B, n) batches and every other tensor are replicated on the ranks of
  *     the grid in the CPU backend's row-major layout, and every op on them is
  *     the CPU backend's, run redundantly: the grid's ranks compute identical
  *     bits, so row norms and dots need no reduction over the grid (each rank
- *     holds the whole row), the solvers' decisions agree without
- *     communication, and every solver that builds no LU gives the CPU
- *     backend's results bit for bit. The op table passes raw (B, n) pointers
- *     that solvers offset by rows and history slots, so a layout split along
- *     n would need descriptors in the op table (a core change) first;
+ *     holds the whole row) and the solvers' decisions agree without
+ *     communication. The op table passes raw (B, n) pointers that solvers
+ *     offset by rows and history slots, so a layout split along n would need
+ *     descriptors in the op table (a core change) first;
  *   - communication the backend does itself: the gather of each LU solve's
- *     solution (one allreduce of B n reals over the grid) and the row sums of
- *     ||J_b||_inf (B n doubles); its time is counted (il_scalapack_comm_seconds).
+ *     solution (one allreduce of B n reals over the grid), the row sums of
+ *     ||J_b||_inf (B n doubles) and one allreduce of each GEMM's (B, n)
+ *     product on W; its time is counted (il_scalapack_comm_seconds).
  *     ScaLAPACK's own messages are inside the factor and solve times.
  * Compiled once per precision (IL_PREC), like core's backends. */
 #define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED): give a distributed matrix's other shares back */
