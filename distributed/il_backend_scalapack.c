@@ -594,43 +594,43 @@ static il_status red_finite(sl_ctx *c, size_t n, const il_real *a, const il_real
   return IL_OK;
 }
 
+/* The k results of a reduction over (a, b) on every rank of the grid: the replicated runs and the
+ * shares' partials (over the grid) each reduced with op, from its identity, then combined by op. */
+static il_status dm_reduce_all(sl_ctx *c, size_t len, const il_real *a, const il_real *b, dm_red_fn fn, int k,
+                               double identity, MPI_Op op, double *out) {
+  double rep[4], share[4];
+  for (int i = 0; i < k; i++) rep[i] = share[i] = identity;
+  IL_CHECK(dm_reduce(c, len, a, b, fn, rep, share));
+  IL_CHECK(grid_reduce(c, share, k, MPI_DOUBLE, op));
+  for (int i = 0; i < k; i++)
+    out[i] = op == MPI_SUM ? rep[i] + share[i] : op == MPI_MAX ? fmax(rep[i], share[i]) : fmin(rep[i], share[i]);
+  return IL_OK;
+}
+
 static il_status sl_sqdist(void *ctx, size_t len, const il_real *a, const il_real *b, double *out) {
   sl_ctx *c = ctx;
   if (!any_touch(c, len, a, b, NULL)) return CPU.sqdist(c->inner, len, a, b, out);
-  double rep = 0, share = 0;
-  IL_CHECK(dm_reduce(c, len, a, b, red_sqdist, &rep, &share));
-  IL_CHECK(grid_reduce(c, &share, 1, MPI_DOUBLE, MPI_SUM));
-  *out = rep + share;
-  return IL_OK;
+  return dm_reduce_all(c, len, a, b, red_sqdist, 1, 0, MPI_SUM, out);
 }
 
 static il_status sl_compare(void *ctx, size_t len, const il_real *a, const il_real *b, double *out) {
   sl_ctx *c = ctx;
   if (!any_touch(c, len, a, b, NULL)) return CPU.compare(c->inner, len, a, b, out);
-  double rep[4] = {0}, share[4] = {0};
-  IL_CHECK(dm_reduce(c, len, a, b, red_compare, rep, share));
-  IL_CHECK(grid_reduce(c, share, 4, MPI_DOUBLE, MPI_SUM));
-  for (int i = 0; i < 4; i++) out[i] = rep[i] + share[i];
-  return IL_OK;
+  return dm_reduce_all(c, len, a, b, red_compare, 4, 0, MPI_SUM, out);
 }
 
 static il_status sl_absmax(void *ctx, size_t len, const il_real *a, double *out) {
   sl_ctx *c = ctx;
   if (!any_touch(c, len, a, NULL, NULL)) return CPU.absmax(c->inner, len, a, out);
-  double rep = 0, share = 0;
-  IL_CHECK(dm_reduce(c, len, a, NULL, red_absmax, &rep, &share));
-  IL_CHECK(grid_reduce(c, &share, 1, MPI_DOUBLE, MPI_MAX));
-  *out = rep > share ? rep : share;
-  return IL_OK;
+  return dm_reduce_all(c, len, a, NULL, red_absmax, 1, 0, MPI_MAX, out);
 }
 
 static il_status sl_all_finite(void *ctx, size_t len, const il_real *a, int *out) {
   sl_ctx *c = ctx;
   if (!any_touch(c, len, a, NULL, NULL)) return CPU.all_finite(c->inner, len, a, out);
-  double rep = 1, share = 1;
-  IL_CHECK(dm_reduce(c, len, a, NULL, red_finite, &rep, &share));
-  IL_CHECK(grid_reduce(c, &share, 1, MPI_DOUBLE, MPI_MIN));
-  *out = rep != 0 && share != 0;
+  double all;
+  IL_CHECK(dm_reduce_all(c, len, a, NULL, red_finite, 1, 1, MPI_MIN, &all));
+  *out = all != 0;
   return IL_OK;
 }
 
@@ -688,7 +688,7 @@ static il_status dm_scratch(sl_ctx *c, size_t reals, il_real **p) {
 
 /* F (M, N) = op(A) op(W) summed over the grid, W distributed (as op(B) of a GEMM), A replicated;
  * F is this backend's scratch (M N reals first). */
-static il_status dm_gemm_b(sl_ctx *c, int tA, int tB, int M, int N, int K, const il_real *A, int lda, const sl_dm *W,
+static il_status dm_gemm_b(sl_ctx *c, int tA, int tB, int M, int N, const il_real *A, int lda, const sl_dm *W,
                            il_real **Fout) {
   /* op(W) (K, N): tB = 0 rows = K (W's rows, local gi), columns N (gj); tB = 1 the roles swap */
   const int kl = tB ? W->nloc : W->mloc, nl = tB ? W->mloc : W->nloc;
@@ -710,7 +710,6 @@ static il_status dm_gemm_b(sl_ctx *c, int tA, int tB, int M, int N, int K, const
   if ((size_t)M * N > INT32_MAX) return IL_ERR(IL_ERR_UNSUPPORTED, "scalapack backend: a %d x %d product", M, N);
   IL_CHECK(grid_reduce(c, F, M * N, MPI_REAL_T, MPI_SUM));
   *Fout = F;
-  (void)K;
   return IL_OK;
 }
 
@@ -727,7 +726,7 @@ static il_status sl_gemm(void *ctx, int tA, int tB, int M, int N, int K, il_real
   if (dB && !dA && !dC && (tB ? dB->rows == N && dB->cols == K : dB->rows == K && dB->cols == N) && ldb == dB->cols &&
       !dm_touch(c, A, szA * sizeof *A) && !dm_touch(c, C, szC * sizeof *C)) {
     il_real *F;
-    IL_CHECK(dm_gemm_b(c, tA, tB, M, N, K, A, lda, dB, &F));
+    IL_CHECK(dm_gemm_b(c, tA, tB, M, N, A, lda, dB, &F));
     for (int m = 0; m < M; m++) { /* C = alpha F + beta C (beta = 0 ignores C, as BLAS does) */
       il_real *cr = C + (size_t)m * ldc;
       const il_real *fr = F + (size_t)m * N;
@@ -788,7 +787,7 @@ static il_status sl_gemm_ep(void *ctx, int B, int N, int K, const il_real *A, co
                   dW->cols, N, K);
   if (ep->res_rows && !ep->res_ref) return IL_ERR(IL_ERR_ARG, "gemm_ep: res_rows needs res_ref");
   il_real *F = NULL;
-  IL_CHECK(dm_gemm_b(c, 0, 1, B, N, K, A, K, dW, &F));
+  IL_CHECK(dm_gemm_b(c, 0, 1, B, N, A, K, dW, &F));
   const size_t len = (size_t)B * N;
   for (int r = 0; r < B; r++) {
     il_real *o = out + (size_t)r * N;
