@@ -87,7 +87,7 @@ static double flops_backward(const il_layer *L, int B, int n) {
   if (strcmp(L->bops->name, "unroll") != 0) return (2.0 * biters - 1) * gemm;
   if (L->sops->last_lu) /* per step: solve^T, vjp (2 GEMM), jvp_vjp (4 GEMM) */
     return iters * (B * 2.0 * n * n + 6 * gemm) + gemm;
-  return iters * 2 * gemm; /* per iterate: dz and dW GEMMs */
+  return (iters - 1) * 2 * gemm; /* per iterate: dz and dW GEMMs, neither at z_0 = 0 */
 }
 
 /* The machine's limit for this shape: GFLOP/s of the backend GEMM (B, n) x (n, n)^T,

@@ -28,6 +28,8 @@ typedef struct il_cell_ops {
   const char *name;
   const char *summary;
   size_t (*ntheta)(int n); /* parameter count for state size n */
+  /* 1 when dtheta's term vanishes at z = 0 (theta is W alone, no bias): solvers then skip it there */
+  int dtheta_zero_at_z0;
   /* Set the cell's own fields (lin_dim, act, ...) from cc; refuse what it does not support. */
   il_status (*setup)(il_cell *c, const il_cell_config *cc);
   /* Workspace bytes (space arena) its ops need at batch B, upper bound incl. alignment. */

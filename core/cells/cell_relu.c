@@ -17,6 +17,7 @@ const il_cell_ops il_cell_relu_ops = {
     .name = "relu",
     .summary = "f = relu(W z + x) (W: n x n, no bias)",
     .ntheta = il_pw_ntheta,
+    .dtheta_zero_at_z0 = 1,
     .setup = relu_setup,
     .ws_bytes = il_pw_ws_bytes,
     .map = il_pw_map,

@@ -13,6 +13,7 @@ const il_cell_ops il_cell_tanh_ops = {
     .name = "tanh",
     .summary = "f = tanh(W z + x), the seed's cell (W: n x n, no bias)",
     .ntheta = il_pw_ntheta,
+    .dtheta_zero_at_z0 = 1,
     .setup = tanh_setup,
     .ws_bytes = il_pw_ws_bytes,
     .map = il_pw_map,

@@ -199,9 +199,10 @@ static il_status fp_unroll_backward(void *state, const il_problem *p, const il_r
         IL_CHECK(IL_BE(be, row_fill, B, n, mv, 0, 0, u));
       }
       if (damped) IL_CHECK(IL_BE(be, axpby, len, tau, u, 0, u)); /* the slot now holds v = tau u */
-      /* z_0 has nothing upstream: skip its dz */
-      IL_CHECK(il_cell_vjp(c, B, st->iter[k], FP_F(k), NULL, u, k > 0 ? out : NULL, dx, G == 1 ? dtheta : NULL,
-                           p->ws));
+      /* z_0 has nothing upstream: skip its dz; from z = 0 (no warm start) the cell may say that
+       * its dtheta term is zero too, a GEMM saved */
+      il_real *dth = G == 1 && (k > 0 || p->z0 || !c->ops->dtheta_zero_at_z0) ? dtheta : NULL;
+      IL_CHECK(il_cell_vjp(c, B, st->iter[k], FP_F(k), NULL, u, k > 0 ? out : NULL, dx, dth, p->ws));
       if (damped && k > 0) IL_CHECK(IL_BE(be, axpby, len, (1 - tau) / tau, u, 1, out)); /* + (1 - tau) u */
       if (st->nan_step < 0 && k > 0) {
         int fin;
